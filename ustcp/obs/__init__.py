@@ -1,0 +1,1 @@
+"""Observability: counters, structured logging, control socket, ss/nstat views."""

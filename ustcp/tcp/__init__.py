@@ -1,0 +1,1 @@
+"""The TCP engine: sans-IO, deterministic, driven by (now, segment) and (now, user call)."""
