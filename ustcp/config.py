@@ -55,7 +55,6 @@ class StackConfig:
     # --- buffers and windows (tcp_rmem/tcp_wmem are min, default, max in bytes) ---
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
     tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
-    tcp_adv_win_scale: int = 1
     tcp_moderate_rcvbuf: int = 1
     tcp_app_win: int = 31
     # --- loss recovery and congestion control ---

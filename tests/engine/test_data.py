@@ -1,0 +1,187 @@
+"""Data transfer, ACK policy, retransmission and loss recovery on virtual time."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+
+from ustcp.tcp.states import State
+from ustcp.wire.tcp import PSH
+
+from .harness import A_IP, B_IP, Net, Sent
+from .util import drain, open_pair, transfer
+
+
+def payload(n: int, seed: int = 7) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def test_data_both_ways(net: Net) -> None:
+    _, client, server = open_pair(net)
+    up, down = payload(300_000, 1), payload(200_000, 2)
+    assert transfer(net, client, server, up) == up
+    assert transfer(net, server, client, down) == down
+    assert client.tcp_info(net.now)["tcpi_bytes_acked"] == len(up)
+    assert server.tcp_info(net.now)["tcpi_bytes_received"] == len(up)
+
+
+def test_segments_are_mss_sized_and_last_one_pushes(net: Net) -> None:
+    _, client, _server = open_pair(net)
+    mark = len(net.log)
+    client.send(net.now, b"z" * 5000)
+    net.run(net.now + 0.001)
+    data = [s.seg for s in net.log[mark:] if s.src == A_IP and s.seg.payload]
+    assert [len(s.payload) for s in data] == [1448, 1448, 1448, 656]
+    assert [bool(s.flags & PSH) for s in data] == [False, False, False, True]
+
+
+def test_first_data_is_quick_acked(net: Net) -> None:
+    _, client, _server = open_pair(net)
+    mark = len(net.log)
+    client.send(net.now, b"a" * 100)
+    net.run(net.now + 0.02)
+    data = next(s for s in net.log[mark:] if s.src == A_IP)
+    ack = next(s for s in net.log[mark:] if s.src == B_IP)
+    assert ack.seg.ack == (data.seg.seq + 100) & 0xFFFFFFFF
+    assert ack.t == data.t + net.delay  # no delay: quick-ack at the start
+
+
+def test_every_second_full_segment_is_acked_at_once(net: Net) -> None:
+    _, client, server = open_pair(net)
+    client.send(net.now, b"w" * 10)
+    net.run(net.now + 0.1)
+    server.quick = 0
+    server.rcv_mss = 1448
+    mark = len(net.log)
+    client.send(net.now, b"f" * (4 * 1448))
+    net.run(net.now + 0.011)
+    acks = [s for s in net.log[mark:] if s.src == B_IP]
+    assert [s.seg.ack - client.snd_una for s in acks][:0] == []
+    assert len(acks) == 2
+    assert all(s.t == net.log[mark].t + net.delay for s in acks)
+
+
+def test_delayed_ack_waits_40ms_once_quickacks_are_spent() -> None:
+    net = Net()
+    _, client, server = open_pair(net)
+    server.quick = 0  # the quick-ack credit of a new connection is spent
+    server.ato = 0.04
+    server.pingpong = 1
+    mark = len(net.log)
+    client.send(net.now, b"b" * 10)
+    sent_at = net.now
+    net.run(net.now + 0.2)
+    ack = next(s for s in net.log[mark:] if s.src == B_IP)
+    assert abs((ack.t - sent_at) - (net.delay + 0.04)) < 1e-6
+    assert net.b.counters["TcpExtDelayedACKs"] == 1
+
+
+def test_retransmission_timeout_with_exponential_backoff() -> None:
+    cut = {"on": False}
+    net = Net(filter=lambda s: 0 if cut["on"] and s.src == A_IP and s.seg.payload else 1)
+    _, client, server = open_pair(net)
+    client.send(net.now, b"warm-up")
+    net.run(net.now + 0.5)
+    cut["on"] = True
+    client.send(net.now, b"lost")
+    net.run(net.now + 10.0)
+    times = [s.t for s in net.sent_by(A_IP) if bytes(s.seg.payload) == b"lost"]
+    gaps = [round(b - a, 4) for a, b in itertools.pairwise(times)]
+    assert len(gaps) >= 4
+    for earlier, later in itertools.pairwise(gaps):
+        assert abs(later - 2 * earlier) < 1e-3  # RFC 6298 5.5: back off the timer
+    assert gaps[0] >= 0.2  # Linux's minimum RTO
+    cut["on"] = False
+    net.run(net.now + 20.0)
+    assert drain(server, net.now) == b"warm-uplost"
+    assert client.ccs.snd_cwnd >= 1
+
+
+def test_fast_retransmit_after_three_sacks_halves_cwnd_with_reno() -> None:
+    net = Net()
+    net.config_a.tcp_congestion_control = "reno"
+    lost_once = {"done": False}
+
+    def drop_one(sent: Sent) -> int:
+        if sent.src == A_IP and sent.seg.payload and not lost_once["done"] \
+                and net.a.connections and sent.seg.seq == target["seq"]:
+            lost_once["done"] = True
+            return 0
+        return 1
+
+    target = {"seq": -1}
+    net.filter = drop_one
+    _, client, server = open_pair(net)
+    client.send(net.now, payload(20 * 1448))
+    net.run(net.now + 1)
+    target["seq"] = client.snd_nxt  # lose the first segment of the next flight
+    cwnd_before = client.ccs.snd_cwnd
+    data = payload(30 * 1448, 3)
+    client.send(net.now, data)
+    net.run(net.now + 0.011)  # SACKs are back, the hole is retransmitted
+    assert client.ccs.ca_state in (3, 0)
+    assert client.ccs.snd_ssthresh == max(cwnd_before // 2, 2) or \
+        client.ccs.snd_ssthresh == max(client.prior_cwnd // 2, 2)
+    net.run(net.now + 2)
+    assert net.a.counters["TcpExtTCPSackRecovery"] == 1
+    assert net.a.counters["TcpExtTCPTimeouts"] == 0
+    got = drain(server, net.now)
+    assert got[-len(data):] == data
+
+
+def lossy(rate: float, seed: int) -> tuple[Net, random.Random]:
+    rng = random.Random(seed)
+    net = Net(filter=lambda s: 0 if rng.random() < rate else 1)
+    return net, rng
+
+
+def test_bulk_transfer_through_loss_keeps_data_intact() -> None:
+    for rate, seed in ((0.01, 1), (0.05, 2)):
+        net, _ = lossy(rate, seed)
+        _, client, server = open_pair(net)
+        data = payload(2_000_000, seed)
+        got = transfer(net, client, server, data, limit=900.0)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+        assert net.a.counters["TcpRetransSegs"] > 0
+
+
+def test_zero_window_persist_probes_back_off_and_recover() -> None:
+    net = Net()
+    net.config_b.tcp_rmem = (4096, 16384, 16384)
+    _, client, server = open_pair(net)
+    data = payload(100_000)
+    sent = client.send(net.now, data)
+    net.run(net.now + 30.0)
+    assert client.snd_wnd == 0
+    probes = [s for s in net.sent_by(A_IP) if not s.seg.payload and
+              s.seg.seq == (client.snd_una - 1) & 0xFFFFFFFF]
+    assert len(probes) >= 3
+    gaps = [b.t - a.t for a, b in itertools.pairwise(probes)]
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
+    assert net.a.counters["TcpExtTCPWinProbe"] >= 3
+    received = drain(server, net.now)
+    while len(received) < len(data):
+        if sent < len(data):
+            sent += client.send(net.now, data[sent:])
+        net.run(net.now + 2.0)
+        received += drain(server, net.now)
+    assert received == data
+    assert client.state == server.state == State.ESTABLISHED
+
+
+def test_nagle_holds_small_segments_until_acked_and_nodelay_does_not(net: Net) -> None:
+    _, client, server = open_pair(net)
+    mark = len(net.log)
+    for _ in range(5):
+        client.send(net.now, b"x")
+    net.run(net.now + 0.001)
+    assert len([s for s in net.log[mark:] if s.src == A_IP and s.seg.payload]) == 1
+    net.run(net.now + 0.5)
+    assert drain(server, net.now) == b"xxxxx"
+    client.sockopts.nodelay = True
+    mark = len(net.log)
+    for _ in range(5):
+        client.send(net.now, b"y")
+    net.run(net.now + 0.001)
+    assert len([s for s in net.log[mark:] if s.src == A_IP and s.seg.payload]) == 5

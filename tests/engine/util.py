@@ -1,0 +1,44 @@
+"""Helpers shared by engine tests."""
+
+from __future__ import annotations
+
+from ustcp.tcp.connection import Connection
+from ustcp.tcp.listener import Listener
+
+from .harness import A_IP, B_IP, Net
+
+
+def open_pair(net: Net, port: int = 80, backlog: int = 16) -> tuple[Listener, Connection,
+                                                                    Connection]:
+    listener = net.b.listen(net.now, B_IP, port, backlog)
+    client = net.a.connect(net.now, A_IP, B_IP, port)
+    net.run(net.now + 1.0, stop=lambda: listener.accept_queue_len > 0)
+    server = listener.accept()
+    assert server is not None
+    return listener, client, server
+
+
+def drain(conn: Connection, now: float) -> bytes:
+    out = bytearray()
+    while True:
+        try:
+            chunk = conn.recv(now, 1 << 20)
+        except BlockingIOError:
+            return bytes(out)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+
+
+def transfer(net: Net, sender: Connection, receiver: Connection, data: bytes,
+             limit: float = 600.0, step: float = 0.01) -> bytes:
+    """Send all of ``data`` and collect what arrives, on virtual time."""
+    sent = 0
+    received = bytearray()
+    deadline = net.now + limit
+    while len(received) < len(data) and net.now < deadline:
+        if sent < len(data):
+            sent += sender.send(net.now, memoryview(data)[sent:sent + (1 << 20)])
+        net.run(net.now + step)
+        received += drain(receiver, net.now)
+    return bytes(received)

@@ -1,0 +1,1679 @@
+"""One TCP connection: the transmission control block and its state machine.
+
+Sans-IO: every method takes ``now`` and reports what it does through the engine (segments
+to send, objects to wake, timers to arm). The structure follows RFC 9293 3.10 ("Event
+Processing") with Linux's choices where the RFCs leave room; comments name the Linux
+function a rule comes from (net/ipv4/tcp_input.c, tcp_output.c, tcp_timer.c).
+
+Sequence space on the send side::
+
+      SND.UNA            SND.NXT                 write_seq
+    ----|------------------|-----------------------|-------
+        | sent, unacked    | written, not yet sent |
+        |<------- send_buf (bytes from SND.UNA) ------>|
+
+Congestion accounting is in packets like Linux (tcpi_snd_cwnd): a transmitted segment of
+``n`` bytes counts ceil(n / MSS) packets, so a 64 KB GSO segment is many packets.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
+from .buffers import ReceiveBuffer, SendBuffer
+from .congestion import make_congestion_control
+from .congestion.base import (
+    CA_CWR,
+    CA_DISORDER,
+    CA_LOSS,
+    CA_OPEN,
+    CA_RECOVERY,
+    TCP_INFINITE_SSTHRESH,
+    CcState,
+    CwndEvent,
+)
+from .options import (
+    TS_OPTION_LEN,
+    SockOpts,
+    initial_rcv_wnd,
+    peer_mss,
+    rcv_wscale_for,
+    rcvbuf_size,
+    syn_options,
+)
+from .rto import RtoEstimator
+from .seq import after, after_eq, before, before_eq, seq_add, seq_diff
+from .states import State
+
+if TYPE_CHECKING:
+    from .engine import TcpEngine
+    from .request import RequestSock
+
+log = structlog.get_logger("ustcp.tcp")
+
+TCP_TIMEWAIT_LEN = 60.0  # 2MSL with Linux's fixed MSL of 30 s
+TCP_TIMEOUT_INIT = 1.0  # RFC 6298 2.1 initial RTO
+TCP_RTO_MIN = 0.2
+TCP_RTO_MAX = 120.0
+TCP_DELACK_MIN = 0.04
+TCP_DELACK_MAX = 0.2
+TCP_ATO_MIN = 0.04
+TCP_MAX_QUICKACKS = 16
+TCP_PAWS_24DAYS = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent expires
+TCP_INIT_CWND = 10  # RFC 6928
+TCP_RESOURCE_PROBE_INTERVAL = 0.5
+MAX_TCP_WINDOW = 65535
+_DATA_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+_RCV_DATA_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
+
+
+class TxRecord:
+    """One transmitted segment in the retransmission queue (Linux: an skb in the rtx queue
+    with its TCP_SKB_CB sacked bits)."""
+
+    __slots__ = (
+        "end",
+        "ever_retrans",
+        "fin",
+        "first_xmit",
+        "lost",
+        "pcount",
+        "retrans",
+        "sacked",
+        "start",
+        "syn",
+        "xmit",
+    )
+
+    def __init__(self, start: int, end: int, pcount: int, now: float, *, syn: bool = False,
+                 fin: bool = False) -> None:
+        self.start = start
+        self.end = end
+        self.pcount = pcount
+        self.xmit = now
+        self.first_xmit = now
+        self.syn = syn
+        self.fin = fin
+        self.sacked = False
+        self.lost = False
+        self.retrans = False  # retransmitted and not yet acknowledged or SACKed
+        self.ever_retrans = False  # Karn's rule: no RTT sample from this record
+
+
+class Connection:
+    """A TCP connection from SYN_SENT (or SYN_RECV completed) until CLOSE."""
+
+    def __init__(self, engine: TcpEngine, local_ip: bytes, local_port: int, remote_ip: bytes,
+                 remote_port: int, sockopts: SockOpts, now: float) -> None:
+        cfg = engine.config
+        self.engine = engine
+        self.config = cfg
+        self.local_ip = local_ip
+        self.local_port = local_port
+        self.remote_ip = remote_ip
+        self.remote_port = remote_port
+        self.key = (local_ip, local_port, remote_ip, remote_port)
+        self.name = (f"{socket.inet_ntoa(local_ip)}:{local_port}>"
+                     f"{socket.inet_ntoa(remote_ip)}:{remote_port}")
+        self.sockopts = sockopts
+        self.state = State.CLOSE
+        self.waiter: Any = None  # owned by the API layer
+        self.error: OSError | None = None
+        self.orphan = False  # the application closed it (Linux SOCK_DEAD)
+        self.orphan_counted = False  # counted against tcp_max_orphans
+        self.rcv_shutdown = False  # SHUT_RD or close()
+        self.created = now
+        # Send sequence space (RFC 9293 3.3.1).
+        self.iss = 0
+        self.snd_una = 0
+        self.snd_nxt = 0
+        self.write_seq = 0  # sequence number after the last byte the application wrote
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_window = 0
+        self.snd_wscale = 0
+        self.snd_buf = SendBuffer()
+        self.fin_queued = False  # shutdown(SHUT_WR) or close(): FIN follows the data
+        self.fin_sent = False
+        self.fin_acked = False
+        self.snd_sml = 0  # end of the last small segment sent (Nagle, Minshall's variant)
+        self.rtx: deque[TxRecord] = deque()
+        self.packets_out = 0
+        self.sacked_out = 0
+        self.lost_out = 0
+        self.retrans_out = 0
+        # Receive sequence space.
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_wnd = 0
+        self.rcv_wup = 0  # RCV.NXT when the window was last announced
+        self.rcv_wscale = 0
+        self.rcv_buf = ReceiveBuffer()
+        self.rcvbuf = rcvbuf_size(cfg, sockopts)
+        self.rcv_ssthresh = 0
+        self.window_clamp = 0
+        self.fin_received = False
+        self.ofo_fin: int | None = None  # sequence number of an out-of-order FIN
+        self.pending_dsack: tuple[int, int] | None = None
+        # MSS.
+        self.mss_clamp = 536  # what the peer announced
+        self.advmss = engine.mss_for_mtu  # what we announced
+        self.mss = 536  # effective send MSS: payload bytes per segment, options excluded
+        self.rcv_mss = 536  # estimate of the peer's segment size (icsk_ack.rcv_mss)
+        # Options.
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_recent_stamp = 0.0
+        self.ts_offset = 0
+        self.sack_ok = False
+        self.wscale_ok = False
+        # ACK scheduling (Linux icsk_ack).
+        self.ato = 0.0
+        self.quick = 0
+        self.pingpong = 0
+        self.lrcvtime = now
+        self.ack_now = False  # ICSK_ACK_NOW: a one-time immediate ACK is due
+        self.ack_scheduled = False
+        self.last_oow_ack = -1e9
+        # Retransmission and persist timers.
+        self.rtt = RtoEstimator()
+        self.backoff = 0
+        self.retransmits = 0  # consecutive timeouts (icsk_retransmits)
+        self.retrans_stamp = 0.0
+        self.probes_out = 0
+        self.t_rto: float | None = None
+        self.t_delack: float | None = None
+        self.t_probe0: float | None = None
+        self.t_keepalive: float | None = None
+        self.t_linger: float | None = None  # orphaned FIN_WAIT2 lifetime
+        self.heap_when: float | None = None  # engine bookkeeping
+        # Congestion control (Linux tcp_sock fields, in packets).
+        self.cc = make_congestion_control(cfg.tcp_congestion_control)
+        self.ccs = CcState(mss=536)
+        self.high_seq = 0
+        self.prior_cwnd = 0
+        self.prr_delivered = 0
+        self.prr_out = 0
+        self.reordering = cfg.tcp_reordering
+        self.dupacks = 0
+        self.last_send = now
+        self.cwnd_limited = False
+        self.max_packets_out = 0
+        self.cwnd_usage_seq = 0
+        # Statistics (tcp_info, ss).
+        self.bytes_acked = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.bytes_retrans = 0
+        self.segs_in = 0
+        self.segs_out = 0
+        self.data_segs_in = 0
+        self.data_segs_out = 0
+        self.total_retrans = 0
+        self.delivered = 0
+        self.last_data_recv = now
+        self.last_ack_recv = now
+
+    # ------------------------------------------------------------------ set-up
+
+    def start_connect(self, now: float) -> None:
+        """Active open (RFC 9293 3.10.1): send SYN, enter SYN_SENT."""
+        e = self.engine
+        self.iss = e.isn.isn(now, self.local_ip, self.local_port, self.remote_ip,
+                             self.remote_port)
+        self.ts_offset = e.isn.ts_offset(self.local_ip, self.remote_ip)
+        self._init_send_seq(self.iss)
+        self.rcv_wscale = rcv_wscale_for(self.config, self.sockopts)
+        self.rcv_wnd = initial_rcv_wnd(self.config, self.sockopts, self._advmss_payload())
+        self._set_state(now, State.SYN_SENT)
+        e.counters.inc("TcpActiveOpens")
+        self.retrans_stamp = now
+        self._send_syn(now)
+
+    def adopt_request(self, req: RequestSock, ack_seg: TcpSegment, now: float) -> None:
+        """Passive open completed: take over a SYN-queue entry whose handshake the final
+        ACK has just completed (Linux tcp_create_openreq_child, tcp_rcv_synrecv_state)."""
+        self.iss, self.irs = req.iss, req.irs
+        self._init_send_seq(req.iss)
+        self.snd_una = seq_add(req.iss, 1)
+        self.snd_nxt = self.snd_una
+        self.write_seq = self.snd_una
+        self.rcv_nxt = seq_add(req.irs, 1)
+        self.rcv_wup = self.rcv_nxt
+        self.rcv_wnd = req.rcv_wnd
+        self.advmss = req.advmss
+        self.ts_ok = req.ts_ok
+        self.ts_offset = req.ts_offset
+        self.ts_recent = req.ts_recent
+        self.ts_recent_stamp = now
+        self.sack_ok = req.sack_ok
+        self.wscale_ok = req.snd_wscale is not None
+        self.snd_wscale = req.snd_wscale or 0
+        self.rcv_wscale = req.rcv_wscale if self.wscale_ok else 0
+        self.mss_clamp = req.snd_mss
+        self._set_mss()
+        self.snd_wnd = ack_seg.window << self.snd_wscale
+        self.max_window = self.snd_wnd
+        self.snd_wl1 = ack_seg.seq
+        self.snd_wl2 = ack_seg.ack
+        if not req.num_timeout and req.synack_sent:
+            self.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))  # tcp_synack_rtt_meas
+        self._init_transfer(now)
+        self._set_state(now, State.ESTABLISHED)
+
+    def _init_send_seq(self, iss: int) -> None:
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.write_seq = seq_add(iss, 1)
+        self.snd_sml = iss
+        self.high_seq = iss
+
+    def _advmss_payload(self) -> int:
+        return self.advmss - (TS_OPTION_LEN if self.config.tcp_timestamps else 0)
+
+    def _set_mss(self) -> None:
+        """Effective send MSS (tcp_sync_mss / tcp_current_mss): the peer's MSS, the user's
+        TCP_MAXSEG clamp, less the timestamp option every segment carries."""
+        mss = min(self.mss_clamp, self.advmss)
+        if self.sockopts.maxseg:
+            mss = min(mss, self.sockopts.maxseg)
+        if self.ts_ok:
+            mss -= TS_OPTION_LEN
+        self.mss = max(mss, 48)
+        self.ccs.mss = self.mss
+
+    def _init_transfer(self, now: float) -> None:
+        """Buffers, windows and congestion state once synchronized (tcp_init_transfer)."""
+        self.rcv_ssthresh = self.rcv_wnd
+        self.window_clamp = self.rcvbuf
+        rcv_mss = min(self.advmss, self.mss, self.rcv_wnd // 2, 536)
+        self.rcv_mss = max(rcv_mss, 88)  # tcp_initialize_rcv_mss
+        self.ccs.snd_cwnd = TCP_INIT_CWND
+        self.ccs.snd_una = self.snd_una
+        self.ccs.snd_nxt = self.snd_nxt
+        self.cc.init(self.ccs, now)
+        self.last_send = now
+        self.last_data_recv = now
+        if self.sockopts.keepalive:
+            self.t_keepalive = now + self.config.tcp_keepalive_time
+
+    # ------------------------------------------------------------------ user calls
+
+    @property
+    def readable(self) -> bool:
+        return bool(len(self.rcv_buf)) or self.fin_received or self.error is not None \
+            or self.state == State.CLOSE
+
+    @property
+    def send_space(self) -> int:
+        return max(0, self._sndbuf() - len(self.snd_buf))
+
+    @property
+    def writable(self) -> bool:
+        if self.error is not None or self.fin_queued or self.state == State.CLOSE:
+            return True
+        return self.state in _DATA_STATES and self.send_space > 0
+
+    def _sndbuf(self) -> int:
+        """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
+        congestion window, between tcp_wmem[1] and tcp_wmem[2]."""
+        if self.sockopts.sndbuf:
+            return self.sockopts.sndbuf * 2
+        _, default, hi = self.config.tcp_wmem
+        want = 2 * max(self.ccs.snd_cwnd, self.reordering + 1) * (self.mss + 200)
+        return max(default, min(hi, want * 2))
+
+    def send(self, now: float, data: bytes | bytearray | memoryview) -> int:
+        """Queue application data; returns how many bytes were taken (0 when full)."""
+        self._raise_pending_error()
+        if self.fin_queued or self.state not in _DATA_STATES:
+            if self.state in (State.SYN_SENT, State.SYN_RECV):
+                raise BlockingIOError(errno.EAGAIN, "connection not yet established")
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+        n = min(len(data), self.send_space)
+        if n:
+            self.snd_buf.append(data if n == len(data) else memoryview(data)[:n])
+            self.write_seq = seq_add(self.write_seq, n)
+            self._push(now)
+        self.engine.touch(self)
+        return n
+
+    def recv(self, now: float, max_bytes: int) -> bytes:
+        """Read up to ``max_bytes``; ``b""`` at end of stream; BlockingIOError when empty."""
+        if len(self.rcv_buf):
+            was_window = self._receive_window()
+            data = self.rcv_buf.pull(max_bytes)
+            self._cleanup_rbuf(now, was_window)
+            self.engine.touch(self)
+            return data
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+        if self.fin_received or self.rcv_shutdown or self.state == State.CLOSE:
+            return b""
+        if self.state in (State.SYN_SENT, State.SYN_RECV):
+            raise BlockingIOError(errno.EAGAIN, "connection not yet established")
+        raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    def _raise_pending_error(self) -> None:
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+    def _cleanup_rbuf(self, now: float, was_window: int) -> None:
+        """Announce a window update when reading opened the window a lot
+        (tcp_cleanup_rbuf: new window at least twice the one the peer sees)."""
+        if self.state not in _RCV_DATA_STATES or was_window * 2 > self.window_clamp:
+            return
+        new_window = self._select_window_raw()
+        if new_window and new_window >= 2 * was_window:
+            self._send_ack(now)
+
+    def shutdown(self, now: float, how: int) -> None:
+        """shutdown(2): SHUT_WR sends FIN after the queued data and keeps receiving."""
+        if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+            self.rcv_shutdown = True
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR):
+            if self.state in (State.SYN_SENT,):
+                self._done(now)
+            elif self.state in _DATA_STATES and not self.fin_queued:
+                self._queue_fin(now)
+        self.engine.wake(self)
+        self.engine.touch(self)
+
+    def close(self, now: float) -> None:
+        """close(2): the application lets go. Unread data means RST (RFC 2525 2.17, Linux
+        tcp_close); otherwise FIN after the queued data, and the connection lives on as an
+        orphan until the close completes (or is reset over tcp_max_orphans)."""
+        if self.orphan:
+            return
+        self.orphan = True
+        self.rcv_shutdown = True
+        e = self.engine
+        unread = self.rcv_buf.discard()
+        linger = self.sockopts.linger
+        if self.state in (State.CLOSE, State.TIME_WAIT):
+            e.touch(self)
+            return
+        if self.state == State.SYN_SENT:
+            self._done(now)
+        elif unread or (self.fin_received and self.ofo_fin is not None):
+            e.counters.inc("TcpExtTCPAbortOnClose")
+            self._send_active_reset(now)
+            self._done(now)
+        elif linger is not None and linger[0] and linger[1] == 0:
+            e.counters.inc("TcpExtTCPAbortOnData")
+            self._send_active_reset(now)
+            self._done(now)
+        elif e.orphan_count >= self.config.tcp_max_orphans:
+            e.counters.inc("TcpExtTCPAbortOnMemory")
+            self._send_active_reset(now)
+            self._done(now)
+        else:
+            e.orphan_count += 1
+            self.orphan_counted = True
+            if self.state in _DATA_STATES and not self.fin_queued:
+                self._queue_fin(now)
+            elif self.state == State.FIN_WAIT2:
+                self._arm_linger(now)
+        e.touch(self)
+
+    def abort(self, now: float) -> None:
+        """close() with SO_LINGER {on, 0}: send RST, skip TIME_WAIT (Linux tcp_disconnect)."""
+        if self.state not in (State.CLOSE, State.SYN_SENT, State.TIME_WAIT):
+            self._send_active_reset(now)
+        self.orphan = True
+        self.rcv_buf.discard()
+        if self.state != State.CLOSE:
+            self._done(now)
+        self.engine.touch(self)
+
+    def _queue_fin(self, now: float) -> None:
+        """Queue our FIN behind the data (tcp_send_fin) and move on in the state diagram."""
+        self.fin_queued = True
+        self._set_state(now, State.FIN_WAIT1 if self.state == State.ESTABLISHED
+                        else State.LAST_ACK)
+        self._push(now)
+
+    # ------------------------------------------------------------------ state and helpers
+
+    def _set_state(self, now: float, new: State) -> None:
+        old = self.state
+        if old == new:
+            return
+        self.state = new
+        c = self.engine.counters
+        if new == State.ESTABLISHED:
+            c.inc("TcpCurrEstab")
+        elif old in (State.ESTABLISHED, State.CLOSE_WAIT) and new not in (
+                State.ESTABLISHED, State.CLOSE_WAIT):
+            c.dec("TcpCurrEstab")
+        log.debug("state_change", conn=self.name, old=old.name, new=new.name, t=round(now, 6))
+        self.engine.wake(self)
+
+    def _done(self, now: float) -> None:
+        """The connection is finished (tcp_done): forget it, stop every timer."""
+        if self.state in (State.SYN_SENT, State.SYN_RECV):
+            self.engine.counters.inc("TcpAttemptFails")
+        self._set_state(now, State.CLOSE)
+        self.t_rto = self.t_delack = self.t_probe0 = self.t_keepalive = self.t_linger = None
+        if self.orphan_counted:
+            self.orphan_counted = False
+            self.engine.orphan_count -= 1
+        self.engine.forget(self)
+        self.engine.wake(self)
+
+    def _set_error(self, err: int) -> None:
+        self.error = OSError(err, os.strerror(err)) if err not in _ERRNO_TYPES \
+            else _ERRNO_TYPES[err](err, os.strerror(err))
+
+    def _ts_now(self, now: float) -> int:
+        """Our TSval: a millisecond clock plus a per-connection offset (RFC 7323 5.4)."""
+        return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
+
+    def _receive_window(self) -> int:
+        """What the peer may still send (tcp_receive_window)."""
+        win = seq_diff(seq_add(self.rcv_wup, self.rcv_wnd), self.rcv_nxt)
+        return max(win, 0)
+
+    def _free_space(self) -> int:
+        used = len(self.rcv_buf) + self.rcv_buf.ofo_bytes
+        return max(0, self.rcvbuf - used)
+
+    def _select_window_raw(self) -> int:
+        """The window we would offer now, in bytes (Linux __tcp_select_window)."""
+        mss = self.rcv_mss
+        free_space = self._free_space()
+        full_space = min(self.window_clamp, self.rcvbuf)
+        if free_space < full_space // 2:
+            self.quick = 0
+            if free_space < mss:
+                return 0  # receiver-side SWS avoidance (RFC 9293 3.8.6.2.2)
+        free_space = min(free_space, self.rcv_ssthresh)
+        if self.rcv_wscale:
+            unit = 1 << self.rcv_wscale
+            return (free_space + unit - 1) & ~(unit - 1)
+        window = self.rcv_wnd
+        if window <= free_space - mss or window > free_space:
+            window = (free_space // mss) * mss
+        elif mss == full_space and free_space > window + (full_space >> 1):
+            window = free_space
+        return window
+
+    def _select_window(self) -> int:
+        """The 16-bit window field for a segment we send; the window never shrinks
+        (RFC 9293 3.8.6.2.2, tcp_select_window)."""
+        cur_win = self._receive_window()
+        new_win = self._select_window_raw()
+        if new_win < cur_win:
+            unit = 1 << self.rcv_wscale
+            new_win = (cur_win + unit - 1) & ~(unit - 1)
+        self.rcv_wnd = new_win
+        self.rcv_wup = self.rcv_nxt
+        new_win = min(new_win, MAX_TCP_WINDOW << self.rcv_wscale)
+        return new_win >> self.rcv_wscale
+
+    # ------------------------------------------------------------------ output
+
+    def _segment(self, now: float, flags: int, seq: int, payload: bytes | memoryview = b"",
+                 *, with_sack: bool = True) -> TcpSegment:
+        opts = TcpOptions()
+        if self.ts_ok:
+            opts.ts_val = self._ts_now(now)
+            opts.ts_ecr = self.ts_recent
+        if with_sack and self.sack_ok and flags & ACK:
+            blocks = []
+            if self.pending_dsack is not None and self.config.tcp_dsack:
+                blocks.append(self.pending_dsack)
+            blocks += self.rcv_buf.sack_blocks(4)
+            if blocks:
+                opts.sack_blocks = tuple(blocks[:3 if self.ts_ok else 4])
+        window = self._select_window() if flags & ACK else 0
+        return TcpSegment(self.local_port, self.remote_port, seq,
+                          self.rcv_nxt if flags & ACK else 0, flags, window, opts, payload)
+
+    def _emit(self, now: float, seg: TcpSegment) -> None:
+        self.segs_out += 1
+        if seg.flags & ACK:
+            self._ack_sent(now)
+        self.engine.emit(self.local_ip, self.remote_ip, seg)
+
+    def _ack_sent(self, now: float) -> None:
+        """Every segment we send carries the ACK (tcp_event_ack_sent)."""
+        self.pending_dsack = None
+        if self.quick:
+            self.quick -= 1
+            if not self.quick:
+                self.ato = TCP_ATO_MIN
+        self.ack_now = False
+        self.ack_scheduled = False
+        self.t_delack = None
+
+    def _send_ack(self, now: float) -> None:
+        self._emit(now, self._segment(now, ACK, self.snd_nxt))
+
+    def _send_active_reset(self, now: float) -> None:
+        """RST for a connection we abort (tcp_send_active_reset): carries ACK and TS."""
+        self.engine.counters.inc("TcpOutRsts")
+        seg = self._segment(now, RST | ACK, self.snd_nxt, with_sack=False)
+        self.engine.emit(self.local_ip, self.remote_ip, seg)
+
+    def _send_syn(self, now: float) -> None:
+        cfg = self.config
+        ts_val = self._ts_now(now) if cfg.tcp_timestamps else None
+        opts = syn_options(cfg, mss=self.advmss, rcv_wscale=self.rcv_wscale, ts_val=ts_val,
+                           ts_ecr=0, sack=bool(cfg.tcp_sack),
+                           wscale=bool(cfg.tcp_window_scaling))
+        seg = TcpSegment(self.local_port, self.remote_port, self.iss, 0, SYN,
+                         min(self.rcv_wnd, MAX_TCP_WINDOW), opts)
+        if not self.rtx:
+            self.rtx.append(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True))
+            self.packets_out = 1
+            self.snd_nxt = seq_add(self.iss, 1)
+        self.segs_out += 1
+        self.engine.emit(self.local_ip, self.remote_ip, seg)
+        self._arm_rto(now)
+
+    def _in_flight(self) -> int:
+        """Packets in flight (tcp_packets_in_flight, RFC 6675 "pipe")."""
+        return self.packets_out - (self.sacked_out + self.lost_out) + self.retrans_out
+
+    def _push(self, now: float) -> None:
+        """Send what the windows allow (tcp_write_xmit)."""
+        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
+                              State.LAST_ACK):
+            return
+        ccs = self.ccs
+        mss = self.mss
+        gso_max = self.engine.gso_max_size
+        sent_any = False
+        idle = not self.packets_out
+        while True:
+            unsent = seq_diff(self.write_seq, self.snd_nxt)
+            want_fin = self.fin_queued and not self.fin_sent
+            if unsent <= 0 and not want_fin:
+                break
+            quota = ccs.snd_cwnd - self._in_flight()
+            if quota <= 0:
+                break
+            wnd_end = seq_add(self.snd_una, self.snd_wnd)
+            avail = seq_diff(wnd_end, self.snd_nxt)
+            max_segs = min(quota, max(1, gso_max // mss)) if gso_max else 1
+            size = min(unsent, mss * max_segs)
+            if size > avail:
+                # The first MSS must fit in the window (tcp_snd_wnd_test).
+                if avail < min(mss, unsent) or avail <= 0:
+                    break
+                size = avail if avail < mss else (avail // mss) * mss
+            if size and size < mss and size == unsent and not want_fin \
+                    and self._nagle_holds(size):
+                break
+            fin = want_fin and size == unsent
+            if not size and not fin:
+                break
+            if fin and not size and avail <= 0 and self.snd_wnd == 0 and self.packets_out:
+                break
+            if idle and not sent_any and self.config.tcp_slow_start_after_idle:
+                self._cwnd_restart_after_idle(now)
+            self._send_new(now, size, fin)
+            sent_any = True
+        if sent_any:
+            self.last_send = now
+            ccs.lsndtime = now
+        self._cwnd_validate(self._in_flight() >= ccs.snd_cwnd)
+        self._check_probe_timer(now)
+
+    def _cwnd_validate(self, is_cwnd_limited: bool) -> None:
+        """Remember whether this flight was limited by cwnd rather than by the application
+        (tcp_cwnd_validate, RFC 7661): only then may cwnd grow."""
+        if not before(self.snd_una, self.cwnd_usage_seq) or is_cwnd_limited or (
+                not self.cwnd_limited and self.packets_out > self.max_packets_out):
+            self.cwnd_limited = is_cwnd_limited
+            self.max_packets_out = self.packets_out
+            self.cwnd_usage_seq = self.snd_nxt
+
+    def _is_cwnd_limited(self) -> bool:
+        """tcp_is_cwnd_limited: in slow start, grow cwnd to twice what was in flight."""
+        ccs = self.ccs
+        if self.cwnd_limited:
+            return True
+        return ccs.snd_cwnd < ccs.snd_ssthresh and ccs.snd_cwnd < 2 * self.max_packets_out
+
+    def _nagle_holds(self, size: int) -> bool:
+        """Nagle's algorithm with Minshall's variant (RFC 896, Linux tcp_nagle_check):
+        hold a small segment while an earlier small segment is unacknowledged."""
+        if self.sockopts.cork:
+            return True
+        if self.sockopts.nodelay:
+            return False
+        return bool(self.packets_out) and after(self.snd_sml, self.snd_una)
+
+    def _cwnd_restart_after_idle(self, now: float) -> None:
+        """RFC 5681 4.1 / tcp_cwnd_restart: after an idle period longer than the RTO,
+        cwnd is cut back to the restart window."""
+        idle = now - self.last_send
+        rto = self.rtt.rto
+        if idle <= rto or not self.rtt.has_sample:
+            return
+        self.cc.cwnd_event(self.ccs, now, CwndEvent.CWND_RESTART)
+        restart = min(TCP_INIT_CWND, self.ccs.snd_cwnd)
+        cwnd = self.ccs.snd_cwnd
+        while idle > rto and cwnd > restart:
+            cwnd >>= 1
+            idle -= rto
+        self.ccs.snd_cwnd = max(cwnd, restart)
+
+    def _send_new(self, now: float, size: int, fin: bool) -> None:
+        seq = self.snd_nxt
+        payload = self.snd_buf.peek(seq_diff(seq, self.snd_una), size) if size else b""
+        flags = ACK
+        if fin:
+            flags |= FIN
+        if size and seq_add(seq, size) == self.write_seq:
+            flags |= PSH
+        seg = self._segment(now, flags, seq, payload)
+        pcount = max(1, -(-size // self.mss))
+        if size > self.mss:
+            seg.gso_size = self.mss
+        end = seq_add(seq, size + (1 if fin else 0))
+        if not self.packets_out:
+            self.cc.cwnd_event(self.ccs, now, CwndEvent.TX_START)
+        self.rtx.append(TxRecord(seq, end, pcount, now, fin=fin))
+        self.packets_out += pcount
+        self.snd_nxt = end
+        self.ccs.snd_nxt = end
+        if fin:
+            self.fin_sent = True
+        if size < self.mss:
+            self.snd_sml = end
+        if size:
+            self.bytes_sent += size
+            self.data_segs_out += pcount
+        if self.ccs.ca_state == CA_RECOVERY:
+            self.prr_out += pcount
+        self._emit(now, seg)
+        if self.t_rto is None:
+            self._arm_rto(now)
+        self._note_pingpong(now)
+
+    def _note_pingpong(self, now: float) -> None:
+        """A reply within ATO of the last received segment means an interactive flow
+        (tcp_event_data_sent): delayed ACKs may then wait longer."""
+        if now - self.lrcvtime < self.ato:
+            self.pingpong = 1
+
+    def _retransmit(self, now: float, rec: TxRecord) -> None:
+        """Resend one record (tcp_retransmit_skb); a record larger than one MSS is split so
+        that retransmissions are MSS-sized."""
+        size = seq_diff(rec.end, rec.start) - (1 if rec.fin else 0) - (1 if rec.syn else 0)
+        if rec.syn:
+            self._send_syn(now)
+        else:
+            if size > self.mss:
+                self._split(rec, self.mss)
+                size = self.mss
+            payload = self.snd_buf.peek(seq_diff(rec.start, self.snd_una), size) \
+                if size else b""
+            flags = ACK | (FIN if rec.fin else 0)
+            if size and seq_add(rec.start, size) == self.write_seq:
+                flags |= PSH
+            self._emit(now, self._segment(now, flags, rec.start, payload))
+        if not rec.retrans:
+            rec.retrans = True
+            self.retrans_out += rec.pcount
+        if self.ccs.ca_state == CA_RECOVERY:
+            self.prr_out += rec.pcount
+        rec.ever_retrans = True
+        rec.xmit = now
+        self.total_retrans += rec.pcount
+        self.bytes_retrans += size
+        self.engine.counters.inc("TcpRetransSegs", rec.pcount)
+        if not self.retrans_stamp:
+            self.retrans_stamp = rec.first_xmit
+        log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
+                  len=size, ca_state=self.ccs.ca_state, t=round(now, 6))
+
+    def _split(self, rec: TxRecord, first_len: int) -> None:
+        """Split a record after ``first_len`` bytes (tcp_fragment)."""
+        mid = seq_add(rec.start, first_len)
+        tail_len = seq_diff(rec.end, mid) - (1 if rec.fin else 0)
+        tail = TxRecord(mid, rec.end, max(1, -(-tail_len // self.mss)), rec.xmit, fin=rec.fin)
+        tail.first_xmit = rec.first_xmit
+        tail.sacked, tail.lost, tail.ever_retrans = rec.sacked, rec.lost, rec.ever_retrans
+        old = rec.pcount
+        rec.end, rec.fin, rec.pcount = mid, False, 1
+        delta = rec.pcount + tail.pcount - old
+        self.packets_out += delta
+        if rec.sacked:
+            self.sacked_out += delta
+        if rec.lost:
+            self.lost_out += delta
+        if rec.retrans:
+            self.retrans_out += delta
+            tail.retrans = True
+        idx = self.rtx.index(rec)
+        self.rtx.insert(idx + 1, tail)
+
+    # ------------------------------------------------------------------ timers
+
+    @property
+    def deadline(self) -> float | None:
+        best: float | None = None
+        for t in (self.t_rto, self.t_delack, self.t_probe0, self.t_keepalive, self.t_linger):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def on_timer(self, now: float) -> None:
+        if self.t_delack is not None and self.t_delack <= now:
+            self._delack_timer(now)
+        if self.t_rto is not None and self.t_rto <= now:
+            self.t_rto = None
+            self._retransmit_timer(now)
+        if self.t_probe0 is not None and self.t_probe0 <= now:
+            self.t_probe0 = None
+            self._probe_timer(now)
+        if self.t_keepalive is not None and self.t_keepalive <= now:
+            self.t_keepalive = None
+            self._keepalive_timer(now)
+        if self.t_linger is not None and self.t_linger <= now:
+            self.t_linger = None
+            if self.state == State.FIN_WAIT2:
+                self.engine.counters.inc("TcpExtTCPAbortOnLinger")
+                self._done(now)
+        self.engine.touch(self)
+
+    def _rto_value(self) -> float:
+        base = self.rtt.rto if self.rtt.has_sample else TCP_TIMEOUT_INIT
+        return min(base * (1 << self.backoff), TCP_RTO_MAX)
+
+    def _arm_rto(self, now: float) -> None:
+        self.t_rto = now + self._rto_value()
+
+    def _delack_timer(self, now: float) -> None:
+        """tcp_delack_timer_handler: send the delayed ACK and adapt ATO."""
+        self.t_delack = None
+        if not self.ack_scheduled or self.state == State.CLOSE:
+            return
+        if self.pingpong:
+            self.pingpong = 0
+            self.ato = TCP_ATO_MIN
+        else:
+            self.ato = min(self.ato * 2, self._rto_value())
+        self.engine.counters.inc("TcpExtDelayedACKs")
+        self._send_ack(now)
+
+    def _write_timeout(self, now: float) -> bool:
+        """Has the connection retransmitted long enough to give up (tcp_write_timeout)?"""
+        cfg = self.config
+        if self.state in (State.SYN_SENT, State.SYN_RECV):
+            return self.retransmits >= cfg.tcp_syn_retries
+        boundary = cfg.tcp_retries2
+        if self.orphan:
+            boundary = cfg.tcp_orphan_retries or (8 if self._rto_value() < TCP_RTO_MAX else 0)
+        if not self.retransmits:
+            return False
+        # tcp_model_timeout: how long `boundary` doublings from TCP_RTO_MIN take.
+        thresh = 9  # ilog2(TCP_RTO_MAX / TCP_RTO_MIN)
+        if boundary <= thresh:
+            timeout = ((2 << boundary) - 1) * TCP_RTO_MIN
+        else:
+            timeout = ((2 << thresh) - 1) * TCP_RTO_MIN + (boundary - thresh) * TCP_RTO_MAX
+        return now - self.retrans_stamp >= timeout - 1e-9
+
+    def _retransmit_timer(self, now: float) -> None:
+        """The RTO fired (RFC 6298 5.4-5.7, tcp_retransmit_timer)."""
+        if not self.rtx:
+            return
+        c = self.engine.counters
+        if self._write_timeout(now):
+            c.inc("TcpExtTCPAbortOnTimeout")
+            if self.orphan and self.state != State.SYN_SENT:
+                self._send_active_reset(now)
+            self._set_error(errno.ETIMEDOUT)
+            log.info("timeout", conn=self.name, state=self.state.name,
+                     retransmits=self.retransmits)
+            self._done(now)
+            return
+        c.inc("TcpExtTCPTimeouts")
+        if self.state == State.SYN_SENT:
+            self.retransmits += 1
+            self.backoff += 1
+            self._retransmit(now, self.rtx[0])
+            self._arm_rto(now)
+            return
+        self._enter_loss(now)
+        self._retransmit(now, self.rtx[0])
+        self.backoff += 1
+        self.retransmits += 1
+        self._arm_rto(now)
+
+    def _enter_loss(self, now: float) -> None:
+        """RTO recovery (tcp_enter_loss): everything not SACKed is lost, cwnd = 1."""
+        ccs = self.ccs
+        if ccs.ca_state <= CA_DISORDER or not before(self.snd_una, self.high_seq) or (
+                ccs.ca_state == CA_LOSS and not self.retransmits):
+            ccs.prior_ssthresh = ccs.snd_ssthresh
+            ccs.prior_cwnd = ccs.snd_cwnd
+            ccs.snd_ssthresh = self.cc.ssthresh(ccs)
+            self.cc.cwnd_event(ccs, now, CwndEvent.LOSS)
+        for rec in self.rtx:
+            if rec.retrans:
+                rec.retrans = False
+                self.retrans_out -= rec.pcount
+            if not rec.sacked and not rec.lost:
+                rec.lost = True
+                self.lost_out += rec.pcount
+        ccs.snd_cwnd = self._in_flight() + 1
+        ccs.snd_cwnd_cnt = 0
+        self.high_seq = self.snd_nxt
+        self._set_ca_state(CA_LOSS)
+
+    def _set_ca_state(self, new: int) -> None:
+        if self.ccs.ca_state != new:
+            self.cc.set_state(self.ccs, new)
+            self.ccs.ca_state = new
+
+    def _check_probe_timer(self, now: float) -> None:
+        """Arm the persist timer when data waits on a closed window with nothing in
+        flight (tcp_check_probe_timer); RFC 9293 3.8.6.1."""
+        unsent = seq_diff(self.write_seq, self.snd_nxt) > 0 or (
+            self.fin_queued and not self.fin_sent)
+        if self.packets_out or not unsent:
+            self.t_probe0 = None
+            self.probes_out = 0
+            return
+        if self.t_probe0 is None:
+            self.t_probe0 = now + min(max(self._rto_value(), TCP_RTO_MIN), TCP_RTO_MAX)
+
+    def _probe_timer(self, now: float) -> None:
+        """Zero-window probe (tcp_probe_timer / tcp_send_probe0 / tcp_write_wakeup)."""
+        if self.packets_out or self.state not in (State.ESTABLISHED, State.CLOSE_WAIT,
+                                                  State.FIN_WAIT1, State.LAST_ACK):
+            self.probes_out = 0
+            return
+        max_probes = self.config.tcp_retries2
+        if self.orphan:
+            max_probes = self.config.tcp_orphan_retries or 8
+        if self.probes_out >= max_probes:
+            self.engine.counters.inc("TcpExtTCPAbortOnTimeout")
+            self._set_error(errno.ETIMEDOUT)
+            self._done(now)
+            return
+        self.probes_out += 1
+        self.engine.counters.inc("TcpExtTCPWinProbe")
+        avail = seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
+        if avail > 0:
+            before_nxt = self.snd_nxt
+            self._push_ignoring_nagle(now)
+            if self.snd_nxt != before_nxt:
+                return
+        # A segment with an old sequence number and no data elicits an ACK with the
+        # current window (tcp_xmit_probe_skb).
+        self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
+        self.backoff += 1
+        self.t_probe0 = now + min(self.rtt.rto * (1 << self.backoff) if self.rtt.has_sample
+                                  else TCP_TIMEOUT_INIT * (1 << self.backoff), TCP_RTO_MAX)
+
+    def _push_ignoring_nagle(self, now: float) -> None:
+        nodelay, cork = self.sockopts.nodelay, self.sockopts.cork
+        self.sockopts.nodelay, self.sockopts.cork = True, False
+        try:
+            self._push(now)
+        finally:
+            self.sockopts.nodelay, self.sockopts.cork = nodelay, cork
+
+    def _keepalive_timer(self, now: float) -> None:
+        """SO_KEEPALIVE probes (tcp_keepalive_timer), RFC 9293 3.8.4."""
+        cfg = self.config
+        if not self.sockopts.keepalive or self.state != State.ESTABLISHED:
+            return
+        idle = now - max(self.last_data_recv, self.last_ack_recv)
+        if self.packets_out or seq_diff(self.write_seq, self.snd_nxt) > 0 \
+                or idle < cfg.tcp_keepalive_time:
+            self.t_keepalive = now + max(cfg.tcp_keepalive_time - idle, 1.0)
+            return
+        if self.probes_out >= cfg.tcp_keepalive_probes:
+            self._send_active_reset(now)
+            self._set_error(errno.ETIMEDOUT)
+            self._done(now)
+            return
+        self.probes_out += 1
+        self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
+        self.t_keepalive = now + cfg.tcp_keepalive_intvl
+
+    def _arm_linger(self, now: float) -> None:
+        """An orphan in FIN_WAIT2 waits tcp_fin_timeout (or TCP_LINGER2) for the peer's FIN,
+        then is dropped (tcp_rcv_state_process, tcp_keepalive_timer)."""
+        linger2 = self.sockopts.linger2
+        if linger2 is not None and linger2 < 0:
+            self._done(now)
+            return
+        self.t_linger = now + (linger2 if linger2 else self.config.tcp_fin_timeout)
+
+    # ------------------------------------------------------------------ input
+
+    def on_segment(self, now: float, seg: TcpSegment) -> None:
+        """A segment for this connection (RFC 9293 3.10.7)."""
+        self.segs_in += 1
+        if self.state == State.SYN_SENT:
+            self._rcv_syn_sent(now, seg)
+        elif self.state != State.CLOSE:
+            self._rcv_synchronized(now, seg)
+        self.engine.touch(self)
+
+    def _rcv_syn_sent(self, now: float, seg: TcpSegment) -> None:
+        """RFC 9293 3.10.7.3 (tcp_rcv_synsent_state_process)."""
+        flags = seg.flags
+        e = self.engine
+        if flags & ACK and not (after(seg.ack, self.iss) and before_eq(seg.ack, self.snd_nxt)):
+            if not flags & RST:
+                e.send_reset_for(self.local_ip, self.remote_ip, seg)
+            return
+        if flags & RST:
+            if flags & ACK:
+                self._set_error(errno.ECONNREFUSED)
+                log.info("connection_refused", conn=self.name)
+                self._done(now)
+            return
+        if not flags & SYN:
+            return
+        opts = seg.options
+        self.irs = seg.seq
+        self.rcv_nxt = seq_add(seg.seq, 1)
+        self.rcv_wup = self.rcv_nxt
+        cfg = self.config
+        self.ts_ok = bool(cfg.tcp_timestamps) and opts.ts_val is not None
+        if self.ts_ok:
+            self.ts_recent = opts.ts_val or 0
+            self.ts_recent_stamp = now
+        self.sack_ok = bool(cfg.tcp_sack) and opts.sack_permitted
+        self.wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
+        self.snd_wscale = min(opts.wscale or 0, 14) if self.wscale_ok else 0
+        if not self.wscale_ok:
+            self.rcv_wscale = 0
+        self.mss_clamp = peer_mss(opts)
+        self.advmss = self.engine.mss_for_mtu
+        self._set_mss()
+        if flags & ACK:
+            # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check).
+            self._clean_rtx(now, seg.ack, seg)
+            self.snd_una = seg.ack
+            self.snd_wnd = seg.window  # a SYN's window is never scaled (RFC 7323 2.2)
+            self.max_window = self.snd_wnd
+            self.snd_wl1 = seg.seq
+            self.snd_wl2 = seg.ack
+            self.backoff = 0
+            self.retransmits = 0
+            self.t_rto = None
+            self.retrans_stamp = 0.0
+            self._init_transfer(now)
+            self._set_state(now, State.ESTABLISHED)
+            self._enter_quickack()
+            self._send_ack(now)
+            self._push(now)
+        else:
+            # Simultaneous open (RFC 9293 3.10.7.3, figure 8): SYN_RECV, send SYN-ACK.
+            self.snd_wnd = seg.window
+            self.snd_wl1 = seg.seq
+            self._set_state(now, State.SYN_RECV)
+            self._send_synack(now)
+
+    def _send_synack(self, now: float) -> None:
+        cfg = self.config
+        ts_val = self._ts_now(now) if self.ts_ok else None
+        opts = syn_options(cfg, mss=self.advmss, rcv_wscale=self.rcv_wscale, ts_val=ts_val,
+                           ts_ecr=self.ts_recent, sack=self.sack_ok, wscale=self.wscale_ok)
+        seg = TcpSegment(self.local_port, self.remote_port, self.iss, self.rcv_nxt, SYN | ACK,
+                         min(self.rcv_wnd, MAX_TCP_WINDOW), opts)
+        self.segs_out += 1
+        self.engine.emit(self.local_ip, self.remote_ip, seg)
+        self._arm_rto(now)
+
+    def _sequence_ok(self, seg: TcpSegment) -> bool:
+        """RFC 9293 3.10.7.4 acceptability, as Linux tcp_sequence checks it: the segment
+        must not end before RCV.WUP nor start beyond the right edge of the window."""
+        end = seq_add(seg.seq, seg.seg_len)
+        if before(end, self.rcv_wup):
+            return False
+        return not after(seg.seq, seq_add(self.rcv_nxt, self._receive_window()))
+
+    def _send_dupack_limited(self, now: float, seg: TcpSegment) -> None:
+        """ACK an unacceptable segment, rate-limited for pure ACKs and SYNs
+        (tcp_send_dupack, tcp_oow_rate_limited with tcp_invalid_ratelimit)."""
+        if seg.payload and not seg.flags & SYN:
+            self._enter_quickack()
+            self._send_ack(now)
+            return
+        if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
+            self.engine.counters.inc("TcpExtTCPACKSkippedSeq")
+            return
+        self.last_oow_ack = now
+        self._send_ack(now)
+
+    def _send_challenge_ack(self, now: float) -> None:
+        """RFC 5961 challenge ACK (tcp_send_challenge_ack), per-socket and global limits."""
+        c = self.engine.counters
+        if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
+            c.inc("TcpExtTCPACKSkippedChallenge")
+            return
+        if not self.engine.challenge_ack_allowed(now):
+            c.inc("TcpExtTCPChallengeACK")
+            return
+        self.last_oow_ack = now
+        c.inc("TcpExtTCPChallengeACK")
+        self._send_ack(now)
+
+    def _paws_reject(self, now: float, opts: TcpOptions) -> bool:
+        """RFC 7323 5.3 R1: a TSval older than TS.Recent marks an old duplicate, unless
+        the connection has been idle more than 24 days (tcp_paws_check)."""
+        if not self.ts_ok or opts.ts_val is None:
+            return False
+        if seq_diff(opts.ts_val, self.ts_recent) >= 0:
+            return False
+        return now - self.ts_recent_stamp <= TCP_PAWS_24DAYS
+
+    def _rcv_synchronized(self, now: float, seg: TcpSegment) -> None:
+        flags = seg.flags
+        c = self.engine.counters
+        opts = seg.options
+        # 1. PAWS (RFC 7323 5.3), not for RST (tcp_validate_incoming).
+        if not flags & RST and self._paws_reject(now, opts):
+            c.inc("TcpExtPAWSEstab")
+            self._send_dupack_limited(now, seg)
+            return
+        # 2. Sequence number acceptable?
+        if not self._sequence_ok(seg):
+            if flags & RST:
+                c.inc("UstcpDropRstOutOfWindow")
+                return
+            if flags & SYN:
+                c.inc("TcpInErrs")
+                c.inc("TcpExtTCPSYNChallenge")
+                self._send_challenge_ack(now)
+                return
+            c.inc("UstcpDropOutOfWindow")
+            self._send_dupack_limited(now, seg)
+            return
+        # 3. RST (RFC 5961 3.2): only an exact match resets; else a challenge ACK.
+        if flags & RST:
+            if seg.seq == self.rcv_nxt:
+                self._reset_by_peer(now)
+            else:
+                self._send_challenge_ack(now)
+            return
+        # RFC 7323 4.3: remember TSval of a segment covering RCV.WUP (tcp_replace_ts_recent).
+        if self.ts_ok and opts.ts_val is not None and not after(seg.seq, self.rcv_wup):
+            self.ts_recent = opts.ts_val
+            self.ts_recent_stamp = now
+        # 4. SYN in a synchronized state (RFC 5961 4.2): challenge ACK.
+        if flags & SYN:
+            c.inc("TcpExtTCPSYNChallenge")
+            self._send_challenge_ack(now)
+            return
+        # 5. ACK.
+        if not flags & ACK:
+            c.inc("UstcpDropNoAck")
+            return
+        if self.state == State.SYN_RECV:
+            if not (after(seg.ack, self.snd_una) and before_eq(seg.ack, self.snd_nxt)):
+                self.engine.send_reset_for(self.local_ip, self.remote_ip, seg)
+                return
+            self.snd_wnd = seg.window << self.snd_wscale
+            self._clean_rtx(now, seg.ack, seg)
+            self.snd_una = seg.ack
+            self.t_rto = None
+            self.backoff = self.retransmits = 0
+            self._init_transfer(now)
+            self._set_state(now, State.ESTABLISHED)
+        if not self._process_ack(now, seg):
+            return
+        if self.state == State.CLOSE:
+            return
+        # 6/7. Data and FIN.
+        end = seq_add(seg.seq, len(seg.payload))
+        if self.rcv_shutdown and self.state in (State.FIN_WAIT1, State.FIN_WAIT2) \
+                and seg.payload and after(end, self.rcv_nxt):
+            # Data for a socket that can no longer read it (tcp_rcv_state_process).
+            c.inc("TcpExtTCPAbortOnData")
+            self._send_active_reset(now)
+            self._set_error(errno.ECONNRESET)
+            self._done(now)
+            return
+        if seg.payload or flags & FIN:
+            self._data_queue(now, seg)
+        self._push(now)
+        self._ack_snd_check(now)
+
+    def _reset_by_peer(self, now: float) -> None:
+        """A valid RST (RFC 9293 3.10.7.4, Linux tcp_reset)."""
+        if self.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            self.engine.counters.inc("TcpEstabResets")
+        if self.state == State.SYN_RECV or self.state == State.SYN_SENT:
+            self._set_error(errno.ECONNREFUSED)
+        elif self.state == State.CLOSE_WAIT:
+            self._set_error(errno.EPIPE)
+        elif not self.orphan:
+            self._set_error(errno.ECONNRESET)
+        log.info("reset_received", conn=self.name, state=self.state.name)
+        self.rcv_buf.discard()
+        self._done(now)
+
+    # ------------------------------------------------------------------ ACK processing
+
+    def _process_ack(self, now: float, seg: TcpSegment) -> bool:
+        """tcp_ack: returns False when the segment is to be dropped."""
+        ack = seg.ack
+        prior_una = self.snd_una
+        if after(ack, self.snd_nxt):
+            self.engine.counters.inc("UstcpDropAckUnsent")
+            return False  # Linux drops it without an ACK (tcp_ack: invalid_ack)
+        if before(ack, seq_add(prior_una, -self.max_window)):
+            self._send_challenge_ack(now)  # RFC 5961 5.2
+            return False
+        self.last_ack_recv = now
+        self._update_window(seg)
+        newly_sacked = 0
+        if self.sack_ok and seg.options.sack_blocks:
+            newly_sacked = self._sacktag(now, seg.options.sack_blocks, ack)
+        acked_pkts = 0
+        if after(ack, prior_una):
+            acked_pkts = self._clean_rtx(now, ack, seg)
+            self.snd_una = ack
+            self.ccs.snd_una = ack
+            self.backoff = 0
+            self.retransmits = 0
+            self.retrans_stamp = 0.0
+            self.dupacks = 0
+            self.t_rto = None if not self.packets_out else now + self._rto_value()
+            self.probes_out = 0
+            self.engine.wake(self)
+        elif not self.sack_ok and self._is_dupack(seg, prior_una):
+            self.dupacks += 1
+        self._fastretrans_alert(now, prior_una, acked_pkts, newly_sacked)
+        self._state_after_ack(now)
+        return True
+
+    def _is_dupack(self, seg: TcpSegment, prior_una: int) -> bool:
+        """RFC 5681 2: same ACK, no data, no window change, data outstanding."""
+        return (seg.ack == prior_una and not seg.payload and not seg.flags & (SYN | FIN)
+                and self.packets_out > 0
+                and (seg.window << self.snd_wscale) == self.snd_wnd)
+
+    def _update_window(self, seg: TcpSegment) -> None:
+        """RFC 9293 3.10.7.4 window update rule (tcp_ack_update_window)."""
+        nwin = seg.window << self.snd_wscale
+        if after(seg.ack, self.snd_una) or after(seg.seq, self.snd_wl1) or (
+                seg.seq == self.snd_wl1 and (nwin > self.snd_wnd or not nwin)):
+            if nwin != self.snd_wnd:
+                self.engine.wake(self)
+            self.snd_wnd = nwin
+            self.snd_wl1 = seg.seq
+            self.snd_wl2 = seg.ack
+            self.max_window = max(self.max_window, nwin)
+
+    def _clean_rtx(self, now: float, ack: int, seg: TcpSegment) -> int:
+        """Drop acknowledged records; sample the RTT (Karn's rule, RFC 6298 3); feed the
+        congestion control (tcp_clean_rtx_queue). Returns the packets newly acked."""
+        acked_pkts = 0
+        acked_bytes = 0
+        rtt_us = -1
+        first_ackt: float | None = None
+        while self.rtx:
+            rec = self.rtx[0]
+            if after(rec.end, ack):
+                if after(ack, rec.start) and not rec.syn:
+                    # Partially acknowledged (tcp_trim_head).
+                    trimmed = seq_diff(ack, rec.start)
+                    acked_bytes += trimmed
+                    remaining = seq_diff(rec.end, ack) - (1 if rec.fin else 0)
+                    new_pcount = max(1, -(-remaining // self.mss))
+                    delta = rec.pcount - new_pcount
+                    acked_pkts += delta
+                    self.packets_out -= delta
+                    for flag, attr in ((rec.sacked, "sacked_out"), (rec.lost, "lost_out"),
+                                       (rec.retrans, "retrans_out")):
+                        if flag:
+                            setattr(self, attr, getattr(self, attr) - delta)
+                    rec.start = ack
+                    rec.pcount = new_pcount
+                    if not rec.ever_retrans:
+                        first_ackt = rec.first_xmit if first_ackt is None else first_ackt
+                break
+            self.rtx.popleft()
+            acked_pkts += rec.pcount
+            self.packets_out -= rec.pcount
+            if rec.sacked:
+                self.sacked_out -= rec.pcount
+            if rec.lost:
+                self.lost_out -= rec.pcount
+            if rec.retrans:
+                self.retrans_out -= rec.pcount
+            span = seq_diff(rec.end, rec.start)
+            if rec.fin:
+                self.fin_acked = True
+                span -= 1
+            if rec.syn:
+                span -= 1
+            acked_bytes += span
+            if not rec.ever_retrans and first_ackt is None:
+                first_ackt = rec.first_xmit
+        if acked_bytes:
+            self.snd_buf.consume(acked_bytes)
+            self.bytes_acked += acked_bytes
+        self.delivered += acked_pkts
+        self.ccs.delivered = self.delivered
+        if first_ackt is not None:
+            rtt_us = max(1, int((now - first_ackt) * 1e6))
+        elif self.ts_ok and seg.options.ts_ecr:
+            # RFC 7323 4.1: RTT from TSecr when every acked segment was retransmitted.
+            rtt_ms = seq_diff(self._ts_now(now), seg.options.ts_ecr)
+            if 0 <= rtt_ms < 3_600_000:
+                rtt_us = max(1, rtt_ms * 1000)
+        if rtt_us > 0:
+            self.rtt.on_sample(rtt_us)
+            self.ccs.srtt_us = self.rtt.srtt_us
+            self.ccs.min_rtt_us = self.rtt.min_rtt_us
+        if acked_pkts:
+            self.cc.pkts_acked(self.ccs, now, acked_pkts, rtt_us)
+        self.ccs.packets_out = self.packets_out
+        return acked_pkts
+
+    def _sacktag(self, now: float, blocks: tuple[tuple[int, int], ...], ack: int) -> int:
+        """Mark SACKed records (tcp_sacktag_write_queue). D-SACK blocks (RFC 2883 4: first
+        block below the ACK or inside the second block) are counted and not tagged."""
+        newly = 0
+        c = self.engine.counters
+        for i, (left, right) in enumerate(blocks):
+            if not after(right, left):
+                continue
+            if i == 0 and (before_eq(right, ack) or (len(blocks) > 1 and not before(
+                    left, blocks[1][0]) and not after(right, blocks[1][1]))):
+                c.inc("TcpExtTCPDSACKRecv")
+                continue
+            if after(right, self.snd_nxt) or before(left, seq_add(self.snd_una, -self.max_window)):
+                c.inc("TcpExtTCPSACKDiscard")
+                continue
+            for rec in list(self.rtx):
+                if rec.sacked or before_eq(rec.end, left):
+                    continue
+                if after_eq(rec.start, right):
+                    break
+                if before(rec.start, left):
+                    if not before(seq_add(rec.start, self.mss), rec.end):
+                        continue
+                    self._split(rec, (seq_diff(left, rec.start) // self.mss) * self.mss
+                                or self.mss)
+                    continue
+                if after(rec.end, right):
+                    cut = (seq_diff(right, rec.start) // self.mss) * self.mss
+                    if cut <= 0:
+                        continue
+                    self._split(rec, cut)
+                rec.sacked = True
+                self.sacked_out += rec.pcount
+                newly += rec.pcount
+                if rec.lost:
+                    rec.lost = False
+                    self.lost_out -= rec.pcount
+                if rec.retrans:
+                    rec.retrans = False
+                    self.retrans_out -= rec.pcount
+        self.delivered += newly
+        return newly
+
+    def _mark_lost(self) -> bool:
+        """Loss detection. With SACK: a record is lost once `reordering` packets above it
+        were SACKed (RFC 6675 IsLost). Without SACK: the head after `reordering` dupacks,
+        and again on each NewReno partial ACK (RFC 6582). Returns True if any was marked."""
+        marked = False
+        if self.sack_ok:
+            sacked_above = 0
+            for rec in reversed(self.rtx):
+                if rec.sacked:
+                    sacked_above += rec.pcount
+                elif sacked_above >= self.reordering and not rec.lost:
+                    rec.lost = True
+                    self.lost_out += rec.pcount
+                    if rec.retrans:
+                        rec.retrans = False
+                        self.retrans_out -= rec.pcount
+                    marked = True
+        elif self.dupacks >= self.reordering and self.rtx:
+            head = self.rtx[0]
+            if not head.lost and not head.retrans:
+                head.lost = True
+                self.lost_out += head.pcount
+                marked = True
+        return marked
+
+    def _fastretrans_alert(self, now: float, prior_una: int, acked: int, sacked: int) -> None:
+        """The loss-recovery state machine (tcp_fastretrans_alert), with PRR (RFC 6937)
+        for the sending rate in recovery and NewReno partial ACKs (RFC 6582)."""
+        ccs = self.ccs
+        c = self.engine.counters
+        state = ccs.ca_state
+        # Leave a recovery episode once everything outstanding at its start is acked.
+        if state == CA_RECOVERY and not before(self.snd_una, self.high_seq):
+            if ccs.snd_ssthresh < TCP_INFINITE_SSTHRESH:
+                ccs.snd_cwnd = ccs.snd_ssthresh  # tcp_end_cwnd_reduction
+                ccs.snd_cwnd_cnt = 0
+            self._set_ca_state(CA_OPEN)
+            self.dupacks = 0
+            state = CA_OPEN
+        elif (state == CA_LOSS and not before(self.snd_una, self.high_seq)) or (
+                state == CA_CWR and after(self.snd_una, self.high_seq)):
+            self._set_ca_state(CA_OPEN)
+            state = CA_OPEN
+        if state == CA_RECOVERY and not self.sack_ok and after(self.snd_una, prior_una) \
+                and self.rtx and not self.rtx[0].lost:
+            head = self.rtx[0]  # NewReno partial ACK: the next hole is lost too
+            head.lost = True
+            self.lost_out += head.pcount
+            if head.retrans:
+                head.retrans = False
+                self.retrans_out -= head.pcount
+        newly_lost = self._mark_lost() if state != CA_LOSS else False
+        if newly_lost and state in (CA_OPEN, CA_DISORDER, CA_CWR):
+            ccs.prior_cwnd = ccs.snd_cwnd
+            ccs.prior_ssthresh = ccs.snd_ssthresh
+            ccs.snd_ssthresh = self.cc.ssthresh(ccs)
+            self.prior_cwnd = ccs.snd_cwnd
+            self.prr_delivered = 0
+            self.prr_out = 0
+            self.high_seq = self.snd_nxt
+            self._set_ca_state(CA_RECOVERY)
+            state = CA_RECOVERY
+            c.inc("TcpExtTCPSackRecovery" if self.sack_ok else "TcpExtTCPRenoRecovery")
+            log.debug("recovery", conn=self.name, cwnd=ccs.snd_cwnd,
+                      ssthresh=ccs.snd_ssthresh, t=round(now, 6))
+        elif state == CA_OPEN and (self.sacked_out or self.dupacks):
+            self._set_ca_state(CA_DISORDER)
+            state = CA_DISORDER
+        elif state == CA_DISORDER and not self.sacked_out and not self.dupacks:
+            self._set_ca_state(CA_OPEN)
+            state = CA_OPEN
+        if state == CA_RECOVERY:
+            self._prr(acked + sacked, newly_lost)
+        elif acked and state in (CA_OPEN, CA_DISORDER, CA_LOSS):
+            ccs.packets_out = self.packets_out
+            ccs.is_cwnd_limited = self._is_cwnd_limited()
+            self.cc.cong_avoid(ccs, now, self.snd_una, acked)
+        if self.lost_out > self.retrans_out:
+            self._xmit_retransmit_queue(now)
+
+    def _prr(self, newly_delivered: int, fast_rexmit: bool) -> None:
+        """Proportional Rate Reduction (RFC 6937 3.1, tcp_cwnd_reduction)."""
+        ccs = self.ccs
+        if not newly_delivered and not fast_rexmit:
+            return
+        self.prr_delivered += newly_delivered
+        in_flight = self._in_flight()
+        delta = ccs.snd_ssthresh - in_flight
+        if delta < 0:
+            sndcnt = -(-(self.prr_delivered * ccs.snd_ssthresh) // max(self.prior_cwnd, 1)) \
+                - self.prr_out
+        else:
+            sndcnt = min(delta, max(self.prr_delivered - self.prr_out, newly_delivered) + 1)
+        sndcnt = max(sndcnt, 1 if fast_rexmit else 0)
+        ccs.snd_cwnd = max(in_flight + sndcnt, 1)
+
+    def _xmit_retransmit_queue(self, now: float) -> None:
+        """Retransmit records marked lost while the congestion window allows
+        (tcp_xmit_retransmit_queue)."""
+        for rec in list(self.rtx):
+            if self._in_flight() >= self.ccs.snd_cwnd:
+                break
+            if rec.lost and not rec.retrans and not rec.sacked:
+                self._retransmit(now, rec)
+                self.engine.counters.inc(
+                    "TcpExtTCPFastRetrans" if self.ccs.ca_state == CA_RECOVERY
+                    else "TcpExtTCPLossRetransmit" if self.ccs.ca_state == CA_LOSS
+                    else "TcpExtTCPSlowStartRetrans")
+        if self.t_rto is None and self.packets_out:
+            self._arm_rto(now)
+
+    def _state_after_ack(self, now: float) -> None:
+        """Transitions driven by the ACK of our FIN (RFC 9293 3.10.7.4)."""
+        if not self.fin_acked:
+            return
+        if self.state == State.FIN_WAIT1:
+            self._set_state(now, State.FIN_WAIT2)
+            self.t_rto = None
+            if self.orphan:
+                self._arm_linger(now)
+        elif self.state == State.CLOSING:
+            self._enter_time_wait(now)
+        elif self.state == State.LAST_ACK:
+            self._done(now)
+
+    def _enter_time_wait(self, now: float) -> None:
+        """Hand the connection to the TIME_WAIT table (tcp_time_wait) and finish it."""
+        self.engine.time_wait.add(now, self)
+        self._done(now)
+
+    # ------------------------------------------------------------------ receiving data
+
+    def _enter_quickack(self) -> None:
+        """tcp_enter_quickack_mode: ACK the next segments at once."""
+        quickacks = self.rcv_wnd // (2 * max(self.rcv_mss, 1)) or 2
+        self.quick = max(self.quick, min(quickacks, TCP_MAX_QUICKACKS))
+        self.pingpong = 0
+        self.ato = TCP_ATO_MIN
+        self.ack_now = True
+        self.ack_scheduled = True
+
+    def _event_data_recv(self, now: float, length: int) -> None:
+        """Adapt ATO and quick-ack credit to the arrival pattern (tcp_event_data_recv)."""
+        if not self.ato:
+            quickacks = self.rcv_wnd // (2 * max(self.rcv_mss, 1)) or 2
+            self.quick = max(self.quick, min(quickacks, TCP_MAX_QUICKACKS))
+            self.ato = TCP_ATO_MIN
+        else:
+            m = now - self.lrcvtime
+            if m <= TCP_ATO_MIN / 2:
+                self.ato = self.ato / 2 + TCP_ATO_MIN / 2
+            elif m < self.ato:
+                self.ato = min(self.ato / 2 + m, self._rto_value())
+            elif m > self._rto_value():
+                quickacks = self.rcv_wnd // (2 * max(self.rcv_mss, 1)) or 2
+                self.quick = max(self.quick, min(quickacks, TCP_MAX_QUICKACKS))
+        self.lrcvtime = now
+        if length >= self.rcv_mss:
+            self.rcv_mss = min(length, self.advmss)  # tcp_measure_rcv_mss
+        if self.rcv_ssthresh < self.window_clamp and self._free_space() > self.rcv_ssthresh:
+            self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.advmss, self.window_clamp)
+
+    def _data_queue(self, now: float, seg: TcpSegment) -> None:
+        """Accept segment text and FIN (RFC 9293 3.10.7.4 seventh/eighth; tcp_data_queue)."""
+        c = self.engine.counters
+        payload = seg.payload
+        seq = seg.seq
+        length = len(payload)
+        fin = bool(seg.flags & FIN)
+        self.ack_scheduled = True
+        if self.state not in _RCV_DATA_STATES:
+            return  # data after the peer's FIN (RFC 9293: ignore)
+        if length:
+            self.data_segs_in += 1
+            self.last_data_recv = now
+        end = seq_add(seq, length)
+        if before(seq, self.rcv_nxt):
+            if not after(end, self.rcv_nxt) and not (fin and end == self.rcv_nxt):
+                # A complete duplicate: D-SACK it and ACK at once (tcp_data_queue).
+                if length:
+                    self.pending_dsack = (seq, end)
+                    c.inc("TcpExtDelayedACKLost")
+                self._enter_quickack()
+                return
+            # Partial overlap: D-SACK the old part, keep the rest.
+            self.pending_dsack = (seq, self.rcv_nxt)
+            skip = seq_diff(self.rcv_nxt, seq)
+            payload = memoryview(payload)[skip:]
+            seq = self.rcv_nxt
+            length = len(payload)
+        if seq == self.rcv_nxt:
+            if length and self._receive_window() == 0:
+                c.inc("TcpExtTCPZeroWindowDrop")
+                self._enter_quickack()
+                return
+            room = self.rcvbuf - len(self.rcv_buf) - self.rcv_buf.ofo_bytes
+            if length > room:
+                c.inc("TcpExtTCPRcvQDrop")
+                self._enter_quickack()
+                return
+            if length:
+                self.rcv_buf.push(payload)
+                self.rcv_nxt = end
+                self.bytes_received += length
+                self._event_data_recv(now, length)
+            if fin:
+                self._rcv_fin(now)
+            if self.rcv_buf.ofo:
+                for chunk in self.rcv_buf.ofo_pop_ready(self.rcv_nxt):
+                    self.rcv_buf.push(chunk)
+                    self.rcv_nxt = seq_add(self.rcv_nxt, len(chunk))
+                    self.bytes_received += len(chunk)
+                if not self.rcv_buf.ofo:
+                    self.ack_now = True  # RFC 5681 4.2: ACK at once when a gap fills
+                if self.ofo_fin is not None and self.ofo_fin == self.rcv_nxt:
+                    self.ofo_fin = None
+                    self._rcv_fin(now)
+            self.engine.wake(self)
+            return
+        # Out of order (tcp_data_queue_ofo): queue it, ACK at once with SACK.
+        room = self.rcvbuf - len(self.rcv_buf) - self.rcv_buf.ofo_bytes
+        if length > room:
+            c.inc("TcpExtTCPOFODrop")
+            self.ack_now = True
+            return
+        c.inc("TcpExtTCPOFOQueue")
+        if length:
+            dsack = self.rcv_buf.ofo_insert(self.rcv_nxt, seq, payload)
+            if dsack is not None:
+                self.pending_dsack = dsack
+        if fin:
+            self.ofo_fin = end
+        self.ack_now = True
+
+    def _rcv_fin(self, now: float) -> None:
+        """The peer's FIN is in order (tcp_fin)."""
+        self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+        self.fin_received = True
+        self.ack_scheduled = True
+        self.engine.wake(self)
+        if self.state == State.ESTABLISHED:
+            self._set_state(now, State.CLOSE_WAIT)
+            self.pingpong = 1
+        elif self.state == State.FIN_WAIT1:
+            # Simultaneous close (RFC 9293 3.6): our FIN is not yet acknowledged.
+            self.ack_now = True
+            self._set_state(now, State.CLOSING)
+        elif self.state == State.FIN_WAIT2:
+            self._send_ack(now)
+            self._enter_time_wait(now)
+
+    def _ack_snd_check(self, now: float) -> None:
+        """Send the ACK now or delay it (__tcp_ack_snd_check)."""
+        if not self.ack_scheduled or self.state == State.CLOSE:
+            return
+        if self.ack_now or self.rcv_buf.ofo or (self.quick and not self.pingpong) or (
+                seq_diff(self.rcv_nxt, self.rcv_wup) > self.rcv_mss
+                and self._select_window_raw() >= self.rcv_wnd):
+            self._send_ack(now)
+            return
+        self._send_delayed_ack(now)
+
+    def _send_delayed_ack(self, now: float) -> None:
+        """Arm the delayed-ACK timer (tcp_send_delayed_ack, RFC 9293 3.8.6.3)."""
+        ato = self.ato
+        if ato > TCP_DELACK_MIN:
+            max_ato = TCP_DELACK_MAX if self.pingpong else 0.5
+            if self.rtt.has_sample:
+                rtt = max(self.rtt.srtt_us / 1e6, TCP_DELACK_MIN)
+                max_ato = min(max_ato, rtt)
+            ato = min(ato, max_ato)
+        if ato <= 0:
+            self._send_ack(now)
+            return
+        timeout = now + ato
+        if self.t_delack is not None:
+            if self.t_delack <= now + ato / 4:
+                self._send_ack(now)
+                return
+            timeout = min(timeout, self.t_delack)
+        self.t_delack = timeout
+
+    # ------------------------------------------------------------------ introspection
+
+    def tcp_info(self, now: float) -> dict[str, int]:
+        """A struct tcp_info snapshot with Linux's field names (include/uapi/linux/tcp.h)."""
+        ccs = self.ccs
+        options = 0
+        if self.ts_ok:
+            options |= 1  # TCPI_OPT_TIMESTAMPS
+        if self.sack_ok:
+            options |= 2  # TCPI_OPT_SACK
+        if self.wscale_ok:
+            options |= 4  # TCPI_OPT_WSCALE
+        rto = self._rto_value()
+        return {
+            "tcpi_state": int(self.state),
+            "tcpi_ca_state": ccs.ca_state,
+            "tcpi_retransmits": self.retransmits,
+            "tcpi_probes": self.probes_out,
+            "tcpi_backoff": self.backoff,
+            "tcpi_options": options,
+            "tcpi_snd_wscale": self.snd_wscale,
+            "tcpi_rcv_wscale": self.rcv_wscale,
+            "tcpi_rto": int(rto * 1e6),
+            "tcpi_ato": int(self.ato * 1e6),
+            "tcpi_snd_mss": self.mss,
+            "tcpi_rcv_mss": self.rcv_mss,
+            "tcpi_unacked": self.packets_out,
+            "tcpi_sacked": self.sacked_out,
+            "tcpi_lost": self.lost_out,
+            "tcpi_retrans": self.retrans_out,
+            "tcpi_last_data_recv": int((now - self.last_data_recv) * 1000),
+            "tcpi_last_ack_recv": int((now - self.last_ack_recv) * 1000),
+            "tcpi_pmtu": self.engine.mss_for_mtu + 40,
+            "tcpi_rcv_ssthresh": self.rcv_ssthresh,
+            "tcpi_rtt": self.rtt.srtt_us,
+            "tcpi_rttvar": self.rtt.rttvar_us,
+            "tcpi_snd_ssthresh": ccs.snd_ssthresh,
+            "tcpi_snd_cwnd": ccs.snd_cwnd,
+            "tcpi_advmss": self.advmss - (TS_OPTION_LEN if self.ts_ok else 0),
+            "tcpi_reordering": self.reordering,
+            "tcpi_rcv_space": self.rcv_wnd,
+            "tcpi_total_retrans": self.total_retrans,
+            "tcpi_bytes_acked": self.bytes_acked,
+            "tcpi_bytes_received": self.bytes_received,
+            "tcpi_bytes_sent": self.bytes_sent,
+            "tcpi_bytes_retrans": self.bytes_retrans,
+            "tcpi_segs_out": self.segs_out,
+            "tcpi_segs_in": self.segs_in,
+            "tcpi_data_segs_in": self.data_segs_in,
+            "tcpi_data_segs_out": self.data_segs_out,
+            "tcpi_notsent_bytes": max(0, seq_diff(self.write_seq, self.snd_nxt)),
+            "tcpi_min_rtt": self.rtt.min_rtt_us,
+            "tcpi_delivered": self.delivered,
+            "tcpi_snd_wnd": self.snd_wnd,
+            "tcpi_rcv_wnd": self.rcv_wnd,
+            "tcpi_reord_seen": 0,
+        }
+
+
+_ERRNO_TYPES: dict[int, type[OSError]] = {
+    errno.ECONNRESET: ConnectionResetError,
+    errno.ECONNREFUSED: ConnectionRefusedError,
+    errno.ETIMEDOUT: TimeoutError,
+    errno.EPIPE: BrokenPipeError,
+}

@@ -1,0 +1,243 @@
+"""The TCP layer of one host: demultiplexing, listeners, TIME_WAIT, timers, output.
+
+Sans-IO: the driver (stack.py, the packetdrill runner, tests) feeds segments and timer
+ticks with the current time, drains :meth:`TcpEngine.take_output`, and wakes whatever
+:meth:`TcpEngine.take_wakeups` names. Nothing here reads a clock or does I/O.
+
+Demultiplexing follows Linux's order (__inet_lookup_skb): an established (or
+synchronizing) connection by its 4-tuple, then a TIME_WAIT entry, then a listener on the
+address or on the wildcard address; with none, a RST (RFC 9293 3.10.7.1).
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import os
+import random
+import socket
+from typing import Any
+
+import structlog
+
+from ..config import StackConfig
+from ..obs.counters import Counters
+from ..wire.tcp import ACK, RST, SYN, TcpSegment
+from . import syncookies
+from .connection import Connection
+from .isn import IsnGenerator
+from .listener import Listener
+from .options import SockOpts
+from .seq import seq_add
+from .states import State
+from .timewait import TimeWaitTable
+
+log = structlog.get_logger("ustcp.tcp")
+
+ANY = b"\0\0\0\0"
+EPHEMERAL_PORTS = (32768, 60999)  # net.ipv4.ip_local_port_range
+
+Key = tuple[bytes, int, bytes, int]
+Output = tuple[bytes, bytes, TcpSegment]
+
+
+class TcpEngine:
+    def __init__(self, config: StackConfig, counters: Counters, *, seed: int | None = None,
+                 mss_for_mtu: int = 1460, gso_max_size: int = 0) -> None:
+        self.config = config
+        self.counters = counters
+        self.mss_for_mtu = mss_for_mtu
+        self.gso_max_size = gso_max_size
+        rng = random.Random(seed) if seed is not None else random.SystemRandom()
+        self.rng = rng
+        key = rng.getrandbits(256).to_bytes(32, "big") if seed is not None else None
+        self.isn = IsnGenerator(key)
+        self.cookie_secrets = syncookies.SyncookieSecrets(
+            key[:16] if key is not None else None)
+        self.connections: dict[Key, Connection] = {}
+        self.listeners: dict[tuple[bytes, int], Listener] = {}
+        self.time_wait = TimeWaitTable(self)
+        self.orphan_count = 0
+        self._output: list[Output] = []
+        self._wakeups: set[Connection | Listener] = set()
+        self._timers: list[tuple[float, int, Any]] = []
+        self._tick = itertools.count()
+        self._earliest: float | None = None
+        self._challenge_second = -1
+        self._challenge_count = 0
+
+    # ------------------------------------------------------------------ driver side
+
+    def take_output(self) -> list[Output]:
+        out, self._output = self._output, []
+        return out
+
+    def take_wakeups(self) -> set[Connection | Listener]:
+        woken, self._wakeups = self._wakeups, set()
+        return woken
+
+    def next_deadline(self) -> float | None:
+        while self._timers:
+            when, _, obj = self._timers[0]
+            if obj is self.time_wait:
+                if self.time_wait.next_deadline() == when:
+                    return when
+            elif obj.heap_when == when:
+                return when
+            heapq.heappop(self._timers)
+        return None
+
+    def on_timers(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            when, _, obj = heapq.heappop(self._timers)
+            if obj is self.time_wait:
+                self.time_wait.expire(now)
+                nxt = self.time_wait.next_deadline()
+                if nxt is not None:
+                    self.note_deadline(nxt)
+                continue
+            if obj.heap_when != when:
+                continue
+            obj.heap_when = None
+            obj.on_timer(now)
+
+    def on_segment(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        """One parsed, checksum-verified segment from the network."""
+        c = self.counters
+        c.inc("TcpInSegs")
+        if not seg.src_port or not seg.dst_port:
+            c.inc("UstcpDropZeroPort")
+            return
+        key = (dst_ip, seg.dst_port, src_ip, seg.src_port)
+        conn = self.connections.get(key)
+        if conn is not None:
+            conn.on_segment(now, seg)
+            return
+        tw = self.time_wait.entries.get(key)
+        if tw is not None:
+            tw_isn = self.time_wait.on_segment(now, tw, seg)
+            if tw_isn is None:
+                return
+            listener = self._find_listener(dst_ip, seg.dst_port)
+            if listener is not None:
+                listener.on_syn(now, src_ip, seg, dst_ip, tw_isn)
+            return
+        listener = self._find_listener(dst_ip, seg.dst_port)
+        if listener is not None:
+            if seg.flags & (SYN | ACK | RST) == SYN:
+                listener.on_syn(now, src_ip, seg, dst_ip)
+            else:
+                listener.on_segment(now, src_ip, dst_ip, seg)
+            return
+        c.inc("UstcpNoSocket")
+        self.send_reset_for(dst_ip, src_ip, seg)
+
+    # ------------------------------------------------------------------ user side
+
+    def listen(self, now: float, local_ip: bytes, port: int, backlog: int,
+               sockopts: SockOpts | None = None) -> Listener:
+        if (local_ip, port) in self.listeners or (ANY, port) in self.listeners:
+            raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+        listener = Listener(self, local_ip, port, backlog, sockopts or SockOpts())
+        self.listeners[(local_ip, port)] = listener
+        log.debug("listen", addr=listener.name, backlog=listener.backlog)
+        return listener
+
+    def connect(self, now: float, local_ip: bytes, remote_ip: bytes, remote_port: int,
+                local_port: int | None = None, sockopts: SockOpts | None = None) -> Connection:
+        """Active open: choose a port (tcp_v4_connect / __inet_hash_connect), send SYN."""
+        opts = sockopts or SockOpts()
+        if local_port is None:
+            local_port = self._pick_port(now, local_ip, remote_ip, remote_port)
+        else:
+            key = (local_ip, local_port, remote_ip, remote_port)
+            if key in self.connections or (key in self.time_wait.entries
+                                           and self.time_wait.reusable(now, key) is None):
+                raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+        conn = Connection(self, local_ip, local_port, remote_ip, remote_port, opts, now)
+        self.register(conn)
+        conn.start_connect(now)
+        self.touch(conn)
+        return conn
+
+    def _pick_port(self, now: float, local_ip: bytes, remote_ip: bytes,
+                   remote_port: int) -> int:
+        lo, hi = EPHEMERAL_PORTS
+        span = hi - lo + 1
+        start = self.rng.randrange(span)
+        for i in range(span):
+            port = lo + (start + i) % span
+            key = (local_ip, port, remote_ip, remote_port)
+            if key in self.connections or (local_ip, port) in self.listeners:
+                continue
+            if key in self.time_wait.entries and self.time_wait.reusable(now, key) is None:
+                continue
+            return port
+        raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+
+    # ------------------------------------------------------------------ for connections
+
+    def register(self, conn: Connection) -> None:
+        self.connections[conn.key] = conn
+
+    def forget(self, conn: Connection) -> None:
+        if self.connections.get(conn.key) is conn:
+            del self.connections[conn.key]
+
+    def unlisten(self, listener: Listener) -> None:
+        if self.listeners.get((listener.local_ip, listener.port)) is listener:
+            del self.listeners[(listener.local_ip, listener.port)]
+
+    def _find_listener(self, ip: bytes, port: int) -> Listener | None:
+        return self.listeners.get((ip, port)) or self.listeners.get((ANY, port))
+
+    def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        self.counters.inc("TcpOutSegs")
+        self._output.append((src_ip, dst_ip, seg))
+
+    def wake(self, obj: Connection | Listener) -> None:
+        self._wakeups.add(obj)
+
+    def touch(self, conn: Connection) -> None:
+        """Re-evaluate a connection's timers after it changed."""
+        self._schedule(conn, conn.deadline if conn.state != State.CLOSE else None)
+
+    def touch_listener(self, listener: Listener) -> None:
+        self._schedule(listener, listener.deadline)
+
+    def _schedule(self, obj: Connection | Listener, deadline: float | None) -> None:
+        # A timer that moves later costs nothing: the old heap entry fires, finds nothing
+        # due and reschedules. Only an earlier deadline pushes a new entry.
+        if deadline is None:
+            return
+        if obj.heap_when is None or deadline < obj.heap_when:
+            obj.heap_when = deadline
+            heapq.heappush(self._timers, (deadline, next(self._tick), obj))
+
+    def note_deadline(self, when: float) -> None:
+        heapq.heappush(self._timers, (when, next(self._tick), self.time_wait))
+
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """The global tcp_challenge_ack_limit per second (RFC 5961 7)."""
+        second = int(now)
+        if second != self._challenge_second:
+            self._challenge_second = second
+            self._challenge_count = 0
+        self._challenge_count += 1
+        return self._challenge_count <= self.config.tcp_challenge_ack_limit
+
+    def send_reset_for(self, local_ip: bytes, remote_ip: bytes, seg: TcpSegment) -> None:
+        """The RST that answers a segment nobody wants (RFC 9293 3.10.7.1,
+        tcp_v4_send_reset): never in reply to a RST; no options, window 0."""
+        if seg.flags & RST:
+            return
+        if seg.flags & ACK:
+            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+        else:
+            rst = TcpSegment(seg.dst_port, seg.src_port, 0, seq_add(seg.seq, seg.seg_len),
+                             RST | ACK, 0)
+        self.counters.inc("TcpOutRsts")
+        log.debug("reset_sent", peer=f"{socket.inet_ntoa(remote_ip)}:{seg.src_port}",
+                  port=seg.dst_port)
+        self.emit(local_ip, remote_ip, rst)

@@ -1,0 +1,367 @@
+"""A listening socket: the SYN queue, the accept queue and syncookies.
+
+Linux's listen path (tcp_input.c tcp_conn_request, tcp_minisocks.c tcp_check_req,
+inet_connection_sock.c, syncookies.c), with the same knobs and counters:
+
+- a SYN creates a small :class:`RequestSock` in the SYN (half-open) queue and is answered
+  with a SYN-ACK, retransmitted 1, 2, 4, ... s up to tcp_synack_retries times;
+- the final ACK turns it into a full :class:`Connection` in the accept queue, which holds at
+  most min(backlog, somaxconn) connections (ListenOverflows when full; tcp_abort_on_overflow
+  chooses between dropping the ACK and answering RST);
+- the SYN queue is bounded by the same backlog; when it is full, tcp_syncookies=1 answers
+  with a cookie instead of queuing (tcp_syncookies=2 always does), and without cookies the
+  SYN is dropped (TCPReqQFullDrop). With cookies off, the last quarter of
+  tcp_max_syn_backlog is kept for peers already proven.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ..wire.tcp import ACK, RST, SYN, TcpSegment
+from . import syncookies
+from .connection import Connection
+from .options import (
+    TS_OPTION_LEN,
+    SockOpts,
+    initial_rcv_wnd,
+    peer_mss,
+    rcv_wscale_for,
+    syn_options,
+)
+from .request import RequestSock
+from .seq import after, seq_add
+
+if TYPE_CHECKING:
+    from .engine import TcpEngine
+
+log = structlog.get_logger("ustcp.tcp")
+
+TCP_TIMEOUT_INIT = 1.0
+TCP_SYNCOOKIE_VALID = 120.0  # cookies are checked only this long after the last overflow
+
+
+class Listener:
+    def __init__(self, engine: TcpEngine, local_ip: bytes, port: int, backlog: int,
+                 sockopts: SockOpts) -> None:
+        self.engine = engine
+        self.local_ip = local_ip
+        self.port = port
+        self.sockopts = sockopts
+        self.backlog = 0
+        self.set_backlog(backlog)
+        self.syn_queue: dict[tuple[bytes, int, bytes, int], RequestSock] = {}
+        self.accept_queue: deque[Connection] = deque()
+        self.waiter: Any = None
+        self.closed = False
+        self.last_overflow = -1e9  # tcp_synq_overflow: when cookies were last needed
+        self.heap_when: float | None = None
+        self._timers: list[tuple[float, int, tuple[bytes, int, bytes, int]]] = []
+        self._tick = itertools.count()
+        self.name = f"{socket.inet_ntoa(local_ip)}:{port}"
+
+    def set_backlog(self, backlog: int) -> None:
+        """listen(2): the accept queue holds min(backlog, somaxconn) (Linux
+        sk_max_ack_backlog; a second listen() call just changes it)."""
+        self.backlog = max(0, min(backlog, self.engine.config.somaxconn))
+
+    @property
+    def accept_queue_len(self) -> int:
+        return len(self.accept_queue)
+
+    @property
+    def syn_queue_len(self) -> int:
+        return len(self.syn_queue)
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.accept_queue) or self.closed
+
+    def accept(self) -> Connection | None:
+        if not self.accept_queue:
+            return None
+        conn = self.accept_queue.popleft()
+        self.engine.touch_listener(self)
+        return conn
+
+    def _accept_queue_full(self) -> bool:
+        return len(self.accept_queue) > self.backlog  # sk_acceptq_is_full
+
+    # ------------------------------------------------------------------ SYN
+
+    def on_syn(self, now: float, remote_ip: bytes, seg: TcpSegment, local_ip: bytes,
+               tw_isn: int | None = None) -> None:
+        """tcp_conn_request."""
+        e = self.engine
+        cfg = e.config
+        c = e.counters
+        key = (local_ip, self.port, remote_ip, seg.src_port)
+        existing = self.syn_queue.get(key)
+        if existing is not None:
+            if seg.seq == existing.irs:
+                # A retransmitted SYN: the SYN-ACK was lost, send it again (tcp_check_req).
+                c.inc("UstcpSynRetransmitted")
+                self._send_synack(now, existing)
+            return
+        qlen = len(self.syn_queue)
+        want_cookie = cfg.tcp_syncookies == 2
+        if not want_cookie and qlen >= self.backlog:
+            # inet_csk_reqsk_queue_is_full: cookies if allowed, else drop.
+            if cfg.tcp_syncookies:
+                want_cookie = True
+                c.inc("TcpExtTCPReqQFullDoCookies")
+            else:
+                c.inc("TcpExtTCPReqQFullDrop")
+                c.inc("TcpExtListenDrops")
+                return
+        if self._accept_queue_full():
+            c.inc("TcpExtListenOverflows")
+            c.inc("TcpExtListenDrops")
+            return
+        if not want_cookie and not cfg.tcp_syncookies and \
+                cfg.tcp_max_syn_backlog - qlen < (cfg.tcp_max_syn_backlog >> 2):
+            # Keep the last quarter of the queue for proven peers (tcp_conn_request).
+            c.inc("TcpExtListenDrops")
+            return
+        req = self._make_request(now, local_ip, remote_ip, seg)
+        if want_cookie:
+            req.iss, req.snd_mss = syncookies.cookie_init_sequence(
+                e.cookie_secrets, now, remote_ip, seg.src_port, local_ip, self.port, seg.seq,
+                req.snd_mss)
+            req.from_cookie = True
+            self.last_overflow = now
+            c.inc("TcpExtSyncookiesSent")
+            self._send_synack(now, req)
+            return
+        if tw_isn is not None:
+            req.iss = tw_isn
+        self.syn_queue[key] = req
+        req.expires = now + TCP_TIMEOUT_INIT
+        heapq.heappush(self._timers, (req.expires, next(self._tick), key))
+        self._send_synack(now, req)
+        e.touch_listener(self)
+
+    def _make_request(self, now: float, local_ip: bytes, remote_ip: bytes,
+                      seg: TcpSegment) -> RequestSock:
+        e = self.engine
+        cfg = e.config
+        opts = seg.options
+        ts_ok = bool(cfg.tcp_timestamps) and opts.ts_val is not None
+        wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
+        advmss = e.mss_for_mtu
+        if self.sockopts.maxseg:
+            advmss = min(advmss, self.sockopts.maxseg)
+        rcv_wscale = rcv_wscale_for(cfg, self.sockopts) if wscale_ok else 0
+        payload_mss = advmss - (TS_OPTION_LEN if ts_ok else 0)
+        return RequestSock(
+            local_ip=local_ip, local_port=self.port, remote_ip=remote_ip,
+            remote_port=seg.src_port,
+            iss=e.isn.isn(now, local_ip, self.port, remote_ip, seg.src_port),
+            irs=seg.seq, snd_mss=peer_mss(opts), advmss=advmss,
+            snd_wscale=min(opts.wscale or 0, 14) if wscale_ok else None,
+            rcv_wscale=rcv_wscale, sack_ok=bool(cfg.tcp_sack) and opts.sack_permitted,
+            ts_ok=ts_ok, ts_recent=opts.ts_val or 0,
+            ts_offset=e.isn.ts_offset(local_ip, remote_ip),
+            rcv_wnd=initial_rcv_wnd(cfg, self.sockopts, payload_mss),
+            sockopts=self.sockopts.copy(), created=now)
+
+    def _send_synack(self, now: float, req: RequestSock) -> None:
+        """tcp_make_synack: options in Linux's order, window never scaled."""
+        e = self.engine
+        ts_val = None
+        if req.ts_ok:
+            ts_val = int(now * 1000) & 0xFFFFFFFF
+            if req.from_cookie:
+                # cookie_init_timestamp: wscale and SACK ride in TSval's low bits.
+                ts_val = syncookies.encode_ts_options(
+                    ts_val, req.snd_wscale, req.sack_ok, False)
+            ts_val = (ts_val + req.ts_offset) & 0xFFFFFFFF
+        opts = syn_options(e.config, mss=req.advmss, rcv_wscale=req.rcv_wscale,
+                           ts_val=ts_val, ts_ecr=req.ts_recent, sack=req.sack_ok,
+                           wscale=req.snd_wscale is not None)
+        seg = TcpSegment(self.port, req.remote_port, req.iss, seq_add(req.irs, 1), SYN | ACK,
+                         min(req.rcv_wnd, 65535), opts)
+        req.synack_sent = now
+        e.emit(req.local_ip, req.remote_ip, seg)
+
+    # ------------------------------------------------------------------ ACK
+
+    def on_segment(self, now: float, remote_ip: bytes, local_ip: bytes,
+                   seg: TcpSegment) -> None:
+        """A segment for the listening socket that is not a plain SYN (tcp_v4_do_rcv on a
+        LISTEN socket and tcp_check_req for SYN-queue entries)."""
+        e = self.engine
+        c = e.counters
+        flags = seg.flags
+        key = (local_ip, self.port, remote_ip, seg.src_port)
+        req = self.syn_queue.get(key)
+        if req is not None:
+            self._check_req(now, req, seg)
+            return
+        if flags & RST:
+            return
+        if flags & ACK and not flags & SYN and e.config.tcp_syncookies and \
+                now - self.last_overflow < TCP_SYNCOOKIE_VALID:
+            req = self._cookie_check(now, local_ip, remote_ip, seg)
+            if req is not None:
+                self._complete(now, req, seg)
+                return
+        c.inc("UstcpListenUnexpected")
+        e.send_reset_for(local_ip, remote_ip, seg)
+
+    def _cookie_check(self, now: float, local_ip: bytes, remote_ip: bytes,
+                      seg: TcpSegment) -> RequestSock | None:
+        """cookie_v4_check: rebuild the request from a valid cookie ACK."""
+        e = self.engine
+        c = e.counters
+        cookie = seq_add(seg.ack, -1)
+        peer_isn = seq_add(seg.seq, -1)
+        mss = syncookies.cookie_check(e.cookie_secrets, now, remote_ip, seg.src_port,
+                                      local_ip, self.port, peer_isn, cookie)
+        if mss is None:
+            c.inc("TcpExtSyncookiesFailed")
+            return None
+        opts = seg.options
+        ts_ok = False
+        sack_ok = False
+        snd_wscale: int | None = None
+        ts_offset = e.isn.ts_offset(local_ip, remote_ip)
+        if opts.ts_val is not None and e.config.tcp_timestamps:
+            # cookie_v4_check: the options ride in our TSval, echoed back as TSecr.
+            decoded = syncookies.decode_ts_options(
+                (opts.ts_ecr - ts_offset) & 0xFFFFFFFF, tcp_sack=bool(e.config.tcp_sack),
+                tcp_window_scaling=bool(e.config.tcp_window_scaling))
+            if decoded is None:
+                c.inc("TcpExtSyncookiesFailed")
+                return None
+            ts_ok = True
+            sack_ok = decoded.sack_ok
+            snd_wscale = decoded.snd_wscale
+        c.inc("TcpExtSyncookiesRecv")
+        advmss = e.mss_for_mtu
+        return RequestSock(
+            local_ip=local_ip, local_port=self.port, remote_ip=remote_ip,
+            remote_port=seg.src_port, iss=cookie, irs=peer_isn, snd_mss=mss, advmss=advmss,
+            snd_wscale=snd_wscale,
+            rcv_wscale=rcv_wscale_for(e.config, self.sockopts) if snd_wscale is not None else 0,
+            sack_ok=sack_ok, ts_ok=ts_ok, ts_recent=opts.ts_val or 0, ts_offset=ts_offset,
+            rcv_wnd=initial_rcv_wnd(e.config, self.sockopts,
+                                    advmss - (TS_OPTION_LEN if ts_ok else 0)),
+            sockopts=self.sockopts.copy(), created=now, from_cookie=True)
+
+    def _check_req(self, now: float, req: RequestSock, seg: TcpSegment) -> None:
+        """tcp_check_req: the segment belongs to a half-open connection."""
+        e = self.engine
+        c = e.counters
+        flags = seg.flags
+        if flags & SYN and not flags & (ACK | RST):
+            if seg.seq == req.irs:
+                self._send_synack(now, req)  # retransmitted SYN
+            return
+        if flags & ACK and seg.ack != seq_add(req.iss, 1):
+            e.send_reset_for(req.local_ip, req.remote_ip, seg)  # not our SYN-ACK
+            return
+        rcv_nxt = seq_add(req.irs, 1)
+        end = seq_add(seg.seq, seg.seg_len)
+        in_window = not after(seg.seq, seq_add(rcv_nxt, req.rcv_wnd)) and \
+            not after(rcv_nxt, end if end != seg.seq else seg.seq)
+        if not in_window:
+            if not flags & RST:
+                c.inc("UstcpReqOutOfWindow")
+                self._send_synack(now, req)
+            return
+        if flags & RST or flags & SYN:
+            if flags & SYN:
+                e.send_reset_for(req.local_ip, req.remote_ip, seg)
+            self._drop_request(req)
+            c.inc("TcpAttemptFails")
+            return
+        if not flags & ACK:
+            return
+        self._complete(now, req, seg)
+
+    def _complete(self, now: float, req: RequestSock, seg: TcpSegment) -> None:
+        """The third ACK: a full connection into the accept queue, if there is room."""
+        e = self.engine
+        c = e.counters
+        if self._accept_queue_full():
+            c.inc("TcpExtListenOverflows")
+            c.inc("TcpExtListenDrops")
+            if e.config.tcp_abort_on_overflow:
+                self._drop_request(req)
+                e.send_reset_for(req.local_ip, req.remote_ip, seg)
+            # Otherwise the ACK is dropped; the SYN-ACK timer will try again.
+            return
+        self._drop_request(req)
+        conn = Connection(e, req.local_ip, req.local_port, req.remote_ip, req.remote_port,
+                          req.sockopts, now)
+        conn.adopt_request(req, seg, now)
+        e.register(conn)
+        self.accept_queue.append(conn)
+        c.inc("TcpPassiveOpens")
+        log.debug("accepted", conn=conn.name, queue=len(self.accept_queue))
+        if seg.payload or seg.flags & ~(ACK | 0x08):
+            conn.on_segment(now, seg)
+        else:
+            e.touch(conn)
+        e.wake(self)
+
+    def _drop_request(self, req: RequestSock) -> None:
+        self.syn_queue.pop(req.key, None)
+
+    # ------------------------------------------------------------------ timers
+
+    @property
+    def deadline(self) -> float | None:
+        while self._timers:
+            when, _, key = self._timers[0]
+            req = self.syn_queue.get(key)
+            if req is not None and req.expires == when:
+                return when
+            heapq.heappop(self._timers)
+        return None
+
+    def on_timer(self, now: float) -> None:
+        """SYN-ACK retransmission (reqsk_timer_handler): 1, 2, 4, ... s; the entry goes
+        after tcp_synack_retries retransmissions."""
+        e = self.engine
+        retries = e.config.tcp_synack_retries
+        while self._timers and self._timers[0][0] <= now:
+            when, _, key = heapq.heappop(self._timers)
+            req = self.syn_queue.get(key)
+            if req is None or req.expires != when:
+                continue
+            if req.num_timeout >= retries:
+                self._drop_request(req)
+                e.counters.inc("UstcpSynRecvTimeout")
+                log.debug("syn_recv_timeout", listener=self.name,
+                          peer=f"{socket.inet_ntoa(req.remote_ip)}:{req.remote_port}")
+                continue
+            req.num_timeout += 1
+            e.counters.inc("TcpRetransSegs")
+            self._send_synack(now, req)
+            req.expires = now + min(TCP_TIMEOUT_INIT * (1 << req.num_timeout), 120.0)
+            heapq.heappush(self._timers, (req.expires, next(self._tick), key))
+        e.touch_listener(self)
+
+    def close(self, now: float) -> None:
+        """close(2) on a listener (inet_csk_listen_stop): half-open entries vanish (their
+        final ACK will meet a closed port and get RST); accepted but not yet accept()ed
+        connections are reset."""
+        if self.closed:
+            return
+        self.closed = True
+        self.syn_queue.clear()
+        self._timers.clear()
+        while self.accept_queue:
+            self.accept_queue.popleft().abort(now)
+        self.engine.unlisten(self)
+        self.engine.wake(self)
+
+

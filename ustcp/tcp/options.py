@@ -1,0 +1,78 @@
+"""Handshake option negotiation as Linux does it (tcp_output.c tcp_syn_options,
+tcp_select_initial_window; tcp_input.c tcp_parse_options, tcp_mss_to_mtu)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import StackConfig
+from ..wire.tcp import MAX_WSCALE, TcpOptions
+
+TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: assumed when the SYN carries no MSS option
+TCP_MIN_MSS = 88  # Linux TCP_MIN_MSS: smaller MSS options are raised to this
+TS_OPTION_LEN = 12  # nop,nop,TS: what every segment loses to timestamps
+
+
+@dataclass(slots=True)
+class SockOpts:
+    """Per-socket options (setsockopt). Accepted connections inherit the listener's."""
+
+    nodelay: bool = False
+    cork: bool = False
+    keepalive: bool = False
+    rcvbuf: int = 0  # 0 = autotuned from tcp_rmem (SO_RCVBUF not set)
+    sndbuf: int = 0  # 0 = autotuned from tcp_wmem (SO_SNDBUF not set)
+    maxseg: int = 0  # TCP_MAXSEG user clamp, 0 = none
+    linger: tuple[bool, int] | None = None  # SO_LINGER (onoff, seconds)
+    linger2: int | None = None  # TCP_LINGER2: FIN_WAIT2 lifetime for orphans, seconds
+    reuseaddr: bool = False
+
+    def copy(self) -> SockOpts:
+        return SockOpts(self.nodelay, self.cork, self.keepalive, self.rcvbuf, self.sndbuf,
+                        self.maxseg, self.linger, self.linger2, self.reuseaddr)
+
+
+def rcvbuf_size(config: StackConfig, opts: SockOpts) -> int:
+    """SO_RCVBUF as Linux doubles it, else the tcp_rmem default."""
+    return max(opts.rcvbuf * 2, 2304) if opts.rcvbuf else config.tcp_rmem[1]
+
+
+def rcv_wscale_for(config: StackConfig, opts: SockOpts) -> int:
+    """Our window scale: the smallest shift that lets the largest receive buffer
+    (tcp_rmem[2], or a locked SO_RCVBUF) be advertised (tcp_select_initial_window)."""
+    space = rcvbuf_size(config, opts) if opts.rcvbuf else config.tcp_rmem[2]
+    wscale = 0
+    while space > 65535 and wscale < MAX_WSCALE:
+        space >>= 1
+        wscale += 1
+    return wscale
+
+
+def initial_rcv_wnd(config: StackConfig, opts: SockOpts, advmss: int) -> int:
+    """The window of a SYN or SYN-ACK: the receive buffer, never more than 65535 (a SYN's
+    window is never scaled, RFC 7323 2.2), rounded down to a multiple of the advertised MSS
+    (tcp_select_initial_window). Our buffers count payload bytes only, so the whole buffer
+    is window (Linux scales by the skb overhead it measures: tcp_win_from_space)."""
+    space = min(rcvbuf_size(config, opts), 65535)
+    if advmss and space > advmss:
+        space = (space // advmss) * advmss
+    return space
+
+
+def peer_mss(opts: TcpOptions) -> int:
+    """The MSS the peer announced, with Linux's floor (tcp_parse_options)."""
+    if opts.mss is None:
+        return TCP_MSS_DEFAULT
+    return max(opts.mss, TCP_MIN_MSS)
+
+
+def syn_options(config: StackConfig, *, mss: int, rcv_wscale: int, ts_val: int | None,
+                ts_ecr: int, sack: bool, wscale: bool) -> TcpOptions:
+    """Options of our SYN or SYN-ACK; the wire layout is Linux's (see wire.tcp)."""
+    return TcpOptions(
+        mss=mss,
+        wscale=rcv_wscale if wscale else None,
+        sack_permitted=sack,
+        ts_val=ts_val,
+        ts_ecr=ts_ecr if ts_val is not None else 0,
+    )

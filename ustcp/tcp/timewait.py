@@ -1,0 +1,169 @@
+"""The TIME_WAIT table (Linux tcp_minisocks.c, struct tcp_timewait_sock).
+
+A connection that closed first lingers here for 2MSL = 60 s as a small record: enough to
+re-ACK a retransmitted FIN, to reject old duplicates, and to decide whether a new SYN for the
+same 4-tuple may reuse it (RFC 6191). The table is bounded by tcp_max_tw_buckets: over the
+bound a connection closes without TIME_WAIT and TCPTimeWaitOverflow is counted.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment
+from .seq import after, seq_add, seq_diff
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .engine import TcpEngine
+
+log = structlog.get_logger("ustcp.tcp")
+
+TCP_TIMEWAIT_LEN = 60.0
+TCP_PAWS_MSL = 60.0  # RFC 7323 5.5: TS.Recent of a TIME_WAIT entry is trusted this long
+TCP_PAWS_24DAYS = 24 * 86400.0
+
+
+@dataclass(slots=True)
+class TimeWaitEntry:
+    key: tuple[bytes, int, bytes, int]
+    snd_nxt: int
+    rcv_nxt: int
+    rcv_wnd: int  # unscaled window to announce
+    rcv_wscale: int
+    ts_ok: bool
+    ts_recent: int
+    ts_recent_stamp: float
+    ts_offset: int
+    last_seen: float
+    expires: float
+
+
+class TimeWaitTable:
+    def __init__(self, engine: TcpEngine) -> None:
+        self.engine = engine
+        self.entries: dict[tuple[bytes, int, bytes, int], TimeWaitEntry] = {}
+        self._heap: list[tuple[float, int, tuple[bytes, int, bytes, int]]] = []
+        self._tick = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, now: float, conn: Connection) -> None:
+        """tcp_time_wait: keep what TIME_WAIT needs, or count an overflow."""
+        e = self.engine
+        if len(self.entries) >= e.config.tcp_max_tw_buckets:
+            e.counters.inc("TcpExtTCPTimeWaitOverflow")
+            log.info("time_wait_overflow", conn=conn.name)
+            return
+        entry = TimeWaitEntry(
+            key=conn.key, snd_nxt=conn.snd_nxt, rcv_nxt=conn.rcv_nxt,
+            rcv_wnd=min(conn.rcv_wnd >> conn.rcv_wscale, 65535), rcv_wscale=conn.rcv_wscale,
+            ts_ok=conn.ts_ok, ts_recent=conn.ts_recent, ts_recent_stamp=conn.ts_recent_stamp,
+            ts_offset=conn.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN)
+        self.entries[conn.key] = entry
+        self._schedule(entry)
+        e.counters.inc("UstcpTimeWaitEntered")
+        log.debug("time_wait", conn=conn.name, expires=round(entry.expires, 6))
+
+    def _schedule(self, entry: TimeWaitEntry) -> None:
+        heapq.heappush(self._heap, (entry.expires, next(self._tick), entry.key))
+        self.engine.note_deadline(entry.expires)
+
+    def next_deadline(self) -> float | None:
+        while self._heap:
+            when, _, key = self._heap[0]
+            entry = self.entries.get(key)
+            if entry is not None and entry.expires == when:
+                return when
+            heapq.heappop(self._heap)
+        return None
+
+    def expire(self, now: float) -> None:
+        while self._heap and self._heap[0][0] <= now:
+            when, _, key = heapq.heappop(self._heap)
+            entry = self.entries.get(key)
+            if entry is not None and entry.expires == when:
+                del self.entries[key]
+                self.engine.counters.inc("TcpExtTW")
+
+    def _ack(self, now: float, entry: TimeWaitEntry) -> None:
+        local_ip, local_port, remote_ip, remote_port = entry.key
+        opts = TcpOptions()
+        if entry.ts_ok:
+            opts.ts_val = (int(now * 1000) + entry.ts_offset) & 0xFFFFFFFF
+            opts.ts_ecr = entry.ts_recent
+        seg = TcpSegment(local_port, remote_port, entry.snd_nxt, entry.rcv_nxt, ACK,
+                         entry.rcv_wnd, opts)
+        self.engine.emit(local_ip, remote_ip, seg)
+
+    def on_segment(self, now: float, entry: TimeWaitEntry, seg: TcpSegment) -> int | None:
+        """tcp_timewait_state_process. Returns the ISN for a new connection when the
+        segment is a SYN that may reopen this 4-tuple (the entry is then gone), else None."""
+        c = self.engine.counters
+        flags = seg.flags
+        opts = seg.options
+        saw_ts = entry.ts_ok and opts.ts_val is not None
+        paws_reject = False
+        if saw_ts and entry.ts_recent and seq_diff(entry.ts_recent, opts.ts_val or 0) > 0 \
+                and now - entry.ts_recent_stamp < TCP_PAWS_24DAYS:
+            # RFC 7323 5.3; a RST is not rejected once TS.Recent is older than MSL.
+            paws_reject = not (flags & RST and now - entry.ts_recent_stamp > TCP_PAWS_MSL)
+        end_seq = seq_add(seg.seq, seg.seg_len)
+        if not paws_reject and seg.seq == entry.rcv_nxt and (
+                seg.seq == end_seq or flags & RST):
+            # In-window bare ACK or RST.
+            if flags & RST:
+                if not self.engine.config.tcp_rfc1337:
+                    del self.entries[entry.key]  # TIME-WAIT assassination (RFC 1337)
+                    c.inc("TcpExtTWKilled")
+                    return None
+            else:
+                entry.expires = now + TCP_TIMEWAIT_LEN
+                self._schedule(entry)
+            if saw_ts:
+                entry.ts_recent = opts.ts_val or 0
+                entry.ts_recent_stamp = now
+            return None
+        if flags & SYN and not flags & (RST | ACK) and not paws_reject and (
+                after(seg.seq, entry.rcv_nxt)
+                or (saw_ts and seq_diff(entry.ts_recent, opts.ts_val or 0) < 0)):
+            # A new incarnation (RFC 6191): its ISN comes after everything we sent.
+            del self.entries[entry.key]
+            c.inc("TcpExtTWRecycled")
+            return seq_add(entry.snd_nxt, 65535 + 2) or 1
+        if paws_reject:
+            c.inc("TcpExtPAWSEstab")
+        if not flags & RST:
+            # Out of window (a retransmitted FIN, an old SYN, ...): ACK it; an ACK or a
+            # PAWS reject restarts the 2MSL timer.
+            if paws_reject or flags & ACK:
+                entry.expires = now + TCP_TIMEWAIT_LEN
+                self._schedule(entry)
+            if now - entry.last_seen >= self.engine.config.tcp_invalid_ratelimit / 1000.0 \
+                    or flags & FIN:
+                entry.last_seen = now
+                self._ack(now, entry)
+            else:
+                c.inc("TcpExtTCPACKSkippedTimeWait")
+        return None
+
+    def reusable(self, now: float, key: tuple[bytes, int, bytes, int]) -> TimeWaitEntry | None:
+        """tcp_twsk_unique: may an active open reuse this entry's 4-tuple (tcp_tw_reuse)?
+        Needs timestamps and more than one second since the entry's last timestamp."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        mode = self.engine.config.tcp_tw_reuse
+        loopback = key[2][0] == 127
+        allowed = mode == 1 or (mode == 2 and loopback)
+        if allowed and entry.ts_ok and now - entry.ts_recent_stamp > 1.0:
+            del self.entries[key]
+            self.engine.counters.inc("TcpExtTWRecycled")
+            return entry
+        return None
