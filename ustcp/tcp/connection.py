@@ -48,7 +48,7 @@ from .options import (
     rcvbuf_size,
     syn_options,
 )
-from .rto import RtoEstimator
+from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .seq import after, after_eq, before, before_eq, seq_add, seq_diff
 from .states import State
 
@@ -59,9 +59,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("ustcp.tcp")
 
 TCP_TIMEWAIT_LEN = 60.0  # 2MSL with Linux's fixed MSL of 30 s
-TCP_TIMEOUT_INIT = 1.0  # RFC 6298 2.1 initial RTO
-TCP_RTO_MIN = 0.2
-TCP_RTO_MAX = 120.0
 TCP_DELACK_MIN = 0.04
 TCP_DELACK_MAX = 0.2
 TCP_ATO_MIN = 0.04
@@ -79,6 +76,7 @@ class TxRecord:
     with its TCP_SKB_CB sacked bits)."""
 
     __slots__ = (
+        "done",
         "end",
         "ever_retrans",
         "fin",
@@ -105,6 +103,7 @@ class TxRecord:
         self.lost = False
         self.retrans = False  # retransmitted and not yet acknowledged or SACKed
         self.ever_retrans = False  # Karn's rule: no RTT sample from this record
+        self.done = False  # acknowledged and gone from the retransmission queue
 
 
 class Connection:
@@ -189,7 +188,8 @@ class Connection:
         self.retransmits = 0  # consecutive timeouts (icsk_retransmits)
         self.retrans_stamp = 0.0
         self.probes_out = 0
-        self.t_rto: float | None = None
+        self.t_rto: float | None = None  # the retransmit timer, which also serves as
+        self.xmit_timer = "rto"  # ... the loss probe ("tlp") and RACK reorder ("reo") timer
         self.t_delack: float | None = None
         self.t_probe0: float | None = None
         self.t_keepalive: float | None = None
@@ -200,10 +200,18 @@ class Connection:
         self.ccs = CcState(mss=536)
         self.high_seq = 0
         self.prior_cwnd = 0
+        # RACK (RFC 8985, Linux tcp_recovery.c) and TLP.
+        self.tsorted: deque[tuple[float, TxRecord]] = deque()  # records by send time
+        self.rack_mstamp = -1.0  # send time of the most recently sent delivered record
+        self.rack_end_seq = 0
+        self.rack_rtt_us = 0
+        self.rack_advanced = False
+        self.reord_seen = 0
+        self.tlp_high_seq: int | None = None
+        self.tlp_retrans = False
         self.prr_delivered = 0
         self.prr_out = 0
         self.reordering = cfg.tcp_reordering
-        self.dupacks = 0
         self.last_send = now
         self.cwnd_limited = False
         self.max_packets_out = 0
@@ -628,6 +636,7 @@ class Connection:
         if sent_any:
             self.last_send = now
             ccs.lsndtime = now
+            self._schedule_loss_probe(now, advancing_rto=False)
         self._cwnd_validate(self._in_flight() >= ccs.snd_cwnd)
         self._check_probe_timer(now)
 
@@ -686,7 +695,9 @@ class Connection:
         end = seq_add(seq, size + (1 if fin else 0))
         if not self.packets_out:
             self.cc.cwnd_event(self.ccs, now, CwndEvent.TX_START)
-        self.rtx.append(TxRecord(seq, end, pcount, now, fin=fin))
+        rec = TxRecord(seq, end, pcount, now, fin=fin)
+        self.rtx.append(rec)
+        self.tsorted.append((now, rec))
         self.packets_out += pcount
         self.snd_nxt = end
         self.ccs.snd_nxt = end
@@ -700,8 +711,8 @@ class Connection:
         if self.ccs.ca_state == CA_RECOVERY:
             self.prr_out += pcount
         self._emit(now, seg)
-        if self.t_rto is None:
-            self._arm_rto(now)
+        if self.t_rto is None or self.xmit_timer == "tlp":
+            self._arm_rto(now)  # tcp_event_new_data_sent
         self._note_pingpong(now)
 
     def _note_pingpong(self, now: float) -> None:
@@ -733,6 +744,7 @@ class Connection:
             self.prr_out += rec.pcount
         rec.ever_retrans = True
         rec.xmit = now
+        self.tsorted.append((now, rec))
         self.total_retrans += rec.pcount
         self.bytes_retrans += size
         self.engine.counters.inc("TcpRetransSegs", rec.pcount)
@@ -777,7 +789,13 @@ class Connection:
             self._delack_timer(now)
         if self.t_rto is not None and self.t_rto <= now:
             self.t_rto = None
-            self._retransmit_timer(now)
+            kind, self.xmit_timer = self.xmit_timer, "rto"
+            if kind == "tlp":
+                self._send_loss_probe(now)
+            elif kind == "reo":
+                self._rack_reo_timeout(now)
+            else:
+                self._retransmit_timer(now)
         if self.t_probe0 is not None and self.t_probe0 <= now:
             self.t_probe0 = None
             self._probe_timer(now)
@@ -792,11 +810,42 @@ class Connection:
         self.engine.touch(self)
 
     def _rto_value(self) -> float:
-        base = self.rtt.rto if self.rtt.has_sample else TCP_TIMEOUT_INIT
-        return min(base * (1 << self.backoff), TCP_RTO_MAX)
+        return self.rtt.backed_off(self.backoff)
 
     def _arm_rto(self, now: float) -> None:
         self.t_rto = now + self._rto_value()
+        self.xmit_timer = "rto"
+
+    def _rto_deadline(self, now: float) -> float:
+        """When the RTO would fire, counted from the send time of the oldest outstanding
+        record (tcp_rto_delta_us)."""
+        head = self.rtx[0].xmit if self.rtx else now
+        return head + self._rto_value()
+
+    def _set_xmit_timer(self, now: float) -> None:
+        """After an ACK that advanced SND.UNA: a loss probe if one is due, else the RTO
+        restarted (RFC 6298 5.3, tcp_set_xmit_timer)."""
+        if not self.packets_out:
+            self.t_rto = None
+        elif not self._schedule_loss_probe(now, advancing_rto=True):
+            self._arm_rto(now)
+
+    def _schedule_loss_probe(self, now: float, *, advancing_rto: bool) -> bool:
+        """Arm the tail loss probe (RFC 8985 7.2, tcp_schedule_loss_probe): PTO = 2*SRTT,
+        plus a delayed-ACK allowance when one packet is in flight, never after the RTO."""
+        cfg = self.config
+        if self.tlp_high_seq is not None or cfg.tcp_early_retrans not in (3, 4) \
+                or not self.packets_out or not self.sack_ok \
+                or self.ccs.ca_state not in (CA_OPEN, CA_CWR) or not self.rtt.has_sample:
+            return False
+        srtt = self.rtt.srtt_us / 1e6
+        pto = 2 * srtt + (TCP_RTO_MIN if self.packets_out == 1 else 0.002)
+        rto_left = self._rto_value() if advancing_rto else self._rto_deadline(now) - now
+        if rto_left > 0:
+            pto = min(pto, rto_left)
+        self.t_rto = now + pto
+        self.xmit_timer = "tlp"
+        return True
 
     def _delack_timer(self, now: float) -> None:
         """tcp_delack_timer_handler: send the delayed ACK and adapt ATO."""
@@ -920,8 +969,7 @@ class Connection:
         # current window (tcp_xmit_probe_skb).
         self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
         self.backoff += 1
-        self.t_probe0 = now + min(self.rtt.rto * (1 << self.backoff) if self.rtt.has_sample
-                                  else TCP_TIMEOUT_INIT * (1 << self.backoff), TCP_RTO_MAX)
+        self.t_probe0 = now + self._rto_value()
 
     def _push_ignoring_nagle(self, now: float) -> None:
         nodelay, cork = self.sockopts.nodelay, self.sockopts.cork
@@ -1192,15 +1240,87 @@ class Connection:
             self.backoff = 0
             self.retransmits = 0
             self.retrans_stamp = 0.0
-            self.dupacks = 0
-            self.t_rto = None if not self.packets_out else now + self._rto_value()
+            if not self.sack_ok:
+                self._remove_reno_sacks(acked_pkts)
             self.probes_out = 0
             self.engine.wake(self)
         elif not self.sack_ok and self._is_dupack(seg, prior_una):
-            self.dupacks += 1
+            self._add_reno_sack()
+            newly_sacked = 1
+        if self.tlp_high_seq is not None:
+            self._process_tlp_ack(now, ack, acked_pkts, newly_sacked, seg)
         self._fastretrans_alert(now, prior_una, acked_pkts, newly_sacked)
+        if after(ack, prior_una) and self.xmit_timer != "reo":
+            self._set_xmit_timer(now)
         self._state_after_ack(now)
         return True
+
+    def _process_tlp_ack(self, now: float, ack: int, acked: int, sacked: int,
+                         seg: TcpSegment) -> None:
+        """Did the loss probe repair a loss (tcp_process_tlp_ack)? Then reduce cwnd once."""
+        assert self.tlp_high_seq is not None
+        if before(ack, self.tlp_high_seq):
+            return
+        dsack = bool(seg.options.sack_blocks) and before_eq(seg.options.sack_blocks[0][1], ack)
+        if not self.tlp_retrans or dsack:
+            self.tlp_high_seq = None
+        elif after(ack, self.tlp_high_seq):
+            self.tlp_high_seq = None
+            ccs = self.ccs
+            ccs.prior_cwnd = ccs.snd_cwnd
+            ccs.snd_ssthresh = self.cc.ssthresh(ccs)
+            ccs.snd_cwnd = min(ccs.snd_cwnd, ccs.snd_ssthresh)
+            self.cc.cwnd_event(ccs, now, CwndEvent.COMPLETE_CWR)
+            self.engine.counters.inc("TcpExtTCPLossProbeRecovery")
+        elif not acked and not sacked:
+            self.tlp_high_seq = None
+
+    def _send_loss_probe(self, now: float) -> None:
+        """The PTO fired (RFC 8985 7.3, tcp_send_loss_probe): send one new segment if the
+        windows allow, else retransmit the last one; then the RTO takes over."""
+        if not self.packets_out:
+            return
+        before_nxt = self.snd_nxt
+        if seq_diff(self.write_seq, self.snd_nxt) > 0:
+            cwnd = self.ccs.snd_cwnd
+            self.ccs.snd_cwnd = self._in_flight() + 1
+            self._push_ignoring_nagle(now)
+            self.ccs.snd_cwnd = max(cwnd, self.ccs.snd_cwnd - 1)
+        if self.snd_nxt != before_nxt:
+            self.tlp_retrans = False
+        else:
+            last = self.rtx[-1]
+            if last.pcount > 1:
+                self._split(last, seq_diff(last.end, last.start) - (1 if last.fin else 0)
+                            - self.mss * (last.pcount - 1))
+                last = self.rtx[-1]
+            if last.sacked:
+                self._arm_rto(now)
+                return
+            self._retransmit(now, last)
+            self.tlp_retrans = True
+        self.tlp_high_seq = self.snd_nxt
+        self.engine.counters.inc("TcpExtTCPLossProbes")
+        self._arm_rto(now)
+
+    def _add_reno_sack(self) -> None:
+        """Without SACK, each duplicate ACK stands for one segment that left the network
+        (Linux tcp_add_reno_sack): it lowers the packets in flight, which is what lets
+        limited transmit (RFC 3042) send new data on the first two dupacks."""
+        self.sacked_out += 1
+        self._limit_reno_sacked()
+
+    def _remove_reno_sacks(self, acked: int) -> None:
+        """One ACK fills a hole; the rest of what it acks eats duplicate ACKs
+        (tcp_remove_reno_sacks)."""
+        if acked > 0:
+            self.sacked_out = 0 if acked - 1 >= self.sacked_out else self.sacked_out - (acked - 1)
+        self._limit_reno_sacked()
+
+    def _limit_reno_sacked(self) -> None:
+        holes = min(max(self.lost_out, 1), self.packets_out)
+        if self.sacked_out + holes > self.packets_out:
+            self.sacked_out = max(0, self.packets_out - holes)
 
     def _is_dupack(self, seg: TcpSegment, prior_una: int) -> bool:
         """RFC 5681 2: same ACK, no data, no window change, data outstanding."""
@@ -1245,10 +1365,13 @@ class Connection:
                             setattr(self, attr, getattr(self, attr) - delta)
                     rec.start = ack
                     rec.pcount = new_pcount
+                    self._rack_advance(now, rec)
                     if not rec.ever_retrans:
                         first_ackt = rec.first_xmit if first_ackt is None else first_ackt
                 break
             self.rtx.popleft()
+            rec.done = True
+            self._rack_advance(now, rec)
             acked_pkts += rec.pcount
             self.packets_out -= rec.pcount
             if rec.sacked:
@@ -1279,7 +1402,7 @@ class Connection:
             if 0 <= rtt_ms < 3_600_000:
                 rtt_us = max(1, rtt_ms * 1000)
         if rtt_us > 0:
-            self.rtt.on_sample(rtt_us)
+            self.rtt.on_sample(rtt_us, snd_una=ack, snd_nxt=self.snd_nxt)
             self.ccs.srtt_us = self.rtt.srtt_us
             self.ccs.min_rtt_us = self.rtt.min_rtt_us
         if acked_pkts:
@@ -1321,6 +1444,7 @@ class Connection:
                 rec.sacked = True
                 self.sacked_out += rec.pcount
                 newly += rec.pcount
+                self._rack_advance(now, rec)
                 if rec.lost:
                     rec.lost = False
                     self.lost_out -= rec.pcount
@@ -1330,36 +1454,113 @@ class Connection:
         self.delivered += newly
         return newly
 
-    def _mark_lost(self) -> bool:
-        """Loss detection. With SACK: a record is lost once `reordering` packets above it
-        were SACKed (RFC 6675 IsLost). Without SACK: the head after `reordering` dupacks,
-        and again on each NewReno partial ACK (RFC 6582). Returns True if any was marked."""
+    def _rack_advance(self, now: float, rec: TxRecord) -> None:
+        """A record was delivered: remember the most recently sent one and its RTT
+        (RFC 8985 6.2 step 2, tcp_rack_advance). A retransmitted record's RTT is
+        ambiguous unless it is at least the minimum RTT."""
+        rtt_us = int((now - rec.xmit) * 1e6)
+        if rec.ever_retrans and rtt_us < self.rtt.min_rtt_us:
+            return
+        self.rack_advanced = True
+        self.rack_rtt_us = rtt_us
+        if rec.xmit > self.rack_mstamp or (rec.xmit == self.rack_mstamp
+                                           and after(rec.end, self.rack_end_seq)):
+            self.rack_mstamp = rec.xmit
+            self.rack_end_seq = rec.end
+
+    def _rack_reo_wnd(self) -> float:
+        """The reordering window (RFC 8985 6.2 step 4, tcp_rack_reo_wnd): none while in
+        recovery or once `reordering` packets are SACKed, unless reordering was seen."""
+        if not self.reord_seen and (self.ccs.ca_state >= CA_RECOVERY
+                                    or self.sacked_out >= self.reordering):
+            return 0.0
+        return min(self.rtt.min_rtt_us / 4, self.rtt.srtt_us) / 1e6
+
+    def _rack_detect_loss(self, now: float) -> bool:
+        """Mark lost every record sent before the most recently delivered one whose time
+        is up (RFC 8985 6.2 step 5, tcp_rack_detect_loss); arm the reorder timer for the
+        rest."""
+        if not self.rack_advanced:
+            return False
+        self.rack_advanced = False
+        reo_wnd = self._rack_reo_wnd()
+        rack_rtt = self.rack_rtt_us / 1e6
         marked = False
+        wait = 0.0
+        ts = self.tsorted
+        while ts and (ts[0][1].done or ts[0][1].sacked or ts[0][0] != ts[0][1].xmit):
+            ts.popleft()
+        for xmit, rec in list(ts):
+            if rec.done or rec.sacked or xmit != rec.xmit:
+                continue
+            if rec.lost and not rec.retrans:
+                continue
+            if xmit > self.rack_mstamp or (xmit == self.rack_mstamp
+                                           and not after(self.rack_end_seq, rec.end)):
+                break
+            remaining = rack_rtt + reo_wnd - (now - xmit)
+            if remaining <= 1e-9:
+                self._mark_record_lost(rec)
+                marked = True
+            else:
+                wait = max(wait, remaining)
+        if wait > 0:
+            self.t_rto = now + wait + 0.002  # plus TCP_TIMEOUT_MIN, as Linux
+            self.xmit_timer = "reo"
+        return marked
+
+    def _rack_reo_timeout(self, now: float) -> None:
+        """The reorder timer fired (tcp_rack_reo_timeout): detect, recover, retransmit."""
+        self.rack_advanced = True
+        prior_out = self.lost_out
+        self._rack_detect_loss(now)
+        if self.lost_out > prior_out and self.ccs.ca_state < CA_RECOVERY:
+            self._enter_recovery(now)
+        if self.lost_out > self.retrans_out:
+            self._xmit_retransmit_queue(now)
+        if self.t_rto is None and self.packets_out:
+            self._arm_rto(now)
+
+    def _mark_lost(self, now: float, snd_una_advanced: bool) -> bool:
+        """Loss detection (tcp_identify_packet_loss). With SACK: a record is lost once
+        `reordering` packets above it were SACKed (RFC 6675 IsLost). Without SACK (NewReno,
+        tcp_newreno_mark_lost): the head after `reordering` duplicate ACKs, and again on
+        each partial ACK during recovery (RFC 6582). Returns True if any was marked."""
+        if not self.rtx:
+            return False
+        if self.sack_ok and self.config.tcp_recovery & 1:
+            return self._rack_detect_loss(now)
         if self.sack_ok:
+            marked = False
             sacked_above = 0
             for rec in reversed(self.rtx):
                 if rec.sacked:
                     sacked_above += rec.pcount
                 elif sacked_above >= self.reordering and not rec.lost:
-                    rec.lost = True
-                    self.lost_out += rec.pcount
-                    if rec.retrans:
-                        rec.retrans = False
-                        self.retrans_out -= rec.pcount
+                    self._mark_record_lost(rec)
                     marked = True
-        elif self.dupacks >= self.reordering and self.rtx:
-            head = self.rtx[0]
-            if not head.lost and not head.retrans:
-                head.lost = True
-                self.lost_out += head.pcount
-                marked = True
-        return marked
+            return marked
+        state = self.ccs.ca_state
+        head = self.rtx[0]
+        if head.lost or not ((state < CA_RECOVERY and self.sacked_out >= self.reordering)
+                             or (state == CA_RECOVERY and snd_una_advanced)):
+            return False
+        if head.pcount > 1:
+            self._split(head, self.mss)
+        self._mark_record_lost(head)
+        return True
+
+    def _mark_record_lost(self, rec: TxRecord) -> None:
+        rec.lost = True
+        self.lost_out += rec.pcount
+        if rec.retrans:
+            rec.retrans = False
+            self.retrans_out -= rec.pcount
 
     def _fastretrans_alert(self, now: float, prior_una: int, acked: int, sacked: int) -> None:
         """The loss-recovery state machine (tcp_fastretrans_alert), with PRR (RFC 6937)
         for the sending rate in recovery and NewReno partial ACKs (RFC 6582)."""
         ccs = self.ccs
-        c = self.engine.counters
         state = ccs.ca_state
         # Leave a recovery episode once everything outstanding at its start is acked.
         if state == CA_RECOVERY and not before(self.snd_una, self.high_seq):
@@ -1367,38 +1568,20 @@ class Connection:
                 ccs.snd_cwnd = ccs.snd_ssthresh  # tcp_end_cwnd_reduction
                 ccs.snd_cwnd_cnt = 0
             self._set_ca_state(CA_OPEN)
-            self.dupacks = 0
             state = CA_OPEN
         elif (state == CA_LOSS and not before(self.snd_una, self.high_seq)) or (
                 state == CA_CWR and after(self.snd_una, self.high_seq)):
             self._set_ca_state(CA_OPEN)
             state = CA_OPEN
-        if state == CA_RECOVERY and not self.sack_ok and after(self.snd_una, prior_una) \
-                and self.rtx and not self.rtx[0].lost:
-            head = self.rtx[0]  # NewReno partial ACK: the next hole is lost too
-            head.lost = True
-            self.lost_out += head.pcount
-            if head.retrans:
-                head.retrans = False
-                self.retrans_out -= head.pcount
-        newly_lost = self._mark_lost() if state != CA_LOSS else False
+        newly_lost = self._mark_lost(now, after(self.snd_una, prior_una)) \
+            if state != CA_LOSS or self.sack_ok else False
         if newly_lost and state in (CA_OPEN, CA_DISORDER, CA_CWR):
-            ccs.prior_cwnd = ccs.snd_cwnd
-            ccs.prior_ssthresh = ccs.snd_ssthresh
-            ccs.snd_ssthresh = self.cc.ssthresh(ccs)
-            self.prior_cwnd = ccs.snd_cwnd
-            self.prr_delivered = 0
-            self.prr_out = 0
-            self.high_seq = self.snd_nxt
-            self._set_ca_state(CA_RECOVERY)
+            self._enter_recovery(now)
             state = CA_RECOVERY
-            c.inc("TcpExtTCPSackRecovery" if self.sack_ok else "TcpExtTCPRenoRecovery")
-            log.debug("recovery", conn=self.name, cwnd=ccs.snd_cwnd,
-                      ssthresh=ccs.snd_ssthresh, t=round(now, 6))
-        elif state == CA_OPEN and (self.sacked_out or self.dupacks):
+        elif state == CA_OPEN and self.sacked_out:
             self._set_ca_state(CA_DISORDER)
             state = CA_DISORDER
-        elif state == CA_DISORDER and not self.sacked_out and not self.dupacks:
+        elif state == CA_DISORDER and not self.sacked_out:
             self._set_ca_state(CA_OPEN)
             state = CA_OPEN
         if state == CA_RECOVERY:
@@ -1409,6 +1592,22 @@ class Connection:
             self.cc.cong_avoid(ccs, now, self.snd_una, acked)
         if self.lost_out > self.retrans_out:
             self._xmit_retransmit_queue(now)
+
+    def _enter_recovery(self, now: float) -> None:
+        """Fast recovery starts (tcp_enter_recovery, RFC 5681 3.2 / RFC 6675 5)."""
+        ccs = self.ccs
+        ccs.prior_cwnd = ccs.snd_cwnd
+        ccs.prior_ssthresh = ccs.snd_ssthresh
+        ccs.snd_ssthresh = self.cc.ssthresh(ccs)
+        self.prior_cwnd = ccs.snd_cwnd
+        self.prr_delivered = 0
+        self.prr_out = 0
+        self.high_seq = self.snd_nxt
+        self._set_ca_state(CA_RECOVERY)
+        self.engine.counters.inc(
+            "TcpExtTCPSackRecovery" if self.sack_ok else "TcpExtTCPRenoRecovery")
+        log.debug("recovery", conn=self.name, cwnd=ccs.snd_cwnd,
+                  ssthresh=ccs.snd_ssthresh, t=round(now, 6))
 
     def _prr(self, newly_delivered: int, fast_rexmit: bool) -> None:
         """Proportional Rate Reduction (RFC 6937 3.1, tcp_cwnd_reduction)."""

@@ -63,7 +63,8 @@ class RtoEstimator:
         if rtt_us < 0:
             return
         m = rtt_us
-        self._min_rtt = m if not self._min_rtt else min(self._min_rtt, m)
+        # tcp_update_rtt_min: a 0 us sample counts as 1 us, so 0 keeps meaning "none".
+        self._min_rtt = min(self._min_rtt or m or 1, m or 1)
         if not self._srtt8:
             # RFC 6298 2.2: SRTT = R, RTTVAR = R/2 (mdev = 4 * R/2).
             srtt8 = m << 3

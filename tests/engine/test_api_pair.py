@@ -1,0 +1,322 @@
+"""Two stacks over an in-memory link, driven through the trio API on virtual time."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream
+from ustcp.config import StackConfig
+from ustcp.link.impair import ImpairmentSpec
+from ustcp.link.memory import memory_link_pair
+from ustcp.obs.counters import Counters
+from ustcp.stack import Stack
+from ustcp.tcp.states import State
+
+A_ADDR, B_ADDR = "10.77.0.1", "10.77.0.2"
+PORT = 5000
+MB = 1 << 20
+
+pytestmark = pytest.mark.usefixtures("autojump_clock")
+
+
+@asynccontextmanager
+async def stacks(a_to_b: ImpairmentSpec | None = None,
+                 b_to_a: ImpairmentSpec | None = None) -> AsyncIterator[tuple[Stack, Stack]]:
+    ca, cb = Counters(), Counters()
+    la, lb = memory_link_pair(impair_a_to_b=a_to_b, impair_b_to_a=b_to_a, counters=(ca, cb))
+    a = Stack(la, StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1)
+    b = Stack(lb, StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(a.run)
+        nursery.start_soon(b.run)
+        yield a, b
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def connected(a_to_b: ImpairmentSpec | None = None, b_to_a: ImpairmentSpec | None = None,
+                    ) -> AsyncIterator[tuple[TCPStream, TCPStream, Stack, Stack]]:
+    async with stacks(a_to_b, b_to_a) as (a, b):
+        [listener] = await open_tcp_listeners(b, PORT)
+        client = await open_tcp_stream(a, B_ADDR, PORT)
+        server = await listener.accept()
+        yield client, server, a, b
+
+
+def payload(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+async def receive_all(stream: TCPStream) -> bytes:
+    chunks = []
+    while chunk := await stream.receive_some():
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def exchange(client: TCPStream, server: TCPStream, size: int) -> None:
+    """``size`` bytes each way at the same time, then EOF both ways; check sha256."""
+    up, down = payload(size, 1), payload(size, 2)
+    got: dict[str, bytes] = {}
+
+    async def send(stream: TCPStream, data: bytes) -> None:
+        await stream.send_all(data)
+        await stream.send_eof()
+
+    async def receive(stream: TCPStream, key: str) -> None:
+        got[key] = await receive_all(stream)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send, client, up)
+        nursery.start_soon(send, server, down)
+        nursery.start_soon(receive, server, "up")
+        nursery.start_soon(receive, client, "down")
+    assert hashlib.sha256(got["up"]).hexdigest() == hashlib.sha256(up).hexdigest()
+    assert hashlib.sha256(got["down"]).hexdigest() == hashlib.sha256(down).hexdigest()
+
+
+# ---------------------------------------------------------------------- data transfer
+
+
+async def test_connect_accept_addresses() -> None:
+    async with connected() as (client, server, _a, _b):
+        assert client.remote_address == (B_ADDR, PORT)
+        assert server.local_address == (B_ADDR, PORT)
+        assert server.remote_address == client.local_address
+        assert client.local_address[0] == A_ADDR
+        assert client.connection.state == State.ESTABLISHED
+
+
+async def test_megabyte_each_way() -> None:
+    async with connected() as (client, server, _a, _b):
+        await exchange(client, server, MB)
+
+
+async def test_megabyte_each_way_with_delay() -> None:
+    delay = ImpairmentSpec(delay=0.005, rate=100e6)
+    async with connected(delay, delay) as (client, server, _a, _b):
+        start = trio.current_time()
+        await exchange(client, server, MB)
+        assert trio.current_time() - start > 0.08  # at least 1 MB at 100 Mbit/s
+
+
+async def test_half_close() -> None:
+    async with connected() as (client, server, _a, _b):
+        await client.send_all(b"request")
+        await client.send_eof()
+        assert await receive_all(server) == b"request"
+        await server.send_all(b"response after the peer's FIN")
+        await server.aclose()
+        assert await receive_all(client) == b"response after the peer's FIN"
+        with pytest.raises(trio.ClosedResourceError, match="after sending EOF"):
+            await client.send_all(b"more")
+        await client.send_eof()  # a second EOF is a no-op
+
+
+async def test_aclose_semantics() -> None:
+    async with connected() as (client, server, _a, _b):
+        await client.aclose()
+        await client.aclose()  # idempotent
+        with pytest.raises(trio.ClosedResourceError):
+            await client.send_all(b"x")
+        with pytest.raises(trio.ClosedResourceError):
+            await client.receive_some()
+        with pytest.raises(trio.ClosedResourceError):
+            await client.send_eof()
+        with pytest.raises(trio.ClosedResourceError):
+            await client.wait_send_all_might_not_block()
+        assert await server.receive_some() == b""  # the peer sees our FIN
+        await server.aclose()
+
+
+async def test_aclose_wakes_blocked_receiver() -> None:
+    async with connected() as (client, _server, _a, _b):
+        async def close_soon() -> None:
+            await trio.sleep(1)
+            await client.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(close_soon)
+            with pytest.raises(trio.ClosedResourceError):
+                await client.receive_some()
+
+
+async def test_aclose_when_cancelled_still_closes() -> None:
+    async with connected() as (client, server, _a, _b):
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await client.aclose()
+        assert scope.cancelled_caught
+        assert await server.receive_some() == b""
+
+
+async def test_concurrent_use_is_busy() -> None:
+    async with connected() as (client, _server, _a, _b):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.receive_some)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                await client.receive_some()
+            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.send_all, payload(8 * MB, 3))  # more than fits
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                await client.send_all(b"x")
+            with pytest.raises(trio.BusyResourceError):
+                await client.send_eof()
+            nursery.cancel_scope.cancel()
+
+
+async def test_receive_some_arguments() -> None:
+    async with connected() as (client, server, _a, _b):
+        with pytest.raises(ValueError, match="max_bytes"):
+            await client.receive_some(0)
+        await server.send_all(b"0123456789")
+        await trio.sleep(0.1)
+        assert await client.receive_some(4) == b"0123"
+        assert await client.receive_some() == b"456789"
+        await client.wait_send_all_might_not_block()
+        await client.send_all(b"")
+
+
+async def test_every_call_is_a_checkpoint() -> None:
+    async with connected() as (client, server, _a, _b):
+        await server.send_all(b"ready")
+        await trio.sleep(0.1)
+        with trio.testing.assert_checkpoints():
+            await client.send_all(b"x")
+        with trio.testing.assert_checkpoints():
+            await client.receive_some()
+        with trio.testing.assert_checkpoints():
+            await client.wait_send_all_might_not_block()
+        with trio.testing.assert_checkpoints():
+            await client.send_eof()
+        with trio.testing.assert_checkpoints():
+            await client.aclose()
+
+
+# ---------------------------------------------------------------------- errors
+
+
+async def test_refused_connection() -> None:
+    async with stacks() as (a, _b):
+        with pytest.raises(ConnectionRefusedError):
+            await open_tcp_stream(a, B_ADDR, PORT + 1)
+        assert not a.engine.connections
+
+
+async def test_connect_timeout() -> None:
+    blackhole = ImpairmentSpec(loss=1.0)
+    async with stacks(a_to_b=blackhole) as (a, _b):
+        start = trio.current_time()
+        with pytest.raises(TimeoutError):
+            await open_tcp_stream(a, B_ADDR, PORT)
+        # tcp_syn_retries=6: 1+2+4+8+16+32+64 s (Linux gives up after ~127 s)
+        assert 100 < trio.current_time() - start < 140
+
+
+async def test_cancelled_connect_is_abandoned() -> None:
+    async with stacks(a_to_b=ImpairmentSpec(loss=1.0)) as (a, _b):
+        with trio.move_on_after(3):
+            await open_tcp_stream(a, B_ADDR, PORT)
+        await trio.sleep(0)
+        assert not a.engine.connections
+
+
+async def test_reset_is_broken_resource() -> None:
+    async with connected() as (client, server, _a, _b):
+        server.abort()
+        with pytest.raises(trio.BrokenResourceError) as info:
+            await client.receive_some()
+        assert isinstance(info.value.__cause__, ConnectionResetError)
+        with pytest.raises(trio.BrokenResourceError):
+            await client.send_all(b"after reset")
+        await client.aclose()
+
+
+# ---------------------------------------------------------------------- listeners
+
+
+async def test_serve_listeners_echo() -> None:
+    async def echo(stream: TCPStream) -> None:
+        while data := await stream.receive_some():
+            await stream.send_all(data)
+
+    async with stacks() as (a, b):
+        listeners = await open_tcp_listeners(b, PORT)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, echo, listeners)
+            await trio.testing.wait_all_tasks_blocked()
+
+            async def client(n: int) -> None:
+                stream = await open_tcp_stream(a, B_ADDR, PORT)
+                message = payload(100_000 + n, n)
+                await stream.send_all(message)
+                await stream.send_eof()
+                assert await receive_all(stream) == message
+                await stream.aclose()
+
+            async with trio.open_nursery() as clients:
+                for n in range(5):
+                    clients.start_soon(client, n)
+            nursery.cancel_scope.cancel()
+
+
+async def test_listener_close() -> None:
+    async with stacks() as (a, b):
+        [listener] = await open_tcp_listeners(b, PORT)
+        async with trio.open_nursery() as nursery:
+            async def close_soon() -> None:
+                await trio.sleep(1)
+                await listener.aclose()
+
+            nursery.start_soon(close_soon)
+            with pytest.raises(trio.ClosedResourceError):
+                await listener.accept()
+        await listener.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await listener.accept()
+        with pytest.raises(ConnectionRefusedError):
+            await open_tcp_stream(a, B_ADDR, PORT)
+
+
+async def test_listen_twice_is_addr_in_use() -> None:
+    async with stacks() as (_a, b):
+        await open_tcp_listeners(b, PORT)
+        with pytest.raises(OSError, match="in use"):
+            await open_tcp_listeners(b, PORT, host=B_ADDR)
+
+
+# ---------------------------------------------------------------------- impaired links
+
+
+LOSSY = ImpairmentSpec(loss=0.02, reorder=0.02, delay=0.002, seed=11)
+
+
+async def test_megabyte_each_way_over_loss_and_reorder() -> None:
+    b_to_a = ImpairmentSpec(loss=0.02, reorder=0.02, delay=0.002, seed=12)
+    async with connected(LOSSY, b_to_a) as (client, server, a, b):
+        await exchange(client, server, MB)
+        assert a.counters["UstcpImpairLoss"] > 0
+        assert b.counters["UstcpImpairLoss"] > 0
+        assert a.counters["TcpRetransSegs"] + b.counters["TcpRetransSegs"] > 0
+
+
+async def test_corruption_is_caught_by_checksums() -> None:
+    noisy = ImpairmentSpec(corrupt=0.02, duplicate=0.01, delay=0.001, seed=5)
+    async with connected(noisy, noisy) as (client, server, a, b):
+        await exchange(client, server, MB // 2)
+        corrupted = a.counters["UstcpImpairCorrupt"] + b.counters["UstcpImpairCorrupt"]
+        assert corrupted > 0
+        dropped = sum(v for c in (a.counters, b.counters) for k, v in c.snapshot().items()
+                      if k.startswith("UstcpDrop") or k in ("TcpInCsumErrors", "IpInHdrErrors"))
+        assert dropped >= corrupted
