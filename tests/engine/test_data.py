@@ -145,6 +145,11 @@ def test_bulk_transfer_through_loss_keeps_data_intact() -> None:
         got = transfer(net, client, server, data, limit=900.0)
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
         assert net.a.counters["TcpRetransSegs"] > 0
+        net.run(net.now + 5.0)
+        # The scoreboard drains to zero once everything is acknowledged.
+        assert (client.packets_out, client.sacked_out, client.lost_out,
+                client.retrans_out) == (0, 0, 0, 0)
+        assert client.ccs.ca_state == 0
 
 
 def test_zero_window_persist_probes_back_off_and_recover() -> None:

@@ -207,6 +207,7 @@ class Connection:
         self.rack_rtt_us = 0
         self.rack_advanced = False
         self.reord_seen = 0
+        self.highest_sack = 0  # end of the highest SACKed record
         self.tlp_high_seq: int | None = None
         self.tlp_retrans = False
         self.prr_delivered = 0
@@ -239,6 +240,8 @@ class Connection:
                              self.remote_port)
         self.ts_offset = e.isn.ts_offset(self.local_ip, self.remote_ip)
         self._init_send_seq(self.iss)
+        if self.sockopts.maxseg:
+            self.advmss = min(self.advmss, self.sockopts.maxseg)  # TCP_MAXSEG before connect
         self.rcv_wscale = rcv_wscale_for(self.config, self.sockopts)
         self.rcv_wnd = initial_rcv_wnd(self.config, self.sockopts, self._advmss_payload())
         self._set_state(now, State.SYN_SENT)
@@ -272,7 +275,7 @@ class Connection:
         self.max_window = self.snd_wnd
         self.snd_wl1 = ack_seg.seq
         self.snd_wl2 = ack_seg.ack
-        if not req.num_timeout and req.synack_sent:
+        if not req.num_timeout and req.synack_sent is not None:
             self.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))  # tcp_synack_rtt_meas
         self._init_transfer(now)
         self._set_state(now, State.ESTABLISHED)
@@ -610,8 +613,8 @@ class Connection:
             if unsent <= 0 and not want_fin:
                 break
             quota = ccs.snd_cwnd - self._in_flight()
-            if quota <= 0:
-                break
+            if quota <= 0 and not (want_fin and unsent <= 0):
+                break  # a lone FIN is not held by cwnd (tcp_cwnd_test)
             wnd_end = seq_add(self.snd_una, self.snd_wnd)
             avail = seq_diff(wnd_end, self.snd_nxt)
             max_segs = min(quota, max(1, gso_max // mss)) if gso_max else 1
@@ -1049,7 +1052,6 @@ class Connection:
         if not self.wscale_ok:
             self.rcv_wscale = 0
         self.mss_clamp = peer_mss(opts)
-        self.advmss = self.engine.mss_for_mtu
         self._set_mss()
         if flags & ACK:
             # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check).
@@ -1158,10 +1160,6 @@ class Connection:
             else:
                 self._send_challenge_ack(now)
             return
-        # RFC 7323 4.3: remember TSval of a segment covering RCV.WUP (tcp_replace_ts_recent).
-        if self.ts_ok and opts.ts_val is not None and not after(seg.seq, self.rcv_wup):
-            self.ts_recent = opts.ts_val
-            self.ts_recent_stamp = now
         # 4. SYN in a synchronized state (RFC 5961 4.2): challenge ACK.
         if flags & SYN:
             c.inc("TcpExtTCPSYNChallenge")
@@ -1228,6 +1226,12 @@ class Connection:
             self._send_challenge_ack(now)  # RFC 5961 5.2
             return False
         self.last_ack_recv = now
+        # RFC 7323 4.3: TS.Recent from a segment covering RCV.WUP, once the ACK is known
+        # to be acceptable (tcp_ack with FLAG_UPDATE_TS_RECENT, tcp_replace_ts_recent).
+        opts = seg.options
+        if self.ts_ok and opts.ts_val is not None and not after(seg.seq, self.rcv_wup):
+            self.ts_recent = opts.ts_val
+            self.ts_recent_stamp = now
         self._update_window(seg)
         newly_sacked = 0
         if self.sack_ok and seg.options.sack_blocks:
@@ -1347,6 +1351,8 @@ class Connection:
         acked_bytes = 0
         rtt_us = -1
         first_ackt: float | None = None
+        prior_fack = self.highest_sack if self.sacked_out else self.snd_una
+        reord: int | None = None
         while self.rtx:
             rec = self.rtx[0]
             if after(rec.end, ack):
@@ -1387,8 +1393,13 @@ class Connection:
             if rec.syn:
                 span -= 1
             acked_bytes += span
-            if not rec.ever_retrans and first_ackt is None:
-                first_ackt = rec.first_xmit
+            if not rec.ever_retrans and not rec.sacked:
+                if first_ackt is None:
+                    first_ackt = rec.first_xmit
+                if reord is None:
+                    reord = rec.start
+        if self.sack_ok and reord is not None and before(reord, prior_fack):
+            self._check_sack_reordering(reord)  # a non-retransmitted hole got filled
         if acked_bytes:
             self.snd_buf.consume(acked_bytes)
             self.bytes_acked += acked_bytes
@@ -1415,12 +1426,16 @@ class Connection:
         block below the ACK or inside the second block) are counted and not tagged."""
         newly = 0
         c = self.engine.counters
-        for i, (left, right) in enumerate(blocks):
+        reord: int | None = None
+        dsack_first = bool(blocks) and (before_eq(blocks[0][1], ack) or (
+            len(blocks) > 1 and not before(blocks[0][0], blocks[1][0])
+            and not after(blocks[0][1], blocks[1][1])))
+        if dsack_first:
+            c.inc("TcpExtTCPDSACKRecv")
+            blocks = blocks[1:]
+        # Linux walks the blocks in sequence order (tcp_sacktag_write_queue).
+        for left, right in sorted(blocks, key=lambda b: seq_diff(b[0], self.snd_una)):
             if not after(right, left):
-                continue
-            if i == 0 and (before_eq(right, ack) or (len(blocks) > 1 and not before(
-                    left, blocks[1][0]) and not after(right, blocks[1][1]))):
-                c.inc("TcpExtTCPDSACKRecv")
                 continue
             if after(right, self.snd_nxt) or before(left, seq_add(self.snd_una, -self.max_window)):
                 c.inc("TcpExtTCPSACKDiscard")
@@ -1441,9 +1456,15 @@ class Connection:
                     if cut <= 0:
                         continue
                     self._split(rec, cut)
+                if not rec.ever_retrans and self.sacked_out and before(
+                        rec.start, self.highest_sack):
+                    # A hole below the highest SACK filled by an original: reordering.
+                    reord = rec.start if reord is None or before(rec.start, reord) else reord
                 rec.sacked = True
                 self.sacked_out += rec.pcount
                 newly += rec.pcount
+                if not self.sacked_out - rec.pcount or after(rec.end, self.highest_sack):
+                    self.highest_sack = rec.end
                 self._rack_advance(now, rec)
                 if rec.lost:
                     rec.lost = False
@@ -1452,7 +1473,21 @@ class Connection:
                     rec.retrans = False
                     self.retrans_out -= rec.pcount
         self.delivered += newly
+        if reord is not None:
+            self._check_sack_reordering(reord)
         return newly
+
+    def _check_sack_reordering(self, low_seq: int) -> None:
+        """Data below the highest SACK arrived late: the path reorders. Raise the
+        reordering degree to the distance seen (tcp_check_sack_reordering)."""
+        fack = self.highest_sack if self.sacked_out else self.snd_una
+        if not before(low_seq, fack):
+            return
+        metric = seq_diff(fack, low_seq)
+        if metric > self.reordering * self.mss:
+            self.reordering = min(-(-metric // self.mss), self.config.tcp_max_reordering)
+        self.reord_seen += 1
+        self.engine.counters.inc("TcpExtTCPSACKReorder")
 
     def _rack_advance(self, now: float, rec: TxRecord) -> None:
         """A record was delivered: remember the most recently sent one and its RTT
@@ -1512,11 +1547,12 @@ class Connection:
     def _rack_reo_timeout(self, now: float) -> None:
         """The reorder timer fired (tcp_rack_reo_timeout): detect, recover, retransmit."""
         self.rack_advanced = True
-        prior_out = self.lost_out
+        prior_in_flight = self._in_flight()
         self._rack_detect_loss(now)
-        if self.lost_out > prior_out and self.ccs.ca_state < CA_RECOVERY:
-            self._enter_recovery(now)
-        if self.lost_out > self.retrans_out:
+        if self._in_flight() != prior_in_flight:
+            if self.ccs.ca_state != CA_RECOVERY:
+                self._enter_recovery(now)
+                self._cwnd_reduction(1, 0, False)
             self._xmit_retransmit_queue(now)
         if self.t_rto is None and self.packets_out:
             self._arm_rto(now)
@@ -1551,8 +1587,10 @@ class Connection:
         return True
 
     def _mark_record_lost(self, rec: TxRecord) -> None:
-        rec.lost = True
-        self.lost_out += rec.pcount
+        """tcp_mark_skb_lost: a lost retransmission becomes retransmittable again."""
+        if not rec.lost:
+            rec.lost = True
+            self.lost_out += rec.pcount
         if rec.retrans:
             rec.retrans = False
             self.retrans_out -= rec.pcount
@@ -1573,10 +1611,13 @@ class Connection:
                 state == CA_CWR and after(self.snd_una, self.high_seq)):
             self._set_ca_state(CA_OPEN)
             state = CA_OPEN
-        newly_lost = self._mark_lost(now, after(self.snd_una, prior_una)) \
-            if state != CA_LOSS or self.sack_ok else False
-        if newly_lost and state in (CA_OPEN, CA_DISORDER, CA_CWR):
-            self._enter_recovery(now)
+        una_advanced = after(self.snd_una, prior_una)
+        lost_before = self.lost_out
+        if state != CA_LOSS or self.sack_ok:
+            self._mark_lost(now, una_advanced)
+        newly_lost = max(0, self.lost_out - lost_before)
+        if self.lost_out and state in (CA_OPEN, CA_DISORDER, CA_CWR):
+            self._enter_recovery(now)  # tcp_time_to_recover: the loss is proven
             state = CA_RECOVERY
         elif state == CA_OPEN and self.sacked_out:
             self._set_ca_state(CA_DISORDER)
@@ -1584,12 +1625,14 @@ class Connection:
         elif state == CA_DISORDER and not self.sacked_out:
             self._set_ca_state(CA_OPEN)
             state = CA_OPEN
-        if state == CA_RECOVERY:
-            self._prr(acked + sacked, newly_lost)
-        elif acked and state in (CA_OPEN, CA_DISORDER, CA_LOSS):
+        # tcp_cong_control: reduce cwnd in recovery, grow it otherwise.
+        delivered = acked + sacked
+        if state in (CA_RECOVERY, CA_CWR):
+            self._cwnd_reduction(delivered, newly_lost, una_advanced)
+        elif acked or (delivered and self.reordering > self.config.tcp_reordering):
             ccs.packets_out = self.packets_out
             ccs.is_cwnd_limited = self._is_cwnd_limited()
-            self.cc.cong_avoid(ccs, now, self.snd_una, acked)
+            self.cc.cong_avoid(ccs, now, self.snd_una, delivered)
         if self.lost_out > self.retrans_out:
             self._xmit_retransmit_queue(now)
 
@@ -1609,21 +1652,26 @@ class Connection:
         log.debug("recovery", conn=self.name, cwnd=ccs.snd_cwnd,
                   ssthresh=ccs.snd_ssthresh, t=round(now, 6))
 
-    def _prr(self, newly_delivered: int, fast_rexmit: bool) -> None:
-        """Proportional Rate Reduction (RFC 6937 3.1, tcp_cwnd_reduction)."""
+    def _cwnd_reduction(self, delivered: int, newly_lost: int, una_advanced: bool) -> None:
+        """Proportional Rate Reduction (RFC 6937 3.1, Linux tcp_cwnd_reduction): in
+        recovery, send about ssthresh/prior_cwnd packets per packet delivered, and
+        slow-start back up to ssthresh once the pipe has drained below it."""
         ccs = self.ccs
-        if not newly_delivered and not fast_rexmit:
+        if delivered <= 0 or not self.prior_cwnd:
             return
-        self.prr_delivered += newly_delivered
+        self.prr_delivered += delivered
         in_flight = self._in_flight()
         delta = ccs.snd_ssthresh - in_flight
         if delta < 0:
-            sndcnt = -(-(self.prr_delivered * ccs.snd_ssthresh) // max(self.prior_cwnd, 1)) \
-                - self.prr_out
+            dividend = ccs.snd_ssthresh * self.prr_delivered + self.prior_cwnd - 1
+            sndcnt = dividend // self.prior_cwnd - self.prr_out
         else:
-            sndcnt = min(delta, max(self.prr_delivered - self.prr_out, newly_delivered) + 1)
-        sndcnt = max(sndcnt, 1 if fast_rexmit else 0)
-        ccs.snd_cwnd = max(in_flight + sndcnt, 1)
+            sndcnt = max(self.prr_delivered - self.prr_out, delivered)
+            if una_advanced and not newly_lost:
+                sndcnt += 1
+            sndcnt = min(delta, sndcnt)
+        sndcnt = max(sndcnt, 0 if self.prr_out else 1)  # force the fast retransmit
+        ccs.snd_cwnd = in_flight + sndcnt
 
     def _xmit_retransmit_queue(self, now: float) -> None:
         """Retransmit records marked lost while the congestion window allows
@@ -1866,7 +1914,7 @@ class Connection:
             "tcpi_delivered": self.delivered,
             "tcpi_snd_wnd": self.snd_wnd,
             "tcpi_rcv_wnd": self.rcv_wnd,
-            "tcpi_reord_seen": 0,
+            "tcpi_reord_seen": self.reord_seen,
         }
 
 

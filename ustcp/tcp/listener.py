@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ..wire.tcp import ACK, RST, SYN, TcpSegment
+from ..wire.tcp import ACK, FIN, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
 from .options import (
@@ -33,6 +33,7 @@ from .options import (
     initial_rcv_wnd,
     peer_mss,
     rcv_wscale_for,
+    secs_to_retrans,
     syn_options,
 )
 from .request import RequestSock
@@ -70,6 +71,10 @@ class Listener:
         """listen(2): the accept queue holds min(backlog, somaxconn) (Linux
         sk_max_ack_backlog; a second listen() call just changes it)."""
         self.backlog = max(0, min(backlog, self.engine.config.somaxconn))
+
+    @property
+    def defer_accept_retrans(self) -> int:
+        return secs_to_retrans(self.sockopts.defer_accept)
 
     @property
     def accept_queue_len(self) -> int:
@@ -284,6 +289,11 @@ class Listener:
             return
         if not flags & ACK:
             return
+        if not seg.payload and not flags & FIN and req.num_timeout < self.defer_accept_retrans:
+            # TCP_DEFER_ACCEPT: wait for data before completing (tcp_check_req).
+            req.acked = True
+            c.inc("TcpExtTCPDeferAcceptDrop")
+            return
         self._complete(now, req, seg)
 
     def _complete(self, now: float, req: RequestSock, seg: TcpSegment) -> None:
@@ -337,15 +347,22 @@ class Listener:
             req = self.syn_queue.get(key)
             if req is None or req.expires != when:
                 continue
-            if req.num_timeout >= retries:
+            # syn_ack_recalc: with TCP_DEFER_ACCEPT, an ACKed entry waits quietly for
+            # data until the deferral period ends.
+            defer = self.defer_accept_retrans
+            expire = req.num_timeout >= retries and (
+                not defer or not req.acked or req.num_timeout >= defer)
+            resend = not defer or not req.acked or req.num_timeout >= defer - 1
+            if expire:
                 self._drop_request(req)
                 e.counters.inc("UstcpSynRecvTimeout")
                 log.debug("syn_recv_timeout", listener=self.name,
                           peer=f"{socket.inet_ntoa(req.remote_ip)}:{req.remote_port}")
                 continue
             req.num_timeout += 1
-            e.counters.inc("TcpRetransSegs")
-            self._send_synack(now, req)
+            if resend:
+                e.counters.inc("TcpRetransSegs")
+                self._send_synack(now, req)
             req.expires = now + min(TCP_TIMEOUT_INIT * (1 << req.num_timeout), 120.0)
             heapq.heappush(self._timers, (req.expires, next(self._tick), key))
         e.touch_listener(self)

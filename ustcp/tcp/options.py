@@ -3,6 +3,7 @@ tcp_select_initial_window; tcp_input.c tcp_parse_options, tcp_mss_to_mtu)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..config import StackConfig
@@ -26,10 +27,23 @@ class SockOpts:
     linger: tuple[bool, int] | None = None  # SO_LINGER (onoff, seconds)
     linger2: int | None = None  # TCP_LINGER2: FIN_WAIT2 lifetime for orphans, seconds
     reuseaddr: bool = False
+    defer_accept: int = 0  # TCP_DEFER_ACCEPT, seconds (listeners)
 
     def copy(self) -> SockOpts:
-        return SockOpts(self.nodelay, self.cork, self.keepalive, self.rcvbuf, self.sndbuf,
-                        self.maxseg, self.linger, self.linger2, self.reuseaddr)
+        return dataclasses.replace(self)
+
+
+def secs_to_retrans(seconds: int, timeout: int = 1, rto_max: int = 120) -> int:
+    """How many SYN-ACK retransmissions cover ``seconds`` (Linux secs_to_retrans, used
+    for TCP_DEFER_ACCEPT)."""
+    if seconds <= 0:
+        return 0
+    res, period = 1, timeout
+    while seconds > period and res < 255:
+        res += 1
+        timeout = min(timeout * 2, rto_max)
+        period += timeout
+    return res
 
 
 def rcvbuf_size(config: StackConfig, opts: SockOpts) -> int:

@@ -30,10 +30,11 @@ class RequestSock:
     rcv_wnd: int  # the window our SYN-ACK announced
     sockopts: SockOpts
     created: float
-    synack_sent: float = 0.0  # last SYN-ACK transmission, for the handshake RTT sample
+    synack_sent: float | None = None  # last SYN-ACK sent, for the handshake RTT sample
     num_timeout: int = 0  # SYN-ACK retransmissions so far
     expires: float = 0.0  # next SYN-ACK retransmission
     from_cookie: bool = False
+    acked: bool = False  # a bare final ACK was held back by TCP_DEFER_ACCEPT
 
     @property
     def key(self) -> tuple[bytes, int, bytes, int]:
