@@ -896,6 +896,7 @@ class Connection:
             self._done(now)
             return
         c.inc("TcpExtTCPTimeouts")
+        self.tlp_high_seq = None  # an RTO ends the loss-probe episode (tcp_retransmit_timer)
         if self.state == State.SYN_SENT:
             self.retransmits += 1
             self.backoff += 1
@@ -1055,7 +1056,7 @@ class Connection:
         self._set_mss()
         if flags & ACK:
             # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check).
-            self._clean_rtx(now, seg.ack, seg)
+            self._clean_rtx(now, seg.ack, seg, self.snd_una)
             self.snd_una = seg.ack
             self.snd_wnd = seg.window  # a SYN's window is never scaled (RFC 7323 2.2)
             self.max_window = self.snd_wnd
@@ -1174,7 +1175,7 @@ class Connection:
                 self.engine.send_reset_for(self.local_ip, self.remote_ip, seg)
                 return
             self.snd_wnd = seg.window << self.snd_wscale
-            self._clean_rtx(now, seg.ack, seg)
+            self._clean_rtx(now, seg.ack, seg, self.snd_una)
             self.snd_una = seg.ack
             self.t_rto = None
             self.backoff = self.retransmits = 0
@@ -1234,11 +1235,12 @@ class Connection:
             self.ts_recent_stamp = now
         self._update_window(seg)
         newly_sacked = 0
+        prior_fack = self.highest_sack if self.sacked_out else prior_una
         if self.sack_ok and seg.options.sack_blocks:
             newly_sacked = self._sacktag(now, seg.options.sack_blocks, ack)
         acked_pkts = 0
         if after(ack, prior_una):
-            acked_pkts = self._clean_rtx(now, ack, seg)
+            acked_pkts = self._clean_rtx(now, ack, seg, prior_fack)
             self.snd_una = ack
             self.ccs.snd_una = ack
             self.backoff = 0
@@ -1344,14 +1346,14 @@ class Connection:
             self.snd_wl2 = seg.ack
             self.max_window = max(self.max_window, nwin)
 
-    def _clean_rtx(self, now: float, ack: int, seg: TcpSegment) -> int:
+    def _clean_rtx(self, now: float, ack: int, seg: TcpSegment, prior_fack: int) -> int:
         """Drop acknowledged records; sample the RTT (Karn's rule, RFC 6298 3); feed the
         congestion control (tcp_clean_rtx_queue). Returns the packets newly acked."""
         acked_pkts = 0
         acked_bytes = 0
         rtt_us = -1
-        first_ackt: float | None = None
-        prior_fack = self.highest_sack if self.sacked_out else self.snd_una
+        first_ackt: float | None = None  # earliest send time acked: the RTO's sample
+        last_ackt: float | None = None  # latest: the congestion control's (ca_rtt_us)
         reord: int | None = None
         while self.rtx:
             rec = self.rtx[0]
@@ -1373,7 +1375,8 @@ class Connection:
                     rec.pcount = new_pcount
                     self._rack_advance(now, rec)
                     if not rec.ever_retrans:
-                        first_ackt = rec.first_xmit if first_ackt is None else first_ackt
+                        first_ackt = rec.xmit if first_ackt is None else first_ackt
+                        last_ackt = rec.xmit
                 break
             self.rtx.popleft()
             rec.done = True
@@ -1395,7 +1398,8 @@ class Connection:
             acked_bytes += span
             if not rec.ever_retrans and not rec.sacked:
                 if first_ackt is None:
-                    first_ackt = rec.first_xmit
+                    first_ackt = rec.xmit
+                last_ackt = rec.xmit
                 if reord is None:
                     reord = rec.start
         if self.sack_ok and reord is not None and before(reord, prior_fack):
@@ -1405,19 +1409,21 @@ class Connection:
             self.bytes_acked += acked_bytes
         self.delivered += acked_pkts
         self.ccs.delivered = self.delivered
-        if first_ackt is not None:
+        ca_rtt_us = -1
+        if first_ackt is not None and last_ackt is not None:
             rtt_us = max(1, int((now - first_ackt) * 1e6))
-        elif self.ts_ok and seg.options.ts_ecr:
+            ca_rtt_us = max(1, int((now - last_ackt) * 1e6))
+        elif self.ts_ok and seg.options.ts_ecr and acked_pkts:
             # RFC 7323 4.1: RTT from TSecr when every acked segment was retransmitted.
             rtt_ms = seq_diff(self._ts_now(now), seg.options.ts_ecr)
             if 0 <= rtt_ms < 3_600_000:
-                rtt_us = max(1, rtt_ms * 1000)
+                rtt_us = ca_rtt_us = max(1, rtt_ms * 1000)
         if rtt_us > 0:
             self.rtt.on_sample(rtt_us, snd_una=ack, snd_nxt=self.snd_nxt)
             self.ccs.srtt_us = self.rtt.srtt_us
             self.ccs.min_rtt_us = self.rtt.min_rtt_us
         if acked_pkts:
-            self.cc.pkts_acked(self.ccs, now, acked_pkts, rtt_us)
+            self.cc.pkts_acked(self.ccs, now, acked_pkts, ca_rtt_us)
         self.ccs.packets_out = self.packets_out
         return acked_pkts
 
@@ -1646,6 +1652,7 @@ class Connection:
         self.prr_delivered = 0
         self.prr_out = 0
         self.high_seq = self.snd_nxt
+        self.tlp_high_seq = None  # tcp_init_cwnd_reduction
         self._set_ca_state(CA_RECOVERY)
         self.engine.counters.inc(
             "TcpExtTCPSackRecovery" if self.sack_ok else "TcpExtTCPRenoRecovery")
