@@ -606,6 +606,8 @@ class Connection:
         mss = self.mss
         gso_max = self.engine.gso_max_size
         sent_any = False
+        last: TcpSegment | None = None
+        first_seq = self.snd_nxt
         idle = not self.packets_out
         while True:
             unsent = seq_diff(self.write_seq, self.snd_nxt)
@@ -634,8 +636,14 @@ class Connection:
                 break
             if idle and not sent_any and self.config.tcp_slow_start_after_idle:
                 self._cwnd_restart_after_idle(now)
-            self._send_new(now, size, fin)
+            last = self._send_new(now, size, fin)
+            if not sent_any:
+                first_seq = last.seq
             sent_any = True
+        if last is not None and len(last.payload) and last.seq != first_seq:
+            # A burst of several segments leaves as one GSO packet in Linux, and the
+            # packet's PSH ends up on its last segment (tcp_gso_segment).
+            last.flags |= PSH
         if sent_any:
             self.last_send = now
             ccs.lsndtime = now
@@ -683,7 +691,7 @@ class Connection:
             idle -= rto
         self.ccs.snd_cwnd = max(cwnd, restart)
 
-    def _send_new(self, now: float, size: int, fin: bool) -> None:
+    def _send_new(self, now: float, size: int, fin: bool) -> TcpSegment:
         seq = self.snd_nxt
         payload = self.snd_buf.peek(seq_diff(seq, self.snd_una), size) if size else b""
         flags = ACK
@@ -717,6 +725,7 @@ class Connection:
         if self.t_rto is None or self.xmit_timer == "tlp":
             self._arm_rto(now)  # tcp_event_new_data_sent
         self._note_pingpong(now)
+        return seg
 
     def _note_pingpong(self, now: float) -> None:
         """A reply within ATO of the last received segment means an interactive flow
@@ -1247,7 +1256,10 @@ class Connection:
             self.retransmits = 0
             self.retrans_stamp = 0.0
             if not self.sack_ok:
+                # Dupacks already stood for delivered segments (tcp_remove_reno_sacks).
+                prior_sacked = self.sacked_out
                 self._remove_reno_sacks(acked_pkts)
+                acked_pkts = max(acked_pkts - prior_sacked, 1)
             self.probes_out = 0
             self.engine.wake(self)
         elif not self.sack_ok and self._is_dupack(seg, prior_una):
@@ -1348,13 +1360,15 @@ class Connection:
 
     def _clean_rtx(self, now: float, ack: int, seg: TcpSegment, prior_fack: int) -> int:
         """Drop acknowledged records; sample the RTT (Karn's rule, RFC 6298 3); feed the
-        congestion control (tcp_clean_rtx_queue). Returns the packets newly acked."""
+        congestion control (tcp_clean_rtx_queue). Returns the packets newly delivered:
+        acknowledged now and not already SACKed."""
         acked_pkts = 0
         acked_bytes = 0
         rtt_us = -1
         first_ackt: float | None = None  # earliest send time acked: the RTO's sample
         last_ackt: float | None = None  # latest: the congestion control's (ca_rtt_us)
         reord: int | None = None
+        delivered = 0  # acked now and not SACKed before (tcp_newly_delivered)
         while self.rtx:
             rec = self.rtx[0]
             if after(rec.end, ack):
@@ -1366,6 +1380,8 @@ class Connection:
                     new_pcount = max(1, -(-remaining // self.mss))
                     delta = rec.pcount - new_pcount
                     acked_pkts += delta
+                    if not rec.sacked:
+                        delivered += delta
                     self.packets_out -= delta
                     for flag, attr in ((rec.sacked, "sacked_out"), (rec.lost, "lost_out"),
                                        (rec.retrans, "retrans_out")):
@@ -1382,6 +1398,8 @@ class Connection:
             rec.done = True
             self._rack_advance(now, rec)
             acked_pkts += rec.pcount
+            if not rec.sacked:
+                delivered += rec.pcount
             self.packets_out -= rec.pcount
             if rec.sacked:
                 self.sacked_out -= rec.pcount
@@ -1407,7 +1425,7 @@ class Connection:
         if acked_bytes:
             self.snd_buf.consume(acked_bytes)
             self.bytes_acked += acked_bytes
-        self.delivered += acked_pkts
+        self.delivered += delivered
         self.ccs.delivered = self.delivered
         ca_rtt_us = -1
         if first_ackt is not None and last_ackt is not None:
@@ -1425,7 +1443,7 @@ class Connection:
         if acked_pkts:
             self.cc.pkts_acked(self.ccs, now, acked_pkts, ca_rtt_us)
         self.ccs.packets_out = self.packets_out
-        return acked_pkts
+        return delivered
 
     def _sacktag(self, now: float, blocks: tuple[tuple[int, int], ...], ack: int) -> int:
         """Mark SACKed records (tcp_sacktag_write_queue). D-SACK blocks (RFC 2883 4: first

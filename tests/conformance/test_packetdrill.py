@@ -1,0 +1,48 @@
+"""Every packetdrill script under ../shared/conformance against the checked-in table.
+
+A script recorded as ``pass`` must still pass (a regression fails the test). A script that
+passes but is recorded otherwise, or is not in the table, is reported as a warning: run
+``tools/update_conformance_table.py`` to record the progress.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ustcp.packetdrill.cli import find_scripts, quiet_engine_logs
+from ustcp.packetdrill.runner import run_file
+from ustcp.packetdrill.table import load_table
+
+ROOT = Path(__file__).parents[2].parent / "shared" / "conformance"
+TABLE = Path(__file__).with_name("expected.json")
+SCRIPTS = sorted(p.relative_to(ROOT).as_posix() for p in find_scripts([ROOT])) \
+    if ROOT.is_dir() else []
+
+pytestmark = pytest.mark.skipif(not ROOT.is_dir(), reason="../shared/conformance is missing")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet() -> Iterator[None]:
+    with quiet_engine_logs():
+        yield
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_meets_its_recorded_outcome(script: str) -> None:
+    expected = load_table(TABLE).get(script)
+    result = run_file(ROOT / script, script)
+    if expected == "pass":
+        assert result.status == "pass", result.summary()
+    elif result.status == "pass":
+        message = f"newly passing: {script} (recorded as {expected or 'absent'})"
+        print(message)
+        warnings.warn(message, stacklevel=1)
+
+
+def test_table_lists_only_existing_scripts() -> None:
+    stale = sorted(set(load_table(TABLE)) - set(SCRIPTS))
+    assert not stale, f"expected.json names scripts that are gone: {stale}"

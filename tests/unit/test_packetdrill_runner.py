@@ -1,0 +1,231 @@
+"""The packetdrill runner on small inline scripts, the shell mapping and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ustcp.packetdrill.cli import main
+from ustcp.packetdrill.parser import parse_script
+from ustcp.packetdrill.runner import Result, Runner, run_file
+from ustcp.packetdrill.shell import find_defaults, plan_command
+from ustcp.tcp.engine import TcpEngine
+
+SERVER = """\
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
++0 > S. 0:0(0) ack 1 <...>
++.1 < . 1:1(0) ack 1 win 257
++0 accept(3, ..., ...) = 4
+"""  # the accept is line 8
+
+
+def run(text: str, tmp_path: Path | None = None) -> Result:
+    return Runner(parse_script(text), tmp_path or Path("."), "inline").run()
+
+
+def test_handshake_write_and_ack_pass() -> None:
+    result = run(SERVER + "+0 write(4, ..., 1000) = 1000\n+0 > P. 1:1001(1000) ack 1\n"
+                          "+.1 < . 1:1(0) ack 1001 win 257\n")
+    assert result.status == "pass", result.message
+    assert any("> S. 0:0(0) ack 1" in line for line in result.log)
+
+
+def test_wrong_ack_fails_at_its_line_with_expected_and_actual() -> None:
+    result = run(SERVER + "+0 write(4, ..., 1000) = 1000\n+0 > P. 1:1001(1000) ack 2\n")
+    assert result.status == "fail"
+    assert result.line == 10
+    assert result.message.startswith("ack: expected 2 actual 1")
+
+
+def test_segments_aggregate_unless_strict() -> None:
+    text = SERVER + "+0 write(4, ..., 3000) = 3000\n+0 > P. 1:3001(3000) ack 1\n"
+    assert run(text).status == "pass"
+    strict = run("--strict_segments\n" + text)
+    assert strict.status == "fail"
+    assert "payload: expected 3000 bytes actual 1000 bytes" in strict.message
+
+
+def test_packet_sent_at_the_wrong_time_is_a_timing_failure() -> None:
+    result = run(SERVER + "+0 write(4, ..., 1000) = 1000\n+.5 > P. 1:1001(1000) ack 1\n")
+    assert result.status == "fail"
+    assert "timing: expected outbound packet at 0.600000 s actual 0.100000 s" in \
+        result.message
+
+
+def test_missing_packet_fails() -> None:
+    result = run(SERVER + "+0 > F. 1:1(0) ack 1\n")
+    assert result.status == "fail" and result.line == 9
+    assert "actual no packet sent" in result.message
+
+
+def test_system_call_results_and_errno() -> None:
+    result = run(SERVER + "+0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0\n"
+                          "+0 fcntl(4, F_GETFL) = O_RDWR|O_NONBLOCK\n"
+                          "+0 read(4, ..., 100) = -1 EAGAIN (Resource temporarily unavailable)\n"
+                          "+0 getsockopt(4, SOL_TCP, TCP_MAXSEG, [1000], [4]) = 0\n"
+                          "+0 getsockopt(4, SOL_TCP, TCP_INFO, {tcpi_state=1, tcpi_snd_mss=1000},"
+                          " [104]) = 0\n")
+    assert result.status == "pass", result.message
+    wrong = run(SERVER + "+0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0\n"
+                         "+0 read(4, ..., 100) = -1 ECONNRESET\n")
+    assert wrong.status == "fail"
+    assert wrong.message == "read: expected -1 ECONNRESET actual -1 EAGAIN"
+
+
+def test_blocking_read_returns_when_data_arrives() -> None:
+    result = run(SERVER + "+0...0.050 read(4, ..., 1000) = 1000\n"
+                          "+.05 < P. 1:1001(1000) ack 1 win 257\n")
+    assert result.status == "pass", result.message
+    late = run(SERVER + "+0...0.300 read(4, ..., 1000) = 1000\n"
+                        "+.05 < P. 1:1001(1000) ack 1 win 257\n")
+    assert late.status == "fail" and late.line == 9
+    assert "expected system call return at 0.400000 s actual 0.150000 s" in late.message
+
+
+def test_blocking_accept_waits_for_the_handshake() -> None:
+    result = run("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 bind(3, ..., ...) = 0\n"
+                 "+0 listen(3, 1) = 0\n+0...0.200 accept(3, ..., ...) = 4\n"
+                 "+.1 < S 0:0(0) win 32792 <mss 1000,nop,wscale 7>\n"
+                 "+0 > S. 0:0(0) ack 1 <...>\n+.1 < . 1:1(0) ack 1 win 257\n")
+    assert result.status == "pass", result.message
+
+
+def test_code_blocks_see_tcp_info_and_report_failed_asserts() -> None:
+    result = run(SERVER + "+0 %{ cwnd = tcpi_snd_cwnd }%\n"
+                          "+0 %{ assert tcpi_state == TCP_ESTABLISHED and cwnd == 10 }%\n")
+    assert result.status == "pass", result.message
+    failed = run(SERVER + "+0 %{ assert tcpi_snd_cwnd == 99, tcpi_snd_cwnd }%\n")
+    assert failed.status == "fail" and failed.line == 9
+    assert failed.message == "assert: expected tcpi_snd_cwnd == 99 actual tcpi_snd_cwnd=10"
+
+
+def test_unmapped_ts_ecr_is_reported() -> None:
+    result = run(SERVER + "+0 < . 1:1(0) ack 1 win 257 <nop,nop,TS val 1 ecr 12345>\n")
+    assert result.status == "fail"
+    assert "unable to infer live TS ecr for script TS ecr 12345" in result.message
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    ("+0 setsockopt(3, SOL_TCP, TCP_FASTOPEN_CONNECT, [1], 4) = 0",
+     "socket option SOL_TCP/TCP_FASTOPEN_CONNECT"),
+    ("+0 getsockopt(3, SOL_TCP, TCP_CONGESTION, ..., ...) = 0",
+     "socket option SOL_TCP/TCP_CONGESTION"),
+    ("+0 send(3, ..., 40, MSG_MORE) = 40", "send flag MSG_MORE"),
+    ("+0 `ifconfig tun0 mtu 5060`", "shell command 'ifconfig tun0 mtu 5060'"),
+    ("+0 epoll_create(1) = 5", "system call epoll_create"),
+    ("+0 < [ect0] S 0:0(0) win 100", "IP header fields [ect0]"),
+])
+def test_missing_features_are_skipped_with_a_reason(line: str, reason: str) -> None:
+    result = run(f"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n{line}\n")
+    assert result.status == "skip"
+    assert result.message.startswith(reason)
+
+
+def test_active_open_learns_the_isn_from_the_syn() -> None:
+    result = run("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
+                 "+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0\n"
+                 "+0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)\n"
+                 "+0 > S 0:0(0) <...>\n"
+                 "+.1 < S. 0:0(0) ack 1 win 5792 <mss 1460,nop,wscale 2,nop,nop,sackOK>\n"
+                 "+0 > . 1:1(0) ack 1\n+0 write(3, ..., 100) = 100\n"
+                 "+0 > P. 1:101(100) ack 1\n")
+    assert result.status == "pass", result.message
+
+
+def test_parse_errors_fail_with_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pkt"
+    path.write_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < . 1:5(1) ack 1 win 1\n")
+    result = run_file(path)
+    assert result.status == "fail" and result.line == 2
+    assert result.message.startswith("parse error: inconsistent TCP sequence numbers")
+
+
+# ------------------------------------------------------------------ shell commands
+
+
+def test_defaults_profile_is_read_not_run(tmp_path: Path) -> None:
+    common = tmp_path / "common"
+    common.mkdir()
+    (common / "defaults.sh").write_text(
+        "#!/bin/bash\n# comment\nip tcp_metrics flush all > /dev/null 2>&1\n"
+        'sysctl -q net.ipv4.tcp_rmem="4096 540000 $((15*1024*1024))"\n'
+        "sysctl -q net.ipv4.tcp_early_retrans=4 net.ipv4.tcp_recovery=1\n"
+        "sysctl -q net.ipv4.tcp_pacing_ss_ratio=200\ntc qdisc add dev tun0 root pfifo\n")
+    script_dir = tmp_path / "suite" / "sub"
+    script_dir.mkdir(parents=True)
+    assert find_defaults("../common/defaults.sh", script_dir) == common / "defaults.sh"
+    plan = plan_command("../common/defaults.sh\n../common/set_sysctls.py "
+                        "/proc/sys/net/ipv4/tcp_timestamps=0 \\\n"
+                        "   /proc/sys/net/ipv4/tcp_sack=0", script_dir)
+    assert plan.sysctls == [("tcp_rmem", "4096 540000 15728640"),
+                            ("tcp_early_retrans", "4"), ("tcp_recovery", "1"),
+                            ("tcp_timestamps", "0"), ("tcp_sack", "0")]
+    assert len(plan.notes) == 3 and not plan.unsupported
+
+
+def test_shell_lines_the_runner_cannot_map(tmp_path: Path) -> None:
+    assert plan_command("tc qdisc replace dev tun0 root pfifo limit 0", tmp_path).unsupported
+    assert plan_command("echo 3 > /sys/module/tcp_cubic/parameters/hystart_detect",
+                        tmp_path).notes
+    assert plan_command("echo 0 > /sys/module/tcp_cubic/parameters/hystart_detect",
+                        tmp_path).unsupported
+    assert plan_command("/tmp/sysctl_restore_${PPID}.sh", tmp_path).notes
+    assert plan_command("../common/defaults.sh", tmp_path).unsupported
+
+
+def test_script_sysctls_reach_the_engine_config() -> None:
+    result = run("`sysctl -q net.ipv4.tcp_timestamps=0`\n" + SERVER.replace("<...>", "<mss 1460,"
+                 "nop,nop,sackOK,nop,wscale 7>"))
+    assert result.status == "pass", result.message
+    bad = run("`sysctl -q net.ipv4.tcp_no_such_knob=1`\n" + SERVER)
+    assert bad.status == "skip" and "tcp_no_such_knob" in bad.message
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_reports_each_script_and_the_totals(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a_pass.pkt").write_text(SERVER)
+    (tmp_path / "b_fail.pkt").write_text(SERVER + "+0 > F. 1:1(0) ack 1\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "c_skip.pkt").write_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
+                                    "+0 `ifconfig tun0 up`\n")
+    assert main([str(tmp_path)]) == 1
+    # Other tests may have cached loggers that still print engine events: keep the report.
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith(("PASS ", "FAIL ", "SKIP ")) or line.endswith(" skipped")]
+    assert lines[0] == f"PASS {tmp_path / 'a_pass.pkt'}"
+    assert lines[1].startswith(f"FAIL {tmp_path / 'b_fail.pkt'}:9 expected > F. 1:1(0) ack 1")
+    assert lines[2].startswith(f"SKIP {sub / 'c_skip.pkt'} (shell command")
+    assert lines[3] == "1 passed, 1 failed, 1 skipped"
+    assert main(["-v", str(tmp_path / "a_pass.pkt")]) == 0
+    verbose = capsys.readouterr().out
+    assert "< S 0:0(0) win 32792" in verbose and "accept(3, ..., ...) = 4" in verbose
+
+
+def test_absolute_times_must_start_at_zero_and_not_go_back() -> None:
+    late_start = run("0.5 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n")
+    assert late_start.status == "fail" and "first event should be at time 0" in late_start.message
+    backwards = run("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n0.2 bind(3, ..., ...) = 0\n"
+                    "0.1 listen(3, 1) = 0\n")
+    assert backwards.status == "fail" and backwards.line == 3
+    assert "time goes backward" in backwards.message
+
+
+def test_an_exception_inside_the_engine_fails_only_that_script(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(TcpEngine, "on_segment", broken)
+    result = run(SERVER)
+    assert result.status == "fail" and result.line == 5
+    assert result.message == "internal error: RuntimeError: boom"
+    assert any("Traceback" in line for line in result.log)

@@ -1,0 +1,90 @@
+"""What a script needs that the runner or the stack does not have (reported as a skip).
+
+Checked before a script runs, so that a skip never leaves half a run behind: command-line
+options, shell commands, IP-level packet fields, ECN and AccECN flags, Fast Open and MD5
+options, system calls, socket options and send flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .ast import CommandSpec, PacketSpec, Script, SyscallSpec
+from .shell import ShellPlan, plan_command
+from .sockets import SEND_FLAGS, Sockets, sockopt_support
+from .symbols import SYMBOLS, Unsupported, evaluate
+
+# --option=value lines the runner honours; the ports only name the 4-tuple.
+KNOWN_OPTIONS = frozenset({
+    "tolerance_usecs", "tolerance_percent", "tcp_ts_tick_usecs", "tcp_ts_ecr_scaled",
+    "strict_segments", "bind_port", "connect_port", "mtu", "ip_version", "verbose",
+})
+_OPTION_NAMES = {"FO": "TCP Fast Open", "FOEXP": "TCP Fast Open", "md5": "TCP MD5 signatures"}
+_SEND_CALLS = {"send": 3, "sendto": 3, "sendmsg": 2}
+
+
+def command_plans(script: Script, script_dir: Path) -> dict[int, ShellPlan]:
+    """The plan of every backtick command, keyed by its line."""
+    plans: dict[int, ShellPlan] = {}
+    if script.init_command:
+        plans[script.init_command.line] = plan_command(script.init_command.spec.text,
+                                                       script_dir)
+    for event in script.events:
+        if isinstance(event.action, CommandSpec):
+            plans[event.line] = plan_command(event.action.text, script_dir)
+    if script.cleanup_command:
+        plans[script.cleanup_command.line] = plan_command(script.cleanup_command.spec.text,
+                                                          script_dir)
+    return plans
+
+
+def unsupported_reason(script: Script, plans: dict[int, ShellPlan]) -> str | None:
+    for name, value in script.options:
+        if name not in KNOWN_OPTIONS:
+            return f"option --{name}"
+        if name == "ip_version" and value != "ipv4":
+            return f"--ip_version={value} (IPv4 only)"
+    for plan in plans.values():
+        if plan.unsupported:
+            return plan.unsupported[0]
+    for event in script.events:
+        action = event.action
+        reason = None
+        if isinstance(action, PacketSpec):
+            reason = _packet_reason(action)
+        elif isinstance(action, SyscallSpec):
+            reason = _syscall_reason(action)
+        if reason:
+            return f"{reason} (line {event.line})"
+    return None
+
+
+def _packet_reason(packet: PacketSpec) -> str | None:
+    if packet.ip_info:
+        return f"IP header fields {packet.ip_info}"
+    if packet.ports is not None:
+        return "explicit TCP ports"
+    if set(packet.flags) & set("EWA"):
+        return "ECN flags"
+    for option in packet.options or ():
+        if option.name in _OPTION_NAMES:
+            return _OPTION_NAMES[option.name]
+    return None
+
+
+def _syscall_reason(call: SyscallSpec) -> str | None:
+    if call.name not in Sockets.HANDLED:
+        return f"system call {call.name}"
+    if call.name in ("setsockopt", "getsockopt"):
+        return sockopt_support(call)
+    index = _SEND_CALLS.get(call.name)
+    if index is not None and index < len(call.args):
+        try:
+            flags = evaluate(call.args[index]) or 0
+        except Unsupported as exc:
+            return str(exc)
+        if flags & ~SEND_FLAGS:
+            names = [n for n, v in SYMBOLS.items() if n.startswith("MSG_") and flags & v
+                     and not v & SEND_FLAGS]
+            return f"send flag {'|'.join(names) or hex(flags)}"
+    return None
