@@ -7,7 +7,14 @@ packetdrill scripts written against Linux match byte for byte.
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
+
+from .checksum import BytesLike, ones_sum, pseudo_header_sum
+from .checksum import checksum as _checksum
+from .errors import ParseError
 
 # Flag bits (RFC 9293 3.1, RFC 3168 for ECE/CWR).
 FIN = 0x01
@@ -74,3 +81,187 @@ def flags_text(flags: int) -> str:
     if flags & ACK:
         out += "."
     return out or "-"
+
+
+# --- codec -----------------------------------------------------------------------------
+
+ChecksumMode = Literal["full", "partial", "none"]
+
+PROTO_TCP = 6
+
+_HDR = struct.Struct("!HHIIBBHHH")
+_U16 = struct.Struct("!H")
+_TS = struct.Struct("!II")
+_MSS_OPT = struct.Struct("!BBH")
+_TS_OPT = struct.Struct("!4sII")
+_SACK_BLOCK = struct.Struct("!II")
+
+_NOP_NOP_TS = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
+_SACKOK_TS = bytes((OPT_SACK_PERMITTED, 2, OPT_TIMESTAMP, 10))
+_NOP_NOP_SACKOK = bytes((OPT_NOP, OPT_NOP, OPT_SACK_PERMITTED, 2))
+_NOP_WSCALE = bytes((OPT_NOP, OPT_WSCALE, 3))
+_NOP_NOP = bytes((OPT_NOP, OPT_NOP))
+
+
+def parse_tcp(buf: BytesLike, src: bytes, dst: bytes, *,
+              verify_checksum: bool) -> TcpSegment:
+    """Parse a TCP header and its payload; ``buf`` ends where the IP datagram ends.
+
+    ``payload`` is a memoryview of ``buf`` (no copy). Raises :class:`ParseError`.
+    """
+    hlen = _header_length(buf)
+    sport, dport, seq, ack, _doff, flags, window, _csum, urg = _HDR.unpack_from(buf)
+    if verify_checksum:
+        _verify_checksum(buf, src, dst)
+    view = memoryview(buf)
+    options = _parse_options(bytes(view[TCP_HEADER_LEN:hlen])) if hlen > TCP_HEADER_LEN \
+        else TcpOptions()
+    return TcpSegment(sport, dport, seq, ack, flags, window, options, view[hlen:], urg)
+
+
+def _header_length(buf: BytesLike) -> int:
+    """Header length from the data offset: RFC 9293 3.1, at least 5 words, inside ``buf``."""
+    if len(buf) < TCP_HEADER_LEN:
+        raise ParseError("tcp_short", f"{len(buf)} bytes")
+    hlen = (buf[12] >> 4) * 4
+    if hlen < TCP_HEADER_LEN or hlen > len(buf):
+        raise ParseError("tcp_bad_doff", f"header {hlen} bytes of {len(buf)}")
+    return hlen
+
+
+def _verify_checksum(buf: BytesLike, src: bytes, dst: bytes) -> None:
+    """RFC 9293 3.1: the sum over pseudo-header, header and data must be all ones."""
+    total = ones_sum(buf, pseudo_header_sum(src, dst, PROTO_TCP, len(buf)))
+    if total != 0xFFFF:
+        raise ParseError("tcp_bad_checksum", f"sum {total:#06x}")
+
+
+def _parse_options(raw: bytes) -> TcpOptions:
+    """Options as Linux's tcp_parse_options reads them (RFC 9293 3.2)."""
+    opts = TcpOptions()
+    if len(raw) == 12 and raw[:4] == _NOP_NOP_TS:
+        # The layout of nearly every established-state segment (Linux: the
+        # tcp_parse_aligned_timestamp fast path).
+        opts.ts_val, opts.ts_ecr = _TS.unpack_from(raw, 4)
+        return opts
+    for kind, i, size in _walk_options(raw):
+        if size:
+            _apply_option(opts, kind, raw, i, size)
+    return opts
+
+
+def _walk_options(raw: bytes) -> Iterator[tuple[int, int, int]]:
+    """(kind, offset, length) of each option in wire order; length 0 for NOP and EOL.
+
+    RFC 9293 3.2: EOL ends the list; every other kind but NOP carries a length octet that
+    counts the kind and length octets, so it is at least 2 and stays inside the header.
+    """
+    end = len(raw)
+    i = 0
+    while i < end:
+        kind = raw[i]
+        if kind == OPT_EOL:
+            yield kind, i, 0
+            return
+        if kind == OPT_NOP:
+            yield kind, i, 0
+            i += 1
+            continue
+        size = raw[i + 1] if i + 1 < end else 0
+        if size < 2 or i + size > end:
+            raise ParseError("tcp_bad_option", f"kind {kind} length {size} at {i}")
+        yield kind, i, size
+        i += size
+
+
+def _apply_option(opts: TcpOptions, kind: int, raw: bytes, i: int, size: int) -> None:
+    """Record one option; a known kind with the wrong length is ignored, as Linux does."""
+    if kind == OPT_MSS and size == 4:
+        opts.mss = _U16.unpack_from(raw, i + 2)[0]
+    elif kind == OPT_WSCALE and size == 3:
+        opts.wscale = min(raw[i + 2], MAX_WSCALE)  # RFC 7323 2.3: clamp to 14
+    elif kind == OPT_SACK_PERMITTED and size == 2:
+        opts.sack_permitted = True
+    elif kind == OPT_SACK and size >= 10 and (size - 2) % 8 == 0:  # RFC 2018 3
+        opts.sack_blocks = tuple(_SACK_BLOCK.iter_unpack(raw[i + 2:i + size]))
+    elif kind == OPT_TIMESTAMP and size == 10:  # RFC 7323 3.2
+        opts.ts_val, opts.ts_ecr = _TS.unpack_from(raw, i + 2)
+
+
+def option_kinds(buf: BytesLike) -> list[int]:
+    """Option kinds of a TCP header in wire order, NOP and EOL included (EOL ends the list)."""
+    hlen = _header_length(buf)
+    return [kind for kind, _, _ in _walk_options(bytes(buf[TCP_HEADER_LEN:hlen]))]
+
+
+def encode_options(opts: TcpOptions, flags: int) -> bytes:
+    """Options in Linux's layouts (tcp_output.c tcp_options_write); a multiple of 4 bytes.
+
+    SYN and SYN-ACK: ``mss``, then ``sackOK,TS`` / ``nop,nop,TS`` / ``nop,nop,sackOK``, then
+    ``nop,wscale``. Other segments: ``nop,nop,TS`` then ``nop,nop,sack ...``. Every piece is
+    itself 4-byte aligned, so no padding is ever needed.
+    """
+    if flags & SYN:
+        return _encode_syn_options(opts)
+    if opts.ts_val is None:
+        return _encode_sack(opts.sack_blocks, 4) if opts.sack_blocks else b""
+    ts = _TS_OPT.pack(_NOP_NOP_TS, opts.ts_val, opts.ts_ecr)
+    if not opts.sack_blocks:
+        return ts
+    # 40 bytes of option space: 12 for TS leaves room for 3 SACK blocks (RFC 2018 3).
+    return ts + _encode_sack(opts.sack_blocks, 3)
+
+
+def _encode_syn_options(opts: TcpOptions) -> bytes:
+    parts: list[bytes] = []
+    if opts.mss is not None:
+        parts.append(_MSS_OPT.pack(OPT_MSS, 4, opts.mss))
+    if opts.ts_val is not None:
+        prefix = _SACKOK_TS if opts.sack_permitted else _NOP_NOP_TS
+        parts.append(_TS_OPT.pack(prefix, opts.ts_val, opts.ts_ecr))
+    elif opts.sack_permitted:
+        parts.append(_NOP_NOP_SACKOK)
+    if opts.wscale is not None:
+        parts.append(_NOP_WSCALE + bytes((opts.wscale,)))
+    return b"".join(parts)
+
+
+def _encode_sack(blocks: tuple[tuple[int, int], ...], limit: int) -> bytes:
+    used = blocks[:limit]
+    head = _NOP_NOP + bytes((OPT_SACK, 2 + 8 * len(used)))
+    return head + b"".join(_SACK_BLOCK.pack(left, right) for left, right in used)
+
+
+def build_tcp(seg: TcpSegment, src: bytes, dst: bytes, *, checksum: ChecksumMode) -> bytes:
+    """Header and options of ``seg`` (never the payload, which the IP layer appends).
+
+    ``checksum``: ``"full"`` computes it over pseudo-header, header and ``seg.payload``;
+    ``"partial"`` stores the folded pseudo-header sum for the device to finish (virtio-net
+    NEEDS_CSUM); ``"none"`` leaves zero.
+    """
+    opts = encode_options(seg.options, seg.flags)
+    hlen = TCP_HEADER_LEN + len(opts)
+    doff = hlen << 2  # (hlen / 4) in the high nibble
+    if checksum == "full":
+        csum = _full_checksum(seg, src, dst, hlen, doff, opts)
+    elif checksum == "partial":
+        csum = pseudo_header_sum(src, dst, PROTO_TCP, hlen + len(seg.payload))
+    elif checksum == "none":
+        csum = 0
+    else:
+        raise ValueError(f"unknown checksum mode {checksum!r}")
+    return _HDR.pack(seg.src_port, seg.dst_port, seg.seq, seg.ack, doff, seg.flags,
+                     seg.window, csum, seg.urg_ptr) + opts
+
+
+def _full_checksum(seg: TcpSegment, src: bytes, dst: bytes, hlen: int, doff: int,
+                   opts: bytes) -> int:
+    """RFC 9293 3.1 checksum, summing the header fields as integers instead of packing them.
+
+    32-bit fields are congruent to the sum of their two 16-bit words modulo 0xFFFF, and the
+    options are a whole number of words, so everything adds up before one fold.
+    """
+    header = (seg.src_port + seg.dst_port + seg.seq + seg.ack + (doff << 8 | seg.flags)
+              + seg.window + seg.urg_ptr + int.from_bytes(opts, "big"))
+    pseudo = pseudo_header_sum(src, dst, PROTO_TCP, hlen + len(seg.payload))
+    return _checksum(seg.payload, pseudo + header)

@@ -1,0 +1,84 @@
+"""IPv4 header (RFC 791 3.1): parse with checks in Linux's order (ip_rcv_core), build.
+
+Options are skipped via IHL; fragments are recognised but never reassembled.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .checksum import BytesLike, fold
+from .errors import ParseError
+
+IPV4_HEADER_LEN = 20
+MAX_TOTAL_LENGTH = 0xFFFF
+PROTO_ICMP = 1
+PROTO_TCP = 6
+FLAG_DF = 0x4000
+FLAG_MF = 0x2000
+FRAG_OFFSET_MASK = 0x1FFF
+
+_HDR = struct.Struct("!BBHHHBBH4s4s")
+_VERSION_IHL = 0x45  # version 4, five 32-bit words, no options
+
+
+@dataclass(slots=True)
+class IPv4Header:
+    """The fields the stack uses; ``src``/``dst`` are 4 packed bytes."""
+
+    src: bytes
+    dst: bytes
+    proto: int
+    ttl: int
+    ident: int
+    tos: int
+    total_length: int
+    header_length: int
+    flags_frag: int  # flags (3 bits) and fragment offset (13 bits), as on the wire
+
+
+def parse_ipv4(frame: BytesLike) -> tuple[IPv4Header, memoryview]:
+    """Parse and verify an IPv4 header; the payload view ends at the total length.
+
+    Anything after the total length (link padding) is ignored. Raises :class:`ParseError`.
+    """
+    if len(frame) < IPV4_HEADER_LEN:
+        raise ParseError("ip_short", f"{len(frame)} bytes")
+    ver_ihl, tos, total, ident, flags_frag, ttl, proto, _csum, src, dst = _HDR.unpack_from(frame)
+    if ver_ihl >> 4 != 4:
+        raise ParseError("ip_version", f"version {ver_ihl >> 4}")
+    hlen = (ver_ihl & 0x0F) * 4
+    if hlen < IPV4_HEADER_LEN or hlen > len(frame):  # RFC 791 3.1: IHL is at least 5
+        raise ParseError("ip_bad_ihl", f"header {hlen} bytes of {len(frame)}")
+    view = memoryview(frame)
+    # RFC 791 3.1: the header's one's-complement sum must be all ones, i.e. the header as an
+    # integer is a non-zero multiple of 0xFFFF (it is non-zero: the version is 4).
+    if int.from_bytes(view[:hlen], "big") % 0xFFFF:
+        raise ParseError("ip_bad_checksum")
+    if total < hlen or total > len(frame):
+        raise ParseError("ip_bad_length", f"total length {total}, header {hlen}, "
+                                          f"frame {len(frame)}")
+    header = IPv4Header(src, dst, proto, ttl, ident, tos, total, hlen, flags_frag)
+    return header, view[hlen:total]
+
+
+def is_fragment(hdr: IPv4Header) -> bool:
+    """More fragments set or a non-zero fragment offset (RFC 791 3.2)."""
+    return bool(hdr.flags_frag & (FLAG_MF | FRAG_OFFSET_MASK))
+
+
+def build_ipv4_header(src: bytes, dst: bytes, proto: int, payload_len: int, *, ttl: int,
+                      ident: int, tos: int = 0, dont_fragment: bool = True) -> bytes:
+    """A 20-byte header (no options) with its checksum; ``payload_len`` may be a GSO
+    super-packet's whole payload, up to 64 KB less the header."""
+    total = IPV4_HEADER_LEN + payload_len
+    if total > MAX_TOTAL_LENGTH:
+        raise ValueError(f"IPv4 total length {total} exceeds {MAX_TOTAL_LENGTH}")
+    flags = FLAG_DF if dont_fragment else 0
+    # The header's words summed as integers (a 32-bit address is congruent to the sum of
+    # its two words modulo 0xFFFF), so the header is packed once, checksum included.
+    total_sum = ((_VERSION_IHL << 8 | tos) + total + ident + flags + (ttl << 8 | proto)
+                 + int.from_bytes(src, "big") + int.from_bytes(dst, "big"))
+    csum = 0xFFFF - fold(total_sum)
+    return _HDR.pack(_VERSION_IHL, tos, total, ident, flags, ttl, proto, csum, src, dst)
