@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
+from trio.testing import MockClock
 
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream
 from ustcp.config import StackConfig
@@ -23,9 +24,7 @@ from ustcp.tcp.states import State
 A_ADDR, B_ADDR = "10.77.0.1", "10.77.0.2"
 PORT = 5000
 MB = 1 << 20
-
-pytestmark = pytest.mark.usefixtures("autojump_clock")
-
+VIRTUAL_TIME_LIMIT = 600.0
 
 @asynccontextmanager
 async def stacks(a_to_b: ImpairmentSpec | None = None,
@@ -34,11 +33,13 @@ async def stacks(a_to_b: ImpairmentSpec | None = None,
     la, lb = memory_link_pair(impair_a_to_b=a_to_b, impair_b_to_a=b_to_a, counters=(ca, cb))
     a = Stack(la, StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1)
     b = Stack(lb, StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(a.run)
-        nursery.start_soon(b.run)
-        yield a, b
-        nursery.cancel_scope.cancel()
+    # A stalled transfer has no timer left: the virtual clock jumps here and fails the test.
+    with trio.fail_after(VIRTUAL_TIME_LIMIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.run)
+            nursery.start_soon(b.run)
+            yield a, b
+            nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager
@@ -86,7 +87,7 @@ async def exchange(client: TCPStream, server: TCPStream, size: int) -> None:
 # ---------------------------------------------------------------------- data transfer
 
 
-async def test_connect_accept_addresses() -> None:
+async def test_connect_accept_addresses(autojump_clock: MockClock) -> None:
     async with connected() as (client, server, _a, _b):
         assert client.remote_address == (B_ADDR, PORT)
         assert server.local_address == (B_ADDR, PORT)
@@ -95,12 +96,12 @@ async def test_connect_accept_addresses() -> None:
         assert client.connection.state == State.ESTABLISHED
 
 
-async def test_megabyte_each_way() -> None:
+async def test_megabyte_each_way(autojump_clock: MockClock) -> None:
     async with connected() as (client, server, _a, _b):
         await exchange(client, server, MB)
 
 
-async def test_megabyte_each_way_with_delay() -> None:
+async def test_megabyte_each_way_with_delay(autojump_clock: MockClock) -> None:
     delay = ImpairmentSpec(delay=0.005, rate=100e6)
     async with connected(delay, delay) as (client, server, _a, _b):
         start = trio.current_time()
@@ -108,7 +109,7 @@ async def test_megabyte_each_way_with_delay() -> None:
         assert trio.current_time() - start > 0.08  # at least 1 MB at 100 Mbit/s
 
 
-async def test_half_close() -> None:
+async def test_half_close(autojump_clock: MockClock) -> None:
     async with connected() as (client, server, _a, _b):
         await client.send_all(b"request")
         await client.send_eof()
@@ -121,7 +122,7 @@ async def test_half_close() -> None:
         await client.send_eof()  # a second EOF is a no-op
 
 
-async def test_aclose_semantics() -> None:
+async def test_aclose_semantics(autojump_clock: MockClock) -> None:
     async with connected() as (client, server, _a, _b):
         await client.aclose()
         await client.aclose()  # idempotent
@@ -137,7 +138,7 @@ async def test_aclose_semantics() -> None:
         await server.aclose()
 
 
-async def test_aclose_wakes_blocked_receiver() -> None:
+async def test_aclose_wakes_blocked_receiver(autojump_clock: MockClock) -> None:
     async with connected() as (client, _server, _a, _b):
         async def close_soon() -> None:
             await trio.sleep(1)
@@ -149,7 +150,7 @@ async def test_aclose_wakes_blocked_receiver() -> None:
                 await client.receive_some()
 
 
-async def test_aclose_when_cancelled_still_closes() -> None:
+async def test_aclose_when_cancelled_still_closes(autojump_clock: MockClock) -> None:
     async with connected() as (client, server, _a, _b):
         with trio.CancelScope() as scope:
             scope.cancel()
@@ -158,7 +159,7 @@ async def test_aclose_when_cancelled_still_closes() -> None:
         assert await server.receive_some() == b""
 
 
-async def test_concurrent_use_is_busy() -> None:
+async def test_concurrent_use_is_busy(autojump_clock: MockClock) -> None:
     async with connected() as (client, _server, _a, _b):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.receive_some)
@@ -176,7 +177,7 @@ async def test_concurrent_use_is_busy() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_receive_some_arguments() -> None:
+async def test_receive_some_arguments(autojump_clock: MockClock) -> None:
     async with connected() as (client, server, _a, _b):
         with pytest.raises(ValueError, match="max_bytes"):
             await client.receive_some(0)
@@ -188,7 +189,7 @@ async def test_receive_some_arguments() -> None:
         await client.send_all(b"")
 
 
-async def test_every_call_is_a_checkpoint() -> None:
+async def test_every_call_is_a_checkpoint(autojump_clock: MockClock) -> None:
     async with connected() as (client, server, _a, _b):
         await server.send_all(b"ready")
         await trio.sleep(0.1)
@@ -207,14 +208,14 @@ async def test_every_call_is_a_checkpoint() -> None:
 # ---------------------------------------------------------------------- errors
 
 
-async def test_refused_connection() -> None:
+async def test_refused_connection(autojump_clock: MockClock) -> None:
     async with stacks() as (a, _b):
         with pytest.raises(ConnectionRefusedError):
             await open_tcp_stream(a, B_ADDR, PORT + 1)
         assert not a.engine.connections
 
 
-async def test_connect_timeout() -> None:
+async def test_connect_timeout(autojump_clock: MockClock) -> None:
     blackhole = ImpairmentSpec(loss=1.0)
     async with stacks(a_to_b=blackhole) as (a, _b):
         start = trio.current_time()
@@ -224,7 +225,7 @@ async def test_connect_timeout() -> None:
         assert 100 < trio.current_time() - start < 140
 
 
-async def test_cancelled_connect_is_abandoned() -> None:
+async def test_cancelled_connect_is_abandoned(autojump_clock: MockClock) -> None:
     async with stacks(a_to_b=ImpairmentSpec(loss=1.0)) as (a, _b):
         with trio.move_on_after(3):
             await open_tcp_stream(a, B_ADDR, PORT)
@@ -232,7 +233,7 @@ async def test_cancelled_connect_is_abandoned() -> None:
         assert not a.engine.connections
 
 
-async def test_reset_is_broken_resource() -> None:
+async def test_reset_is_broken_resource(autojump_clock: MockClock) -> None:
     async with connected() as (client, server, _a, _b):
         server.abort()
         with pytest.raises(trio.BrokenResourceError) as info:
@@ -246,7 +247,7 @@ async def test_reset_is_broken_resource() -> None:
 # ---------------------------------------------------------------------- listeners
 
 
-async def test_serve_listeners_echo() -> None:
+async def test_serve_listeners_echo(autojump_clock: MockClock) -> None:
     async def echo(stream: TCPStream) -> None:
         while data := await stream.receive_some():
             await stream.send_all(data)
@@ -271,7 +272,7 @@ async def test_serve_listeners_echo() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_listener_close() -> None:
+async def test_listener_close(autojump_clock: MockClock) -> None:
     async with stacks() as (a, b):
         [listener] = await open_tcp_listeners(b, PORT)
         async with trio.open_nursery() as nursery:
@@ -289,7 +290,7 @@ async def test_listener_close() -> None:
             await open_tcp_stream(a, B_ADDR, PORT)
 
 
-async def test_listen_twice_is_addr_in_use() -> None:
+async def test_listen_twice_is_addr_in_use(autojump_clock: MockClock) -> None:
     async with stacks() as (_a, b):
         await open_tcp_listeners(b, PORT)
         with pytest.raises(OSError, match="in use"):
@@ -302,7 +303,7 @@ async def test_listen_twice_is_addr_in_use() -> None:
 LOSSY = ImpairmentSpec(loss=0.02, reorder=0.02, delay=0.002, seed=11)
 
 
-async def test_megabyte_each_way_over_loss_and_reorder() -> None:
+async def test_megabyte_each_way_over_loss_and_reorder(autojump_clock: MockClock) -> None:
     b_to_a = ImpairmentSpec(loss=0.02, reorder=0.02, delay=0.002, seed=12)
     async with connected(LOSSY, b_to_a) as (client, server, a, b):
         await exchange(client, server, MB)
@@ -311,7 +312,7 @@ async def test_megabyte_each_way_over_loss_and_reorder() -> None:
         assert a.counters["TcpRetransSegs"] + b.counters["TcpRetransSegs"] > 0
 
 
-async def test_corruption_is_caught_by_checksums() -> None:
+async def test_corruption_is_caught_by_checksums(autojump_clock: MockClock) -> None:
     noisy = ImpairmentSpec(corrupt=0.02, duplicate=0.01, delay=0.001, seed=5)
     async with connected(noisy, noisy) as (client, server, a, b):
         await exchange(client, server, MB // 2)

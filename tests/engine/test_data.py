@@ -191,3 +191,18 @@ def test_nagle_holds_small_segments_until_acked_and_nodelay_does_not(net: Net) -
         client.send(net.now, b"y")
     net.run(net.now + 0.001)
     assert len([s for s in net.log[mark:] if s.src == A_IP and s.seg.payload]) == 5
+
+
+def test_receive_buffer_grows_for_a_reader_that_keeps_up() -> None:
+    net = Net(delay=0.02)
+    _, client, server = open_pair(net)
+    client.sockopts.sndbuf = 8 << 20
+    data = payload(8_000_000, 9)
+    assert transfer(net, client, server, data, step=0.005) == data
+    rmem_default, rmem_max = net.config_b.tcp_rmem[1], net.config_b.tcp_rmem[2]
+    assert rmem_default < server.rcvbuf <= rmem_max  # tcp_moderate_rcvbuf
+    assert max(s.seg.window << server.rcv_wscale for s in net.sent_by(B_IP)) > 65535 * 2
+    net.config_b.tcp_moderate_rcvbuf = 0
+    _, client2, server2 = open_pair(net, port=81)
+    assert transfer(net, client2, server2, data[:2_000_000], step=0.005) == data[:2_000_000]
+    assert server2.rcvbuf == rmem_default

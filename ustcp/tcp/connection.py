@@ -55,6 +55,7 @@ from .states import State
 if TYPE_CHECKING:
     from .engine import TcpEngine
     from .request import RequestSock
+    from .timewait import TimeWaitEntry
 
 log = structlog.get_logger("ustcp.tcp")
 
@@ -64,6 +65,7 @@ TCP_DELACK_MAX = 0.2
 TCP_ATO_MIN = 0.04
 TCP_MAX_QUICKACKS = 16
 TCP_PAWS_24DAYS = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent expires
+TCP_PAWS_WINDOW = 1  # ticks of TSval lag PAWS tolerates
 TCP_INIT_CWND = 10  # RFC 6928
 TCP_RESOURCE_PROBE_INTERVAL = 0.5
 MAX_TCP_WINDOW = 65535
@@ -159,6 +161,12 @@ class Connection:
         self.rcvbuf = rcvbuf_size(cfg, sockopts)
         self.rcv_ssthresh = 0
         self.window_clamp = 0
+        # Receive-buffer autotuning (Linux rcvq_space, tcp_rcv_space_adjust).
+        self.copied = 0  # bytes the application has read
+        self.rcvq_space = 0
+        self.rcvq_copied = 0
+        self.rcvq_time = now
+        self.rcv_rtt = 0.0  # the receiver's RTT estimate, from TSecr
         self.fin_received = False
         self.ofo_fin: int | None = None  # sequence number of an out-of-order FIN
         self.pending_dsack: tuple[int, int] | None = None
@@ -233,11 +241,18 @@ class Connection:
 
     # ------------------------------------------------------------------ set-up
 
-    def start_connect(self, now: float) -> None:
-        """Active open (RFC 9293 3.10.1): send SYN, enter SYN_SENT."""
+    def start_connect(self, now: float, reused: TimeWaitEntry | None = None) -> None:
+        """Active open (RFC 9293 3.10.1): send SYN, enter SYN_SENT. Taking over a
+        TIME_WAIT entry (tcp_tw_reuse), start after everything the old incarnation sent
+        and keep its TS.Recent (tcp_twsk_unique)."""
         e = self.engine
-        self.iss = e.isn.isn(now, self.local_ip, self.local_port, self.remote_ip,
-                             self.remote_port)
+        if reused is not None:
+            self.iss = seq_add(reused.snd_nxt, 65535 + 2) or 1
+            self.ts_recent = reused.ts_recent
+            self.ts_recent_stamp = reused.ts_recent_stamp
+        else:
+            self.iss = e.isn.isn(now, self.local_ip, self.local_port, self.remote_ip,
+                                 self.remote_port)
         self.ts_offset = e.isn.ts_offset(self.local_ip, self.remote_ip)
         self._init_send_seq(self.iss)
         if self.sockopts.maxseg:
@@ -305,6 +320,8 @@ class Connection:
         """Buffers, windows and congestion state once synchronized (tcp_init_transfer)."""
         self.rcv_ssthresh = self.rcv_wnd
         self.window_clamp = self.rcvbuf
+        self.rcvq_space = min(self.rcv_wnd, TCP_INIT_CWND * self.advmss)
+        self.rcvq_time = now
         rcv_mss = min(self.advmss, self.mss, self.rcv_wnd // 2, 536)
         self.rcv_mss = max(rcv_mss, 88)  # tcp_initialize_rcv_mss
         self.ccs.snd_cwnd = TCP_INIT_CWND
@@ -362,6 +379,8 @@ class Connection:
         if len(self.rcv_buf):
             was_window = self._receive_window()
             data = self.rcv_buf.pull(max_bytes)
+            self.copied += len(data)
+            self._rcv_space_adjust(now)
             self._cleanup_rbuf(now, was_window)
             self.engine.touch(self)
             return data
@@ -378,6 +397,27 @@ class Connection:
         if self.error is not None:
             err, self.error = self.error, None
             raise err
+
+    def _rcv_space_adjust(self, now: float) -> None:
+        """Dynamic right-sizing (Linux tcp_rcv_space_adjust, tcp_moderate_rcvbuf): once
+        per receiver RTT, if the application read more than last time, grow the receive
+        buffer to twice that (plus headroom), up to tcp_rmem[2], so the window never
+        limits a reader that keeps up."""
+        rtt = self.rcv_rtt or (self.rtt.srtt_us / 1e6 if self.rtt.has_sample else 0.0)
+        if not rtt or now - self.rcvq_time < rtt:
+            return
+        copied = self.copied - self.rcvq_copied
+        if copied > self.rcvq_space > 0:
+            if self.config.tcp_moderate_rcvbuf and not self.sockopts.rcvbuf:
+                rcvwin = 2 * copied + 16 * self.advmss
+                rcvwin += 2 * (rcvwin * (copied - self.rcvq_space) // self.rcvq_space)
+                rcvbuf = min(rcvwin, self.config.tcp_rmem[2])
+                if rcvbuf > self.rcvbuf:
+                    self.rcvbuf = rcvbuf
+                    self.window_clamp = rcvbuf
+            self.rcvq_space = copied
+        self.rcvq_copied = self.copied
+        self.rcvq_time = now
 
     def _cleanup_rbuf(self, now: float, was_window: int) -> None:
         """Announce a window update when reading opened the window a lot
@@ -1132,21 +1172,28 @@ class Connection:
         c.inc("TcpExtTCPChallengeACK")
         self._send_ack(now)
 
-    def _paws_reject(self, now: float, opts: TcpOptions) -> bool:
+    def _paws_reject(self, now: float, seg: TcpSegment) -> bool:
         """RFC 7323 5.3 R1: a TSval older than TS.Recent marks an old duplicate, unless
-        the connection has been idle more than 24 days (tcp_paws_check)."""
-        if not self.ts_ok or opts.ts_val is None:
+        TS.Recent was never set, is older than 24 days (5.5), lags by one tick only
+        (TCP_PAWS_WINDOW), or the segment is a reordered duplicate ACK (tcp_paws_discard,
+        tcp_disordered_ack)."""
+        opts = seg.options
+        if not self.ts_ok or opts.ts_val is None or not self.ts_recent:
             return False
-        if seq_diff(opts.ts_val, self.ts_recent) >= 0:
+        lag = seq_diff(self.ts_recent, opts.ts_val)
+        if lag <= TCP_PAWS_WINDOW or now - self.ts_recent_stamp > TCP_PAWS_24DAYS:
             return False
-        return now - self.ts_recent_stamp <= TCP_PAWS_24DAYS
+        disordered_ack = (seg.flags & (ACK | SYN | FIN | RST) == ACK and not seg.payload
+                          and seg.seq == self.rcv_nxt and seg.ack == self.snd_una
+                          and (seg.window << self.snd_wscale) == self.snd_wnd
+                          and lag <= self._rto_value() * 1024)
+        return not disordered_ack
 
     def _rcv_synchronized(self, now: float, seg: TcpSegment) -> None:
         flags = seg.flags
         c = self.engine.counters
-        opts = seg.options
         # 1. PAWS (RFC 7323 5.3), not for RST (tcp_validate_incoming).
-        if not flags & RST and self._paws_reject(now, opts):
+        if not flags & RST and self._paws_reject(now, seg):
             c.inc("TcpExtPAWSEstab")
             self._send_dupack_limited(now, seg)
             return
@@ -1764,6 +1811,12 @@ class Connection:
         if self.rcv_ssthresh < self.window_clamp and self._free_space() > self.rcv_ssthresh:
             self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.advmss, self.window_clamp)
 
+    def _rcv_rtt_measure(self, now: float, ts_ecr: int) -> None:
+        """The receiver's RTT from the echo of our TSval (tcp_rcv_rtt_measure_ts)."""
+        sample = seq_diff(self._ts_now(now), ts_ecr) / 1000.0
+        if 0 < sample < 60.0:
+            self.rcv_rtt = sample if not self.rcv_rtt else self.rcv_rtt * 7 / 8 + sample / 8
+
     def _data_queue(self, now: float, seg: TcpSegment) -> None:
         """Accept segment text and FIN (RFC 9293 3.10.7.4 seventh/eighth; tcp_data_queue)."""
         c = self.engine.counters
@@ -1807,6 +1860,8 @@ class Connection:
                 self.rcv_nxt = end
                 self.bytes_received += length
                 self._event_data_recv(now, length)
+                if self.ts_ok and seg.options.ts_ecr:
+                    self._rcv_rtt_measure(now, seg.options.ts_ecr)
             if fin:
                 self._rcv_fin(now)
             if self.rcv_buf.ofo:

@@ -31,7 +31,7 @@ from .listener import Listener
 from .options import SockOpts
 from .seq import seq_add
 from .states import State
-from .timewait import TimeWaitTable
+from .timewait import TimeWaitEntry, TimeWaitTable
 
 log = structlog.get_logger("ustcp.tcp")
 
@@ -148,21 +148,25 @@ class TcpEngine:
                 local_port: int | None = None, sockopts: SockOpts | None = None) -> Connection:
         """Active open: choose a port (tcp_v4_connect / __inet_hash_connect), send SYN."""
         opts = sockopts or SockOpts()
+        reused = None
         if local_port is None:
-            local_port = self._pick_port(now, local_ip, remote_ip, remote_port)
+            local_port, reused = self._pick_port(now, local_ip, remote_ip, remote_port)
         else:
             key = (local_ip, local_port, remote_ip, remote_port)
-            if key in self.connections or (key in self.time_wait.entries
-                                           and self.time_wait.reusable(now, key) is None):
+            if key in self.connections:
                 raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+            if key in self.time_wait.entries:
+                reused = self.time_wait.reusable(now, key)
+                if reused is None:
+                    raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
         conn = Connection(self, local_ip, local_port, remote_ip, remote_port, opts, now)
         self.register(conn)
-        conn.start_connect(now)
+        conn.start_connect(now, reused)
         self.touch(conn)
         return conn
 
     def _pick_port(self, now: float, local_ip: bytes, remote_ip: bytes,
-                   remote_port: int) -> int:
+                   remote_port: int) -> tuple[int, TimeWaitEntry | None]:
         lo, hi = EPHEMERAL_PORTS
         span = hi - lo + 1
         start = self.rng.randrange(span)
@@ -171,9 +175,12 @@ class TcpEngine:
             key = (local_ip, port, remote_ip, remote_port)
             if key in self.connections or (local_ip, port) in self.listeners:
                 continue
-            if key in self.time_wait.entries and self.time_wait.reusable(now, key) is None:
-                continue
-            return port
+            if key in self.time_wait.entries:
+                reused = self.time_wait.reusable(now, key)
+                if reused is None:
+                    continue
+                return port, reused
+            return port, None
         raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
 
     # ------------------------------------------------------------------ for connections

@@ -115,9 +115,10 @@ class Listener:
                 self._send_synack(now, existing)
             return
         qlen = len(self.syn_queue)
-        want_cookie = cfg.tcp_syncookies == 2
-        if not want_cookie and qlen >= self.backlog:
-            # inet_csk_reqsk_queue_is_full: cookies if allowed, else drop.
+        want_cookie = False
+        if (cfg.tcp_syncookies == 2 or qlen >= self.backlog) and tw_isn is None:
+            # tcp_syn_flood_action: cookies if allowed, else drop. A SYN that reopens a
+            # TIME_WAIT entry is never answered with a cookie (its ISN is chosen).
             if cfg.tcp_syncookies:
                 want_cookie = True
                 c.inc("TcpExtTCPReqQFullDoCookies")
@@ -232,6 +233,7 @@ class Listener:
         if mss is None:
             c.inc("TcpExtSyncookiesFailed")
             return None
+        c.inc("TcpExtSyncookiesRecv")
         opts = seg.options
         ts_ok = False
         sack_ok = False
@@ -243,12 +245,10 @@ class Listener:
                 (opts.ts_ecr - ts_offset) & 0xFFFFFFFF, tcp_sack=bool(e.config.tcp_sack),
                 tcp_window_scaling=bool(e.config.tcp_window_scaling))
             if decoded is None:
-                c.inc("TcpExtSyncookiesFailed")
-                return None
+                return None  # cookie_timestamp_decode failed: Linux drops it, RST follows
             ts_ok = True
             sack_ok = decoded.sack_ok
             snd_wscale = decoded.snd_wscale
-        c.inc("TcpExtSyncookiesRecv")
         advmss = e.mss_for_mtu
         return RequestSock(
             local_ip=local_ip, local_port=self.port, remote_ip=remote_ip,

@@ -160,7 +160,7 @@ class TimeWaitTable:
         if entry is None:
             return None
         mode = self.engine.config.tcp_tw_reuse
-        loopback = key[2][0] == 127
+        loopback = key[0][0] == 127 or key[2][0] == 127
         allowed = mode == 1 or (mode == 2 and loopback)
         if allowed and entry.ts_ok and now - entry.ts_recent_stamp > 1.0:
             del self.entries[key]
