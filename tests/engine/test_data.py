@@ -206,3 +206,18 @@ def test_receive_buffer_grows_for_a_reader_that_keeps_up() -> None:
     _, client2, server2 = open_pair(net, port=81)
     assert transfer(net, client2, server2, data[:2_000_000], step=0.005) == data[:2_000_000]
     assert server2.rcvbuf == rmem_default
+
+
+def test_reader_that_stops_gets_a_zero_window_not_drops() -> None:
+    # With window scaling the advertised window is rounded up to the scale unit; what
+    # was promised must still be accepted, and the window must reach exactly zero.
+    net = Net()
+    _, client, server = open_pair(net)
+    client.sockopts.sndbuf = 8 << 20
+    assert server.rcv_wscale == 7
+    client.send(net.now, payload(1_000_000))
+    net.run(net.now + 5.0)
+    assert net.b.counters["TcpExtTCPRcvQDrop"] == 0
+    assert net.b.counters["TcpExtTCPToZeroWindowAdv"] >= 1
+    assert client.snd_wnd == 0 and net.a.counters["TcpExtTCPWinProbe"] >= 1
+    assert len(server.rcv_buf) >= server.rcvbuf - (1 << server.rcv_wscale)

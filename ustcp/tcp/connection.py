@@ -567,6 +567,13 @@ class Connection:
         if new_win < cur_win:
             unit = 1 << self.rcv_wscale
             new_win = (cur_win + unit - 1) & ~(unit - 1)
+        if not new_win:
+            c = self.engine.counters
+            c.inc("TcpExtTCPWantZeroWindowAdv")
+            if self.rcv_wnd:
+                c.inc("TcpExtTCPToZeroWindowAdv")
+        elif not self.rcv_wnd and self.state != State.SYN_SENT:
+            self.engine.counters.inc("TcpExtTCPFromZeroWindowAdv")
         self.rcv_wnd = new_win
         self.rcv_wup = self.rcv_nxt
         new_win = min(new_win, MAX_TCP_WINDOW << self.rcv_wscale)
@@ -1013,11 +1020,13 @@ class Connection:
         self.probes_out += 1
         self.engine.counters.inc("TcpExtTCPWinProbe")
         avail = seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
-        if avail > 0:
-            before_nxt = self.snd_nxt
-            self._push_ignoring_nagle(now)
-            if self.snd_nxt != before_nxt:
-                return
+        unsent = seq_diff(self.write_seq, self.snd_nxt)
+        if avail > 0 and unsent > 0:
+            # The window opened a little: send what fits, even less than an MSS
+            # (tcp_write_wakeup), instead of waiting for a window that may never grow.
+            last = self._send_new(now, min(avail, self.mss, unsent), fin=False)
+            last.flags |= PSH
+            return
         # A segment with an old sequence number and no data elicits an ACK with the
         # current window (tcp_xmit_probe_skb).
         self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
@@ -1811,6 +1820,14 @@ class Connection:
         if self.rcv_ssthresh < self.window_clamp and self._free_space() > self.rcv_ssthresh:
             self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.advmss, self.window_clamp)
 
+    def _rcv_room(self, seq: int) -> int:
+        """Bytes from ``seq`` we can take: what the buffer has free, and never less than
+        the window already promised (a window is a promise; rounding it to the scale unit
+        may exceed the buffer by a little, which the buffer absorbs)."""
+        used = len(self.rcv_buf) + self.rcv_buf.ofo_bytes
+        promised = seq_diff(seq_add(self.rcv_nxt, self._receive_window()), seq)
+        return max(self.rcvbuf - used, promised)
+
     def _rcv_rtt_measure(self, now: float, ts_ecr: int) -> None:
         """The receiver's RTT from the echo of our TSval (tcp_rcv_rtt_measure_ts)."""
         sample = seq_diff(self._ts_now(now), ts_ecr) / 1000.0
@@ -1850,11 +1867,14 @@ class Connection:
                 c.inc("TcpExtTCPZeroWindowDrop")
                 self._enter_quickack()
                 return
-            room = self.rcvbuf - len(self.rcv_buf) - self.rcv_buf.ofo_bytes
+            room = self._rcv_room(seq)
             if length > room:
                 c.inc("TcpExtTCPRcvQDrop")
                 self._enter_quickack()
-                return
+                if room <= 0:
+                    return
+                payload, length, fin = memoryview(payload)[:room], room, False
+                end = seq_add(seq, room)
             if length:
                 self.rcv_buf.push(payload)
                 self.rcv_nxt = end
@@ -1877,8 +1897,7 @@ class Connection:
             self.engine.wake(self)
             return
         # Out of order (tcp_data_queue_ofo): queue it, ACK at once with SACK.
-        room = self.rcvbuf - len(self.rcv_buf) - self.rcv_buf.ofo_bytes
-        if length > room:
+        if length > self._rcv_room(seq):
             c.inc("TcpExtTCPOFODrop")
             self.ack_now = True
             return
