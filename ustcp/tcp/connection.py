@@ -640,6 +640,16 @@ class Connection:
         self.engine.emit(self.local_ip, self.remote_ip, seg)
         self._arm_rto(now)
 
+    def _current_mss(self) -> int:
+        """Payload room of the next segment: the MSS less the SACK blocks it will carry,
+        so that no frame outgrows the path MTU (tcp_current_mss)."""
+        if not self.sack_ok:
+            return self.mss
+        blocks = len(self.rcv_buf.ofo) + (self.pending_dsack is not None)
+        if not blocks:
+            return self.mss
+        return self.mss - 4 - 8 * min(blocks, 3 if self.ts_ok else 4)
+
     def _in_flight(self) -> int:
         """Packets in flight (tcp_packets_in_flight, RFC 6675 "pipe")."""
         return self.packets_out - (self.sacked_out + self.lost_out) + self.retrans_out
@@ -650,7 +660,7 @@ class Connection:
                               State.LAST_ACK):
             return
         ccs = self.ccs
-        mss = self.mss
+        mss = self._current_mss()
         gso_max = self.engine.gso_max_size
         sent_any = False
         last: TcpSegment | None = None
@@ -787,9 +797,10 @@ class Connection:
         if rec.syn:
             self._send_syn(now)
         else:
-            if size > self.mss:
-                self._split(rec, self.mss)
-                size = self.mss
+            mss = self._current_mss()
+            if size > mss:
+                self._split(rec, mss)
+                size = mss
             payload = self.snd_buf.peek(seq_diff(rec.start, self.snd_una), size) \
                 if size else b""
             flags = ACK | (FIN if rec.fin else 0)
@@ -1024,7 +1035,7 @@ class Connection:
         if avail > 0 and unsent > 0:
             # The window opened a little: send what fits, even less than an MSS
             # (tcp_write_wakeup), instead of waiting for a window that may never grow.
-            last = self._send_new(now, min(avail, self.mss, unsent), fin=False)
+            last = self._send_new(now, min(avail, self._current_mss(), unsent), fin=False)
             last.flags |= PSH
             return
         # A segment with an old sequence number and no data elicits an ACK with the
