@@ -1,0 +1,133 @@
+"""Helpers for kernel tests: namespaces, the daemon in one, commands run inside them.
+
+Every namespace is named ``ustcp-t-<pid>-<n>`` and deleted in ``finally`` even when a test
+fails; nothing is configured in the root namespace.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PEER = Path(__file__).resolve().parent / "peer.py"
+ADDR = "10.77.0.2"
+PEER_ADDR = "10.77.0.1"
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+_serial = itertools.count()
+
+
+@functools.cache
+def kernel_unavailable() -> str | None:
+    """Why kernel tests cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "needs root"
+    if not os.path.exists("/dev/net/tun"):
+        return "needs /dev/net/tun"
+    if shutil.which("ip") is None:
+        return "needs ip (iproute2)"
+    probe = f"ustcp-t-{os.getpid()}-probe"
+    try:
+        added = subprocess.run(["ip", "netns", "add", probe], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"ip netns add failed: {exc}"
+    if added.returncode != 0:
+        return f"ip netns add failed: {added.stderr.decode(errors='replace').strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10)
+    return None
+
+
+def in_ns(ns: str, *cmd: str, timeout: float = 60, input: bytes | None = None,
+          check: bool = False) -> subprocess.CompletedProcess[bytes]:
+    """Run ``cmd`` inside namespace ``ns`` and capture its output."""
+    return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True,
+                          timeout=timeout, input=input, check=check, cwd=ROOT)
+
+
+def ustcp_cmd(*args: str) -> list[str]:
+    """The ustcp command line, run from this checkout with this interpreter."""
+    return [sys.executable, "-m", "ustcp.cli", *args]
+
+
+def peer_cmd(*args: str) -> list[str]:
+    return [sys.executable, str(PEER), *args]
+
+
+@contextmanager
+def netns() -> Iterator[str]:
+    """A fresh namespace with lo up; deleted on the way out, whatever happened."""
+    name = f"ustcp-t-{os.getpid()}-{next(_serial)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+                       check=True, capture_output=True, timeout=10)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
+@dataclass
+class Daemon:
+    ns: str
+    addr: str
+    peer_addr: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def run(self, *cmd: str, timeout: float = 60,
+            input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return in_ns(self.ns, *cmd, timeout=timeout, input=input)
+
+    def stop(self) -> int:
+        """SIGINT, then SIGKILL if it does not leave in time; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(STOP_TIMEOUT)
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def daemon(ns: str, log: Path, *args: str) -> Iterator[Daemon]:
+    """``ustcp serve ARGS`` inside ``ns``, ready when ``GET /`` answers; stopped on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *ustcp_cmd("serve", "--log-format", "json", *args)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    d = Daemon(ns, ADDR, PEER_ADDR, proc, log)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"ustcp serve exited with {proc.returncode}:\n{d.output()}")
+            probe = in_ns(ns, "curl", "-s", "-o", "/dev/null", "-m", "2", f"http://{ADDR}/",
+                          timeout=10)
+            if probe.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"ustcp serve did not answer GET / within {READY_TIMEOUT}s:\n"
+                            f"{d.output()}")
+            time.sleep(0.2)
+        yield d
+    finally:
+        d.stop()

@@ -1,0 +1,86 @@
+"""The kernel's side of the kernel tests: small socket programs run inside a test namespace.
+
+Run as ``python peer.py COMMAND ...`` under ``ip netns exec``; stdlib only.
+
+``echo HOST PORT NBYTES``   send NBYTES of random data to an echo server while reading the
+                            echo, half-close, read to EOF; print "ok" if every byte matched
+``refused HOST PORT``       connect to a closed port; print the error name and the seconds
+                            it took
+``serve PORT``              accept one connection on 0.0.0.0:PORT (printing "listening"
+                            first), read to EOF, answer "<length> <sha256 hex>\\n", close
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+import threading
+import time
+
+
+def echo(host: str, port: int, nbytes: int) -> None:
+    data = os.urandom(nbytes)
+    received = bytearray()
+    with socket.create_connection((host, port), timeout=30) as sock:
+
+        def send() -> None:
+            view = memoryview(data)
+            for i in range(0, nbytes, 65536):
+                sock.sendall(view[i : i + 65536])
+            sock.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        while chunk := sock.recv(1 << 20):
+            received += chunk
+        sender.join()
+    if received == data:
+        print("ok")
+    else:
+        pairs = enumerate(zip(received, data, strict=False))
+        mismatch = next((i for i, (a, b) in pairs if a != b), None)
+        print(f"mismatch: sent {nbytes}, received {len(received)}, first difference at "
+              f"{mismatch}")
+
+
+def refused(host: str, port: int) -> None:
+    start = time.monotonic()
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+        outcome = "connected"
+    except OSError as exc:
+        outcome = type(exc).__name__
+    print(outcome, f"{time.monotonic() - start:.3f}")
+
+
+def serve(port: int) -> None:
+    with socket.create_server(("0.0.0.0", port)) as server:
+        print("listening", flush=True)
+        server.settimeout(30)
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(30)
+            digest, length = hashlib.sha256(), 0
+            while chunk := conn.recv(1 << 20):
+                digest.update(chunk)
+                length += len(chunk)
+            conn.sendall(f"{length} {digest.hexdigest()}\n".encode())
+    print("served", flush=True)
+
+
+def main(argv: list[str]) -> None:
+    command, *args = argv
+    if command == "echo":
+        echo(args[0], int(args[1]), int(args[2]))
+    elif command == "refused":
+        refused(args[0], int(args[1]))
+    elif command == "serve":
+        serve(int(args[0]))
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,81 @@
+"""``ustcp demo``: every guided demo runs to completion, keeps its promises, and cleans up.
+
+Each demo makes its own namespace and exits 0 only when all of its checks held; the test
+also looks for what each demo promises to show, and that no namespace was left behind.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.kernel.nsutil import ROOT, ustcp_cmd
+from ustcp.demo import BUDGET, TOPICS
+
+pytestmark = pytest.mark.kernel
+
+# What each demo must print besides its checks: the mechanism made visible.
+MARKERS: dict[str, list[str]] = {
+    "handshake": ["──SYN seq=0", "<──SYN,ACK seq=0 ack=1", "SYN-RECV", "ESTAB",
+                  "TcpPassiveOpens"],
+    "syn-queue": ["synq:8", "SYN-RECV", "timer:(on,", "TcpExtTCPReqQFullDrop",
+                  "net.ipv4.tcp_syncookies = 0", "[retransmission]"],
+    "accept-queue": ["tcp_abort_on_overflow = 0", "tcp_abort_on_overflow = 1", "LISTEN",
+                     "ECONNRESET", "TcpExtListenOverflows", "<──RST"],
+    "syn-flood": ["tcp_syncookies = 1", "tcp_syncookies = 0", "TcpExtSyncookiesSent",
+                  "TcpExtSyncookiesRecv", "TcpExtTCPReqQFullDrop"],
+    "close": ["FIN-WAIT-1", "CLOSE-WAIT", "LAST-ACK", "TIME-WAIT", "timer:(timewait,"],
+    "tw-reuse": ["EADDRNOTAVAIL", "TcpExtTWRecycled", "net.ipv4.tcp_tw_reuse = 2, then 1",
+                 "TS val"],
+    "paws": ["TS val", "TcpExtPAWSEstab", "[dup ack #1]"],
+    "flow-control": ["win=0", "[probe]", "timer:(persist,"],
+    "congestion": ["cwnd (*) and ssthresh (-)", "TcpExtTCPSackRecovery", "cwnd="],
+    "fast-retransmit": ["[retransmission]", "sack ", "ca_state=3", "TcpExtTCPSackRecovery"],
+}
+
+
+def namespaces() -> set[str]:
+    done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
+    return {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
+
+
+def test_every_topic_has_markers() -> None:
+    assert set(MARKERS) == set(TOPICS)
+
+
+def test_demo_without_topic_lists_them() -> None:
+    done = subprocess.run(ustcp_cmd("demo"), capture_output=True, text=True, timeout=30,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    for name in TOPICS:
+        assert re.search(rf"^  {re.escape(name)} +\S", done.stdout, re.MULTILINE), done.stdout
+
+
+def test_unknown_topic_is_a_usage_error() -> None:
+    done = subprocess.run(ustcp_cmd("demo", "no-such-topic"), capture_output=True, text=True,
+                          timeout=30, cwd=ROOT)
+    assert done.returncode == 2
+    assert "unknown topic" in done.stderr
+
+
+@pytest.mark.parametrize("topic", sorted(TOPICS))
+def test_demo_runs_and_keeps_its_promises(topic: str) -> None:
+    proc = subprocess.Popen(ustcp_cmd("demo", topic), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        out, err = proc.communicate(timeout=BUDGET + 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f"{out[-4000:]}\n{err[-2000:]}"
+    assert "[FAILED]" not in out
+    assert re.search(rf"^demo {re.escape(topic)}: all \d+ checks passed$", out, re.MULTILINE)
+    assert out.count("  [ok] ") >= 3
+    missing = [marker for marker in MARKERS[topic] if marker not in out]
+    assert not missing, f"{missing} not in:\n{out[-4000:]}"
+    # The demo's namespaces are named ustcp-demo-LABEL-PID-XXXX: none may be left.
+    assert not [ns for ns in namespaces() if ns.startswith("ustcp-demo-")
+                and f"-{proc.pid}-" in ns]

@@ -1,0 +1,206 @@
+"""TunLink against the Linux kernel, inside a network namespace each test creates.
+
+The TUN device is created while this thread is switched into the namespace (setns), so the
+device, its address and the kernel sockets of the test all live there; nothing is configured
+in the host's namespace. Needs root, /dev/net/tun and ``ip netns``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import random
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dpkt
+import pytest
+import trio
+
+from ustcp.api import open_tcp_stream
+from ustcp.config import StackConfig
+from ustcp.link.base import ReceivedFrame
+from ustcp.link.pcap import PcapTap
+from ustcp.link.tun import TunLink, in_host_netns
+from ustcp.obs.counters import Counters
+from ustcp.stack import Stack
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or shutil.which("ip") is None,
+        reason="needs root, /dev/net/tun and ip netns"),
+]
+
+CLONE_NEWNET = 0x40000000
+KERNEL_IP, STACK_IP = "10.91.0.1", "10.91.0.2"
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextmanager
+def netns() -> Iterator[str]:
+    name = f"ustcp-test-{os.getpid()}-{random.randrange(1 << 30)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+@contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Run the body with this thread in ``ns``. Keep it synchronous: no other task may run
+    while the thread is switched."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def tun_name() -> str:
+    return f"ut{os.getpid() % 100000}{random.randrange(1000)}"
+
+
+def open_tun(ns: str, offload: bool, counters: Counters | None = None) -> TunLink:
+    with inside(ns):
+        return TunLink(tun_name(), 1500, offload, kernel_addr=f"{KERNEL_IP}/24",
+                       counters=counters)
+
+
+def icmp_socket(ns: str) -> trio.socket.SocketType:
+    with inside(ns):
+        return trio.socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+
+
+async def read_echo_request(link: TunLink) -> tuple[ReceivedFrame, dpkt.ip.IP]:
+    """Skip what else the kernel sends (IPv6 router solicitations) until a ping arrives."""
+    with trio.fail_after(5):
+        while True:
+            for frame in await link.receive_batch():
+                data = bytes(frame.data)
+                if data[0] >> 4 != 4:
+                    continue
+                ip = dpkt.ip.IP(data)
+                if ip.p == dpkt.ip.IP_PROTO_ICMP and ip.data.type == dpkt.icmp.ICMP_ECHO:
+                    return frame, ip
+
+
+def echo_reply_for(request: dpkt.ip.IP) -> bytes:
+    icmp = request.data
+    icmp.type, icmp.sum = dpkt.icmp.ICMP_ECHOREPLY, 0
+    reply = dpkt.ip.IP(src=request.dst, dst=request.src, p=dpkt.ip.IP_PROTO_ICMP, ttl=64,
+                       id=1, data=icmp)
+    return bytes(reply)
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
+async def test_kernel_ping_is_read_and_answered(offload: bool) -> None:
+    with netns() as ns:
+        link = open_tun(ns, offload)
+        ping = icmp_socket(ns)
+        try:
+            assert link.offload is offload  # this kernel accepts TUNSETOFFLOAD
+            assert link.tx_csum_offload is offload
+            assert (link.gso_max_size > 60000) is offload
+            request = dpkt.icmp.ICMP(type=dpkt.icmp.ICMP_ECHO,
+                                     data=dpkt.icmp.ICMP.Echo(id=7, seq=1, data=b"ustcp"))
+            await ping.sendto(bytes(request), (socket.inet_ntoa(b"\x0a\x5b\x00\x02"), 0))
+            frame, ip = await read_echo_request(link)
+            assert not isinstance(frame.data, memoryview) or offload
+            assert socket.inet_ntoa(ip.src) == KERNEL_IP
+            assert socket.inet_ntoa(ip.dst) == STACK_IP
+            assert ip.data.data.data == b"ustcp"
+            link.send_batch([(echo_reply_for(ip), 0)])
+            with trio.fail_after(5):
+                reply = dpkt.ip.IP(await ping.recv(2048))
+            assert reply.data.type == dpkt.icmp.ICMP_ECHOREPLY
+            assert reply.data.data.data == b"ustcp"
+        finally:
+            ping.close()
+            await link.aclose()
+        await link.aclose()  # idempotent
+
+
+def test_kernel_addr_refused_in_host_namespace() -> None:
+    if not in_host_netns():
+        pytest.skip("not running in the host's network namespace")
+    with pytest.raises(PermissionError, match="network namespace"):
+        TunLink(tun_name(), kernel_addr="10.91.0.1/24")
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
+async def test_stack_talks_to_kernel_socket(offload: bool, tmp_path: Path) -> None:
+    """Our stack connects to a kernel listener, 1 MB goes each way; with offload our sends
+    are GSO super-packets and the kernel's arrive as such."""
+    size = 1 << 20
+    data_up, data_down = random.Random(1).randbytes(size), random.Random(2).randbytes(size)
+    with netns() as ns:
+        counters = Counters()
+        link = open_tun(ns, offload, counters)
+        with inside(ns):
+            server = trio.socket.socket()
+        await server.bind((KERNEL_IP, 0))
+        server.listen()
+        port = server.getsockname()[1]
+        tap = PcapTap(link, tmp_path / "tun.pcap")
+        stack = Stack(tap, StackConfig(), counters, socket.inet_aton(STACK_IP), seed=3)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stack.run)
+
+                async def kernel_side() -> None:
+                    sock, _addr = await server.accept()
+                    async with trio.SocketStream(sock) as conn:
+                        received = bytearray()
+                        while len(received) < size:
+                            chunk = await conn.receive_some()
+                            assert chunk
+                            received += chunk
+                        assert hashlib.sha256(received).digest() == hashlib.sha256(
+                            data_up).digest()
+                        await conn.send_all(data_down)
+                        await conn.send_eof()
+                        assert await conn.receive_some() == b""
+
+                with trio.fail_after(30):
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(kernel_side)
+                        stream = await open_tcp_stream(stack, KERNEL_IP, port)
+                        await stream.send_all(data_up)
+                        got = bytearray()
+                        while chunk := await stream.receive_some():
+                            got += chunk
+                        assert hashlib.sha256(got).digest() == hashlib.sha256(data_down).digest()
+                        await stream.aclose()
+                nursery.cancel_scope.cancel()
+        finally:
+            server.close()
+            await tap.aclose()
+        assert counters["UstcpLinkTxErrors"] == 0
+        assert counters["UstcpInternalErrors"] == 0
+        with (tmp_path / "tun.pcap").open("rb") as f:
+            sizes = {(buf[12:16], len(buf)) for _ts, buf in dpkt.pcap.Reader(f)
+                     if buf[0] >> 4 == 4}
+        ours = max(n for src, n in sizes if src == socket.inet_aton(STACK_IP))
+        kernels = max(n for src, n in sizes if src == socket.inet_aton(KERNEL_IP))
+        # With offload both sides move GSO super-packets; without, nothing exceeds the MTU.
+        assert (ours > 1500) is offload
+        assert (kernels > 1500) is offload

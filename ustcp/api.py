@@ -1,0 +1,256 @@
+"""trio streams over the engine: :class:`TCPStream`, :class:`TCPListener`,
+:func:`open_tcp_stream`, :func:`open_tcp_listeners`.
+
+They behave as trio's ``SocketStream`` and ``SocketListener`` do, so ``trio.serve_listeners``,
+``trio.SSLStream`` and h11 work unchanged:
+
+- every operation is a checkpoint (cancellable before it has an effect; after it has
+  taken effect the checkpoint is shielded, as in trio's socket methods);
+- errors of the connection (reset, timeout, broken pipe) become ``trio.BrokenResourceError``
+  with the ``OSError`` as ``__cause__``; using a stream after our own ``aclose`` gives
+  ``trio.ClosedResourceError``, and so does a task blocked in it when another task closes it;
+  two tasks sending (or receiving) at once get ``trio.BusyResourceError``;
+- like trio, a new stream turns Nagle's algorithm off (``set_nodelay(False)`` restores it).
+
+A task waits by parking on the ``trio.lowlevel.ParkingLot`` stored in the connection's (or
+listener's) ``waiter``; the stack unparks it whenever the engine reports a status change.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from types import TracebackType
+
+import trio
+
+from .stack import Stack
+from .tcp.connection import Connection
+from .tcp.listener import Listener
+from .tcp.states import SYNCHRONIZED, State
+
+DEFAULT_RECEIVE_SIZE = 65536  # trio's default for SocketStream.receive_some
+MAX_BACKLOG = 0xFFFF  # trio's backlog when none is given; the engine caps it at somaxconn
+
+
+class _ConflictDetector:
+    """Raise ``trio.BusyResourceError`` when two tasks enter at once."""
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+        self._held = False
+
+    def __enter__(self) -> None:
+        if self._held:
+            raise trio.BusyResourceError(self._message)
+        self._held = True
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._held = False
+
+
+def _parking_lot(obj: Connection | Listener) -> trio.lowlevel.ParkingLot:
+    if obj.waiter is None:
+        obj.waiter = trio.lowlevel.ParkingLot()
+    lot: trio.lowlevel.ParkingLot = obj.waiter
+    return lot
+
+
+def _broken(exc: OSError) -> trio.BrokenResourceError:
+    return trio.BrokenResourceError(f"connection broken: {exc}")
+
+
+class TCPStream(trio.abc.HalfCloseableStream):
+    """A connected TCP stream of a :class:`~ustcp.stack.Stack`."""
+
+    def __init__(self, stack: Stack, connection: Connection, *, nodelay: bool = True) -> None:
+        self.stack = stack
+        self.connection = connection
+        self._lot = _parking_lot(connection)
+        self._closed = False
+        self._eof_sent = False
+        self._send_conflict = _ConflictDetector(
+            "another task is currently sending data on this TCPStream")
+        self._receive_conflict = _ConflictDetector(
+            "another task is currently receiving data on this TCPStream")
+        self.set_nodelay(nodelay)
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        conn = self.connection
+        return socket.inet_ntoa(conn.local_ip), conn.local_port
+
+    @property
+    def remote_address(self) -> tuple[str, int]:
+        conn = self.connection
+        return socket.inet_ntoa(conn.remote_ip), conn.remote_port
+
+    def set_nodelay(self, nodelay: bool) -> None:
+        """TCP_NODELAY: True sends small segments at once instead of waiting for ACKs."""
+        self.connection.sockopts.nodelay = nodelay
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this stream was already closed")
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._eof_sent:
+            raise trio.ClosedResourceError("can't send data after sending EOF")
+        with self._send_conflict:
+            self._check_open()
+            # The engine keeps views of what it takes until it is acknowledged: give it an
+            # immutable copy of anything the caller could change afterwards.
+            view = memoryview(data if isinstance(data, bytes) else bytes(data))
+            if not view:
+                await trio.lowlevel.checkpoint()
+                return
+            conn, stack, total = self.connection, self.stack, 0
+            while total < len(view):
+                await trio.lowlevel.checkpoint_if_cancelled()
+                self._check_open()
+                try:
+                    sent = conn.send(trio.current_time(), view[total:])
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    stack.kick()
+                    raise _broken(exc) from exc
+                stack.kick()
+                if sent:
+                    total += sent
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                else:
+                    await self._lot.park()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with self._send_conflict:
+            self._check_open()
+            while not self.connection.writable:
+                await self._lot.park()
+                self._check_open()
+            await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        with self._send_conflict:
+            await trio.lowlevel.checkpoint()
+            self._check_open()
+            if self._eof_sent:
+                return
+            self._eof_sent = True
+            try:
+                self.connection.shutdown(trio.current_time(), socket.SHUT_WR)
+            except OSError as exc:
+                raise _broken(exc) from exc
+            finally:
+                self.stack.kick()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is None:
+            max_bytes = DEFAULT_RECEIVE_SIZE
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        with self._receive_conflict:
+            conn = self.connection
+            while True:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                self._check_open()
+                try:
+                    data = conn.recv(trio.current_time(), max_bytes)
+                except BlockingIOError:
+                    await self._lot.park()
+                    continue
+                except OSError as exc:
+                    self.stack.kick()
+                    raise _broken(exc) from exc
+                self.stack.kick()
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return data
+
+    async def aclose(self) -> None:
+        """close(2): FIN after the queued data (RST if unread data is discarded, as Linux
+        does). Idempotent; the stream is closed even if this is cancelled."""
+        if not self._closed:
+            self._closed = True
+            self.connection.close(trio.current_time())
+            self.stack.kick()
+            self._lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+    def abort(self) -> None:
+        """Close with a RST at once (SO_LINGER on with a zero timeout): queued data is lost."""
+        if not self._closed:
+            self._closed = True
+            self.connection.abort(trio.current_time())
+            self.stack.kick()
+            self._lot.unpark_all()
+
+
+class TCPListener(trio.abc.Listener[TCPStream]):
+    """A listening socket; :meth:`accept` returns established :class:`TCPStream` objects."""
+
+    def __init__(self, stack: Stack, listener: Listener) -> None:
+        self.stack = stack
+        self.listener = listener
+        self._lot = _parking_lot(listener)
+        self._closed = False
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return socket.inet_ntoa(self.listener.local_ip), self.listener.port
+
+    async def accept(self) -> TCPStream:
+        while True:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self._closed:
+                raise trio.ClosedResourceError("this listener was already closed")
+            conn = self.listener.accept()
+            if conn is not None:
+                self.stack.kick()
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return TCPStream(self.stack, conn)
+            await self._lot.park()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.listener.close(trio.current_time())
+            self.stack.kick()
+            self._lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+
+async def open_tcp_listeners(stack: Stack, port: int, *, host: str = "0.0.0.0",
+                             backlog: int | None = None) -> list[TCPListener]:
+    """Listen on ``host:port`` (IPv4 literal; ``0.0.0.0`` = any) and return the listener in
+    a list, as ``trio.open_tcp_listeners`` does, for ``trio.serve_listeners``."""
+    local_ip = socket.inet_pton(socket.AF_INET, host)
+    await trio.lowlevel.checkpoint()
+    listener = stack.engine.listen(trio.current_time(), local_ip, port,
+                                   MAX_BACKLOG if backlog is None else min(backlog, MAX_BACKLOG))
+    stack.kick()
+    return [TCPListener(stack, listener)]
+
+
+async def open_tcp_stream(stack: Stack, host: str, port: int, *,
+                          local_port: int | None = None) -> TCPStream:
+    """Active open to ``host:port`` (an IPv4 literal). Returns once the handshake completes;
+    raises the connection's ``OSError`` (``ConnectionRefusedError`` on a RST,
+    ``TimeoutError`` when the SYN retries run out). Cancelling abandons the attempt."""
+    remote_ip = socket.inet_pton(socket.AF_INET, host)
+    conn = stack.engine.connect(trio.current_time(), stack.local_addr, remote_ip, port,
+                                local_port)
+    lot = _parking_lot(conn)
+    stack.kick()
+    try:
+        while conn.state not in SYNCHRONIZED:
+            if conn.error is not None:
+                raise conn.error
+            if conn.state == State.CLOSE:
+                raise ConnectionAbortedError(errno.ECONNABORTED, "closed during the handshake")
+            await lot.park()
+    except BaseException:
+        conn.close(trio.current_time())
+        stack.kick()
+        raise
+    return TCPStream(stack, conn)

@@ -1,0 +1,117 @@
+"""``ustcp demo``: a guided run of each mechanism the seeds teach, against the Linux kernel.
+
+Every demo makes a network namespace of its own, starts the daemon inside it with the knobs
+involved, drives the kernel's side, and tells what happened: a short explanation, the ladder
+diagram from the daemon's capture, the sockets (``ustcp ss``), the counters that moved
+(``ustcp nstat``) and the knobs. It checks what it promised and exits 0 only if all held;
+the namespace is deleted whatever happens. ``ustcp demo`` lists the topics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ustcp.demo.story import Story
+
+BUDGET = 30.0  # seconds; every demo is designed to finish well inside it
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    summary: str
+    target: str  # "module:function" in this package, imported only when the demo runs
+
+    def runner(self) -> Callable[[Story, Path], None]:
+        module, _, function = self.target.partition(":")
+        run: Callable[[Story, Path], None] = getattr(
+            importlib.import_module(f"ustcp.demo.{module}"), function)
+        return run
+
+
+TOPICS: dict[str, Topic] = {t.name: t for t in (
+    Topic("handshake", "the three-way handshake and the options it negotiates",
+          "handshake:run"),
+    Topic("syn-queue", "SYN (half-open) queue overflow without syncookies",
+          "listen:syn_queue"),
+    Topic("accept-queue", "accept queue overflow, tcp_abort_on_overflow 0 and 1",
+          "listen:accept_queue"),
+    Topic("syn-flood", "a SYN flood with and without syncookies", "listen:syn_flood"),
+    Topic("close", "the four-way close, CLOSE_WAIT, LAST_ACK and TIME_WAIT", "close:run"),
+    Topic("tw-reuse", "reusing a TIME_WAIT 4-tuple for a new active open (tcp_tw_reuse)",
+          "close:tw_reuse"),
+    Topic("paws", "timestamps and PAWS rejecting an old duplicate", "paws:run"),
+    Topic("flow-control", "a reader that stops reading: zero window and window probes",
+          "flow:run"),
+    Topic("congestion", "cwnd over time: slow start, loss, recovery (text plot)",
+          "congestion:run"),
+    Topic("fast-retransmit", "a lost segment repaired by duplicate ACKs, not the timer",
+          "congestion:fast_retransmit"),
+)}
+
+
+class BudgetExceeded(Exception):
+    """The demo ran past :data:`BUDGET`."""
+
+
+def _over_budget(signum: int, frame: FrameType | None) -> None:
+    raise BudgetExceeded(f"the demo took longer than {BUDGET:g} s")
+
+
+def list_topics() -> str:
+    width = max(len(name) for name in TOPICS)
+    lines = ["ustcp demo TOPIC: each runs in a network namespace of its own (root needed)", ""]
+    lines += [f"  {t.name:<{width}}  {t.summary}" for t in TOPICS.values()]
+    return "\n".join(lines) + "\n"
+
+
+def run_topic(topic: Topic, story: Story) -> int:
+    from ustcp.demo.netns import DemoError, missing_privileges
+
+    reason = missing_privileges()
+    if reason is not None:
+        print(f"ustcp demo: {reason}", file=sys.stderr)
+        return 1
+    story.title(f"ustcp demo {topic.name}: {topic.summary}")
+    previous = signal.signal(signal.SIGALRM, _over_budget)
+    signal.setitimer(signal.ITIMER_REAL, BUDGET)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"ustcp-demo-{topic.name}-") as workdir:
+            topic.runner()(story, Path(workdir))
+    except (DemoError, BudgetExceeded) as exc:
+        story.check(False, f"the demo ran to the end ({exc})")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    return story.verdict(topic.name)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``ustcp demo``."""
+    parser.add_argument("topic", nargs="?", metavar="TOPIC",
+                        help=f"one of: {', '.join(TOPICS)} (none: list them)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``ustcp demo [TOPIC]``."""
+    if args.topic is None:
+        sys.stdout.write(list_topics())
+        return 0
+    topic = TOPICS.get(args.topic)
+    if topic is None:
+        print(f"ustcp demo: unknown topic {args.topic!r}\n", file=sys.stderr)
+        sys.stderr.write(list_topics())
+        return 2
+    from ustcp.demo.story import Story
+
+    return run_topic(topic, Story())

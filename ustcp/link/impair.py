@@ -1,0 +1,215 @@
+"""Seeded, reproducible link impairments in the manner of tc-netem.
+
+A spec is a comma-separated list of ``key=value`` settings::
+
+    loss=2%,delay=10ms,jitter=2ms,reorder=2%,duplicate=1%,corrupt=0.5%,rate=100mbit,seed=11
+
+- ``loss``: probability a frame is dropped (``%``);
+- ``duplicate``: probability a frame is delivered twice (``%``);
+- ``corrupt``: probability one byte of a frame is flipped (``%``): usually after the IP
+  header, one time in eight inside it, so the TCP or the IPv4 header checksum must catch it;
+- ``delay``: fixed one-way delay (``s``, ``ms``, ``us``);
+- ``jitter``: uniform +/- variation of the delay; like netem's, it may reorder frames;
+- ``reorder``: probability a frame is held ``reorder_delay`` (default 1ms) longer, so that
+  later frames overtake it (``%``);
+- ``rate``: link rate (``bit``, ``kbit``, ``mbit``, ``gbit``): each frame occupies the link
+  for its serialization time and later frames queue behind it;
+- ``limit``: frames that may wait in the delay queue; more are dropped (default 1000);
+- ``seed``: seed of the random generator (default 1): same seed, same decisions.
+
+A GSO super-packet is one frame to the impairer.
+
+For a wrapped link, a setting applies to both directions unless prefixed with ``in:``
+(frames the stack receives) or ``out:`` (frames it sends): ``loss=1%,out:delay=20ms``.
+:func:`parse_impairments` splits such a string; :meth:`ImpairmentSpec.parse` reads a spec
+for one direction. Malformed specs raise :class:`ValueError` with a one-line reason.
+
+:class:`Impairer` is the pure decision stage (no clock, no I/O): given ``now`` and a frame,
+it returns when each copy of the frame should be delivered, and the copy's bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ..obs.counters import Counters
+
+_PERCENT_KEYS = ("loss", "duplicate", "corrupt", "reorder")
+_TIME_KEYS = ("delay", "jitter", "reorder_delay")
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+_RATE_UNITS = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+_PERCENT_RE = re.compile(_NUMBER + r"%")
+_TIME_RE = re.compile(_NUMBER + r"(s|ms|us)")
+_RATE_RE = re.compile(_NUMBER + r"(bit|kbit|mbit|gbit)")
+HEADER_CORRUPT_ODDS = 8  # one corruption in this many lands in the IP header
+
+
+@dataclass(frozen=True, slots=True)
+class ImpairmentSpec:
+    """One direction's impairments. Probabilities are fractions, times seconds, rate bit/s
+    (0 = unlimited)."""
+
+    loss: float = 0.0
+    duplicate: float = 0.0
+    corrupt: float = 0.0
+    reorder: float = 0.0
+    delay: float = 0.0
+    jitter: float = 0.0
+    reorder_delay: float = 0.001
+    rate: float = 0.0
+    limit: int = 1000
+    seed: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> ImpairmentSpec:
+        """Parse ``key=value,...`` for one direction (no ``in:``/``out:`` prefixes)."""
+        values: dict[str, float | int] = {}
+        for key, value in _settings(text):
+            if key.partition(":")[1]:
+                raise ValueError(f"bad impairment {key}={value}: direction prefixes are only "
+                                 "allowed where both directions are configured")
+            values[key] = _parse_value(key, value)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def is_null(self) -> bool:
+        """True when the spec changes nothing (every frame passes at once, unchanged)."""
+        return self == ImpairmentSpec(seed=self.seed, limit=self.limit,
+                                      reorder_delay=self.reorder_delay)
+
+
+def parse_impairments(text: str) -> tuple[ImpairmentSpec | None, ImpairmentSpec | None]:
+    """Split a two-direction spec into ``(inbound, outbound)``; a direction with no
+    setting of its own or shared is ``None``."""
+    shared: dict[str, float | int] = {}
+    per_dir: dict[str, dict[str, float | int]] = {"in": {}, "out": {}}
+    for key, value in _settings(text):
+        direction, colon, name = key.rpartition(":")
+        if colon and direction not in per_dir:
+            raise ValueError(f"bad impairment {key}={value}: prefix must be 'in:' or 'out:'")
+        (per_dir[direction] if colon else shared)[name] = _parse_value(name, value)
+    result: list[ImpairmentSpec | None] = []
+    for direction in ("in", "out"):
+        merged = {**shared, **per_dir[direction]}
+        keys = set(merged) - {"seed", "limit"}
+        result.append(ImpairmentSpec(**merged) if keys else None)  # type: ignore[arg-type]
+    return result[0], result[1]
+
+
+def _settings(text: str) -> list[tuple[str, str]]:
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip():
+        raise ValueError("empty impairment spec")
+    settings = []
+    for item in items:
+        key, eq, value = item.partition("=")
+        key, value = key.strip().lower(), value.strip().lower()
+        if not eq or not key or not value:
+            raise ValueError(f"bad impairment {item!r}: expected key=value")
+        settings.append((key, value))
+    return settings
+
+
+def _parse_value(key: str, value: str) -> float | int:
+    where = f"bad impairment {key}={value}"
+    if key in _PERCENT_KEYS:
+        m = _PERCENT_RE.fullmatch(value)
+        if m is None:
+            raise ValueError(f"{where}: {key} takes a percentage such as 2%")
+        fraction = float(m[1]) / 100
+        if fraction > 1:
+            raise ValueError(f"{where}: a percentage above 100%")
+        return fraction
+    if key in _TIME_KEYS:
+        m = _TIME_RE.fullmatch(value)
+        if m is None:
+            raise ValueError(f"{where}: {key} takes a time such as 10ms, 500us or 1s")
+        return float(m[1]) * _TIME_UNITS[m[2]]
+    if key == "rate":
+        m = _RATE_RE.fullmatch(value)
+        if m is None:
+            raise ValueError(f"{where}: rate takes a bit rate such as 100mbit, 512kbit, 1gbit")
+        rate = float(m[1]) * _RATE_UNITS[m[2]]
+        if rate <= 0:
+            raise ValueError(f"{where}: rate must be positive")
+        return rate
+    if key in ("seed", "limit"):
+        if not value.isdigit():
+            raise ValueError(f"{where}: {key} takes a non-negative integer")
+        if key == "limit" and int(value) == 0:
+            raise ValueError(f"{where}: limit must be at least 1")
+        return int(value)
+    known = ", ".join(f.name for f in dataclasses.fields(ImpairmentSpec))
+    raise ValueError(f"{where}: unknown setting {key!r} (known: {known})")
+
+
+class Delivery(NamedTuple):
+    """One copy of a frame that survives: deliver ``data`` at time ``at``."""
+
+    at: float
+    data: bytes | memoryview
+    corrupted: bool
+
+
+class Impairer:
+    """The per-direction decision stage. Deterministic for a given spec and ``stream``
+    name, so a failing run replays exactly. ``header_only_corruption`` confines flipped
+    bytes to the IPv4 header: use it where the receiver would not verify the transport
+    checksum (a frame sent with a partial checksum that the kernel completes)."""
+
+    def __init__(self, spec: ImpairmentSpec, *, stream: str = "",
+                 counters: Counters | None = None,
+                 header_only_corruption: bool = False) -> None:
+        self.spec = spec
+        self.counters = counters if counters is not None else Counters()
+        self.header_only_corruption = header_only_corruption
+        self._rng = random.Random(f"{spec.seed}:{stream}" if stream else spec.seed)
+        self._busy_until = 0.0  # when the rate-limited link finishes its last frame
+
+    def process(self, now: float, frame: bytes | memoryview) -> list[Delivery]:
+        """Decide the fate of one frame: [] when lost, two deliveries when duplicated."""
+        spec, rng = self.spec, self._rng
+        if spec.loss and rng.random() < spec.loss:
+            self.counters.inc("UstcpImpairLoss")
+            return []
+        copies = 1
+        if spec.duplicate and rng.random() < spec.duplicate:
+            self.counters.inc("UstcpImpairDuplicate")
+            copies = 2
+        depart = now
+        if spec.rate:
+            depart = max(now, self._busy_until) + len(frame) * 8 / spec.rate
+            self._busy_until = depart
+        deliveries = []
+        for _ in range(copies):
+            data: bytes | memoryview = frame
+            corrupted = bool(spec.corrupt) and rng.random() < spec.corrupt
+            if corrupted:
+                self.counters.inc("UstcpImpairCorrupt")
+                data = self._corrupt(frame)
+            at = depart + spec.delay
+            if spec.jitter:
+                at = max(depart, at + rng.uniform(-spec.jitter, spec.jitter))
+            if spec.reorder and rng.random() < spec.reorder:
+                self.counters.inc("UstcpImpairReorder")
+                at += spec.reorder_delay
+            deliveries.append(Delivery(at, data, corrupted))
+        return deliveries
+
+    def _corrupt(self, frame: bytes | memoryview) -> bytes:
+        """Flip one byte (XOR with a random non-zero value)."""
+        buf = bytearray(frame)
+        if not buf:
+            return bytes(buf)
+        ihl = min(len(buf), (buf[0] & 0x0F) * 4) or len(buf)
+        rng = self._rng
+        in_header = (self.header_only_corruption or ihl == len(buf)
+                     or rng.randrange(HEADER_CORRUPT_ODDS) == 0)
+        pos = rng.randrange(ihl) if in_header else rng.randrange(ihl, len(buf))
+        buf[pos] ^= rng.randrange(1, 256)
+        return bytes(buf)

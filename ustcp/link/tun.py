@@ -1,0 +1,209 @@
+"""A Linux TUN device as a Link, driven from trio.
+
+The device is opened with ``IFF_TUN | IFF_NO_PI``: every read and write is one bare IP
+packet. The fd is non-blocking: ``receive_batch`` reads until ``BlockingIOError`` and only
+then waits in ``trio.lowlevel.wait_readable``; ``send_batch`` writes and drops (counting
+``UstcpLinkTxDrops``) whatever the device refuses with EAGAIN.
+
+With ``offload=True`` the device also gets ``IFF_VNET_HDR`` and ``TUNSETOFFLOAD`` with
+checksum and TSO offloads, and every read and write carries a 10-byte virtio-net header
+(:mod:`ustcp.wire.vnet`):
+
+- reads may be GSO super-packets of up to 64 KB; a frame whose header says NEEDS_CSUM or
+  DATA_VALID comes up with ``csum_verified=True`` (its checksum field may be only partial);
+- writes of TCP frames ask the kernel to finish the checksum (NEEDS_CSUM from the IP
+  header's end, field at offset 16): the IP layer writes only the pseudo-header sum
+  (``tx_csum_offload``); a frame with ``gso_size`` is a super-packet the kernel cuts into
+  ``gso_size`` pieces (GSO_TCPV4). Other frames (ICMP) go with an all-zero header.
+
+If the kernel refuses the vnet header or every offload combination, the device is reopened
+without them and the link works on plain frames (logged as ``offload_unavailable``).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import functools
+import os
+import subprocess
+
+import pytun_pmd3
+import structlog
+import trio
+
+from ..obs.counters import Counters
+from ..wire.vnet import (
+    DATA_VALID,
+    GSO_NONE,
+    GSO_TCPV4,
+    NEEDS_CSUM,
+    VNET_HDR_LEN,
+    VnetHeader,
+    build_vnet,
+    parse_vnet,
+)
+from .base import RECEIVE_BATCH_MAX, OutFrame, ReceivedFrame
+
+log = structlog.get_logger("ustcp.link")
+
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+# Offload sets to try, richest first: a kernel rejects bits it does not know with EINVAL.
+OFFLOAD_PROBES = (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, TUN_F_CSUM | TUN_F_TSO4)
+
+PROTO_TCP = 6
+TCP_CSUM_OFFSET = 16  # the checksum field within the TCP header
+IPV4_MAX_LEN = 65535
+GSO_MAX_SIZE = IPV4_MAX_LEN - 20 - 60  # payload of a super-packet: 64 KB minus max headers
+NETNS_RUN_DIR = "/run/netns"
+_ZERO_VNET = bytes(VNET_HDR_LEN)
+_VERIFIED_FLAGS = NEEDS_CSUM | DATA_VALID
+
+
+class TunLink:
+    """A TUN device named ``name`` (the kernel picks one for ``""``), MTU ``mtu``, up.
+
+    ``kernel_addr`` (``"10.77.0.1/24"``) is given to the kernel's side of the device with
+    ``ip addr add``; the device, and so the address, lives in the network namespace of the
+    calling process. To keep test and daemon addresses out of the host's own namespace, that
+    is refused in the host's namespace (:func:`in_host_netns`) unless ``allow_init_netns``
+    is set.
+    """
+
+    def __init__(self, name: str = "", mtu: int = 1500, offload: bool = False, *,
+                 kernel_addr: str | None = None, counters: Counters | None = None,
+                 allow_init_netns: bool = False) -> None:
+        if kernel_addr is not None and not allow_init_netns and in_host_netns():
+            raise PermissionError(errno.EPERM, "refusing to configure an address on a TUN "
+                                  "device in the host's network namespace (run in a netns)")
+        self.counters = counters if counters is not None else Counters()
+        self.mtu = mtu
+        self._dev, self.offload = self._open(name, offload)
+        self.name: str = self._dev.name
+        self._fd: int = self._dev.fileno()
+        self.gso_max_size = GSO_MAX_SIZE if self.offload else 0
+        self.tx_csum_offload = self.offload
+        self._read_size = (IPV4_MAX_LEN + 1 + VNET_HDR_LEN) if self.offload else mtu
+        self._closed = False
+        try:
+            os.set_blocking(self._fd, False)
+            self._dev.mtu = mtu
+            self._dev.up()
+            if kernel_addr is not None:
+                subprocess.run(["ip", "addr", "add", kernel_addr, "dev", self.name],
+                               check=True, capture_output=True)
+        except BaseException:
+            self._dev.close()
+            raise
+        log.info("tun_open", dev=self.name, mtu=mtu, offload=self.offload,
+                 kernel_addr=kernel_addr)
+
+    @staticmethod
+    def _open(name: str, offload: bool) -> tuple[pytun_pmd3.TunTapDevice, bool]:
+        if offload:
+            try:
+                dev = pytun_pmd3.TunTapDevice(name=name, flags=IFF_TUN | IFF_NO_PI | IFF_VNET_HDR)
+            except OSError as exc:
+                log.warning("offload_unavailable", dev=name, reason=f"IFF_VNET_HDR: {exc}")
+            else:
+                refusals = []
+                for flags in OFFLOAD_PROBES:
+                    try:
+                        fcntl.ioctl(dev.fileno(), TUNSETOFFLOAD, flags)
+                    except OSError as exc:
+                        refusals.append(f"TUNSETOFFLOAD {flags:#x}: {exc.strerror}")
+                    else:
+                        return dev, True
+                dev.close()
+                log.warning("offload_unavailable", dev=name, reason="; ".join(refusals))
+        return pytun_pmd3.TunTapDevice(name=name, flags=IFF_TUN | IFF_NO_PI), False
+
+    # ------------------------------------------------------------------ receive
+
+    async def receive_batch(self) -> list[ReceivedFrame]:
+        while True:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            frames = self._read_available()
+            if frames:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return frames
+            await trio.lowlevel.wait_readable(self._fd)
+
+    def _read_available(self) -> list[ReceivedFrame]:
+        frames: list[ReceivedFrame] = []
+        fd, size, offload, read = self._fd, self._read_size, self.offload, os.read
+        while len(frames) < RECEIVE_BATCH_MAX:
+            try:
+                data = read(fd, size)
+            except BlockingIOError:
+                break
+            if not offload:
+                frames.append(ReceivedFrame(data, False))
+            elif len(data) > VNET_HDR_LEN:
+                flags = parse_vnet(data).flags
+                frames.append(ReceivedFrame(memoryview(data)[VNET_HDR_LEN:],
+                                            bool(flags & _VERIFIED_FLAGS)))
+        return frames
+
+    # ------------------------------------------------------------------ send
+
+    def send_batch(self, frames: list[OutFrame]) -> None:
+        fd = self._fd
+        for frame, gso_size in frames:
+            try:
+                if self.offload:
+                    os.writev(fd, (_vnet_header_for(frame, gso_size), frame))
+                else:
+                    os.write(fd, frame)
+            except BlockingIOError:
+                self.counters.inc("UstcpLinkTxDrops")
+            except OSError as exc:
+                self.counters.inc("UstcpLinkTxErrors")
+                log.warning("tx_error", dev=self.name, error=exc.strerror, length=len(frame),
+                            gso_size=gso_size)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            trio.lowlevel.notify_closing(self._fd)
+            self._dev.close()
+        await trio.lowlevel.checkpoint()
+
+
+def _vnet_header_for(frame: bytes, gso_size: int) -> bytes:
+    """The virtio-net header that tells the kernel what to finish in ``frame``."""
+    if len(frame) < 20 or frame[9] != PROTO_TCP:
+        return _ZERO_VNET
+    ihl = (frame[0] & 0x0F) * 4
+    if gso_size:
+        tcp_hlen = (frame[ihl + 12] >> 4) * 4
+        return build_vnet(VnetHeader(NEEDS_CSUM, GSO_TCPV4, ihl + tcp_hlen, gso_size, ihl,
+                                     TCP_CSUM_OFFSET))
+    return _csum_only_header(ihl)
+
+
+@functools.cache
+def _csum_only_header(ihl: int) -> bytes:
+    return build_vnet(VnetHeader(NEEDS_CSUM, GSO_NONE, 0, 0, ihl, TCP_CSUM_OFFSET))
+
+
+def in_host_netns() -> bool:
+    """Whether the calling thread is in the host's network namespace: PID 1's when that can
+    be read, else any namespace not created by ``ip netns add`` (under /run/netns)."""
+    own = os.stat("/proc/thread-self/ns/net").st_ino
+    try:
+        return own == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        pass
+    try:
+        named = {os.stat(os.path.join(NETNS_RUN_DIR, n)).st_ino
+                 for n in os.listdir(NETNS_RUN_DIR)}
+    except OSError:
+        named = set()
+    return own not in named

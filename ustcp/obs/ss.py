@@ -1,0 +1,315 @@
+"""Socket snapshots for ``ustcp ss``: what Linux's ``ss -tanoi`` shows, from the engine.
+
+:func:`snapshot` turns an engine into rows (plain dicts, JSON-ready), one per socket:
+listeners, half-open SYN-queue entries (``SYN-RECV``), connections and TIME_WAIT entries.
+Every row has ``state`` (ss's spelling), ``recv_q``, ``send_q``, ``local``, ``peer`` and
+``timer``; a listener's Recv-Q and Send-Q are its accept queue's length and limit, and it adds
+``syn_queue`` (which Linux's ss cannot show); a connection adds ``info``, its ``tcp_info``
+under the names ``ss -i`` prints (times in milliseconds).
+
+The timer is the one Linux's inet_diag reports (inet_sk_diag_fill): the retransmission timer
+as ``on`` (with the count of consecutive timeouts), the zero-window probe as ``persist``,
+keepalive as ``keepalive``, TIME_WAIT (and an orphan's FIN_WAIT2 lifetime, which Linux keeps
+as a TIME_WAIT-table entry) as ``timewait``; the delayed-ACK timer is never shown.
+:func:`format_table` prints rows as ``ss -tanoi`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ustcp.obs import control
+from ustcp.tcp.seq import seq_diff
+from ustcp.tcp.states import SYNCHRONIZED, State
+
+if TYPE_CHECKING:
+    from ustcp.tcp.connection import Connection
+    from ustcp.tcp.engine import TcpEngine
+    from ustcp.tcp.listener import Listener
+
+Row = dict[str, Any]
+
+ANY = b"\0\0\0\0"
+SSTHRESH_SHOWN_BELOW = 0xFFFF  # ss prints ssthresh only below this (no "infinite" threshold)
+DEFAULT_REORDERING = 3  # ss prints reordering only when it differs
+
+# ss's state-filter names (``ss state NAME``) and groups, besides the ss spellings themselves.
+_FILTER_NAMES: dict[str, frozenset[str]] = {
+    "established": frozenset({"ESTAB"}),
+    "syn-sent": frozenset({"SYN-SENT"}),
+    "syn-recv": frozenset({"SYN-RECV"}),
+    "fin-wait-1": frozenset({"FIN-WAIT-1"}),
+    "fin-wait-2": frozenset({"FIN-WAIT-2"}),
+    "time-wait": frozenset({"TIME-WAIT"}),
+    "closed": frozenset({"UNCONN"}),
+    "close-wait": frozenset({"CLOSE-WAIT"}),
+    "last-ack": frozenset({"LAST-ACK"}),
+    "listening": frozenset({"LISTEN"}),
+    "closing": frozenset({"CLOSING"}),
+    "connected": frozenset(s.ss_name for s in State if s not in (State.LISTEN, State.CLOSE)),
+    "synchronized": frozenset(s.ss_name for s in SYNCHRONIZED),
+}
+
+
+def state_names(name: str) -> frozenset[str]:
+    """The ss spellings a ``--state`` argument selects: an ss spelling (``ESTAB``,
+    ``time-wait``), one of ss's filter names or groups (``established``, ``connected``), or
+    the engine's enum name (``TIME_WAIT``). ``ValueError`` for anything else."""
+    key = name.strip().lower().replace("_", "-")
+    if key in _FILTER_NAMES:
+        return _FILTER_NAMES[key]
+    for state in State:
+        if key in (state.ss_name.lower(), state.name.lower().replace("_", "-")):
+            return frozenset({state.ss_name})
+    known = sorted({s.ss_name for s in State} | set(_FILTER_NAMES))
+    raise ValueError(f"unknown state {name!r}; known: {', '.join(known)}")
+
+
+def _endpoint(ip: bytes, port: int) -> str:
+    return f"{socket.inet_ntoa(ip)}:{port}"
+
+
+def _port_of(endpoint: str) -> str:
+    return endpoint.rpartition(":")[2]
+
+
+def _timer(name: str, deadline: float, now: float, count: int) -> dict[str, Any]:
+    return {"name": name, "expires_ms": max(0, round((deadline - now) * 1000)), "count": count}
+
+
+def _conn_timer(conn: Connection, now: float) -> dict[str, Any] | None:
+    if conn.t_rto is not None:
+        return _timer("on", conn.t_rto, now, conn.retransmits)
+    if conn.t_probe0 is not None:
+        return _timer("persist", conn.t_probe0, now, conn.probes_out)
+    if conn.t_linger is not None:
+        return _timer("timewait", conn.t_linger, now, 0)
+    if conn.t_keepalive is not None:
+        return _timer("keepalive", conn.t_keepalive, now, conn.probes_out)
+    return None
+
+
+def _ms(us: int) -> float:
+    return round(us / 1000, 3)
+
+
+def _info(conn: Connection, now: float) -> dict[str, Any]:
+    """``tcp_info`` under the names ``ss -i`` prints, in its order (ss.c tcp_stats_print)."""
+    ti = conn.tcp_info(now)
+    options = ti["tcpi_options"]
+    return {
+        "ts": bool(options & 1), "sack": bool(options & 2), "cong": conn.cc.name,
+        "wscale": [ti["tcpi_snd_wscale"], ti["tcpi_rcv_wscale"]] if options & 4 else None,
+        "rto": _ms(ti["tcpi_rto"]), "backoff": ti["tcpi_backoff"],
+        "rtt": _ms(ti["tcpi_rtt"]), "rttvar": _ms(ti["tcpi_rttvar"]), "ato": _ms(ti["tcpi_ato"]),
+        "mss": ti["tcpi_snd_mss"], "pmtu": ti["tcpi_pmtu"], "rcvmss": ti["tcpi_rcv_mss"],
+        "advmss": ti["tcpi_advmss"], "cwnd": ti["tcpi_snd_cwnd"],
+        "ssthresh": ti["tcpi_snd_ssthresh"],
+        "bytes_sent": ti["tcpi_bytes_sent"], "bytes_retrans": ti["tcpi_bytes_retrans"],
+        "bytes_acked": ti["tcpi_bytes_acked"], "bytes_received": ti["tcpi_bytes_received"],
+        "segs_out": ti["tcpi_segs_out"], "segs_in": ti["tcpi_segs_in"],
+        "data_segs_out": ti["tcpi_data_segs_out"], "data_segs_in": ti["tcpi_data_segs_in"],
+        "lastrcv": ti["tcpi_last_data_recv"], "lastack": ti["tcpi_last_ack_recv"],
+        "delivered": ti["tcpi_delivered"], "unacked": ti["tcpi_unacked"],
+        "retrans": ti["tcpi_retrans"], "retrans_total": ti["tcpi_total_retrans"],
+        "lost": ti["tcpi_lost"], "sacked": ti["tcpi_sacked"],
+        "reordering": ti["tcpi_reordering"], "rcv_space": ti["tcpi_rcv_space"],
+        "rcv_ssthresh": ti["tcpi_rcv_ssthresh"], "notsent": ti["tcpi_notsent_bytes"],
+        "minrtt": _ms(ti["tcpi_min_rtt"]), "snd_wnd": ti["tcpi_snd_wnd"],
+    }
+
+
+def _listener_rows(listener: Listener, now: float) -> list[Row]:
+    local = "0.0.0.0" if listener.local_ip == ANY else socket.inet_ntoa(listener.local_ip)
+    rows: list[Row] = [{
+        "state": State.LISTEN.ss_name, "recv_q": listener.accept_queue_len,
+        "send_q": listener.backlog, "local": f"{local}:{listener.port}", "peer": "0.0.0.0:*",
+        "timer": None, "syn_queue": listener.syn_queue_len,
+    }]
+    for key in sorted(listener.syn_queue):
+        req = listener.syn_queue[key]
+        rows.append({
+            "state": State.SYN_RECV.ss_name, "recv_q": 0, "send_q": 0,
+            "local": _endpoint(req.local_ip, req.local_port),
+            "peer": _endpoint(req.remote_ip, req.remote_port),
+            "timer": _timer("on", req.expires, now, req.num_timeout),
+        })
+    return rows
+
+
+def _connection_row(conn: Connection, now: float) -> Row:
+    return {
+        "state": conn.state.ss_name, "recv_q": len(conn.rcv_buf),
+        "send_q": max(0, seq_diff(conn.write_seq, conn.snd_una)),
+        "local": _endpoint(conn.local_ip, conn.local_port),
+        "peer": _endpoint(conn.remote_ip, conn.remote_port),
+        "timer": _conn_timer(conn, now), "info": _info(conn, now),
+    }
+
+
+def filter_rows(rows: Iterable[Row], *, state: str | None = None,
+                port: int | None = None) -> list[Row]:
+    """The rows in the states ``state`` names (see :func:`state_names`) with ``port`` as
+    their local or peer port."""
+    wanted = state_names(state) if state else None
+    return [
+        row for row in rows
+        if (wanted is None or row["state"] in wanted)
+        and (port is None or str(port) in (_port_of(row["local"]), _port_of(row["peer"])))
+    ]
+
+
+def snapshot(engine: TcpEngine, now: float, *, state: str | None = None,
+             port: int | None = None) -> list[Row]:
+    """Every socket of ``engine`` at ``now``: listeners (each followed by its SYN-queue
+    entries), connections, then TIME_WAIT entries, each group in address order."""
+    rows: list[Row] = []
+    for address in sorted(engine.listeners):
+        rows += _listener_rows(engine.listeners[address], now)
+    rows += [_connection_row(engine.connections[key], now) for key in sorted(engine.connections)]
+    for key in sorted(engine.time_wait.entries):
+        local_ip, local_port, remote_ip, remote_port = key
+        rows.append({
+            "state": State.TIME_WAIT.ss_name, "recv_q": 0, "send_q": 0,
+            "local": _endpoint(local_ip, local_port),
+            "peer": _endpoint(remote_ip, remote_port),
+            "timer": _timer("timewait", engine.time_wait.entries[key].expires, now, 0),
+        })
+    return filter_rows(rows, state=state, port=port)
+
+
+def format_ms_timer(ms: int) -> str:
+    """A timeout as ss prints it (ss.c print_ms_timer): ``200ms``, ``040ms``, ``1.500ms``,
+    ``52sec``, ``1min5sec``; minutes drop the milliseconds, ten minutes or more the seconds,
+    ten seconds or more the milliseconds."""
+    minutes, rest = divmod(ms, 60_000)
+    secs, msecs = divmod(rest, 1000)
+    out = ""
+    if minutes:
+        msecs = 0
+        out = f"{minutes}min"
+        if minutes > 9:
+            secs = 0
+    if secs:
+        if secs > 9:
+            msecs = 0
+        out += f"{secs}{'.' if msecs else 'sec'}"
+    if msecs:
+        out += f"{msecs:03d}ms"
+    return out
+
+
+def format_timer(timer: dict[str, Any]) -> str:
+    return f"timer:({timer['name']},{format_ms_timer(timer['expires_ms'])},{timer['count']})"
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The ``ss -i`` detail line (without its leading tab): zero fields are left out."""
+    parts: list[str] = [name for name in ("ts", "sack") if info[name]]
+    parts.append(info["cong"])
+    if info["wscale"] is not None:
+        parts.append(f"wscale:{info['wscale'][0]},{info['wscale'][1]}")
+    if info["rto"]:
+        parts.append(f"rto:{info['rto']:g}")
+    if info["backoff"]:
+        parts.append(f"backoff:{info['backoff']}")
+    if info["rtt"]:
+        parts.append(f"rtt:{info['rtt']:g}/{info['rttvar']:g}")
+    if info["ato"]:
+        parts.append(f"ato:{info['ato']:g}")
+    parts += [f"{name}:{info[name]}" for name in ("mss", "pmtu", "rcvmss", "advmss", "cwnd")
+              if info[name]]
+    if info["ssthresh"] < SSTHRESH_SHOWN_BELOW:
+        parts.append(f"ssthresh:{info['ssthresh']}")
+    parts += [f"{name}:{info[name]}" for name in (
+        "bytes_sent", "bytes_retrans", "bytes_acked", "bytes_received", "segs_out", "segs_in",
+        "data_segs_out", "data_segs_in", "lastrcv", "lastack", "delivered", "unacked",
+    ) if info[name]]
+    if info["retrans"] or info["retrans_total"]:
+        parts.append(f"retrans:{info['retrans']}/{info['retrans_total']}")
+    parts += [f"{name}:{info[name]}" for name in ("lost", "sacked") if info[name]]
+    if info["reordering"] != DEFAULT_REORDERING:
+        parts.append(f"reordering:{info['reordering']}")
+    parts += [f"{name}:{info[name]}" for name in ("rcv_space", "rcv_ssthresh", "notsent")
+              if info[name]]
+    if info["minrtt"]:
+        parts.append(f"minrtt:{info['minrtt']:g}")
+    if info["snd_wnd"]:
+        parts.append(f"snd_wnd:{info['snd_wnd']}")
+    return " ".join(parts)
+
+
+HEADER = ("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port")
+
+
+def format_table(rows: list[Row]) -> str:
+    """Rows as ``ss -tanoi`` prints them: one line per socket with its timer, and for a
+    connection the ``tcp_info`` line below it, indented by a tab (for a listener, the
+    SYN-queue length)."""
+    cells = [HEADER] + [
+        (row["state"], str(row["recv_q"]), str(row["send_q"]), row["local"], row["peer"])
+        for row in rows
+    ]
+    widths = [max(len(cell[i]) for cell in cells) for i in range(len(HEADER))]
+
+    def line(cell: tuple[str, ...], timer: str) -> str:
+        state, recv_q, send_q, local, peer = cell
+        text = (f"{state:<{widths[0]}} {recv_q:>{widths[1]}} {send_q:>{widths[2]}} "
+                f"{local:<{widths[3]}} {peer:<{widths[4]}} {timer}")
+        return text.rstrip()
+
+    lines = [line(cells[0], "")]
+    for row, cell in zip(rows, cells[1:], strict=True):
+        lines.append(line(cell, format_timer(row["timer"]) if row["timer"] else ""))
+        if "info" in row:
+            lines.append("\t " + format_info(row["info"]))
+        elif "syn_queue" in row:
+            lines.append(f"\t synq:{row['syn_queue']}")
+    return "\n".join(lines) + "\n"
+
+
+def control_command(engine: TcpEngine) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The daemon's ``ss`` control command: ``{"cmd": "ss", "state": S, "port": P}`` answers
+    ``{"sockets": rows}`` (both filters optional)."""
+
+    def ss(request: dict[str, Any]) -> dict[str, Any]:
+        port = request.get("port")
+        rows = snapshot(engine, trio.current_time(), state=request.get("state") or None,
+                        port=int(port) if port is not None else None)
+        return {"sockets": rows}
+
+    return ss
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ustcp ss`` (the caller adds ``--control``)."""
+    parser.add_argument("--state", metavar="S",
+                        help="only sockets in this state: ESTAB, TIME-WAIT, LISTEN, ... or an "
+                             "ss filter name (established, connected, synchronized, ...)")
+    parser.add_argument("--port", type=int, metavar="P",
+                        help="only sockets with this local or peer port")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``ustcp ss``: ask the daemon at ``@args.control`` and print its sockets."""
+    if args.state:
+        try:
+            state_names(args.state)
+        except ValueError as exc:
+            print(f"ustcp ss: {exc}", file=sys.stderr)
+            return 2
+    reply = control.request("ss", name=args.control, state=args.state, port=args.port)
+    rows = filter_rows(reply["sockets"], state=args.state, port=args.port)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        sys.stdout.write(format_table(rows))
+    return 0
