@@ -169,3 +169,22 @@ def test_fin_retransmitted_then_given_up_by_tcp_orphan_retries() -> None:
     gaps = [b.t - a.t for a, b in itertools.pairwise(fins[1:])]
     for earlier, later in itertools.pairwise(gaps[1:]):
         assert abs(later - 2 * earlier) < 1e-6
+
+
+def test_peer_fin_arriving_while_our_data_and_fin_wait_in_the_queue(net: Net) -> None:
+    # Both sides shut down writing at once while one still has data queued behind its
+    # FIN: it goes FIN_WAIT1 -> CLOSING and must still send the data and the FIN.
+    _, client, server = open_pair(net)
+    data = bytes(range(256)) * 2000
+    taken = server.send(net.now, data)
+    server.shutdown(net.now, socket.SHUT_WR)
+    client.shutdown(net.now, socket.SHUT_WR)
+    seen: set[State] = set()
+    got = bytearray()
+    for _ in range(200):
+        net.run(net.now + 0.01)
+        seen.add(server.state)
+        got += drain(client, net.now)
+    assert bytes(got) == data[:taken]
+    assert State.CLOSING in seen
+    assert client.key in net.a.time_wait.entries and server.key in net.b.time_wait.entries

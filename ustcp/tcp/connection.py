@@ -71,6 +71,11 @@ TCP_RESOURCE_PROBE_INTERVAL = 0.5
 MAX_TCP_WINDOW = 65535
 _DATA_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 _RCV_DATA_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
+# States with data or a FIN that may still be waiting to go out: after close() or
+# shutdown(SHUT_WR) the FIN follows queued data, and the peer's FIN may arrive before it
+# leaves (CLOSING, LAST_ACK).
+_SEND_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
+                          State.CLOSING, State.LAST_ACK})
 
 
 class TxRecord:
@@ -587,7 +592,8 @@ class Connection:
         if self.ts_ok:
             opts.ts_val = self._ts_now(now)
             opts.ts_ecr = self.ts_recent
-        if with_sack and self.sack_ok and flags & ACK:
+        if with_sack and self.sack_ok and flags & ACK and (
+                self.rcv_buf.ofo or self.pending_dsack is not None):
             blocks = []
             if self.pending_dsack is not None and self.config.tcp_dsack:
                 blocks.append(self.pending_dsack)
@@ -656,8 +662,7 @@ class Connection:
 
     def _push(self, now: float) -> None:
         """Send what the windows allow (tcp_write_xmit)."""
-        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
-                              State.LAST_ACK):
+        if self.state not in _SEND_STATES:
             return
         ccs = self.ccs
         mss = self._current_mss()
@@ -1016,8 +1021,7 @@ class Connection:
 
     def _probe_timer(self, now: float) -> None:
         """Zero-window probe (tcp_probe_timer / tcp_send_probe0 / tcp_write_wakeup)."""
-        if self.packets_out or self.state not in (State.ESTABLISHED, State.CLOSE_WAIT,
-                                                  State.FIN_WAIT1, State.LAST_ACK):
+        if self.packets_out or self.state not in _SEND_STATES:
             self.probes_out = 0
             return
         max_probes = self.config.tcp_retries2
@@ -1616,7 +1620,7 @@ class Connection:
         ts = self.tsorted
         while ts and (ts[0][1].done or ts[0][1].sacked or ts[0][0] != ts[0][1].xmit):
             ts.popleft()
-        for xmit, rec in list(ts):
+        for xmit, rec in ts:  # send order; nothing below changes ts
             if rec.done or rec.sacked or xmit != rec.xmit:
                 continue
             if rec.lost and not rec.retrans:
