@@ -9,7 +9,7 @@ ARGS ?=
 # package:command pairs; a package is installed only when its command is missing
 SYSDEPS := iputils-ping:ping netcat-openbsd:nc tcpdump:tcpdump iproute2:ip curl:curl
 
-.PHONY: venv sysdeps run test lint clean distclean
+.PHONY: venv sysdeps run demo test lint clean distclean
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ sysdeps:
 
 run: venv sysdeps
 	tools/run-in-netns.sh $(NETNS) $(VENV)/bin/ustcp serve $(ARGS)
+
+# A guided demo in a namespace of its own: `sudo make demo TOPIC=syn-flood` (no TOPIC lists them)
+TOPIC ?=
+demo: venv sysdeps
+	$(VENV)/bin/ustcp demo $(TOPIC)
 
 test: venv sysdeps
 	$(VENV)/bin/ruff check ustcp tools tests
