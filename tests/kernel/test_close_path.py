@@ -78,3 +78,4 @@ def test_kernel_sees_timestamps_sack_and_window_scaling(shared_daemon: Daemon) -
     assert options & 2, "TCPI_OPT_SACK"
     assert options & 4, "TCPI_OPT_WSCALE"
     assert snd_wscale == 7  # the stack's shift for tcp_rmem[2] = 6 MB
+    assert rcv_wscale > 0  # the kernel's own shift was accepted too
