@@ -42,6 +42,7 @@ class Net:
     delay: float = 0.005
     now: float = 0.0
     filter: Filter | None = None
+    extra_delay: Callable[[Sent], float] | None = None  # per segment: reordering, jitter
     log: list[Sent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -60,7 +61,9 @@ class Net:
                 self.log.append(sent)
                 copies = self.filter(sent) if self.filter else 1
                 for _ in range(copies):
-                    heapq.heappush(self._inflight, (self.now + self.delay, next(self._tick),
+                    arrival = self.now + self.delay + (
+                        self.extra_delay(sent) if self.extra_delay else 0.0)
+                    heapq.heappush(self._inflight, (arrival, next(self._tick),
                                                     self.engine_for(dst), sent))
             engine.take_wakeups()
 

@@ -6,6 +6,8 @@ import hashlib
 import itertools
 import random
 
+import pytest
+
 from ustcp.tcp.states import State
 from ustcp.wire.tcp import PSH
 
@@ -221,3 +223,23 @@ def test_reader_that_stops_gets_a_zero_window_not_drops() -> None:
     assert net.b.counters["TcpExtTCPToZeroWindowAdv"] >= 1
     assert client.snd_wnd == 0 and net.a.counters["TcpExtTCPWinProbe"] >= 1
     assert len(server.rcv_buf) >= server.rcvbuf - (1 << server.rcv_wscale)
+
+
+@pytest.mark.parametrize(("loss", "cc"), [(0.01, "cubic"), (0.05, "reno")])
+def test_50mb_through_loss_reordering_and_duplication(loss: float, cc: str) -> None:
+    rng = random.Random(int(loss * 1000))
+
+    def impair(sent: Sent) -> int:
+        r = rng.random()
+        return 0 if r < loss else 2 if r < loss + 0.01 else 1  # loss, 1% duplicates
+
+    net = Net(filter=impair, delay=0.005,
+              extra_delay=lambda s: 0.004 if rng.random() < 0.02 else 0.0)  # 2% reordered
+    net.config_a.tcp_congestion_control = cc
+    _, client, server = open_pair(net)
+    client.sockopts.sndbuf = 8 << 20
+    data = payload(50_000_000, 50)
+    got = transfer(net, client, server, data, limit=3600.0, step=0.05)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert net.a.counters["TcpRetransSegs"] > 0 and net.b.counters["TcpExtTCPOFOQueue"] > 0
+    assert net.b.counters["TcpExtDelayedACKLost"] > 0  # duplicates were D-SACKed

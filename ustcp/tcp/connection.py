@@ -425,9 +425,15 @@ class Connection:
         self.rcvq_time = now
 
     def _cleanup_rbuf(self, now: float, was_window: int) -> None:
-        """Announce a window update when reading opened the window a lot
-        (tcp_cleanup_rbuf: new window at least twice the one the peer sees)."""
-        if self.state not in _RCV_DATA_STATES or was_window * 2 > self.window_clamp:
+        """After the application read (tcp_cleanup_rbuf): send the once-per-two-segments
+        ACK that arrival skipped because the data was still unread, or a window update when
+        reading opened the window a lot (at least twice what the peer sees)."""
+        if self.state not in _RCV_DATA_STATES:
+            return
+        if self.ack_scheduled and seq_diff(self.rcv_nxt, self.rcv_wup) > self.rcv_mss:
+            self._send_ack(now)
+            return
+        if was_window * 2 > self.window_clamp:
             return
         new_window = self._select_window_raw()
         if new_window and new_window >= 2 * was_window:
