@@ -27,15 +27,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
+from . import recovery
 from .buffers import ReceiveBuffer, SendBuffer
 from .congestion import make_congestion_control
 from .congestion.base import (
-    CA_CWR,
-    CA_DISORDER,
-    CA_LOSS,
-    CA_OPEN,
     CA_RECOVERY,
-    TCP_INFINITE_SSTHRESH,
     CcState,
     CwndEvent,
 )
@@ -49,7 +45,7 @@ from .options import (
     syn_options,
 )
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
-from .seq import after, after_eq, before, before_eq, seq_add, seq_diff
+from .seq import after, before, before_eq, seq_add, seq_diff
 from .states import State
 
 if TYPE_CHECKING:
@@ -715,7 +711,7 @@ class Connection:
         if sent_any:
             self.last_send = now
             ccs.lsndtime = now
-            self._schedule_loss_probe(now, advancing_rto=False)
+            recovery.schedule_loss_probe(self, now, advancing_rto=False)
         self._cwnd_validate(self._in_flight() >= ccs.snd_cwnd)
         self._check_probe_timer(now)
 
@@ -872,9 +868,9 @@ class Connection:
             self.t_rto = None
             kind, self.xmit_timer = self.xmit_timer, "rto"
             if kind == "tlp":
-                self._send_loss_probe(now)
+                recovery.send_loss_probe(self, now)
             elif kind == "reo":
-                self._rack_reo_timeout(now)
+                recovery.rack_reo_timeout(self, now)
             else:
                 self._retransmit_timer(now)
         if self.t_probe0 is not None and self.t_probe0 <= now:
@@ -908,25 +904,8 @@ class Connection:
         restarted (RFC 6298 5.3, tcp_set_xmit_timer)."""
         if not self.packets_out:
             self.t_rto = None
-        elif not self._schedule_loss_probe(now, advancing_rto=True):
+        elif not recovery.schedule_loss_probe(self, now, advancing_rto=True):
             self._arm_rto(now)
-
-    def _schedule_loss_probe(self, now: float, *, advancing_rto: bool) -> bool:
-        """Arm the tail loss probe (RFC 8985 7.2, tcp_schedule_loss_probe): PTO = 2*SRTT,
-        plus a delayed-ACK allowance when one packet is in flight, never after the RTO."""
-        cfg = self.config
-        if self.tlp_high_seq is not None or cfg.tcp_early_retrans not in (3, 4) \
-                or not self.packets_out or not self.sack_ok \
-                or self.ccs.ca_state not in (CA_OPEN, CA_CWR) or not self.rtt.has_sample:
-            return False
-        srtt = self.rtt.srtt_us / 1e6
-        pto = 2 * srtt + (TCP_RTO_MIN if self.packets_out == 1 else 0.002)
-        rto_left = self._rto_value() if advancing_rto else self._rto_deadline(now) - now
-        if rto_left > 0:
-            pto = min(pto, rto_left)
-        self.t_rto = now + pto
-        self.xmit_timer = "tlp"
-        return True
 
     def _delack_timer(self, now: float) -> None:
         """tcp_delack_timer_handler: send the delayed ACK and adapt ATO."""
@@ -981,37 +960,11 @@ class Connection:
             self._retransmit(now, self.rtx[0])
             self._arm_rto(now)
             return
-        self._enter_loss(now)
+        recovery.enter_loss(self, now)
         self._retransmit(now, self.rtx[0])
         self.backoff += 1
         self.retransmits += 1
         self._arm_rto(now)
-
-    def _enter_loss(self, now: float) -> None:
-        """RTO recovery (tcp_enter_loss): everything not SACKed is lost, cwnd = 1."""
-        ccs = self.ccs
-        if ccs.ca_state <= CA_DISORDER or not before(self.snd_una, self.high_seq) or (
-                ccs.ca_state == CA_LOSS and not self.retransmits):
-            ccs.prior_ssthresh = ccs.snd_ssthresh
-            ccs.prior_cwnd = ccs.snd_cwnd
-            ccs.snd_ssthresh = self.cc.ssthresh(ccs)
-            self.cc.cwnd_event(ccs, now, CwndEvent.LOSS)
-        for rec in self.rtx:
-            if rec.retrans:
-                rec.retrans = False
-                self.retrans_out -= rec.pcount
-            if not rec.sacked and not rec.lost:
-                rec.lost = True
-                self.lost_out += rec.pcount
-        ccs.snd_cwnd = self._in_flight() + 1
-        ccs.snd_cwnd_cnt = 0
-        self.high_seq = self.snd_nxt
-        self._set_ca_state(CA_LOSS)
-
-    def _set_ca_state(self, new: int) -> None:
-        if self.ccs.ca_state != new:
-            self.cc.set_state(self.ccs, new)
-            self.ccs.ca_state = new
 
     def _check_probe_timer(self, now: float) -> None:
         """Arm the persist timer when data waits on a closed window with nothing in
@@ -1323,7 +1276,7 @@ class Connection:
         newly_sacked = 0
         prior_fack = self.highest_sack if self.sacked_out else prior_una
         if self.sack_ok and seg.options.sack_blocks:
-            newly_sacked = self._sacktag(now, seg.options.sack_blocks, ack)
+            newly_sacked = recovery.sacktag(self, now, seg.options.sack_blocks, ack)
         acked_pkts = 0
         if after(ack, prior_una):
             acked_pkts = self._clean_rtx(now, ack, seg, prior_fack)
@@ -1335,87 +1288,20 @@ class Connection:
             if not self.sack_ok:
                 # Dupacks already stood for delivered segments (tcp_remove_reno_sacks).
                 prior_sacked = self.sacked_out
-                self._remove_reno_sacks(acked_pkts)
+                recovery.remove_reno_sacks(self, acked_pkts)
                 acked_pkts = max(acked_pkts - prior_sacked, 1)
             self.probes_out = 0
             self.engine.wake(self)
         elif not self.sack_ok and self._is_dupack(seg, prior_una):
-            self._add_reno_sack()
+            recovery.add_reno_sack(self)
             newly_sacked = 1
         if self.tlp_high_seq is not None:
-            self._process_tlp_ack(now, ack, acked_pkts, newly_sacked, seg)
-        self._fastretrans_alert(now, prior_una, acked_pkts, newly_sacked)
+            recovery.process_tlp_ack(self, now, ack, acked_pkts, newly_sacked, seg)
+        recovery.fastretrans_alert(self, now, prior_una, acked_pkts, newly_sacked)
         if after(ack, prior_una) and self.xmit_timer != "reo":
             self._set_xmit_timer(now)
         self._state_after_ack(now)
         return True
-
-    def _process_tlp_ack(self, now: float, ack: int, acked: int, sacked: int,
-                         seg: TcpSegment) -> None:
-        """Did the loss probe repair a loss (tcp_process_tlp_ack)? Then reduce cwnd once."""
-        assert self.tlp_high_seq is not None
-        if before(ack, self.tlp_high_seq):
-            return
-        dsack = bool(seg.options.sack_blocks) and before_eq(seg.options.sack_blocks[0][1], ack)
-        if not self.tlp_retrans or dsack:
-            self.tlp_high_seq = None
-        elif after(ack, self.tlp_high_seq):
-            self.tlp_high_seq = None
-            ccs = self.ccs
-            ccs.prior_cwnd = ccs.snd_cwnd
-            ccs.snd_ssthresh = self.cc.ssthresh(ccs)
-            ccs.snd_cwnd = min(ccs.snd_cwnd, ccs.snd_ssthresh)
-            self.cc.cwnd_event(ccs, now, CwndEvent.COMPLETE_CWR)
-            self.engine.counters.inc("TcpExtTCPLossProbeRecovery")
-        elif not acked and not sacked:
-            self.tlp_high_seq = None
-
-    def _send_loss_probe(self, now: float) -> None:
-        """The PTO fired (RFC 8985 7.3, tcp_send_loss_probe): send one new segment if the
-        windows allow, else retransmit the last one; then the RTO takes over."""
-        if not self.packets_out:
-            return
-        before_nxt = self.snd_nxt
-        if seq_diff(self.write_seq, self.snd_nxt) > 0:
-            cwnd = self.ccs.snd_cwnd
-            self.ccs.snd_cwnd = self._in_flight() + 1
-            self._push_ignoring_nagle(now)
-            self.ccs.snd_cwnd = max(cwnd, self.ccs.snd_cwnd - 1)
-        if self.snd_nxt != before_nxt:
-            self.tlp_retrans = False
-        else:
-            last = self.rtx[-1]
-            if last.pcount > 1:
-                self._split(last, seq_diff(last.end, last.start) - (1 if last.fin else 0)
-                            - self.mss * (last.pcount - 1))
-                last = self.rtx[-1]
-            if last.sacked:
-                self._arm_rto(now)
-                return
-            self._retransmit(now, last)
-            self.tlp_retrans = True
-        self.tlp_high_seq = self.snd_nxt
-        self.engine.counters.inc("TcpExtTCPLossProbes")
-        self._arm_rto(now)
-
-    def _add_reno_sack(self) -> None:
-        """Without SACK, each duplicate ACK stands for one segment that left the network
-        (Linux tcp_add_reno_sack): it lowers the packets in flight, which is what lets
-        limited transmit (RFC 3042) send new data on the first two dupacks."""
-        self.sacked_out += 1
-        self._limit_reno_sacked()
-
-    def _remove_reno_sacks(self, acked: int) -> None:
-        """One ACK fills a hole; the rest of what it acks eats duplicate ACKs
-        (tcp_remove_reno_sacks)."""
-        if acked > 0:
-            self.sacked_out = 0 if acked - 1 >= self.sacked_out else self.sacked_out - (acked - 1)
-        self._limit_reno_sacked()
-
-    def _limit_reno_sacked(self) -> None:
-        holes = min(max(self.lost_out, 1), self.packets_out)
-        if self.sacked_out + holes > self.packets_out:
-            self.sacked_out = max(0, self.packets_out - holes)
 
     def _is_dupack(self, seg: TcpSegment, prior_una: int) -> bool:
         """RFC 5681 2: same ACK, no data, no window change, data outstanding."""
@@ -1466,14 +1352,14 @@ class Connection:
                             setattr(self, attr, getattr(self, attr) - delta)
                     rec.start = ack
                     rec.pcount = new_pcount
-                    self._rack_advance(now, rec)
+                    recovery.rack_advance(self, now, rec)
                     if not rec.ever_retrans:
                         first_ackt = rec.xmit if first_ackt is None else first_ackt
                         last_ackt = rec.xmit
                 break
             self.rtx.popleft()
             rec.done = True
-            self._rack_advance(now, rec)
+            recovery.rack_advance(self, now, rec)
             acked_pkts += rec.pcount
             if not rec.sacked:
                 delivered += rec.pcount
@@ -1498,7 +1384,7 @@ class Connection:
                 if reord is None:
                     reord = rec.start
         if self.sack_ok and reord is not None and before(reord, prior_fack):
-            self._check_sack_reordering(reord)  # a non-retransmitted hole got filled
+            recovery.check_sack_reordering(self, reord)  # a non-retransmitted hole got filled
         if acked_bytes:
             self.snd_buf.consume(acked_bytes)
             self.bytes_acked += acked_bytes
@@ -1521,274 +1407,6 @@ class Connection:
             self.cc.pkts_acked(self.ccs, now, acked_pkts, ca_rtt_us)
         self.ccs.packets_out = self.packets_out
         return delivered
-
-    def _sacktag(self, now: float, blocks: tuple[tuple[int, int], ...], ack: int) -> int:
-        """Mark SACKed records (tcp_sacktag_write_queue). D-SACK blocks (RFC 2883 4: first
-        block below the ACK or inside the second block) are counted and not tagged."""
-        newly = 0
-        c = self.engine.counters
-        reord: int | None = None
-        dsack_first = bool(blocks) and (before_eq(blocks[0][1], ack) or (
-            len(blocks) > 1 and not before(blocks[0][0], blocks[1][0])
-            and not after(blocks[0][1], blocks[1][1])))
-        if dsack_first:
-            c.inc("TcpExtTCPDSACKRecv")
-            blocks = blocks[1:]
-        # Linux walks the blocks in sequence order (tcp_sacktag_write_queue).
-        for left, right in sorted(blocks, key=lambda b: seq_diff(b[0], self.snd_una)):
-            if not after(right, left):
-                continue
-            if after(right, self.snd_nxt) or before(left, seq_add(self.snd_una, -self.max_window)):
-                c.inc("TcpExtTCPSACKDiscard")
-                continue
-            for rec in list(self.rtx):
-                if rec.sacked or before_eq(rec.end, left):
-                    continue
-                if after_eq(rec.start, right):
-                    break
-                if before(rec.start, left):
-                    if not before(seq_add(rec.start, self.mss), rec.end):
-                        continue
-                    self._split(rec, (seq_diff(left, rec.start) // self.mss) * self.mss
-                                or self.mss)
-                    continue
-                if after(rec.end, right):
-                    cut = (seq_diff(right, rec.start) // self.mss) * self.mss
-                    if cut <= 0:
-                        continue
-                    self._split(rec, cut)
-                if not rec.ever_retrans and self.sacked_out and before(
-                        rec.start, self.highest_sack):
-                    # A hole below the highest SACK filled by an original: reordering.
-                    reord = rec.start if reord is None or before(rec.start, reord) else reord
-                rec.sacked = True
-                self.sacked_out += rec.pcount
-                newly += rec.pcount
-                if not self.sacked_out - rec.pcount or after(rec.end, self.highest_sack):
-                    self.highest_sack = rec.end
-                self._rack_advance(now, rec)
-                if rec.lost:
-                    rec.lost = False
-                    self.lost_out -= rec.pcount
-                if rec.retrans:
-                    rec.retrans = False
-                    self.retrans_out -= rec.pcount
-        self.delivered += newly
-        if reord is not None:
-            self._check_sack_reordering(reord)
-        return newly
-
-    def _check_sack_reordering(self, low_seq: int) -> None:
-        """Data below the highest SACK arrived late: the path reorders. Raise the
-        reordering degree to the distance seen (tcp_check_sack_reordering)."""
-        fack = self.highest_sack if self.sacked_out else self.snd_una
-        if not before(low_seq, fack):
-            return
-        metric = seq_diff(fack, low_seq)
-        if metric > self.reordering * self.mss:
-            self.reordering = min(-(-metric // self.mss), self.config.tcp_max_reordering)
-        self.reord_seen += 1
-        self.engine.counters.inc("TcpExtTCPSACKReorder")
-
-    def _rack_advance(self, now: float, rec: TxRecord) -> None:
-        """A record was delivered: remember the most recently sent one and its RTT
-        (RFC 8985 6.2 step 2, tcp_rack_advance). A retransmitted record's RTT is
-        ambiguous unless it is at least the minimum RTT."""
-        rtt_us = int((now - rec.xmit) * 1e6)
-        if rec.ever_retrans and rtt_us < self.rtt.min_rtt_us:
-            return
-        self.rack_advanced = True
-        self.rack_rtt_us = rtt_us
-        if rec.xmit > self.rack_mstamp or (rec.xmit == self.rack_mstamp
-                                           and after(rec.end, self.rack_end_seq)):
-            self.rack_mstamp = rec.xmit
-            self.rack_end_seq = rec.end
-
-    def _rack_reo_wnd(self) -> float:
-        """The reordering window (RFC 8985 6.2 step 4, tcp_rack_reo_wnd): none while in
-        recovery or once `reordering` packets are SACKed, unless reordering was seen."""
-        if not self.reord_seen and (self.ccs.ca_state >= CA_RECOVERY
-                                    or self.sacked_out >= self.reordering):
-            return 0.0
-        return min(self.rtt.min_rtt_us / 4, self.rtt.srtt_us) / 1e6
-
-    def _rack_detect_loss(self, now: float) -> bool:
-        """Mark lost every record sent before the most recently delivered one whose time
-        is up (RFC 8985 6.2 step 5, tcp_rack_detect_loss); arm the reorder timer for the
-        rest."""
-        if not self.rack_advanced:
-            return False
-        self.rack_advanced = False
-        reo_wnd = self._rack_reo_wnd()
-        rack_rtt = self.rack_rtt_us / 1e6
-        marked = False
-        wait = 0.0
-        ts = self.tsorted
-        while ts and (ts[0][1].done or ts[0][1].sacked or ts[0][0] != ts[0][1].xmit):
-            ts.popleft()
-        for xmit, rec in ts:  # send order; nothing below changes ts
-            if rec.done or rec.sacked or xmit != rec.xmit:
-                continue
-            if rec.lost and not rec.retrans:
-                continue
-            if xmit > self.rack_mstamp or (xmit == self.rack_mstamp
-                                           and not after(self.rack_end_seq, rec.end)):
-                break
-            remaining = rack_rtt + reo_wnd - (now - xmit)
-            if remaining <= 1e-9:
-                self._mark_record_lost(rec)
-                marked = True
-            else:
-                wait = max(wait, remaining)
-        if wait > 0:
-            self.t_rto = now + wait + 0.002  # plus TCP_TIMEOUT_MIN, as Linux
-            self.xmit_timer = "reo"
-        return marked
-
-    def _rack_reo_timeout(self, now: float) -> None:
-        """The reorder timer fired (tcp_rack_reo_timeout): detect, recover, retransmit."""
-        self.rack_advanced = True
-        prior_in_flight = self._in_flight()
-        self._rack_detect_loss(now)
-        if self._in_flight() != prior_in_flight:
-            if self.ccs.ca_state != CA_RECOVERY:
-                self._enter_recovery(now)
-                self._cwnd_reduction(1, 0, False)
-            self._xmit_retransmit_queue(now)
-        if self.t_rto is None and self.packets_out:
-            self._arm_rto(now)
-
-    def _mark_lost(self, now: float, snd_una_advanced: bool) -> bool:
-        """Loss detection (tcp_identify_packet_loss). With SACK: a record is lost once
-        `reordering` packets above it were SACKed (RFC 6675 IsLost). Without SACK (NewReno,
-        tcp_newreno_mark_lost): the head after `reordering` duplicate ACKs, and again on
-        each partial ACK during recovery (RFC 6582). Returns True if any was marked."""
-        if not self.rtx:
-            return False
-        if self.sack_ok and self.config.tcp_recovery & 1:
-            return self._rack_detect_loss(now)
-        if self.sack_ok:
-            marked = False
-            sacked_above = 0
-            for rec in reversed(self.rtx):
-                if rec.sacked:
-                    sacked_above += rec.pcount
-                elif sacked_above >= self.reordering and not rec.lost:
-                    self._mark_record_lost(rec)
-                    marked = True
-            return marked
-        state = self.ccs.ca_state
-        head = self.rtx[0]
-        if head.lost or not ((state < CA_RECOVERY and self.sacked_out >= self.reordering)
-                             or (state == CA_RECOVERY and snd_una_advanced)):
-            return False
-        if head.pcount > 1:
-            self._split(head, self.mss)
-        self._mark_record_lost(head)
-        return True
-
-    def _mark_record_lost(self, rec: TxRecord) -> None:
-        """tcp_mark_skb_lost: a lost retransmission becomes retransmittable again."""
-        if not rec.lost:
-            rec.lost = True
-            self.lost_out += rec.pcount
-        if rec.retrans:
-            rec.retrans = False
-            self.retrans_out -= rec.pcount
-
-    def _fastretrans_alert(self, now: float, prior_una: int, acked: int, sacked: int) -> None:
-        """The loss-recovery state machine (tcp_fastretrans_alert), with PRR (RFC 6937)
-        for the sending rate in recovery and NewReno partial ACKs (RFC 6582)."""
-        ccs = self.ccs
-        state = ccs.ca_state
-        # Leave a recovery episode once everything outstanding at its start is acked.
-        if state == CA_RECOVERY and not before(self.snd_una, self.high_seq):
-            if ccs.snd_ssthresh < TCP_INFINITE_SSTHRESH:
-                ccs.snd_cwnd = ccs.snd_ssthresh  # tcp_end_cwnd_reduction
-                ccs.snd_cwnd_cnt = 0
-            self._set_ca_state(CA_OPEN)
-            state = CA_OPEN
-        elif (state == CA_LOSS and not before(self.snd_una, self.high_seq)) or (
-                state == CA_CWR and after(self.snd_una, self.high_seq)):
-            self._set_ca_state(CA_OPEN)
-            state = CA_OPEN
-        una_advanced = after(self.snd_una, prior_una)
-        lost_before = self.lost_out
-        if state != CA_LOSS or self.sack_ok:
-            self._mark_lost(now, una_advanced)
-        newly_lost = max(0, self.lost_out - lost_before)
-        if self.lost_out and state in (CA_OPEN, CA_DISORDER, CA_CWR):
-            self._enter_recovery(now)  # tcp_time_to_recover: the loss is proven
-            state = CA_RECOVERY
-        elif state == CA_OPEN and self.sacked_out:
-            self._set_ca_state(CA_DISORDER)
-            state = CA_DISORDER
-        elif state == CA_DISORDER and not self.sacked_out:
-            self._set_ca_state(CA_OPEN)
-            state = CA_OPEN
-        # tcp_cong_control: reduce cwnd in recovery, grow it otherwise.
-        delivered = acked + sacked
-        if state in (CA_RECOVERY, CA_CWR):
-            self._cwnd_reduction(delivered, newly_lost, una_advanced)
-        elif acked or (delivered and self.reordering > self.config.tcp_reordering):
-            ccs.packets_out = self.packets_out
-            ccs.is_cwnd_limited = self._is_cwnd_limited()
-            self.cc.cong_avoid(ccs, now, self.snd_una, delivered)
-        if self.lost_out > self.retrans_out:
-            self._xmit_retransmit_queue(now)
-
-    def _enter_recovery(self, now: float) -> None:
-        """Fast recovery starts (tcp_enter_recovery, RFC 5681 3.2 / RFC 6675 5)."""
-        ccs = self.ccs
-        ccs.prior_cwnd = ccs.snd_cwnd
-        ccs.prior_ssthresh = ccs.snd_ssthresh
-        ccs.snd_ssthresh = self.cc.ssthresh(ccs)
-        self.prior_cwnd = ccs.snd_cwnd
-        self.prr_delivered = 0
-        self.prr_out = 0
-        self.high_seq = self.snd_nxt
-        self.tlp_high_seq = None  # tcp_init_cwnd_reduction
-        self._set_ca_state(CA_RECOVERY)
-        self.engine.counters.inc(
-            "TcpExtTCPSackRecovery" if self.sack_ok else "TcpExtTCPRenoRecovery")
-        log.debug("recovery", conn=self.name, cwnd=ccs.snd_cwnd,
-                  ssthresh=ccs.snd_ssthresh, t=round(now, 6))
-
-    def _cwnd_reduction(self, delivered: int, newly_lost: int, una_advanced: bool) -> None:
-        """Proportional Rate Reduction (RFC 6937 3.1, Linux tcp_cwnd_reduction): in
-        recovery, send about ssthresh/prior_cwnd packets per packet delivered, and
-        slow-start back up to ssthresh once the pipe has drained below it."""
-        ccs = self.ccs
-        if delivered <= 0 or not self.prior_cwnd:
-            return
-        self.prr_delivered += delivered
-        in_flight = self._in_flight()
-        delta = ccs.snd_ssthresh - in_flight
-        if delta < 0:
-            dividend = ccs.snd_ssthresh * self.prr_delivered + self.prior_cwnd - 1
-            sndcnt = dividend // self.prior_cwnd - self.prr_out
-        else:
-            sndcnt = max(self.prr_delivered - self.prr_out, delivered)
-            if una_advanced and not newly_lost:
-                sndcnt += 1
-            sndcnt = min(delta, sndcnt)
-        sndcnt = max(sndcnt, 0 if self.prr_out else 1)  # force the fast retransmit
-        ccs.snd_cwnd = in_flight + sndcnt
-
-    def _xmit_retransmit_queue(self, now: float) -> None:
-        """Retransmit records marked lost while the congestion window allows
-        (tcp_xmit_retransmit_queue)."""
-        for rec in list(self.rtx):
-            if self._in_flight() >= self.ccs.snd_cwnd:
-                break
-            if rec.lost and not rec.retrans and not rec.sacked:
-                self._retransmit(now, rec)
-                self.engine.counters.inc(
-                    "TcpExtTCPFastRetrans" if self.ccs.ca_state == CA_RECOVERY
-                    else "TcpExtTCPLossRetransmit" if self.ccs.ca_state == CA_LOSS
-                    else "TcpExtTCPSlowStartRetrans")
-        if self.t_rto is None and self.packets_out:
-            self._arm_rto(now)
 
     def _state_after_ack(self, now: float) -> None:
         """Transitions driven by the ACK of our FIN (RFC 9293 3.10.7.4)."""
