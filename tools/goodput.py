@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,13 +26,13 @@ import trio
 
 from ustcp.api import open_tcp_listeners, open_tcp_stream
 from ustcp.config import StackConfig
+from ustcp.demo.netns import STACK_ADDR, Namespace
 from ustcp.link.impair import ImpairmentSpec
 from ustcp.link.memory import memory_link_pair
 from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.stack import Stack
 
-ROOT = Path(__file__).resolve().parents[1]
 LOSSES = (0.0, 0.01, 0.05)
 ALGORITHMS = ("cubic", "reno")
 
@@ -69,41 +67,22 @@ async def memory_goodput(loss: float, cc: str, size: int) -> float:
 
 def kernel_goodput(loss: float, cc: str, size: int) -> float:
     """MB/s of curl downloading ``size`` bytes from the daemon through ``--impair``."""
-    ns = f"ustcp-goodput-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"],
-                       check=True, timeout=10)
-        impair = f"loss={loss * 100:g}%,delay=1ms,seed=5"
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "ustcp.cli", "serve",
-             "--impair", impair, "--sysctl", f"tcp_congestion_control={cc}",
-             "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    impair = f"loss={loss * 100:g}%,delay=1ms,seed=5"
+    with Namespace("goodput") as ns:  # deleted, with the daemon, on the way out
+        ns.spawn([sys.executable, "-m", "ustcp.cli", "serve", "--impair", impair,
+                  "--sysctl", f"tcp_congestion_control={cc}", "--log-level", "warning"])
         for _ in range(100):
-            probe = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-o",
-                                    "/dev/null", "-m", "2", "http://10.77.0.2/"], timeout=10)
-            if probe.returncode == 0:
+            if ns.run(["curl", "-s", "-o", "/dev/null", "-m", "2", f"http://{STACK_ADDR}/"]
+                      ).returncode == 0:
                 break
             time.sleep(0.2)
-        done = subprocess.run(
-            ["ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null", "-m", "300",
-             "-w", "%{size_download} %{time_total}", f"http://10.77.0.2/bytes/{size}"],
-            capture_output=True, timeout=330, check=True)
-        got, seconds = done.stdout.split()
-        if int(got) != size:
-            raise RuntimeError(f"short download: {got} of {size} bytes")
-        return size / float(seconds) / 1e6
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        subprocess.run(["ip", "netns", "del", ns], timeout=10)
+        done = ns.run(["curl", "-s", "-o", "/dev/null", "-m", "300", "-w",
+                       "%{size_download} %{time_total}", f"http://{STACK_ADDR}/bytes/{size}"],
+                      timeout=330, check=True)
+    got, seconds = done.stdout.split()
+    if int(got) != size:
+        raise RuntimeError(f"short download: {got} of {size} bytes")
+    return size / float(seconds) / 1e6
 
 
 def main() -> None:
