@@ -38,7 +38,6 @@ class StackConfig:
     tcp_abort_on_overflow: int = 0
     # --- active open and retransmission (tcp_timer.c) ---
     tcp_syn_retries: int = 6
-    tcp_retries1: int = 3
     tcp_retries2: int = 15
     # --- options (tcp_output.c tcp_syn_options) ---
     tcp_timestamps: int = 1
@@ -56,7 +55,6 @@ class StackConfig:
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
     tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
     tcp_moderate_rcvbuf: int = 1
-    tcp_app_win: int = 31
     # --- loss recovery and congestion control ---
     tcp_congestion_control: str = "cubic"
     tcp_slow_start_after_idle: int = 1
@@ -64,12 +62,7 @@ class StackConfig:
     tcp_max_reordering: int = 300
     tcp_early_retrans: int = 3
     tcp_recovery: int = 1
-    tcp_frto: int = 2
     tcp_min_rtt_wlen: int = 300
-    tcp_fack: int = 0
-    tcp_tso_win_divisor: int = 3
-    tcp_autocorking: int = 1
-    tcp_notsent_lowat: int = 4294967295
     # --- keepalive ---
     tcp_keepalive_time: int = 7200
     tcp_keepalive_intvl: int = 75
@@ -79,9 +72,6 @@ class StackConfig:
     tcp_invalid_ratelimit: int = 500
     # --- misc ---
     tcp_ecn: int = 0
-    tcp_mtu_probing: int = 0
-    tcp_base_mss: int = 1024
-    tcp_fastopen: int = 0
     ip_default_ttl: int = 64
 
     def set(self, name: str, value: str) -> None:

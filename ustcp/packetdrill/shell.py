@@ -22,7 +22,8 @@ from pathlib import Path
 # depending on them (pacing and TSO sizing, the AccECN option, the Fast Open key).
 IGNORED_SYSCTLS = frozenset({
     "tcp_pacing_ss_ratio", "tcp_pacing_ca_ratio", "tcp_min_tso_segs", "tcp_ecn_option",
-    "tcp_fastopen_key",
+    "tcp_fastopen_key", "tcp_fastopen", "tcp_frto", "tcp_fack", "tcp_tso_win_divisor",
+    "tcp_notsent_lowat",
 })
 
 # Kernel module parameters with their Linux defaults: writing the default is a no-op.
