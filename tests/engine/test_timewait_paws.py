@@ -28,13 +28,18 @@ def close_client_first(net: Net, listener: Listener | None = None) -> tuple[
     return client, server
 
 
-def test_new_syn_with_higher_sequence_reopens_time_wait(net: Net) -> None:
-    # The server closes first, so the TIME_WAIT entry is on the server (B) side.
-    _listener, client, server = open_pair(net)
+def close_server_first(net: Net) -> tuple[Connection, Connection]:
+    """A finished connection whose TIME_WAIT entry is on the server (B) side."""
+    _, client, server = open_pair(net)
     server.close(net.now)
     net.run(net.now + 0.1)
     client.close(net.now)
     net.run(net.now + 0.1)
+    return client, server
+
+
+def test_new_syn_with_higher_sequence_reopens_time_wait(net: Net) -> None:
+    client, server = close_server_first(net)
     assert server.key in net.b.time_wait.entries
     entry = net.b.time_wait.entries[server.key]
     syn = TcpSegment(client.local_port, 80, (entry.rcv_nxt + 100000) & 0xFFFFFFFF, 0, SYN,
@@ -48,11 +53,7 @@ def test_new_syn_with_higher_sequence_reopens_time_wait(net: Net) -> None:
 
 
 def test_old_syn_into_time_wait_gets_ack_not_synack(net: Net) -> None:
-    _listener, client, server = open_pair(net)
-    server.close(net.now)
-    net.run(net.now + 0.1)
-    client.close(net.now)
-    net.run(net.now + 0.1)
+    client, server = close_server_first(net)
     entry = net.b.time_wait.entries[server.key]
     old_seq = (entry.rcv_nxt - 5000) & 0xFFFFFFFF
     syn = TcpSegment(client.local_port, 80, old_seq, 0, SYN, 64240,

@@ -635,7 +635,7 @@ class Connection:
     def _send_syn(self, now: float) -> None:
         cfg = self.config
         ts_val = self._ts_now(now) if cfg.tcp_timestamps else None
-        opts = syn_options(cfg, mss=self.advmss, rcv_wscale=self.rcv_wscale, ts_val=ts_val,
+        opts = syn_options(mss=self.advmss, rcv_wscale=self.rcv_wscale, ts_val=ts_val,
                            ts_ecr=0, sack=bool(cfg.tcp_sack),
                            wscale=bool(cfg.tcp_window_scaling))
         seg = TcpSegment(self.local_port, self.remote_port, self.iss, 0, SYN,
@@ -1111,9 +1111,8 @@ class Connection:
             self._send_synack(now)
 
     def _send_synack(self, now: float) -> None:
-        cfg = self.config
         ts_val = self._ts_now(now) if self.ts_ok else None
-        opts = syn_options(cfg, mss=self.advmss, rcv_wscale=self.rcv_wscale, ts_val=ts_val,
+        opts = syn_options(mss=self.advmss, rcv_wscale=self.rcv_wscale, ts_val=ts_val,
                            ts_ecr=self.ts_recent, sack=self.sack_ok, wscale=self.wscale_ok)
         seg = TcpSegment(self.local_port, self.remote_port, self.iss, self.rcv_nxt, SYN | ACK,
                          min(self.rcv_wnd, MAX_TCP_WINDOW), opts)

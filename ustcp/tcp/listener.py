@@ -188,7 +188,7 @@ class Listener:
                 ts_val = syncookies.encode_ts_options(
                     ts_val, req.snd_wscale, req.sack_ok, False)
             ts_val = (ts_val + req.ts_offset) & 0xFFFFFFFF
-        opts = syn_options(e.config, mss=req.advmss, rcv_wscale=req.rcv_wscale,
+        opts = syn_options(mss=req.advmss, rcv_wscale=req.rcv_wscale,
                            ts_val=ts_val, ts_ecr=req.ts_recent, sack=req.sack_ok,
                            wscale=req.snd_wscale is not None)
         seg = TcpSegment(self.port, req.remote_port, req.iss, seq_add(req.irs, 1), SYN | ACK,

@@ -80,7 +80,7 @@ def peer_mss(opts: TcpOptions) -> int:
     return max(opts.mss, TCP_MIN_MSS)
 
 
-def syn_options(config: StackConfig, *, mss: int, rcv_wscale: int, ts_val: int | None,
+def syn_options(*, mss: int, rcv_wscale: int, ts_val: int | None,
                 ts_ecr: int, sack: bool, wscale: bool) -> TcpOptions:
     """Options of our SYN or SYN-ACK; the wire layout is Linux's (see wire.tcp)."""
     return TcpOptions(
