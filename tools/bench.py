@@ -385,6 +385,7 @@ class Settings:
     concurrency: int
     max_seconds: float
     profile_seconds: float = 5.0
+    sysctls: tuple[str, ...] = ()
 
 
 def run_client(ns: str, scenario: str, host: str, s: Settings) -> dict[str, Any]:
@@ -438,19 +439,18 @@ def measure_ustcp(offload: str, scenarios: list[str], s: Settings, logdir: Path,
     with netns("u") as ns:
         log = logdir / f"ustcp-{offload}.log"
         cmd = [sys.executable, "-m", "ustcp.cli", "serve", "--log-format", "json",
-               "--log-level", "warning", "--offload", offload, "--mtu", "1500"]
+               "--log-level", "warning", "--offload", offload, "--mtu", "1500",
+               *(arg for sysctl in s.sysctls for arg in ("--sysctl", sysctl))]
         with background(ns, cmd, log, http_ready(ns)) as daemon:
             for sc in scenarios:
                 out[sc] = run_client(ns, sc, USTCP_ADDR, s)
                 print(f"  ustcp   {offload:3} {sc:18} {brief(out[sc])}", flush=True)
             if profile is not None:
                 # time-bounded loads long enough for a few thousand samples
-                ps = replace(s, recv_bytes=64 << 30, send_bytes=1 << 30,
-                             max_seconds=s.profile_seconds)
-                for sc in ("bulk-recv", "bulk-send-http", "bulk-send-chargen"):
-                    if sc in scenarios:
-                        out[f"profile:{sc}"] = profile_run(ns, daemon.pid, sc, offload, ps,
-                                                           profile)
+                ps = replace(s, recv_bytes=64 << 30, send_bytes=1 << 30, echo_count=10**7,
+                             conn_seconds=s.profile_seconds, max_seconds=s.profile_seconds)
+                for sc in scenarios:
+                    out[f"profile:{sc}"] = profile_run(ns, daemon.pid, sc, offload, ps, profile)
     return out
 
 
@@ -634,7 +634,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, help="time bound of any one run "
                    "(default 8, quick 5): a bulk run stops at its size or this, whichever first")
     p.add_argument("--profile", metavar="DIR", type=Path,
-                   help="also run bulk receive and send under py-spy, profiles into DIR")
+                   help="also run every scenario under py-spy, profiles into DIR")
+    p.add_argument("--sysctl", action="append", default=[], metavar="NAME=VALUE",
+                   help="passed to ustcp serve (repeatable)")
     p.add_argument("--skip", choices=("kernel", "ceiling"), action="append", default=[],
                    help="leave out the kernel reference or the ceiling")
     a = p.parse_args(argv)
@@ -648,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
                  conn_seconds=a.conn_seconds or (1.0 if q else 2.0),
                  concurrency=a.concurrency,
                  max_seconds=a.max_seconds or (5.0 if q else 8.0),
-                 profile_seconds=2.0 if q else 5.0)
+                 profile_seconds=2.0 if q else 5.0, sysctls=tuple(a.sysctl))
     chosen = a.only or list(SCENARIOS)
     client_scenarios = [c for sc in chosen for c, _, _ in SCENARIOS[sc]]
     offloads = ["on", "off"] if a.offload == "both" else [a.offload]

@@ -152,6 +152,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
             raise ValueError("max_bytes must be >= 1")
         with self._receive_conflict:
             conn = self.connection
+            parked = False
             while True:
                 await trio.lowlevel.checkpoint_if_cancelled()
                 self._check_open()
@@ -159,12 +160,14 @@ class TCPStream(trio.abc.HalfCloseableStream):
                     data = conn.recv(trio.current_time(), max_bytes)
                 except BlockingIOError:
                     await self._lot.park()
+                    parked = True
                     continue
                 except OSError as exc:
                     self.stack.kick()
                     raise _broken(exc) from exc
                 self.stack.kick()
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                if not parked:  # a park already was the schedule point (as in trio)
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return data
 
     async def aclose(self) -> None:
@@ -200,6 +203,7 @@ class TCPListener(trio.abc.Listener[TCPStream]):
         return socket.inet_ntoa(self.listener.local_ip), self.listener.port
 
     async def accept(self) -> TCPStream:
+        parked = False  # a park is the schedule point; only an immediate accept yields
         while True:
             await trio.lowlevel.checkpoint_if_cancelled()
             if self._closed:
@@ -207,9 +211,11 @@ class TCPListener(trio.abc.Listener[TCPStream]):
             conn = self.listener.accept()
             if conn is not None:
                 self.stack.kick()
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                if not parked:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return TCPStream(self.stack, conn)
             await self._lot.park()
+            parked = True
 
     async def aclose(self) -> None:
         if not self._closed:

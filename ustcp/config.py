@@ -73,6 +73,8 @@ class StackConfig:
     # --- misc ---
     tcp_ecn: int = 0
     ip_default_ttl: int = 64
+    # --- the device (net.core.busy_poll: µs to spin on the TUN queue before sleeping) ---
+    busy_poll: int = 0
 
     def set(self, name: str, value: str) -> None:
         """Set one sysctl from its textual form, as ``sysctl -w`` would."""

@@ -79,10 +79,11 @@ def tun_name() -> str:
     return f"ut{os.getpid() % 100000}{random.randrange(1000)}"
 
 
-def open_tun(ns: str, offload: bool, counters: Counters | None = None) -> TunLink:
+def open_tun(ns: str, offload: bool, counters: Counters | None = None,
+             busy_poll: int = 0) -> TunLink:
     with inside(ns):
         return TunLink(tun_name(), 1500, offload, kernel_addr=f"{KERNEL_IP}/24",
-                       counters=counters)
+                       counters=counters, busy_poll=busy_poll)
 
 
 def icmp_socket(ns: str) -> trio.socket.SocketType:
@@ -137,6 +138,43 @@ async def test_kernel_ping_is_read_and_answered(offload: bool) -> None:
             ping.close()
             await link.aclose()
         await link.aclose()  # idempotent
+
+
+@pytest.mark.parametrize("busy_poll", [0, 3_000_000], ids=["sleeps", "spins"])
+async def test_busy_poll_reads_without_sleeping_in_epoll(
+        busy_poll: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """net.core.busy_poll: a frame arriving within the spin is read without a wait for
+    readability; without it, the link sleeps in epoll until the frame comes."""
+    waits = 0
+    real_wait = trio.lowlevel.wait_readable
+
+    async def counting_wait(fd: int) -> None:
+        nonlocal waits
+        waits += 1
+        await real_wait(fd)
+
+    monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
+    with netns() as ns:
+        link = open_tun(ns, False, busy_poll=busy_poll)
+        ping = icmp_socket(ns)
+        request = dpkt.icmp.ICMP(type=dpkt.icmp.ICMP_ECHO,
+                                 data=dpkt.icmp.ICMP.Echo(id=7, seq=1, data=b"spin"))
+        try:
+            while link._read_available():  # what the kernel sent on its own so far
+                pass
+
+            async def ping_soon() -> None:
+                await trio.sleep(0.05)
+                await ping.sendto(bytes(request), (STACK_IP, 0))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ping_soon)
+                _, ip = await read_echo_request(link)
+            assert ip.data.data.data == b"spin"
+            assert (waits == 0) is bool(busy_poll)
+        finally:
+            ping.close()
+            await link.aclose()
 
 
 def test_kernel_addr_refused_in_host_namespace() -> None:

@@ -15,7 +15,7 @@ from ustcp.apps.common import ends_quietly
 
 PRINTABLE = bytes(range(32, 127))
 LINE_WIDTH = 72
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024  # per send_all: each call costs a scheduler round trip
 
 
 def _cycle() -> bytes:
