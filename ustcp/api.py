@@ -2,7 +2,8 @@
 :func:`open_tcp_stream`, :func:`open_tcp_listeners`.
 
 They behave as trio's ``SocketStream`` and ``SocketListener`` do, so ``trio.serve_listeners``,
-``trio.SSLStream`` and h11 work unchanged:
+``trio.SSLStream`` and h11 work unchanged (:func:`serve_listeners` here is a leaner
+``trio.serve_listeners`` for these streams):
 
 - every operation is a checkpoint (cancellable before it has an effect; after it has
   taken effect the checkpoint is shielded, as in trio's socket methods);
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import NoReturn
 
 import trio
 
@@ -236,6 +239,37 @@ async def open_tcp_listeners(stack: Stack, port: int, *, host: str = "0.0.0.0",
                                    MAX_BACKLOG if backlog is None else min(backlog, MAX_BACKLOG))
     stack.kick()
     return [TCPListener(stack, listener)]
+
+
+async def serve_listeners(handler: Callable[[TCPStream], Awaitable[object]],
+                          listeners: list[TCPListener]) -> NoReturn:
+    """Accept forever on every listener and run ``handler(stream)`` in a task of its own,
+    closing the stream when the handler returns, as ``trio.serve_listeners`` does.
+
+    trio's version closes with ``trio.aclose_forcefully`` (a cancelled scope and a
+    ``Cancelled`` raised and caught, about 28 µs here), made for streams whose ``aclose``
+    may wait. :meth:`TCPStream.aclose` never waits (the FIN or RST is queued), so a plain
+    ``aclose`` closes just as surely, and a connection costs less.
+    """
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_serve_one_listener, listener, nursery, handler)
+    raise AssertionError("unreachable: the accept loops never return")
+
+
+async def _serve_one_listener(listener: TCPListener, nursery: trio.Nursery,
+                              handler: Callable[[TCPStream], Awaitable[object]]) -> None:
+    async with listener:
+        while True:
+            nursery.start_soon(_run_handler, await listener.accept(), handler)
+
+
+async def _run_handler(stream: TCPStream,
+                       handler: Callable[[TCPStream], Awaitable[object]]) -> None:
+    try:
+        await handler(stream)
+    finally:
+        await stream.aclose()
 
 
 async def open_tcp_stream(stack: Stack, host: str, port: int, *,

