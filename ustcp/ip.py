@@ -143,12 +143,13 @@ class IpLayer:
     def take_frames(self) -> list[tuple[bytes, int]]:
         """Frames to transmit as ``(frame, gso_size)``; ``gso_size`` is non-zero for a GSO
         super-packet the link must segment (virtio-net GSO_TCPV4)."""
+        segments = self.engine.take_output()
+        if not segments and not self._icmp_out:
+            return []  # the common case after most user calls: nothing to send
         frames = [(frame, 0) for frame in self._icmp_out]
         self._icmp_out = []
-        frames.extend(self._tcp_frame(src, dst, seg)
-                      for src, dst, seg in self.engine.take_output())
-        if frames:
-            self.counters.inc("IpOutRequests", len(frames))
+        frames.extend(self._tcp_frame(src, dst, seg) for src, dst, seg in segments)
+        self.counters.inc("IpOutRequests", len(frames))
         return frames
 
     def _tcp_frame(self, src: bytes, dst: bytes, seg: TcpSegment) -> tuple[bytes, int]:

@@ -93,6 +93,7 @@ class TunLink:
         self.gso_max_size = GSO_MAX_SIZE if self.offload else 0
         self.tx_csum_offload = self.offload
         self._read_size = (IPV4_MAX_LEN + 1 + VNET_HDR_LEN) if self.offload else mtu
+        self._drained = False  # the last read found the queue empty
         self._closed = False
         try:
             os.set_blocking(self._fd, False)
@@ -133,14 +134,16 @@ class TunLink:
         # As trio's own socket methods do: try first, and yield only if that succeeded at
         # once; a wait for readability already was the checkpoint.
         await trio.lowlevel.checkpoint_if_cancelled()
-        frames = self._read_available()
-        if frames:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return frames
+        if not (self.busy_poll and self._drained):
+            frames = self._read_available()
+            if frames:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return frames
         if self.busy_poll:
             # Busy polling (net.core.busy_poll): keep trying for a while, letting the other
             # tasks run between tries, before sleeping in epoll. A sleeping vCPU takes tens
             # of µs to wake; a reply that comes back within the spin costs none of that.
+            # The tasks the last batch woke run first (the queue was just found empty).
             spin_until = time.perf_counter() + self.busy_poll / 1e6
             while time.perf_counter() < spin_until:
                 await trio.lowlevel.checkpoint()
@@ -156,10 +159,12 @@ class TunLink:
     def _read_available(self) -> list[ReceivedFrame]:
         frames: list[ReceivedFrame] = []
         fd, size, offload, read = self._fd, self._read_size, self.offload, os.read
+        self._drained = False
         while len(frames) < RECEIVE_BATCH_MAX:
             try:
                 data = read(fd, size)
             except BlockingIOError:
+                self._drained = True
                 break
             if not offload:
                 frames.append(ReceivedFrame(data, False))

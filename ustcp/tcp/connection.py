@@ -1048,11 +1048,42 @@ class Connection:
     def on_segment(self, now: float, seg: TcpSegment) -> None:
         """A segment for this connection (RFC 9293 3.10.7)."""
         self.segs_in += 1
-        if self.state == State.SYN_SENT:
+        state = self.state
+        if state == State.ESTABLISHED and self._header_predicted(seg):
+            self._rcv_predicted(now, seg)
+        elif state == State.SYN_SENT:
             self._rcv_syn_sent(now, seg)
-        elif self.state != State.CLOSE:
+        elif state != State.CLOSE:
             self._rcv_synchronized(now, seg)
         self.engine.touch(self)
+
+    def _header_predicted(self, seg: TcpSegment) -> bool:
+        """Header prediction (Van Jacobson's, Linux tcp_rcv_established's fast path): the
+        segment is the next one in order, carries only ACK (and PSH), leaves the window
+        as it was, holds no SACK blocks and passes PAWS, its data fits the window, and
+        nothing is out of order. Such a segment needs none of the acceptability checks."""
+        if seg.flags & ~PSH != ACK or seg.seq != self.rcv_nxt or self.rcv_buf.ofo:
+            return False
+        if (seg.window << self.snd_wscale) != self.snd_wnd or not self.snd_wnd:
+            return False
+        opts = seg.options
+        if opts.sack_blocks:
+            return False
+        if self.ts_ok and (opts.ts_val is None or seq_diff(opts.ts_val, self.ts_recent) < 0):
+            return False
+        if after(seg.ack, self.snd_nxt) or before(seg.ack, self.snd_una):
+            return False
+        return len(seg.payload) <= self._receive_window()
+
+    def _rcv_predicted(self, now: float, seg: TcpSegment) -> None:
+        """The fast path: the ACK as always, then the data straight onto the queue."""
+        self._process_ack(now, seg)
+        if seg.payload:
+            self.data_segs_in += 1
+            self.last_data_recv = now
+            self._queue_in_order(now, seg, seg.payload)
+        self._push(now)
+        self._ack_snd_check(now)
 
     def _rcv_syn_sent(self, now: float, seg: TcpSegment) -> None:
         """RFC 9293 3.10.7.3 (tcp_rcv_synsent_state_process)."""
@@ -1514,12 +1545,7 @@ class Connection:
                 payload, length, fin = memoryview(payload)[:room], room, False
                 end = seq_add(seq, room)
             if length:
-                self.rcv_buf.push(payload)
-                self.rcv_nxt = end
-                self.bytes_received += length
-                self._event_data_recv(now, length)
-                if self.ts_ok and seg.options.ts_ecr:
-                    self._rcv_rtt_measure(now, seg.options.ts_ecr)
+                self._queue_in_order(now, seg, payload)
             if fin:
                 self._rcv_fin(now)
             if self.rcv_buf.ofo:
@@ -1547,6 +1573,18 @@ class Connection:
         if fin:
             self.ofo_fin = end
         self.ack_now = True
+
+    def _queue_in_order(self, now: float, seg: TcpSegment, payload: bytes | memoryview) -> None:
+        """Data that starts at RCV.NXT and fits: onto the receive queue (tcp_queue_rcv)."""
+        length = len(payload)
+        self.ack_scheduled = True
+        self.rcv_buf.push(payload)
+        self.rcv_nxt = seq_add(self.rcv_nxt, length)
+        self.bytes_received += length
+        self._event_data_recv(now, length)
+        if self.ts_ok and seg.options.ts_ecr:
+            self._rcv_rtt_measure(now, seg.options.ts_ecr)
+        self.engine.wake(self)
 
     def _rcv_fin(self, now: float) -> None:
         """The peer's FIN is in order (tcp_fin)."""
