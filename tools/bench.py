@@ -2,6 +2,7 @@
 
     sudo .venv/bin/python tools/bench.py [--quick] [--json FILE] [--only SCENARIO]
                                          [--offload on|off|both] [--profile DIR]
+                                         [--sysctl NAME=VALUE ...]
 
 Every scenario is measured three ways in the same invocation:
 
@@ -21,6 +22,10 @@ one connection on echo:7, median and p99 round trip), ``conn-rate`` (clients ope
 connection to echo:7, half-close at once, wait for the server's FIN, close; connections per
 second over a fixed time). Each with offload on (the default TUN offloads: GSO super-packets,
 checksums left to the kernel) and off (plain 1500-byte frames).
+
+The daemon runs with ``--sysctl busy_poll=50`` unless ``--sysctl`` says otherwise (Linux's
+recommended net.core.busy_poll for a few sockets: the TUN link spins 50 µs before it sleeps),
+and the ceiling then spins as long; ``--sysctl busy_poll=0`` measures both sleeping at once.
 
 Every load is bounded in bytes or round trips *and* in seconds, every namespace and process
 is removed in ``finally``. Nothing is configured in the host's namespace.
@@ -58,6 +63,8 @@ READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 PORTS = {"echo": 7, "discard": 9, "chargen": 19, "http": 80}
 CHUNK = 1 << 20
+# Linux's recommended net.core.busy_poll for a few sockets (ip-sysctl.rst); see Settings.
+DEFAULT_SYSCTLS = ("busy_poll=50",)
 
 _serial = itertools.count()
 
@@ -387,6 +394,14 @@ class Settings:
     profile_seconds: float = 5.0
     sysctls: tuple[str, ...] = ()
 
+    def busy_poll(self) -> int:
+        """The daemon's net.core.busy_poll, which the ceiling imitates."""
+        for item in self.sysctls:
+            name, _, value = item.partition("=")
+            if name.strip().removeprefix("net.core.") == "busy_poll":
+                return int(value)
+        return 0
+
 
 def run_client(ns: str, scenario: str, host: str, s: Settings) -> dict[str, Any]:
     nbytes = s.recv_bytes if scenario == "bulk-recv" else s.send_bytes
@@ -485,7 +500,8 @@ def measure_ceiling(offload: str, scenarios: list[str], s: Settings, logdir: Pat
             log = logdir / f"ceiling-{offload}-{sc}.log"
             cmd = [sys.executable, str(CEILING), mode, "--offload", offload, "--mtu", "1500",
                    "--bytes", str(s.send_bytes + (1 << 20)),
-                   "--max-seconds", str(s.max_seconds + 30)]
+                   "--max-seconds", str(s.max_seconds + 30),
+                   "--busy-poll", str(s.busy_poll())]
             with background(ns, cmd, log, log_says(log, "ready")) as proc:
                 out[sc] = run_client(ns, sc, USTCP_ADDR, s)
                 stop_proc(proc)
@@ -635,8 +651,9 @@ def main(argv: list[str] | None = None) -> int:
                    "(default 8, quick 5): a bulk run stops at its size or this, whichever first")
     p.add_argument("--profile", metavar="DIR", type=Path,
                    help="also run every scenario under py-spy, profiles into DIR")
-    p.add_argument("--sysctl", action="append", default=[], metavar="NAME=VALUE",
-                   help="passed to ustcp serve (repeatable)")
+    p.add_argument("--sysctl", action="append", metavar="NAME=VALUE",
+                   help="passed to ustcp serve (repeatable; default busy_poll=50, which the "
+                        "ceiling imitates: --sysctl busy_poll=0 turns busy polling off)")
     p.add_argument("--skip", choices=("kernel", "ceiling"), action="append", default=[],
                    help="leave out the kernel reference or the ceiling")
     a = p.parse_args(argv)
@@ -650,7 +667,8 @@ def main(argv: list[str] | None = None) -> int:
                  conn_seconds=a.conn_seconds or (1.0 if q else 2.0),
                  concurrency=a.concurrency,
                  max_seconds=a.max_seconds or (5.0 if q else 8.0),
-                 profile_seconds=2.0 if q else 5.0, sysctls=tuple(a.sysctl))
+                 profile_seconds=2.0 if q else 5.0,
+                 sysctls=tuple(a.sysctl if a.sysctl is not None else DEFAULT_SYSCTLS))
     chosen = a.only or list(SCENARIOS)
     client_scenarios = [c for sc in chosen for c, _, _ in SCENARIOS[sc]]
     offloads = ["on", "off"] if a.offload == "both" else [a.offload]
@@ -660,7 +678,8 @@ def main(argv: list[str] | None = None) -> int:
         a.profile.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     started = time.monotonic()
-    print(f"bench: {git_head()}; logs in {logdir}", flush=True)
+    print(f"bench: {git_head()}; ustcp --sysctl {' '.join(s.sysctls) or '(none)'}; "
+          f"logs in {logdir}", flush=True)
     for off in offloads:
         u = measure_ustcp(off, client_scenarios, s, logdir, a.profile)
         k = {} if "kernel" in a.skip else measure_kernel(off, client_scenarios, s, logdir)
@@ -679,7 +698,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print(f"\n({time.monotonic() - started:.0f} s; sizes: receive {s.recv_bytes >> 20} MB, "
           f"send {s.send_bytes >> 20} MB, echo {s.echo_count} round trips, connections "
-          f"{s.conn_seconds} s x {s.concurrency} in flight)")
+          f"{s.conn_seconds} s x {s.concurrency} in flight; ustcp sysctls: "
+          f"{' '.join(s.sysctls) or 'none'})")
     if a.json:
         doc = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                "commit": git_head(), "kernel": platform.release(),

@@ -3,7 +3,7 @@
 Run inside a network namespace of its own (``tools/bench.py`` does it)::
 
     ip netns exec NS python tools/raw_ceiling.py MODE [--offload on|off] [--mtu 1500]
-                                                 [--max-seconds 60]
+                                                 [--max-seconds 60] [--busy-poll USEC]
 
 It opens a TUN device exactly as ``ustcp serve`` does (``IFF_TUN | IFF_NO_PI``, plus
 ``IFF_VNET_HDR`` and ``TUNSETOFFLOAD(CSUM|TSO4[|TSO6])`` with ``--offload on``), gives the
@@ -174,14 +174,17 @@ class Ceiling:
 
     # -------------------------------------------------------------- frames in
 
-    def run(self, max_seconds: float) -> None:
+    def run(self, max_seconds: float, busy_poll_us: int = 0) -> None:
         deadline = time.monotonic() + max_seconds
         poll = select.poll()
         poll.register(self.fd, select.POLLIN)
+        last_busy = 0.0
         while time.monotonic() < deadline:
             got = self.read_batch()
             sent = self.pump() if self.mode == "source" else False
-            if not got and not sent:
+            if got or sent:
+                last_busy = time.perf_counter()
+            elif time.perf_counter() - last_busy >= busy_poll_us / 1e6:
                 poll.poll(20 if self.mode == "source" and self.conns else 200)
 
     def read_batch(self) -> int:
@@ -369,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bytes", type=int, default=1 << 30,
                    help="source: bytes to send per connection before the FIN")
     p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--busy-poll", type=int, default=0, metavar="USEC",
+                   help="keep reading this long after the last frame before sleeping in "
+                        "poll, as ustcp's net.core.busy_poll does")
     args = p.parse_args(argv)
     if in_host_netns():
         print("raw_ceiling: run it inside a network namespace (ip netns exec NS ...)",
@@ -385,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = Ceiling(args.mode, args.offload == "on", args.mtu, args.bytes)
     try:
         print(f"ready offload={'on' if ceiling.offload else 'off'}", flush=True)
-        ceiling.run(args.max_seconds)
+        ceiling.run(args.max_seconds, args.busy_poll)
     except KeyboardInterrupt:
         pass
     finally:

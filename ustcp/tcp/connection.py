@@ -667,6 +667,11 @@ class Connection:
         if self.state not in _SEND_STATES:
             return
         ccs = self.ccs
+        if self.write_seq == self.snd_nxt and not (self.fin_queued and not self.fin_sent):
+            # Nothing queued (most calls after an ACK): only the bookkeeping below.
+            self._cwnd_validate(self._in_flight() >= ccs.snd_cwnd)
+            self._check_probe_timer(now)
+            return
         mss = self._current_mss()
         gso_max = self.engine.gso_max_size
         sent_any = False
