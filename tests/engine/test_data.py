@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from ustcp.config import StackConfig
 from ustcp.tcp.states import State
 from ustcp.wire.tcp import PSH
 
@@ -243,3 +244,24 @@ def test_50mb_through_loss_reordering_and_duplication(loss: float, cc: str) -> N
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
     assert net.a.counters["TcpRetransSegs"] > 0 and net.b.counters["TcpExtTCPOFOQueue"] > 0
     assert net.b.counters["TcpExtDelayedACKLost"] > 0  # duplicates were D-SACKed
+
+
+@pytest.mark.parametrize("sack", [1, 0], ids=["sack", "no-sack"])
+def test_send_time_queue_stays_as_short_as_the_flight(sack: int) -> None:
+    """The RACK send-time queue holds only what may still be lost: after 500 request /
+    response exchanges and a 1 MB transfer it is no longer than the retransmission queue,
+    with SACK (RACK runs) and without (it never does)."""
+    config = StackConfig(tcp_sack=sack)
+    net = Net(config_a=config, config_b=config, delay=0.001)
+    _, client, server = open_pair(net)
+    for i in range(500):
+        client.send(net.now, b"?")
+        net.run(net.now + 0.01)
+        assert drain(server, net.now) == b"?"
+        server.send(net.now, b"!")
+        net.run(net.now + 0.01)
+        assert drain(client, net.now) == b"!"
+        assert len(server.tsorted) <= len(server.rtx) + 1, i
+    data = payload(1 << 20)
+    assert transfer(net, server, client, data) == data
+    assert len(server.tsorted) <= len(server.rtx) + 1

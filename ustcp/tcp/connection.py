@@ -1420,6 +1420,10 @@ class Connection:
                     reord = rec.start
         if self.sack_ok and reord is not None and before(reord, prior_fack):
             recovery.check_sack_reordering(self, reord)  # a non-retransmitted hole got filled
+        # Keep the send-time queue as short as the retransmission queue: without this, a
+        # connection whose ACKs never leave data outstanding (request/response) or that
+        # runs without SACK (no RACK) would only ever append to it.
+        recovery.rack_prune(self)
         if acked_bytes:
             self.snd_buf.consume(acked_bytes)
             self.bytes_acked += acked_bytes

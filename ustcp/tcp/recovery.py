@@ -254,6 +254,15 @@ def rack_reo_wnd(conn: Connection) -> float:
     return min(conn.rtt.min_rtt_us / 4, conn.rtt.srtt_us) / 1e6
 
 
+def rack_prune(conn: Connection) -> None:
+    """Drop the oldest entries of the send-time queue that no longer take part in loss
+    detection: acknowledged, SACKed, or superseded by a retransmission (RFC 8985's
+    time-ordered list, Linux tcp_rack_detect_loss's tsorted_sent_queue walk)."""
+    ts = conn.tsorted
+    while ts and (ts[0][1].done or ts[0][1].sacked or ts[0][0] != ts[0][1].xmit):
+        ts.popleft()
+
+
 def rack_detect_loss(conn: Connection, now: float) -> bool:
     """Mark lost every record sent before the most recently delivered one whose time
     is up (RFC 8985 6.2 step 5, tcp_rack_detect_loss); arm the reorder timer for the
@@ -265,9 +274,8 @@ def rack_detect_loss(conn: Connection, now: float) -> bool:
     rack_rtt = conn.rack_rtt_us / 1e6
     marked = False
     wait = 0.0
+    rack_prune(conn)
     ts = conn.tsorted
-    while ts and (ts[0][1].done or ts[0][1].sacked or ts[0][0] != ts[0][1].xmit):
-        ts.popleft()
     for xmit, rec in ts:  # send order; nothing below changes ts
         if rec.done or rec.sacked or xmit != rec.xmit:
             continue
