@@ -675,6 +675,10 @@ def main(argv: list[str] | None = None) -> int:
     logdir = Path(f"/tmp/ustcp-bench-{os.getpid()}")
     logdir.mkdir(parents=True, exist_ok=True)
     if a.profile:
+        if not (Path(sys.executable).parent / "py-spy").exists():
+            print("bench: --profile needs py-spy: .venv/bin/pip install -e '.[bench]'",
+                  file=sys.stderr)
+            return 2
         a.profile.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     started = time.monotonic()
