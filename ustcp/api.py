@@ -231,8 +231,9 @@ class TCPListener(trio.abc.Listener[TCPStream]):
 
 async def open_tcp_listeners(stack: Stack, port: int, *, host: str = "0.0.0.0",
                              backlog: int | None = None) -> list[TCPListener]:
-    """Listen on ``host:port`` (IPv4 literal; ``0.0.0.0`` = any) and return the listener in
-    a list, as ``trio.open_tcp_listeners`` does, for ``trio.serve_listeners``."""
+    """Listen on ``host:port`` (IPv4 literal; ``0.0.0.0`` = any; port 0 = a free ephemeral
+    port, see ``local_address``) and return the listener in a list, as
+    ``trio.open_tcp_listeners`` does, for ``trio.serve_listeners``."""
     local_ip = socket.inet_pton(socket.AF_INET, host)
     await trio.lowlevel.checkpoint()
     listener = stack.engine.listen(trio.current_time(), local_ip, port,

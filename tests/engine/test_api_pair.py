@@ -278,6 +278,20 @@ async def test_serve_listeners_echo(serve: Any, autojump_clock: MockClock) -> No
             nursery.cancel_scope.cancel()
 
 
+async def test_listening_on_port_0_reports_the_port_chosen(autojump_clock: MockClock) -> None:
+    async with stacks() as (a, b):
+        [listener] = await open_tcp_listeners(b, 0)
+        host, port = listener.local_address
+        assert host == "0.0.0.0" and port != 0
+        client = await open_tcp_stream(a, B_ADDR, port)
+        server = await listener.accept()
+        await client.send_all(b"hello")
+        assert await server.receive_some() == b"hello"
+        assert server.local_address == (B_ADDR, port)
+        await client.aclose()
+        await server.aclose()
+
+
 async def test_listener_close(autojump_clock: MockClock) -> None:
     async with stacks() as (a, b):
         [listener] = await open_tcp_listeners(b, PORT)

@@ -198,3 +198,14 @@ def test_listener_close_resets_accepted_connections_and_forgets_half_open() -> N
     assert [s.flags & RST for s in out] == [RST]  # the accepted, never accept()ed one
     replies = peer.ack(2, synack)
     assert [r.flags for r in replies] == [RST]  # the half-open one meets a closed port
+
+
+def test_listen_on_port_0_picks_free_ephemeral_ports() -> None:
+    """bind() to port 0 then listen(): the engine picks an unused port in
+    ip_local_port_range, a different one each time while the first is listening."""
+    engine = TcpEngine(StackConfig(), Counters(), seed=3)
+    addr = socket.inet_aton("10.0.0.2")
+    ports = {engine.listen(0.0, addr, 0, 16).port for _ in range(50)}
+    assert len(ports) == 50
+    assert all(32768 <= port <= 60999 for port in ports)
+    assert set(port for _, port in engine.listeners) == ports

@@ -137,6 +137,10 @@ class TcpEngine:
 
     def listen(self, now: float, local_ip: bytes, port: int, backlog: int,
                sockopts: SockOpts | None = None) -> Listener:
+        """Listen on ``local_ip:port``; port 0 picks a free ephemeral port, as bind() with
+        port 0 does (inet_csk_get_port)."""
+        if port == 0:
+            port = self._pick_listen_port()
         if (local_ip, port) in self.listeners or (ANY, port) in self.listeners:
             raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
         listener = Listener(self, local_ip, port, backlog, sockopts or SockOpts())
@@ -164,6 +168,20 @@ class TcpEngine:
         conn.start_connect(now, reused)
         self.touch(conn)
         return conn
+
+    def _pick_listen_port(self) -> int:
+        """A port in ip_local_port_range that no listener and no connection uses (on any
+        address: the simplest of bind()'s conflict rules)."""
+        lo, hi = EPHEMERAL_PORTS
+        span = hi - lo + 1
+        start = self.rng.randrange(span)
+        in_use = {port for _, port in self.listeners}
+        in_use.update(key[1] for key in self.connections)
+        for i in range(span):
+            port = lo + (start + i) % span
+            if port not in in_use:
+                return port
+        raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
 
     def _pick_port(self, now: float, local_ip: bytes, remote_ip: bytes,
                    remote_port: int) -> tuple[int, TimeWaitEntry | None]:
