@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import socket
 
+from ustcp.config import StackConfig
 from ustcp.tcp.states import State
 from ustcp.wire.tcp import ACK, FIN, RST
 
@@ -188,3 +189,27 @@ def test_peer_fin_arriving_while_our_data_and_fin_wait_in_the_queue(net: Net) ->
     assert bytes(got) == data[:taken]
     assert State.CLOSING in seen
     assert client.key in net.a.time_wait.entries and server.key in net.b.time_wait.entries
+
+
+def test_orphan_over_tcp_max_orphans_sends_fin_then_rst() -> None:
+    """tcp_max_orphans: closed connections that still wait for the peer are orphans; one
+    more than the limit is not kept: its FIN leaves, then a RST, and it is gone at once
+    (tcp_close, tcp_check_oom); TcpExtTCPAbortOnMemory counts it."""
+    config = StackConfig(tcp_max_orphans=1)
+    net = Net(config_a=config)
+    _, first, _ = open_pair(net, port=80)
+    _, second, _ = open_pair(net, port=81)
+    first.close(net.now)  # the one orphan allowed: FIN_WAIT1, then FIN_WAIT2
+    net.run(net.now + 0.1)
+    assert first.state == State.FIN_WAIT2 and net.a.orphan_count == 1
+    mark = len(net.log)
+    second.close(net.now)
+    assert second.state == State.CLOSE
+    net.run(net.now + 0.1)
+    sent = [s.seg for s in net.log[mark:] if s.src == A_IP and s.seg.dst_port == 81]
+    # (then RSTs for what the peer still sends to a connection that is gone)
+    assert [s.flags & (FIN | RST) for s in sent][:2] == [FIN, RST]
+    assert all(s.flags & RST for s in sent[1:])
+    assert sent[1].seq == sent[0].seq + 1  # the RST follows the FIN in sequence space
+    assert net.a.counters["TcpExtTCPAbortOnMemory"] == 1
+    assert net.a.orphan_count == 1

@@ -472,6 +472,10 @@ class Connection:
             self._send_active_reset(now)
             self._done(now)
         elif e.orphan_count >= self.config.tcp_max_orphans:
+            # tcp_close: the FIN goes first, then tcp_check_oom finds too many orphans and
+            # the connection is reset and dropped at once.
+            if self.state in _DATA_STATES and not self.fin_queued:
+                self._queue_fin(now)
             e.counters.inc("TcpExtTCPAbortOnMemory")
             self._send_active_reset(now)
             self._done(now)
