@@ -169,7 +169,13 @@ def test_zero_window_persist_probes_back_off_and_recover() -> None:
     gaps = [b.t - a.t for a, b in itertools.pairwise(probes)]
     assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
     assert net.a.counters["TcpExtTCPWinProbe"] >= 3
+    assert client.backoff >= 3
     received = drain(server, net.now)
+    net.run(net.now + 0.007)  # the window update arrives, data leaves, no ACK yet
+    # tcp_ack_probe: the opened window ends the probing and forgets its backoff, so the
+    # data now in flight is timed by the plain RTO.
+    assert client.packets_out and client.backoff == 0
+    assert client._rto_value() == client.rtt.rto
     while len(received) < len(data):
         if sent < len(data):
             sent += client.send(net.now, data[sent:])

@@ -1334,6 +1334,8 @@ class Connection:
         elif not self.sack_ok and self._is_dupack(seg, prior_una):
             recovery.add_reno_sack(self)
             newly_sacked = 1
+        if not self.packets_out:
+            self._ack_probe()
         if self.tlp_high_seq is not None:
             recovery.process_tlp_ack(self, now, ack, acked_pkts, newly_sacked, seg)
         recovery.fastretrans_alert(self, now, prior_una, acked_pkts, newly_sacked)
@@ -1341,6 +1343,18 @@ class Connection:
             self._set_xmit_timer(now)
         self._state_after_ack(now)
         return True
+
+    def _ack_probe(self) -> None:
+        """An ACK with nothing in flight while data waits (tcp_ack_probe): once the window
+        takes the next segment, the persist timer stops and its backoff is forgotten, so
+        the data about to leave gets the plain RTO, not the probes' backed-off one."""
+        unsent = seq_diff(self.write_seq, self.snd_nxt)
+        if unsent <= 0:
+            return
+        head_end = seq_add(self.snd_nxt, min(unsent, self.mss))
+        if not after(head_end, seq_add(self.snd_una, self.snd_wnd)):
+            self.backoff = 0
+            self.t_probe0 = None
 
     def _is_dupack(self, seg: TcpSegment, prior_una: int) -> bool:
         """RFC 5681 2: same ACK, no data, no window change, data outstanding."""
