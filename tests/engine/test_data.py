@@ -271,3 +271,25 @@ def test_send_time_queue_stays_as_short_as_the_flight(sack: int) -> None:
     data = payload(1 << 20)
     assert transfer(net, server, client, data) == data
     assert len(server.tsorted) <= len(server.rtx) + 1
+
+
+def test_window_stays_shut_until_a_sixteenth_of_a_large_buffer_is_free() -> None:
+    """__tcp_select_window: with a large buffer, a free space below 1/16 of it (here
+    64 KB of 1 MB) is offered as a zero window even when it exceeds an MSS, so a reader
+    that frees 20 KB sends no window update and one that frees 200 KB does."""
+    config = StackConfig(tcp_rmem=(4096, 1 << 20, 1 << 20), tcp_moderate_rcvbuf=0)
+    net = Net(config_b=config)
+    _, client, server = open_pair(net)
+    client.sockopts.sndbuf = 8 << 20
+    client.send(net.now, payload(3 << 20))
+    net.run(net.now + 5.0)
+    assert client.snd_wnd == 0
+    mark = len(net.log)
+    server.recv(net.now, 20_000)
+    net.run(net.now + 0.5)
+    assert client.snd_wnd == 0
+    assert all(s.seg.window == 0 for s in net.log[mark:] if s.src == B_IP)
+    server.recv(net.now, 200_000)
+    net.run(net.now + 0.5)
+    assert any(s.seg.window << server.rcv_wscale >= 100_000
+               for s in net.log[mark:] if s.src == B_IP)

@@ -554,11 +554,16 @@ class Connection:
         """The window we would offer now, in bytes (Linux __tcp_select_window)."""
         mss = self.rcv_mss
         free_space = self._free_space()
-        full_space = min(self.window_clamp, self.rcvbuf)
+        allowed_space = self.rcvbuf
+        full_space = min(self.window_clamp, allowed_space)
         if free_space < full_space // 2:
             self.quick = 0
-            if free_space < mss:
-                return 0  # receiver-side SWS avoidance (RFC 9293 3.8.6.2.2)
+            # Never let the window grow by the scale's rounding once space is short.
+            free_space &= ~((1 << self.rcv_wscale) - 1)
+            if free_space < mss or free_space < allowed_space >> 4:
+                # Receiver-side SWS avoidance (RFC 9293 3.8.6.2.2); with a large buffer
+                # Linux moves to a zero window below 1/16 of it, before memory runs out.
+                return 0
         free_space = min(free_space, self.rcv_ssthresh)
         if self.rcv_wscale:
             unit = 1 << self.rcv_wscale
