@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
-from . import recovery
+from . import ack, recovery
 from .buffers import ReceiveBuffer, SendBuffer
 from .congestion import make_congestion_control
 from .congestion.base import (
@@ -1091,7 +1091,7 @@ class Connection:
 
     def _rcv_predicted(self, now: float, seg: TcpSegment) -> None:
         """The fast path: the ACK as always, then the data straight onto the queue."""
-        self._process_ack(now, seg)
+        ack.process_ack(self, now, seg)
         if seg.payload:
             self.data_segs_in += 1
             self.last_data_recv = now
@@ -1133,7 +1133,7 @@ class Connection:
         self._set_mss()
         if flags & ACK:
             # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check).
-            self._clean_rtx(now, seg.ack, seg, self.snd_una)
+            ack.clean_rtx(self, now, seg.ack, seg, self.snd_una)
             self.snd_una = seg.ack
             self.snd_wnd = seg.window  # a SYN's window is never scaled (RFC 7323 2.2)
             self.max_window = self.snd_wnd
@@ -1258,13 +1258,13 @@ class Connection:
                 self.engine.send_reset_for(self.local_ip, self.remote_ip, seg)
                 return
             self.snd_wnd = seg.window << self.snd_wscale
-            self._clean_rtx(now, seg.ack, seg, self.snd_una)
+            ack.clean_rtx(self, now, seg.ack, seg, self.snd_una)
             self.snd_una = seg.ack
             self.t_rto = None
             self.backoff = self.retransmits = 0
             self._init_transfer(now)
             self._set_state(now, State.ESTABLISHED)
-        if not self._process_ack(now, seg):
+        if not ack.process_ack(self, now, seg):
             return
         if self.state == State.CLOSE:
             return
@@ -1296,193 +1296,6 @@ class Connection:
         log.info("reset_received", conn=self.name, state=self.state.name)
         self.rcv_buf.discard()
         self._done(now)
-
-    # ------------------------------------------------------------------ ACK processing
-
-    def _process_ack(self, now: float, seg: TcpSegment) -> bool:
-        """tcp_ack: returns False when the segment is to be dropped."""
-        ack = seg.ack
-        prior_una = self.snd_una
-        if after(ack, self.snd_nxt):
-            self.engine.counters.inc("UstcpDropAckUnsent")
-            return False  # Linux drops it without an ACK (tcp_ack: invalid_ack)
-        if before(ack, seq_add(prior_una, -self.max_window)):
-            self._send_challenge_ack(now)  # RFC 5961 5.2
-            return False
-        self.last_ack_recv = now
-        # RFC 7323 4.3: TS.Recent from a segment covering RCV.WUP, once the ACK is known
-        # to be acceptable (tcp_ack with FLAG_UPDATE_TS_RECENT, tcp_replace_ts_recent).
-        opts = seg.options
-        if self.ts_ok and opts.ts_val is not None and not after(seg.seq, self.rcv_wup):
-            self.ts_recent = opts.ts_val
-            self.ts_recent_stamp = now
-        self._update_window(seg)
-        newly_sacked = 0
-        prior_fack = self.highest_sack if self.sacked_out else prior_una
-        if self.sack_ok and seg.options.sack_blocks:
-            newly_sacked = recovery.sacktag(self, now, seg.options.sack_blocks, ack)
-        acked_pkts = 0
-        if after(ack, prior_una):
-            acked_pkts = self._clean_rtx(now, ack, seg, prior_fack)
-            self.snd_una = ack
-            self.ccs.snd_una = ack
-            self.backoff = 0
-            self.retransmits = 0
-            self.retrans_stamp = 0.0
-            if not self.sack_ok:
-                # Dupacks already stood for delivered segments (tcp_remove_reno_sacks).
-                prior_sacked = self.sacked_out
-                recovery.remove_reno_sacks(self, acked_pkts)
-                acked_pkts = max(acked_pkts - prior_sacked, 1)
-            self.probes_out = 0
-            self.engine.wake(self)
-        elif not self.sack_ok and self._is_dupack(seg, prior_una):
-            recovery.add_reno_sack(self)
-            newly_sacked = 1
-        if not self.packets_out:
-            self._ack_probe()
-        if self.tlp_high_seq is not None:
-            recovery.process_tlp_ack(self, now, ack, acked_pkts, newly_sacked, seg)
-        recovery.fastretrans_alert(self, now, prior_una, acked_pkts, newly_sacked)
-        if after(ack, prior_una) and self.xmit_timer != "reo":
-            self._set_xmit_timer(now)
-        self._state_after_ack(now)
-        return True
-
-    def _ack_probe(self) -> None:
-        """An ACK with nothing in flight while data waits (tcp_ack_probe): once the window
-        takes the next segment, the persist timer stops and its backoff is forgotten, so
-        the data about to leave gets the plain RTO, not the probes' backed-off one."""
-        unsent = seq_diff(self.write_seq, self.snd_nxt)
-        if unsent <= 0:
-            return
-        head_end = seq_add(self.snd_nxt, min(unsent, self.mss))
-        if not after(head_end, seq_add(self.snd_una, self.snd_wnd)):
-            self.backoff = 0
-            self.t_probe0 = None
-
-    def _is_dupack(self, seg: TcpSegment, prior_una: int) -> bool:
-        """RFC 5681 2: same ACK, no data, no window change, data outstanding."""
-        return (seg.ack == prior_una and not seg.payload and not seg.flags & (SYN | FIN)
-                and self.packets_out > 0
-                and (seg.window << self.snd_wscale) == self.snd_wnd)
-
-    def _update_window(self, seg: TcpSegment) -> None:
-        """RFC 9293 3.10.7.4 window update rule (tcp_ack_update_window)."""
-        nwin = seg.window << self.snd_wscale
-        if after(seg.ack, self.snd_una) or after(seg.seq, self.snd_wl1) or (
-                seg.seq == self.snd_wl1 and (nwin > self.snd_wnd or not nwin)):
-            if nwin != self.snd_wnd:
-                self.engine.wake(self)
-            self.snd_wnd = nwin
-            self.snd_wl1 = seg.seq
-            self.snd_wl2 = seg.ack
-            self.max_window = max(self.max_window, nwin)
-
-    def _clean_rtx(self, now: float, ack: int, seg: TcpSegment, prior_fack: int) -> int:
-        """Drop acknowledged records; sample the RTT (Karn's rule, RFC 6298 3); feed the
-        congestion control (tcp_clean_rtx_queue). Returns the packets newly delivered:
-        acknowledged now and not already SACKed."""
-        acked_pkts = 0
-        acked_bytes = 0
-        rtt_us = -1
-        first_ackt: float | None = None  # earliest send time acked: the RTO's sample
-        last_ackt: float | None = None  # latest: the congestion control's (ca_rtt_us)
-        reord: int | None = None
-        delivered = 0  # acked now and not SACKed before (tcp_newly_delivered)
-        while self.rtx:
-            rec = self.rtx[0]
-            if after(rec.end, ack):
-                if after(ack, rec.start) and not rec.syn:
-                    # Partially acknowledged (tcp_trim_head).
-                    trimmed = seq_diff(ack, rec.start)
-                    acked_bytes += trimmed
-                    remaining = seq_diff(rec.end, ack) - (1 if rec.fin else 0)
-                    new_pcount = max(1, -(-remaining // self.mss))
-                    delta = rec.pcount - new_pcount
-                    acked_pkts += delta
-                    if not rec.sacked:
-                        delivered += delta
-                    self.packets_out -= delta
-                    for flag, attr in ((rec.sacked, "sacked_out"), (rec.lost, "lost_out"),
-                                       (rec.retrans, "retrans_out")):
-                        if flag:
-                            setattr(self, attr, getattr(self, attr) - delta)
-                    rec.start = ack
-                    rec.pcount = new_pcount
-                    recovery.rack_advance(self, now, rec)
-                    if not rec.ever_retrans:
-                        first_ackt = rec.xmit if first_ackt is None else first_ackt
-                        last_ackt = rec.xmit
-                break
-            self.rtx.popleft()
-            rec.done = True
-            recovery.rack_advance(self, now, rec)
-            acked_pkts += rec.pcount
-            if not rec.sacked:
-                delivered += rec.pcount
-            self.packets_out -= rec.pcount
-            if rec.sacked:
-                self.sacked_out -= rec.pcount
-            if rec.lost:
-                self.lost_out -= rec.pcount
-            if rec.retrans:
-                self.retrans_out -= rec.pcount
-            span = seq_diff(rec.end, rec.start)
-            if rec.fin:
-                self.fin_acked = True
-                span -= 1
-            if rec.syn:
-                span -= 1
-            acked_bytes += span
-            if not rec.ever_retrans and not rec.sacked:
-                if first_ackt is None:
-                    first_ackt = rec.xmit
-                last_ackt = rec.xmit
-                if reord is None:
-                    reord = rec.start
-        if self.sack_ok and reord is not None and before(reord, prior_fack):
-            recovery.check_sack_reordering(self, reord)  # a non-retransmitted hole got filled
-        # Keep the send-time queue as short as the retransmission queue: without this, a
-        # connection whose ACKs never leave data outstanding (request/response) or that
-        # runs without SACK (no RACK) would only ever append to it.
-        recovery.rack_prune(self)
-        if acked_bytes:
-            self.snd_buf.consume(acked_bytes)
-            self.bytes_acked += acked_bytes
-        self.delivered += delivered
-        self.ccs.delivered = self.delivered
-        ca_rtt_us = -1
-        if first_ackt is not None and last_ackt is not None:
-            rtt_us = max(1, int((now - first_ackt) * 1e6))
-            ca_rtt_us = max(1, int((now - last_ackt) * 1e6))
-        elif self.ts_ok and seg.options.ts_ecr and acked_pkts:
-            # RFC 7323 4.1: RTT from TSecr when every acked segment was retransmitted.
-            rtt_ms = seq_diff(self._ts_now(now), seg.options.ts_ecr)
-            if 0 <= rtt_ms < 3_600_000:
-                rtt_us = ca_rtt_us = max(1, rtt_ms * 1000)
-        if rtt_us > 0:
-            self.rtt.on_sample(rtt_us, snd_una=ack, snd_nxt=self.snd_nxt)
-            self.ccs.srtt_us = self.rtt.srtt_us
-            self.ccs.min_rtt_us = self.rtt.min_rtt_us
-        if acked_pkts:
-            self.cc.pkts_acked(self.ccs, now, acked_pkts, ca_rtt_us)
-        self.ccs.packets_out = self.packets_out
-        return delivered
-
-    def _state_after_ack(self, now: float) -> None:
-        """Transitions driven by the ACK of our FIN (RFC 9293 3.10.7.4)."""
-        if not self.fin_acked:
-            return
-        if self.state == State.FIN_WAIT1:
-            self._set_state(now, State.FIN_WAIT2)
-            self.t_rto = None
-            if self.orphan:
-                self._arm_linger(now)
-        elif self.state == State.CLOSING:
-            self._enter_time_wait(now)
-        elif self.state == State.LAST_ACK:
-            self._done(now)
 
     def _enter_time_wait(self, now: float) -> None:
         """Hand the connection to the TIME_WAIT table (tcp_time_wait) and finish it."""
