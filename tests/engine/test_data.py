@@ -168,6 +168,12 @@ def test_zero_window_persist_probes_back_off_and_recover() -> None:
     assert len(probes) >= 3
     gaps = [b.t - a.t for a, b in itertools.pairwise(probes)]
     assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
+    # Each probe's ACK (one RTT later, still a zero window) re-arms the persist timer
+    # from its arrival (tcp_ack_probe), with the interval doubled each time (once the
+    # RTO has settled: the first gaps still see it move).
+    rtt = 2 * net.delay
+    for earlier, later in itertools.pairwise(gaps[2:]):
+        assert later - rtt == pytest.approx(2 * (earlier - rtt), abs=0.002)
     assert net.a.counters["TcpExtTCPWinProbe"] >= 3
     assert client.backoff >= 3
     received = drain(server, net.now)

@@ -27,6 +27,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     """tcp_ack: returns False when the segment is to be dropped."""
     ack = seg.ack
     prior_una = conn.snd_una
+    prior_packets = conn.packets_out
     if after(ack, conn.snd_nxt):
         conn.engine.counters.inc("UstcpDropAckUnsent")
         return False  # Linux drops it without an ACK (tcp_ack: invalid_ack)
@@ -63,8 +64,8 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     elif not conn.sack_ok and is_dupack(conn, seg, prior_una):
         recovery.add_reno_sack(conn)
         newly_sacked = 1
-    if not conn.packets_out:
-        ack_probe(conn)
+    if not prior_packets:
+        ack_probe(conn, now)  # tcp_ack's no_queue: nothing was in flight
     if conn.tlp_high_seq is not None:
         recovery.process_tlp_ack(conn, now, ack, acked_pkts, newly_sacked, seg)
     recovery.fastretrans_alert(conn, now, prior_una, acked_pkts, newly_sacked)
@@ -74,10 +75,11 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     return True
 
 
-def ack_probe(conn: Connection) -> None:
+def ack_probe(conn: Connection, now: float) -> None:
     """An ACK with nothing in flight while data waits (tcp_ack_probe): once the window
     takes the next segment, the persist timer stops and its backoff is forgotten, so
-    the data about to leave gets the plain RTO, not the probes' backed-off one."""
+    the data about to leave gets the plain RTO, not the probes' backed-off one; while the
+    window stays shut, the next probe is timed from this ACK."""
     unsent = seq_diff(conn.write_seq, conn.snd_nxt)
     if unsent <= 0:
         return
@@ -85,6 +87,8 @@ def ack_probe(conn: Connection) -> None:
     if not after(head_end, seq_add(conn.snd_una, conn.snd_wnd)):
         conn.backoff = 0
         conn.t_probe0 = None
+    elif conn.t_probe0 is not None:
+        conn.t_probe0 = now + conn._rto_value()
 
 
 def is_dupack(conn: Connection, seg: TcpSegment, prior_una: int) -> bool:
