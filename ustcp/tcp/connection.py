@@ -36,13 +36,14 @@ from .congestion.base import (
     CwndEvent,
 )
 from .options import (
+    MAX_TCP_WINDOW,
     TS_OPTION_LEN,
     SockOpts,
     initial_rcv_wnd,
     peer_mss,
     rcv_wscale_for,
     rcvbuf_size,
-    syn_options,
+    syn_segment,
 )
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .seq import after, before, before_eq, seq_add, seq_diff
@@ -64,7 +65,6 @@ TCP_PAWS_24DAYS = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent e
 TCP_PAWS_WINDOW = 1  # ticks of TSval lag PAWS tolerates
 TCP_INIT_CWND = 10  # RFC 6928
 TCP_RESOURCE_PROBE_INTERVAL = 0.5
-MAX_TCP_WINDOW = 65535
 _DATA_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 _RCV_DATA_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
 # States with data or a FIN that may still be waiting to go out: after close() or
@@ -644,11 +644,10 @@ class Connection:
     def _send_syn(self, now: float) -> None:
         cfg = self.config
         ts_val = self._ts_now(now) if cfg.tcp_timestamps else None
-        opts = syn_options(mss=self.advmss, rcv_wscale=self.rcv_wscale, ts_val=ts_val,
-                           ts_ecr=0, sack=bool(cfg.tcp_sack),
-                           wscale=bool(cfg.tcp_window_scaling))
-        seg = TcpSegment(self.local_port, self.remote_port, self.iss, 0, SYN,
-                         min(self.rcv_wnd, MAX_TCP_WINDOW), opts)
+        seg = syn_segment(self.local_port, self.remote_port, self.iss, None,
+                          rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
+                          ts_val=ts_val, ts_ecr=0, sack=bool(cfg.tcp_sack),
+                          wscale=bool(cfg.tcp_window_scaling))
         if not self.rtx:
             self.rtx.append(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True))
             self.packets_out = 1
@@ -1157,10 +1156,10 @@ class Connection:
 
     def _send_synack(self, now: float) -> None:
         ts_val = self._ts_now(now) if self.ts_ok else None
-        opts = syn_options(mss=self.advmss, rcv_wscale=self.rcv_wscale, ts_val=ts_val,
-                           ts_ecr=self.ts_recent, sack=self.sack_ok, wscale=self.wscale_ok)
-        seg = TcpSegment(self.local_port, self.remote_port, self.iss, self.rcv_nxt, SYN | ACK,
-                         min(self.rcv_wnd, MAX_TCP_WINDOW), opts)
+        seg = syn_segment(self.local_port, self.remote_port, self.iss, self.rcv_nxt,
+                          rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
+                          ts_val=ts_val, ts_ecr=self.ts_recent, sack=self.sack_ok,
+                          wscale=self.wscale_ok)
         self.segs_out += 1
         self.engine.emit(self.local_ip, self.remote_ip, seg)
         self._arm_rto(now)

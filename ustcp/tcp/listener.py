@@ -34,7 +34,7 @@ from .options import (
     peer_mss,
     rcv_wscale_for,
     secs_to_retrans,
-    syn_options,
+    syn_segment,
 )
 from .request import RequestSock
 from .seq import after, seq_add
@@ -188,11 +188,10 @@ class Listener:
                 ts_val = syncookies.encode_ts_options(
                     ts_val, req.snd_wscale, req.sack_ok, False)
             ts_val = (ts_val + req.ts_offset) & 0xFFFFFFFF
-        opts = syn_options(mss=req.advmss, rcv_wscale=req.rcv_wscale,
-                           ts_val=ts_val, ts_ecr=req.ts_recent, sack=req.sack_ok,
-                           wscale=req.snd_wscale is not None)
-        seg = TcpSegment(self.port, req.remote_port, req.iss, seq_add(req.irs, 1), SYN | ACK,
-                         min(req.rcv_wnd, 65535), opts)
+        seg = syn_segment(self.port, req.remote_port, req.iss, seq_add(req.irs, 1),
+                          rcv_wnd=req.rcv_wnd, mss=req.advmss, rcv_wscale=req.rcv_wscale,
+                          ts_val=ts_val, ts_ecr=req.ts_recent, sack=req.sack_ok,
+                          wscale=req.snd_wscale is not None)
         req.synack_sent = now
         e.emit(req.local_ip, req.remote_ip, seg)
 

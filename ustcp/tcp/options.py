@@ -7,11 +7,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..config import StackConfig
-from ..wire.tcp import MAX_WSCALE, TcpOptions
+from ..wire.tcp import ACK, MAX_WSCALE, SYN, TcpOptions, TcpSegment
 
 TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: assumed when the SYN carries no MSS option
 TCP_MIN_MSS = 88  # Linux TCP_MIN_MSS: smaller MSS options are raised to this
 TS_OPTION_LEN = 12  # nop,nop,TS: what every segment loses to timestamps
+MAX_TCP_WINDOW = 65535  # the 16-bit window field (before scaling)
 
 
 @dataclass(slots=True)
@@ -80,13 +81,18 @@ def peer_mss(opts: TcpOptions) -> int:
     return max(opts.mss, TCP_MIN_MSS)
 
 
-def syn_options(*, mss: int, rcv_wscale: int, ts_val: int | None,
-                ts_ecr: int, sack: bool, wscale: bool) -> TcpOptions:
-    """Options of our SYN or SYN-ACK; the wire layout is Linux's (see wire.tcp)."""
-    return TcpOptions(
+def syn_segment(local_port: int, remote_port: int, iss: int, ack: int | None, *,
+                rcv_wnd: int, mss: int, rcv_wscale: int, ts_val: int | None, ts_ecr: int,
+                sack: bool, wscale: bool) -> TcpSegment:
+    """Our SYN (``ack`` None) or SYN-ACK (tcp_make_synack): the options in Linux's layout
+    (see wire.tcp), the window never scaled (RFC 7323 2.2)."""
+    opts = TcpOptions(
         mss=mss,
         wscale=rcv_wscale if wscale else None,
         sack_permitted=sack,
         ts_val=ts_val,
         ts_ecr=ts_ecr if ts_val is not None else 0,
     )
+    flags = SYN if ack is None else SYN | ACK
+    return TcpSegment(local_port, remote_port, iss, ack or 0, flags,
+                      min(rcv_wnd, MAX_TCP_WINDOW), opts)
