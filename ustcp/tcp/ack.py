@@ -88,7 +88,7 @@ def ack_probe(conn: Connection, now: float) -> None:
         conn.backoff = 0
         conn.t_probe0 = None
     elif conn.t_probe0 is not None:
-        conn.t_probe0 = now + conn._rto_value()
+        conn.t_probe0 = conn._probe0_when(now)
 
 
 def is_dupack(conn: Connection, seg: TcpSegment, prior_una: int) -> bool:

@@ -989,7 +989,12 @@ class Connection:
             self.probes_out = 0
             return
         if self.t_probe0 is None:
-            self.t_probe0 = now + min(max(self._rto_value(), TCP_RTO_MIN), TCP_RTO_MAX)
+            self.t_probe0 = self._probe0_when(now)
+
+    def _probe0_when(self, now: float) -> float:
+        """When the next zero-window probe is due (tcp_probe0_when): the backed-off RTO,
+        kept within TCP_RTO_MIN and TCP_RTO_MAX."""
+        return now + min(max(self._rto_value(), TCP_RTO_MIN), TCP_RTO_MAX)
 
     def _probe_timer(self, now: float) -> None:
         """Zero-window probe (tcp_probe_timer / tcp_send_probe0 / tcp_write_wakeup)."""
@@ -1018,7 +1023,7 @@ class Connection:
         # current window (tcp_xmit_probe_skb).
         self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
         self.backoff += 1
-        self.t_probe0 = now + self._rto_value()
+        self.t_probe0 = self._probe0_when(now)
 
     def _push_ignoring_nagle(self, now: float) -> None:
         nodelay, cork = self.sockopts.nodelay, self.sockopts.cork

@@ -17,6 +17,7 @@ import itertools
 import os
 import random
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -169,27 +170,27 @@ class TcpEngine:
         self.touch(conn)
         return conn
 
-    def _pick_listen_port(self) -> int:
-        """A port in ip_local_port_range that no listener and no connection uses (on any
-        address: the simplest of bind()'s conflict rules)."""
+    def _ephemeral_ports(self) -> Iterator[int]:
+        """Every port of ip_local_port_range once, from a random one on, wrapping."""
         lo, hi = EPHEMERAL_PORTS
         span = hi - lo + 1
         start = self.rng.randrange(span)
+        for i in range(span):
+            yield lo + (start + i) % span
+
+    def _pick_listen_port(self) -> int:
+        """A port in ip_local_port_range that no listener and no connection uses (on any
+        address: the simplest of bind()'s conflict rules)."""
         in_use = {port for _, port in self.listeners}
         in_use.update(key[1] for key in self.connections)
-        for i in range(span):
-            port = lo + (start + i) % span
+        for port in self._ephemeral_ports():
             if port not in in_use:
                 return port
         raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
 
     def _pick_port(self, now: float, local_ip: bytes, remote_ip: bytes,
                    remote_port: int) -> tuple[int, TimeWaitEntry | None]:
-        lo, hi = EPHEMERAL_PORTS
-        span = hi - lo + 1
-        start = self.rng.randrange(span)
-        for i in range(span):
-            port = lo + (start + i) % span
+        for port in self._ephemeral_ports():
             key = (local_ip, port, remote_ip, remote_port)
             if key in self.connections or (local_ip, port) in self.listeners:
                 continue
