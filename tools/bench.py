@@ -54,6 +54,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ustcp.config import StackConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 CEILING = ROOT / "tools" / "raw_ceiling.py"
 USTCP_ADDR = "10.77.0.2"
@@ -395,12 +397,11 @@ class Settings:
     sysctls: tuple[str, ...] = ()
 
     def busy_poll(self) -> int:
-        """The daemon's net.core.busy_poll, which the ceiling imitates."""
-        for item in self.sysctls:
-            name, _, value = item.partition("=")
-            if name.strip().removeprefix("net.core.") == "busy_poll":
-                return int(value)
-        return 0
+        """The daemon's net.core.busy_poll, which the ceiling imitates (read by the same
+        parser as ``ustcp serve --sysctl``)."""
+        config = StackConfig()
+        config.apply(list(self.sysctls))
+        return config.busy_poll
 
 
 def run_client(ns: str, scenario: str, host: str, s: Settings) -> dict[str, Any]:
