@@ -144,7 +144,8 @@ async def test_kernel_ping_is_read_and_answered(offload: bool) -> None:
 async def test_busy_poll_reads_without_sleeping_in_epoll(
         busy_poll: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """net.core.busy_poll: a frame arriving within the spin is read without a wait for
-    readability; without it, the link sleeps in epoll until the frame comes."""
+    readability; without it, the link sleeps in epoll until the frame comes. Either way
+    the other tasks keep running while the link waits (the spin yields between slices)."""
     waits = 0
     real_wait = trio.lowlevel.wait_readable
 
@@ -163,8 +164,14 @@ async def test_busy_poll_reads_without_sleeping_in_epoll(
             while link._read_available():  # what the kernel sent on its own so far
                 pass
 
+            other_steps = 0
+
             async def ping_soon() -> None:
-                await trio.sleep(0.05)
+                nonlocal other_steps
+                sent_at = trio.current_time() + 0.05
+                while trio.current_time() < sent_at:
+                    await trio.lowlevel.checkpoint()
+                    other_steps += 1
                 await ping.sendto(bytes(request), (STACK_IP, 0))
 
             async with trio.open_nursery() as nursery:
@@ -172,6 +179,9 @@ async def test_busy_poll_reads_without_sleeping_in_epoll(
                 _, ip = await read_echo_request(link)
             assert ip.data.data.data == b"spin"
             assert (waits == 0) is bool(busy_poll)
+            # 50 ms of 10 µs slices would let it step thousands of times; a spin that
+            # never yielded would leave it stuck at its first step (generous bound)
+            assert other_steps > 100
         finally:
             ping.close()
             await link.aclose()

@@ -49,7 +49,17 @@ class RtoEstimator:
         self._mdev_max = 0  # Linux mdev_max_us: largest _mdev in the current flight
         self._rttvar = 0  # Linux rttvar_us: the RTO's variance term, >= TCP_RTO_MIN
         self._rtt_seq = 0  # Linux rtt_seq: the flight ends when snd_una passes this
-        self._min_rtt = 0  # running minimum (Linux keeps a windowed one: tcp_min_rtt_wlen)
+        # Read on every segment, so kept as plain attributes and set once per sample
+        # (as Linux keeps icsk_rto, set by tcp_set_rto):
+        self.has_sample = False
+        self.srtt_us = 0
+        """Smoothed RTT in microseconds (tcpi_rtt); 0 before the first sample."""
+        self.min_rtt_us = 0
+        """The smallest sample seen so far (tcpi_min_rtt); 0 before the first sample.
+        A running minimum over the connection's life, not Linux's 300 s window."""
+        self.rto_us = TCP_TIMEOUT_INIT_US
+        """__tcp_set_rto + tcp_bound_rto: SRTT + variance term, at most TCP_RTO_MAX; 1 s
+        before the first sample. Kept in microseconds (Linux rounds up to jiffies)."""
 
     def on_sample(self, rtt_us: int, *, snd_una: int | None = None,
                   snd_nxt: int | None = None) -> None:
@@ -64,7 +74,7 @@ class RtoEstimator:
             return
         m = rtt_us
         # tcp_update_rtt_min: a 0 us sample counts as 1 us, so 0 keeps meaning "none".
-        self._min_rtt = min(self._min_rtt or m or 1, m or 1)
+        self.min_rtt_us = min(self.min_rtt_us or m or 1, m or 1)
         if not self._srtt8:
             # RFC 6298 2.2: SRTT = R, RTTVAR = R/2 (mdev = 4 * R/2).
             srtt8 = m << 3
@@ -91,16 +101,10 @@ class RtoEstimator:
                     self._rttvar -= (self._rttvar - self._mdev_max) >> 2
                 self._rtt_seq = snd_nxt or 0
                 self._mdev_max = TCP_RTO_MIN_US
-        self._srtt8 = max(1, srtt8)
-
-    @property
-    def has_sample(self) -> bool:
-        return self._srtt8 != 0
-
-    @property
-    def srtt_us(self) -> int:
-        """Smoothed RTT in microseconds (tcpi_rtt); 0 before the first sample."""
-        return self._srtt8 >> 3
+        self._srtt8 = srtt8 = max(1, srtt8)
+        self.has_sample = True
+        self.srtt_us = srtt8 >> 3
+        self.rto_us = min(self.srtt_us + self._rttvar, TCP_RTO_MAX_US)
 
     @property
     def rttvar_us(self) -> int:
@@ -111,20 +115,6 @@ class RtoEstimator:
     def mdev_us(self) -> int:
         """Linux's mdev_us: the smoothed mean deviation scaled by 4 (= 4 * RTTVAR)."""
         return self._mdev
-
-    @property
-    def min_rtt_us(self) -> int:
-        """The smallest sample seen so far (tcpi_min_rtt); 0 before the first sample.
-        A running minimum over the connection's life, not Linux's 300 s window."""
-        return self._min_rtt
-
-    @property
-    def rto_us(self) -> int:
-        """__tcp_set_rto + tcp_bound_rto: SRTT + variance term, at most TCP_RTO_MAX; 1 s
-        before the first sample. Kept in microseconds (Linux rounds up to jiffies)."""
-        if not self._srtt8:
-            return TCP_TIMEOUT_INIT_US
-        return min((self._srtt8 >> 3) + self._rttvar, TCP_RTO_MAX_US)
 
     @property
     def rto(self) -> float:
