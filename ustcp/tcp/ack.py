@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..wire.tcp import FIN, SYN, TcpSegment
 from . import recovery
+from .congestion.base import CA_OPEN
 from .seq import after, before, seq_add, seq_diff
 from .states import State
 
@@ -41,13 +42,14 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     if conn.ts_ok and opts.ts_val is not None and not after(seg.seq, conn.rcv_wup):
         conn.ts_recent = opts.ts_val
         conn.ts_recent_stamp = now
-    update_window(conn, seg)
+    window_update = update_window(conn, seg)
     newly_sacked = 0
     prior_fack = conn.highest_sack if conn.sacked_out else prior_una
     if conn.sack_ok and seg.options.sack_blocks:
         newly_sacked = recovery.sacktag(conn, now, seg.options.sack_blocks, ack)
     acked_pkts = 0
-    if after(ack, prior_una):
+    una_advanced = after(ack, prior_una)
+    if una_advanced:
         acked_pkts = clean_rtx(conn, now, ack, seg, prior_fack)
         conn.snd_una = ack
         conn.ccs.snd_una = ack
@@ -68,8 +70,17 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
         ack_probe(conn, now)  # tcp_ack's no_queue: nothing was in flight
     if conn.tlp_high_seq is not None:
         recovery.process_tlp_ack(conn, now, ack, acked_pkts, newly_sacked, seg)
-    recovery.fastretrans_alert(conn, now, prior_una, acked_pkts, newly_sacked)
-    if after(ack, prior_una) and conn.xmit_timer != "reo":
+    newly_lost = 0
+    # tcp_ack_is_dubious: a duplicate ACK (no progress, no data, no window update), one
+    # with SACK information, or any ACK outside CA_Open goes through the recovery state
+    # machine; a clean ACK in CA_Open cannot prove a loss.
+    if not (una_advanced or window_update or seg.payload) or seg.options.sack_blocks \
+            or conn.ccs.ca_state != CA_OPEN:
+        newly_lost = recovery.fastretrans_alert(conn, now, prior_una)
+    recovery.cong_control(conn, now, acked_pkts, newly_sacked, newly_lost, una_advanced)
+    if conn.lost_out > conn.retrans_out:
+        recovery.xmit_retransmit_queue(conn, now)  # tcp_xmit_recovery
+    if una_advanced and conn.xmit_timer != "reo":
         conn._set_xmit_timer(now)
     state_after_ack(conn, now)
     return True
@@ -98,8 +109,9 @@ def is_dupack(conn: Connection, seg: TcpSegment, prior_una: int) -> bool:
             and (seg.window << conn.snd_wscale) == conn.snd_wnd)
 
 
-def update_window(conn: Connection, seg: TcpSegment) -> None:
-    """RFC 9293 3.10.7.4 window update rule (tcp_ack_update_window)."""
+def update_window(conn: Connection, seg: TcpSegment) -> bool:
+    """RFC 9293 3.10.7.4 window update rule (tcp_ack_update_window); True when the
+    segment may update the window (Linux's FLAG_WIN_UPDATE), changed or not."""
     nwin = seg.window << conn.snd_wscale
     if after(seg.ack, conn.snd_una) or after(seg.seq, conn.snd_wl1) or (
             seg.seq == conn.snd_wl1 and (nwin > conn.snd_wnd or not nwin)):
@@ -109,6 +121,8 @@ def update_window(conn: Connection, seg: TcpSegment) -> None:
         conn.snd_wl1 = seg.seq
         conn.snd_wl2 = seg.ack
         conn.max_window = max(conn.max_window, nwin)
+        return True
+    return False
 
 
 def clean_rtx(conn: Connection, now: float, ack: int, seg: TcpSegment, prior_fack: int) -> int:

@@ -9,9 +9,10 @@ tcp_recovery.c and the recovery half of tcp_input.c apart from the rest of the s
 - :func:`rack_detect_loss` is RFC 8985's time-based loss detection, with the reorder
   timer (:func:`rack_reo_timeout`); :func:`schedule_loss_probe` and :func:`send_loss_probe`
   are its tail loss probe;
-- :func:`fastretrans_alert` is the recovery state machine (tcp_fastretrans_alert): it
-  enters and leaves CA_Recovery, and sets cwnd with PRR (:func:`cwnd_reduction`, RFC 6937)
-  or grows it through the congestion control;
+- :func:`fastretrans_alert` is the recovery state machine (tcp_fastretrans_alert), run
+  for dubious ACKs only: it enters and leaves CA_Recovery; :func:`cong_control` then sets
+  cwnd with PRR (:func:`cwnd_reduction`, RFC 6937) or grows it through the congestion
+  control, and :func:`xmit_retransmit_queue` resends what is marked lost;
 - without SACK, duplicate ACKs count as SACKed segments (:func:`add_reno_sack`), which gives
   limited transmit (RFC 3042) and NewReno's partial ACKs (RFC 6582);
 - :func:`enter_loss` is what an RTO does to the scoreboard and cwnd (tcp_enter_loss).
@@ -350,10 +351,11 @@ def mark_record_lost(conn: Connection, rec: TxRecord) -> None:
         conn.retrans_out -= rec.pcount
 
 
-def fastretrans_alert(conn: Connection, now: float, prior_una: int, acked: int,
-                      sacked: int) -> None:
-    """The loss-recovery state machine (tcp_fastretrans_alert), with PRR (RFC 6937)
-    for the sending rate in recovery and NewReno partial ACKs (RFC 6582)."""
+def fastretrans_alert(conn: Connection, now: float, prior_una: int) -> int:
+    """The loss-recovery state machine (tcp_fastretrans_alert) for a dubious ACK: leaves
+    recovery once everything outstanding at its start is acked, detects losses (RACK,
+    RFC 6675 or NewReno, RFC 6582) and enters recovery when one is proven. Returns the
+    packets newly marked lost."""
     ccs = conn.ccs
     state = ccs.ca_state
     # Leave a recovery episode once everything outstanding at its start is acked.
@@ -367,30 +369,30 @@ def fastretrans_alert(conn: Connection, now: float, prior_una: int, acked: int,
             state == CA_CWR and after(conn.snd_una, conn.high_seq)):
         set_ca_state(conn, CA_OPEN)
         state = CA_OPEN
-    una_advanced = after(conn.snd_una, prior_una)
     lost_before = conn.lost_out
     if state != CA_LOSS or conn.sack_ok:
-        mark_lost(conn, now, una_advanced)
-    newly_lost = max(0, conn.lost_out - lost_before)
+        mark_lost(conn, now, after(conn.snd_una, prior_una))
     if conn.lost_out and state in (CA_OPEN, CA_DISORDER, CA_CWR):
         enter_recovery(conn, now)  # tcp_time_to_recover: the loss is proven
-        state = CA_RECOVERY
     elif state == CA_OPEN and conn.sacked_out:
         set_ca_state(conn, CA_DISORDER)
-        state = CA_DISORDER
     elif state == CA_DISORDER and not conn.sacked_out:
         set_ca_state(conn, CA_OPEN)
-        state = CA_OPEN
-    # tcp_cong_control: reduce cwnd in recovery, grow it otherwise.
+    return max(0, conn.lost_out - lost_before)
+
+
+def cong_control(conn: Connection, now: float, acked: int, sacked: int, newly_lost: int,
+                 una_advanced: bool) -> None:
+    """tcp_cong_control: reduce cwnd with PRR in recovery, grow it otherwise, for the
+    packets this ACK delivered: ``acked`` cumulatively, ``sacked`` newly SACKed."""
+    ccs = conn.ccs
     delivered = acked + sacked
-    if state in (CA_RECOVERY, CA_CWR):
+    if ccs.ca_state in (CA_RECOVERY, CA_CWR):
         cwnd_reduction(conn, delivered, newly_lost, una_advanced)
     elif acked or (delivered and conn.reordering > conn.config.tcp_reordering):
         ccs.packets_out = conn.packets_out
         ccs.is_cwnd_limited = conn._is_cwnd_limited()
         conn.cc.cong_avoid(ccs, now, conn.snd_una, delivered)
-    if conn.lost_out > conn.retrans_out:
-        xmit_retransmit_queue(conn, now)
 
 
 def enter_recovery(conn: Connection, now: float) -> None:
