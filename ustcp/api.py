@@ -13,7 +13,7 @@ They behave as trio's ``SocketStream`` and ``SocketListener`` do, so ``trio.serv
   two tasks sending (or receiving) at once get ``trio.BusyResourceError``;
 - like trio, a new stream turns Nagle's algorithm off (``set_nodelay(False)`` restores it).
 
-A task waits by parking on the ``trio.lowlevel.ParkingLot`` stored in the connection's (or
+A task waits by parking on the :class:`~ustcp.stack.Waiters` stored in the connection's (or
 listener's) ``waiter``; the stack unparks it whenever the engine reports a status change.
 """
 
@@ -27,7 +27,7 @@ from typing import NoReturn
 
 import trio
 
-from .stack import Stack
+from .stack import Stack, Waiters
 from .tcp.connection import Connection
 from .tcp.listener import Listener
 from .tcp.states import SYNCHRONIZED, State
@@ -53,11 +53,11 @@ class _ConflictDetector:
         self._held = False
 
 
-def _parking_lot(obj: Connection | Listener) -> trio.lowlevel.ParkingLot:
+def _waiters(obj: Connection | Listener) -> Waiters:
     if obj.waiter is None:
-        obj.waiter = trio.lowlevel.ParkingLot()
-    lot: trio.lowlevel.ParkingLot = obj.waiter
-    return lot
+        obj.waiter = Waiters()
+    waiters: Waiters = obj.waiter
+    return waiters
 
 
 def _broken(exc: OSError) -> trio.BrokenResourceError:
@@ -70,7 +70,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
     def __init__(self, stack: Stack, connection: Connection, *, nodelay: bool = True) -> None:
         self.stack = stack
         self.connection = connection
-        self._lot = _parking_lot(connection)
+        self._waiters = _waiters(connection)
         self._closed = False
         self._eof_sent = False
         self._send_conflict = _ConflictDetector(
@@ -124,13 +124,13 @@ class TCPStream(trio.abc.HalfCloseableStream):
                     total += sent
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 else:
-                    await self._lot.park()
+                    await self._waiters.park()
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_conflict:
             self._check_open()
             while not self.connection.writable:
-                await self._lot.park()
+                await self._waiters.park()
                 self._check_open()
             await trio.lowlevel.checkpoint()
 
@@ -162,7 +162,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
                 try:
                     data = conn.recv(trio.current_time(), max_bytes)
                 except BlockingIOError:
-                    await self._lot.park()
+                    await self._waiters.park()
                     parked = True
                     continue
                 except OSError as exc:
@@ -180,7 +180,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
             self._closed = True
             self.connection.close(trio.current_time())
             self.stack.kick()
-            self._lot.unpark_all()
+            self._waiters.unpark_all()
         await trio.lowlevel.checkpoint()
 
     def abort(self) -> None:
@@ -189,7 +189,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
             self._closed = True
             self.connection.abort(trio.current_time())
             self.stack.kick()
-            self._lot.unpark_all()
+            self._waiters.unpark_all()
 
 
 class TCPListener(trio.abc.Listener[TCPStream]):
@@ -198,7 +198,7 @@ class TCPListener(trio.abc.Listener[TCPStream]):
     def __init__(self, stack: Stack, listener: Listener) -> None:
         self.stack = stack
         self.listener = listener
-        self._lot = _parking_lot(listener)
+        self._waiters = _waiters(listener)
         self._closed = False
 
     @property
@@ -217,7 +217,7 @@ class TCPListener(trio.abc.Listener[TCPStream]):
                 if not parked:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return TCPStream(self.stack, conn)
-            await self._lot.park()
+            await self._waiters.park()
             parked = True
 
     async def aclose(self) -> None:
@@ -225,7 +225,7 @@ class TCPListener(trio.abc.Listener[TCPStream]):
             self._closed = True
             self.listener.close(trio.current_time())
             self.stack.kick()
-            self._lot.unpark_all()
+            self._waiters.unpark_all()
         await trio.lowlevel.checkpoint()
 
 
@@ -281,7 +281,7 @@ async def open_tcp_stream(stack: Stack, host: str, port: int, *,
     remote_ip = socket.inet_pton(socket.AF_INET, host)
     conn = stack.engine.connect(trio.current_time(), stack.local_addr, remote_ip, port,
                                 local_port)
-    lot = _parking_lot(conn)
+    waiters = _waiters(conn)
     stack.kick()
     try:
         while conn.state not in SYNCHRONIZED:
@@ -289,7 +289,7 @@ async def open_tcp_stream(stack: Stack, host: str, port: int, *,
                 raise conn.error
             if conn.state == State.CLOSE:
                 raise ConnectionAbortedError(errno.ECONNABORTED, "closed during the handshake")
-            await lot.park()
+            await waiters.park()
     except BaseException:
         conn.close(trio.current_time())
         stack.kick()

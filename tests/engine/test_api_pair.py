@@ -160,6 +160,26 @@ async def test_aclose_when_cancelled_still_closes(autojump_clock: MockClock) -> 
         assert await server.receive_some() == b""
 
 
+async def test_receive_cancelled_while_parked_is_forgotten(autojump_clock: MockClock) -> None:
+    """A receiver cancelled while it waits leaves the connection's Waiters: the data that
+    comes afterwards wakes only the receiver waiting then (a stale entry would have trio
+    reschedule a task that is not blocked)."""
+    async with connected() as (client, server, _a, _b):
+        with trio.move_on_after(1) as scope:
+            await client.receive_some()
+        assert scope.cancelled_caught
+        got: list[bytes] = []
+
+        async def receive() -> None:
+            got.append(await client.receive_some())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            await server.send_all(b"after")
+        assert got == [b"after"]
+
+
 async def test_concurrent_use_is_busy(autojump_clock: MockClock) -> None:
     async with connected() as (client, _server, _a, _b):
         async with trio.open_nursery() as nursery:
