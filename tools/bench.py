@@ -23,9 +23,11 @@ connection to echo:7, half-close at once, wait for the server's FIN, close; conn
 second over a fixed time). Each with offload on (the default TUN offloads: GSO super-packets,
 checksums left to the kernel) and off (plain 1500-byte frames).
 
-The daemon runs with ``--sysctl busy_poll=50`` unless ``--sysctl`` says otherwise (Linux's
-recommended net.core.busy_poll for a few sockets: the TUN link spins 50 µs before it sleeps),
-and the ceiling then spins as long; ``--sysctl busy_poll=0`` measures both sleeping at once.
+The daemon runs with ``--sysctl busy_poll=50 --sysctl busy_read=50`` unless ``--sysctl``
+says otherwise (Linux's recommended net.core.busy_poll and busy_read for a few sockets: the
+receive loop spins 50 µs on the TUN device before it sleeps, and so does a reader that
+finds nothing), and the ceiling then spins as long as busy_poll says; ``--sysctl
+busy_poll=0 --sysctl busy_read=0`` measures both sleeping at once.
 
 Every load is bounded in bytes or round trips *and* in seconds, every namespace and process
 is removed in ``finally``. Nothing is configured in the host's namespace.
@@ -65,8 +67,8 @@ READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 PORTS = {"echo": 7, "discard": 9, "chargen": 19, "http": 80}
 CHUNK = 1 << 20
-# Linux's recommended net.core.busy_poll for a few sockets (ip-sysctl.rst); see Settings.
-DEFAULT_SYSCTLS = ("busy_poll=50",)
+# Linux's recommended net.core.busy_poll and busy_read for a few sockets (ip-sysctl.rst).
+DEFAULT_SYSCTLS = ("busy_poll=50", "busy_read=50")
 
 _serial = itertools.count()
 
@@ -653,8 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", metavar="DIR", type=Path,
                    help="also run every scenario under py-spy, profiles into DIR")
     p.add_argument("--sysctl", action="append", metavar="NAME=VALUE",
-                   help="passed to ustcp serve (repeatable; default busy_poll=50, which the "
-                        "ceiling imitates: --sysctl busy_poll=0 turns busy polling off)")
+                   help="passed to ustcp serve (repeatable; default busy_poll=50 and "
+                        "busy_read=50; the ceiling imitates busy_poll: busy_poll=0 and "
+                        "busy_read=0 turn busy polling off)")
     p.add_argument("--skip", choices=("kernel", "ceiling"), action="append", default=[],
                    help="leave out the kernel reference or the ceiling")
     a = p.parse_args(argv)

@@ -154,22 +154,25 @@ class TCPStream(trio.abc.HalfCloseableStream):
         if max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         with self._receive_conflict:
-            conn = self.connection
-            parked = False
+            conn, stack = self.connection, self.stack
+            yielded = False  # a park or a busy read already was the schedule point
             while True:
                 await trio.lowlevel.checkpoint_if_cancelled()
                 self._check_open()
                 try:
                     data = conn.recv(trio.current_time(), max_bytes)
                 except BlockingIOError:
-                    await self._waiters.park()
-                    parked = True
+                    # net.core.busy_read: spin on the link once before parking.
+                    if not (stack.config.busy_read and not yielded
+                            and await stack.busy_read(conn)):
+                        await self._waiters.park()
+                    yielded = True
                     continue
                 except OSError as exc:
-                    self.stack.kick()
+                    stack.kick()
                     raise _broken(exc) from exc
-                self.stack.kick()
-                if not parked:  # a park already was the schedule point (as in trio)
+                stack.kick()
+                if not yielded:  # as in trio: yield once if nothing else did
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return data
 

@@ -73,8 +73,10 @@ class StackConfig:
     # --- misc ---
     tcp_ecn: int = 0
     ip_default_ttl: int = 64
-    # --- the device (net.core.busy_poll: µs to spin on the TUN queue before sleeping) ---
+    # --- busy polling (µs): net.core.busy_poll, the receive loop spins on the link before
+    # it sleeps; net.core.busy_read, a reader that finds nothing polls the link itself ---
     busy_poll: int = 0
+    busy_read: int = 0
 
     def set(self, name: str, value: str) -> None:
         """Set one sysctl from its textual form, as ``sysctl -w`` would."""

@@ -121,10 +121,10 @@ def _check_privileges() -> None:
         raise Refusal("/dev/net/tun does not exist (load the tun module: modprobe tun)", 1)
 
 
-def _open_link(args: argparse.Namespace, config: StackConfig, counters: Counters) -> Link:
+def _open_link(args: argparse.Namespace, counters: Counters) -> Link:
     try:
         tun = TunLink(args.tun, args.mtu, args.offload == "on", kernel_addr=args.peer,
-                      counters=counters, busy_poll=config.busy_poll)
+                      counters=counters)
     except PermissionError as exc:
         raise Refusal(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}", 1) from exc
     except subprocess.CalledProcessError as exc:
@@ -199,7 +199,7 @@ async def _until_signal(cancel: Callable[[], Any]) -> None:
 
 async def _serve(args: argparse.Namespace, setup: Setup) -> None:
     counters = Counters()
-    link = _open_link(args, setup.config, counters)
+    link = _open_link(args, counters)
     try:
         stack = Stack(link, setup.config, counters, setup.addr, seed=args.seed)
         server = _control_server(args.control, stack, counters)
@@ -263,7 +263,7 @@ async def _linger(stream: TCPStream) -> None:
 
 async def _connect(args: argparse.Namespace, setup: Setup) -> None:
     counters = Counters()
-    link = _open_link(args, setup.config, counters)
+    link = _open_link(args, counters)
     try:
         stack = Stack(link, setup.config, counters, setup.addr, seed=args.seed)
         async with trio.open_nursery() as nursery:

@@ -19,7 +19,8 @@ from ustcp.config import StackConfig
 from ustcp.link.impair import ImpairmentSpec
 from ustcp.link.memory import memory_link_pair
 from ustcp.obs.counters import Counters
-from ustcp.stack import Stack
+from ustcp.stack import Stack, Waiters
+from ustcp.tcp.connection import Connection
 from ustcp.tcp.states import State
 
 A_ADDR, B_ADDR = "10.77.0.1", "10.77.0.2"
@@ -28,12 +29,12 @@ MB = 1 << 20
 VIRTUAL_TIME_LIMIT = 600.0
 
 @asynccontextmanager
-async def stacks(a_to_b: ImpairmentSpec | None = None,
-                 b_to_a: ImpairmentSpec | None = None) -> AsyncIterator[tuple[Stack, Stack]]:
+async def stacks(a_to_b: ImpairmentSpec | None = None, b_to_a: ImpairmentSpec | None = None,
+                 config: StackConfig | None = None) -> AsyncIterator[tuple[Stack, Stack]]:
     ca, cb = Counters(), Counters()
     la, lb = memory_link_pair(impair_a_to_b=a_to_b, impair_b_to_a=b_to_a, counters=(ca, cb))
-    a = Stack(la, StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1)
-    b = Stack(lb, StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2)
+    a = Stack(la, config or StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1)
+    b = Stack(lb, config or StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2)
     # A stalled transfer has no timer left: the virtual clock jumps here and fails the test.
     with trio.fail_after(VIRTUAL_TIME_LIMIT):
         async with trio.open_nursery() as nursery:
@@ -45,8 +46,9 @@ async def stacks(a_to_b: ImpairmentSpec | None = None,
 
 @asynccontextmanager
 async def connected(a_to_b: ImpairmentSpec | None = None, b_to_a: ImpairmentSpec | None = None,
+                    config: StackConfig | None = None,
                     ) -> AsyncIterator[tuple[TCPStream, TCPStream, Stack, Stack]]:
-    async with stacks(a_to_b, b_to_a) as (a, b):
+    async with stacks(a_to_b, b_to_a, config) as (a, b):
         [listener] = await open_tcp_listeners(b, PORT)
         client = await open_tcp_stream(a, B_ADDR, PORT)
         server = await listener.accept()
@@ -178,6 +180,61 @@ async def test_receive_cancelled_while_parked_is_forgotten(autojump_clock: MockC
             await trio.testing.wait_all_tasks_blocked()
             await server.send_all(b"after")
         assert got == [b"after"]
+
+
+def record_busy_reads(monkeypatch: pytest.MonkeyPatch) -> tuple[list[bool], list[int]]:
+    """Every Stack.busy_read's result, and a count of Waiters.park calls."""
+    results: list[bool] = []
+    parks = [0]
+    real_busy_read, real_park = Stack.busy_read, Waiters.park
+
+    async def busy_read(self: Stack, conn: Connection) -> bool:
+        results.append(await real_busy_read(self, conn))
+        return results[-1]
+
+    async def park(self: Waiters) -> None:
+        parks[0] += 1
+        await real_park(self)
+
+    monkeypatch.setattr(Stack, "busy_read", busy_read)
+    monkeypatch.setattr(Waiters, "park", park)
+    return results, parks
+
+
+async def test_busy_read_brings_its_data_without_parking(
+        autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """net.core.busy_read: a receive that finds nothing polls the link itself, runs what
+    comes through the stack in its own task and returns its data without ever parking."""
+    results, parks = record_busy_reads(monkeypatch)
+    async with connected(config=StackConfig(busy_read=1_000_000)) as (client, server, _a, _b):
+        parks[0] = 0
+        for i in range(50):
+            message = payload(1 + i, i)
+            await client.send_all(message)
+            assert await server.receive_some() == message
+            await server.send_all(message)
+            assert await client.receive_some() == message
+        assert parks[0] == 0
+        assert results and all(results)  # the rest found their data already there
+
+
+async def test_busy_read_parks_once_its_budget_is_spent(
+        autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing coming, busy_read gives up after its budget (100 µs of real time) and
+    the reader parks until the data arrives, as without busy polling."""
+    results, parks = record_busy_reads(monkeypatch)
+    async with connected(config=StackConfig(busy_read=100)) as (client, server, _a, _b):
+        parks[0] = 0
+
+        async def send_later() -> None:
+            await trio.sleep(1)
+            await client.send_all(b"late")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_later)
+            assert await server.receive_some() == b"late"
+        assert results[0] is False
+        assert parks[0] >= 1
 
 
 async def test_concurrent_use_is_busy(autojump_clock: MockClock) -> None:

@@ -79,11 +79,10 @@ def tun_name() -> str:
     return f"ut{os.getpid() % 100000}{random.randrange(1000)}"
 
 
-def open_tun(ns: str, offload: bool, counters: Counters | None = None,
-             busy_poll: int = 0) -> TunLink:
+def open_tun(ns: str, offload: bool, counters: Counters | None = None) -> TunLink:
     with inside(ns):
         return TunLink(tun_name(), 1500, offload, kernel_addr=f"{KERNEL_IP}/24",
-                       counters=counters, busy_poll=busy_poll)
+                       counters=counters)
 
 
 def icmp_socket(ns: str) -> trio.socket.SocketType:
@@ -140,46 +139,68 @@ async def test_kernel_ping_is_read_and_answered(offload: bool) -> None:
         await link.aclose()  # idempotent
 
 
-@pytest.mark.parametrize("busy_poll", [0, 3_000_000], ids=["sleeps", "spins"])
-async def test_busy_poll_reads_without_sleeping_in_epoll(
-        busy_poll: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """net.core.busy_poll: a frame arriving within the spin is read without a wait for
-    readability; without it, the link sleeps in epoll until the frame comes. Either way
-    the other tasks keep running while the link waits (the spin yields between slices)."""
-    waits = 0
-    real_wait = trio.lowlevel.wait_readable
-
-    async def counting_wait(fd: int) -> None:
-        nonlocal waits
-        waits += 1
-        await real_wait(fd)
-
-    monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
+async def test_poll_batch_never_waits() -> None:
+    """poll_batch: [] at once on an empty queue, the frames once the kernel sent some."""
     with netns() as ns:
-        link = open_tun(ns, False, busy_poll=busy_poll)
+        link = open_tun(ns, False)
         ping = icmp_socket(ns)
+        try:
+            while link.poll_batch():  # what the kernel sent on its own so far
+                pass
+            assert link.poll_batch() == []
+            request = dpkt.icmp.ICMP(type=dpkt.icmp.ICMP_ECHO,
+                                     data=dpkt.icmp.ICMP.Echo(id=7, seq=1, data=b"poll"))
+            await ping.sendto(bytes(request), (STACK_IP, 0))
+            with trio.fail_after(5):
+                while not (frames := link.poll_batch()):
+                    await trio.sleep(0.001)
+            assert any(b"poll" in bytes(f.data) for f in frames)
+        finally:
+            ping.close()
+            await link.aclose()
+
+
+@pytest.mark.parametrize("busy_poll", [0, 3_000_000], ids=["sleeps", "spins"])
+async def test_busy_poll_answers_without_sleeping_in_epoll(
+        busy_poll: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """net.core.busy_poll: a ping arriving within the receive loop's spin is read and
+    answered without a wait for readability; without it, the loop sleeps in epoll until
+    the ping comes. Either way the other tasks keep running while the stack waits (the
+    spin yields between slices)."""
+    link_waits = 0
+    real_wait = trio.lowlevel.wait_readable
+    with netns() as ns:
+        counters = Counters()
+        link = open_tun(ns, False, counters)
+
+        async def counting_wait(fd: int) -> None:
+            nonlocal link_waits
+            link_waits += fd == link._fd
+            await real_wait(fd)
+
+        monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
+        ping = icmp_socket(ns)
+        stack = Stack(link, StackConfig(busy_poll=busy_poll), counters,
+                      socket.inet_aton(STACK_IP), seed=4)
         request = dpkt.icmp.ICMP(type=dpkt.icmp.ICMP_ECHO,
                                  data=dpkt.icmp.ICMP.Echo(id=7, seq=1, data=b"spin"))
         try:
-            while link._read_available():  # what the kernel sent on its own so far
-                pass
-
-            other_steps = 0
-
-            async def ping_soon() -> None:
-                nonlocal other_steps
-                sent_at = trio.current_time() + 0.05
-                while trio.current_time() < sent_at:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stack.run)
+                other_steps = 0
+                quiet_until = trio.current_time() + 0.05  # the kernel's own frames go by
+                while trio.current_time() < quiet_until:
                     await trio.lowlevel.checkpoint()
                     other_steps += 1
+                link_waits = 0
                 await ping.sendto(bytes(request), (STACK_IP, 0))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(ping_soon)
-                _, ip = await read_echo_request(link)
-            assert ip.data.data.data == b"spin"
-            assert (waits == 0) is bool(busy_poll)
-            # 50 ms of 10 µs slices would let it step thousands of times; a spin that
+                with trio.fail_after(5):
+                    reply = dpkt.ip.IP(await ping.recv(2048))
+                nursery.cancel_scope.cancel()
+            assert reply.data.type == dpkt.icmp.ICMP_ECHOREPLY
+            assert reply.data.data.data == b"spin"
+            assert (link_waits == 0) is bool(busy_poll)
+            # 50 ms of 10 µs slices let this task step thousands of times; a spin that
             # never yielded would leave it stuck at its first step (generous bound)
             assert other_steps > 100
         finally:
@@ -194,10 +215,12 @@ def test_kernel_addr_refused_in_host_namespace() -> None:
         TunLink(tun_name(), kernel_addr="10.91.0.1/24")
 
 
-@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
-async def test_stack_talks_to_kernel_socket(offload: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("offload", "busy"), [(False, 0), (True, 0), (True, 50)],
+                         ids=["plain", "offload", "offload-busy-polling"])
+async def test_stack_talks_to_kernel_socket(offload: bool, busy: int, tmp_path: Path) -> None:
     """Our stack connects to a kernel listener, 1 MB goes each way; with offload our sends
-    are GSO super-packets and the kernel's arrive as such."""
+    are GSO super-packets and the kernel's arrive as such. With busy polling (busy_poll
+    and busy_read 50 µs) the bytes are the same."""
     size = 1 << 20
     data_up, data_down = random.Random(1).randbytes(size), random.Random(2).randbytes(size)
     with netns() as ns:
@@ -209,7 +232,8 @@ async def test_stack_talks_to_kernel_socket(offload: bool, tmp_path: Path) -> No
         server.listen()
         port = server.getsockname()[1]
         tap = PcapTap(link, tmp_path / "tun.pcap")
-        stack = Stack(tap, StackConfig(), counters, socket.inet_aton(STACK_IP), seed=3)
+        stack = Stack(tap, StackConfig(busy_poll=busy, busy_read=busy), counters,
+                      socket.inet_aton(STACK_IP), seed=3)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stack.run)

@@ -52,22 +52,12 @@ def test_bad_arguments_are_refused_with_status_2(
     assert len(err) == 1 and err[0].startswith("ustcp: "), err
 
 
-def test_busy_poll_sysctl_reaches_the_tun_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--sysctl net.core.busy_poll=N`` is read under its Linux name and handed to the
-    TUN link, the one place that polls."""
-    monkeypatch.setattr(daemon, "_check_privileges", lambda: None)
-    opened: dict[str, object] = {}
-
-    class FakeTun:
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            opened.update(kwargs)
-
-    monkeypatch.setattr(daemon, "TunLink", FakeTun)
-    args = parse("serve", "--sysctl", "net.core.busy_poll=50")
-    setup = daemon._check(args)
-    assert setup.config.busy_poll == 50
-    daemon._open_link(args, setup.config, Counters())
-    assert opened["busy_poll"] == 50
+def test_busy_polling_sysctls_reach_the_stack_config() -> None:
+    """``--sysctl net.core.busy_poll=N`` and ``net.core.busy_read=N`` are read under their
+    Linux names into the config the daemon's Stack runs with."""
+    setup = daemon._check(parse("serve", "--sysctl", "net.core.busy_poll=50",
+                                "--sysctl", "net.core.busy_read=30"))
+    assert (setup.config.busy_poll, setup.config.busy_read) == (50, 30)
 
 
 def test_without_privileges_status_1(

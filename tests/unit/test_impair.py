@@ -207,6 +207,9 @@ async def test_impaired_link_corruption_clears_csum_verified() -> None:
             await trio.lowlevel.checkpoint()
             return [ReceivedFrame(frame(0), True)]
 
+        def poll_batch(self) -> list[ReceivedFrame]:
+            raise AssertionError("not used")
+
         def send_batch(self, frames: list[tuple[bytes, int]]) -> None:
             raise AssertionError("not used")
 

@@ -27,8 +27,10 @@ class Link(Protocol):
     """A source and sink of raw IPv4 frames.
 
     ``receive_batch`` waits for at least one frame and returns every frame already there, up
-    to :data:`RECEIVE_BATCH_MAX`; only one task may call it at a time. ``send_batch`` never
-    blocks the event loop: a frame the device cannot take is dropped and counted.
+    to :data:`RECEIVE_BATCH_MAX`; only one task may call it at a time. ``poll_batch``
+    returns the frames already there without waiting, ``[]`` if none (busy polling calls
+    it; it may run while a ``receive_batch`` waits). ``send_batch`` never blocks the event
+    loop: a frame the device cannot take is dropped and counted.
     """
 
     mtu: int
@@ -36,6 +38,8 @@ class Link(Protocol):
     tx_csum_offload: bool  # send_batch accepts TCP frames with a partial checksum
 
     async def receive_batch(self) -> list[ReceivedFrame]: ...
+
+    def poll_batch(self) -> list[ReceivedFrame]: ...
 
     def send_batch(self, frames: list[OutFrame]) -> None: ...
 

@@ -111,11 +111,26 @@ class ImpairedLink:
                 continue
             if self._in is None:
                 return batch
-            now = self._clock()
-            for frame in batch:
-                for d in self._in.process(now, frame.data):
-                    verified = frame.csum_verified and not d.corrupted
-                    self._in_queue.push(d.at, ReceivedFrame(d.data, verified))
+            self._impair_in(self._in, batch)
+
+    def poll_batch(self) -> list[ReceivedFrame]:
+        now = self._clock()
+        self._release_out(now)
+        batch = self.inner.poll_batch()
+        if self._in is None:
+            return batch
+        self._impair_in(self._in, batch)
+        if self._wait_scope is not None:  # a receive_batch waits: wake it for these too
+            self._wait_scope.deadline = self._next_due()
+        return self._in_queue.pop_due(now)
+
+    def _impair_in(self, impairer: Impairer, batch: list[ReceivedFrame]) -> None:
+        """Received frames through the impairer, onto the queue until they are due."""
+        now = self._clock()
+        for frame in batch:
+            for d in impairer.process(now, frame.data):
+                verified = frame.csum_verified and not d.corrupted
+                self._in_queue.push(d.at, ReceivedFrame(d.data, verified))
 
     def _release_out(self, now: float) -> None:
         due = self._out_queue.pop_due(now)

@@ -43,8 +43,14 @@ class MemoryLink:
             first = await self._rx.receive()
         except trio.EndOfChannel:
             await trio.sleep_forever()  # the peer hung up: a silent wire
-        frames = [ReceivedFrame(first, False)]
-        while len(frames) < RECEIVE_BATCH_MAX:
+        return [ReceivedFrame(first, False), *self._take_queued(RECEIVE_BATCH_MAX - 1)]
+
+    def poll_batch(self) -> list[ReceivedFrame]:
+        return self._take_queued(RECEIVE_BATCH_MAX)
+
+    def _take_queued(self, limit: int) -> list[ReceivedFrame]:
+        frames: list[ReceivedFrame] = []
+        while len(frames) < limit:
             try:
                 frames.append(ReceivedFrame(self._rx.receive_nowait(), False))
             except (trio.WouldBlock, trio.EndOfChannel):

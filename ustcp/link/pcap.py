@@ -60,6 +60,12 @@ class PcapTap:
         self._write([f.data for f in frames])
         return frames
 
+    def poll_batch(self) -> list[ReceivedFrame]:
+        frames = self.inner.poll_batch()
+        if frames:
+            self._write([f.data for f in frames])
+        return frames
+
     def send_batch(self, frames: list[OutFrame]) -> None:
         self._write([frame for frame, _gso_size in frames])
         self.inner.send_batch(frames)

@@ -3,8 +3,8 @@
 The device is opened with ``IFF_TUN | IFF_NO_PI``: every read and write is one bare IP
 packet. The fd is non-blocking: ``receive_batch`` reads until ``BlockingIOError`` and only
 then waits in ``trio.lowlevel.wait_readable``; ``send_batch`` writes and drops (counting
-``UstcpLinkTxDrops``) whatever the device refuses with EAGAIN. With ``busy_poll`` (µs, the
-stack's net.core.busy_poll) it keeps polling that long before it sleeps.
+``UstcpLinkTxDrops``) whatever the device refuses with EAGAIN. ``poll_batch`` asks with
+poll(2) and reads only if something is there (the stack's busy polling calls it).
 
 With ``offload=True`` the device also gets ``IFF_VNET_HDR`` and ``TUNSETOFFLOAD`` with
 checksum and TSO offloads, and every read and write carries a 10-byte virtio-net header
@@ -29,7 +29,6 @@ import functools
 import os
 import select
 import subprocess
-import time
 
 import pytun_pmd3
 import structlog
@@ -66,7 +65,6 @@ GSO_MAX_SIZE = IPV4_MAX_LEN - 20 - 60  # payload of a super-packet: 64 KB minus 
 NETNS_RUN_DIR = "/run/netns"
 _ZERO_VNET = bytes(VNET_HDR_LEN)
 _VERIFIED_FLAGS = NEEDS_CSUM | DATA_VALID
-BUSY_POLL_SLICE = 10e-6  # the longest stretch busy polling keeps other tasks waiting (s)
 
 
 class TunLink:
@@ -81,21 +79,19 @@ class TunLink:
 
     def __init__(self, name: str = "", mtu: int = 1500, offload: bool = False, *,
                  kernel_addr: str | None = None, counters: Counters | None = None,
-                 allow_init_netns: bool = False, busy_poll: int = 0) -> None:
+                 allow_init_netns: bool = False) -> None:
         if kernel_addr is not None and not allow_init_netns and in_host_netns():
             raise PermissionError(errno.EPERM, "refusing to configure an address on a TUN "
                                   "device in the host's network namespace (run in a netns)")
         self.counters = counters if counters is not None else Counters()
         self.mtu = mtu
-        self.busy_poll = busy_poll
         self._dev, self.offload = self._open(name, offload)
         self.name: str = self._dev.name
         self._fd: int = self._dev.fileno()
         self.gso_max_size = GSO_MAX_SIZE if self.offload else 0
         self.tx_csum_offload = self.offload
         self._read_size = (IPV4_MAX_LEN + 1 + VNET_HDR_LEN) if self.offload else mtu
-        self._drained = False  # the last read found the queue empty
-        self._poll = select.poll()  # busy polling asks the device without a failing read
+        self._poll = select.poll()  # poll_batch asks the device without a failing read
         self._closed = False
         try:
             os.set_blocking(self._fd, False)
@@ -137,59 +133,28 @@ class TunLink:
         # As trio's own socket methods do: try first, and yield only if that succeeded at
         # once; a wait for readability already was the checkpoint.
         await trio.lowlevel.checkpoint_if_cancelled()
-        if not (self.busy_poll and self._drained):
-            frames = self._read_available()
-            if frames:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return frames
-        if self.busy_poll:
-            frames = await self._busy_poll()
-            if frames:
-                return frames
+        frames = self._read_available()
+        if frames:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return frames
         while True:
             await trio.lowlevel.wait_readable(self._fd)
             frames = self._read_available()
             if frames:
                 return frames
 
-    async def _busy_poll(self) -> list[ReceivedFrame]:
-        """Busy polling (net.core.busy_poll): poll the device for ``busy_poll`` µs before
-        sleeping in epoll, since a sleeping vCPU takes tens of µs to wake and a reply
-        that comes back within the spin costs none of that. Returns ``[]`` if nothing came.
-
-        The first two tries each follow a schedule point, so every task the last batch
-        woke has run before the spin, whichever order trio runs its batch in. After that
-        the device is polled in slices of :data:`BUSY_POLL_SLICE` without the scheduler
-        (a pass costs several µs; a poll a fraction of one), with a schedule point between
-        slices so that no other task waits longer than one slice.
-        """
-        poll, clock = self._poll.poll, time.perf_counter
-        spin_until = clock() + self.busy_poll / 1e6
-        passes = 0
-        while True:
-            await trio.lowlevel.checkpoint()
-            passes += 1
-            slice_end = min(spin_until, clock() + BUSY_POLL_SLICE) if passes > 2 else 0.0
-            while True:
-                if poll(0):
-                    frames = self._read_available()
-                    if frames:
-                        return frames
-                now = clock()
-                if now >= slice_end:
-                    break
-            if now >= spin_until:
-                return []
+    def poll_batch(self) -> list[ReceivedFrame]:
+        # poll(2) first: on an empty queue a failing read costs twice as much (EAGAIN
+        # raised and caught), and busy polling mostly finds the queue empty.
+        return self._read_available() if self._poll.poll(0) else []
 
     def _read_available(self) -> list[ReceivedFrame]:
         frames: list[ReceivedFrame] = []
         fd, size, offload, read = self._fd, self._read_size, self.offload, os.read
-        self._drained = False
         while len(frames) < RECEIVE_BATCH_MAX:
             try:
                 data = read(fd, size)
             except BlockingIOError:
-                self._drained = True
                 break
             if not offload:
                 frames.append(ReceivedFrame(data, False))
