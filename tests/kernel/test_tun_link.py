@@ -90,6 +90,13 @@ def icmp_socket(ns: str) -> trio.socket.SocketType:
         return trio.socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 
 
+async def send_ping(ping: trio.socket.SocketType, data: bytes) -> None:
+    """An ICMP echo request carrying ``data`` from the kernel to the stack's address."""
+    request = dpkt.icmp.ICMP(type=dpkt.icmp.ICMP_ECHO,
+                             data=dpkt.icmp.ICMP.Echo(id=7, seq=1, data=data))
+    await ping.sendto(bytes(request), (STACK_IP, 0))
+
+
 async def read_echo_request(link: TunLink) -> tuple[ReceivedFrame, dpkt.ip.IP]:
     """Skip what else the kernel sends (IPv6 router solicitations) until a ping arrives."""
     with trio.fail_after(5):
@@ -120,9 +127,7 @@ async def test_kernel_ping_is_read_and_answered(offload: bool) -> None:
             assert link.offload is offload  # this kernel accepts TUNSETOFFLOAD
             assert link.tx_csum_offload is offload
             assert (link.gso_max_size > 60000) is offload
-            request = dpkt.icmp.ICMP(type=dpkt.icmp.ICMP_ECHO,
-                                     data=dpkt.icmp.ICMP.Echo(id=7, seq=1, data=b"ustcp"))
-            await ping.sendto(bytes(request), (socket.inet_ntoa(b"\x0a\x5b\x00\x02"), 0))
+            await send_ping(ping, b"ustcp")
             frame, ip = await read_echo_request(link)
             assert not isinstance(frame.data, memoryview) or offload
             assert socket.inet_ntoa(ip.src) == KERNEL_IP
@@ -148,9 +153,7 @@ async def test_poll_batch_never_waits() -> None:
             while link.poll_batch():  # what the kernel sent on its own so far
                 pass
             assert link.poll_batch() == []
-            request = dpkt.icmp.ICMP(type=dpkt.icmp.ICMP_ECHO,
-                                     data=dpkt.icmp.ICMP.Echo(id=7, seq=1, data=b"poll"))
-            await ping.sendto(bytes(request), (STACK_IP, 0))
+            await send_ping(ping, b"poll")
             with trio.fail_after(5):
                 while not (frames := link.poll_batch()):
                     await trio.sleep(0.001)
@@ -182,8 +185,6 @@ async def test_busy_poll_answers_without_sleeping_in_epoll(
         ping = icmp_socket(ns)
         stack = Stack(link, StackConfig(busy_poll=busy_poll), counters,
                       socket.inet_aton(STACK_IP), seed=4)
-        request = dpkt.icmp.ICMP(type=dpkt.icmp.ICMP_ECHO,
-                                 data=dpkt.icmp.ICMP.Echo(id=7, seq=1, data=b"spin"))
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stack.run)
@@ -193,7 +194,7 @@ async def test_busy_poll_answers_without_sleeping_in_epoll(
                     await trio.lowlevel.checkpoint()
                     other_steps += 1
                 link_waits = 0
-                await ping.sendto(bytes(request), (STACK_IP, 0))
+                await send_ping(ping, b"spin")
                 with trio.fail_after(5):
                     reply = dpkt.ip.IP(await ping.recv(2048))
                 nursery.cancel_scope.cancel()

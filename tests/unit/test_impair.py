@@ -182,6 +182,18 @@ async def test_impaired_link_delays_and_keeps_order(autojump_clock: MockClock) -
     assert [struct.unpack_from("!I", f.data, 20)[0] for f in got] == list(range(5))
 
 
+async def test_impaired_link_poll_batch_holds_frames_until_due(autojump_clock: MockClock) -> None:
+    """Busy polling through an impaired link sees a delayed frame only once it is due."""
+    a, b = memory_link_pair(impair_a_to_b=ImpairmentSpec(delay=0.05))
+    a.send_batch([(frame(1), 0)])
+    assert b.poll_batch() == []
+    await trio.sleep(0.049)
+    assert b.poll_batch() == []
+    await trio.sleep(0.001)
+    [got] = b.poll_batch()
+    assert got.data == frame(1)
+
+
 async def test_impaired_link_outbound_released_by_receive_loop(autojump_clock: MockClock) -> None:
     a, b = memory_link_pair()
     counters = Counters()

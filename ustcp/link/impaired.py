@@ -111,7 +111,7 @@ class ImpairedLink:
                 continue
             if self._in is None:
                 return batch
-            self._impair_in(self._in, batch)
+            self._impair_in(self._in, batch, self._clock())
 
     def poll_batch(self) -> list[ReceivedFrame]:
         now = self._clock()
@@ -119,14 +119,13 @@ class ImpairedLink:
         batch = self.inner.poll_batch()
         if self._in is None:
             return batch
-        self._impair_in(self._in, batch)
+        self._impair_in(self._in, batch, now)
         if self._wait_scope is not None:  # a receive_batch waits: wake it for these too
             self._wait_scope.deadline = self._next_due()
         return self._in_queue.pop_due(now)
 
-    def _impair_in(self, impairer: Impairer, batch: list[ReceivedFrame]) -> None:
+    def _impair_in(self, impairer: Impairer, batch: list[ReceivedFrame], now: float) -> None:
         """Received frames through the impairer, onto the queue until they are due."""
-        now = self._clock()
         for frame in batch:
             for d in impairer.process(now, frame.data):
                 verified = frame.csum_verified and not d.corrupted
