@@ -9,7 +9,7 @@ ARGS ?=
 # package:command pairs; a package is installed only when its command is missing
 SYSDEPS := iputils-ping:ping netcat-openbsd:nc tcpdump:tcpdump iproute2:ip curl:curl
 
-.PHONY: venv sysdeps run demo test lint clean distclean
+.PHONY: venv sysdeps run demo test flake lint clean distclean
 
 venv: $(VENV)/.installed
 
@@ -43,6 +43,13 @@ test: venv sysdeps
 	$(VENV)/bin/ruff check ustcp tools tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
+
+# The chosen tests N times, each run in a fresh pytest process; every failure reported:
+# `sudo make flake TESTS=tests/kernel N=20`
+TESTS ?= tests/kernel
+N ?= 20
+flake: venv sysdeps
+	$(VENV)/bin/python tools/flake.py -n $(N) $(TESTS)
 
 lint: venv
 	$(VENV)/bin/ruff check ustcp tools tests

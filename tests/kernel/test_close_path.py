@@ -11,9 +11,14 @@ from tests.kernel.nsutil import Daemon
 
 RECONNECT = r"""
 import json, socket, sys, time
+def syn_retrans():  # this namespace's TcpExtTCPSynRetrans (the kernel's, as nstat reads it)
+    with open("/proc/net/netstat") as f:
+        head, values = f.readline().split(), f.readline().split()
+    return int(values[head.index("TCPSynRetrans")])
 host, port, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 local_port = None
 times = []
+before = syn_retrans()
 for _ in range(rounds):
     start = time.monotonic()
     for attempt in range(200):  # our side may still be in LAST_ACK for a moment
@@ -37,7 +42,7 @@ for _ in range(rounds):
     s.close()
     times.append(time.monotonic() - start)
     assert body.startswith(b"HTTP/1.1 200"), body[:80]
-print(json.dumps({"port": local_port, "times": times}))
+print(json.dumps({"port": local_port, "times": times, "syn_retrans": syn_retrans() - before}))
 """
 
 TCP_INFO = r"""
@@ -64,9 +69,9 @@ def test_stack_closes_first_and_the_same_port_reconnects_at_once_20_times(
     assert done.returncode == 0, done.stderr.decode()
     result = json.loads(done.stdout)
     assert len(result["times"]) == 20
-    # No reconnect waited for a SYN retransmission (1 s): each SYN met the stack's
-    # TIME_WAIT entry and was accepted as a new incarnation.
-    assert max(result["times"]) < 0.9, result["times"]
+    # No reconnect needed a SYN retransmission: each SYN met the stack's TIME_WAIT entry
+    # and was accepted as a new incarnation (the kernel's own counter, not a timing).
+    assert result["syn_retrans"] == 0, result
     assert tw_entries_for(shared_daemon, result["port"]) == 1  # the stack closed first
 
 

@@ -85,7 +85,7 @@ def test_ss_shows_time_wait_after_the_stack_closes_first(debug_daemon: Daemon) -
     lines = text.splitlines()
     assert len(lines) == 2, text
     assert re.fullmatch(rf"TIME-WAIT +0 +0 +{ADDR}:80 +10\.77\.0\.1:\d+ +"
-                        r"timer:\(timewait,(59|60)sec,0\)", lines[1]), text
+                        r"timer:\(timewait,(5\d|60)sec,0\)", lines[1]), text
     assert ustcp(debug_daemon, "ss", "--state", "time-wait", "--port", "9").count("\n") == 1
 
 
@@ -151,11 +151,14 @@ def test_ladder_of_a_daemon_capture(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     convs = ladder.conversations(ladder.read_pcap(str(pcap)))
-    assert len(convs) == 2  # the fixture's readiness probe (curl), then the HTTP/1.0 GET
+    # The fixture's readiness probes (curl; on a loaded machine one may meet the device
+    # before the app listens, and be reset), then the HTTP/1.0 GET.
+    n = len(convs)
+    assert n >= 2 and all(c.server.endswith(":80") for c in convs), convs
     text = result.stdout
-    assert text.count("connection ") == 2
+    assert text.count("connection ") == n
     assert "──SYN seq=0 win=64240" in text and "<──SYN,ACK seq=0 ack=1" in text
-    last = text.split("connection 2:")[1]
+    last = text.split(f"connection {n}:")[1]
     # The client's FIN also acknowledges the server's: FIN-WAIT-2 lasts no segment.
     for state in ("SYN-SENT", "SYN-RECV", "ESTABLISHED", "CLOSE-WAIT", "FIN-WAIT-1",
                   "LAST-ACK", "TIME-WAIT", "CLOSED"):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ustcp.demo.story import Story
 
-BUDGET = 30.0  # seconds; every demo is designed to finish well inside it
+BUDGET = 90.0  # seconds; every demo finishes well inside it, even on a loaded machine
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -100,67 +99,73 @@ least one second has passed since the entry's last segment: the new connection's
 are newer than anything the old one sent, so PAWS on the server tells stray old segments
 from new ones. Linux's default is 2 (loopback only), 1 allows it everywhere, 0 never. Here
 the lab app makes the stack connect to a kernel server from port 40000 and close first
-(TIME_WAIT on the stack), then connect again from the same port: at once, then after a
-second, with tcp_tw_reuse=2 and with tcp_tw_reuse=1.
+(TIME_WAIT on the stack), then connect again from the same port: at once, and again when
+the entry is 2.5 s old, with tcp_tw_reuse=2 and with tcp_tw_reuse=1. The demo measures how
+old the entry was at each attempt (from the entry's timer in ss), so both attempts are seen
+to fall well on their side of the one-second rule.
 """
 
 
-def _dial(ns: Namespace) -> str:
-    result = ns.peer("lab", STACK_ADDR, str(LAB), "0",
-                     f"dial {KERNEL_ADDR} {GREETER} {DIAL_PORT}")
-    reply: str = result["replies"][0]
-    return reply
+REUSE_WAIT = 2.5  # s: the third dial waits until the entry is this old (the rule: > 1 s)
+MARGIN = 0.5  # s: each dial must be at least this far on its side of the 1 s rule
 
 
 def _reuse_phase(story: Story, workdir: Path, ns: Namespace,
-                 reuse: int) -> tuple[list[str], dict[str, int], list[Any]]:
+                 reuse: int) -> tuple[dict[str, Any], dict[str, int]]:
     daemon = Daemon(ns, workdir, f"tw-reuse-{reuse}", apps=[f"lab:{LAB}"],
                     sysctls={"tcp_tw_reuse": reuse})
-    greeter = ns.spawn_peer("greet", str(GREETER), "2", "6")
+    greeter = ns.spawn_peer("greet", str(GREETER), "2", "30")
     try:
         read_json_line(greeter)
         daemon.nstat_reset()
-        replies = []
-        story.step(f"the stack connects from port {DIAL_PORT}, reads the greeting, closes")
-        replies.append(_dial(ns))
-        story.block(replies[-1])
-        time.sleep(0.2)
-        rows = daemon.ss(state="time-wait")
-        story.ss(rows, "ustcp ss --state time-wait")
-        story.step("at once, again from the same port")
-        replies.append(_dial(ns))
-        story.block(replies[-1])
-        story.step("1.1 s later, again from the same port")
-        time.sleep(1.1)
-        replies.append(_dial(ns))
-        story.block(replies[-1])
+        story.step(f"the stack connects from port {DIAL_PORT}, reads the greeting, closes; "
+                   f"then again from the same port at once, and once the TIME_WAIT entry is "
+                   f"{REUSE_WAIT:g} s old")
+        result = ns.peer("tw-reuse", STACK_ADDR, str(LAB), KERNEL_ADDR, str(GREETER),
+                         str(DIAL_PORT), str(REUSE_WAIT))
         deltas = daemon.nstat_deltas()
     finally:
         daemon.stop()
         greeter.kill()
+    replies, ages = result["replies"], result["ages"]
+    story.block(replies[0])
+    story.ss(result["time_wait"], "ustcp ss --state time-wait")
+    if len(ages) == 2:
+        story.step(f"at once (the entry at most {ages[0]:.3f} s old)")
+        story.block(replies[1])
+        story.step(f"later (the entry at least {ages[1]:.3f} s old)")
+        story.block(replies[2])
     story.counters(deltas, ["TcpActiveOpens", "TcpExtTWRecycled", "UstcpTimeWaitEntered"])
-    return replies, deltas, rows
+    return result, deltas
 
 
 def tw_reuse(story: Story, workdir: Path) -> None:
     story.para(TW_REUSE_STORY)
     with Namespace("twreuse") as ns:
         story.section("tcp_tw_reuse = 2 (the default: loopback only)")
-        replies2, deltas2, rows2 = _reuse_phase(story, workdir, ns, 2)
+        result2, deltas2 = _reuse_phase(story, workdir, ns, 2)
         story.section("tcp_tw_reuse = 1")
-        replies1, deltas1, _ = _reuse_phase(story, workdir, ns, 1)
+        result1, deltas1 = _reuse_phase(story, workdir, ns, 1)
         pcap = str(workdir / "tw-reuse-1.pcap")
         story.step("the old connection and the new one on the same 4-tuple")
         story.ladders(pcap, connections(pcap, f"{STACK_ADDR}:{DIAL_PORT}"), ts_values=True)
     story.knobs({"tcp_tw_reuse": "2, then 1", "tcp_timestamps": 1})
     story.section("checks")
-    story.check(replies2[0].startswith("ok") and bool(rows2),
+    replies2, replies1 = result2["replies"], result1["replies"]
+    story.check(replies2[0].startswith("ok") and bool(result2["time_wait"]),
                 "the first connection left a TIME-WAIT entry on the stack")
-    story.check(replies2[1].startswith("error EADDRNOTAVAIL")
+    story.check(len(replies2) == 3 and replies2[1].startswith("error EADDRNOTAVAIL")
                 and replies2[2].startswith("error EADDRNOTAVAIL"),
                 "with 2, the tuple stays taken (EADDRNOTAVAIL), even after a second")
-    story.check(replies1[1].startswith("error EADDRNOTAVAIL"),
+    story.check(len(replies1) == 3 and replies1[1].startswith("error EADDRNOTAVAIL"),
                 "with 1, not within the first second")
-    story.check(replies1[2].startswith(f"ok {DIAL_PORT}") and deltas1.get("TcpExtTWRecycled") == 1
+    story.check(len(replies1) == 3 and replies1[2].startswith(f"ok {DIAL_PORT}")
+                and deltas1.get("TcpExtTWRecycled") == 1
                 and not deltas2.get("TcpExtTWRecycled"),
                 "with 1, after a second the TIME_WAIT entry was reused (TcpExtTWRecycled)")
+    ages = [result["ages"] for result in (result2, result1)]
+    story.check(all(len(a) == 2 and a[0] <= 1.0 - MARGIN and a[1] >= 1.0 + MARGIN
+                    for a in ages),
+                f"timing: each dial was at least {MARGIN:g} s on its side of the 1 s rule "
+                f"(entry ages, at once <= {max((a[0] for a in ages if a), default=0):.3f} s, "
+                f"later >= {min((a[1] for a in ages if a), default=0):.3f} s)")

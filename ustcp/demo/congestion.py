@@ -81,8 +81,8 @@ def _download(story: Story, workdir: Path, name: str, impair: str, size: int,
                 read_json_line(sampler)
             story.step(f"curl downloads {size} bytes from the stack's HTTP app "
                        f"(--impair {impair})")
-            done = ns.run(["curl", "-s", "-o", "/dev/null", "-m", "15", "-w",
-                           "%{json}", f"http://{STACK_ADDR}/bytes/{size}"], timeout=20)
+            done = ns.run(["curl", "-s", "-o", "/dev/null", "-m", "40", "-w",
+                           "%{json}", f"http://{STACK_ADDR}/bytes/{size}"], timeout=45)
             result = json.loads(done.stdout or "{}")
             story.block(f"curl: exit {done.returncode}, {result.get('size_download')} bytes in "
                         f"{result.get('time_total')} s")

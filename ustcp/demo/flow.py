@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 from ustcp.demo.netns import STACK_ADDR, Daemon, Namespace, read_json_line
@@ -28,25 +30,43 @@ never reads; the kernel writes as fast as it can until its writes stop making pr
 
 
 
+PROBES = 2  # zero-window probes the kernel must have sent before the demo looks
+PROBE_WAIT = 20.0  # s: the longest it waits for them (the persist timer backs off from 0.2 s)
+
+
+def _kernel_ss_after_probes(ns: Namespace) -> str:
+    """The kernel's ``ss -tnoi`` of the sending socket once it shows the persist timer and
+    :data:`PROBES` probes sent (or :data:`PROBE_WAIT` seconds passed)."""
+    deadline = time.monotonic() + PROBE_WAIT
+    while True:
+        text = ns.run(["ss", "-tnoi", "dport", f"= :{SINK}"]).stdout
+        # each zero-window probe doubles the persist timer: backoff counts them
+        probes = re.search(r" backoff:(\d+) ", text) if "persist" in text else None
+        if (probes and int(probes.group(1)) >= PROBES) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
+
+
 def run(story: Story, workdir: Path) -> None:
     story.para(STORY)
     with Namespace("flow") as ns:
         daemon = Daemon(ns, workdir, "flow-control", apps=[f"lab:{LAB}"])
         try:
-            session = ns.spawn_peer("lab", STACK_ADDR, str(LAB), "10", f"sink {SINK}")
+            session = ns.spawn_peer("lab", STACK_ADDR, str(LAB), "60", f"sink {SINK}")
             story.block(json.dumps(read_json_line(session)))
             daemon.nstat_reset()
             story.step(f"the kernel writes to port {SINK} until a second passes without "
-                       "progress, then waits 2 s")
-            blast = ns.spawn_peer("blast", STACK_ADDR, str(SINK), "2")
+                       "progress, then holds the connection while both sides are looked at")
+            blast = ns.spawn_peer("blast", STACK_ADDR, str(SINK), "60")
             stalled = read_json_line(blast)
             story.block(json.dumps(stalled))
             rows = daemon.ss(state="established", port=SINK)
             story.ss(rows, f"ustcp ss --state established --port {SINK}   # the receiver")
-            kernel = ns.run(["ss", "-tnoi", "dport", f"= :{SINK}"]).stdout
+            kernel = _kernel_ss_after_probes(ns)
             story.command(f"ss -tnoi dport = :{SINK}   # the kernel, the sender")
             story.block(kernel)
-            read_json_line(blast)
+            blast.terminate()
+            blast.wait(timeout=10)
             deltas = daemon.nstat_deltas()
             knobs = daemon.sysctl("tcp_rmem", "tcp_wmem", "tcp_window_scaling")
         finally:

@@ -31,8 +31,9 @@ def run(story: Story, workdir: Path) -> None:
         try:
             daemon.nstat_reset()
             story.step(f"the kernel connects to the stack's echo port ({STACK_ADDR}:{PORT}) "
-                       "and holds the connection")
-            peer = ns.spawn_peer("burst", STACK_ADDR, str(PORT), "1", "1.5")
+                       "and holds the connection while both sides are looked at")
+            # held until the demo has looked at both sides, then ended (the kernel closes)
+            peer = ns.spawn_peer("burst", STACK_ADDR, str(PORT), "1", "60")
             assert peer.stdout is not None
             ready = json.loads(peer.stdout.readline())
             rows = daemon.ss(state="established", port=PORT)
@@ -40,6 +41,7 @@ def run(story: Story, workdir: Path) -> None:
             kernel = ns.run(["ss", "-tnoi", "state", "established"]).stdout
             story.command("ss -tnoi state established   # the kernel's side")
             story.block(kernel)
+            peer.terminate()
             peer.wait(timeout=10)
             deltas = daemon.nstat_deltas()
             knobs = daemon.sysctl("tcp_timestamps", "tcp_sack", "tcp_window_scaling",

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,31 +46,56 @@ will never answer; each stays until its SYN-ACK has been retransmitted tcp_synac
 times (1, 2, 4, ... s). With tcp_syncookies=0 a full queue means every new SYN is dropped
 (TCPReqQFullDrop, ListenDrops), including a real client's: its connect() hangs in SYN-SENT,
 retransmitting its SYN, until the spoofed requests time out. Here the backlog is 8 and
-tcp_synack_retries is 1, so the queue drains after 1 + 2 = 3 seconds.
+tcp_synack_retries is 2, so the queue drains 1 + 2 + 4 = 7 seconds after the flood.
 """
 
 SYN_QUEUE_KNOBS = ("tcp_syncookies", "somaxconn", "tcp_max_syn_backlog", "tcp_synack_retries")
+SYNACK_RETRIES = 2
+REQUEST_LIFETIME = 7.0  # s: SYN-ACK at 0, retransmitted at 1 and 3 s, dropped at 7 s
+FIRST_ATTEMPT = 1.5  # s: the client's connect() timeout: its SYN at 0 and 1 s
+MARGIN = 1.0  # s: the first attempt must end this long before the requests can time out
+SYN_QUEUE_WAIT = 30.0  # s: how long a demo waits for the SYN queue to fill or drain
+
+
+def _wait_syn_queue(daemon: Daemon, done: Callable[[int], bool]) -> float:
+    """Poll the daemon's ss until ``done`` holds for the length of the listener's SYN queue
+    (on port 80); the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < SYN_QUEUE_WAIT:
+        listen = [r for r in daemon.ss(port=HTTP) if r["state"] == "LISTEN"]
+        if listen and done(listen[0]["syn_queue"]):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise DemoError(f"the SYN queue did not reach the state awaited in {SYN_QUEUE_WAIT:g} s")
 
 
 def syn_queue(story: Story, workdir: Path) -> None:
     story.para(SYN_QUEUE_STORY)
     with Namespace("synq") as ns:
         daemon = Daemon(ns, workdir, "syn-queue", apps=[f"http:{HTTP}"],
-                        sysctls={"tcp_syncookies": 0, "somaxconn": 8, "tcp_synack_retries": 1})
+                        sysctls={"tcp_syncookies": 0, "somaxconn": 8,
+                                 "tcp_synack_retries": SYNACK_RETRIES})
         try:
             daemon.nstat_reset()
             story.step("32 spoofed SYNs from 10.77.0.3 (tools/synflood.py), which never answers")
-            flood = _flood(ns, rate=200, count=32)
-            sent = read_json_line(flood)["sent"]
+            # Every spoofed request arrives after this instant, so none times out before
+            # flooded + REQUEST_LIFETIME: the first attempt's margin is measured from it.
+            flooded = time.monotonic()
+            sent = read_json_line(_flood(ns, rate=200, count=32))["sent"]
+            # The client starts at once, while the demo looks at the queue.
+            client = ns.spawn_peer("connect-loop", STACK_ADDR, str(HTTP), "1", "0",
+                                   str(FIRST_ATTEMPT))
             rows = daemon.ss(port=HTTP)
             story.ss(rows, f"ustcp ss --port {HTTP}")
             story.step("a real client (the kernel) tries to connect: its SYNs are dropped")
-            first = ns.peer("connect-loop", STACK_ADDR, str(HTTP), "1", "0", "2.5")
+            first = read_json_line(client)
+            margin = flooded + REQUEST_LIFETIME - time.monotonic()
             story.block(json.dumps(first))
             during = daemon.nstat_deltas()
-            time.sleep(1.0)
-            story.step("the spoofed requests have timed out by now; the client tries again")
-            second = ns.peer("connect-loop", STACK_ADDR, str(HTTP), "1", "0", "2")
+            waited = _wait_syn_queue(daemon, lambda synq: synq == 0)
+            story.step(f"the spoofed requests timed out (ss shows synq:0 {waited:.1f} s "
+                       "later); the client tries again")
+            second = ns.peer("connect-loop", STACK_ADDR, str(HTTP), "1", "0", "5")
             story.block(json.dumps(second))
             after = daemon.nstat_deltas()
             knobs = daemon.sysctl(*SYN_QUEUE_KNOBS)
@@ -81,7 +107,7 @@ def syn_queue(story: Story, workdir: Path) -> None:
         names = ["TcpExtTCPReqQFullDrop", "TcpExtListenDrops", "TcpExtSyncookiesSent",
                  "UstcpSynRecvTimeout", "TcpPassiveOpens"]
         story.counters(during, names, "during the flood and the first attempt")
-        story.counters(after, names, "during the second attempt")
+        story.counters(after, names, "until the queue drained, and the second attempt")
         story.knobs(knobs)
         story.section("checks")
         listen = [r for r in rows if r["state"] == "LISTEN"]
@@ -91,7 +117,13 @@ def syn_queue(story: Story, workdir: Path) -> None:
         story.check(during.get("TcpExtTCPReqQFullDrop", 0) >= sent - 8
                     and during.get("TcpExtSyncookiesSent", 0) == 0,
                     "SYNs beyond the queue were dropped (TcpExtTCPReqQFullDrop), no cookies")
-        story.check(first["ok"] == 0, "the real client could not connect while the queue was full")
+        story.check(first["ok"] == 0
+                    and during.get("TcpExtTCPReqQFullDrop", 0) >= sent - 8 + 2,
+                    "the real client could not connect while the queue was full: its SYN and "
+                    "the retransmission were dropped too")
+        story.check(margin >= MARGIN,
+                    f"timing: the first attempt ended {margin:.1f} s before the spoofed "
+                    f"requests could time out (at least {MARGIN:g} s needed)")
         timeouts = during.get("UstcpSynRecvTimeout", 0) + after.get("UstcpSynRecvTimeout", 0)
         story.check(timeouts >= 8 and second["ok"] == 1,
                     "once the requests timed out (UstcpSynRecvTimeout) the client got in")
@@ -111,23 +143,25 @@ in SYN-RECV and retransmits its SYN-ACK, and the connection completes later if r
 the client sees "connection reset by peer". Both count ListenOverflows. Here the lab app
 listens with backlog 4 and never accepts; the kernel opens 4 connections, then 3 at once:
 their SYNs find room, but only one of their final ACKs does (the daemon delays what it
-receives by 20 ms, so that all three SYNs arrive before any of the final ACKs).
+receives by 100 ms, so that all three SYNs arrive before any of the final ACKs).
 """
 
 BACKLOG = 4
+SESSION_HOLD = 60  # s the lab session (and so its listener) lives: longer than the phase
 WAVES = "4,3"
 
 
 def _accept_overflow(story: Story, workdir: Path, ns: Namespace,
                      abort: int) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, int]]:
     port = SLOW + abort  # a port of its own: the first phase's sockets may still be closing
-    # The 20 ms delay on what the stack receives makes the second wave's three SYNs all
-    # arrive before the first of their final ACKs, however the kernel-side program is
-    # scheduled between its connect() calls.
+    # The 100 ms delay on what the stack receives makes the second wave's three SYNs all
+    # arrive before the first of their final ACKs unless the kernel-side program is kept
+    # off the CPU that long between two connect() calls.
     daemon = Daemon(ns, workdir, f"accept-queue-{abort}", apps=[f"lab:{LAB}"],
-                    sysctls={"tcp_abort_on_overflow": abort}, impair="in:delay=20ms")
+                    sysctls={"tcp_abort_on_overflow": abort}, impair="in:delay=100ms")
     try:
-        session = ns.spawn_peer("lab", STACK_ADDR, str(LAB), "8", f"listen {port} {BACKLOG}")
+        session = ns.spawn_peer("lab", STACK_ADDR, str(LAB), str(SESSION_HOLD),
+                                f"listen {port} {BACKLOG}")
         story.block(json.dumps(read_json_line(session)))
         daemon.nstat_reset()
         story.step(f"4 connects to port {port}, where nobody accepts, then 3 more at once")
@@ -186,22 +220,31 @@ the queue is full (tcp_syncookies=1; always with 2) the server answers with a SY
 sequence number is a cookie, a keyed hash of the 4-tuple, a coarse time counter and an MSS
 index, and keeps nothing. A real client's ACK carries the cookie back (ack - 1); if it
 checks out, the connection is rebuilt from it and goes straight to the accept queue. Here
-tools/synflood.py sends 1500 SYN/s for 3 s while the kernel makes HTTP requests, first with
+tools/synflood.py sends 1500 SYN/s for 6 s; once the SYN queue is full the kernel makes HTTP
+requests, first with
 tcp_syncookies=1 (every request succeeds, SyncookiesSent and SyncookiesRecv move), then with
 0 (requests fail, TCPReqQFullDrop moves). The SYN queue is kept at 128 to make it quick.
 """
 
 
+FLOOD_RATE, FLOOD_SECONDS, FLOOD_BACKLOG = 1500, 6, 128
+
+
 def _flood_phase(story: Story, workdir: Path, ns: Namespace,
                  cookies: int) -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:
     daemon = Daemon(ns, workdir, f"syn-flood-{cookies}", apps=[f"http:{HTTP}"],
-                    sysctls={"tcp_syncookies": cookies, "somaxconn": 128})
+                    sysctls={"tcp_syncookies": cookies, "somaxconn": FLOOD_BACKLOG})
     try:
         daemon.nstat_reset()
-        flood = _flood(ns, rate=1500, duration=3)
-        time.sleep(0.5)
-        story.step("during the flood: 8 HTTP requests, one every 0.3 s (timeout 1 s)")
-        result = ns.peer("connect-loop", STACK_ADDR, str(HTTP), "8", "0.3", "1", timeout=20)
+        flood = _flood(ns, rate=FLOOD_RATE, duration=FLOOD_SECONDS)
+        _wait_syn_queue(daemon, lambda synq: synq >= FLOOD_BACKLOG)
+        # With cookies every request must succeed: give it time for a retransmitted SYN
+        # on a loaded machine. Without, every request fails: a short timeout is enough.
+        timeout = 2.5 if cookies else 1.0
+        story.step(f"the SYN queue is full: 8 HTTP requests, one every 0.3 s "
+                   f"(timeout {timeout:g} s)")
+        result = ns.peer("connect-loop", STACK_ADDR, str(HTTP), "8", "0.3", str(timeout),
+                         timeout=40)
         sent = read_json_line(flood)
         deltas = daemon.nstat_deltas()
         story.block(f"synflood: {json.dumps(sent)}\nrequests: {json.dumps(result)}")
@@ -224,10 +267,11 @@ def syn_flood(story: Story, workdir: Path) -> None:
         story.ladders(str(workdir / "syn-flood-1.pcap"), conv[:1])
         story.section("tcp_syncookies = 0")
         ok0, deltas0, _ = _flood_phase(story, workdir, ns, 0)
-    story.knobs({"tcp_syncookies": "1, then 0", "somaxconn": 128,
+    story.knobs({"tcp_syncookies": "1, then 0", "somaxconn": FLOOD_BACKLOG,
                  "tcp_max_syn_backlog": 4096, "tcp_synack_retries": 5})
     story.section("checks")
-    story.check(sent1["sent"] >= 3000, f"the flood sent {sent1['sent']} SYNs in 3 s")
+    story.check(sent1["sent"] >= FLOOD_RATE * FLOOD_SECONDS / 2,
+                f"the flood sent {sent1['sent']} SYNs in {FLOOD_SECONDS} s")
     story.check(ok1["ok"] == ok1["count"],
                 f"with cookies every request succeeded ({ok1['ok']}/{ok1['count']})")
     story.check(deltas1.get("TcpExtSyncookiesSent", 0) > 1000

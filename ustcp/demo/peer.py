@@ -170,6 +170,55 @@ def lab(host: str, port: int, hold: float, commands: Sequence[str]) -> None:
         time.sleep(hold)
 
 
+TIME_WAIT_LEN = 60.0  # s, the TIME_WAIT timer's length (2MSL, fixed as in Linux)
+
+
+def tw_reuse(host: str, port: int, server: str, server_port: int, local_port: int,
+             wait: float) -> None:
+    """Over one lab session: make the stack dial ``server:server_port`` from
+    ``local_port`` (it closes first: TIME_WAIT), wait until the daemon's ss shows the
+    entry, dial again at once, wait until the entry is ``wait`` seconds old, dial again.
+
+    Both ages are measured bounds on what tcp_tw_reuse looks at, the time since the
+    entry's last timestamp (the kernel's FIN): ``ages[0]``, the most it can have been when
+    the second dial was answered (time since the first dial was asked for, before which
+    the connection did not exist); ``ages[1]``, the least it was when the third dial was
+    asked for (from the entry's timer in ss: 2MSL minus what is left)."""
+    from ustcp.obs import control  # before the clock starts: it loads trio
+
+    def time_wait() -> tuple[list[dict[str, Any]], float]:
+        """The daemon's TIME-WAIT rows on ``local_port``, and when the answer came."""
+        rows = control.request("ss", state="time-wait", port=local_port)["sockets"]
+        return [r for r in rows if r["local"].endswith(f":{local_port}")], time.monotonic()
+
+    dial = f"dial {server} {server_port} {local_port}\n".encode()
+    with socket.create_connection((host, port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+
+        def ask() -> str:
+            sock.sendall(dial)
+            return reader.readline().decode().strip()
+
+        started = time.monotonic()
+        replies = [ask()]
+        deadline = time.monotonic() + 10.0
+        rows, answered = time_wait()
+        while not rows and time.monotonic() < deadline:  # the kernel's FIN is on its way
+            time.sleep(0.01)
+            rows, answered = time_wait()
+        if not rows:
+            emit({"replies": replies, "time_wait": [], "ages": []})
+            return
+        replies.append(ask())
+        at_once = time.monotonic() - started
+        age = TIME_WAIT_LEN - rows[0]["timer"]["expires_ms"] / 1000.0
+        time.sleep(max(0.0, wait - (age + time.monotonic() - answered)))
+        later = age + time.monotonic() - answered
+        replies.append(ask())
+        emit({"replies": replies, "time_wait": rows,
+              "ages": [round(at_once, 3), round(later, 3)]})
+
+
 def connect_loop(host: str, port: int, count: int, interval: float, timeout: float) -> None:
     """``count`` HTTP requests, one every ``interval`` seconds; how many got a 200."""
     ok = 0
@@ -295,6 +344,7 @@ ACTIONS: dict[str, Callable[[list[str]], None]] = {
     "connect-loop": lambda a: connect_loop(a[0], int(a[1]), int(a[2]), float(a[3]),
                                            float(a[4])),
     "paws": lambda a: paws(a[0], int(a[1])),
+    "tw-reuse": lambda a: tw_reuse(a[0], int(a[1]), a[2], int(a[3]), int(a[4]), float(a[5])),
     "sample": lambda a: sample(int(a[0]), float(a[1]), float(a[2])),
 }
 
