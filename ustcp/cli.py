@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ustcp import __version__, demo
 from ustcp.apps import APPS, DEFAULT_PORTS
@@ -22,6 +23,14 @@ DEFAULT_ADDR = "10.77.0.2"
 DEFAULT_PEER = "10.77.0.1/24"
 DEFAULT_MTU = 1500
 DEFAULT_APPS = [f"{name}:{port}" for name, port in DEFAULT_PORTS.items()]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``ustcp serve: argument --mtu: invalid int
+    value: 'abc'``) and exit status 2, instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _fail(message: str, status: int) -> int:
@@ -57,7 +66,7 @@ def _control_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ustcp", description="A userspace TCP/IP stack in Python on a Linux TUN device.")
     parser.add_argument("--version", action="version", version=f"ustcp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

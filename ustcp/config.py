@@ -16,13 +16,65 @@ class SysctlError(ValueError):
     """An unknown sysctl name or a value it does not accept."""
 
 
-def _triple(value: str) -> tuple[int, int, int]:
+INT_MAX = 2**31 - 1
+U8_MAX = 255
+JIFFIES_SEC_MAX = INT_MAX // 1000  # proc_dointvec_jiffies with HZ=1000: 2147483 s
+
+# The range each integer sysctl accepts, as Linux 6.18 checks it when written (net/ipv4/
+# sysctl_net_ipv4.c, net/core/sysctl_net_core.c; probed by writing to a fresh netns):
+# proc_dou8vec_minmax fields take 0..255, proc_dointvec_minmax ones their extra1..extra2.
+# Where Linux sets no bound at all (plain proc_dointvec, the jiffies handlers) ustcp still
+# refuses negative values, which would only turn a table or a timer off by accident.
+RANGES: dict[str, tuple[int, int]] = {
+    "tcp_syncookies": (0, U8_MAX),
+    "tcp_max_syn_backlog": (0, INT_MAX),
+    "somaxconn": (0, INT_MAX),  # extra1 = SYSCTL_ZERO
+    "tcp_synack_retries": (0, U8_MAX),
+    "tcp_abort_on_overflow": (0, U8_MAX),
+    "tcp_syn_retries": (1, 127),  # tcp_syn_retries_min, tcp_syn_retries_max (MAX_TCP_SYNCNT)
+    "tcp_retries2": (0, U8_MAX),
+    "tcp_timestamps": (0, U8_MAX),
+    "tcp_window_scaling": (0, U8_MAX),
+    "tcp_sack": (0, U8_MAX),
+    "tcp_dsack": (0, U8_MAX),
+    "tcp_fin_timeout": (0, JIFFIES_SEC_MAX),
+    "tcp_orphan_retries": (0, U8_MAX),
+    "tcp_max_orphans": (0, INT_MAX),
+    "tcp_max_tw_buckets": (0, INT_MAX),
+    "tcp_tw_reuse": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
+    "tcp_rfc1337": (0, U8_MAX),
+    "tcp_moderate_rcvbuf": (0, U8_MAX),
+    "tcp_slow_start_after_idle": (0, U8_MAX),
+    # extra2 = &sysctl_tcp_max_reordering: checked against the current value in set()
+    "tcp_reordering": (1, INT_MAX),
+    "tcp_max_reordering": (1, INT_MAX),  # extra1 = SYSCTL_ONE
+    "tcp_early_retrans": (0, 4),  # SYSCTL_ZERO, SYSCTL_FOUR
+    "tcp_recovery": (0, U8_MAX),
+    "tcp_min_rtt_wlen": (0, 86400),  # SYSCTL_ZERO, one_day_secs
+    "tcp_keepalive_time": (0, JIFFIES_SEC_MAX),
+    "tcp_keepalive_intvl": (0, JIFFIES_SEC_MAX),
+    "tcp_keepalive_probes": (0, U8_MAX),
+    "tcp_challenge_ack_limit": (0, INT_MAX),
+    "tcp_invalid_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies
+    "tcp_ecn": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
+    "ip_default_ttl": (1, 255),  # ip_ttl_min, ip_ttl_max
+    "busy_poll": (0, INT_MAX),  # extra1 = SYSCTL_ZERO
+    "busy_read": (0, INT_MAX),
+}
+# tcp_rmem and tcp_wmem: three integers, each at least this (Linux 6.18 refuses a tcp_rmem
+# element below 4096 and a tcp_wmem one below 1); ustcp also needs min <= default <= max.
+TRIPLE_MIN = {"tcp_rmem": 4096, "tcp_wmem": 1}
+
+
+def _triple(name: str, value: str) -> tuple[int, int, int]:
     parts = value.split()
     if len(parts) != 3:
-        raise SysctlError(f"expected three integers 'min default max', got {value!r}")
+        raise SysctlError(f"{name}: expected three integers 'min default max', got {value!r}")
     lo, default, hi = (int(p) for p in parts)
-    if not 0 < lo <= default <= hi:
-        raise SysctlError(f"need 0 < min <= default <= max, got {value!r}")
+    least = TRIPLE_MIN[name]
+    if not least <= lo <= default <= hi <= INT_MAX:
+        raise SysctlError(f"{name}: need {least} <= min <= default <= max <= {INT_MAX}, "
+                          f"got {value!r}")
     return lo, default, hi
 
 
@@ -88,11 +140,14 @@ class StackConfig:
         try:
             parsed: Any
             if isinstance(current, tuple):
-                parsed = _triple(value)
+                parsed = _triple(name, value)
             elif isinstance(current, int):
                 parsed = int(value, 0)
-                if parsed < 0:
-                    raise SysctlError(f"{name} must not be negative, got {value!r}")
+                lo, hi = RANGES[name]
+                if name == "tcp_reordering":
+                    hi = self.tcp_max_reordering
+                if not lo <= parsed <= hi:
+                    raise SysctlError(f"{name}: {parsed} is outside {lo}..{hi}")
             else:
                 parsed = value.strip()
                 if name == "tcp_congestion_control" and parsed not in ("reno", "cubic"):

@@ -12,7 +12,6 @@ import argparse
 import ipaddress
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -42,6 +41,10 @@ log = structlog.get_logger("ustcp.daemon")
 
 CAP_NET_ADMIN = 12
 LINGER = 2.0  # seconds `connect` waits for its FIN to be acknowledged before leaving
+# IPv4 needs 68 (RFC 791), but TCP needs its MSS (MTU - 40) to reach Linux's TCP_MIN_MSS,
+# 88 (include/net/tcp.h): below that Linux would clamp the MSS above what the link carries.
+MIN_MTU = 128
+MAX_MTU = 65535
 
 
 class Refusal(Exception):
@@ -80,9 +83,9 @@ def _check(args: argparse.Namespace) -> Setup:
         config.apply(args.sysctl)
     except SysctlError as exc:
         raise Refusal(f"--sysctl: {exc}", 2) from exc
-    try:
-        addr = socket.inet_aton(args.addr)
-    except OSError as exc:
+    try:  # dotted quad only: inet_aton would take "10.77.2" as 10.77.0.2
+        addr = ipaddress.IPv4Address(args.addr).packed
+    except ValueError as exc:
         raise Refusal(f"bad --addr {args.addr!r}: expected an IPv4 address", 2) from exc
     try:
         ipaddress.IPv4Interface(args.peer)
@@ -93,8 +96,10 @@ def _check(args: argparse.Namespace) -> Setup:
             parse_impairments(args.impair)
         except ValueError as exc:
             raise Refusal(f"--impair: {exc}", 2) from exc
-    if not 68 <= args.mtu <= 65535:
-        raise Refusal(f"bad --mtu {args.mtu}: expected 68..65535", 2)
+    if not MIN_MTU <= args.mtu <= MAX_MTU:
+        raise Refusal(f"bad --mtu {args.mtu}: expected {MIN_MTU}..{MAX_MTU}", 2)
+    if args.pcap and not os.path.isdir(os.path.dirname(os.path.abspath(args.pcap))):
+        raise Refusal(f"bad --pcap {args.pcap!r}: its directory does not exist", 2)
     apps = []
     if args.command == "serve":
         default = [f"{name}:{port}" for name, port in DEFAULT_PORTS.items()]
@@ -137,7 +142,11 @@ def _open_link(args: argparse.Namespace, counters: Counters) -> Link:
         spec_in, spec_out = parse_impairments(args.impair)
         link = ImpairedLink(link, spec_in, spec_out, counters=counters)
     if args.pcap:
-        link = PcapTap(link, args.pcap)
+        try:
+            link = PcapTap(link, args.pcap)
+        except OSError as exc:
+            raise Refusal(f"cannot write --pcap {args.pcap!r}: {exc.strerror or exc}",
+                          1) from exc
     return link
 
 

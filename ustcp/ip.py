@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Protocol
 
+import structlog
+
 from .config import StackConfig
 from .obs.counters import Counters
 from .wire.checksum import BytesLike
@@ -24,6 +26,8 @@ from .wire.ipv4 import (
     parse_ipv4,
 )
 from .wire.tcp import ChecksumMode, TcpSegment, build_tcp, parse_tcp
+
+log = structlog.get_logger("ustcp.ip")
 
 ICMP_QUEUE_LIMIT = 256  # echo replies waiting for take_frames; more are dropped and counted
 
@@ -148,7 +152,15 @@ class IpLayer:
             return []  # the common case after most user calls: nothing to send
         frames = [(frame, 0) for frame in self._icmp_out]
         self._icmp_out = []
-        frames.extend(self._tcp_frame(src, dst, seg) for src, dst, seg in segments)
+        for src, dst, seg in segments:
+            # The send path contains what the receive path contains: a segment that cannot
+            # be built is counted and dropped (its data stays queued for retransmission),
+            # and the daemon lives on.
+            try:
+                frames.append(self._tcp_frame(src, dst, seg))
+            except Exception:
+                self.counters.inc("UstcpInternalErrors")
+                log.exception("internal_error", where="tcp_frame", length=len(seg.payload))
         self.counters.inc("IpOutRequests", len(frames))
         return frames
 

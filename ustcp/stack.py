@@ -21,7 +21,8 @@ Waking works through the ``waiter`` attribute of each Connection and Listener, w
 engine never touches: the API stores a :class:`Waiters` there.
 
 A frame the layers below fail on in an unexpected way is logged, counted as
-``UstcpInternalErrors`` and dropped; it never ends the receive loop.
+``UstcpInternalErrors`` and dropped; it never ends the receive loop. The send path does the
+same for a segment the IP layer cannot build and a batch the link fails to send.
 """
 
 from __future__ import annotations
@@ -103,7 +104,11 @@ class Stack:
         """Flush: transmit the engine's output, wake parked tasks, re-arm the timer."""
         frames = self.ip.take_frames()
         if frames:
-            self.link.send_batch(frames)
+            try:
+                self.link.send_batch(frames)
+            except Exception:  # as on_frame: counted, logged, dropped, never fatal
+                self.counters.inc("UstcpInternalErrors")
+                log.exception("internal_error", where="send_batch", frames=len(frames))
         for obj in self.engine.take_wakeups():
             waiters = obj.waiter
             if waiters is not None:

@@ -440,3 +440,22 @@ async def test_50mb_through_loss_reorder_duplication_and_corruption(
         corrupted = a.counters["UstcpImpairCorrupt"] + b.counters["UstcpImpairCorrupt"]
         assert corrupted > 100
         assert b.counters["TcpInCsumErrors"] + b.counters["IpInHdrErrors"] > 0
+
+
+async def test_a_segment_that_cannot_be_built_is_counted_and_dropped(
+        autojump_clock: MockClock) -> None:
+    """Issue 13: with an IP TTL the header cannot carry (300, forced past the sysctl
+    check), the server's SYN-ACK fails to build. The send path counts it as
+    UstcpInternalErrors and drops it instead of ending the stack; once the value is sane
+    again the same stack completes a connection."""
+    async with stacks() as (a, b):
+        [listener] = await open_tcp_listeners(b, PORT)
+        b.config.ip_default_ttl = 300
+        with trio.move_on_after(3):
+            await open_tcp_stream(a, B_ADDR, PORT)
+        assert b.counters["UstcpInternalErrors"] >= 1
+        b.config.ip_default_ttl = 64
+        client = await open_tcp_stream(a, B_ADDR, PORT)
+        server = await listener.accept()
+        await client.send_all(b"still alive")
+        assert await server.receive_some() == b"still alive"

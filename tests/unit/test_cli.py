@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ import pytest
 import trio
 
 from ustcp import cli, daemon
+from ustcp.config import RANGES, StackConfig
 from ustcp.obs import control
 from ustcp.obs.counters import Counters
 from ustcp.obs.nstat import Nstat
@@ -43,6 +45,21 @@ def test_serve_defaults() -> None:
     ("serve", "--peer", "10.77.0.1/33"),
     ("serve", "--app", "echo:7", "--app", "http:7"),
     ("connect", "10.77.0.1", "80", "--sysctl", "tcp_sack=-1"),
+    # issue 13: values outside Linux's own ranges, refused as sysctl -w would refuse them
+    ("serve", "--sysctl", "ip_default_ttl=300"),
+    ("serve", "--sysctl", "ip_default_ttl=0"),
+    ("serve", "--sysctl", "tcp_rmem=1 1 1"),
+    ("serve", "--sysctl", "tcp_wmem=0 1 1"),
+    ("serve", "--sysctl", "tcp_syn_retries=0"),
+    ("serve", "--sysctl", "tcp_syn_retries=128"),
+    ("serve", "--sysctl", "tcp_tw_reuse=3"),
+    ("serve", "--sysctl", "tcp_synack_retries=256"),
+    ("serve", "--sysctl", "tcp_reordering=301"),  # above tcp_max_reordering (300)
+    ("serve", "--sysctl", "tcp_min_rtt_wlen=86401"),
+    ("serve", "--mtu", "68"),
+    ("serve", "--mtu", "127"),
+    ("serve", "--addr", "10.77.2"),
+    ("serve", "--pcap", "/nonexistent-ustcp-dir/capture.pcap"),
 ])
 def test_bad_arguments_are_refused_with_status_2(
     argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
@@ -50,6 +67,43 @@ def test_bad_arguments_are_refused_with_status_2(
     assert cli.main(list(argv)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ustcp: "), err
+
+
+@pytest.mark.parametrize("argv", [
+    ("serve", "--mtu", "abc"),
+    ("serve", "--no-such-option"),
+    ("serve", "--offload", "maybe"),
+    ("nstat", "--reset", "extra"),
+])
+def test_argparse_errors_are_one_line_and_status_2(
+    argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(list(argv))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ustcp"), err
+
+
+def test_linux_edge_values_are_accepted() -> None:
+    setup = daemon._check(parse(
+        "serve", "--mtu", "128", "--sysctl", "ip_default_ttl=255",
+        "--sysctl", "tcp_rmem=4096 4096 4096", "--sysctl", "tcp_wmem=1 1 1",
+        "--sysctl", "tcp_syn_retries=127", "--sysctl", "tcp_max_reordering=500",
+        "--sysctl", "tcp_reordering=500", "--sysctl", "tcp_ecn=2"))
+    config = setup.config
+    assert (config.ip_default_ttl, config.tcp_rmem, config.tcp_syn_retries,
+            config.tcp_reordering) == (255, (4096, 4096, 4096), 127, 500)
+
+
+def test_every_integer_sysctl_has_a_range() -> None:
+    """A knob added without its Linux range would take any value again."""
+    defaults = StackConfig()
+    ints = {f.name for f in dataclasses.fields(StackConfig)
+            if type(getattr(defaults, f.name)) is int}
+    assert ints == set(RANGES)
+    for name, (lo, hi) in RANGES.items():
+        assert lo <= getattr(defaults, name) <= hi, name  # Linux's default is in range
 
 
 def test_busy_polling_sysctls_reach_the_stack_config() -> None:
