@@ -246,9 +246,11 @@ async def open_tcp_listeners(stack: Stack, port: int, *, host: str = "0.0.0.0",
 
 
 async def serve_listeners(handler: Callable[[TCPStream], Awaitable[object]],
-                          listeners: list[TCPListener]) -> NoReturn:
-    """Accept forever on every listener and run ``handler(stream)`` in a task of its own,
-    closing the stream when the handler returns, as ``trio.serve_listeners`` does.
+                          listeners: list[TCPListener], *,
+                          handler_nursery: trio.Nursery | None = None) -> NoReturn:
+    """Accept forever on every listener and run ``handler(stream)`` in a task of its own
+    (in ``handler_nursery`` if given, so cancelling the accept loops leaves the handlers
+    running), closing the stream when the handler returns, as ``trio.serve_listeners`` does.
 
     trio's version closes with ``trio.aclose_forcefully`` (a cancelled scope and a
     ``Cancelled`` raised and caught, about 28 µs here), made for streams whose ``aclose``
@@ -257,7 +259,8 @@ async def serve_listeners(handler: Callable[[TCPStream], Awaitable[object]],
     """
     async with trio.open_nursery() as nursery:
         for listener in listeners:
-            nursery.start_soon(_serve_one_listener, listener, nursery, handler)
+            nursery.start_soon(_serve_one_listener, listener, handler_nursery or nursery,
+                               handler)
     raise AssertionError("unreachable: the accept loops never return")
 
 

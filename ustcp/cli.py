@@ -22,6 +22,7 @@ DEFAULT_TUN = "ustcp0"
 DEFAULT_ADDR = "10.77.0.2"
 DEFAULT_PEER = "10.77.0.1/24"
 DEFAULT_MTU = 1500
+DEFAULT_SHUTDOWN_GRACE = 3.0  # seconds
 DEFAULT_APPS = [f"{name}:{port}" for name, port in DEFAULT_PORTS.items()]
 
 
@@ -73,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the daemon: apps on a TUN device in this netns")
     _add_link_options(serve, "info")
+    serve.add_argument("--shutdown-grace", type=float, default=DEFAULT_SHUTDOWN_GRACE,
+                       metavar="SECONDS",
+                       help="on SIGINT/SIGTERM the listeners close and connections get this "
+                            "long to finish; the rest are reset (default "
+                            f"{DEFAULT_SHUTDOWN_GRACE:g})")
     serve.add_argument("--app", action="append", metavar="NAME:PORT",
                        help=f"serve an app ({', '.join(APPS)}) on a port (repeatable; "
                             f"default {' '.join(DEFAULT_APPS)})")

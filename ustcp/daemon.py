@@ -9,12 +9,13 @@ process closes it, on exit.
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,9 @@ LINGER = 2.0  # seconds `connect` waits for its FIN to be acknowledged before le
 # IPv4 needs 68 (RFC 791), but TCP needs its MSS (MTU - 40) to reach Linux's TCP_MIN_MSS,
 # 88 (include/net/tcp.h): below that Linux would clamp the MSS above what the link carries.
 MIN_MTU = 128
+MAX_SHUTDOWN_GRACE = 3600.0  # s: a stop must come in bounded time
+RESET_LINGER = 0.5  # s the stack keeps answering after the shutdown's resets
+GRACE_POLL = 0.05  # s between looks at the connection table during the grace period
 MAX_MTU = 65535
 
 
@@ -98,6 +102,9 @@ def _check(args: argparse.Namespace) -> Setup:
             raise Refusal(f"--impair: {exc}", 2) from exc
     if not MIN_MTU <= args.mtu <= MAX_MTU:
         raise Refusal(f"bad --mtu {args.mtu}: expected {MIN_MTU}..{MAX_MTU}", 2)
+    if args.command == "serve" and not 0 <= args.shutdown_grace <= MAX_SHUTDOWN_GRACE:
+        raise Refusal(f"bad --shutdown-grace {args.shutdown_grace:g}: expected "
+                      f"0..{MAX_SHUTDOWN_GRACE:g} seconds", 2)
     if args.pcap and not os.path.isdir(os.path.dirname(os.path.abspath(args.pcap))):
         raise Refusal(f"bad --pcap {args.pcap!r}: its directory does not exist", 2)
     apps = []
@@ -217,17 +224,51 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
         except OSError as exc:
             raise Refusal(f"control socket @{args.control}: {exc.strerror} (is another "
                           "daemon running in this namespace? --control NAME)", 1) from exc
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_until_signal, nursery.cancel_scope.cancel)
-            nursery.start_soon(stack.run)
-            nursery.start_soon(server.serve, ctl)
-            for name, port in setup.apps:
-                listeners = await open_tcp_listeners(stack, port, host=args.addr)
-                nursery.start_soon(serve_listeners, APPS[name], listeners)
-            print(_banner(args, setup.apps, link), flush=True)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stack.run)
+                nursery.start_soon(server.serve, ctl)
+                async with trio.open_nursery() as handlers:
+                    async with trio.open_nursery() as acceptors:
+                        for name, port in setup.apps:
+                            listeners = await open_tcp_listeners(stack, port, host=args.addr)
+                            acceptors.start_soon(functools.partial(
+                                serve_listeners, APPS[name], listeners,
+                                handler_nursery=handlers))
+                        print(_banner(args, setup.apps, link), flush=True)
+                        async for signum in signals:
+                            log.info("shutdown", signal=signal.Signals(signum).name,
+                                     grace=args.shutdown_grace,
+                                     connections=stack.open_connections())
+                            break
+                        acceptors.cancel_scope.cancel()  # the listeners close
+                    await _grace(stack, args.shutdown_grace, signals)
+                    handlers.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await link.aclose()
+
+
+async def _grace(stack: Stack, grace: float, signals: AsyncIterator[int]) -> None:
+    """Shutdown after the listeners closed: the connections get ``grace`` seconds to finish
+    (a second SIGINT/SIGTERM ends the wait), then what remains is reset."""
+    with trio.move_on_after(grace):
+        async with trio.open_nursery() as nursery:
+
+            async def second_signal() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(second_signal)
+            while stack.open_connections():
+                await trio.sleep(GRACE_POLL)
+            nursery.cancel_scope.cancel()
+    log.info("shutdown_reset", connections=stack.reset_all())
+    # A RST the peer finds in its window but not at rcv_nxt (data of ours it never got) is
+    # answered with a challenge ACK (RFC 5961 3.2); the stack runs a moment longer so that
+    # ACK meets no connection and gets a RST at its own ACK number, which the peer accepts.
+    await trio.sleep(RESET_LINGER)
 
 
 async def _pipe(stream: TCPStream) -> None:

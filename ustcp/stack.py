@@ -39,6 +39,7 @@ from .link.base import Link, ReceivedFrame
 from .obs.counters import Counters
 from .tcp.connection import Connection
 from .tcp.engine import TcpEngine
+from .tcp.states import State
 
 log = structlog.get_logger("ustcp.stack")
 
@@ -118,6 +119,24 @@ class Stack:
             deadline = self.engine.next_deadline()
             if deadline is not None and deadline < scope.deadline:
                 scope.deadline = deadline
+
+    def reset_all(self) -> int:
+        """Reset every connection that is not closed yet (what remains when the daemon
+        stops): a RST on the wire for each, so peers learn at once, as when a host's
+        sockets are closed with SO_LINGER {on, 0}. TIME_WAIT entries go silently. Returns
+        how many were reset."""
+        now = trio.current_time()
+        live = [c for c in self.engine.connections.values()
+                if c.state not in (State.CLOSE, State.TIME_WAIT)]
+        for conn in live:
+            conn.abort(now)
+        self.kick()
+        return len(live)
+
+    def open_connections(self) -> int:
+        """Connections not yet closed (TIME_WAIT aside)."""
+        return sum(c.state not in (State.CLOSE, State.TIME_WAIT)
+                   for c in self.engine.connections.values())
 
     async def _receive_loop(self) -> None:
         link, config = self.link, self.config

@@ -27,7 +27,8 @@ STACK_ADDR = "10.77.0.2"
 KERNEL_ADDR = "10.77.0.1"
 COMMAND_TIMEOUT = 20.0
 READY_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
+STOP_TIMEOUT = 15.0
+SHUTDOWN_GRACE = 0.5  # s: what is still open when a demo stops its daemon is reset soon
 # argv[1] the command, argv[2] its arguments as JSON; prints the daemon's JSON reply
 CONTROL_REQUEST = ("import json, sys; from ustcp.obs import control; "
                    "print(json.dumps(control.request(sys.argv[1], **json.loads(sys.argv[2]))))")
@@ -143,7 +144,8 @@ class Daemon:
         self.pcap = workdir / f"{name}.pcap"
         self.log = workdir / f"{name}.log"
         args = ["serve", "--pcap", str(self.pcap), "--seed", "1", "--log-format", "json",
-                "--log-level", "debug", "--offload", "on" if offload else "off"]
+                "--log-level", "debug", "--offload", "on" if offload else "off",
+                "--shutdown-grace", str(SHUTDOWN_GRACE)]
         for app in apps:
             args += ["--app", app]
         for key, value in (sysctls or {}).items():
