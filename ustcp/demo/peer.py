@@ -252,6 +252,8 @@ class Sniffer:
             if not select.select([self.sock], [], [], left)[0]:
                 continue
             data, addr = self.sock.recvfrom(65536)
+            if not data or data[0] >> 4 != 4:
+                continue  # the kernel's own IPv6 traffic on the device (MLD, RS, ...)
             ip = dpkt.ip.IP(data)
             if isinstance(ip.data, dpkt.tcp.TCP):
                 self.packets.append((addr[2] == PACKET_OUTGOING, ip))
