@@ -103,8 +103,15 @@ class TCPStream(trio.abc.HalfCloseableStream):
         with self._send_conflict:
             self._check_open()
             # The engine keeps views of what it takes until it is acknowledged: give it an
-            # immutable copy of anything the caller could change afterwards.
-            view = memoryview(data if isinstance(data, bytes) else bytes(data))
+            # immutable copy of anything the caller could change afterwards. A read-only
+            # view of bytes cannot change: it goes as it is (the http app's chunks).
+            if isinstance(data, bytes):
+                view = memoryview(data)
+            elif isinstance(data, memoryview) and isinstance(data.obj, bytes) \
+                    and data.contiguous:
+                view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+            else:
+                view = memoryview(bytes(data))
             if not view:
                 await trio.lowlevel.checkpoint()
                 return

@@ -23,6 +23,8 @@ DEFAULT_ADDR = "10.77.0.2"
 DEFAULT_PEER = "10.77.0.1/24"
 DEFAULT_MTU = 1500
 DEFAULT_SHUTDOWN_GRACE = 3.0  # seconds
+DEFAULT_TXQUEUELEN = 10000  # frames; see docs/reliability.md for the measurement
+DEFAULT_IDLE_TIMEOUT = 300.0  # seconds
 DEFAULT_APPS = [f"{name}:{port}" for name, port in DEFAULT_PORTS.items()]
 
 
@@ -53,6 +55,9 @@ def _add_link_options(p: argparse.ArgumentParser, log_level: str) -> None:
     p.add_argument("--pcap", metavar="FILE", help="write every frame crossing the link to FILE")
     p.add_argument("--impair", metavar="SPEC",
                    help="impair the link, netem-like: loss=1%%,delay=10ms,out:rate=100mbit")
+    p.add_argument("--txqueuelen", type=int, default=DEFAULT_TXQUEUELEN, metavar="N",
+                   help="the TUN device's queue towards the stack, in frames (Linux's TUN "
+                        f"default 500 drops bursts; default {DEFAULT_TXQUEUELEN})")
     p.add_argument("--offload", choices=("on", "off"), default="on",
                    help="TUN checksum/TSO offloads through the virtio-net header (default on)")
     p.add_argument("--seed", type=int, metavar="N", help="seed the stack's randomness (ISNs, ...)")
@@ -79,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="on SIGINT/SIGTERM the listeners close and connections get this "
                             "long to finish; the rest are reset (default "
                             f"{DEFAULT_SHUTDOWN_GRACE:g})")
+    serve.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT,
+                       metavar="SECONDS",
+                       help="end an app's connection after this long without a byte moving "
+                            f"either way (0: never; default {DEFAULT_IDLE_TIMEOUT:g})")
+    serve.add_argument("--http-deadline", action="append", metavar="NAME=SECONDS",
+                       help="the http app's deadlines: head=60 (a request head), body=20 and "
+                            "body_rate=500 (a body: seconds, plus one per body_rate bytes), "
+                            "send=60 (each response chunk); repeatable")
     serve.add_argument("--app", action="append", metavar="NAME:PORT",
                        help=f"serve an app ({', '.join(APPS)}) on a port (repeatable; "
                             f"default {' '.join(DEFAULT_APPS)})")

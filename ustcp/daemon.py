@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,8 @@ import trio
 
 from ustcp import __version__
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
-from ustcp.apps import APPS, DEFAULT_PORTS
+from ustcp.apps import APPS, DEFAULT_PORTS, Handler
+from ustcp.apps.http import DEADLINES as HTTP_DEADLINES
 from ustcp.config import StackConfig, SysctlError
 from ustcp.link.base import Link
 from ustcp.link.impair import parse_impairments
@@ -36,6 +37,7 @@ from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.obs.nstat import Nstat
 from ustcp.stack import Stack
+from ustcp.tcp.connection import Connection
 from ustcp.tcp.states import State
 
 log = structlog.get_logger("ustcp.daemon")
@@ -45,6 +47,8 @@ LINGER = 2.0  # seconds `connect` waits for its FIN to be acknowledged before le
 # IPv4 needs 68 (RFC 791), but TCP needs its MSS (MTU - 40) to reach Linux's TCP_MIN_MSS,
 # 88 (include/net/tcp.h): below that Linux would clamp the MSS above what the link carries.
 MIN_MTU = 128
+MAX_TXQUEUELEN = 1_000_000
+MAX_IDLE_TIMEOUT = 86400.0
 MAX_SHUTDOWN_GRACE = 3600.0  # s: a stop must come in bounded time
 RESET_LINGER = 0.5  # s the stack keeps answering after the shutdown's resets
 GRACE_POLL = 0.05  # s between looks at the connection table during the grace period
@@ -102,6 +106,16 @@ def _check(args: argparse.Namespace) -> Setup:
             raise Refusal(f"--impair: {exc}", 2) from exc
     if not MIN_MTU <= args.mtu <= MAX_MTU:
         raise Refusal(f"bad --mtu {args.mtu}: expected {MIN_MTU}..{MAX_MTU}", 2)
+    if not 1 <= args.txqueuelen <= MAX_TXQUEUELEN:
+        raise Refusal(f"bad --txqueuelen {args.txqueuelen}: expected 1..{MAX_TXQUEUELEN}", 2)
+    for assignment in getattr(args, "http_deadline", None) or []:
+        try:
+            HTTP_DEADLINES.set(assignment)
+        except ValueError as exc:
+            raise Refusal(f"bad --http-deadline {assignment!r}: {exc}", 2) from exc
+    if args.command == "serve" and not 0 <= args.idle_timeout <= MAX_IDLE_TIMEOUT:
+        raise Refusal(f"bad --idle-timeout {args.idle_timeout:g}: expected "
+                      f"0..{MAX_IDLE_TIMEOUT:g} seconds (0: none)", 2)
     if args.command == "serve" and not 0 <= args.shutdown_grace <= MAX_SHUTDOWN_GRACE:
         raise Refusal(f"bad --shutdown-grace {args.shutdown_grace:g}: expected "
                       f"0..{MAX_SHUTDOWN_GRACE:g} seconds", 2)
@@ -133,10 +147,10 @@ def _check_privileges() -> None:
         raise Refusal("/dev/net/tun does not exist (load the tun module: modprobe tun)", 1)
 
 
-def _open_link(args: argparse.Namespace, counters: Counters) -> Link:
+def _open_link(args: argparse.Namespace, counters: Counters) -> tuple[Link, TunLink]:
     try:
         tun = TunLink(args.tun, args.mtu, args.offload == "on", kernel_addr=args.peer,
-                      counters=counters)
+                      counters=counters, txqueuelen=args.txqueuelen)
     except PermissionError as exc:
         raise Refusal(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}", 1) from exc
     except subprocess.CalledProcessError as exc:
@@ -154,7 +168,7 @@ def _open_link(args: argparse.Namespace, counters: Counters) -> Link:
         except OSError as exc:
             raise Refusal(f"cannot write --pcap {args.pcap!r}: {exc.strerror or exc}",
                           1) from exc
-    return link
+    return link, tun
 
 
 def _netns_name() -> str:
@@ -196,9 +210,10 @@ def _banner(args: argparse.Namespace, apps: list[tuple[str, int]], link: Link) -
     return "\n".join(lines)
 
 
-def _control_server(name: str, stack: Stack, counters: Counters) -> control.ControlServer:
+def _control_server(name: str, stack: Stack, counters: Counters,
+                    tun: TunLink) -> control.ControlServer:
     server = control.ControlServer(name)
-    server.add("nstat", Nstat(counters))
+    server.add("nstat", Nstat(counters, tun.device_counters))
     server.add("ss", ss.control_command(stack.engine))
     server.add("sysctl", lambda request: {"sysctl": stack.config.as_dict()})
     server.add_stream("trace", control.trace_events)
@@ -215,10 +230,11 @@ async def _until_signal(cancel: Callable[[], Any]) -> None:
 
 async def _serve(args: argparse.Namespace, setup: Setup) -> None:
     counters = Counters()
-    link = _open_link(args, counters)
+    link, tun = _open_link(args, counters)
     try:
         stack = Stack(link, setup.config, counters, setup.addr, seed=args.seed)
-        server = _control_server(args.control, stack, counters)
+        server = _control_server(args.control, stack, counters, tun)
+        reaper = IdleReaper(args.idle_timeout, counters)
         try:
             ctl = await server.bind()
         except OSError as exc:
@@ -228,12 +244,14 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stack.run)
                 nursery.start_soon(server.serve, ctl)
+                if reaper.timeout:
+                    nursery.start_soon(reaper.sweep)
                 async with trio.open_nursery() as handlers:
                     async with trio.open_nursery() as acceptors:
                         for name, port in setup.apps:
                             listeners = await open_tcp_listeners(stack, port, host=args.addr)
                             acceptors.start_soon(functools.partial(
-                                serve_listeners, APPS[name], listeners,
+                                serve_listeners, reaper.wrap(APPS[name]), listeners,
                                 handler_nursery=handlers))
                         print(_banner(args, setup.apps, link), flush=True)
                         async for signum in signals:
@@ -248,6 +266,57 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
     finally:
         with trio.CancelScope(shield=True):
             await link.aclose()
+
+
+class IdleReaper:
+    """``--idle-timeout``: an app's connection that moves no byte either way (nothing
+    received, nothing of ours acknowledged) for ``timeout`` seconds is ended: its handler is
+    cancelled and the stream closed (FIN; RST if unread data is discarded), counted as
+    ``UstcpAppIdleTimeouts``. Linux has no such timer (keepalive finds dead peers, not
+    idle live ones); without it a connection whose peer went silent, or whose echo was
+    lost with every retransmission, would hold its task and memory forever.
+
+    One task sweeps all connections every ``timeout / 4`` seconds and pushes back the
+    deadline of those that made progress, so a connection ends between 1 and 1.25 timeouts
+    after its last byte; there is no per-connection timer task."""
+
+    def __init__(self, timeout: float, counters: Counters) -> None:
+        self.timeout = timeout
+        self.counters = counters
+        self.watched: dict[Connection, tuple[trio.CancelScope, int]] = {}
+
+    @staticmethod
+    def _progress(conn: Connection) -> int:
+        return conn.bytes_received + conn.bytes_acked
+
+    def wrap(self, handler: Handler) -> Callable[[TCPStream], Awaitable[None]]:
+        if not self.timeout:
+            return handler
+
+        async def run(stream: TCPStream) -> None:
+            conn = stream.connection
+            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                self.watched[conn] = (scope, self._progress(conn))
+                try:
+                    await handler(stream)
+                finally:
+                    del self.watched[conn]
+            if scope.cancelled_caught:
+                self.counters.inc("UstcpAppIdleTimeouts")
+                log.debug("app_idle_timeout", conn=f"{stream.remote_address}")
+                await stream.aclose()
+
+        return run
+
+    async def sweep(self) -> None:
+        while True:
+            await trio.sleep(self.timeout / 4)
+            now = trio.current_time()
+            for conn, (scope, seen) in self.watched.items():
+                progress = self._progress(conn)
+                if progress != seen:
+                    self.watched[conn] = (scope, progress)  # same key: safe while iterating
+                    scope.deadline = now + self.timeout
 
 
 async def _grace(stack: Stack, grace: float, signals: AsyncIterator[int]) -> None:
@@ -313,7 +382,7 @@ async def _linger(stream: TCPStream) -> None:
 
 async def _connect(args: argparse.Namespace, setup: Setup) -> None:
     counters = Counters()
-    link = _open_link(args, counters)
+    link, _ = _open_link(args, counters)
     try:
         stack = Stack(link, setup.config, counters, setup.addr, seed=args.seed)
         async with trio.open_nursery() as nursery:

@@ -5,8 +5,19 @@
 ``POST /sha256``   the lowercase hex SHA-256 of the request body (64 characters, no newline)
 
 ``HEAD`` works wherever ``GET`` does. Anything else is 404 (or 405 for a known path with the
-wrong method). A malformed request gets a 400 and the connection closes; an idle keep-alive
-connection closes after :data:`IDLE_TIMEOUT` seconds.
+wrong method). A malformed request gets a 400 and the connection closes.
+
+Deadlines (:data:`DEADLINES`, set by ``ustcp serve --http-deadline NAME=SECONDS``), so that no
+client holds a connection by being slow (the defaults are Apache mod_reqtimeout's and
+nginx's):
+
+- ``head``: a request head must be complete this long after the connection (or the previous
+  response) became ready for it. An idle keep-alive connection is closed quietly; one that
+  sent part of a head gets 408 Request Timeout (RFC 9110 15.5.9) and is closed.
+- ``body`` and ``body_rate``: a request body gets ``body`` seconds plus one second per
+  ``body_rate`` bytes received; past that, 408 and close.
+- ``send``: each chunk of a response (at most :data:`SEND_CHUNK` bytes) must be taken by the
+  client within this long; a client that stops reading is cut off with a RST.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import cast
 
@@ -21,13 +33,45 @@ import h11
 import trio
 
 from ustcp import __version__
+from ustcp.api import TCPStream
 from ustcp.apps.common import ends_quietly
 
 RECEIVE_CHUNK = 256 * 1024
 SEND_CHUNK = 256 * 1024
 MAX_BYTES = 1 << 30
-IDLE_TIMEOUT = 60.0
 SERVER = f"ustcp/{__version__}"
+
+
+@dataclass
+class Deadlines:
+    """The http app's deadlines, in seconds (``body_rate`` in bytes per second)."""
+
+    head: float = 60.0  # nginx client_header_timeout
+    body: float = 20.0  # Apache RequestReadTimeout body=20,MinRate=500
+    body_rate: float = 500.0
+    send: float = 60.0  # nginx send_timeout
+
+    def set(self, assignment: str) -> None:
+        """``name=seconds`` (``--http-deadline``): ValueError if it is not one."""
+        name, _, value = assignment.partition("=")
+        if name not in self.__dataclass_fields__:
+            raise ValueError(f"expected one of {', '.join(self.__dataclass_fields__)}, "
+                             f"got {name!r}")
+        number = float(value)
+        if not 0 < number <= 86400:
+            raise ValueError(f"{name} must be in (0, 86400], got {value!r}")
+        setattr(self, name, number)
+
+
+DEADLINES = Deadlines()
+
+
+class RequestTimeout(Exception):
+    """The client took longer than a deadline allows to send its request."""
+
+
+REQUEST_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nServer: " + SERVER.encode()
+                            + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
 
 def _block(size: int) -> bytes:
@@ -73,28 +117,46 @@ class _Exchange:
     def __init__(self, stream: trio.abc.HalfCloseableStream) -> None:
         self.stream = stream
         self.conn = h11.Connection(h11.SERVER)
+        self.received = 0  # bytes of the current request so far
 
-    async def next_event(self) -> h11.Event | type[h11.PAUSED]:
+    async def next_event(self, deadline: float = float("inf")) -> h11.Event | type[h11.PAUSED]:
+        """The next h11 event; :class:`RequestTimeout` if it needs data past ``deadline``."""
         while True:
             event = self.conn.next_event()
             if event is not h11.NEED_DATA:
                 return cast("h11.Event | type[h11.PAUSED]", event)
-            data = await self.stream.receive_some(RECEIVE_CHUNK)
-            self.conn.receive_data(cast(bytes, data))
+            with trio.move_on_at(deadline):
+                data = await self.stream.receive_some(RECEIVE_CHUNK)
+                self.received += len(data)
+                self.conn.receive_data(cast(bytes, data))
+                continue
+            raise RequestTimeout
 
     async def send(self, event: h11.Event) -> None:
         if isinstance(event, h11.Data):
             for piece in self.conn.send_with_data_passthrough(event) or ():
-                await self.stream.send_all(piece)
+                await self._send_all(piece)
         elif data := self.conn.send(event):
+            await self._send_all(data)
+
+    async def _send_all(self, data: bytes) -> None:
+        """One piece, taken by the client within the ``send`` deadline, or a RST."""
+        with trio.move_on_after(DEADLINES.send):
             await self.stream.send_all(data)
+            return
+        if isinstance(self.stream, TCPStream):
+            self.stream.abort()
+        raise trio.ClosedResourceError("the client did not read the response in time")
 
     async def read_body(self, sink: Callable[[bytes], object]) -> None:
-        """Feed the request body to ``sink`` chunk by chunk, up to its end."""
+        """Feed the request body to ``sink`` chunk by chunk, up to its end, within the
+        ``body`` deadline plus one second per ``body_rate`` bytes."""
         if self.conn.client_is_waiting_for_100_continue:
             await self.send(h11.InformationalResponse(status_code=100, headers=[]))
+        started, head = trio.current_time(), self.received
         while True:
-            event = await self.next_event()
+            rate_allowance = (self.received - head) / DEADLINES.body_rate
+            event = await self.next_event(started + DEADLINES.body + rate_allowance)
             if isinstance(event, h11.Data):
                 sink(event.data)
             elif isinstance(event, h11.EndOfMessage):
@@ -117,7 +179,8 @@ class _Exchange:
             ("Content-Length", str(length)),
             *extra,
         ]
-        await self.send(h11.Response(status_code=status, headers=headers))
+        await self.send(h11.Response(status_code=status, headers=headers,
+                                     reason=HTTPStatus(status).phrase.encode()))
         if not head_only:
             chunks = [memoryview(body)] if isinstance(body, bytes) else body
             for chunk in chunks:
@@ -163,9 +226,9 @@ async def _serve_request(ex: _Exchange, request: h11.Request) -> None:
 
 async def _serve(ex: _Exchange) -> None:
     while True:
-        event: object = None
-        with trio.move_on_after(IDLE_TIMEOUT):
-            event = await ex.next_event()
+        # Bytes of the next request may already be here (pipelining): they count.
+        ex.received = len(ex.conn.trailing_data[0])
+        event = await ex.next_event(trio.current_time() + DEADLINES.head)
         if not isinstance(event, h11.Request):
             return
         await _serve_request(ex, event)
@@ -183,4 +246,10 @@ async def handle(stream: trio.abc.HalfCloseableStream) -> None:
         if ex.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             status = HTTPStatus(exc.error_status_hint)
             await ex.error(status, status.phrase, [("Connection", "close")])
+    except RequestTimeout:
+        if ex.conn.our_state is h11.SEND_RESPONSE:  # in a body: h11 frames the 408
+            await ex.error(408, "Request Timeout", [("Connection", "close")])
+        elif ex.received:  # part of a head: h11 has no request to answer, so the bytes
+            await stream.send_all(REQUEST_TIMEOUT_RESPONSE)  # go out as they are
+        # an idle keep-alive connection just closes (RFC 9112 9.5)
     await stream.aclose()

@@ -26,7 +26,7 @@ from ustcp.obs.ss import Row, filter_rows
 STACK_ADDR = "10.77.0.2"
 KERNEL_ADDR = "10.77.0.1"
 COMMAND_TIMEOUT = 20.0
-READY_TIMEOUT = 10.0
+READY_TIMEOUT = 30.0  # s: a loaded machine starts Python slowly
 STOP_TIMEOUT = 15.0
 SHUTDOWN_GRACE = 0.5  # s: what is still open when a demo stops its daemon is reset soon
 # argv[1] the command, argv[2] its arguments as JSON; prints the daemon's JSON reply

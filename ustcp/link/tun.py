@@ -28,6 +28,8 @@ import fcntl
 import functools
 import os
 import select
+import socket
+import struct
 import subprocess
 
 import pytun_pmd3
@@ -79,7 +81,7 @@ class TunLink:
 
     def __init__(self, name: str = "", mtu: int = 1500, offload: bool = False, *,
                  kernel_addr: str | None = None, counters: Counters | None = None,
-                 allow_init_netns: bool = False) -> None:
+                 allow_init_netns: bool = False, txqueuelen: int | None = None) -> None:
         if kernel_addr is not None and not allow_init_netns and in_host_netns():
             raise PermissionError(errno.EPERM, "refusing to configure an address on a TUN "
                                   "device in the host's network namespace (run in a netns)")
@@ -97,6 +99,8 @@ class TunLink:
             os.set_blocking(self._fd, False)
             self._poll.register(self._fd, select.POLLIN)
             self._dev.mtu = mtu
+            if txqueuelen is not None:
+                set_txqueuelen(self.name, txqueuelen)
             self._dev.up()
             if kernel_addr is not None:
                 subprocess.run(["ip", "addr", "add", kernel_addr, "dev", self.name],
@@ -105,7 +109,24 @@ class TunLink:
             self._dev.close()
             raise
         log.info("tun_open", dev=self.name, mtu=mtu, offload=self.offload,
-                 kernel_addr=kernel_addr)
+                 kernel_addr=kernel_addr, txqueuelen=txqueuelen)
+
+    def device_counters(self) -> dict[str, int]:
+        """The kernel's own drop counters of this device (/proc/net/dev, this namespace's):
+        ``UstcpTunTxDropped``, frames the kernel sent towards the stack and dropped because
+        the device's queue (txqueuelen) was full; ``UstcpTunRxDropped``, frames the stack
+        wrote that the kernel dropped."""
+        try:
+            with open("/proc/net/dev") as dev:
+                for line in dev:
+                    name, sep, fields = line.partition(":")
+                    if sep and name.strip() == self.name:
+                        values = fields.split()
+                        return {"UstcpTunTxDropped": int(values[11]),
+                                "UstcpTunRxDropped": int(values[3])}
+        except OSError:
+            pass
+        return {}
 
     @staticmethod
     def _open(name: str, offload: bool) -> tuple[pytun_pmd3.TunTapDevice, bool]:
@@ -204,6 +225,18 @@ def _vnet_header_for(frame: bytes, gso_size: int) -> bytes:
 @functools.cache
 def _csum_only_header(ihl: int) -> bytes:
     return build_vnet(VnetHeader(NEEDS_CSUM, GSO_NONE, 0, 0, ihl, TCP_CSUM_OFFSET))
+
+
+SIOCSIFTXQLEN = 0x8943  # linux/sockios.h
+
+
+def set_txqueuelen(name: str, qlen: int) -> None:
+    """The device's transmit queue length (``ip link set NAME txqueuelen QLEN``): for a TUN
+    device, how many frames the kernel queues for the reader before it drops (tx_dropped).
+    The kernel's default for TUN is 500."""
+    ifreq = struct.pack("16si20x", name.encode(), qlen)  # struct ifreq: name, ifr_qlen
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock.fileno(), SIOCSIFTXQLEN, ifreq)
 
 
 def in_host_netns() -> bool:

@@ -9,6 +9,7 @@ makes the current values the new baseline. Gauges (TcpCurrEstab) are always abso
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -21,13 +22,17 @@ GAUGES = frozenset({"TcpCurrEstab"})
 class Nstat:
     """The ``nstat`` control command for one stack's counters."""
 
-    def __init__(self, counters: Counters) -> None:
+    def __init__(self, counters: Counters,
+                 extra: Callable[[], dict[str, int]] | None = None) -> None:
         self.counters = counters
+        self.extra = extra  # counters kept elsewhere (the TUN device's own drops)
         self.baseline: dict[str, int] = {}
         self.baseline_time = trio.current_time()
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         current = self.counters.snapshot()
+        if self.extra is not None:
+            current.update(self.extra())
         now = trio.current_time()
         if not request.get("reset"):
             return {"counters": current}
