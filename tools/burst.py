@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import gc
 import json
 import os
 import resource
@@ -41,6 +40,8 @@ PORT = 7
 HTTP_PORT = 80
 READY_TIMEOUT = 30.0
 MAX_CONNECTIONS = 30000
+# s after the last close before the RSS is read: two of the daemon's memory-trim looks
+SETTLE_AFTER_CLOSE = 11.0
 
 
 # ---------------------------------------------------------------- the kernel-side client
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = json.loads(peer.stdout.readline())
                 peer.wait(timeout=60)
                 closing = wait_closed(ns, 120)
-                gc.collect()
+                time.sleep(SETTLE_AFTER_CLOSE)
                 counters = control(ns, "nstat")["counters"]
                 row = {"round": n, **{k: result[k] for k in
                                       ("echoed", "stranded", "errors", "seconds")},

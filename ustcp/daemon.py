@@ -9,7 +9,9 @@ process closes it, on exit.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
+import gc
 import ipaddress
 import os
 import signal
@@ -52,6 +54,8 @@ MAX_IDLE_TIMEOUT = 86400.0
 MAX_SHUTDOWN_GRACE = 3600.0  # s: a stop must come in bounded time
 RESET_LINGER = 0.5  # s the stack keeps answering after the shutdown's resets
 GRACE_POLL = 0.05  # s between looks at the connection table during the grace period
+TRIM_INTERVAL = 5.0  # s between looks at the connection count for MemoryTrimmer
+TRIM_MIN_DROP = 1000  # connections: a smaller fall is not a burst worth a full gc
 MAX_MTU = 65535
 
 
@@ -246,6 +250,8 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
                 nursery.start_soon(server.serve, ctl)
                 if reaper.timeout:
                     nursery.start_soon(reaper.sweep)
+                if os.environ.get("USTCP_NO_TRIM") is None:
+                    nursery.start_soon(MemoryTrimmer(stack).run)
                 async with trio.open_nursery() as handlers:
                     async with trio.open_nursery() as acceptors:
                         for name, port in setup.apps:
@@ -317,6 +323,52 @@ class IdleReaper:
                 if progress != seen:
                     self.watched[conn] = (scope, progress)  # same key: safe while iterating
                     scope.deadline = now + self.timeout
+
+
+class MemoryTrimmer:
+    """Give memory back after a burst. Closed connections' objects are freed at once, but
+    the process keeps the pages: CPython's small-object arenas go back only when entirely
+    empty, and glibc keeps freed heap at its high-water mark. When the number of open
+    connections has fallen to half its peak (and by at least :data:`TRIM_MIN_DROP`), a full
+    ``gc.collect()`` frees what cycles held and ``malloc_trim(0)`` returns free heap pages
+    to the kernel; logged as ``memory_trim`` with the RSS before and after."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.peak = 0
+        self._trim: Callable[[int], int] | None
+        try:
+            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc: gc alone
+            self._trim = None
+
+    async def run(self) -> None:
+        while True:
+            await trio.sleep(TRIM_INTERVAL)
+            self.check()
+
+    def check(self) -> None:
+        now = self.stack.open_connections()
+        self.peak = max(self.peak, now)
+        if self.peak - now >= TRIM_MIN_DROP and now <= self.peak // 2:
+            before = _rss_kb()
+            gc.collect()
+            if self._trim is not None:
+                self._trim(0)
+            log.info("memory_trim", connections=now, peak=self.peak, rss_kb_before=before,
+                     rss_kb_after=_rss_kb())
+            self.peak = now
+
+
+def _rss_kb() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 async def _grace(stack: Stack, grace: float, signals: AsyncIterator[int]) -> None:

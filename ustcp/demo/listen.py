@@ -46,15 +46,23 @@ will never answer; each stays until its SYN-ACK has been retransmitted tcp_synac
 times (1, 2, 4, ... s). With tcp_syncookies=0 a full queue means every new SYN is dropped
 (TCPReqQFullDrop, ListenDrops), including a real client's: its connect() hangs in SYN-SENT,
 retransmitting its SYN, until the spoofed requests time out. Here the backlog is 8 and
-tcp_synack_retries is 2, so the queue drains 1 + 2 + 4 = 7 seconds after the flood.
+tcp_synack_retries is 3, so the queue drains 1 + 2 + 4 + 8 = 15 seconds after the flood.
 """
 
 SYN_QUEUE_KNOBS = ("tcp_syncookies", "somaxconn", "tcp_max_syn_backlog", "tcp_synack_retries")
-SYNACK_RETRIES = 2
-REQUEST_LIFETIME = 7.0  # s: SYN-ACK at 0, retransmitted at 1 and 3 s, dropped at 7 s
+SYNACK_RETRIES = 3  # SYN-ACK at 0, again at 1, 3 and 7 s, the request dropped at 15 s
 FIRST_ATTEMPT = 1.5  # s: the client's connect() timeout: its SYN at 0 and 1 s
 MARGIN = 1.0  # s: the first attempt must end this long before the requests can time out
 SYN_QUEUE_WAIT = 30.0  # s: how long a demo waits for the SYN queue to fill or drain
+
+
+def _first_expiry(rows: list[dict[str, Any]]) -> float:
+    """Seconds from the ss snapshot until the first SYN-RECV request times out: its
+    SYN-ACK timer, then the retransmission intervals still to come (2**k s for the k-th)."""
+    left = [row["timer"]["expires_ms"] / 1000
+            + sum(2.0 ** k for k in range(row["timer"]["count"] + 1, SYNACK_RETRIES + 1))
+            for row in rows if row["state"] == "SYN-RECV" and row.get("timer")]
+    return min(left, default=0.0)
 
 
 def _wait_syn_queue(daemon: Daemon, done: Callable[[int], bool]) -> float:
@@ -78,18 +86,19 @@ def syn_queue(story: Story, workdir: Path) -> None:
         try:
             daemon.nstat_reset()
             story.step("32 spoofed SYNs from 10.77.0.3 (tools/synflood.py), which never answers")
-            # Every spoofed request arrives after this instant, so none times out before
-            # flooded + REQUEST_LIFETIME: the first attempt's margin is measured from it.
-            flooded = time.monotonic()
             sent = read_json_line(_flood(ns, rate=200, count=32))["sent"]
             # The client starts at once, while the demo looks at the queue.
             client = ns.spawn_peer("connect-loop", STACK_ADDR, str(HTTP), "1", "0",
                                    str(FIRST_ATTEMPT))
+            asked = time.monotonic()
             rows = daemon.ss(port=HTTP)
             story.ss(rows, f"ustcp ss --port {HTTP}")
             story.step("a real client (the kernel) tries to connect: its SYNs are dropped")
             first = read_json_line(client)
-            margin = flooded + REQUEST_LIFETIME - time.monotonic()
+            # The first request times out no earlier than asked + _first_expiry (ss answered
+            # after it was asked); the client's attempt ended at first["ended"] (the same
+            # monotonic clock): it fell inside the full queue by this margin.
+            margin = asked + _first_expiry(rows) - first["ended"]
             story.block(json.dumps(first))
             during = daemon.nstat_deltas()
             waited = _wait_syn_queue(daemon, lambda synq: synq == 0)

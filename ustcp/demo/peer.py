@@ -234,7 +234,7 @@ def connect_loop(host: str, port: int, count: int, interval: float, timeout: flo
             name = _errname(exc) if exc.errno else type(exc).__name__
             errors[name] = errors.get(name, 0) + 1
         time.sleep(max(0.0, interval - (time.monotonic() - started)))
-    emit({"ok": ok, "count": count, "errors": errors})
+    emit({"ok": ok, "count": count, "errors": errors, "ended": time.monotonic()})
 
 
 class Sniffer:
