@@ -105,8 +105,11 @@ def run(step: Step) -> str | None:
             raise Unsupported(f"module parameter {step.target}={step.value} is global to the "
                               f"host (it is {current})")
         return f"module parameter {step.target} is already {current}"
-    done = subprocess.run(step.argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-                          check=False)
+    try:
+        done = subprocess.run(step.argv, capture_output=True, text=True,
+                              timeout=COMMAND_TIMEOUT, check=False)
+    except FileNotFoundError as exc:
+        raise Unsupported(f"needs {step.argv[0]}, which is not installed") from exc
     if done.returncode == 0:
         return None
     error = (done.stderr or done.stdout).strip().splitlines()

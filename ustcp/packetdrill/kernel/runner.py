@@ -143,6 +143,11 @@ class KernelRunner(Runner):
     def command(self, text: str, line: int | None) -> None:
         self.device()  # commands may name tun0
         for step in self.steps[line]:
+            if step.target.endswith("/tcp_congestion_control"):
+                self.kernel_sockets.congestion = step.value
+                self.log.append(f"# tcp_congestion_control={step.value}: set on each "
+                                "socket (TCP_CONGESTION)")
+                continue
             note = commands.run(step)
             if note:
                 self.log.append(f"# {note}")

@@ -39,6 +39,7 @@ from .tcpinfo import read_tcp_info
 LOCAL_ADDR = "192.168.0.1"
 REMOTE_ADDR = "192.0.2.1"
 INVALID_FD = 1 << 20  # beyond any open fd: poll reports POLLNVAL for it
+DEFAULT_CONGESTION = "cubic"  # Linux's default (CONFIG_DEFAULT_TCP_CONG), and ustcp's
 
 Thunk = Callable[[], int]
 
@@ -83,6 +84,11 @@ class KernelSockets:
         self.fds: dict[int, pysocket.socket] = {}
         self.listen_port: int | None = None
         self.info_fd: int | None = None  # the socket %{ }% blocks look at
+        # A child namespace may only pick a congestion control the host lists in its
+        # (global) tcp_allowed_congestion_control, and inherits the host's default; so the
+        # script's net.ipv4.tcp_congestion_control, cubic unless it says, is given to each
+        # socket with TCP_CONGESTION (root may pick any), which accepted sockets inherit.
+        self.congestion = DEFAULT_CONGESTION
 
     def prepare(self, spec: SyscallSpec) -> Thunk:
         method = self.CALLS.get(spec.name)
@@ -126,7 +132,10 @@ class KernelSockets:
         self.hooks.on_socket()
 
         def call() -> int:
-            return self.new_fd(spec, pysocket.socket(domain, kind, proto))
+            sock = pysocket.socket(domain, kind, proto)
+            sock.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_CONGESTION,
+                            self.congestion.encode())
+            return self.new_fd(spec, sock)
         return call
 
     def bind(self, spec: SyscallSpec) -> Thunk:
