@@ -59,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "machine's Linux TCP in a private network namespace, on real "
                              "time; both: the two side by side")
     parser.add_argument("--retries", type=int, default=None, metavar="N",
-                        help="kernel target: runs again a script that failed on timing "
-                             "alone, up to N times (default 2)")
+                        help="kernel target: runs a failing script again, up to N times "
+                             "(default 2); it passes if an attempt passes")
     args = parser.parse_args(argv)
     missing = [p for p in args.paths if not p.exists()]
     if missing:

@@ -6,7 +6,21 @@ docs/packetdrill.md ("The kernel target's failures").
 
 from __future__ import annotations
 
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+    # Measured on 6.18: with cwnd full, shutdown()'s FIN waits in the write queue and leaves
+    # with the tail loss probe about 2*srtt later; the script expects the FIN at once, as
+    # tcp_cwnd_test's old "don't be strict about cwnd for the final FIN" rule sent it
+    # (ustcp's engine keeps that rule, so it passes where the kernel does not).
+    "shutdown/shutdown-rdwr-write-queue-close.pkt":
+        "Linux 6.18 holds a lone FIN behind a full cwnd (no FIN exception in "
+        "tcp_cwnd_test); the script expects the older rule",
+    # Measured on 6.18: the FIN whose ACK is above snd_nxt is answered with an ACK (RFC 9293
+    # 3.10.7.4, "send an ACK, drop the segment"), rate-limited like a challenge ACK; the
+    # script was written when Linux dropped it silently. The script's next ACK follows.
+    "ts_recent/invalid_ack.pkt":
+        "Linux 6.18 answers an ACK above snd_nxt with an ACK (RFC 9293 3.10.7.4); the "
+        "script expects the older silent drop",
+}
 
 
 def known_difference(name: str) -> str:

@@ -32,7 +32,7 @@ from ..ast import (
     StructExpr,
     SyscallSpec,
 )
-from ..sockets import BIND_PORT, CONNECT_PORT, CallMismatch, is_null, iov_total
+from ..sockets import BIND_PORT, CONNECT_PORT, CallMismatch, iov_total, is_null
 from ..symbols import Unsupported, evaluate, symbol_name
 from .tcpinfo import read_tcp_info
 

@@ -1,23 +1,30 @@
-"""``python -m ustcp.packetdrill.kernel.worker PATH NAME``: one script on the kernel target,
-in a network namespace private to this process; prints the result as one JSON object.
+"""One kernel-target run in a child process with a network namespace of its own.
 
-The parent (``target.py``) starts one worker per script and attempt, so every run gets a
-fresh namespace, and the namespace dies with the worker whatever happens to it.
-``--probe N`` instead measures the runner's timing on this machine (``jitter.py``).
+``in_child(job)`` forks; the child calls ``unshare(CLONE_NEWNET)`` before anything else,
+runs the job (a script, or the timing probe) and sends its result back as JSON over a
+pipe, then exits. So every run gets a fresh namespace, and the namespace dies with the
+child whatever happens to it (end of script, failure, Ctrl-C, kill); forking also spares
+each run the interpreter's start-up. The caller is single-threaded (the engine target and
+the report loop run no threads), which makes fork safe.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import sys
-from collections.abc import Sequence
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from ..cli import quiet_engine_logs
 from ..runner import Result, run_file
 from .runner import KernelRunner
 from .world import enter_private_netns
+
+Job = Callable[[], dict[str, object]]
 
 
 class _Recording(KernelRunner):
@@ -30,22 +37,54 @@ class _Recording(KernelRunner):
         return super().run()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    enter_private_netns()
-    if args[:1] == ["--probe"]:
-        from .jitter import probe
-        print(json.dumps(probe(int(args[1]))))
-        return 0
-    path, name = Path(args[0]), args[1]
-    with quiet_engine_logs():
+def script_job(path: Path, name: str) -> Job:
+    def job() -> dict[str, object]:
         result = run_file(path, name, _Recording)
-    runner = _Recording.last
-    payload = {"result": dataclasses.asdict(result),
-               "inject_lateness": runner.inject_lateness if runner is not None else []}
-    print(json.dumps(payload))
-    return 0
+        runner = _Recording.last
+        return {"result": dataclasses.asdict(result),
+                "inject_lateness": runner.inject_lateness if runner is not None else []}
+    return job
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def in_child(job: Job, timeout: float) -> dict[str, object]:
+    """Run ``job`` in a forked child inside a new namespace; its JSON-able answer."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            os.close(read_end)
+            enter_private_netns()
+            data = json.dumps(job()).encode()
+            with os.fdopen(write_end, "wb") as out:
+                out.write(data)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([read_end], [], [], max(0.0, left))
+            if not ready:
+                raise TimeoutError(f"kernel run took more than {timeout:.0f} s")
+            chunk = os.read(read_end, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        if chunks == [] or time.monotonic() > deadline:
+            _kill(pid)
+        _, status = os.waitpid(pid, 0)
+    if status != 0 or not chunks:
+        raise RuntimeError(f"kernel run exited with status {status:#x}")
+    answer: dict[str, object] = json.loads(b"".join(chunks))
+    return answer
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
