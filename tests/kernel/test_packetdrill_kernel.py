@@ -8,8 +8,10 @@ line), and the comparison table.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,27 @@ def test_both_targets_agree_on_a_script_and_print_the_table(tmp_path: Path) -> N
                if line.split()[:1] == [str(script)])
     assert row.split()[1:] == ["pass", "pass", "yes"], row
     assert "agree on 1 of 1" in done.stdout
+
+
+def test_a_run_that_overstays_is_killed_with_its_namespace(tmp_path: Path) -> None:
+    from ustcp.packetdrill.kernel.worker import in_child
+
+    marker = tmp_path / "netns"
+
+    def job() -> dict[str, object]:
+        marker.write_text(os.readlink("/proc/self/ns/net"))
+        time.sleep(60)
+        return {}
+
+    with pytest.raises(TimeoutError):
+        in_child(job, 2.0)
+    netns = marker.read_text()
+    assert netns != os.readlink("/proc/self/ns/net")  # the run had a namespace of its own
+    holders = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/ns/net") == netns:
+                holders.append(pid)
+        except OSError:
+            continue
+    assert not holders  # no process keeps it: the kernel has freed it

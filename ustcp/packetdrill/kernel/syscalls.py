@@ -32,7 +32,7 @@ from ..ast import (
     StructExpr,
     SyscallSpec,
 )
-from ..sockets import BIND_PORT, CONNECT_PORT, CallMismatch, iov_total, is_null
+from ..sockets import BIND_PORT, CONNECT_PORT, CallMismatch, Sockets, iov_total, is_null
 from ..symbols import Unsupported, evaluate, symbol_name
 from .tcpinfo import read_tcp_info
 
@@ -70,14 +70,8 @@ class Hooks(Protocol):
 
 
 class KernelSockets:
-    CALLS: ClassVar[dict[str, str]] = {
-        "socket": "socket", "bind": "bind", "listen": "listen", "accept": "accept",
-        "connect": "connect", "close": "close", "shutdown": "shutdown", "read": "read",
-        "recv": "read", "recvfrom": "read", "write": "write", "send": "write",
-        "sendto": "write", "writev": "writev", "sendmsg": "sendmsg",
-        "setsockopt": "setsockopt", "getsockopt": "getsockopt", "fcntl": "fcntl",
-        "ioctl": "ioctl", "poll": "poll",
-    }
+    # System call name -> the method that prepares it: the engine target's names.
+    CALLS: ClassVar[dict[str, str]] = Sockets.CALLS
 
     def __init__(self, hooks: Hooks) -> None:
         self.hooks = hooks
@@ -200,17 +194,14 @@ class KernelSockets:
     # ------------------------------------------------------------------ data
 
     def read(self, spec: SyscallSpec) -> Thunk:
-        sock = self.sock(spec.args[0])
-        size = self.arg(spec, 2)
-        flags = self.arg(spec, 3)
-        null = is_null(spec.args[1])
-
-        def call() -> int:
-            buf = None if null else ctypes.create_string_buffer(max(size, 1))
-            return _checked(_libc.recv(sock.fileno(), buf, size, flags))
-        return call
+        return self.transfer(spec, _libc.recv)
 
     def write(self, spec: SyscallSpec) -> Thunk:
+        return self.transfer(spec, _libc.send)
+
+    def transfer(self, spec: SyscallSpec, libc_call: Callable[..., int]) -> Thunk:
+        """``(fd, buf, size[, flags])`` through libc's recv or send (read and write are
+        those with flags 0); a NULL ``buf`` is passed on as NULL."""
         sock = self.sock(spec.args[0])
         size = self.arg(spec, 2)
         flags = self.arg(spec, 3)
@@ -218,7 +209,7 @@ class KernelSockets:
 
         def call() -> int:
             buf = None if null else ctypes.create_string_buffer(max(size, 1))
-            return _checked(_libc.send(sock.fileno(), buf, size, flags))
+            return _checked(libc_call(sock.fileno(), buf, size, flags))
         return call
 
     def writev(self, spec: SyscallSpec) -> Thunk:

@@ -65,6 +65,7 @@ def in_child(job: Job, timeout: float) -> dict[str, object]:
     os.close(write_end)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
+    finished = False
     try:
         while True:
             left = deadline - time.monotonic()
@@ -75,9 +76,10 @@ def in_child(job: Job, timeout: float) -> dict[str, object]:
             if not chunk:
                 break
             chunks.append(chunk)
-    finally:
+        finished = True
+    finally:  # a timeout or Ctrl-C kills the child, and with it the namespace
         os.close(read_end)
-        if chunks == [] or time.monotonic() > deadline:
+        if not finished:
             _kill(pid)
         _, status = os.waitpid(pid, 0)
     if status != 0 or not chunks:
