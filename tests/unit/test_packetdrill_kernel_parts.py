@@ -48,6 +48,13 @@ def test_parting_names_the_first_line_and_what_each_side_sent() -> None:
     assert lines[2] == "    parts at " + row.parting()
 
 
+def test_a_known_difference_is_noted_only_when_the_kernel_fails() -> None:
+    note = "HZ=250"
+    assert "    note: HZ=250" in render([Row("s.pkt", result("fail", 3), result("pass"), note)])
+    assert not any("note" in line
+                   for line in render([Row("s.pkt", result("pass"), result("pass"), note)]))
+
+
 def test_parting_at_the_earlier_of_two_failures() -> None:
     row = Row("s.pkt", result("fail", 30, "late"), result("fail", 12, "flags"))
     assert row.parting() == "line 12: kernel: as the script; ustcp: flags"

@@ -18,7 +18,7 @@ class Row:
     script: str
     kernel: Result
     engine: Result
-    note: str = ""  # a known kernel-version difference, shown with the row
+    note: str = ""  # a known kernel-version difference, shown when the kernel fails
 
     @property
     def compared(self) -> bool:
@@ -67,6 +67,6 @@ def render(rows: list[Row]) -> list[str]:
         for result, label in ((row.kernel, "kernel"), (row.engine, "ustcp")):
             if result.status == "skip":
                 out.append(f"    {label} skipped: {result.message}")
-        if row.note:
+        if row.note and row.kernel.status == "fail":
             out.append(f"    note: {row.note}")
     return out
