@@ -32,7 +32,16 @@ from ..ast import (
     StructExpr,
     SyscallSpec,
 )
-from ..sockets import BIND_PORT, CONNECT_PORT, CallMismatch, Sockets, iov_total, is_null
+from ..sockets import (
+    BIND_PORT,
+    CONNECT_PORT,
+    CallMismatch,
+    Sockets,
+    check_tcp_info,
+    field_int,
+    iov_total,
+    is_null,
+)
 from ..symbols import Unsupported, evaluate, symbol_name
 from .tcpinfo import read_tcp_info
 
@@ -304,10 +313,10 @@ class KernelSockets:
         timeout_ms = evaluate(spec.args[2]) if len(spec.args) > 2 else 0
         array = (PollFd * max(len(entries), 1))()
         for i, entry in enumerate(entries):
-            script_fd = _field_int(entry, "fd")
+            script_fd = field_int(entry, "fd")
             sock = self.fds.get(script_fd)
             array[i].fd = sock.fileno() if sock is not None else INVALID_FD
-            array[i].events = _field_int(entry, "events")
+            array[i].events = field_int(entry, "events")
 
         def call() -> int:
             ready = _checked(_libc.poll(ctypes.addressof(array), len(entries),
@@ -320,20 +329,6 @@ class KernelSockets:
                                        f"{array[i].revents:#x}")
             return ready
         return call
-
-
-def check_tcp_info(info: dict[str, int], expected: Expr) -> None:
-    if isinstance(expected, EllipsisExpr):
-        return
-    if not isinstance(expected, StructExpr):
-        raise Unsupported("TCP_INFO without a {tcpi_...} struct")
-    for member in expected.fields:
-        want = evaluate(member.value)
-        if member.name not in info:
-            raise Unsupported(f"tcp_info field {member.name}")
-        if want is not None and info[member.name] != want:
-            raise CallMismatch(f"getsockopt TCP_INFO {member.name}: expected {want} "
-                               f"actual {info[member.name]}")
 
 
 def _bad_fd() -> pysocket.socket:
@@ -349,18 +344,10 @@ def _iov_sizes(expr: Expr) -> list[int]:
 
 def _option_bytes(expr: Expr) -> bytes:
     if isinstance(expr, StructExpr):  # SO_LINGER {onoff=1, linger=0}
-        return struct.pack("ii", _field_int(expr, "onoff"), _field_int(expr, "linger"))
+        return struct.pack("ii", field_int(expr, "onoff"), field_int(expr, "linger"))
     if isinstance(expr, StringExpr):  # TCP_CONGESTION "cubic"
         return expr.value.encode()
     value = evaluate(expr)
     if value is None:
         raise Unsupported("setsockopt with '...'")
     return struct.pack("i", value)
-
-
-def _field_int(struct_expr: StructExpr, name: str) -> int:
-    member = struct_expr.get(name)
-    value = evaluate(member.value) if member is not None else None
-    if value is None:
-        raise Unsupported(f"struct member {name}")
-    return value
