@@ -17,10 +17,11 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import select
 import socket as pysocket
 import struct
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import ClassVar, NoReturn, Protocol
 
 from ..ast import (
     BraceExpr,
@@ -42,7 +43,7 @@ from ..sockets import (
     iov_total,
     is_null,
 )
-from ..symbols import Unsupported, evaluate, symbol_name
+from ..symbols import SYMBOLS, Unsupported, evaluate, symbol_name
 from .tcpinfo import read_tcp_info
 
 LOCAL_ADDR = "192.168.0.1"
@@ -79,12 +80,16 @@ class Hooks(Protocol):
 
 
 class KernelSockets:
-    # System call name -> the method that prepares it: the engine target's names.
-    CALLS: ClassVar[dict[str, str]] = Sockets.CALLS
+    # System call name -> the method that prepares it: the engine target's, and epoll.
+    CALLS: ClassVar[dict[str, str]] = {
+        **Sockets.CALLS, "epoll_create": "epoll_create", "epoll_create1": "epoll_create",
+        "epoll_ctl": "epoll_ctl", "epoll_wait": "epoll_wait",
+    }
 
     def __init__(self, hooks: Hooks) -> None:
         self.hooks = hooks
         self.fds: dict[int, pysocket.socket] = {}
+        self.epolls: dict[int, select.epoll] = {}  # script fd -> epoll instance
         self.listen_port: int | None = None
         self.info_fd: int | None = None  # the socket %{ }% blocks look at
         # A child namespace may only pick a congestion control the host lists in its
@@ -103,7 +108,10 @@ class KernelSockets:
     def close_all(self) -> None:
         for sock in self.fds.values():
             sock.close()
+        for ep in self.epolls.values():
+            ep.close()
         self.fds.clear()
+        self.epolls.clear()
 
     # ------------------------------------------------------------------ helpers
 
@@ -113,9 +121,14 @@ class KernelSockets:
             return _bad_fd()
         return self.fds[fd]
 
-    def new_fd(self, spec: SyscallSpec, sock: pysocket.socket) -> int:
+    def free_fd(self, spec: SyscallSpec) -> int:
+        """The script fd a new descriptor gets: the one the script expects if free."""
+        taken = self.fds.keys() | self.epolls.keys()
         wanted = spec.result.value if isinstance(spec.result, IntExpr) else -1
-        fd = wanted if wanted >= 0 and wanted not in self.fds else max(self.fds, default=2) + 1
+        return wanted if wanted >= 0 and wanted not in taken else max(taken, default=2) + 1
+
+    def new_fd(self, spec: SyscallSpec, sock: pysocket.socket) -> int:
+        fd = self.free_fd(spec)
         self.fds[fd] = sock
         return fd
 
@@ -183,6 +196,13 @@ class KernelSockets:
 
     def close(self, spec: SyscallSpec) -> Thunk:
         fd = evaluate(spec.args[0])
+        ep = self.epolls.get(fd or 0)
+        if ep is not None:
+            def close_epoll() -> int:
+                del self.epolls[fd or 0]
+                ep.close()
+                return 0
+            return close_epoll
         sock = self.sock(spec.args[0])
 
         def call() -> int:
@@ -305,6 +325,63 @@ class KernelSockets:
             return 0
         return call
 
+    # ------------------------------------------------------------------ epoll
+
+    def epoll_create(self, spec: SyscallSpec) -> Thunk:
+        def call() -> int:
+            fd = self.free_fd(spec)
+            self.epolls[fd] = select.epoll()
+            return fd
+        return call
+
+    def epoll_of(self, expr: Expr) -> select.epoll:
+        ep = self.epolls.get(evaluate(expr) or -1)
+        return ep if ep is not None else _bad_fd()
+
+    def epoll_ctl(self, spec: SyscallSpec) -> Thunk:
+        """``epoll_ctl(epfd, EPOLL_CTL_ADD, fd, {events=EPOLLIN, fd=4})``; the event's data
+        is the script fd, given back by epoll_wait."""
+        ep = self.epoll_of(spec.args[0])
+        op = self.arg(spec, 1)
+        sock = self.sock(spec.args[2])
+        event = spec.args[3] if len(spec.args) > 3 else EllipsisExpr()
+        mask = field_int(event, "events") if isinstance(event, StructExpr) else 0
+
+        def call() -> int:
+            if op == SYMBOLS["EPOLL_CTL_ADD"]:
+                ep.register(sock.fileno(), mask)
+            elif op == SYMBOLS["EPOLL_CTL_MOD"]:
+                ep.modify(sock.fileno(), mask)
+            elif op == SYMBOLS["EPOLL_CTL_DEL"]:
+                ep.unregister(sock.fileno())
+            else:
+                raise OSError(22, os.strerror(22))  # EINVAL
+            return 0
+        return call
+
+    def epoll_wait(self, spec: SyscallSpec) -> Thunk:
+        """``epoll_wait(epfd, {events=EPOLLIN, fd=4}, maxevents, timeout_ms)``: the ready
+        events, compared with the script's struct (or list of them) when it gives one."""
+        ep = self.epoll_of(spec.args[0])
+        expected = spec.args[1]
+        wants = [e for e in (expected.items if isinstance(expected, ListExpr) else (expected,))
+                 if isinstance(e, StructExpr)]
+        maxevents = max(1, self.arg(spec, 2))
+        timeout_ms = evaluate(spec.args[3]) if len(spec.args) > 3 else 0
+        timeout = -1.0 if timeout_ms is None or timeout_ms < 0 else timeout_ms / 1000
+
+        def call() -> int:
+            ready = ep.poll(timeout, maxevents)
+            by_real = {sock.fileno(): fd for fd, sock in self.fds.items()}
+            got = [(by_real.get(real, -1), events) for real, events in ready]
+            for want, (fd, events) in zip(wants, got, strict=False):
+                want_events, want_fd = field_int(want, "events"), field_int(want, "fd")
+                if (want_events, want_fd) != (events, fd):
+                    raise CallMismatch(f"epoll_wait: expected events {want_events:#x} fd "
+                                       f"{want_fd} actual events {events:#x} fd {fd}")
+            return len(ready)
+        return call
+
     def poll(self, spec: SyscallSpec) -> Thunk:
         fds = spec.args[0]
         if not isinstance(fds, ListExpr):
@@ -331,7 +408,7 @@ class KernelSockets:
         return call
 
 
-def _bad_fd() -> pysocket.socket:
+def _bad_fd() -> NoReturn:
     raise OSError(9, os.strerror(9))  # EBADF
 
 
