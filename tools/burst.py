@@ -29,6 +29,7 @@ import select
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         serve += ["--txqueuelen", str(args.txqueuelen)]
     rounds = []
     with netns() as ns:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *serve], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        daemon_log = tempfile.NamedTemporaryFile(  # noqa: SIM115 -- closed in finally
+            prefix="ustcp-burst-", suffix=".log")
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *serve, "--log-format", "json"],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=daemon_log)
         try:
             deadline = time.monotonic() + READY_TIMEOUT
             while True:
@@ -280,6 +283,13 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            trims = [line for line in Path(daemon_log.name).read_text().splitlines()
+                     if '"memory_trim"' in line]
+            daemon_log.close()
+    for line in trims:
+        event = json.loads(line)
+        print(f"daemon memory_trim: {event['connections']} of {event['peak']} connections "
+              f"left, RSS {event['rss_kb_before'] // 1024} -> {event['rss_kb_after'] // 1024} MB")
     if args.json:
         print(json.dumps({"connections": args.connections, "txqueuelen": args.txqueuelen,
                           "rounds": rounds}))

@@ -1,0 +1,86 @@
+"""The daemon's own bounds (issue 13): the memory trimmer after a burst and the idle reaper."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import trio
+from trio.testing import MockClock
+
+from ustcp import daemon
+from ustcp.obs.counters import Counters
+
+
+class FakeStack:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def open_connections(self) -> int:
+        return self.count
+
+
+def test_memory_is_trimmed_once_a_burst_has_drained() -> None:
+    stack = FakeStack()
+    trimmer = daemon.MemoryTrimmer(cast(Any, stack))
+    calls: list[int] = []
+    trimmer._trim = calls.append
+    stack.count = 5000
+    trimmer.check()
+    stack.count = 3000  # not yet half the peak
+    trimmer.check()
+    assert calls == []
+    stack.count = 100
+    trimmer.check()
+    assert calls == [0] and trimmer.peak == 100  # malloc_trim(0), a new baseline
+    stack.count = 0  # a fall of 100: not a burst
+    trimmer.check()
+    assert calls == [0]
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.bytes_received = 0
+        self.bytes_acked = 0
+
+
+class FakeStream:
+    def __init__(self) -> None:
+        self.connection = FakeConnection()
+        self.remote_address = ("10.77.0.1", 40000)
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_the_idle_reaper_ends_idle_handlers_and_spares_busy_ones(
+        autojump_clock: MockClock) -> None:
+    counters = Counters()
+    reaper = daemon.IdleReaper(4.0, counters)
+    idle, busy = FakeStream(), FakeStream()
+    ended: dict[str, float] = {}
+
+    async def handler(stream: Any) -> None:
+        name = "idle" if stream is idle else "busy"
+        try:
+            await trio.sleep(30)
+        finally:
+            ended[name] = trio.current_time()
+
+    async def keep_busy() -> None:
+        for _ in range(20):  # a byte acknowledged every second
+            await trio.sleep(1)
+            busy.connection.bytes_acked += 1
+
+    wrapped = reaper.wrap(handler)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reaper.sweep)
+        nursery.start_soon(wrapped, idle)
+        nursery.start_soon(wrapped, busy)
+        nursery.start_soon(keep_busy)
+        await trio.sleep(35)
+        nursery.cancel_scope.cancel()
+    assert 4.0 <= ended["idle"] <= 5.0 and idle.closed  # 1 to 1.25 timeouts
+    assert ended["busy"] >= 20  # lived while it moved bytes (then 4-5 s more)
+    assert counters["UstcpAppIdleTimeouts"] == 2
+    assert not reaper.watched
