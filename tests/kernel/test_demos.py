@@ -33,7 +33,19 @@ MARKERS: dict[str, list[str]] = {
     "flow-control": ["win=0", "[probe]", "timer:(persist,"],
     "congestion": ["cwnd (*) and ssthresh (-)", "TcpExtTCPSackRecovery", "cwnd="],
     "fast-retransmit": ["[retransmission]", "sack ", "ca_state=3", "TcpExtTCPSackRecovery"],
+    "syn-retries": ["SYN seq=0", "[retransmission]", "error ETIMEDOUT", "t= 127.0 s"],
+    "orphan-retries": ["FIN-WAIT-1", "FIN,ACK seq=1", "[retransmission]", "──RST,ACK",
+                       "net.ipv4.tcp_orphan_retries = 3"],
+    "fin-timeout": ["FIN-WAIT-2", "timer:(timewait,", "CLOSE-WAIT", "TcpExtTCPAbortOnLinger"],
+    "max-orphans": ["FIN-WAIT-2", "TcpExtTCPAbortOnMemory", "net.ipv4.tcp_max_orphans = 2",
+                    "──RST,ACK"],
+    "max-tw-buckets": ["TIME-WAIT", "TcpExtTCPTimeWaitOverflow",
+                       "net.ipv4.tcp_max_tw_buckets = 2"],
+    "time-wait-fin": ["TIME-WAIT", "LAST-ACK", "[retransmission]", "timer:(timewait,"],
 }
+# Demos whose mechanism takes long by nature run by hand and in the 20-run soak, not in CI:
+# syn-retries waits 7 s for its SYNs (its virtual-time half is tests/unit/test_demo_retries.py).
+LONG = {"syn-retries"}
 
 
 def namespaces() -> set[str]:
@@ -60,7 +72,7 @@ def test_unknown_topic_is_a_usage_error() -> None:
     assert "unknown topic" in done.stderr
 
 
-@pytest.mark.parametrize("topic", sorted(TOPICS))
+@pytest.mark.parametrize("topic", sorted(set(TOPICS) - LONG))
 def test_demo_runs_and_keeps_its_promises(topic: str) -> None:
     proc = subprocess.Popen(ustcp_cmd("demo", topic), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)

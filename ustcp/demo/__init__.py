@@ -57,6 +57,18 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           "congestion:run"),
     Topic("fast-retransmit", "a lost segment repaired by duplicate ACKs, not the timer",
           "congestion:fast_retransmit"),
+    Topic("syn-retries", "an unanswered SYN: tcp_syn_retries, live and on virtual time",
+          "retries:run"),
+    Topic("orphan-retries", "an orphan's FIN never acknowledged (tcp_orphan_retries)",
+          "orphans:orphan_retries"),
+    Topic("fin-timeout", "an orphaned FIN_WAIT2 whose peer never closes (tcp_fin_timeout)",
+          "orphans:fin_timeout"),
+    Topic("max-orphans", "too many orphans: FIN then RST (tcp_max_orphans)",
+          "orphans:max_orphans"),
+    Topic("max-tw-buckets", "a full TIME_WAIT table (tcp_max_tw_buckets)",
+          "orphans:max_tw_buckets"),
+    Topic("time-wait-fin", "TIME_WAIT re-acknowledges a retransmitted FIN",
+          "orphans:time_wait_fin"),
 )}
 
 
