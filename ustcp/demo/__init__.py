@@ -10,6 +10,7 @@ the namespace is deleted whatever happens. ``ustcp demo`` lists the topics.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import signal
 import sys
@@ -87,7 +88,9 @@ def list_topics() -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_topic(topic: Topic, story: Story) -> int:
+def run_topic(topic: Topic, story: Story, keep: Path | None = None) -> int:
+    """Run one demo; with ``keep``, its captures, logs and the SVG of its ladders
+    (``TOPIC.svg``) stay in that directory."""
     from ustcp.demo.netns import DemoError, missing_privileges
 
     reason = missing_privileges()
@@ -98,8 +101,19 @@ def run_topic(topic: Topic, story: Story) -> int:
     previous = signal.signal(signal.SIGALRM, _over_budget)
     signal.setitimer(signal.ITIMER_REAL, BUDGET)
     try:
-        with tempfile.TemporaryDirectory(prefix=f"ustcp-demo-{topic.name}-") as workdir:
-            topic.runner()(story, Path(workdir))
+        with contextlib.ExitStack() as stack:
+            if keep is None:
+                workdir = Path(stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix=f"ustcp-demo-{topic.name}-")))
+            else:
+                workdir = keep
+                workdir.mkdir(parents=True, exist_ok=True)
+            try:
+                topic.runner()(story, workdir)
+            finally:
+                drawing = story.svg()
+                if keep is not None and drawing is not None:
+                    (keep / f"{topic.name}.svg").write_text(drawing)
     except (DemoError, BudgetExceeded) as exc:
         story.check(False, f"the demo ran to the end ({exc})")
     finally:
@@ -112,6 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``ustcp demo``."""
     parser.add_argument("topic", nargs="?", metavar="TOPIC",
                         help=f"one of: {', '.join(TOPICS)} (none: list them)")
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="keep the demo's captures (*.pcap), daemon logs and the SVG of "
+                             "its ladder diagrams (TOPIC.svg) in DIR")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -126,4 +143,4 @@ def main(args: argparse.Namespace) -> int:
         return 2
     from ustcp.demo.story import Story
 
-    return run_topic(topic, Story())
+    return run_topic(topic, Story(), args.keep)
