@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -73,8 +75,9 @@ def test_unknown_topic_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize("topic", sorted(set(TOPICS) - LONG))
-def test_demo_runs_and_keeps_its_promises(topic: str) -> None:
-    proc = subprocess.Popen(ustcp_cmd("demo", topic), stdout=subprocess.PIPE,
+def test_demo_runs_and_keeps_its_promises(topic: str, tmp_path: Path) -> None:
+    proc = subprocess.Popen(ustcp_cmd("demo", topic, "--keep", str(tmp_path)),
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         out, err = proc.communicate(timeout=BUDGET + 30)
@@ -88,6 +91,10 @@ def test_demo_runs_and_keeps_its_promises(topic: str) -> None:
     assert out.count("  [ok] ") >= 3
     missing = [marker for marker in MARKERS[topic] if marker not in out]
     assert not missing, f"{missing} not in:\n{out[-4000:]}"
+    # --keep DIR: the captures stay, and every ladder drawn is in TOPIC.svg.
+    assert list(tmp_path.glob("*.pcap"))
+    drawing = ET.parse(tmp_path / f"{topic}.svg").getroot()
+    assert len(drawing.findall(".//{http://www.w3.org/2000/svg}line[@class='arrow']")) >= 3
     # The demo's namespaces are named ustcp-demo-LABEL-PID-XXXX: none may be left.
     assert not [ns for ns in namespaces() if ns.startswith("ustcp-demo-")
                 and f"-{proc.pid}-" in ns]
