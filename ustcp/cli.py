@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--app", action="append", metavar="NAME:PORT",
                        help=f"serve an app ({', '.join(APPS)}) on a port (repeatable; "
                             f"default {' '.join(DEFAULT_APPS)})")
+    serve.add_argument("--web", type=int, metavar="PORT",
+                       help="serve the live view (a read-only page on the stack's internals) "
+                            "on this port of the stack's address (default: off)")
     _control_option(serve)
 
     connect = sub.add_parser("connect", help="an active-open nc: stdin to HOST:PORT to stdout")

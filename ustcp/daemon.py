@@ -24,12 +24,13 @@ import trio
 
 from ustcp import __version__
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
-from ustcp.apps import APPS, DEFAULT_PORTS
+from ustcp.apps import APPS, DEFAULT_PORTS, web
 from ustcp.config import StackConfig, SysctlError
 from ustcp.link.base import Link
 from ustcp.link.impair import parse_impairments
 from ustcp.link.impaired import ImpairedLink
 from ustcp.link.pcap import PcapTap
+from ustcp.link.ring import RingTap
 from ustcp.link.tun import TunLink
 from ustcp.obs import control, ss
 from ustcp.obs.counters import Counters
@@ -99,6 +100,10 @@ def _check(args: argparse.Namespace) -> Setup:
     if args.command == "serve":
         default = [f"{name}:{port}" for name, port in DEFAULT_PORTS.items()]
         apps = _parse_apps(args.app or default)
+        web_port = getattr(args, "web", None)
+        if web_port is not None and (not 0 < web_port < 65536
+                                     or web_port in (port for _, port in apps)):
+            raise Refusal(f"bad --web {web_port}: expected a free port 1..65535", 2)
     _check_privileges()
     return Setup(config, addr, apps)
 
@@ -168,6 +173,8 @@ def _banner(args: argparse.Namespace, apps: list[tuple[str, int]], link: Link) -
         "apps: " + " ".join(f"{name}:{port}" for name, port in apps),
         "reach it with:",
     ]
+    if getattr(args, "web", None) is not None:
+        lines.append(f"  live view: {prefix}chromium http://{args.addr}:{args.web}/")
     ports = dict(apps)
     if "http" in ports:
         port = "" if ports["http"] == 80 else f":{ports['http']}"
@@ -200,6 +207,9 @@ async def _until_signal(cancel: Callable[[], Any]) -> None:
 async def _serve(args: argparse.Namespace, setup: Setup) -> None:
     counters = Counters()
     link = _open_link(args, counters)
+    ring = None
+    if args.web is not None:
+        link = ring = RingTap(link)
     try:
         stack = Stack(link, setup.config, counters, setup.addr, seed=args.seed)
         server = _control_server(args.control, stack, counters)
@@ -215,6 +225,9 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
             for name, port in setup.apps:
                 listeners = await open_tcp_listeners(stack, port, host=args.addr)
                 nursery.start_soon(serve_listeners, APPS[name], listeners)
+            if ring is not None:
+                listeners = await open_tcp_listeners(stack, args.web, host=args.addr)
+                nursery.start_soon(serve_listeners, web.handler(stack, ring), listeners)
             print(_banner(args, setup.apps, link), flush=True)
     finally:
         with trio.CancelScope(shield=True):

@@ -67,7 +67,7 @@ def content(n: int) -> Iterator[memoryview]:
         n -= take
 
 
-class _Exchange:
+class Exchange:
     """One connection: its stream and its h11 state machine."""
 
     def __init__(self, stream: trio.abc.HalfCloseableStream) -> None:
@@ -129,7 +129,7 @@ class _Exchange:
         await self.respond(status, body, len(body), extra=extra)
 
 
-async def _serve_request(ex: _Exchange, request: h11.Request) -> None:
+async def _serve_request(ex: Exchange, request: h11.Request) -> None:
     method = request.method.decode("ascii", "replace")
     path = request.target.decode("ascii", "replace").partition("?")[0]
     if path == "/sha256":
@@ -161,7 +161,7 @@ async def _serve_request(ex: _Exchange, request: h11.Request) -> None:
     await ex.respond(200, content(n), n, "application/octet-stream", head_only)
 
 
-async def _serve(ex: _Exchange) -> None:
+async def _serve(ex: Exchange) -> None:
     while True:
         event: object = None
         with trio.move_on_after(IDLE_TIMEOUT):
@@ -176,7 +176,7 @@ async def _serve(ex: _Exchange) -> None:
 
 @ends_quietly("http")
 async def handle(stream: trio.abc.HalfCloseableStream) -> None:
-    ex = _Exchange(stream)
+    ex = Exchange(stream)
     try:
         await _serve(ex)
     except h11.RemoteProtocolError as exc:

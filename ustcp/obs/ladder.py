@@ -96,7 +96,7 @@ def _ip_packet(linktype: int, frame: bytes) -> bytes | None:
     raise ValueError(f"unsupported pcap link type {linktype}")
 
 
-def _segment(t: float, packet: bytes) -> Segment | None:
+def decode_segment(t: float, packet: bytes) -> Segment | None:
     """The TCP segment in an IPv4 or IPv6 packet, or None (other protocols, fragments,
     truncated headers). The payload length comes from the IP header, so a capture with a
     short snap length still counts every byte."""
@@ -134,7 +134,7 @@ def read_pcap(path: str) -> list[Segment]:
         linktype = reader.datalink()
         for t, frame in reader:
             packet = _ip_packet(linktype, frame)
-            seg = _segment(float(t), packet) if packet is not None else None
+            seg = decode_segment(float(t), packet) if packet is not None else None
             if seg is not None:
                 segments.append(seg)
     return segments
