@@ -24,7 +24,7 @@ import trio
 
 from ustcp import __version__
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
-from ustcp.apps import APPS, DEFAULT_PORTS, web
+from ustcp.apps import APPS, DEFAULT_PORTS
 from ustcp.config import StackConfig, SysctlError
 from ustcp.link.base import Link
 from ustcp.link.impair import parse_impairments
@@ -32,7 +32,7 @@ from ustcp.link.impaired import ImpairedLink
 from ustcp.link.pcap import PcapTap
 from ustcp.link.ring import RingTap
 from ustcp.link.tun import TunLink
-from ustcp.obs import control, ss
+from ustcp.obs import control, ss, web
 from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.obs.nstat import Nstat
