@@ -311,6 +311,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         setup = _check(args)
         configure_logging(args.log_format, args.log_level)
+        if setup.config.tcp_tw_recycle:
+            log.warning("tcp_tw_recycle", note="removed in Linux 4.12: its per-host PAWS "
+                        "drops the SYNs of clients behind a NAT; ustcp keeps it to show why")
         trio.run(_serve if args.command == "serve" else _connect, args, setup)
     except* Refusal as group:
         refusal = group.exceptions[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.nsutil import ROOT, ustcp_cmd
-from ustcp.demo import BUDGET, TOPICS
+from ustcp.demo import TOPICS
 
 pytestmark = pytest.mark.kernel
 
@@ -44,10 +44,14 @@ MARKERS: dict[str, list[str]] = {
     "max-tw-buckets": ["TIME-WAIT", "TcpExtTCPTimeWaitOverflow",
                        "net.ipv4.tcp_max_tw_buckets = 2"],
     "time-wait-fin": ["TIME-WAIT", "LAST-ACK", "[retransmission]", "timer:(timewait,"],
+    "tw-recycle": ["TcpExtPAWSPassive", "net.ipv4.tcp_tw_recycle = 0, then 1", "TS val",
+                   "masquerade"],
 }
 # Demos whose mechanism takes long by nature run by hand and in the 20-run soak, not in CI:
-# syn-retries waits 7 s for its SYNs (its virtual-time half is tests/unit/test_demo_retries.py).
-LONG = {"syn-retries"}
+# syn-retries waits 7 s for its SYNs (its virtual-time half is tests/unit/test_demo_retries.py);
+# tw-recycle builds three namespaces and runs two daemons (its engine half is
+# tests/engine/test_timewait_paws.py).
+LONG = {"syn-retries", "tw-recycle"}
 
 
 def namespaces() -> set[str]:
@@ -80,7 +84,7 @@ def test_demo_runs_and_keeps_its_promises(topic: str, tmp_path: Path) -> None:
                             stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        out, err = proc.communicate(timeout=BUDGET + 30)
+        out, err = proc.communicate(timeout=TOPICS[topic].budget + 30)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -191,6 +191,22 @@ def connect_loop(host: str, port: int, count: int, interval: float, timeout: flo
     emit({"ok": ok, "count": count, "errors": errors})
 
 
+def request_from(host: str, port: int, local_port: int, timeout: float) -> None:
+    """One HTTP/1.0 request from a fixed local port (Linux derives a connection's timestamp
+    offset from its 4-tuple, so the same port gives the same clock offset every time)."""
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", local_port))
+            sock.settimeout(timeout)
+            sock.connect((host, port))
+            sock.sendall(b"GET / HTTP/1.0\r\nHost: demo\r\n\r\n")
+            ok = _recv_all(sock, timeout).startswith(b"HTTP/1.1 200")
+        emit({"ok": int(ok), "error": None})
+    except OSError as exc:
+        emit({"ok": 0, "error": _errname(exc) if exc.errno else type(exc).__name__})
+
+
 class Sniffer:
     """Every IPv4/TCP packet crossing the TUN device, both ways (AF_PACKET)."""
 
@@ -379,6 +395,7 @@ ACTIONS: dict[str, Callable[[list[str]], None]] = {
     "paws": lambda a: paws(a[0], int(a[1])),
     "sample": lambda a: sample(int(a[0]), float(a[1]), float(a[2])),
     "hold": lambda a: hold(int(a[0]), int(a[1]), float(a[2])),
+    "request-from": lambda a: request_from(a[0], int(a[1]), int(a[2]), float(a[3])),
     "lost-last-ack": lambda a: lost_last_ack(a[0], int(a[1])),
 }
 
