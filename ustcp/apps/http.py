@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import cast
 
@@ -161,14 +161,17 @@ async def _serve_request(ex: Exchange, request: h11.Request) -> None:
     await ex.respond(200, content(n), n, "application/octet-stream", head_only)
 
 
-async def _serve(ex: Exchange) -> None:
+async def serve_requests(ex: Exchange,
+                         handle: Callable[[Exchange, h11.Request], Awaitable[None]]) -> None:
+    """The keep-alive loop: each request to ``handle``, until the client has been idle for
+    :data:`IDLE_TIMEOUT` seconds or either side ends the connection."""
     while True:
         event: object = None
         with trio.move_on_after(IDLE_TIMEOUT):
             event = await ex.next_event()
         if not isinstance(event, h11.Request):
             return
-        await _serve_request(ex, event)
+        await handle(ex, event)
         if ex.conn.our_state is not h11.DONE or ex.conn.their_state is not h11.DONE:
             return
         ex.conn.start_next_cycle()
@@ -178,7 +181,7 @@ async def _serve(ex: Exchange) -> None:
 async def handle(stream: trio.abc.HalfCloseableStream) -> None:
     ex = Exchange(stream)
     try:
-        await _serve(ex)
+        await serve_requests(ex, _serve_request)
     except h11.RemoteProtocolError as exc:
         if ex.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             status = HTTPStatus(exc.error_status_hint)

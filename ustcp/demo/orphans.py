@@ -14,57 +14,24 @@ import itertools
 import json
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ustcp.demo.netns import (
     KERNEL_ADDR,
     STACK_ADDR,
     Daemon,
-    DemoError,
     Namespace,
     read_json_line,
 )
-from ustcp.demo.relay import Control
+from ustcp.demo.relay import WAIT, wait_for, watched
 from ustcp.demo.story import Story, connections
 from ustcp.obs import ladder
 
 HTTP = 80
 LAB = 7070
 SERVER = 9000  # the kernel's server the stack dials
-WAIT = 20.0  # seconds any awaited condition gets before the demo gives up
 FIN, RST = 0x01, 0x04
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T], timeout: float = WAIT) -> T:
-    """Poll ``probe`` until it returns something true, and return that. DemoError after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (result := probe()):
-        if time.monotonic() > deadline:
-            raise DemoError(f"{what}: not seen within {timeout:g} s")
-        time.sleep(0.05)
-    return result
-
-
-class Tally:
-    """Counter increments summed over several ``nstat --reset`` polls."""
-
-    def __init__(self, ctl: Control) -> None:
-        self.ctl = ctl
-        self.deltas: dict[str, int] = {}
-        ctl.nstat_deltas()
-
-    def poll(self) -> dict[str, int]:
-        for name, value in self.ctl.nstat_deltas().items():
-            self.deltas[name] = self.deltas.get(name, 0) + value
-        return self.deltas
-
-    def reached(self, name: str, count: int) -> Callable[[], bool]:
-        return lambda: self.poll().get(name, 0) >= count
 
 
 def dial(ns: Namespace, count: int = 1) -> list[str]:
@@ -127,14 +94,12 @@ def orphan_retries(story: Story, workdir: Path) -> None:
                check=True)
         daemon = Daemon(ns, workdir, "orphan-retries", apps=[f"lab:{LAB}"],
                         sysctls={"tcp_orphan_retries": 3})
-        server = hold_server(ns, 1, WAIT)
-        ctl = Control(ns)
-        try:
-            tally = Tally(ctl)
+        with watched(daemon) as tally:
+            server = hold_server(ns, 1, WAIT)
             story.step("the stack dials the kernel's server, reads its greeting, closes")
             replies = dial(ns)
             story.block(replies[0])
-            rows = ctl.ss(port=SERVER)
+            rows = tally.ctl.ss(port=SERVER)
             story.ss(rows, f"ustcp ss --port {SERVER}   # right after close()")
             wait_for("the orphan's timeout", tally.reached("TcpExtTCPAbortOnTimeout", 1))
             story.step("the stack gave up; the kernel's socket saw:")
@@ -142,9 +107,6 @@ def orphan_retries(story: Story, workdir: Path) -> None:
             story.block(json.dumps(held))
             deltas = tally.poll()
             knobs = daemon.sysctl("tcp_orphan_retries")
-        finally:
-            ctl.close()
-            daemon.stop()
         dropped = ns.run(["nft", "list", "table", "ip", "demo"]).stdout
         story.command("nft list table ip demo   # the rule's counter")
         story.block(dropped)
@@ -195,14 +157,12 @@ def fin_timeout(story: Story, workdir: Path) -> None:
     with Namespace("fintimeout") as ns:
         daemon = Daemon(ns, workdir, "fin-timeout", apps=[f"lab:{LAB}"],
                         sysctls={"tcp_fin_timeout": FIN_TIMEOUT})
-        server = hold_server(ns, 1, WAIT)
-        ctl = Control(ns)
-        try:
-            tally = Tally(ctl)
+        with watched(daemon) as tally:
+            server = hold_server(ns, 1, WAIT)
             story.step("the stack dials the kernel's server, reads its greeting, closes")
             replies = dial(ns)
             story.block(replies[0])
-            rows = wait_for("FIN-WAIT-2 on the stack", lambda: ctl.ss(state="fin-wait-2"))
+            rows = wait_for("FIN-WAIT-2 on the stack", lambda: tally.ctl.ss(state="fin-wait-2"))
             story.ss(rows, "ustcp ss --state fin-wait-2")
             kernel_cw = kernel_sockets(ns, "close-wait", SERVER)
             story.command(f"ss -tan state close-wait '( sport = :{SERVER} )'   # the kernel")
@@ -214,9 +174,6 @@ def fin_timeout(story: Story, workdir: Path) -> None:
             wait_for("the stack's RST", tally.reached("TcpOutRsts", 1))
             deltas = tally.poll()
             knobs = daemon.sysctl("tcp_fin_timeout")
-        finally:
-            ctl.close()
-            daemon.stop()
         convs = connections(str(daemon.pcap), f":{SERVER}")
         story.section("on the wire")
         story.ladders(str(daemon.pcap), convs)
@@ -262,18 +219,16 @@ def max_orphans(story: Story, workdir: Path) -> None:
     with Namespace("maxorphans") as ns:
         daemon = Daemon(ns, workdir, "max-orphans", apps=[f"lab:{LAB}"],
                         sysctls={"tcp_max_orphans": MAX_ORPHANS})
-        server = hold_server(ns, DIALS, WAIT)
-        ctl = Control(ns)
-        try:
-            tally = Tally(ctl)
+        with watched(daemon) as tally:
+            server = hold_server(ns, DIALS, WAIT)
             story.step(f"the stack dials the kernel's server {DIALS} times, closing each "
                        "after the greeting")
             replies = dial(ns, DIALS)
             story.block("\n".join(replies))
             wait_for("the resets", tally.reached("TcpExtTCPAbortOnMemory", DIALS - MAX_ORPHANS))
             wait_for("the orphans in FIN-WAIT-2",
-                     lambda: len(ctl.ss(state="fin-wait-2")) == MAX_ORPHANS)
-            rows = ctl.ss(port=SERVER)
+                     lambda: len(tally.ctl.ss(state="fin-wait-2")) == MAX_ORPHANS)
+            rows = tally.ctl.ss(port=SERVER)
             story.ss(rows, f"ustcp ss --port {SERVER}")
             kernel_cw = kernel_sockets(ns, "close-wait", SERVER)
             story.command(f"ss -tan state close-wait '( sport = :{SERVER} )'   # the kernel")
@@ -282,9 +237,6 @@ def max_orphans(story: Story, workdir: Path) -> None:
             story.block(json.dumps(held))
             deltas = tally.poll()
             knobs = daemon.sysctl("tcp_max_orphans", "tcp_fin_timeout")
-        finally:
-            ctl.close()
-            daemon.stop()
         convs = connections(str(daemon.pcap), f":{SERVER}")
         story.section("on the wire: the third connection (FIN, then RST)")
         story.ladders(str(daemon.pcap), convs[MAX_ORPHANS:MAX_ORPHANS + 1])
@@ -328,21 +280,16 @@ def max_tw_buckets(story: Story, workdir: Path) -> None:
     with Namespace("maxtw") as ns:
         daemon = Daemon(ns, workdir, "max-tw-buckets", apps=[f"http:{HTTP}"],
                         sysctls={"tcp_max_tw_buckets": TW_BUCKETS})
-        ctl = Control(ns)
-        try:
-            tally = Tally(ctl)
+        with watched(daemon) as tally:
             story.step(f"{REQUESTS} HTTP/1.0 requests, one after the other")
             result = ns.peer("connect-loop", STACK_ADDR, str(HTTP), str(REQUESTS), "0", "5")
             story.block(json.dumps(result))
             wait_for("every close", lambda: tally.poll().get("UstcpTimeWaitEntered", 0)
                      + tally.deltas.get("TcpExtTCPTimeWaitOverflow", 0) >= REQUESTS)
-            rows = ctl.ss(state="time-wait")
+            rows = tally.ctl.ss(state="time-wait")
             story.ss(rows, "ustcp ss --state time-wait")
             deltas = tally.poll()
             knobs = daemon.sysctl("tcp_max_tw_buckets")
-        finally:
-            ctl.close()
-            daemon.stop()
         convs = connections(str(daemon.pcap), f":{HTTP}")
         story.section("on the wire: the last connection, closed without TIME-WAIT")
         story.ladders(str(daemon.pcap), convs[-1:])
@@ -377,20 +324,15 @@ def time_wait_fin(story: Story, workdir: Path) -> None:
     story.para(TIME_WAIT_FIN_STORY)
     with Namespace("twfin") as ns:
         daemon = Daemon(ns, workdir, "time-wait-fin", apps=[f"http:{HTTP}"])
-        ctl = Control(ns)
-        try:
-            tally = Tally(ctl)
+        with watched(daemon) as tally:
             story.step("an HTTP/1.0 request; the stack's last ACK is dropped once")
             result = ns.peer("lost-last-ack", STACK_ADDR, str(HTTP))
             story.block(json.dumps(result))
             wait_for("the kernel's LAST-ACK to end",
                      lambda: not kernel_sockets(ns, "last-ack", HTTP).count(f":{HTTP}"))
-            rows = ctl.ss(state="time-wait")
+            rows = tally.ctl.ss(state="time-wait")
             story.ss(rows, "ustcp ss --state time-wait")
             deltas = tally.poll()
-        finally:
-            ctl.close()
-            daemon.stop()
         convs = connections(str(daemon.pcap), f":{HTTP}")
         story.section("on the wire (the first ACK of the FIN is the one the rule dropped)")
         story.ladders(str(daemon.pcap), convs)

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ustcp.demo.netns import KERNEL_ADDR, STACK_ADDR, Daemon, Namespace
-from ustcp.demo.orphans import Tally, wait_for
-from ustcp.demo.relay import Control
+from ustcp.demo.relay import wait_for, watched
 from ustcp.demo.story import Story, connections
 from ustcp.obs import ladder
 from ustcp.tcp.seq import seq_diff
@@ -80,9 +79,7 @@ def _phase(story: Story, workdir: Path, router: Namespace, clients: list[tuple[s
            recycle: int) -> tuple[list[dict[str, Any]], dict[str, int], Daemon]:
     daemon = Daemon(router, workdir, f"tw-recycle-{recycle}", apps=[f"http:{HTTP}"],
                     sysctls={"tcp_tw_recycle": recycle})
-    ctl = Control(router)
-    try:
-        tally = Tally(ctl)
+    with watched(daemon) as tally:
         results = []
         for name, client in clients:
             story.step(f"client {name} ({LANS[name]}.2, seen as {KERNEL_ADDR}): one request")
@@ -94,9 +91,6 @@ def _phase(story: Story, workdir: Path, router: Namespace, clients: list[tuple[s
             if recycle:
                 wait_for("the short TIME-WAIT to end", tally.reached("TcpExtTW", 1))
         deltas = tally.poll()
-    finally:
-        ctl.close()
-        daemon.stop()
     story.counters(deltas, ["TcpPassiveOpens", "UstcpTimeWaitEntered", "TcpExtTW",
                             "TcpExtPAWSPassive"])
     return results, deltas, daemon

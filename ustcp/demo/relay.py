@@ -12,11 +12,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from ustcp.demo.netns import DemoError, Namespace
+from ustcp.demo.netns import Daemon, DemoError, Namespace
 from ustcp.obs.ss import Row, filter_rows
+
+WAIT = 20.0  # seconds any awaited condition gets before the demo gives up
+T = TypeVar("T")
 
 RELAY = """
 import socket, sys
@@ -75,3 +81,44 @@ class Control:
         for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None:
                 pipe.close()
+
+
+def wait_for(what: str, probe: Callable[[], T], timeout: float = WAIT) -> T:
+    """Poll ``probe`` until it returns something true, and return that. DemoError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := probe()):
+        if time.monotonic() > deadline:
+            raise DemoError(f"{what}: not seen within {timeout:g} s")
+        time.sleep(0.05)
+    return result
+
+
+class Tally:
+    """Counter increments summed over several ``nstat --reset`` polls."""
+
+    def __init__(self, ctl: Control) -> None:
+        self.ctl = ctl
+        self.deltas: dict[str, int] = {}
+        ctl.nstat_deltas()
+
+    def poll(self) -> dict[str, int]:
+        for name, value in self.ctl.nstat_deltas().items():
+            self.deltas[name] = self.deltas.get(name, 0) + value
+        return self.deltas
+
+    def reached(self, name: str, count: int) -> Callable[[], bool]:
+        return lambda: self.poll().get(name, 0) >= count
+
+
+@contextmanager
+def watched(daemon: Daemon) -> Iterator[Tally]:
+    """A tally of ``daemon``'s counters from now on, over a relayed control connection
+    (``tally.ctl``); on the way out the connection ends and the daemon stops (its capture is
+    then complete)."""
+    ctl = Control(daemon.ns)
+    try:
+        yield Tally(ctl)
+    finally:
+        ctl.close()
+        daemon.stop()

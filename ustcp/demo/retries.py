@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ustcp.config import StackConfig
 from ustcp.demo.netns import STACK_ADDR, Daemon, Namespace
-from ustcp.demo.orphans import LAB, Tally, wait_for
-from ustcp.demo.relay import Control
+from ustcp.demo.orphans import LAB
+from ustcp.demo.relay import wait_for, watched
 from ustcp.demo.story import Story, connections
 from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
@@ -58,9 +58,7 @@ def run(story: Story, workdir: Path) -> None:
     with Namespace("synretries") as ns:
         daemon = Daemon(ns, workdir, "syn-retries", apps=[f"lab:{LAB}"],
                         sysctls={"tcp_syn_retries": LIVE_RETRIES})
-        ctl = Control(ns)
-        try:
-            tally = Tally(ctl)
+        with watched(daemon) as tally:
             story.step(f"live: the stack dials {NOBODY}:{PORT}")
             reply = ns.peer("lab", STACK_ADDR, str(LAB), "0", f"dial {NOBODY} {PORT} 0",
                             timeout=30)["replies"][0]
@@ -68,9 +66,6 @@ def run(story: Story, workdir: Path) -> None:
             wait_for("the failed attempt", tally.reached("TcpAttemptFails", 1))
             deltas = tally.poll()
             knobs = daemon.sysctl("tcp_syn_retries")
-        finally:
-            ctl.close()
-            daemon.stop()
         convs = connections(str(daemon.pcap), f"{NOBODY}:{PORT}")
         story.ladders(str(daemon.pcap), convs)
         story.counters(deltas, ["TcpActiveOpens", "TcpRetransSegs", "TcpExtTCPTimeouts",

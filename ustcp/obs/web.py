@@ -27,7 +27,7 @@ import h11
 import trio
 
 from ustcp.apps.common import Handler, ends_quietly
-from ustcp.apps.http import IDLE_TIMEOUT, Exchange
+from ustcp.apps.http import Exchange, serve_requests
 from ustcp.link.ring import RingTap
 from ustcp.obs import ladder
 from ustcp.stack import Stack
@@ -143,17 +143,7 @@ class LiveView:
             await ex.error(404, "Not Found")
 
     async def serve(self, stream: trio.abc.HalfCloseableStream) -> None:
-        ex = Exchange(stream)
-        while True:
-            event: object = None
-            with trio.move_on_after(IDLE_TIMEOUT):
-                event = await ex.next_event()
-            if not isinstance(event, h11.Request):
-                return
-            await self._request(ex, event)
-            if ex.conn.our_state is not h11.DONE or ex.conn.their_state is not h11.DONE:
-                return
-            ex.conn.start_next_cycle()
+        await serve_requests(Exchange(stream), self._request)
 
 
 def handler(stack: Stack, ring: RingTap) -> Handler:
