@@ -69,6 +69,11 @@ class Control:
     def ss(self, *, state: str | None = None, port: int | None = None) -> list[Row]:
         return filter_rows(self.request("ss")["sockets"], state=state, port=port)
 
+    def sysctl(self, *names: str) -> dict[str, Any]:
+        """The daemon's values of the named knobs."""
+        values: dict[str, Any] = self.request("sysctl")["sysctl"]
+        return {name: values[name] for name in names}
+
     def nstat_deltas(self) -> dict[str, int]:
         """The counters that moved since the last reset (and a new interval starts)."""
         counters: dict[str, int] = self.request("nstat", reset=True)["counters"]

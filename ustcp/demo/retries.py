@@ -65,7 +65,7 @@ def run(story: Story, workdir: Path) -> None:
             story.block(reply)
             wait_for("the failed attempt", tally.reached("TcpAttemptFails", 1))
             deltas = tally.poll()
-            knobs = daemon.sysctl("tcp_syn_retries")
+            knobs = tally.ctl.sysctl("tcp_syn_retries")
         convs = connections(str(daemon.pcap), f"{NOBODY}:{PORT}")
         story.ladders(str(daemon.pcap), convs)
         story.counters(deltas, ["TcpActiveOpens", "TcpRetransSegs", "TcpExtTCPTimeouts",
