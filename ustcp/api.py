@@ -25,12 +25,16 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import NoReturn
 
+import structlog
 import trio
 
+from .sockfacade import StreamSocket
 from .stack import Stack, Waiters
 from .tcp.connection import Connection
 from .tcp.listener import Listener
 from .tcp.states import SYNCHRONIZED, State
+
+log = structlog.get_logger("ustcp.api")
 
 DEFAULT_RECEIVE_SIZE = 65536  # trio's default for SocketStream.receive_some
 MAX_BACKLOG = 0xFFFF  # trio's backlog when none is given; the engine caps it at somaxconn
@@ -88,6 +92,12 @@ class TCPStream(trio.abc.HalfCloseableStream):
     def remote_address(self) -> tuple[str, int]:
         conn = self.connection
         return socket.inet_ntoa(conn.remote_ip), conn.remote_port
+
+    @property
+    def socket(self) -> StreamSocket:
+        """What frameworks read from ``SocketStream.socket`` (family, getsockname,
+        getpeername), answered from the connection."""
+        return StreamSocket(self)
 
     def set_nodelay(self, nodelay: bool) -> None:
         """TCP_NODELAY: True sends small segments at once instead of waiting for ACKs."""
@@ -270,8 +280,17 @@ async def _serve_one_listener(listener: TCPListener, nursery: trio.Nursery,
 
 async def _run_handler(stream: TCPStream,
                        handler: Callable[[TCPStream], Awaitable[object]]) -> None:
+    """One connection's handler. Its exception ends that connection only: a peer that went
+    away is routine (debug), anything else is logged with its traceback and the connection
+    reset, so the peer sees the failure instead of a clean end of stream."""
     try:
         await handler(stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        log.debug("handler_connection_gone", error=repr(exc))
+    except Exception:
+        log.exception("handler_failed", handler=getattr(handler, "__qualname__", repr(handler)),
+                      peer="{}:{}".format(*stream.remote_address))
+        stream.abort()
     finally:
         await stream.aclose()
 

@@ -64,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the daemon: apps on a TUN device in this netns")
     _add_link_options(serve, "info")
-    serve.add_argument("--app", action="append", metavar="NAME:PORT",
-                       help=f"serve an app ({', '.join(APPS)}) on a port (repeatable; "
-                            f"default {' '.join(DEFAULT_APPS)})")
+    serve.add_argument("--app", action="append", metavar="PORT=APP",
+                       help=f"serve APP on PORT: a built-in ({', '.join(APPS)}), "
+                            "proxy:HOST:PORT, static:DIR or module:function (your own trio "
+                            f"stream handler); NAME:PORT also works (repeatable; default "
+                            f"{' '.join(DEFAULT_APPS)})")
     _control_option(serve)
 
     connect = sub.add_parser("connect", help="an active-open nc: stdin to HOST:PORT to stdout")

@@ -24,7 +24,8 @@ import trio
 
 from ustcp import __version__
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
-from ustcp.apps import APPS, DEFAULT_PORTS
+from ustcp.apps import DEFAULT_PORTS
+from ustcp.apps.spec import AppSpec, AppSpecError, parse_apps
 from ustcp.config import StackConfig, SysctlError
 from ustcp.link.base import Link
 from ustcp.link.impair import parse_impairments
@@ -58,20 +59,7 @@ class Setup:
 
     config: StackConfig
     addr: bytes
-    apps: list[tuple[str, int]]
-
-
-def _parse_apps(specs: list[str]) -> list[tuple[str, int]]:
-    apps: list[tuple[str, int]] = []
-    for spec in specs:
-        name, _, port = spec.partition(":")
-        if name not in APPS or not port.isdigit() or not 0 < int(port) < 65536:
-            raise Refusal(f"bad --app {spec!r}: expected NAME:PORT with NAME one of "
-                          f"{', '.join(APPS)}", 2)
-        if int(port) in (taken for _, taken in apps):
-            raise Refusal(f"bad --app {spec!r}: port {port} is already taken", 2)
-        apps.append((name, int(port)))
-    return apps
+    apps: list[AppSpec]
 
 
 def _check(args: argparse.Namespace) -> Setup:
@@ -98,7 +86,10 @@ def _check(args: argparse.Namespace) -> Setup:
     apps = []
     if args.command == "serve":
         default = [f"{name}:{port}" for name, port in DEFAULT_PORTS.items()]
-        apps = _parse_apps(args.app or default)
+        try:
+            apps = parse_apps(args.app or default)
+        except AppSpecError as exc:
+            raise Refusal(str(exc), 2) from exc
     _check_privileges()
     return Setup(config, addr, apps)
 
@@ -157,7 +148,7 @@ def _ustcp_command() -> str:
     return f"{sys.executable} -m ustcp.cli"
 
 
-def _banner(args: argparse.Namespace, apps: list[tuple[str, int]], link: Link) -> str:
+def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> str:
     ns = _netns_name()
     prefix = f"ip netns exec {ns} " if ns else ""
     where = f"network namespace {ns!r}" if ns else "this network namespace"
@@ -165,10 +156,10 @@ def _banner(args: argparse.Namespace, apps: list[tuple[str, int]], link: Link) -
         f"ustcp {__version__} serving on {args.addr} (device {args.tun}, kernel side "
         f"{args.peer}, mtu {args.mtu}, offload {'on' if link.gso_max_size else 'off'}) "
         f"in {where}",
-        "apps: " + " ".join(f"{name}:{port}" for name, port in apps),
+        "apps: " + " ".join(f"{app.port}={app.label}" for app in apps),
         "reach it with:",
     ]
-    ports = dict(apps)
+    ports = {app.label: app.port for app in apps}
     if "http" in ports:
         port = "" if ports["http"] == 80 else f":{ports['http']}"
         lines.append(f"  {prefix}curl http://{args.addr}{port}/")
@@ -212,9 +203,9 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
             nursery.start_soon(_until_signal, nursery.cancel_scope.cancel)
             nursery.start_soon(stack.run)
             nursery.start_soon(server.serve, ctl)
-            for name, port in setup.apps:
-                listeners = await open_tcp_listeners(stack, port, host=args.addr)
-                nursery.start_soon(serve_listeners, APPS[name], listeners)
+            for app in setup.apps:
+                listeners = await open_tcp_listeners(stack, app.port, host=args.addr)
+                nursery.start_soon(serve_listeners, app.handler, listeners)
             print(_banner(args, setup.apps, link), flush=True)
     finally:
         with trio.CancelScope(shield=True):
