@@ -616,7 +616,7 @@ class Connection:
                           self.rcv_nxt if flags & ACK else 0, flags, window, opts, payload)
 
     def _emit(self, now: float, seg: TcpSegment) -> None:
-        self.segs_out += 1
+        self.segs_out += seg.pcount  # tcpi_segs_out counts wire segments, as Linux's
         if seg.flags & ACK:
             self._ack_sent(now)
         self.engine.emit(self.local_ip, self.remote_ip, seg)
