@@ -32,7 +32,7 @@ from ustcp.link.impair import parse_impairments
 from ustcp.link.impaired import ImpairedLink
 from ustcp.link.pcap import PcapTap
 from ustcp.link.tun import TunLink
-from ustcp.obs import control, ss
+from ustcp.obs import control, ss, sysctl
 from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.obs.nstat import Nstat
@@ -175,7 +175,7 @@ def _control_server(name: str, stack: Stack, counters: Counters) -> control.Cont
     server = control.ControlServer(name)
     server.add("nstat", Nstat(counters))
     server.add("ss", ss.control_command(stack.engine))
-    server.add("sysctl", lambda request: {"sysctl": stack.config.as_dict()})
+    server.add("sysctl", sysctl.control_command(stack.config))
     server.add_stream("trace", control.trace_events)
     return server
 

@@ -20,8 +20,9 @@ from typing import Any, Literal, TextIO
 import structlog
 import trio
 
+from ustcp.defaults import LEVELS
+
 Format = Literal["console", "json"]
-LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @dataclass(eq=False)

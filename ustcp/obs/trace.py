@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from ustcp.obs import control
+from ustcp.obs import ctl as control
 
 # Keys every event has, printed in the line's fixed columns or not at all.
 _FRAME_KEYS = ("timestamp", "event", "conn", "level", "logger", "old", "new")
