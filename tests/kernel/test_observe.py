@@ -135,7 +135,8 @@ def test_trace_follows_state_changes(debug_daemon: Daemon) -> None:
     assert len(events) == 3
     assert all(e["event"] == "state_change" and e["conn"].startswith(f"{ADDR}:80>")
                for e in events)
-    assert {e["new"] for e in events} <= {"ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE"}
+    assert {e["new"] for e in events} <= {"SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2",
+                                          "CLOSE"}
     console = _trace(debug_daemon, "--event", "state_change", "accepted", "--count", "2")
     assert len(console) == 2
     assert any(re.search(r"state_change +10\.77\.0\.2:80>10\.77\.0\.1:\d+ +\w+ -> \w+", line)
@@ -163,3 +164,21 @@ def test_ladder_of_a_daemon_capture(tmp_path: Path) -> None:
     arrows = [e for e in ET.parse(svg).getroot().iter("{http://www.w3.org/2000/svg}line")
               if e.get("class") == "arrow"]
     assert len(arrows) == sum(len(c.segments) for c in convs)
+
+
+def test_trace_on_a_default_daemon_shows_passive_opens_as_linux(tmp_path: Path) -> None:
+    """The daemon logs at info (its default): the follower still gets the debug-level state
+    changes, a passive open shows CLOSE -> SYN_RECV -> ESTABLISHED as Linux's
+    inet_sock_set_state does, times are wall-clock, and the daemon's own log stays quiet."""
+    with netns() as ns, daemon(ns, tmp_path / "serve.log") as d:
+        started = time.time()
+        lines = _trace(d, "--event", "state_change", "--conn", f"{ADDR}:80>", "--count", "2",
+                       "--json")
+        console = _trace(d, "--event", "state_change", "--count", "1", "--relative")
+        log = d.output()
+    events = [json.loads(line) for line in lines]
+    assert [(e["old"], e["new"]) for e in events] == [("CLOSE", "SYN_RECV"),
+                                                      ("SYN_RECV", "ESTABLISHED")]
+    assert all(abs(e["time"] - started) < 60 and "t" not in e for e in events)
+    assert re.fullmatch(r"\+0\.000000  state_change +\S+  CLOSE -> SYN_RECV", console[0]), console
+    assert "state_change" not in log

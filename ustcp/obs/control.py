@@ -144,7 +144,7 @@ async def trace_events(request: Request) -> AsyncIterator[dict[str, Any]]:
     events = set(request.get("event") or ())
     conn = str(request.get("conn") or "")
     prefix = str(request.get("logger") or "")
-    with TRACE.subscribe() as sub:
+    with TRACE.subscribe(level=str(request.get("level") or "debug")) as sub:
         async for event in sub.receive:
             if events and event.get("event") not in events:
                 continue

@@ -294,6 +294,9 @@ class Connection:
         if not req.num_timeout and req.synack_sent is not None:
             self.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))  # tcp_synack_rtt_meas
         self._init_transfer(now)
+        # The child is born in SYN_RECV (inet_csk_clone_lock) and the ACK makes it
+        # ESTABLISHED: both show in the trace, as in Linux's inet_sock_set_state.
+        self._set_state(now, State.SYN_RECV)
         self._set_state(now, State.ESTABLISHED)
 
     def _init_send_seq(self, iss: int) -> None:
