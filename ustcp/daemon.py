@@ -73,9 +73,13 @@ def _check(args: argparse.Namespace) -> Setup:
     except OSError as exc:
         raise Refusal(f"bad --addr {args.addr!r}: expected an IPv4 address", 2) from exc
     try:
-        ipaddress.IPv4Interface(args.peer)
+        peer = ipaddress.IPv4Interface(args.peer)
     except ValueError as exc:
         raise Refusal(f"bad --peer {args.peer!r}: expected KERNEL_IP/PREFIX", 2) from exc
+    if ipaddress.IPv4Address(addr) not in peer.network or ipaddress.IPv4Address(addr) == peer.ip:
+        # The kernel routes to the stack through the device's prefix only.
+        raise Refusal(f"bad --addr {args.addr}: the kernel reaches the stack only inside "
+                      f"--peer's {peer.network}, at an address other than its own {peer.ip}", 2)
     if args.impair:
         try:
             parse_impairments(args.impair)
@@ -164,11 +168,22 @@ def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> str:
         port = "" if ports["http"] == 80 else f":{ports['http']}"
         lines.append(f"  {prefix}curl http://{args.addr}{port}/")
     if "echo" in ports:
-        lines.append(f"  {prefix}nc {args.addr} {ports['echo']}")
+        lines.append(f"  {prefix}nc -N {args.addr} {ports['echo']}")
     lines.append(f"  {prefix}ping -c 3 {args.addr}")
     lines.append(f"  {prefix}{_ustcp_command()} nstat")
     lines.append("Ctrl-C (SIGINT) or SIGTERM stops it.")
     return "\n".join(lines)
+
+
+def _announce(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> None:
+    """The banner, on stderr: readable lines, or with ``--log-format json`` one event
+    (stdout stays free for ``--pcap -``)."""
+    if args.log_format == "json":
+        log.info("serving", addr=args.addr, tun=args.tun, peer=args.peer, mtu=args.mtu,
+                 offload=bool(link.gso_max_size), netns=_netns_name() or None,
+                 apps={app.port: app.label for app in apps})
+    else:
+        print(_banner(args, apps, link), file=sys.stderr, flush=True)
 
 
 def _control_server(name: str, stack: Stack, counters: Counters) -> control.ControlServer:
@@ -206,7 +221,7 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
             for app in setup.apps:
                 listeners = await open_tcp_listeners(stack, app.port, host=args.addr)
                 nursery.start_soon(serve_listeners, app.handler, listeners)
-            print(_banner(args, setup.apps, link), flush=True)
+            _announce(args, setup.apps, link)
     finally:
         with trio.CancelScope(shield=True):
             await link.aclose()

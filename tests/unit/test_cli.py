@@ -42,6 +42,8 @@ def test_serve_defaults() -> None:
     ("serve", "--impair", "loss=lots"),
     ("serve", "--mtu", "20"),
     ("serve", "--peer", "10.77.0.1/33"),
+    ("serve", "--addr", "10.78.0.2"),  # outside --peer's prefix: the kernel cannot reach it
+    ("serve", "--addr", "10.77.0.1"),  # the kernel side's own address
     ("serve", "--app", "echo:7", "--app", "http:7"),
     ("connect", "10.77.0.1", "80", "--sysctl", "tcp_sack=-1"),
 ])
