@@ -65,6 +65,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                             "proxy:HOST:PORT, static:DIR or module:function (your own trio "
                             f"stream handler); NAME:PORT also works (repeatable; default "
                             f"{default_apps})")
+    serve.add_argument("--metrics", metavar="[HOST:]PORT",
+                       help="serve the counters for Prometheus at http://STACK_IP:PORT/metrics "
+                            "(on the stack's own address)")
     _control_option(serve)
 
 

@@ -60,6 +60,21 @@ class Setup:
     config: StackConfig
     addr: bytes
     apps: list[AppSpec]
+    metrics_port: int | None = None
+
+
+def _metrics_port(args: argparse.Namespace, apps: list[AppSpec]) -> int | None:
+    """``--metrics [HOST:]PORT``: HOST, if given, must be the stack's own address."""
+    if args.metrics is None:
+        return None
+    host, _, port = args.metrics.rpartition(":")
+    if host not in ("", args.addr, "0.0.0.0") or not port.isdigit() \
+            or not 0 < int(port) < 65536:
+        raise Refusal(f"bad --metrics {args.metrics!r}: expected [{args.addr}:]PORT (the "
+                      "stack serves it on its own address)", 2)
+    if any(app.port == int(port) for app in apps):
+        raise Refusal(f"bad --metrics {args.metrics!r}: port {port} is already taken", 2)
+    return int(port)
 
 
 def _check(args: argparse.Namespace) -> Setup:
@@ -94,8 +109,9 @@ def _check(args: argparse.Namespace) -> Setup:
             apps = parse_apps(args.app or default)
         except AppSpecError as exc:
             raise Refusal(str(exc), 2) from exc
+    metrics_port = _metrics_port(args, apps) if args.command == "serve" else None
     _check_privileges()
-    return Setup(config, addr, apps)
+    return Setup(config, addr, apps, metrics_port)
 
 
 def _has_cap_net_admin() -> bool:
@@ -170,6 +186,9 @@ def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> str:
     if "echo" in ports:
         lines.append(f"  {prefix}nc -N {args.addr} {ports['echo']}")
     lines.append(f"  {prefix}ping -c 3 {args.addr}")
+    if args.metrics:
+        port = args.metrics.rpartition(":")[2]
+        lines.append(f"  {prefix}curl http://{args.addr}:{port}/metrics    # Prometheus")
     lines.append(f"  {prefix}{_ustcp_command()} nstat")
     lines.append("Ctrl-C (SIGINT) or SIGTERM stops it.")
     return "\n".join(lines)
@@ -221,6 +240,11 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
             for app in setup.apps:
                 listeners = await open_tcp_listeners(stack, app.port, host=args.addr)
                 nursery.start_soon(serve_listeners, app.handler, listeners)
+            if setup.metrics_port is not None:
+                from ustcp.apps.metrics import metrics_app
+
+                listeners = await open_tcp_listeners(stack, setup.metrics_port, host=args.addr)
+                nursery.start_soon(serve_listeners, metrics_app(counters), listeners)
             _announce(args, setup.apps, link)
     finally:
         with trio.CancelScope(shield=True):

@@ -47,7 +47,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, P
                 "--app", f"8080=proxy:{PEER_ADDR}:{UPSTREAM_PORT}",
                 "--app", f"8081=proxy:{PEER_ADDR}:{HALF_PORT}",
                 "--app", f"8001=static:{www}",
-                "--app", "9000=kernel_test_handlers:shout") as d:
+                "--app", "9000=kernel_test_handlers:shout", "--metrics", "9100") as d:
             upstream = subprocess.Popen(
                 ["ip", "netns", "exec", ns, "python3", "-m", "http.server", str(UPSTREAM_PORT),
                  "--bind", PEER_ADDR, "--directory", str(www)],
@@ -125,3 +125,15 @@ def test_module_function_handler(served: tuple[Daemon, Path]) -> None:
     d, _ = served
     done = d.run("nc", "-N", ADDR, "9000", input=b"hello stack\n", timeout=20)
     assert done.stdout == b"HELLO STACK\n", done.stderr
+
+
+def test_metrics_endpoint_for_prometheus(served: tuple[Daemon, Path]) -> None:
+    d, _ = served
+    got = _curl(d, "-i", f"http://{ADDR}:9100/metrics")
+    head, _, body = got.stdout.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200") and "text/plain; version=0.0.4" in head
+    samples = dict(line.split() for line in body.splitlines() if not line.startswith("#"))
+    assert int(samples["ustcp_netstat_Tcp_PassiveOpens"]) >= 1  # this very connection
+    assert "# TYPE ustcp_netstat_Tcp_CurrEstab gauge" in body
+    assert _curl(d, "-o", "/dev/null", "-w", "%{http_code}",
+                 f"http://{ADDR}:9100/").stdout == b"404"

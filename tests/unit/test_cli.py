@@ -44,6 +44,8 @@ def test_serve_defaults() -> None:
     ("serve", "--peer", "10.77.0.1/33"),
     ("serve", "--addr", "10.78.0.2"),  # outside --peer's prefix: the kernel cannot reach it
     ("serve", "--addr", "10.77.0.1"),  # the kernel side's own address
+    ("serve", "--metrics", "10.9.9.9:9100"),  # only on the stack's own address
+    ("serve", "--metrics", "80"),  # http's port
     ("serve", "--app", "echo:7", "--app", "http:7"),
     ("connect", "10.77.0.1", "80", "--sysctl", "tcp_sack=-1"),
 ])

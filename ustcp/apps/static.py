@@ -22,7 +22,8 @@ import h11
 import trio
 
 from ustcp.apps.common import Handler, ends_quietly
-from ustcp.apps.http import IDLE_TIMEOUT, SEND_CHUNK, _Exchange
+from ustcp.apps.http import SEND_CHUNK, _Exchange
+from ustcp.apps.webapp import serve_http
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -91,36 +92,19 @@ async def _send_file(ex: _Exchange, path: Path, request: h11.Request) -> None:
     await ex.send(h11.EndOfMessage())
 
 
-async def _serve(ex: _Exchange, root: Path) -> None:
-    while True:
-        event: object = None
-        with trio.move_on_after(IDLE_TIMEOUT):
-            event = await ex.next_event()
-        if not isinstance(event, h11.Request):
-            return
-        await ex.read_body(lambda _: None)
-        if event.method not in (b"GET", b"HEAD"):
-            await ex.error(405, "Method Not Allowed", [("Allow", "GET, HEAD")])
-        elif (path := await trio.to_thread.run_sync(resolve, root, event.target)) is None:
-            await ex.error(404, "Not Found")
-        else:
-            await _send_file(ex, path, event)
-        if ex.conn.our_state is not h11.DONE or ex.conn.their_state is not h11.DONE:
-            return
-        ex.conn.start_next_cycle()
-
-
 def serve_directory(directory: str | os.PathLike[str]) -> Handler:
     """A handler serving the files under ``directory``."""
     root = Path(directory).resolve()
 
+    async def respond(ex: _Exchange, request: h11.Request) -> None:
+        path = await trio.to_thread.run_sync(resolve, root, request.target)
+        if path is None:
+            await ex.error(404, "Not Found")
+        else:
+            await _send_file(ex, path, request)
+
     @ends_quietly("static")
     async def handle(stream: trio.abc.HalfCloseableStream) -> None:
-        ex = _Exchange(stream)
-        try:
-            await _serve(ex, root)
-        except h11.RemoteProtocolError:
-            if ex.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                await ex.error(400, "Bad Request", [("Connection", "close")])
+        await serve_http(stream, respond)
 
     return handle
