@@ -172,7 +172,8 @@ async def test_control_command_and_cli(daemon_engine: tuple[str, TcpEngine],
     assert await trio.to_thread.run_sync(
         run_cli, ["--control", name, "-oi", "--state", "ESTAB", "--port", "80"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("ESTAB") and out[2].startswith("\t ts sack cubic")
+    assert out[0].startswith("Recv-Q")  # one state chosen: no State column, as ss
+    assert " 10.0.0.2:80 " in out[1] and out[2].startswith("\t ts sack cubic")
     assert await trio.to_thread.run_sync(run_cli, ["--control", name, "--state", "nope"]) == 2
     assert "unknown state" in capsys.readouterr().err
 

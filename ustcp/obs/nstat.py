@@ -124,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
     if args.prometheus:
         sys.stdout.write(format_prometheus(counters))
     elif args.json:
-        print(json.dumps({"kernel": counters}))
+        print(json.dumps({"kernel": counters}, separators=(",", ":")))
     else:
         sys.stdout.write(format_table(counters))
     return 0

@@ -264,7 +264,8 @@ def format_skmem(m: dict[str, int]) -> str:
 
 
 def format_table(rows: list[Row], *, timers: bool = True, info: bool = True,
-                 memory: bool = False, extended: bool = False, header: bool = True) -> str:
+                 memory: bool = False, extended: bool = False, header: bool = True,
+                 state: bool = True) -> str:
     """Rows as ``ss -tan`` prints them, with ``-o`` (``timers``) the timer, with ``-e`` the
     socket's identity, with ``-m`` and ``-i`` a second line, indented by a tab: skmem, then
     the ``tcp_info`` (for a listener with ``-i``, the SYN-queue length)."""
@@ -275,9 +276,10 @@ def format_table(rows: list[Row], *, timers: bool = True, info: bool = True,
     widths = [max(len(cell[i]) for cell in cells) for i in range(len(HEADER))]
 
     def line(cell: tuple[str, ...], tail: str) -> str:
-        state, recv_q, send_q, local, peer = cell
-        text = (f"{state:<{widths[0]}} {recv_q:>{widths[1]}} {send_q:>{widths[2]}} "
-                f"{local:<{widths[3]}} {peer:<{widths[4]}} {tail}")
+        name, recv_q, send_q, local, peer = cell
+        text = (f"{name:<{widths[0]}} " if state else "") + (
+            f"{recv_q:>{widths[1]}} {send_q:>{widths[2]}} "
+            f"{local:<{widths[3]}} {peer:<{widths[4]}} {tail}")
         return text.rstrip()
 
     lines = [line(cells[0], "")] if header else []
@@ -416,16 +418,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
               "dst A[:P], joined by and")
 
 
-def select(rows: list[Row], args: argparse.Namespace) -> list[Row]:
-    """The rows ss shows for these options: ``FilterError`` for a bad filter."""
+def _chosen(args: argparse.Namespace) -> tuple[frozenset[str] | None, list[RowTest], bool]:
+    """The states (None: all) and tests these options choose, and whether a filter named
+    exactly one state; ``FilterError`` if bad."""
     tokens = list(args.filter) + (["state", args.state] if args.state else [])
     try:
         states, tests = parse_filter(tokens)
     except ValueError as exc:  # state_names' unknown state too
         raise FilterError(str(exc)) from exc
+    one = states is not None and len(states) == 1
     if states is None:
         states = (frozenset({"LISTEN"}) if args.listening and not args.all
                   else None if args.all else DEFAULT_STATES)
+    return states, tests, one
+
+
+def select(rows: list[Row], args: argparse.Namespace) -> list[Row]:
+    """The rows ss shows for these options: ``FilterError`` for a bad filter."""
+    states, tests, _ = _chosen(args)
     rows = filter_rows(rows, port=args.port)
     return [row for row in rows if (states is None or row["state"] in states)
             and all(test(row) for test in tests)]
@@ -434,7 +444,7 @@ def select(rows: list[Row], args: argparse.Namespace) -> list[Row]:
 def main(args: argparse.Namespace) -> int:
     """``ustcp ss``: ask the daemon at ``@args.control`` and print its sockets."""
     try:
-        select([], args)
+        _, _, one_state = _chosen(args)
     except FilterError as exc:
         sys.stderr.write(args.usage())
         print(f"ustcp ss: {exc}", file=sys.stderr)
@@ -443,7 +453,9 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
+        # As ss: a filter that names one state leaves the State column out.
         sys.stdout.write(format_table(rows, timers=args.options, info=args.info,
                                       memory=args.memory, extended=args.extended,
-                                      header=not args.no_header))
+                                      header=not args.no_header,
+                                      state=not one_state))
     return 0
