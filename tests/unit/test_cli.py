@@ -159,3 +159,19 @@ async def test_sysctl_reads_and_sets_a_running_daemons_knobs(
         status, out, _ = await run()
         assert status == 0 and "net.ipv4.tcp_congestion_control = cubic\n" in out
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("command", ["nstat", "ss", "sysctl", "trace"])
+def test_control_commands_import_nothing_heavy(command: str) -> None:
+    """What makes ``ustcp nstat`` start fast: a control command (here finding no daemon)
+    imports neither trio, structlog, h11, dpkt nor the engine."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ustcp import cli; "
+            f"status = cli.main([{command!r}, '--control', 'ustcp-nobody-{os.getpid()}']); "
+            "heavy = ('trio', 'structlog', 'h11', 'dpkt', 'ustcp.tcp.engine', 'ustcp.apps'); "
+            "print(status, sorted(m for m in heavy if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.strip() == "1 []", done.stderr
