@@ -19,6 +19,7 @@ from ustcp.defaults import DEFAULT_ADDR, DEFAULT_MTU, DEFAULT_PEER, DEFAULT_TUN,
 from ustcp.obs import ctl
 
 CONTROL_COMMANDS = ("nstat", "ss", "sysctl", "trace")
+Adder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
 def _fail(message: str, status: int) -> int:
@@ -78,36 +79,26 @@ def _add_connect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_link_options(connect, "warning")
 
 
-def _add_nstat(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from ustcp.obs import nstat
-
-    p = sub.add_parser("nstat", help="a running daemon's counters, as nstat prints them")
-    nstat.add_arguments(p)
-    _control_option(p)
-
-
-def _add_ss(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from ustcp.obs import ss
-
-    p = sub.add_parser("ss", help="a running daemon's sockets, as ss -tanoi prints them")
-    ss.add_arguments(p)
-    _control_option(p)
+_CONTROL_HELP = {
+    "nstat": "a running daemon's counters, as nstat prints them",
+    "ss": "a running daemon's sockets, as ss -tanoi prints them",
+    "sysctl": "read or set a running daemon's knobs",
+    "trace": "follow a running daemon's events",
+}
 
 
-def _add_sysctl(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from ustcp.obs import sysctl
+def _control_command(name: str) -> Adder:
+    """The adder of a control command, whose module ``ustcp.obs.NAME`` has
+    ``add_arguments`` and ``main``."""
 
-    p = sub.add_parser("sysctl", help="read or set a running daemon's knobs")
-    sysctl.add_arguments(p)
-    _control_option(p)
+    def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        from importlib import import_module
 
+        p = sub.add_parser(name, help=_CONTROL_HELP[name])
+        import_module(f"ustcp.obs.{name}").add_arguments(p)
+        _control_option(p)
 
-def _add_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from ustcp.obs import trace
-
-    p = sub.add_parser("trace", help="follow a running daemon's events")
-    trace.add_arguments(p)
-    _control_option(p)
+    return add
 
 
 def _add_ladder(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,11 +119,10 @@ def _add_packetdrill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     drill.add_argument("args", nargs=argparse.REMAINDER, metavar="PATH...")
 
 
-Adder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 _SUBCOMMANDS: dict[str, Adder] = {
-    "serve": _add_serve, "connect": _add_connect, "nstat": _add_nstat, "ss": _add_ss,
-    "sysctl": _add_sysctl, "trace": _add_trace, "ladder": _add_ladder, "demo": _add_demo,
-    "packetdrill": _add_packetdrill,
+    "serve": _add_serve, "connect": _add_connect,
+    **{name: _control_command(name) for name in CONTROL_COMMANDS},
+    "ladder": _add_ladder, "demo": _add_demo, "packetdrill": _add_packetdrill,
 }
 
 

@@ -5,14 +5,13 @@ that leaves."""
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.kernel.nsutil import ADDR, ROOT, daemon, in_ns, netns, ustcp_cmd
+from tests.kernel.nsutil import ADDR, ROOT, daemon, in_ns, interrupt, netns, ustcp_cmd
 
 pytestmark = pytest.mark.kernel
 
@@ -60,8 +59,7 @@ def test_pcap_to_stdout_streams_into_tcpdump(tmp_path: Path) -> None:
             assert _curl_ok(ns) and serve.poll() is None  # the reader left; serving goes on
         finally:
             tcpdump.kill()
-            serve.send_signal(signal.SIGINT)
-            status = serve.wait(timeout=15)
+            status = interrupt(serve)
     lines = out.decode().splitlines()
     assert len(lines) == 2 and all(f"{ADDR}.80" in line for line in lines), err
     banner = (tmp_path / "serve.log").read_text()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.nsutil import ADDR, PEER_ADDR, ROOT, in_ns, netns
+from tests.kernel.nsutil import ADDR, PEER_ADDR, ROOT, in_ns, interrupt, netns
 
 pytestmark = pytest.mark.kernel
 
@@ -76,13 +76,7 @@ def running(ns: str, script: Path, port: int, *args: str) -> Iterator[subprocess
             pytest.fail(f"{script.name} did not listen on {port}: {err.decode()}")
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        interrupt(proc)
 
 
 def test_the_page_has_its_programs() -> None:
