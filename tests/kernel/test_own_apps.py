@@ -5,6 +5,7 @@ the static app, and a user's module loaded by import path."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import textwrap
@@ -137,3 +138,7 @@ def test_metrics_endpoint_for_prometheus(served: tuple[Daemon, Path]) -> None:
     assert "# TYPE ustcp_netstat_Tcp_CurrEstab gauge" in body
     assert _curl(d, "-o", "/dev/null", "-w", "%{http_code}",
                  f"http://{ADDR}:9100/").stdout == b"404"
+    # The banner follows --log-format json: one event naming every app.
+    [banner] = [json.loads(line) for line in d.output().splitlines()
+                if '"serving"' in line]
+    assert banner["apps"]["8080"] == f"proxy:{PEER_ADDR}:{UPSTREAM_PORT}"

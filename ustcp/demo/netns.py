@@ -158,7 +158,7 @@ class Daemon:
                 self.stop()
                 raise DemoError(f"the daemon exited with {self.proc.returncode}: "
                                 f"{self.log.read_text(errors='replace').strip()[-600:]}")
-            if self.cli("nstat", "--json", check=False).returncode == 0:
+            if self.cli("nstat", "-a", check=False).returncode == 0:  # history untouched
                 return
             time.sleep(0.1)
         self.stop()
