@@ -115,7 +115,8 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add_packetdrill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    drill = sub.add_parser("packetdrill", help="run packetdrill scripts against the engine")
+    drill = sub.add_parser("packetdrill", help="run packetdrill scripts against the engine, "
+                                                "the kernel (--target kernel) or both")
     drill.add_argument("args", nargs=argparse.REMAINDER, metavar="PATH...")
 
 
