@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import cast
 
@@ -67,7 +67,7 @@ def content(n: int) -> Iterator[memoryview]:
         n -= take
 
 
-class Exchange:
+class _Exchange:
     """One connection: its stream and its h11 state machine."""
 
     def __init__(self, stream: trio.abc.HalfCloseableStream) -> None:
@@ -129,7 +129,7 @@ class Exchange:
         await self.respond(status, body, len(body), extra=extra)
 
 
-async def _serve_request(ex: Exchange, request: h11.Request) -> None:
+async def _serve_request(ex: _Exchange, request: h11.Request) -> None:
     method = request.method.decode("ascii", "replace")
     path = request.target.decode("ascii", "replace").partition("?")[0]
     if path == "/sha256":
@@ -161,17 +161,14 @@ async def _serve_request(ex: Exchange, request: h11.Request) -> None:
     await ex.respond(200, content(n), n, "application/octet-stream", head_only)
 
 
-async def serve_requests(ex: Exchange,
-                         handle: Callable[[Exchange, h11.Request], Awaitable[None]]) -> None:
-    """The keep-alive loop: each request to ``handle``, until the client has been idle for
-    :data:`IDLE_TIMEOUT` seconds or either side ends the connection."""
+async def _serve(ex: _Exchange) -> None:
     while True:
         event: object = None
         with trio.move_on_after(IDLE_TIMEOUT):
             event = await ex.next_event()
         if not isinstance(event, h11.Request):
             return
-        await handle(ex, event)
+        await _serve_request(ex, event)
         if ex.conn.our_state is not h11.DONE or ex.conn.their_state is not h11.DONE:
             return
         ex.conn.start_next_cycle()
@@ -179,9 +176,9 @@ async def serve_requests(ex: Exchange,
 
 @ends_quietly("http")
 async def handle(stream: trio.abc.HalfCloseableStream) -> None:
-    ex = Exchange(stream)
+    ex = _Exchange(stream)
     try:
-        await serve_requests(ex, _serve_request)
+        await _serve(ex)
     except h11.RemoteProtocolError as exc:
         if ex.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             status = HTTPStatus(exc.error_status_hint)

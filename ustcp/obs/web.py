@@ -27,7 +27,8 @@ import h11
 import trio
 
 from ustcp.apps.common import Handler, ends_quietly
-from ustcp.apps.http import Exchange, serve_requests
+from ustcp.apps.http import _Exchange
+from ustcp.apps.webapp import serve_http
 from ustcp.link.ring import RingTap
 from ustcp.obs import ladder
 from ustcp.stack import Stack
@@ -100,7 +101,7 @@ class LiveView:
         self.ring = ring
         self.viewers = 0
 
-    async def _events(self, ex: Exchange) -> None:
+    async def _events(self, ex: _Exchange) -> None:
         if self.viewers >= MAX_VIEWERS:
             await ex.error(503, "Service Unavailable: too many viewers")
             return
@@ -117,14 +118,10 @@ class LiveView:
         finally:
             self.viewers -= 1
 
-    async def _request(self, ex: Exchange, request: h11.Request) -> None:
-        method = request.method.decode("ascii", "replace")
+    async def respond(self, ex: _Exchange, request: h11.Request) -> None:
+        """One GET or HEAD (serve_http answers anything else with 405)."""
         path, _, query = request.target.decode("ascii", "replace").partition("?")
-        await ex.read_body(lambda _: None)
-        if method not in ("GET", "HEAD"):
-            await ex.error(405, "Method Not Allowed", [("Allow", "GET, HEAD")])
-            return
-        head = method == "HEAD"
+        head = request.method == b"HEAD"
         if path == "/":
             await ex.respond(200, PAGE, len(PAGE), "text/html; charset=utf-8", head)
         elif path == "/snapshot":
@@ -142,8 +139,6 @@ class LiveView:
         else:
             await ex.error(404, "Not Found")
 
-    async def serve(self, stream: trio.abc.HalfCloseableStream) -> None:
-        await serve_requests(Exchange(stream), self._request)
 
 
 def handler(stack: Stack, ring: RingTap) -> Handler:
@@ -152,9 +147,6 @@ def handler(stack: Stack, ring: RingTap) -> Handler:
 
     @ends_quietly("web")
     async def handle(stream: trio.abc.HalfCloseableStream) -> None:
-        try:
-            await view.serve(stream)
-        except h11.RemoteProtocolError:
-            return
+        await serve_http(stream, view.respond)
 
     return handle
