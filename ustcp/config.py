@@ -42,6 +42,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_max_orphans": (0, INT_MAX),
     "tcp_max_tw_buckets": (0, INT_MAX),
     "tcp_tw_reuse": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
+    "tcp_tw_recycle": (0, INT_MAX),  # removed in 4.12; 4.11 had plain proc_dointvec
     "tcp_rfc1337": (0, U8_MAX),
     "tcp_moderate_rcvbuf": (0, U8_MAX),
     "tcp_slow_start_after_idle": (0, U8_MAX),
@@ -102,6 +103,9 @@ class StackConfig:
     tcp_max_orphans: int = 65536
     tcp_max_tw_buckets: int = 65536
     tcp_tw_reuse: int = 2
+    # Linux < 4.12 only (removed: it drops SYNs from clients behind a NAT); kept to teach
+    # why. 1: TIME_WAIT lasts 3.5 RTO and SYNs get a per-host PAWS check.
+    tcp_tw_recycle: int = 0
     tcp_rfc1337: int = 0
     # --- buffers and windows (tcp_rmem/tcp_wmem are min, default, max in bytes) ---
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)

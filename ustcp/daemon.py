@@ -26,15 +26,17 @@ import trio
 
 from ustcp import __version__
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
-from ustcp.apps import APPS, DEFAULT_PORTS, Handler
+from ustcp.apps import DEFAULT_PORTS, Handler
 from ustcp.apps.http import DEADLINES as HTTP_DEADLINES
+from ustcp.apps.spec import AppSpec, AppSpecError, parse_apps
 from ustcp.config import StackConfig, SysctlError
 from ustcp.link.base import Link
 from ustcp.link.impair import parse_impairments
 from ustcp.link.impaired import ImpairedLink
 from ustcp.link.pcap import PcapTap
+from ustcp.link.ring import RingTap
 from ustcp.link.tun import TunLink
-from ustcp.obs import control, ss
+from ustcp.obs import control, ss, sysctl, web
 from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.obs.nstat import Nstat
@@ -73,20 +75,22 @@ class Setup:
 
     config: StackConfig
     addr: bytes
-    apps: list[tuple[str, int]]
+    apps: list[AppSpec]
+    metrics_port: int | None = None
 
 
-def _parse_apps(specs: list[str]) -> list[tuple[str, int]]:
-    apps: list[tuple[str, int]] = []
-    for spec in specs:
-        name, _, port = spec.partition(":")
-        if name not in APPS or not port.isdigit() or not 0 < int(port) < 65536:
-            raise Refusal(f"bad --app {spec!r}: expected NAME:PORT with NAME one of "
-                          f"{', '.join(APPS)}", 2)
-        if int(port) in (taken for _, taken in apps):
-            raise Refusal(f"bad --app {spec!r}: port {port} is already taken", 2)
-        apps.append((name, int(port)))
-    return apps
+def _metrics_port(args: argparse.Namespace, apps: list[AppSpec]) -> int | None:
+    """``--metrics [HOST:]PORT``: HOST, if given, must be the stack's own address."""
+    if args.metrics is None:
+        return None
+    host, _, port = args.metrics.rpartition(":")
+    if host not in ("", args.addr, "0.0.0.0") or not port.isdigit() \
+            or not 0 < int(port) < 65536:
+        raise Refusal(f"bad --metrics {args.metrics!r}: expected [{args.addr}:]PORT (the "
+                      "stack serves it on its own address)", 2)
+    if any(app.port == int(port) for app in apps):
+        raise Refusal(f"bad --metrics {args.metrics!r}: port {port} is already taken", 2)
+    return int(port)
 
 
 def _check(args: argparse.Namespace) -> Setup:
@@ -100,9 +104,13 @@ def _check(args: argparse.Namespace) -> Setup:
     except ValueError as exc:
         raise Refusal(f"bad --addr {args.addr!r}: expected an IPv4 address", 2) from exc
     try:
-        ipaddress.IPv4Interface(args.peer)
+        peer = ipaddress.IPv4Interface(args.peer)
     except ValueError as exc:
         raise Refusal(f"bad --peer {args.peer!r}: expected KERNEL_IP/PREFIX", 2) from exc
+    if ipaddress.IPv4Address(addr) not in peer.network or ipaddress.IPv4Address(addr) == peer.ip:
+        # The kernel routes to the stack through the device's prefix only.
+        raise Refusal(f"bad --addr {args.addr}: the kernel reaches the stack only inside "
+                      f"--peer's {peer.network}, at an address other than its own {peer.ip}", 2)
     if args.impair:
         try:
             parse_impairments(args.impair)
@@ -128,9 +136,17 @@ def _check(args: argparse.Namespace) -> Setup:
     apps = []
     if args.command == "serve":
         default = [f"{name}:{port}" for name, port in DEFAULT_PORTS.items()]
-        apps = _parse_apps(args.app or default)
+        try:
+            apps = parse_apps(args.app or default)
+        except AppSpecError as exc:
+            raise Refusal(str(exc), 2) from exc
+    metrics_port = _metrics_port(args, apps) if args.command == "serve" else None
+    web_port = getattr(args, "web", None)
+    if web_port is not None and (not 0 < web_port < 65536 or web_port == metrics_port
+                                 or any(app.port == web_port for app in apps)):
+        raise Refusal(f"bad --web {web_port}: expected a free port 1..65535", 2)
     _check_privileges()
-    return Setup(config, addr, apps)
+    return Setup(config, addr, apps, metrics_port)
 
 
 def _has_cap_net_admin() -> bool:
@@ -191,7 +207,7 @@ def _ustcp_command() -> str:
     return f"{sys.executable} -m ustcp.cli"
 
 
-def _banner(args: argparse.Namespace, apps: list[tuple[str, int]], link: Link) -> str:
+def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> str:
     ns = _netns_name()
     prefix = f"ip netns exec {ns} " if ns else ""
     where = f"network namespace {ns!r}" if ns else "this network namespace"
@@ -199,19 +215,35 @@ def _banner(args: argparse.Namespace, apps: list[tuple[str, int]], link: Link) -
         f"ustcp {__version__} serving on {args.addr} (device {args.tun}, kernel side "
         f"{args.peer}, mtu {args.mtu}, offload {'on' if link.gso_max_size else 'off'}) "
         f"in {where}",
-        "apps: " + " ".join(f"{name}:{port}" for name, port in apps),
+        "apps: " + " ".join(f"{app.port}={app.label}" for app in apps),
         "reach it with:",
     ]
-    ports = dict(apps)
+    ports = {app.label: app.port for app in apps}
     if "http" in ports:
         port = "" if ports["http"] == 80 else f":{ports['http']}"
         lines.append(f"  {prefix}curl http://{args.addr}{port}/")
     if "echo" in ports:
-        lines.append(f"  {prefix}nc {args.addr} {ports['echo']}")
+        lines.append(f"  {prefix}nc -N {args.addr} {ports['echo']}")
     lines.append(f"  {prefix}ping -c 3 {args.addr}")
+    if args.metrics:
+        port = args.metrics.rpartition(":")[2]
+        lines.append(f"  {prefix}curl http://{args.addr}:{port}/metrics    # Prometheus")
+    if getattr(args, "web", None) is not None:
+        lines.append(f"  {prefix}chromium http://{args.addr}:{args.web}/    # the live view")
     lines.append(f"  {prefix}{_ustcp_command()} nstat")
     lines.append("Ctrl-C (SIGINT) or SIGTERM stops it.")
     return "\n".join(lines)
+
+
+def _announce(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> None:
+    """The banner, on stderr: readable lines, or with ``--log-format json`` one event
+    (stdout stays free for ``--pcap -``)."""
+    if args.log_format == "json":
+        log.info("serving", addr=args.addr, tun=args.tun, peer=args.peer, mtu=args.mtu,
+                 offload=bool(link.gso_max_size), netns=_netns_name() or None,
+                 apps={app.port: app.label for app in apps})
+    else:
+        print(_banner(args, apps, link), file=sys.stderr, flush=True)
 
 
 def _control_server(name: str, stack: Stack, counters: Counters,
@@ -219,7 +251,7 @@ def _control_server(name: str, stack: Stack, counters: Counters,
     server = control.ControlServer(name)
     server.add("nstat", Nstat(counters, tun.device_counters))
     server.add("ss", ss.control_command(stack.engine))
-    server.add("sysctl", lambda request: {"sysctl": stack.config.as_dict()})
+    server.add("sysctl", sysctl.control_command(stack.config))
     server.add_stream("trace", control.trace_events)
     return server
 
@@ -235,6 +267,9 @@ async def _until_signal(cancel: Callable[[], Any]) -> None:
 async def _serve(args: argparse.Namespace, setup: Setup) -> None:
     counters = Counters()
     link, tun = _open_link(args, counters)
+    ring = None
+    if args.web is not None:
+        link = ring = RingTap(link)
     try:
         stack = Stack(link, setup.config, counters, setup.addr, seed=args.seed)
         server = _control_server(args.control, stack, counters, tun)
@@ -254,12 +289,22 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
                     nursery.start_soon(MemoryTrimmer(stack).run)
                 async with trio.open_nursery() as handlers:
                     async with trio.open_nursery() as acceptors:
-                        for name, port in setup.apps:
+
+                        async def serve(port: int,
+                                        handler: Callable[[TCPStream], Awaitable[None]]) -> None:
                             listeners = await open_tcp_listeners(stack, port, host=args.addr)
                             acceptors.start_soon(functools.partial(
-                                serve_listeners, reaper.wrap(APPS[name]), listeners,
-                                handler_nursery=handlers))
-                        print(_banner(args, setup.apps, link), flush=True)
+                                serve_listeners, handler, listeners, handler_nursery=handlers))
+
+                        for app in setup.apps:
+                            await serve(app.port, reaper.wrap(app.handler))
+                        if setup.metrics_port is not None:
+                            from ustcp.apps.metrics import metrics_app
+
+                            await serve(setup.metrics_port, metrics_app(counters))
+                        if ring is not None:
+                            await serve(args.web, web.handler(stack, ring))
+                        _announce(args, setup.apps, link)
                         async for signum in signals:
                             log.info("shutdown", signal=signal.Signals(signum).name,
                                      grace=args.shutdown_grace,
@@ -469,6 +514,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         setup = _check(args)
         configure_logging(args.log_format, args.log_level)
+        if setup.config.tcp_tw_recycle:
+            log.warning("tcp_tw_recycle", note="removed in Linux 4.12: its per-host PAWS "
+                        "drops the SYNs of clients behind a NAT; ustcp keeps it to show why")
         trio.run(_serve if args.command == "serve" else _connect, args, setup)
     except* Refusal as group:
         refusal = group.exceptions[0]

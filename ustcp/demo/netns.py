@@ -26,12 +26,9 @@ from ustcp.obs.ss import Row, filter_rows
 STACK_ADDR = "10.77.0.2"
 KERNEL_ADDR = "10.77.0.1"
 COMMAND_TIMEOUT = 20.0
-READY_TIMEOUT = 30.0  # s: a loaded machine starts Python slowly
+READY_TIMEOUT = 30.0  # the daemon starts in seconds, but in 10+ on a loaded 2-core machine
 STOP_TIMEOUT = 15.0
 SHUTDOWN_GRACE = 0.5  # s: what is still open when a demo stops its daemon is reset soon
-# argv[1] the command, argv[2] its arguments as JSON; prints the daemon's JSON reply
-CONTROL_REQUEST = ("import json, sys; from ustcp.obs import control; "
-                   "print(json.dumps(control.request(sys.argv[1], **json.loads(sys.argv[2]))))")
 
 
 class DemoError(RuntimeError):
@@ -163,39 +160,36 @@ class Daemon:
                 self.stop()
                 raise DemoError(f"the daemon exited with {self.proc.returncode}: "
                                 f"{self.log.read_text(errors='replace').strip()[-600:]}")
-            probe = [sys.executable, "-c", CONTROL_REQUEST, "nstat", "{}"]
-            if self.ns.run(probe).returncode == 0:
+            if self.cli("nstat", "-a", check=False).returncode == 0:  # history untouched
                 return
             time.sleep(0.1)
         self.stop()
         raise DemoError(f"the daemon did not answer on its control socket in {READY_TIMEOUT:g} s")
 
-    def control(self, cmd: str, **args: Any) -> dict[str, Any]:
-        """One request to the daemon's control socket, from inside the namespace (what
-        ``ustcp ss``/``nstat`` send, without loading the whole CLI: on a loaded machine
-        every second a demo spends starting processes is a second off its timing margins)."""
-        done = self.ns.run([sys.executable, "-c", CONTROL_REQUEST, cmd, json.dumps(args)],
-                           check=True)
-        reply: dict[str, Any] = json.loads(done.stdout)
-        return reply
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``ustcp ARGS`` inside the namespace (the client side of the control socket)."""
+        return self.ns.python("ustcp.cli", *args, check=check)
 
     def ss(self, *, state: str | None = None, port: int | None = None) -> list[Row]:
-        rows: list[Row] = self.control("ss")["sockets"]
+        rows: list[Row] = json.loads(self.cli("ss", "-a", "--json").stdout)
         return filter_rows(rows, state=state, port=port)
 
     def sysctl(self, *names: str) -> dict[str, Any]:
         """The daemon's values of the named knobs (its ``sysctl`` control command)."""
-        values: dict[str, Any] = self.control("sysctl")["sysctl"]
+        code = ("import json; from ustcp.obs import control; "
+                "print(json.dumps(control.request('sysctl')['sysctl']))")
+        done = self.ns.run([sys.executable, "-c", code], check=True)
+        values: dict[str, Any] = json.loads(done.stdout)
         return {name: values[name] for name in names}
 
     def nstat_reset(self) -> None:
-        self.control("nstat", reset=True)
+        self.cli("nstat", "-n")  # nstat's history, kept by the daemon, is now
 
     def nstat_deltas(self) -> dict[str, int]:
         """The counters that moved since the last :meth:`nstat_reset` (and restarts the
         interval, as ``nstat`` does)."""
-        deltas: dict[str, int] = self.control("nstat", reset=True)["counters"]
-        return {name: value for name, value in deltas.items() if value}
+        deltas: dict[str, int] = json.loads(self.cli("nstat", "-j").stdout)["kernel"]
+        return deltas
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period; the pcap is complete afterwards."""

@@ -125,15 +125,24 @@ class Listener:
             else:
                 c.inc("TcpExtTCPReqQFullDrop")
                 c.inc("TcpExtListenDrops")
+                log.debug("drop", reason="syn_queue_full", listener=self.name)
                 return
         if self._accept_queue_full():
             c.inc("TcpExtListenOverflows")
             c.inc("TcpExtListenDrops")
+            log.debug("drop", reason="accept_queue_full", listener=self.name)
             return
         if not want_cookie and not cfg.tcp_syncookies and \
                 cfg.tcp_max_syn_backlog - qlen < (cfg.tcp_max_syn_backlog >> 2):
             # Keep the last quarter of the queue for proven peers (tcp_conn_request).
             c.inc("TcpExtListenDrops")
+            log.debug("drop", reason="syn_queue_reserved", listener=self.name)
+            return
+        if cfg.tcp_tw_recycle and not want_cookie and tw_isn is None \
+                and not e.time_wait.peer_is_proven(now, remote_ip, seg.options.ts_val):
+            # tcp_tw_recycle (Linux < 4.12): per-host PAWS on the SYN, which drops the
+            # SYNs of a second client behind the same NAT whose clock is behind the first's.
+            c.inc("TcpExtPAWSPassive")  # LINUX_MIB_PAWSPASSIVEREJECTED
             return
         req = self._make_request(now, local_ip, remote_ip, seg)
         if want_cookie:
@@ -302,6 +311,7 @@ class Listener:
         if self._accept_queue_full():
             c.inc("TcpExtListenOverflows")
             c.inc("TcpExtListenDrops")
+            log.debug("drop", reason="accept_queue_full", listener=self.name)
             if e.config.tcp_abort_on_overflow:
                 self._drop_request(req)
                 e.send_reset_for(req.local_ip, req.remote_ip, seg)
