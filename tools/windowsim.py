@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ustcp.config import StackConfig
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.tcp.connection import Connection
 from ustcp.tcp.engine import TcpEngine
 from ustcp.tcp.seq import seq_diff

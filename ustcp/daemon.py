@@ -31,8 +31,8 @@ from ustcp.link.impair import parse_impairments
 from ustcp.link.impaired import ImpairedLink
 from ustcp.link.pcap import PcapTap
 from ustcp.link.tun import TunLink
+from ustcp.mib import Counters
 from ustcp.obs import control, ss
-from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.obs.nstat import Nstat
 from ustcp.stack import Stack

@@ -35,7 +35,7 @@ import trio
 from .config import StackConfig
 from .ip import IpLayer
 from .link.base import Link, ReceivedFrame
-from .obs.counters import Counters
+from .mib import Counters, Mib
 from .tcp.connection import Connection
 from .tcp.engine import TcpEngine
 
@@ -130,7 +130,7 @@ class Stack:
             try:
                 ip.on_frame(now, frame.data, frame.csum_verified)
             except Exception:
-                counters.inc("UstcpInternalErrors")
+                counters.inc(Mib.UstcpInternalErrors)
                 log.exception("internal_error", where="on_frame", length=len(frame.data))
         self.kick()
 

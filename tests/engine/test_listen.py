@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from ustcp.config import StackConfig
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.tcp.engine import TcpEngine
 from ustcp.tcp.states import State
 from ustcp.wire.tcp import ACK, RST, SYN, TcpOptions, TcpSegment

@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from ustcp import cli, daemon
+from ustcp.mib import Counters, Mib
 from ustcp.obs import control
-from ustcp.obs.counters import Counters
 from ustcp.obs.nstat import Nstat
 
 _names = itertools.count()
@@ -80,7 +80,7 @@ def test_no_daemon_is_one_line_and_status_1(capsys: pytest.CaptureFixture[str]) 
 async def control_name() -> AsyncIterator[str]:
     name = f"ustcp-cli-test-{os.getpid()}-{next(_names)}"
     counters = Counters()
-    counters.inc("TcpPassiveOpens", 5)
+    counters.inc(Mib.TcpPassiveOpens, 5)
     server = control.ControlServer(name)
     server.add("nstat", Nstat(counters))
     server.add("ss", lambda request: {"sockets": [

@@ -34,7 +34,7 @@ import pytun_pmd3
 import structlog
 import trio
 
-from ..obs.counters import Counters
+from ..mib import Counters, Mib
 from ..wire.vnet import (
     DATA_VALID,
     GSO_NONE,
@@ -175,9 +175,9 @@ class TunLink:
                 else:
                     os.write(fd, frame)
             except BlockingIOError:
-                self.counters.inc("UstcpLinkTxDrops")
+                self.counters.inc(Mib.UstcpLinkTxDrops)
             except OSError as exc:
-                self.counters.inc("UstcpLinkTxErrors")
+                self.counters.inc(Mib.UstcpLinkTxErrors)
                 log.warning("tx_error", dev=self.name, error=exc.strerror, length=len(frame),
                             gso_size=gso_size)
 

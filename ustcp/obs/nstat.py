@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 
 GAUGES = frozenset({"TcpCurrEstab"})
 

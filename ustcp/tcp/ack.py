@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..mib import Mib
 from ..wire.tcp import FIN, SYN, TcpSegment
 from . import recovery
 from .congestion.base import CA_OPEN
@@ -30,7 +31,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     prior_una = conn.snd_una
     prior_packets = conn.packets_out
     if after(ack, conn.snd_nxt):
-        conn.engine.counters.inc("UstcpDropAckUnsent")
+        conn.engine.counters.inc(Mib.UstcpDropAckUnsent)
         return False  # Linux drops it without an ACK (tcp_ack: invalid_ack)
     if before(ack, seq_add(prior_una, -conn.max_window)):
         conn._send_challenge_ack(now)  # RFC 5961 5.2

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ..mib import Mib
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
 from . import ack, recovery
 from .buffers import ReceiveBuffer, SendBuffer
@@ -43,6 +44,7 @@ from .options import (
     peer_mss,
     rcv_wscale_for,
     rcvbuf_size,
+    sndbuf_size,
     syn_segment,
 )
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
@@ -205,7 +207,7 @@ class Connection:
         self.t_linger: float | None = None  # orphaned FIN_WAIT2 lifetime
         self.heap_when: float | None = None  # engine bookkeeping
         # Congestion control (Linux tcp_sock fields, in packets).
-        self.cc = make_congestion_control(cfg.tcp_congestion_control)
+        self.cc = make_congestion_control(sockopts.congestion or cfg.tcp_congestion_control)
         self.ccs = CcState(mss=536)
         self.high_seq = 0
         self.prior_cwnd = 0
@@ -261,7 +263,7 @@ class Connection:
         self.rcv_wscale = rcv_wscale_for(self.config, self.sockopts)
         self.rcv_wnd = initial_rcv_wnd(self.config, self.sockopts, self._advmss_payload())
         self._set_state(now, State.SYN_SENT)
-        e.counters.inc("TcpActiveOpens")
+        e.counters.inc(Mib.TcpActiveOpens)
         self.retrans_stamp = now
         self._send_syn(now)
 
@@ -332,7 +334,7 @@ class Connection:
         self.last_send = now
         self.last_data_recv = now
         if self.sockopts.keepalive:
-            self.t_keepalive = now + self.config.tcp_keepalive_time
+            self.t_keepalive = now + self.keepalive_time
 
     # ------------------------------------------------------------------ user calls
 
@@ -354,8 +356,9 @@ class Connection:
     def _sndbuf(self) -> int:
         """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
         congestion window, between tcp_wmem[1] and tcp_wmem[2]."""
-        if self.sockopts.sndbuf:
-            return self.sockopts.sndbuf * 2
+        locked = sndbuf_size(self.sockopts)
+        if locked:
+            return locked
         _, default, hi = self.config.tcp_wmem
         want = 2 * max(self.ccs.snd_cwnd, self.reordering + 1) * (self.mss + 200)
         return max(default, min(hi, want * 2))
@@ -385,19 +388,22 @@ class Connection:
             self._cleanup_rbuf(now, was_window)
             self.engine.touch(self)
             return data
-        if self.error is not None:
-            err, self.error = self.error, None
-            raise err
+        self._raise_pending_error()
         if self.fin_received or self.rcv_shutdown or self.state == State.CLOSE:
             return b""
         if self.state in (State.SYN_SENT, State.SYN_RECV):
             raise BlockingIOError(errno.EAGAIN, "connection not yet established")
         raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
 
+    def take_error(self) -> OSError | None:
+        """The pending error, cleared as it is read (sock_error: SO_ERROR, and the error a
+        read, write or connect reports once)."""
+        err, self.error = self.error, None
+        return err
+
     def _raise_pending_error(self) -> None:
         if self.error is not None:
-            err, self.error = self.error, None
-            raise err
+            raise self.take_error()  # type: ignore[misc]
 
     def _rcv_space_adjust(self, now: float) -> None:
         """Dynamic right-sizing (Linux tcp_rcv_space_adjust, tcp_moderate_rcvbuf): once
@@ -464,11 +470,11 @@ class Connection:
         if self.state == State.SYN_SENT:
             self._done(now)
         elif unread or (self.fin_received and self.ofo_fin is not None):
-            e.counters.inc("TcpExtTCPAbortOnClose")
+            e.counters.inc(Mib.TcpExtTCPAbortOnClose)
             self._send_active_reset(now)
             self._done(now)
         elif linger is not None and linger[0] and linger[1] == 0:
-            e.counters.inc("TcpExtTCPAbortOnData")
+            e.counters.inc(Mib.TcpExtTCPAbortOnData)
             self._send_active_reset(now)
             self._done(now)
         elif e.orphan_count >= self.config.tcp_max_orphans:
@@ -476,7 +482,7 @@ class Connection:
             # the connection is reset and dropped at once.
             if self.state in _DATA_STATES and not self.fin_queued:
                 self._queue_fin(now)
-            e.counters.inc("TcpExtTCPAbortOnMemory")
+            e.counters.inc(Mib.TcpExtTCPAbortOnMemory)
             self._send_active_reset(now)
             self._done(now)
         else:
@@ -514,17 +520,17 @@ class Connection:
         self.state = new
         c = self.engine.counters
         if new == State.ESTABLISHED:
-            c.inc("TcpCurrEstab")
+            c.inc(Mib.TcpCurrEstab)
         elif old in (State.ESTABLISHED, State.CLOSE_WAIT) and new not in (
                 State.ESTABLISHED, State.CLOSE_WAIT):
-            c.dec("TcpCurrEstab")
+            c.dec(Mib.TcpCurrEstab)
         log.debug("state_change", conn=self.name, old=old.name, new=new.name, t=round(now, 6))
         self.engine.wake(self)
 
     def _done(self, now: float) -> None:
         """The connection is finished (tcp_done): forget it, stop every timer."""
         if self.state in (State.SYN_SENT, State.SYN_RECV):
-            self.engine.counters.inc("TcpAttemptFails")
+            self.engine.counters.inc(Mib.TcpAttemptFails)
         self._set_state(now, State.CLOSE)
         self.t_rto = self.t_delack = self.t_probe0 = self.t_keepalive = self.t_linger = None
         if self.orphan_counted:
@@ -585,11 +591,11 @@ class Connection:
             new_win = (cur_win + unit - 1) & ~(unit - 1)
         if not new_win:
             c = self.engine.counters
-            c.inc("TcpExtTCPWantZeroWindowAdv")
+            c.inc(Mib.TcpExtTCPWantZeroWindowAdv)
             if self.rcv_wnd:
-                c.inc("TcpExtTCPToZeroWindowAdv")
+                c.inc(Mib.TcpExtTCPToZeroWindowAdv)
         elif not self.rcv_wnd and self.state != State.SYN_SENT:
-            self.engine.counters.inc("TcpExtTCPFromZeroWindowAdv")
+            self.engine.counters.inc(Mib.TcpExtTCPFromZeroWindowAdv)
         self.rcv_wnd = new_win
         self.rcv_wup = self.rcv_nxt
         new_win = min(new_win, MAX_TCP_WINDOW << self.rcv_wscale)
@@ -637,7 +643,7 @@ class Connection:
 
     def _send_active_reset(self, now: float) -> None:
         """RST for a connection we abort (tcp_send_active_reset): carries ACK and TS."""
-        self.engine.counters.inc("TcpOutRsts")
+        self.engine.counters.inc(Mib.TcpOutRsts)
         seg = self._segment(now, RST | ACK, self.snd_nxt, with_sack=False)
         self.engine.emit(self.local_ip, self.remote_ip, seg)
 
@@ -837,7 +843,7 @@ class Connection:
         self.tsorted.append((now, rec))
         self.total_retrans += rec.pcount
         self.bytes_retrans += size
-        self.engine.counters.inc("TcpRetransSegs", rec.pcount)
+        self.engine.counters.inc(Mib.TcpRetransSegs, rec.pcount)
         if not self.retrans_stamp:
             self.retrans_stamp = rec.first_xmit
         log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
@@ -895,7 +901,7 @@ class Connection:
         if self.t_linger is not None and self.t_linger <= now:
             self.t_linger = None
             if self.state == State.FIN_WAIT2:
-                self.engine.counters.inc("TcpExtTCPAbortOnLinger")
+                self.engine.counters.inc(Mib.TcpExtTCPAbortOnLinger)
                 self._done(now)
         self.engine.touch(self)
 
@@ -930,7 +936,7 @@ class Connection:
             self.ato = TCP_ATO_MIN
         else:
             self.ato = min(self.ato * 2, self._rto_value())
-        self.engine.counters.inc("TcpExtDelayedACKs")
+        self.engine.counters.inc(Mib.TcpExtDelayedACKs)
         self._send_ack(now)
 
     def _write_timeout(self, now: float) -> bool:
@@ -957,7 +963,7 @@ class Connection:
             return
         c = self.engine.counters
         if self._write_timeout(now):
-            c.inc("TcpExtTCPAbortOnTimeout")
+            c.inc(Mib.TcpExtTCPAbortOnTimeout)
             if self.orphan and self.state != State.SYN_SENT:
                 self._send_active_reset(now)
             self._set_error(errno.ETIMEDOUT)
@@ -965,7 +971,7 @@ class Connection:
                      retransmits=self.retransmits)
             self._done(now)
             return
-        c.inc("TcpExtTCPTimeouts")
+        c.inc(Mib.TcpExtTCPTimeouts)
         self.tlp_high_seq = None  # an RTO ends the loss-probe episode (tcp_retransmit_timer)
         if self.state == State.SYN_SENT:
             self.retransmits += 1
@@ -1005,12 +1011,12 @@ class Connection:
         if self.orphan:
             max_probes = self.config.tcp_orphan_retries or 8
         if self.probes_out >= max_probes:
-            self.engine.counters.inc("TcpExtTCPAbortOnTimeout")
+            self.engine.counters.inc(Mib.TcpExtTCPAbortOnTimeout)
             self._set_error(errno.ETIMEDOUT)
             self._done(now)
             return
         self.probes_out += 1
-        self.engine.counters.inc("TcpExtTCPWinProbe")
+        self.engine.counters.inc(Mib.TcpExtTCPWinProbe)
         avail = seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
         unsent = seq_diff(self.write_seq, self.snd_nxt)
         if avail > 0 and unsent > 0:
@@ -1035,22 +1041,67 @@ class Connection:
 
     def _keepalive_timer(self, now: float) -> None:
         """SO_KEEPALIVE probes (tcp_keepalive_timer), RFC 9293 3.8.4."""
-        cfg = self.config
         if not self.sockopts.keepalive or self.state != State.ESTABLISHED:
             return
         idle = now - max(self.last_data_recv, self.last_ack_recv)
+        keepalive_time = self.keepalive_time
         if self.packets_out or seq_diff(self.write_seq, self.snd_nxt) > 0 \
-                or idle < cfg.tcp_keepalive_time:
-            self.t_keepalive = now + max(cfg.tcp_keepalive_time - idle, 1.0)
+                or idle < keepalive_time:
+            self.t_keepalive = now + max(keepalive_time - idle, 1.0)
             return
-        if self.probes_out >= cfg.tcp_keepalive_probes:
+        if self.probes_out >= (self.sockopts.keepcnt or self.config.tcp_keepalive_probes):
             self._send_active_reset(now)
             self._set_error(errno.ETIMEDOUT)
             self._done(now)
             return
         self.probes_out += 1
         self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
-        self.t_keepalive = now + cfg.tcp_keepalive_intvl
+        self.t_keepalive = now + (self.sockopts.keepintvl or self.config.tcp_keepalive_intvl)
+
+    @property
+    def keepalive_time(self) -> int:
+        """TCP_KEEPIDLE, else net.ipv4.tcp_keepalive_time (keepalive_time_when)."""
+        return self.sockopts.keepidle or self.config.tcp_keepalive_time
+
+    # ------------------------------------------------------------------ socket options
+
+    def keepalive_changed(self, now: float) -> None:
+        """SO_KEEPALIVE or TCP_KEEPIDLE changed: re-arm the keepalive timer for what is left
+        of the idle time, or stop it (tcp_set_keepalive, tcp_sock_set_keepidle_locked)."""
+        if not self.sockopts.keepalive:
+            self.t_keepalive = None
+        elif self.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
+            elapsed = now - max(self.last_data_recv, self.last_ack_recv)
+            self.t_keepalive = now + max(self.keepalive_time - elapsed, 0.0)
+        self.engine.touch(self)
+
+    def push_pending(self, now: float) -> None:
+        """TCP_NODELAY set or TCP_CORK cleared: send what Nagle or the cork held back
+        (tcp_push_pending_frames)."""
+        self._push(now)
+        self.engine.touch(self)
+
+    def set_quickack(self, now: float, value: int) -> None:
+        """TCP_QUICKACK (__tcp_sock_set_quickack): 0 enters pingpong (delayed ACKs); any other
+        value leaves it and sends an ACK that is due (tcp_cleanup_rbuf with ICSK_ACK_PUSHED);
+        an even value re-enters pingpong after that ACK."""
+        if not value:
+            self.pingpong = 1
+            return
+        self.pingpong = 0
+        if self.state in (State.ESTABLISHED, State.CLOSE_WAIT) and self.t_delack is not None:
+            if not len(self.rcv_buf) or seq_diff(self.rcv_nxt, self.rcv_wup) > self.rcv_mss:
+                self._send_ack(now)
+            if not value & 1:
+                self.pingpong = 1
+        self.engine.touch(self)
+
+    def set_congestion_control(self, now: float, name: str) -> None:
+        """TCP_CONGESTION on a connection (tcp_reinit_congestion_control): a fresh instance
+        of the algorithm, initialised at once when the connection is synchronized."""
+        self.cc = make_congestion_control(name)
+        if self.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
+            self.cc.init(self.ccs, now)
 
     def _arm_linger(self, now: float) -> None:
         """An orphan in FIN_WAIT2 waits tcp_fin_timeout (or TCP_LINGER2) for the peer's FIN,
@@ -1185,7 +1236,7 @@ class Connection:
             self._send_ack(now)
             return
         if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
-            self.engine.counters.inc("TcpExtTCPACKSkippedSeq")
+            self.engine.counters.inc(Mib.TcpExtTCPACKSkippedSeq)
             return
         self.last_oow_ack = now
         self._send_ack(now)
@@ -1194,13 +1245,13 @@ class Connection:
         """RFC 5961 challenge ACK (tcp_send_challenge_ack), per-socket and global limits."""
         c = self.engine.counters
         if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
-            c.inc("TcpExtTCPACKSkippedChallenge")
+            c.inc(Mib.TcpExtTCPACKSkippedChallenge)
             return
         if not self.engine.challenge_ack_allowed(now):
-            c.inc("TcpExtTCPChallengeACK")
+            c.inc(Mib.TcpExtTCPChallengeACK)
             return
         self.last_oow_ack = now
-        c.inc("TcpExtTCPChallengeACK")
+        c.inc(Mib.TcpExtTCPChallengeACK)
         self._send_ack(now)
 
     def _paws_reject(self, now: float, seg: TcpSegment) -> bool:
@@ -1225,20 +1276,20 @@ class Connection:
         c = self.engine.counters
         # 1. PAWS (RFC 7323 5.3), not for RST (tcp_validate_incoming).
         if not flags & RST and self._paws_reject(now, seg):
-            c.inc("TcpExtPAWSEstab")
+            c.inc(Mib.TcpExtPAWSEstab)
             self._send_dupack_limited(now, seg)
             return
         # 2. Sequence number acceptable?
         if not self._sequence_ok(seg):
             if flags & RST:
-                c.inc("UstcpDropRstOutOfWindow")
+                c.inc(Mib.UstcpDropRstOutOfWindow)
                 return
             if flags & SYN:
-                c.inc("TcpInErrs")
-                c.inc("TcpExtTCPSYNChallenge")
+                c.inc(Mib.TcpInErrs)
+                c.inc(Mib.TcpExtTCPSYNChallenge)
                 self._send_challenge_ack(now)
                 return
-            c.inc("UstcpDropOutOfWindow")
+            c.inc(Mib.UstcpDropOutOfWindow)
             self._send_dupack_limited(now, seg)
             return
         # 3. RST (RFC 5961 3.2): only an exact match resets; else a challenge ACK.
@@ -1250,12 +1301,12 @@ class Connection:
             return
         # 4. SYN in a synchronized state (RFC 5961 4.2): challenge ACK.
         if flags & SYN:
-            c.inc("TcpExtTCPSYNChallenge")
+            c.inc(Mib.TcpExtTCPSYNChallenge)
             self._send_challenge_ack(now)
             return
         # 5. ACK.
         if not flags & ACK:
-            c.inc("UstcpDropNoAck")
+            c.inc(Mib.UstcpDropNoAck)
             return
         if self.state == State.SYN_RECV:
             if not (after(seg.ack, self.snd_una) and before_eq(seg.ack, self.snd_nxt)):
@@ -1277,7 +1328,7 @@ class Connection:
         if self.rcv_shutdown and self.state in (State.FIN_WAIT1, State.FIN_WAIT2) \
                 and seg.payload and after(end, self.rcv_nxt):
             # Data for a socket that can no longer read it (tcp_rcv_state_process).
-            c.inc("TcpExtTCPAbortOnData")
+            c.inc(Mib.TcpExtTCPAbortOnData)
             self._send_active_reset(now)
             self._set_error(errno.ECONNRESET)
             self._done(now)
@@ -1290,7 +1341,7 @@ class Connection:
     def _reset_by_peer(self, now: float) -> None:
         """A valid RST (RFC 9293 3.10.7.4, Linux tcp_reset)."""
         if self.state in (State.ESTABLISHED, State.CLOSE_WAIT):
-            self.engine.counters.inc("TcpEstabResets")
+            self.engine.counters.inc(Mib.TcpEstabResets)
         if self.state == State.SYN_RECV or self.state == State.SYN_SENT:
             self._set_error(errno.ECONNREFUSED)
         elif self.state == State.CLOSE_WAIT:
@@ -1371,7 +1422,7 @@ class Connection:
                 # A complete duplicate: D-SACK it and ACK at once (tcp_data_queue).
                 if length:
                     self.pending_dsack = (seq, end)
-                    c.inc("TcpExtDelayedACKLost")
+                    c.inc(Mib.TcpExtDelayedACKLost)
                 self._enter_quickack()
                 return
             # Partial overlap: D-SACK the old part, keep the rest.
@@ -1382,12 +1433,12 @@ class Connection:
             length = len(payload)
         if seq == self.rcv_nxt:
             if length and self._receive_window() == 0:
-                c.inc("TcpExtTCPZeroWindowDrop")
+                c.inc(Mib.TcpExtTCPZeroWindowDrop)
                 self._enter_quickack()
                 return
             room = self._rcv_room(seq)
             if length > room:
-                c.inc("TcpExtTCPRcvQDrop")
+                c.inc(Mib.TcpExtTCPRcvQDrop)
                 self._enter_quickack()
                 if room <= 0:
                     return
@@ -1411,10 +1462,10 @@ class Connection:
             return
         # Out of order (tcp_data_queue_ofo): queue it, ACK at once with SACK.
         if length > self._rcv_room(seq):
-            c.inc("TcpExtTCPOFODrop")
+            c.inc(Mib.TcpExtTCPOFODrop)
             self.ack_now = True
             return
-        c.inc("TcpExtTCPOFOQueue")
+        c.inc(Mib.TcpExtTCPOFOQueue)
         if length:
             dsack = self.rcv_buf.ofo_insert(self.rcv_nxt, seq, payload)
             if dsack is not None:

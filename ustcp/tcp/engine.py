@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from ..config import StackConfig
-from ..obs.counters import Counters
+from ..mib import Counters, Mib
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
@@ -106,9 +106,9 @@ class TcpEngine:
     def on_segment(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         """One parsed, checksum-verified segment from the network."""
         c = self.counters
-        c.inc("TcpInSegs")
+        c.inc(Mib.TcpInSegs)
         if not seg.src_port or not seg.dst_port:
-            c.inc("UstcpDropZeroPort")
+            c.inc(Mib.UstcpDropZeroPort)
             return
         key = (dst_ip, seg.dst_port, src_ip, seg.src_port)
         conn = self.connections.get(key)
@@ -131,7 +131,7 @@ class TcpEngine:
             else:
                 listener.on_segment(now, src_ip, dst_ip, seg)
             return
-        c.inc("UstcpNoSocket")
+        c.inc(Mib.UstcpNoSocket)
         self.send_reset_for(dst_ip, src_ip, seg)
 
     # ------------------------------------------------------------------ user side
@@ -219,7 +219,7 @@ class TcpEngine:
         return self.listeners.get((ip, port)) or self.listeners.get((ANY, port))
 
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
-        self.counters.inc("TcpOutSegs")
+        self.counters.inc(Mib.TcpOutSegs)
         self._output.append((src_ip, dst_ip, seg))
 
     def wake(self, obj: Connection | Listener) -> None:
@@ -263,7 +263,7 @@ class TcpEngine:
         else:
             rst = TcpSegment(seg.dst_port, seg.src_port, 0, seq_add(seg.seq, seg.seg_len),
                              RST | ACK, 0)
-        self.counters.inc("TcpOutRsts")
+        self.counters.inc(Mib.TcpOutRsts)
         log.debug("reset_sent", peer=f"{socket.inet_ntoa(remote_ip)}:{seg.src_port}",
                   port=seg.dst_port)
         self.emit(local_ip, remote_ip, rst)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ..mib import Mib
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
@@ -111,7 +112,7 @@ class Listener:
         if existing is not None:
             if seg.seq == existing.irs:
                 # A retransmitted SYN: the SYN-ACK was lost, send it again (tcp_check_req).
-                c.inc("UstcpSynRetransmitted")
+                c.inc(Mib.UstcpSynRetransmitted)
                 self._send_synack(now, existing)
             return
         qlen = len(self.syn_queue)
@@ -121,19 +122,19 @@ class Listener:
             # TIME_WAIT entry is never answered with a cookie (its ISN is chosen).
             if cfg.tcp_syncookies:
                 want_cookie = True
-                c.inc("TcpExtTCPReqQFullDoCookies")
+                c.inc(Mib.TcpExtTCPReqQFullDoCookies)
             else:
-                c.inc("TcpExtTCPReqQFullDrop")
-                c.inc("TcpExtListenDrops")
+                c.inc(Mib.TcpExtTCPReqQFullDrop)
+                c.inc(Mib.TcpExtListenDrops)
                 return
         if self._accept_queue_full():
-            c.inc("TcpExtListenOverflows")
-            c.inc("TcpExtListenDrops")
+            c.inc(Mib.TcpExtListenOverflows)
+            c.inc(Mib.TcpExtListenDrops)
             return
         if not want_cookie and not cfg.tcp_syncookies and \
                 cfg.tcp_max_syn_backlog - qlen < (cfg.tcp_max_syn_backlog >> 2):
             # Keep the last quarter of the queue for proven peers (tcp_conn_request).
-            c.inc("TcpExtListenDrops")
+            c.inc(Mib.TcpExtListenDrops)
             return
         req = self._make_request(now, local_ip, remote_ip, seg)
         if want_cookie:
@@ -142,7 +143,7 @@ class Listener:
                 req.snd_mss)
             req.from_cookie = True
             self.last_overflow = now
-            c.inc("TcpExtSyncookiesSent")
+            c.inc(Mib.TcpExtSyncookiesSent)
             self._send_synack(now, req)
             return
         if tw_isn is not None:
@@ -217,7 +218,7 @@ class Listener:
             if req is not None:
                 self._complete(now, req, seg)
                 return
-        c.inc("UstcpListenUnexpected")
+        c.inc(Mib.UstcpListenUnexpected)
         e.send_reset_for(local_ip, remote_ip, seg)
 
     def _cookie_check(self, now: float, local_ip: bytes, remote_ip: bytes,
@@ -230,9 +231,9 @@ class Listener:
         mss = syncookies.cookie_check(e.cookie_secrets, now, remote_ip, seg.src_port,
                                       local_ip, self.port, peer_isn, cookie)
         if mss is None:
-            c.inc("TcpExtSyncookiesFailed")
+            c.inc(Mib.TcpExtSyncookiesFailed)
             return None
-        c.inc("TcpExtSyncookiesRecv")
+        c.inc(Mib.TcpExtSyncookiesRecv)
         opts = seg.options
         ts_ok = False
         sack_ok = False
@@ -277,21 +278,21 @@ class Listener:
             not after(rcv_nxt, end if end != seg.seq else seg.seq)
         if not in_window:
             if not flags & RST:
-                c.inc("UstcpReqOutOfWindow")
+                c.inc(Mib.UstcpReqOutOfWindow)
                 self._send_synack(now, req)
             return
         if flags & RST or flags & SYN:
             if flags & SYN:
                 e.send_reset_for(req.local_ip, req.remote_ip, seg)
             self._drop_request(req)
-            c.inc("TcpAttemptFails")
+            c.inc(Mib.TcpAttemptFails)
             return
         if not flags & ACK:
             return
         if not seg.payload and not flags & FIN and req.num_timeout < self.defer_accept_retrans:
             # TCP_DEFER_ACCEPT: wait for data before completing (tcp_check_req).
             req.acked = True
-            c.inc("TcpExtTCPDeferAcceptDrop")
+            c.inc(Mib.TcpExtTCPDeferAcceptDrop)
             return
         self._complete(now, req, seg)
 
@@ -300,8 +301,8 @@ class Listener:
         e = self.engine
         c = e.counters
         if self._accept_queue_full():
-            c.inc("TcpExtListenOverflows")
-            c.inc("TcpExtListenDrops")
+            c.inc(Mib.TcpExtListenOverflows)
+            c.inc(Mib.TcpExtListenDrops)
             if e.config.tcp_abort_on_overflow:
                 self._drop_request(req)
                 e.send_reset_for(req.local_ip, req.remote_ip, seg)
@@ -313,7 +314,7 @@ class Listener:
         conn.adopt_request(req, seg, now)
         e.register(conn)
         self.accept_queue.append(conn)
-        c.inc("TcpPassiveOpens")
+        c.inc(Mib.TcpPassiveOpens)
         log.debug("accepted", conn=conn.name, queue=len(self.accept_queue))
         if seg.payload or seg.flags & ~(ACK | 0x08):
             conn.on_segment(now, seg)
@@ -354,13 +355,13 @@ class Listener:
             resend = not defer or not req.acked or req.num_timeout >= defer - 1
             if expire:
                 self._drop_request(req)
-                e.counters.inc("UstcpSynRecvTimeout")
+                e.counters.inc(Mib.UstcpSynRecvTimeout)
                 log.debug("syn_recv_timeout", listener=self.name,
                           peer=f"{socket.inet_ntoa(req.remote_ip)}:{req.remote_port}")
                 continue
             req.num_timeout += 1
             if resend:
-                e.counters.inc("TcpRetransSegs")
+                e.counters.inc(Mib.TcpRetransSegs)
                 self._send_synack(now, req)
             req.expires = now + min(TCP_TIMEOUT_INIT * (1 << req.num_timeout), 120.0)
             heapq.heappush(self._timers, (req.expires, next(self._tick), key))

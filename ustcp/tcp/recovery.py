@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from ..mib import Mib
 from ..wire.tcp import TcpSegment
 from .congestion.base import (
     CA_CWR,
@@ -105,7 +106,7 @@ def process_tlp_ack(conn: Connection, now: float, ack: int, acked: int, sacked: 
         ccs.snd_ssthresh = conn.cc.ssthresh(ccs)
         ccs.snd_cwnd = min(ccs.snd_cwnd, ccs.snd_ssthresh)
         conn.cc.cwnd_event(ccs, now, CwndEvent.COMPLETE_CWR)
-        conn.engine.counters.inc("TcpExtTCPLossProbeRecovery")
+        conn.engine.counters.inc(Mib.TcpExtTCPLossProbeRecovery)
     elif not acked and not sacked:
         conn.tlp_high_seq = None
 
@@ -135,7 +136,7 @@ def send_loss_probe(conn: Connection, now: float) -> None:
         conn._retransmit(now, last)
         conn.tlp_retrans = True
     conn.tlp_high_seq = conn.snd_nxt
-    conn.engine.counters.inc("TcpExtTCPLossProbes")
+    conn.engine.counters.inc(Mib.TcpExtTCPLossProbes)
     conn._arm_rto(now)
 
 
@@ -171,14 +172,14 @@ def sacktag(conn: Connection, now: float, blocks: tuple[tuple[int, int], ...], a
         len(blocks) > 1 and not before(blocks[0][0], blocks[1][0])
         and not after(blocks[0][1], blocks[1][1])))
     if dsack_first:
-        c.inc("TcpExtTCPDSACKRecv")
+        c.inc(Mib.TcpExtTCPDSACKRecv)
         blocks = blocks[1:]
     # Linux walks the blocks in sequence order (tcp_sacktag_write_queue).
     for left, right in sorted(blocks, key=lambda b: seq_diff(b[0], conn.snd_una)):
         if not after(right, left):
             continue
         if after(right, conn.snd_nxt) or before(left, seq_add(conn.snd_una, -conn.max_window)):
-            c.inc("TcpExtTCPSACKDiscard")
+            c.inc(Mib.TcpExtTCPSACKDiscard)
             continue
         for rec in list(conn.rtx):
             if rec.sacked or before_eq(rec.end, left):
@@ -228,7 +229,7 @@ def check_sack_reordering(conn: Connection, low_seq: int) -> None:
     if metric > conn.reordering * conn.mss:
         conn.reordering = min(-(-metric // conn.mss), conn.config.tcp_max_reordering)
     conn.reord_seen += 1
-    conn.engine.counters.inc("TcpExtTCPSACKReorder")
+    conn.engine.counters.inc(Mib.TcpExtTCPSACKReorder)
 
 
 def rack_advance(conn: Connection, now: float, rec: TxRecord) -> None:
@@ -408,7 +409,7 @@ def enter_recovery(conn: Connection, now: float) -> None:
     conn.tlp_high_seq = None  # tcp_init_cwnd_reduction
     set_ca_state(conn, CA_RECOVERY)
     conn.engine.counters.inc(
-        "TcpExtTCPSackRecovery" if conn.sack_ok else "TcpExtTCPRenoRecovery")
+        Mib.TcpExtTCPSackRecovery if conn.sack_ok else Mib.TcpExtTCPRenoRecovery)
     log.debug("recovery", conn=conn.name, cwnd=ccs.snd_cwnd,
               ssthresh=ccs.snd_ssthresh, t=round(now, 6))
 
@@ -444,8 +445,8 @@ def xmit_retransmit_queue(conn: Connection, now: float) -> None:
         if rec.lost and not rec.retrans and not rec.sacked:
             conn._retransmit(now, rec)
             conn.engine.counters.inc(
-                "TcpExtTCPFastRetrans" if conn.ccs.ca_state == CA_RECOVERY
-                else "TcpExtTCPLossRetransmit" if conn.ccs.ca_state == CA_LOSS
-                else "TcpExtTCPSlowStartRetrans")
+                Mib.TcpExtTCPFastRetrans if conn.ccs.ca_state == CA_RECOVERY
+                else Mib.TcpExtTCPLossRetransmit if conn.ccs.ca_state == CA_LOSS
+                else Mib.TcpExtTCPSlowStartRetrans)
     if conn.t_rto is None and conn.packets_out:
         conn._arm_rto(now)

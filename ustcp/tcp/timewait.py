@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from ..mib import Mib
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment
 from .seq import after, seq_add, seq_diff
 
@@ -58,7 +59,7 @@ class TimeWaitTable:
         """tcp_time_wait: keep what TIME_WAIT needs, or count an overflow."""
         e = self.engine
         if len(self.entries) >= e.config.tcp_max_tw_buckets:
-            e.counters.inc("TcpExtTCPTimeWaitOverflow")
+            e.counters.inc(Mib.TcpExtTCPTimeWaitOverflow)
             log.info("time_wait_overflow", conn=conn.name)
             return
         entry = TimeWaitEntry(
@@ -68,7 +69,7 @@ class TimeWaitTable:
             ts_offset=conn.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN)
         self.entries[conn.key] = entry
         self._schedule(entry)
-        e.counters.inc("UstcpTimeWaitEntered")
+        e.counters.inc(Mib.UstcpTimeWaitEntered)
         log.debug("time_wait", conn=conn.name, expires=round(entry.expires, 6))
 
     def _schedule(self, entry: TimeWaitEntry) -> None:
@@ -90,7 +91,7 @@ class TimeWaitTable:
             entry = self.entries.get(key)
             if entry is not None and entry.expires == when:
                 del self.entries[key]
-                self.engine.counters.inc("TcpExtTW")
+                self.engine.counters.inc(Mib.TcpExtTW)
 
     def _ack(self, now: float, entry: TimeWaitEntry) -> None:
         local_ip, local_port, remote_ip, remote_port = entry.key
@@ -121,7 +122,7 @@ class TimeWaitTable:
             if flags & RST:
                 if not self.engine.config.tcp_rfc1337:
                     del self.entries[entry.key]  # TIME-WAIT assassination (RFC 1337)
-                    c.inc("TcpExtTWKilled")
+                    c.inc(Mib.TcpExtTWKilled)
                     return None
             else:
                 entry.expires = now + TCP_TIMEWAIT_LEN
@@ -135,10 +136,10 @@ class TimeWaitTable:
                 or (saw_ts and seq_diff(entry.ts_recent, opts.ts_val or 0) < 0)):
             # A new incarnation (RFC 6191): its ISN comes after everything we sent.
             del self.entries[entry.key]
-            c.inc("TcpExtTWRecycled")
+            c.inc(Mib.TcpExtTWRecycled)
             return seq_add(entry.snd_nxt, 65535 + 2) or 1
         if paws_reject:
-            c.inc("TcpExtPAWSEstab")
+            c.inc(Mib.TcpExtPAWSEstab)
         if not flags & RST:
             # Out of window (a retransmitted FIN, an old SYN, ...): ACK it; an ACK or a
             # PAWS reject restarts the 2MSL timer.
@@ -150,7 +151,7 @@ class TimeWaitTable:
                 entry.last_seen = now
                 self._ack(now, entry)
             else:
-                c.inc("TcpExtTCPACKSkippedTimeWait")
+                c.inc(Mib.TcpExtTCPACKSkippedTimeWait)
         return None
 
     def reusable(self, now: float, key: tuple[bytes, int, bytes, int]) -> TimeWaitEntry | None:
@@ -164,6 +165,6 @@ class TimeWaitTable:
         allowed = mode == 1 or (mode == 2 and loopback)
         if allowed and entry.ts_ok and now - entry.ts_recent_stamp > 1.0:
             del self.entries[key]
-            self.engine.counters.inc("TcpExtTWRecycled")
+            self.engine.counters.inc(Mib.TcpExtTWRecycled)
             return entry
         return None
