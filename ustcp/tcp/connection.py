@@ -40,6 +40,7 @@ from .options import (
     MAX_TCP_WINDOW,
     TS_OPTION_LEN,
     SockOpts,
+    clamped_advmss,
     initial_rcv_wnd,
     peer_mss,
     rcv_wscale_for,
@@ -258,8 +259,7 @@ class Connection:
                                  self.remote_port)
         self.ts_offset = e.isn.ts_offset(self.local_ip, self.remote_ip)
         self._init_send_seq(self.iss)
-        if self.sockopts.maxseg:
-            self.advmss = min(self.advmss, self.sockopts.maxseg)  # TCP_MAXSEG before connect
+        self.advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)  # TCP_MAXSEG before connect
         self.rcv_wscale = rcv_wscale_for(self.config, self.sockopts)
         self.rcv_wnd = initial_rcv_wnd(self.config, self.sockopts, self._advmss_payload())
         self._set_state(now, State.SYN_SENT)

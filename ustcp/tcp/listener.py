@@ -31,6 +31,7 @@ from .connection import Connection
 from .options import (
     TS_OPTION_LEN,
     SockOpts,
+    clamped_advmss,
     initial_rcv_wnd,
     peer_mss,
     rcv_wscale_for,
@@ -161,9 +162,7 @@ class Listener:
         opts = seg.options
         ts_ok = bool(cfg.tcp_timestamps) and opts.ts_val is not None
         wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
-        advmss = e.mss_for_mtu
-        if self.sockopts.maxseg:
-            advmss = min(advmss, self.sockopts.maxseg)
+        advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)
         rcv_wscale = rcv_wscale_for(cfg, self.sockopts) if wscale_ok else 0
         payload_mss = advmss - (TS_OPTION_LEN if ts_ok else 0)
         return RequestSock(
@@ -249,7 +248,7 @@ class Listener:
             ts_ok = True
             sack_ok = decoded.sack_ok
             snd_wscale = decoded.snd_wscale
-        advmss = e.mss_for_mtu
+        advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)
         return RequestSock(
             local_ip=local_ip, local_port=self.port, remote_ip=remote_ip,
             remote_port=seg.src_port, iss=cookie, irs=peer_isn, snd_mss=mss, advmss=advmss,

@@ -104,6 +104,12 @@ def initial_rcv_wnd(config: StackConfig, opts: SockOpts, advmss: int) -> int:
     return space
 
 
+def clamped_advmss(mss_for_mtu: int, opts: SockOpts) -> int:
+    """The MSS we announce: the route's, clamped by TCP_MAXSEG (tcp_mss_clamp). The
+    listener, the syncookie path and connect() all use it."""
+    return min(mss_for_mtu, opts.maxseg) if opts.maxseg else mss_for_mtu
+
+
 def peer_mss(opts: TcpOptions) -> int:
     """The MSS the peer announced, with Linux's floor (tcp_parse_options)."""
     if opts.mss is None:
