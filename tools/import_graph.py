@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                       or m.startswith(args.package + "."))
     if args.table:
         for m in selected:
-            deps = sorted(d for d in runtime[m] if not modules[d].name == "__init__.py"
-                          or d.count(".") > 0)
+            deps = sorted(d for d in runtime[m] if d != "ustcp")
             print(f"{m:32} {' '.join(d.removeprefix('ustcp.') for d in deps) or '-'}")
         print()
     for label, graph in (("runtime imports", runtime), ("with type-only imports", both)):
