@@ -31,7 +31,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     prior_una = conn.snd_una
     prior_packets = conn.packets_out
     if after(ack, conn.snd_nxt):
-        conn.engine.counters.inc(Mib.UstcpDropAckUnsent)
+        conn.host.counters.inc(Mib.UstcpDropAckUnsent)
         return False  # Linux drops it without an ACK (tcp_ack: invalid_ack)
     if before(ack, seq_add(prior_una, -conn.max_window)):
         conn._send_challenge_ack(now)  # RFC 5961 5.2
@@ -63,7 +63,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
             recovery.remove_reno_sacks(conn, acked_pkts)
             acked_pkts = max(acked_pkts - prior_sacked, 1)
         conn.probes_out = 0
-        conn.engine.wake(conn)
+        conn.host.wake(conn)
     elif not conn.sack_ok and is_dupack(conn, seg, prior_una):
         recovery.add_reno_sack(conn)
         newly_sacked = 1
@@ -117,7 +117,7 @@ def update_window(conn: Connection, seg: TcpSegment) -> bool:
     if after(seg.ack, conn.snd_una) or after(seg.seq, conn.snd_wl1) or (
             seg.seq == conn.snd_wl1 and (nwin > conn.snd_wnd or not nwin)):
         if nwin != conn.snd_wnd:
-            conn.engine.wake(conn)
+            conn.host.wake(conn)
         conn.snd_wnd = nwin
         conn.snd_wl1 = seg.seq
         conn.snd_wl2 = seg.ack

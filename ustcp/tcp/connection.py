@@ -1,9 +1,9 @@
 """One TCP connection: the transmission control block and its state machine.
 
-Sans-IO: every method takes ``now`` and reports what it does through the engine (segments
-to send, objects to wake, timers to arm). The structure follows RFC 9293 3.10 ("Event
-Processing") with Linux's choices where the RFCs leave room; comments name the Linux
-function a rule comes from (net/ipv4/tcp_input.c, tcp_output.c, tcp_timer.c).
+Sans-IO: every method takes ``now`` and reports what it does through its host
+(``host.Host``: segments to send, objects to wake, timers to arm). The structure follows
+RFC 9293 3.10 ("Event Processing") with Linux's choices where the RFCs leave room; comments
+name the Linux function a rule comes from (net/ipv4/tcp_input.c, tcp_output.c, tcp_timer.c).
 
 Sequence space on the send side::
 
@@ -51,15 +51,14 @@ from .options import (
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .seq import after, before, before_eq, seq_add, seq_diff
 from .states import State
+from .timewait import TCP_TIMEWAIT_LEN, TimeWaitEntry
 
 if TYPE_CHECKING:
-    from .engine import TcpEngine
+    from .host import Host
     from .request import RequestSock
-    from .timewait import TimeWaitEntry
 
 log = structlog.get_logger("ustcp.tcp")
 
-TCP_TIMEWAIT_LEN = 60.0  # 2MSL with Linux's fixed MSL of 30 s
 TCP_DELACK_MIN = 0.04
 TCP_DELACK_MAX = 0.2
 TCP_ATO_MIN = 0.04
@@ -115,10 +114,10 @@ class TxRecord:
 class Connection:
     """A TCP connection from SYN_SENT (or SYN_RECV completed) until CLOSE."""
 
-    def __init__(self, engine: TcpEngine, local_ip: bytes, local_port: int, remote_ip: bytes,
+    def __init__(self, host: Host, local_ip: bytes, local_port: int, remote_ip: bytes,
                  remote_port: int, sockopts: SockOpts, now: float) -> None:
-        cfg = engine.config
-        self.engine = engine
+        cfg = host.config
+        self.host = host
         self.config = cfg
         self.local_ip = local_ip
         self.local_port = local_port
@@ -176,7 +175,7 @@ class Connection:
         self.pending_dsack: tuple[int, int] | None = None
         # MSS.
         self.mss_clamp = 536  # what the peer announced
-        self.advmss = engine.mss_for_mtu  # what we announced
+        self.advmss = host.mss_for_mtu  # what we announced
         self.mss = 536  # effective send MSS: payload bytes per segment, options excluded
         self.rcv_mss = 536  # estimate of the peer's segment size (icsk_ack.rcv_mss)
         # Options.
@@ -206,7 +205,7 @@ class Connection:
         self.t_probe0: float | None = None
         self.t_keepalive: float | None = None
         self.t_linger: float | None = None  # orphaned FIN_WAIT2 lifetime
-        self.heap_when: float | None = None  # engine bookkeeping
+        self.heap_when: float | None = None  # the host's bookkeeping
         # Congestion control (Linux tcp_sock fields, in packets).
         self.cc = make_congestion_control(sockopts.congestion or cfg.tcp_congestion_control)
         self.ccs = CcState(mss=536)
@@ -249,7 +248,7 @@ class Connection:
         """Active open (RFC 9293 3.10.1): send SYN, enter SYN_SENT. Taking over a
         TIME_WAIT entry (tcp_tw_reuse), start after everything the old incarnation sent
         and keep its TS.Recent (tcp_twsk_unique)."""
-        e = self.engine
+        e = self.host
         if reused is not None:
             self.iss = seq_add(reused.snd_nxt, 65535 + 2) or 1
             self.ts_recent = reused.ts_recent
@@ -375,7 +374,7 @@ class Connection:
             self.snd_buf.append(data if n == len(data) else memoryview(data)[:n])
             self.write_seq = seq_add(self.write_seq, n)
             self._push(now)
-        self.engine.touch(self)
+        self.host.touch(self)
         return n
 
     def recv(self, now: float, max_bytes: int) -> bytes:
@@ -386,7 +385,7 @@ class Connection:
             self.copied += len(data)
             self._rcv_space_adjust(now)
             self._cleanup_rbuf(now, was_window)
-            self.engine.touch(self)
+            self.host.touch(self)
             return data
         self._raise_pending_error()
         if self.fin_received or self.rcv_shutdown or self.state == State.CLOSE:
@@ -450,8 +449,8 @@ class Connection:
                 self._done(now)
             elif self.state in _DATA_STATES and not self.fin_queued:
                 self._queue_fin(now)
-        self.engine.wake(self)
-        self.engine.touch(self)
+        self.host.wake(self)
+        self.host.touch(self)
 
     def close(self, now: float) -> None:
         """close(2): the application lets go. Unread data means RST (RFC 2525 2.17, Linux
@@ -461,7 +460,7 @@ class Connection:
             return
         self.orphan = True
         self.rcv_shutdown = True
-        e = self.engine
+        e = self.host
         unread = self.rcv_buf.discard()
         linger = self.sockopts.linger
         if self.state in (State.CLOSE, State.TIME_WAIT):
@@ -502,7 +501,7 @@ class Connection:
         self.rcv_buf.discard()
         if self.state != State.CLOSE:
             self._done(now)
-        self.engine.touch(self)
+        self.host.touch(self)
 
     def _queue_fin(self, now: float) -> None:
         """Queue our FIN behind the data (tcp_send_fin) and move on in the state diagram."""
@@ -518,26 +517,26 @@ class Connection:
         if old == new:
             return
         self.state = new
-        c = self.engine.counters
+        c = self.host.counters
         if new == State.ESTABLISHED:
             c.inc(Mib.TcpCurrEstab)
         elif old in (State.ESTABLISHED, State.CLOSE_WAIT) and new not in (
                 State.ESTABLISHED, State.CLOSE_WAIT):
             c.dec(Mib.TcpCurrEstab)
         log.debug("state_change", conn=self.name, old=old.name, new=new.name, t=round(now, 6))
-        self.engine.wake(self)
+        self.host.wake(self)
 
     def _done(self, now: float) -> None:
         """The connection is finished (tcp_done): forget it, stop every timer."""
         if self.state in (State.SYN_SENT, State.SYN_RECV):
-            self.engine.counters.inc(Mib.TcpAttemptFails)
+            self.host.counters.inc(Mib.TcpAttemptFails)
         self._set_state(now, State.CLOSE)
         self.t_rto = self.t_delack = self.t_probe0 = self.t_keepalive = self.t_linger = None
         if self.orphan_counted:
             self.orphan_counted = False
-            self.engine.orphan_count -= 1
-        self.engine.forget(self)
-        self.engine.wake(self)
+            self.host.orphan_count -= 1
+        self.host.forget(self.key, self)
+        self.host.wake(self)
 
     def _set_error(self, err: int) -> None:
         self.error = OSError(err, os.strerror(err)) if err not in _ERRNO_TYPES \
@@ -590,12 +589,12 @@ class Connection:
             unit = 1 << self.rcv_wscale
             new_win = (cur_win + unit - 1) & ~(unit - 1)
         if not new_win:
-            c = self.engine.counters
+            c = self.host.counters
             c.inc(Mib.TcpExtTCPWantZeroWindowAdv)
             if self.rcv_wnd:
                 c.inc(Mib.TcpExtTCPToZeroWindowAdv)
         elif not self.rcv_wnd and self.state != State.SYN_SENT:
-            self.engine.counters.inc(Mib.TcpExtTCPFromZeroWindowAdv)
+            self.host.counters.inc(Mib.TcpExtTCPFromZeroWindowAdv)
         self.rcv_wnd = new_win
         self.rcv_wup = self.rcv_nxt
         new_win = min(new_win, MAX_TCP_WINDOW << self.rcv_wscale)
@@ -625,7 +624,7 @@ class Connection:
         self.segs_out += 1
         if seg.flags & ACK:
             self._ack_sent(now)
-        self.engine.emit(self.local_ip, self.remote_ip, seg)
+        self.host.emit(self.local_ip, self.remote_ip, seg)
 
     def _ack_sent(self, now: float) -> None:
         """Every segment we send carries the ACK (tcp_event_ack_sent)."""
@@ -643,9 +642,9 @@ class Connection:
 
     def _send_active_reset(self, now: float) -> None:
         """RST for a connection we abort (tcp_send_active_reset): carries ACK and TS."""
-        self.engine.counters.inc(Mib.TcpOutRsts)
+        self.host.counters.inc(Mib.TcpOutRsts)
         seg = self._segment(now, RST | ACK, self.snd_nxt, with_sack=False)
-        self.engine.emit(self.local_ip, self.remote_ip, seg)
+        self.host.emit(self.local_ip, self.remote_ip, seg)
 
     def _send_syn(self, now: float) -> None:
         cfg = self.config
@@ -659,7 +658,7 @@ class Connection:
             self.packets_out = 1
             self.snd_nxt = seq_add(self.iss, 1)
         self.segs_out += 1
-        self.engine.emit(self.local_ip, self.remote_ip, seg)
+        self.host.emit(self.local_ip, self.remote_ip, seg)
         self._arm_rto(now)
 
     def _current_mss(self) -> int:
@@ -687,7 +686,7 @@ class Connection:
             self._check_probe_timer(now)
             return
         mss = self._current_mss()
-        gso_max = self.engine.gso_max_size
+        gso_max = self.host.gso_max_size
         sent_any = False
         last: TcpSegment | None = None
         first_seq = self.snd_nxt
@@ -843,7 +842,7 @@ class Connection:
         self.tsorted.append((now, rec))
         self.total_retrans += rec.pcount
         self.bytes_retrans += size
-        self.engine.counters.inc(Mib.TcpRetransSegs, rec.pcount)
+        self.host.counters.inc(Mib.TcpRetransSegs, rec.pcount)
         if not self.retrans_stamp:
             self.retrans_stamp = rec.first_xmit
         log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
@@ -874,6 +873,8 @@ class Connection:
 
     @property
     def deadline(self) -> float | None:
+        if self.state == State.CLOSE:
+            return None
         best: float | None = None
         for t in (self.t_rto, self.t_delack, self.t_probe0, self.t_keepalive, self.t_linger):
             if t is not None and (best is None or t < best):
@@ -901,9 +902,9 @@ class Connection:
         if self.t_linger is not None and self.t_linger <= now:
             self.t_linger = None
             if self.state == State.FIN_WAIT2:
-                self.engine.counters.inc(Mib.TcpExtTCPAbortOnLinger)
+                self.host.counters.inc(Mib.TcpExtTCPAbortOnLinger)
                 self._done(now)
-        self.engine.touch(self)
+        self.host.touch(self)
 
     def _rto_value(self) -> float:
         return self.rtt.backed_off(self.backoff)
@@ -936,7 +937,7 @@ class Connection:
             self.ato = TCP_ATO_MIN
         else:
             self.ato = min(self.ato * 2, self._rto_value())
-        self.engine.counters.inc(Mib.TcpExtDelayedACKs)
+        self.host.counters.inc(Mib.TcpExtDelayedACKs)
         self._send_ack(now)
 
     def _write_timeout(self, now: float) -> bool:
@@ -961,7 +962,7 @@ class Connection:
         """The RTO fired (RFC 6298 5.4-5.7, tcp_retransmit_timer)."""
         if not self.rtx:
             return
-        c = self.engine.counters
+        c = self.host.counters
         if self._write_timeout(now):
             c.inc(Mib.TcpExtTCPAbortOnTimeout)
             if self.orphan and self.state != State.SYN_SENT:
@@ -1011,12 +1012,12 @@ class Connection:
         if self.orphan:
             max_probes = self.config.tcp_orphan_retries or 8
         if self.probes_out >= max_probes:
-            self.engine.counters.inc(Mib.TcpExtTCPAbortOnTimeout)
+            self.host.counters.inc(Mib.TcpExtTCPAbortOnTimeout)
             self._set_error(errno.ETIMEDOUT)
             self._done(now)
             return
         self.probes_out += 1
-        self.engine.counters.inc(Mib.TcpExtTCPWinProbe)
+        self.host.counters.inc(Mib.TcpExtTCPWinProbe)
         avail = seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
         unsent = seq_diff(self.write_seq, self.snd_nxt)
         if avail > 0 and unsent > 0:
@@ -1073,13 +1074,13 @@ class Connection:
         elif self.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
             elapsed = now - max(self.last_data_recv, self.last_ack_recv)
             self.t_keepalive = now + max(self.keepalive_time - elapsed, 0.0)
-        self.engine.touch(self)
+        self.host.touch(self)
 
     def push_pending(self, now: float) -> None:
         """TCP_NODELAY set or TCP_CORK cleared: send what Nagle or the cork held back
         (tcp_push_pending_frames)."""
         self._push(now)
-        self.engine.touch(self)
+        self.host.touch(self)
 
     def set_quickack(self, now: float, value: int) -> None:
         """TCP_QUICKACK (__tcp_sock_set_quickack): 0 enters pingpong (delayed ACKs); any other
@@ -1094,7 +1095,7 @@ class Connection:
                 self._send_ack(now)
             if not value & 1:
                 self.pingpong = 1
-        self.engine.touch(self)
+        self.host.touch(self)
 
     def set_congestion_control(self, now: float, name: str) -> None:
         """TCP_CONGESTION on a connection (tcp_reinit_congestion_control): a fresh instance
@@ -1124,7 +1125,7 @@ class Connection:
             self._rcv_syn_sent(now, seg)
         elif state != State.CLOSE:
             self._rcv_synchronized(now, seg)
-        self.engine.touch(self)
+        self.host.touch(self)
 
     def _header_predicted(self, seg: TcpSegment) -> bool:
         """Header prediction (Van Jacobson's, Linux tcp_rcv_established's fast path): the
@@ -1157,7 +1158,7 @@ class Connection:
     def _rcv_syn_sent(self, now: float, seg: TcpSegment) -> None:
         """RFC 9293 3.10.7.3 (tcp_rcv_synsent_state_process)."""
         flags = seg.flags
-        e = self.engine
+        e = self.host
         if flags & ACK and not (after(seg.ack, self.iss) and before_eq(seg.ack, self.snd_nxt)):
             if not flags & RST:
                 e.send_reset_for(self.local_ip, self.remote_ip, seg)
@@ -1217,7 +1218,7 @@ class Connection:
                           ts_val=ts_val, ts_ecr=self.ts_recent, sack=self.sack_ok,
                           wscale=self.wscale_ok)
         self.segs_out += 1
-        self.engine.emit(self.local_ip, self.remote_ip, seg)
+        self.host.emit(self.local_ip, self.remote_ip, seg)
         self._arm_rto(now)
 
     def _sequence_ok(self, seg: TcpSegment) -> bool:
@@ -1236,18 +1237,18 @@ class Connection:
             self._send_ack(now)
             return
         if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
-            self.engine.counters.inc(Mib.TcpExtTCPACKSkippedSeq)
+            self.host.counters.inc(Mib.TcpExtTCPACKSkippedSeq)
             return
         self.last_oow_ack = now
         self._send_ack(now)
 
     def _send_challenge_ack(self, now: float) -> None:
         """RFC 5961 challenge ACK (tcp_send_challenge_ack), per-socket and global limits."""
-        c = self.engine.counters
+        c = self.host.counters
         if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
             c.inc(Mib.TcpExtTCPACKSkippedChallenge)
             return
-        if not self.engine.challenge_ack_allowed(now):
+        if not self.host.challenge_ack_allowed(now):
             c.inc(Mib.TcpExtTCPChallengeACK)
             return
         self.last_oow_ack = now
@@ -1273,7 +1274,7 @@ class Connection:
 
     def _rcv_synchronized(self, now: float, seg: TcpSegment) -> None:
         flags = seg.flags
-        c = self.engine.counters
+        c = self.host.counters
         # 1. PAWS (RFC 7323 5.3), not for RST (tcp_validate_incoming).
         if not flags & RST and self._paws_reject(now, seg):
             c.inc(Mib.TcpExtPAWSEstab)
@@ -1310,7 +1311,7 @@ class Connection:
             return
         if self.state == State.SYN_RECV:
             if not (after(seg.ack, self.snd_una) and before_eq(seg.ack, self.snd_nxt)):
-                self.engine.send_reset_for(self.local_ip, self.remote_ip, seg)
+                self.host.send_reset_for(self.local_ip, self.remote_ip, seg)
                 return
             self.snd_wnd = seg.window << self.snd_wscale
             ack.clean_rtx(self, now, seg.ack, seg, self.snd_una)
@@ -1341,7 +1342,7 @@ class Connection:
     def _reset_by_peer(self, now: float) -> None:
         """A valid RST (RFC 9293 3.10.7.4, Linux tcp_reset)."""
         if self.state in (State.ESTABLISHED, State.CLOSE_WAIT):
-            self.engine.counters.inc(Mib.TcpEstabResets)
+            self.host.counters.inc(Mib.TcpEstabResets)
         if self.state == State.SYN_RECV or self.state == State.SYN_SENT:
             self._set_error(errno.ECONNREFUSED)
         elif self.state == State.CLOSE_WAIT:
@@ -1354,7 +1355,12 @@ class Connection:
 
     def _enter_time_wait(self, now: float) -> None:
         """Hand the connection to the TIME_WAIT table (tcp_time_wait) and finish it."""
-        self.engine.time_wait.add(now, self)
+        self.host.enter_time_wait(now, TimeWaitEntry(
+            key=self.key, snd_nxt=self.snd_nxt, rcv_nxt=self.rcv_nxt,
+            rcv_wnd=min(self.rcv_wnd >> self.rcv_wscale, 65535), rcv_wscale=self.rcv_wscale,
+            ts_ok=self.ts_ok, ts_recent=self.ts_recent, ts_recent_stamp=self.ts_recent_stamp,
+            ts_offset=self.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN),
+            self.name)
         self._done(now)
 
     # ------------------------------------------------------------------ receiving data
@@ -1405,7 +1411,7 @@ class Connection:
 
     def _data_queue(self, now: float, seg: TcpSegment) -> None:
         """Accept segment text and FIN (RFC 9293 3.10.7.4 seventh/eighth; tcp_data_queue)."""
-        c = self.engine.counters
+        c = self.host.counters
         payload = seg.payload
         seq = seg.seq
         length = len(payload)
@@ -1458,7 +1464,7 @@ class Connection:
                 if self.ofo_fin is not None and self.ofo_fin == self.rcv_nxt:
                     self.ofo_fin = None
                     self._rcv_fin(now)
-            self.engine.wake(self)
+            self.host.wake(self)
             return
         # Out of order (tcp_data_queue_ofo): queue it, ACK at once with SACK.
         if length > self._rcv_room(seq):
@@ -1484,14 +1490,14 @@ class Connection:
         self._event_data_recv(now, length)
         if self.ts_ok and seg.options.ts_ecr:
             self._rcv_rtt_measure(now, seg.options.ts_ecr)
-        self.engine.wake(self)
+        self.host.wake(self)
 
     def _rcv_fin(self, now: float) -> None:
         """The peer's FIN is in order (tcp_fin)."""
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
         self.fin_received = True
         self.ack_scheduled = True
-        self.engine.wake(self)
+        self.host.wake(self)
         if self.state == State.ESTABLISHED:
             self._set_state(now, State.CLOSE_WAIT)
             self.pingpong = 1
@@ -1566,7 +1572,7 @@ class Connection:
             "tcpi_retrans": self.retrans_out,
             "tcpi_last_data_recv": int((now - self.last_data_recv) * 1000),
             "tcpi_last_ack_recv": int((now - self.last_ack_recv) * 1000),
-            "tcpi_pmtu": self.engine.mss_for_mtu + 40,
+            "tcpi_pmtu": self.host.mss_for_mtu + 40,
             "tcpi_rcv_ssthresh": self.rcv_ssthresh,
             "tcpi_rtt": self.rtt.srtt_us,
             "tcpi_rttvar": self.rtt.rttvar_us,

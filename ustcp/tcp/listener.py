@@ -20,6 +20,7 @@ import heapq
 import itertools
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -42,7 +43,7 @@ from .request import RequestSock
 from .seq import after, seq_add
 
 if TYPE_CHECKING:
-    from .engine import TcpEngine
+    from .host import Host
 
 log = structlog.get_logger("ustcp.tcp")
 
@@ -51,9 +52,10 @@ TCP_SYNCOOKIE_VALID = 120.0  # cookies are checked only this long after the last
 
 
 class Listener:
-    def __init__(self, engine: TcpEngine, local_ip: bytes, port: int, backlog: int,
-                 sockopts: SockOpts) -> None:
-        self.engine = engine
+    def __init__(self, host: Host, local_ip: bytes, port: int, backlog: int,
+                 sockopts: SockOpts, *, register: Callable[[Connection], None]) -> None:
+        self.host = host
+        self.register = register  # a new connection into the host's demultiplexing table
         self.local_ip = local_ip
         self.port = port
         self.sockopts = sockopts
@@ -72,7 +74,7 @@ class Listener:
     def set_backlog(self, backlog: int) -> None:
         """listen(2): the accept queue holds min(backlog, somaxconn) (Linux
         sk_max_ack_backlog; a second listen() call just changes it)."""
-        self.backlog = max(0, min(backlog, self.engine.config.somaxconn))
+        self.backlog = max(0, min(backlog, self.host.config.somaxconn))
 
     @property
     def defer_accept_retrans(self) -> int:
@@ -94,7 +96,7 @@ class Listener:
         if not self.accept_queue:
             return None
         conn = self.accept_queue.popleft()
-        self.engine.touch_listener(self)
+        self.host.touch(self)
         return conn
 
     def _accept_queue_full(self) -> bool:
@@ -105,7 +107,7 @@ class Listener:
     def on_syn(self, now: float, remote_ip: bytes, seg: TcpSegment, local_ip: bytes,
                tw_isn: int | None = None) -> None:
         """tcp_conn_request."""
-        e = self.engine
+        e = self.host
         cfg = e.config
         c = e.counters
         key = (local_ip, self.port, remote_ip, seg.src_port)
@@ -153,11 +155,11 @@ class Listener:
         req.expires = now + TCP_TIMEOUT_INIT
         heapq.heappush(self._timers, (req.expires, next(self._tick), key))
         self._send_synack(now, req)
-        e.touch_listener(self)
+        e.touch(self)
 
     def _make_request(self, now: float, local_ip: bytes, remote_ip: bytes,
                       seg: TcpSegment) -> RequestSock:
-        e = self.engine
+        e = self.host
         cfg = e.config
         opts = seg.options
         ts_ok = bool(cfg.tcp_timestamps) and opts.ts_val is not None
@@ -179,7 +181,7 @@ class Listener:
 
     def _send_synack(self, now: float, req: RequestSock) -> None:
         """tcp_make_synack: options in Linux's order, window never scaled."""
-        e = self.engine
+        e = self.host
         ts_val = None
         if req.ts_ok:
             ts_val = int(now * 1000) & 0xFFFFFFFF
@@ -201,7 +203,7 @@ class Listener:
                    seg: TcpSegment) -> None:
         """A segment for the listening socket that is not a plain SYN (tcp_v4_do_rcv on a
         LISTEN socket and tcp_check_req for SYN-queue entries)."""
-        e = self.engine
+        e = self.host
         c = e.counters
         flags = seg.flags
         key = (local_ip, self.port, remote_ip, seg.src_port)
@@ -223,7 +225,7 @@ class Listener:
     def _cookie_check(self, now: float, local_ip: bytes, remote_ip: bytes,
                       seg: TcpSegment) -> RequestSock | None:
         """cookie_v4_check: rebuild the request from a valid cookie ACK."""
-        e = self.engine
+        e = self.host
         c = e.counters
         cookie = seq_add(seg.ack, -1)
         peer_isn = seq_add(seg.seq, -1)
@@ -261,7 +263,7 @@ class Listener:
 
     def _check_req(self, now: float, req: RequestSock, seg: TcpSegment) -> None:
         """tcp_check_req: the segment belongs to a half-open connection."""
-        e = self.engine
+        e = self.host
         c = e.counters
         flags = seg.flags
         if flags & SYN and not flags & (ACK | RST):
@@ -297,7 +299,7 @@ class Listener:
 
     def _complete(self, now: float, req: RequestSock, seg: TcpSegment) -> None:
         """The third ACK: a full connection into the accept queue, if there is room."""
-        e = self.engine
+        e = self.host
         c = e.counters
         if self._accept_queue_full():
             c.inc(Mib.TcpExtListenOverflows)
@@ -311,7 +313,7 @@ class Listener:
         conn = Connection(e, req.local_ip, req.local_port, req.remote_ip, req.remote_port,
                           req.sockopts, now)
         conn.adopt_request(req, seg, now)
-        e.register(conn)
+        self.register(conn)
         self.accept_queue.append(conn)
         c.inc(Mib.TcpPassiveOpens)
         log.debug("accepted", conn=conn.name, queue=len(self.accept_queue))
@@ -339,7 +341,7 @@ class Listener:
     def on_timer(self, now: float) -> None:
         """SYN-ACK retransmission (reqsk_timer_handler): 1, 2, 4, ... s; the entry goes
         after tcp_synack_retries retransmissions."""
-        e = self.engine
+        e = self.host
         retries = e.config.tcp_synack_retries
         while self._timers and self._timers[0][0] <= now:
             when, _, key = heapq.heappop(self._timers)
@@ -364,7 +366,7 @@ class Listener:
                 self._send_synack(now, req)
             req.expires = now + min(TCP_TIMEOUT_INIT * (1 << req.num_timeout), 120.0)
             heapq.heappush(self._timers, (req.expires, next(self._tick), key))
-        e.touch_listener(self)
+        e.touch(self)
 
     def close(self, now: float) -> None:
         """close(2) on a listener (inet_csk_listen_stop): half-open entries vanish (their
@@ -377,7 +379,7 @@ class Listener:
         self._timers.clear()
         while self.accept_queue:
             self.accept_queue.popleft().abort(now)
-        self.engine.unlisten(self)
-        self.engine.wake(self)
+        self.host.unlisten(self.local_ip, self.port, self)
+        self.host.wake(self)
 
 

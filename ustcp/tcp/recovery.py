@@ -106,7 +106,7 @@ def process_tlp_ack(conn: Connection, now: float, ack: int, acked: int, sacked: 
         ccs.snd_ssthresh = conn.cc.ssthresh(ccs)
         ccs.snd_cwnd = min(ccs.snd_cwnd, ccs.snd_ssthresh)
         conn.cc.cwnd_event(ccs, now, CwndEvent.COMPLETE_CWR)
-        conn.engine.counters.inc(Mib.TcpExtTCPLossProbeRecovery)
+        conn.host.counters.inc(Mib.TcpExtTCPLossProbeRecovery)
     elif not acked and not sacked:
         conn.tlp_high_seq = None
 
@@ -136,7 +136,7 @@ def send_loss_probe(conn: Connection, now: float) -> None:
         conn._retransmit(now, last)
         conn.tlp_retrans = True
     conn.tlp_high_seq = conn.snd_nxt
-    conn.engine.counters.inc(Mib.TcpExtTCPLossProbes)
+    conn.host.counters.inc(Mib.TcpExtTCPLossProbes)
     conn._arm_rto(now)
 
 
@@ -166,7 +166,7 @@ def sacktag(conn: Connection, now: float, blocks: tuple[tuple[int, int], ...], a
     """Mark SACKed records (tcp_sacktag_write_queue). D-SACK blocks (RFC 2883 4: first
     block below the ACK or inside the second block) are counted and not tagged."""
     newly = 0
-    c = conn.engine.counters
+    c = conn.host.counters
     reord: int | None = None
     dsack_first = bool(blocks) and (before_eq(blocks[0][1], ack) or (
         len(blocks) > 1 and not before(blocks[0][0], blocks[1][0])
@@ -229,7 +229,7 @@ def check_sack_reordering(conn: Connection, low_seq: int) -> None:
     if metric > conn.reordering * conn.mss:
         conn.reordering = min(-(-metric // conn.mss), conn.config.tcp_max_reordering)
     conn.reord_seen += 1
-    conn.engine.counters.inc(Mib.TcpExtTCPSACKReorder)
+    conn.host.counters.inc(Mib.TcpExtTCPSACKReorder)
 
 
 def rack_advance(conn: Connection, now: float, rec: TxRecord) -> None:
@@ -408,7 +408,7 @@ def enter_recovery(conn: Connection, now: float) -> None:
     conn.high_seq = conn.snd_nxt
     conn.tlp_high_seq = None  # tcp_init_cwnd_reduction
     set_ca_state(conn, CA_RECOVERY)
-    conn.engine.counters.inc(
+    conn.host.counters.inc(
         Mib.TcpExtTCPSackRecovery if conn.sack_ok else Mib.TcpExtTCPRenoRecovery)
     log.debug("recovery", conn=conn.name, cwnd=ccs.snd_cwnd,
               ssthresh=ccs.snd_ssthresh, t=round(now, 6))
@@ -444,7 +444,7 @@ def xmit_retransmit_queue(conn: Connection, now: float) -> None:
             break
         if rec.lost and not rec.retrans and not rec.sacked:
             conn._retransmit(now, rec)
-            conn.engine.counters.inc(
+            conn.host.counters.inc(
                 Mib.TcpExtTCPFastRetrans if conn.ccs.ca_state == CA_RECOVERY
                 else Mib.TcpExtTCPLossRetransmit if conn.ccs.ca_state == CA_LOSS
                 else Mib.TcpExtTCPSlowStartRetrans)

@@ -182,7 +182,7 @@ class Sock:
             # buffer (at its minimum), hence at least 1.
             opts.sndbuf = max(min(val & 0xFFFFFFFF, WMEM_MAX), 1)
             if conn is not None:
-                conn.engine.wake(conn)  # writers may now have room, or none
+                conn.host.wake(conn)  # writers may now have room, or none
         elif optname == socket.SO_RCVBUF:
             opts.rcvbuf = max(min(val & 0xFFFFFFFF, RMEM_MAX), 1)
             if conn is not None:
