@@ -904,7 +904,6 @@ class Connection:
             if self.state == State.FIN_WAIT2:
                 self.host.counters.inc(Mib.TcpExtTCPAbortOnLinger)
                 self._done(now)
-        self.host.touch(self)
 
     def _rto_value(self) -> float:
         return self.rtt.backed_off(self.backoff)
@@ -1125,7 +1124,6 @@ class Connection:
             self._rcv_syn_sent(now, seg)
         elif state != State.CLOSE:
             self._rcv_synchronized(now, seg)
-        self.host.touch(self)
 
     def _header_predicted(self, seg: TcpSegment) -> bool:
         """Header prediction (Van Jacobson's, Linux tcp_rcv_established's fast path): the

@@ -102,6 +102,7 @@ class TcpEngine:
                 continue
             obj.heap_when = None
             obj.on_timer(now)
+            self.touch(obj)  # the timers it left armed, whatever the handler changed
 
     def on_segment(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         """One parsed, checksum-verified segment from the network."""
@@ -114,6 +115,7 @@ class TcpEngine:
         conn = self.connections.get(key)
         if conn is not None:
             conn.on_segment(now, seg)
+            self.touch(conn)  # whatever the segment changed, its timers are re-read here
             return
         tw = self.time_wait.entries.get(key)
         if tw is not None:
@@ -123,6 +125,7 @@ class TcpEngine:
             listener = self._find_listener(dst_ip, seg.dst_port)
             if listener is not None:
                 listener.on_syn(now, src_ip, seg, dst_ip, tw_isn)
+                self.touch(listener)
             return
         listener = self._find_listener(dst_ip, seg.dst_port)
         if listener is not None:
@@ -130,6 +133,7 @@ class TcpEngine:
                 listener.on_syn(now, src_ip, seg, dst_ip)
             else:
                 listener.on_segment(now, src_ip, dst_ip, seg)
+            self.touch(listener)
             return
         c.inc(Mib.UstcpNoSocket)
         self.send_reset_for(dst_ip, src_ip, seg)

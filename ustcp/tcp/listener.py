@@ -155,7 +155,6 @@ class Listener:
         req.expires = now + TCP_TIMEOUT_INIT
         heapq.heappush(self._timers, (req.expires, next(self._tick), key))
         self._send_synack(now, req)
-        e.touch(self)
 
     def _make_request(self, now: float, local_ip: bytes, remote_ip: bytes,
                       seg: TcpSegment) -> RequestSock:
@@ -319,8 +318,7 @@ class Listener:
         log.debug("accepted", conn=conn.name, queue=len(self.accept_queue))
         if seg.payload or seg.flags & ~(ACK | 0x08):
             conn.on_segment(now, seg)
-        else:
-            e.touch(conn)
+        e.touch(conn)  # the host touches what it hands a segment to: this one it did not
         e.wake(self)
 
     def _drop_request(self, req: RequestSock) -> None:
@@ -366,7 +364,6 @@ class Listener:
                 self._send_synack(now, req)
             req.expires = now + min(TCP_TIMEOUT_INIT * (1 << req.num_timeout), 120.0)
             heapq.heappush(self._timers, (req.expires, next(self._tick), key))
-        e.touch(self)
 
     def close(self, now: float) -> None:
         """close(2) on a listener (inet_csk_listen_stop): half-open entries vanish (their
