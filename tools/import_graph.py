@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                       or m.startswith(args.package + "."))
     if args.table:
         for m in selected:
-            deps = sorted(d for d in runtime[m] if d != "ustcp")
+            # A package the module sits in is no dependency ("from . import x" names it).
+            deps = sorted(d for d in runtime[m] if not m.startswith(d + "."))
             print(f"{m:32} {' '.join(d.removeprefix('ustcp.') for d in deps) or '-'}")
         print()
     for label, graph in (("runtime imports", runtime), ("with type-only imports", both)):
