@@ -20,6 +20,7 @@ from . import recovery
 from .congestion.base import CA_OPEN
 from .seq import after, before, seq_add, seq_diff
 from .states import State
+from .timers import XmitTimer
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -81,7 +82,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     recovery.cong_control(conn, now, acked_pkts, newly_sacked, newly_lost, una_advanced)
     if conn.lost_out > conn.retrans_out:
         recovery.xmit_retransmit_queue(conn, now)  # tcp_xmit_recovery
-    if una_advanced and conn.xmit_timer != "reo":
+    if una_advanced and conn.xmit_timer != XmitTimer.REO_TIMEOUT:
         conn._set_xmit_timer(now)
     state_after_ack(conn, now)
     return True
@@ -100,7 +101,7 @@ def ack_probe(conn: Connection, now: float) -> None:
         conn.backoff = 0
         conn.t_probe0 = None
     elif conn.t_probe0 is not None:
-        conn.t_probe0 = conn._probe0_when(now)
+        conn.reset_xmit_timer(XmitTimer.PROBE0, conn._probe0_when(now))
 
 
 def is_dupack(conn: Connection, seg: TcpSegment, prior_una: int) -> bool:

@@ -51,6 +51,7 @@ from .options import (
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .seq import after, before, before_eq, seq_add, seq_diff
 from .states import State
+from .timers import XmitTimer
 from .timewait import TCP_TIMEWAIT_LEN, TimeWaitEntry
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ class Connection:
         self.retrans_stamp = 0.0
         self.probes_out = 0
         self.t_rto: float | None = None  # the retransmit timer, which also serves as
-        self.xmit_timer = "rto"  # ... the loss probe ("tlp") and RACK reorder ("reo") timer
+        self.xmit_timer = XmitTimer.RTO  # ... the loss probe and the RACK reorder timer
         self.t_delack: float | None = None
         self.t_probe0: float | None = None
         self.t_keepalive: float | None = None
@@ -804,7 +805,7 @@ class Connection:
         if self.ccs.ca_state == CA_RECOVERY:
             self.prr_out += pcount
         self._emit(now, seg)
-        if self.t_rto is None or self.xmit_timer == "tlp":
+        if self.t_rto is None or self.xmit_timer == XmitTimer.LOSS_PROBE:
             self._arm_rto(now)  # tcp_event_new_data_sent
         self._note_pingpong(now)
         return seg
@@ -886,10 +887,10 @@ class Connection:
             self._delack_timer(now)
         if self.t_rto is not None and self.t_rto <= now:
             self.t_rto = None
-            kind, self.xmit_timer = self.xmit_timer, "rto"
-            if kind == "tlp":
+            kind, self.xmit_timer = self.xmit_timer, XmitTimer.RTO
+            if kind == XmitTimer.LOSS_PROBE:
                 recovery.send_loss_probe(self, now)
-            elif kind == "reo":
+            elif kind == XmitTimer.REO_TIMEOUT:
                 recovery.rack_reo_timeout(self, now)
             else:
                 self._retransmit_timer(now)
@@ -908,9 +909,20 @@ class Connection:
     def _rto_value(self) -> float:
         return self.rtt.backed_off(self.backoff)
 
+    def reset_xmit_timer(self, what: int, when: float) -> None:
+        """Arm the transmit timer in mode ``what`` (a :class:`XmitTimer`), as
+        inet_csk_reset_xmit_timer: the retransmission timeout, the loss probe and the RACK
+        reorder timeout share one timer (the mode says what its expiry does); the
+        zero-window probe is kept on a timer of its own (Linux shares that one too, but it
+        only runs with nothing in flight)."""
+        if what == XmitTimer.PROBE0:
+            self.t_probe0 = when
+        else:
+            self.t_rto = when
+            self.xmit_timer = what
+
     def _arm_rto(self, now: float) -> None:
-        self.t_rto = now + self._rto_value()
-        self.xmit_timer = "rto"
+        self.reset_xmit_timer(XmitTimer.RTO, now + self._rto_value())
 
     def _rto_deadline(self, now: float) -> float:
         """When the RTO would fire, counted from the send time of the oldest outstanding
@@ -995,7 +1007,7 @@ class Connection:
             self.probes_out = 0
             return
         if self.t_probe0 is None:
-            self.t_probe0 = self._probe0_when(now)
+            self.reset_xmit_timer(XmitTimer.PROBE0, self._probe0_when(now))
 
     def _probe0_when(self, now: float) -> float:
         """When the next zero-window probe is due (tcp_probe0_when): the backed-off RTO,
@@ -1029,7 +1041,7 @@ class Connection:
         # current window (tcp_xmit_probe_skb).
         self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
         self.backoff += 1
-        self.t_probe0 = self._probe0_when(now)
+        self.reset_xmit_timer(XmitTimer.PROBE0, self._probe0_when(now))
 
     def _push_ignoring_nagle(self, now: float) -> None:
         nodelay, cork = self.sockopts.nodelay, self.sockopts.cork

@@ -37,6 +37,7 @@ from .congestion.base import (
 )
 from .rto import TCP_RTO_MIN
 from .seq import after, after_eq, before, before_eq, seq_add, seq_diff
+from .timers import XmitTimer
 
 if TYPE_CHECKING:
     from .connection import Connection, TxRecord
@@ -57,8 +58,7 @@ def schedule_loss_probe(conn: Connection, now: float, *, advancing_rto: bool) ->
     rto_left = conn._rto_value() if advancing_rto else conn._rto_deadline(now) - now
     if rto_left > 0:
         pto = min(pto, rto_left)
-    conn.t_rto = now + pto
-    conn.xmit_timer = "tlp"
+    conn.reset_xmit_timer(XmitTimer.LOSS_PROBE, now + pto)
     return True
 
 
@@ -293,8 +293,7 @@ def rack_detect_loss(conn: Connection, now: float) -> bool:
         else:
             wait = max(wait, remaining)
     if wait > 0:
-        conn.t_rto = now + wait + 0.002  # plus TCP_TIMEOUT_MIN, as Linux
-        conn.xmit_timer = "reo"
+        conn.reset_xmit_timer(XmitTimer.REO_TIMEOUT, now + wait + 0.002)  # + TCP_TIMEOUT_MIN
     return marked
 
 
