@@ -77,7 +77,8 @@ def _parse_apps(specs: list[str]) -> list[tuple[str, int]]:
 def _check(args: argparse.Namespace) -> Setup:
     config = StackConfig()
     try:
-        config.apply(args.sysctl)
+        for warning in config.apply(args.sysctl):
+            print(warning, file=sys.stderr)
     except SysctlError as exc:
         raise Refusal(f"--sysctl: {exc}", 2) from exc
     try:

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from ustcp import cli, daemon
+from ustcp.config import IGNORED, StackConfig
 from ustcp.mib import Counters, Mib
 from ustcp.obs import control
 from ustcp.obs.nstat import Nstat
@@ -108,3 +109,16 @@ async def test_nstat_and_ss_print_what_the_daemon_says(
     assert '"TcpPassiveOpens": 5' in await run("nstat", "--json")
     listing = await run("ss")
     assert "LISTEN" in listing and "10.77.0.2:80" in listing
+
+
+def test_ignored_sysctls_are_accepted_with_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    """A knob StackConfig accepts but ustcp does not act on says so, one line each; a knob
+    that works says nothing."""
+    setup = daemon._check(parse("serve", "--sysctl", "net.ipv4.tcp_ecn=1",
+                                "--sysctl", "tcp_min_rtt_wlen=10", "--sysctl", "tcp_sack=0"))
+    assert setup.config.tcp_ecn == 1 and setup.config.tcp_sack == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["warning"] * 2
+    assert "tcp_ecn is accepted but ignored" in lines[0]
+    assert "tcp_min_rtt_wlen is accepted but ignored" in lines[1]
+    assert set(IGNORED) <= set(StackConfig().as_dict())
