@@ -262,7 +262,7 @@ class Connection:
         self.advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)  # TCP_MAXSEG before connect
         self.rcv_wscale = rcv_wscale_for(self.config, self.sockopts)
         self.rcv_wnd = initial_rcv_wnd(self.config, self.sockopts, self._advmss_payload())
-        self._set_state(now, State.SYN_SENT)
+        self.set_state(now, State.SYN_SENT)
         e.counters.inc(Mib.TcpActiveOpens)
         self.retrans_stamp = now
         self._send_syn(now)
@@ -296,7 +296,7 @@ class Connection:
         if not req.num_timeout and req.synack_sent is not None:
             self.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))  # tcp_synack_rtt_meas
         self._init_transfer(now)
-        self._set_state(now, State.ESTABLISHED)
+        self.set_state(now, State.ESTABLISHED)
 
     def _init_send_seq(self, iss: int) -> None:
         self.snd_una = iss
@@ -447,7 +447,7 @@ class Connection:
             self.rcv_shutdown = True
         if how in (socket.SHUT_WR, socket.SHUT_RDWR):
             if self.state in (State.SYN_SENT,):
-                self._done(now)
+                self.finish(now)
             elif self.state in _DATA_STATES and not self.fin_queued:
                 self._queue_fin(now)
         self.host.wake(self)
@@ -468,15 +468,15 @@ class Connection:
             e.touch(self)
             return
         if self.state == State.SYN_SENT:
-            self._done(now)
+            self.finish(now)
         elif unread or (self.fin_received and self.ofo_fin is not None):
             e.counters.inc(Mib.TcpExtTCPAbortOnClose)
             self._send_active_reset(now)
-            self._done(now)
+            self.finish(now)
         elif linger is not None and linger[0] and linger[1] == 0:
             e.counters.inc(Mib.TcpExtTCPAbortOnData)
             self._send_active_reset(now)
-            self._done(now)
+            self.finish(now)
         elif e.orphan_count >= self.config.tcp_max_orphans:
             # tcp_close: the FIN goes first, then tcp_check_oom finds too many orphans and
             # the connection is reset and dropped at once.
@@ -484,14 +484,14 @@ class Connection:
                 self._queue_fin(now)
             e.counters.inc(Mib.TcpExtTCPAbortOnMemory)
             self._send_active_reset(now)
-            self._done(now)
+            self.finish(now)
         else:
             e.orphan_count += 1
             self.orphan_counted = True
             if self.state in _DATA_STATES and not self.fin_queued:
                 self._queue_fin(now)
             elif self.state == State.FIN_WAIT2:
-                self._arm_linger(now)
+                self.arm_linger(now)
         e.touch(self)
 
     def abort(self, now: float) -> None:
@@ -501,19 +501,19 @@ class Connection:
         self.orphan = True
         self.rcv_buf.discard()
         if self.state != State.CLOSE:
-            self._done(now)
+            self.finish(now)
         self.host.touch(self)
 
     def _queue_fin(self, now: float) -> None:
         """Queue our FIN behind the data (tcp_send_fin) and move on in the state diagram."""
         self.fin_queued = True
-        self._set_state(now, State.FIN_WAIT1 if self.state == State.ESTABLISHED
+        self.set_state(now, State.FIN_WAIT1 if self.state == State.ESTABLISHED
                         else State.LAST_ACK)
         self._push(now)
 
     # ------------------------------------------------------------------ state and helpers
 
-    def _set_state(self, now: float, new: State) -> None:
+    def set_state(self, now: float, new: State) -> None:
         old = self.state
         if old == new:
             return
@@ -527,11 +527,11 @@ class Connection:
         log.debug("state_change", conn=self.name, old=old.name, new=new.name, t=round(now, 6))
         self.host.wake(self)
 
-    def _done(self, now: float) -> None:
+    def finish(self, now: float) -> None:
         """The connection is finished (tcp_done): forget it, stop every timer."""
         if self.state in (State.SYN_SENT, State.SYN_RECV):
             self.host.counters.inc(Mib.TcpAttemptFails)
-        self._set_state(now, State.CLOSE)
+        self.set_state(now, State.CLOSE)
         self.t_rto = self.t_delack = self.t_probe0 = self.t_keepalive = self.t_linger = None
         if self.orphan_counted:
             self.orphan_counted = False
@@ -543,7 +543,7 @@ class Connection:
         self.error = OSError(err, os.strerror(err)) if err not in _ERRNO_TYPES \
             else _ERRNO_TYPES[err](err, os.strerror(err))
 
-    def _ts_now(self, now: float) -> int:
+    def ts_now(self, now: float) -> int:
         """Our TSval: a millisecond clock plus a per-connection offset (RFC 7323 5.4)."""
         return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
 
@@ -607,7 +607,7 @@ class Connection:
                  *, with_sack: bool = True) -> TcpSegment:
         opts = TcpOptions()
         if self.ts_ok:
-            opts.ts_val = self._ts_now(now)
+            opts.ts_val = self.ts_now(now)
             opts.ts_ecr = self.ts_recent
         if with_sack and self.sack_ok and flags & ACK and (
                 self.rcv_buf.ofo or self.pending_dsack is not None):
@@ -649,7 +649,7 @@ class Connection:
 
     def _send_syn(self, now: float) -> None:
         cfg = self.config
-        ts_val = self._ts_now(now) if cfg.tcp_timestamps else None
+        ts_val = self.ts_now(now) if cfg.tcp_timestamps else None
         seg = syn_segment(self.local_port, self.remote_port, self.iss, None,
                           rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
                           ts_val=ts_val, ts_ecr=0, sack=bool(cfg.tcp_sack),
@@ -660,7 +660,7 @@ class Connection:
             self.snd_nxt = seq_add(self.iss, 1)
         self.segs_out += 1
         self.host.emit(self.local_ip, self.remote_ip, seg)
-        self._arm_rto(now)
+        self.arm_rto(now)
 
     def _current_mss(self) -> int:
         """Payload room of the next segment: the MSS less the SACK blocks it will carry,
@@ -672,7 +672,7 @@ class Connection:
             return self.mss
         return self.mss - 4 - 8 * min(blocks, 3 if self.ts_ok else 4)
 
-    def _in_flight(self) -> int:
+    def in_flight(self) -> int:
         """Packets in flight (tcp_packets_in_flight, RFC 6675 "pipe")."""
         return self.packets_out - (self.sacked_out + self.lost_out) + self.retrans_out
 
@@ -683,7 +683,7 @@ class Connection:
         ccs = self.ccs
         if self.write_seq == self.snd_nxt and not (self.fin_queued and not self.fin_sent):
             # Nothing queued (most calls after an ACK): only the bookkeeping below.
-            self._cwnd_validate(self._in_flight() >= ccs.snd_cwnd)
+            self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
             self._check_probe_timer(now)
             return
         mss = self._current_mss()
@@ -697,7 +697,7 @@ class Connection:
             want_fin = self.fin_queued and not self.fin_sent
             if unsent <= 0 and not want_fin:
                 break
-            quota = ccs.snd_cwnd - self._in_flight()
+            quota = ccs.snd_cwnd - self.in_flight()
             if quota <= 0 and not (want_fin and unsent <= 0):
                 break  # a lone FIN is not held by cwnd (tcp_cwnd_test)
             wnd_end = seq_add(self.snd_una, self.snd_wnd)
@@ -731,7 +731,7 @@ class Connection:
             self.last_send = now
             ccs.lsndtime = now
             recovery.schedule_loss_probe(self, now, advancing_rto=False)
-        self._cwnd_validate(self._in_flight() >= ccs.snd_cwnd)
+        self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
         self._check_probe_timer(now)
 
     def _cwnd_validate(self, is_cwnd_limited: bool) -> None:
@@ -743,7 +743,7 @@ class Connection:
             self.max_packets_out = self.packets_out
             self.cwnd_usage_seq = self.snd_nxt
 
-    def _is_cwnd_limited(self) -> bool:
+    def is_cwnd_limited(self) -> bool:
         """tcp_is_cwnd_limited: in slow start, grow cwnd to twice what was in flight."""
         ccs = self.ccs
         if self.cwnd_limited:
@@ -806,7 +806,7 @@ class Connection:
             self.prr_out += pcount
         self._emit(now, seg)
         if self.t_rto is None or self.xmit_timer == XmitTimer.LOSS_PROBE:
-            self._arm_rto(now)  # tcp_event_new_data_sent
+            self.arm_rto(now)  # tcp_event_new_data_sent
         self._note_pingpong(now)
         return seg
 
@@ -816,7 +816,7 @@ class Connection:
         if now - self.lrcvtime < self.ato:
             self.pingpong = 1
 
-    def _retransmit(self, now: float, rec: TxRecord) -> None:
+    def retransmit(self, now: float, rec: TxRecord) -> None:
         """Resend one record (tcp_retransmit_skb); a record larger than one MSS is split so
         that retransmissions are MSS-sized."""
         size = seq_diff(rec.end, rec.start) - (1 if rec.fin else 0) - (1 if rec.syn else 0)
@@ -825,7 +825,7 @@ class Connection:
         else:
             mss = self._current_mss()
             if size > mss:
-                self._split(rec, mss)
+                self.split(rec, mss)
                 size = mss
             payload = self.snd_buf.peek(seq_diff(rec.start, self.snd_una), size) \
                 if size else b""
@@ -849,7 +849,7 @@ class Connection:
         log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
                   len=size, ca_state=self.ccs.ca_state, t=round(now, 6))
 
-    def _split(self, rec: TxRecord, first_len: int) -> None:
+    def split(self, rec: TxRecord, first_len: int) -> None:
         """Split a record after ``first_len`` bytes (tcp_fragment)."""
         mid = seq_add(rec.start, first_len)
         tail_len = seq_diff(rec.end, mid) - (1 if rec.fin else 0)
@@ -904,9 +904,9 @@ class Connection:
             self.t_linger = None
             if self.state == State.FIN_WAIT2:
                 self.host.counters.inc(Mib.TcpExtTCPAbortOnLinger)
-                self._done(now)
+                self.finish(now)
 
-    def _rto_value(self) -> float:
+    def rto_value(self) -> float:
         return self.rtt.backed_off(self.backoff)
 
     def reset_xmit_timer(self, what: int, when: float) -> None:
@@ -921,22 +921,22 @@ class Connection:
             self.t_rto = when
             self.xmit_timer = what
 
-    def _arm_rto(self, now: float) -> None:
-        self.reset_xmit_timer(XmitTimer.RTO, now + self._rto_value())
+    def arm_rto(self, now: float) -> None:
+        self.reset_xmit_timer(XmitTimer.RTO, now + self.rto_value())
 
-    def _rto_deadline(self, now: float) -> float:
+    def rto_deadline(self, now: float) -> float:
         """When the RTO would fire, counted from the send time of the oldest outstanding
         record (tcp_rto_delta_us)."""
         head = self.rtx[0].xmit if self.rtx else now
-        return head + self._rto_value()
+        return head + self.rto_value()
 
-    def _set_xmit_timer(self, now: float) -> None:
+    def set_xmit_timer(self, now: float) -> None:
         """After an ACK that advanced SND.UNA: a loss probe if one is due, else the RTO
         restarted (RFC 6298 5.3, tcp_set_xmit_timer)."""
         if not self.packets_out:
             self.t_rto = None
         elif not recovery.schedule_loss_probe(self, now, advancing_rto=True):
-            self._arm_rto(now)
+            self.arm_rto(now)
 
     def _delack_timer(self, now: float) -> None:
         """tcp_delack_timer_handler: send the delayed ACK and adapt ATO."""
@@ -947,7 +947,7 @@ class Connection:
             self.pingpong = 0
             self.ato = TCP_ATO_MIN
         else:
-            self.ato = min(self.ato * 2, self._rto_value())
+            self.ato = min(self.ato * 2, self.rto_value())
         self.host.counters.inc(Mib.TcpExtDelayedACKs)
         self._send_ack(now)
 
@@ -958,7 +958,7 @@ class Connection:
             return self.retransmits >= cfg.tcp_syn_retries
         boundary = cfg.tcp_retries2
         if self.orphan:
-            boundary = cfg.tcp_orphan_retries or (8 if self._rto_value() < TCP_RTO_MAX else 0)
+            boundary = cfg.tcp_orphan_retries or (8 if self.rto_value() < TCP_RTO_MAX else 0)
         if not self.retransmits:
             return False
         # tcp_model_timeout: how long `boundary` doublings from TCP_RTO_MIN take.
@@ -981,21 +981,21 @@ class Connection:
             self._set_error(errno.ETIMEDOUT)
             log.info("timeout", conn=self.name, state=self.state.name,
                      retransmits=self.retransmits)
-            self._done(now)
+            self.finish(now)
             return
         c.inc(Mib.TcpExtTCPTimeouts)
         self.tlp_high_seq = None  # an RTO ends the loss-probe episode (tcp_retransmit_timer)
         if self.state == State.SYN_SENT:
             self.retransmits += 1
             self.backoff += 1
-            self._retransmit(now, self.rtx[0])
-            self._arm_rto(now)
+            self.retransmit(now, self.rtx[0])
+            self.arm_rto(now)
             return
         recovery.enter_loss(self, now)
-        self._retransmit(now, self.rtx[0])
+        self.retransmit(now, self.rtx[0])
         self.backoff += 1
         self.retransmits += 1
-        self._arm_rto(now)
+        self.arm_rto(now)
 
     def _check_probe_timer(self, now: float) -> None:
         """Arm the persist timer when data waits on a closed window with nothing in
@@ -1007,12 +1007,12 @@ class Connection:
             self.probes_out = 0
             return
         if self.t_probe0 is None:
-            self.reset_xmit_timer(XmitTimer.PROBE0, self._probe0_when(now))
+            self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_when(now))
 
-    def _probe0_when(self, now: float) -> float:
+    def probe0_when(self, now: float) -> float:
         """When the next zero-window probe is due (tcp_probe0_when): the backed-off RTO,
         kept within TCP_RTO_MIN and TCP_RTO_MAX."""
-        return now + min(max(self._rto_value(), TCP_RTO_MIN), TCP_RTO_MAX)
+        return now + min(max(self.rto_value(), TCP_RTO_MIN), TCP_RTO_MAX)
 
     def _probe_timer(self, now: float) -> None:
         """Zero-window probe (tcp_probe_timer / tcp_send_probe0 / tcp_write_wakeup)."""
@@ -1025,7 +1025,7 @@ class Connection:
         if self.probes_out >= max_probes:
             self.host.counters.inc(Mib.TcpExtTCPAbortOnTimeout)
             self._set_error(errno.ETIMEDOUT)
-            self._done(now)
+            self.finish(now)
             return
         self.probes_out += 1
         self.host.counters.inc(Mib.TcpExtTCPWinProbe)
@@ -1041,9 +1041,9 @@ class Connection:
         # current window (tcp_xmit_probe_skb).
         self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
         self.backoff += 1
-        self.reset_xmit_timer(XmitTimer.PROBE0, self._probe0_when(now))
+        self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_when(now))
 
-    def _push_ignoring_nagle(self, now: float) -> None:
+    def push_ignoring_nagle(self, now: float) -> None:
         nodelay, cork = self.sockopts.nodelay, self.sockopts.cork
         self.sockopts.nodelay, self.sockopts.cork = True, False
         try:
@@ -1064,7 +1064,7 @@ class Connection:
         if self.probes_out >= (self.sockopts.keepcnt or self.config.tcp_keepalive_probes):
             self._send_active_reset(now)
             self._set_error(errno.ETIMEDOUT)
-            self._done(now)
+            self.finish(now)
             return
         self.probes_out += 1
         self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
@@ -1115,12 +1115,12 @@ class Connection:
         if self.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
             self.cc.init(self.ccs, now)
 
-    def _arm_linger(self, now: float) -> None:
+    def arm_linger(self, now: float) -> None:
         """An orphan in FIN_WAIT2 waits tcp_fin_timeout (or TCP_LINGER2) for the peer's FIN,
         then is dropped (tcp_rcv_state_process, tcp_keepalive_timer)."""
         linger2 = self.sockopts.linger2
         if linger2 is not None and linger2 < 0:
-            self._done(now)
+            self.finish(now)
             return
         self.t_linger = now + (linger2 if linger2 else self.config.tcp_fin_timeout)
 
@@ -1177,7 +1177,7 @@ class Connection:
             if flags & ACK:
                 self._set_error(errno.ECONNREFUSED)
                 log.info("connection_refused", conn=self.name)
-                self._done(now)
+                self.finish(now)
             return
         if not flags & SYN:
             return
@@ -1210,7 +1210,7 @@ class Connection:
             self.t_rto = None
             self.retrans_stamp = 0.0
             self._init_transfer(now)
-            self._set_state(now, State.ESTABLISHED)
+            self.set_state(now, State.ESTABLISHED)
             self._enter_quickack()
             self._send_ack(now)
             self._push(now)
@@ -1218,18 +1218,18 @@ class Connection:
             # Simultaneous open (RFC 9293 3.10.7.3, figure 8): SYN_RECV, send SYN-ACK.
             self.snd_wnd = seg.window
             self.snd_wl1 = seg.seq
-            self._set_state(now, State.SYN_RECV)
+            self.set_state(now, State.SYN_RECV)
             self._send_synack(now)
 
     def _send_synack(self, now: float) -> None:
-        ts_val = self._ts_now(now) if self.ts_ok else None
+        ts_val = self.ts_now(now) if self.ts_ok else None
         seg = syn_segment(self.local_port, self.remote_port, self.iss, self.rcv_nxt,
                           rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
                           ts_val=ts_val, ts_ecr=self.ts_recent, sack=self.sack_ok,
                           wscale=self.wscale_ok)
         self.segs_out += 1
         self.host.emit(self.local_ip, self.remote_ip, seg)
-        self._arm_rto(now)
+        self.arm_rto(now)
 
     def _sequence_ok(self, seg: TcpSegment) -> bool:
         """RFC 9293 3.10.7.4 acceptability, as Linux tcp_sequence checks it: the segment
@@ -1252,7 +1252,7 @@ class Connection:
         self.last_oow_ack = now
         self._send_ack(now)
 
-    def _send_challenge_ack(self, now: float) -> None:
+    def send_challenge_ack(self, now: float) -> None:
         """RFC 5961 challenge ACK (tcp_send_challenge_ack), per-socket and global limits."""
         c = self.host.counters
         if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
@@ -1279,7 +1279,7 @@ class Connection:
         disordered_ack = (seg.flags & (ACK | SYN | FIN | RST) == ACK and not seg.payload
                           and seg.seq == self.rcv_nxt and seg.ack == self.snd_una
                           and (seg.window << self.snd_wscale) == self.snd_wnd
-                          and lag <= self._rto_value() * 1024)
+                          and lag <= self.rto_value() * 1024)
         return not disordered_ack
 
     def _rcv_synchronized(self, now: float, seg: TcpSegment) -> None:
@@ -1298,7 +1298,7 @@ class Connection:
             if flags & SYN:
                 c.inc(Mib.TcpInErrs)
                 c.inc(Mib.TcpExtTCPSYNChallenge)
-                self._send_challenge_ack(now)
+                self.send_challenge_ack(now)
                 return
             c.inc(Mib.UstcpDropOutOfWindow)
             self._send_dupack_limited(now, seg)
@@ -1308,12 +1308,12 @@ class Connection:
             if seg.seq == self.rcv_nxt:
                 self._reset_by_peer(now)
             else:
-                self._send_challenge_ack(now)
+                self.send_challenge_ack(now)
             return
         # 4. SYN in a synchronized state (RFC 5961 4.2): challenge ACK.
         if flags & SYN:
             c.inc(Mib.TcpExtTCPSYNChallenge)
-            self._send_challenge_ack(now)
+            self.send_challenge_ack(now)
             return
         # 5. ACK.
         if not flags & ACK:
@@ -1329,7 +1329,7 @@ class Connection:
             self.t_rto = None
             self.backoff = self.retransmits = 0
             self._init_transfer(now)
-            self._set_state(now, State.ESTABLISHED)
+            self.set_state(now, State.ESTABLISHED)
         if not ack.process_ack(self, now, seg):
             return
         if self.state == State.CLOSE:
@@ -1342,7 +1342,7 @@ class Connection:
             c.inc(Mib.TcpExtTCPAbortOnData)
             self._send_active_reset(now)
             self._set_error(errno.ECONNRESET)
-            self._done(now)
+            self.finish(now)
             return
         if seg.payload or flags & FIN:
             self._data_queue(now, seg)
@@ -1361,9 +1361,9 @@ class Connection:
             self._set_error(errno.ECONNRESET)
         log.info("reset_received", conn=self.name, state=self.state.name)
         self.rcv_buf.discard()
-        self._done(now)
+        self.finish(now)
 
-    def _enter_time_wait(self, now: float) -> None:
+    def enter_time_wait(self, now: float) -> None:
         """Hand the connection to the TIME_WAIT table (tcp_time_wait) and finish it."""
         self.host.enter_time_wait(now, TimeWaitEntry(
             key=self.key, snd_nxt=self.snd_nxt, rcv_nxt=self.rcv_nxt,
@@ -1371,7 +1371,7 @@ class Connection:
             ts_ok=self.ts_ok, ts_recent=self.ts_recent, ts_recent_stamp=self.ts_recent_stamp,
             ts_offset=self.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN),
             self.name)
-        self._done(now)
+        self.finish(now)
 
     # ------------------------------------------------------------------ receiving data
 
@@ -1395,8 +1395,8 @@ class Connection:
             if m <= TCP_ATO_MIN / 2:
                 self.ato = self.ato / 2 + TCP_ATO_MIN / 2
             elif m < self.ato:
-                self.ato = min(self.ato / 2 + m, self._rto_value())
-            elif m > self._rto_value():
+                self.ato = min(self.ato / 2 + m, self.rto_value())
+            elif m > self.rto_value():
                 quickacks = self.rcv_wnd // (2 * max(self.rcv_mss, 1)) or 2
                 self.quick = max(self.quick, min(quickacks, TCP_MAX_QUICKACKS))
         self.lrcvtime = now
@@ -1415,7 +1415,7 @@ class Connection:
 
     def _rcv_rtt_measure(self, now: float, ts_ecr: int) -> None:
         """The receiver's RTT from the echo of our TSval (tcp_rcv_rtt_measure_ts)."""
-        sample = seq_diff(self._ts_now(now), ts_ecr) / 1000.0
+        sample = seq_diff(self.ts_now(now), ts_ecr) / 1000.0
         if 0 < sample < 60.0:
             self.rcv_rtt = sample if not self.rcv_rtt else self.rcv_rtt * 7 / 8 + sample / 8
 
@@ -1509,15 +1509,15 @@ class Connection:
         self.ack_scheduled = True
         self.host.wake(self)
         if self.state == State.ESTABLISHED:
-            self._set_state(now, State.CLOSE_WAIT)
+            self.set_state(now, State.CLOSE_WAIT)
             self.pingpong = 1
         elif self.state == State.FIN_WAIT1:
             # Simultaneous close (RFC 9293 3.6): our FIN is not yet acknowledged.
             self.ack_now = True
-            self._set_state(now, State.CLOSING)
+            self.set_state(now, State.CLOSING)
         elif self.state == State.FIN_WAIT2:
             self._send_ack(now)
-            self._enter_time_wait(now)
+            self.enter_time_wait(now)
 
     def _ack_snd_check(self, now: float) -> None:
         """Send the ACK now or delay it (__tcp_ack_snd_check)."""
@@ -1562,7 +1562,7 @@ class Connection:
             options |= 2  # TCPI_OPT_SACK
         if self.wscale_ok:
             options |= 4  # TCPI_OPT_WSCALE
-        rto = self._rto_value()
+        rto = self.rto_value()
         return {
             "tcpi_state": int(self.state),
             "tcpi_ca_state": ccs.ca_state,

@@ -55,7 +55,7 @@ def schedule_loss_probe(conn: Connection, now: float, *, advancing_rto: bool) ->
         return False
     srtt = conn.rtt.srtt_us / 1e6
     pto = 2 * srtt + (TCP_RTO_MIN if conn.packets_out == 1 else 0.002)
-    rto_left = conn._rto_value() if advancing_rto else conn._rto_deadline(now) - now
+    rto_left = conn.rto_value() if advancing_rto else conn.rto_deadline(now) - now
     if rto_left > 0:
         pto = min(pto, rto_left)
     conn.reset_xmit_timer(XmitTimer.LOSS_PROBE, now + pto)
@@ -78,7 +78,7 @@ def enter_loss(conn: Connection, now: float) -> None:
         if not rec.sacked and not rec.lost:
             rec.lost = True
             conn.lost_out += rec.pcount
-    ccs.snd_cwnd = conn._in_flight() + 1
+    ccs.snd_cwnd = conn.in_flight() + 1
     ccs.snd_cwnd_cnt = 0
     conn.high_seq = conn.snd_nxt
     set_ca_state(conn, CA_LOSS)
@@ -119,25 +119,25 @@ def send_loss_probe(conn: Connection, now: float) -> None:
     before_nxt = conn.snd_nxt
     if seq_diff(conn.write_seq, conn.snd_nxt) > 0:
         cwnd = conn.ccs.snd_cwnd
-        conn.ccs.snd_cwnd = conn._in_flight() + 1
-        conn._push_ignoring_nagle(now)
+        conn.ccs.snd_cwnd = conn.in_flight() + 1
+        conn.push_ignoring_nagle(now)
         conn.ccs.snd_cwnd = max(cwnd, conn.ccs.snd_cwnd - 1)
     if conn.snd_nxt != before_nxt:
         conn.tlp_retrans = False
     else:
         last = conn.rtx[-1]
         if last.pcount > 1:
-            conn._split(last, seq_diff(last.end, last.start) - (1 if last.fin else 0)
+            conn.split(last, seq_diff(last.end, last.start) - (1 if last.fin else 0)
                         - conn.mss * (last.pcount - 1))
             last = conn.rtx[-1]
         if last.sacked:
-            conn._arm_rto(now)
+            conn.arm_rto(now)
             return
-        conn._retransmit(now, last)
+        conn.retransmit(now, last)
         conn.tlp_retrans = True
     conn.tlp_high_seq = conn.snd_nxt
     conn.host.counters.inc(Mib.TcpExtTCPLossProbes)
-    conn._arm_rto(now)
+    conn.arm_rto(now)
 
 
 def add_reno_sack(conn: Connection) -> None:
@@ -189,14 +189,14 @@ def sacktag(conn: Connection, now: float, blocks: tuple[tuple[int, int], ...], a
             if before(rec.start, left):
                 if not before(seq_add(rec.start, conn.mss), rec.end):
                     continue
-                conn._split(rec, (seq_diff(left, rec.start) // conn.mss) * conn.mss
+                conn.split(rec, (seq_diff(left, rec.start) // conn.mss) * conn.mss
                             or conn.mss)
                 continue
             if after(rec.end, right):
                 cut = (seq_diff(right, rec.start) // conn.mss) * conn.mss
                 if cut <= 0:
                     continue
-                conn._split(rec, cut)
+                conn.split(rec, cut)
             if not rec.ever_retrans and conn.sacked_out and before(
                     rec.start, conn.highest_sack):
                 # A hole below the highest SACK filled by an original: reordering.
@@ -300,15 +300,15 @@ def rack_detect_loss(conn: Connection, now: float) -> bool:
 def rack_reo_timeout(conn: Connection, now: float) -> None:
     """The reorder timer fired (tcp_rack_reo_timeout): detect, recover, retransmit."""
     conn.rack_advanced = True
-    prior_in_flight = conn._in_flight()
+    prior_in_flight = conn.in_flight()
     rack_detect_loss(conn, now)
-    if conn._in_flight() != prior_in_flight:
+    if conn.in_flight() != prior_in_flight:
         if conn.ccs.ca_state != CA_RECOVERY:
             enter_recovery(conn, now)
             cwnd_reduction(conn, 1, 0, False)
         xmit_retransmit_queue(conn, now)
     if conn.t_rto is None and conn.packets_out:
-        conn._arm_rto(now)
+        conn.arm_rto(now)
 
 
 def mark_lost(conn: Connection, now: float, snd_una_advanced: bool) -> bool:
@@ -336,7 +336,7 @@ def mark_lost(conn: Connection, now: float, snd_una_advanced: bool) -> bool:
                          or (state == CA_RECOVERY and snd_una_advanced)):
         return False
     if head.pcount > 1:
-        conn._split(head, conn.mss)
+        conn.split(head, conn.mss)
     mark_record_lost(conn, head)
     return True
 
@@ -391,7 +391,7 @@ def cong_control(conn: Connection, now: float, acked: int, sacked: int, newly_lo
         cwnd_reduction(conn, delivered, newly_lost, una_advanced)
     elif acked or (delivered and conn.reordering > conn.config.tcp_reordering):
         ccs.packets_out = conn.packets_out
-        ccs.is_cwnd_limited = conn._is_cwnd_limited()
+        ccs.is_cwnd_limited = conn.is_cwnd_limited()
         conn.cc.cong_avoid(ccs, now, conn.snd_una, delivered)
 
 
@@ -421,7 +421,7 @@ def cwnd_reduction(conn: Connection, delivered: int, newly_lost: int, una_advanc
     if delivered <= 0 or not conn.prior_cwnd:
         return
     conn.prr_delivered += delivered
-    in_flight = conn._in_flight()
+    in_flight = conn.in_flight()
     delta = ccs.snd_ssthresh - in_flight
     if delta < 0:
         dividend = ccs.snd_ssthresh * conn.prr_delivered + conn.prior_cwnd - 1
@@ -439,13 +439,13 @@ def xmit_retransmit_queue(conn: Connection, now: float) -> None:
     """Retransmit records marked lost while the congestion window allows
     (tcp_xmit_retransmit_queue)."""
     for rec in list(conn.rtx):
-        if conn._in_flight() >= conn.ccs.snd_cwnd:
+        if conn.in_flight() >= conn.ccs.snd_cwnd:
             break
         if rec.lost and not rec.retrans and not rec.sacked:
-            conn._retransmit(now, rec)
+            conn.retransmit(now, rec)
             conn.host.counters.inc(
                 Mib.TcpExtTCPFastRetrans if conn.ccs.ca_state == CA_RECOVERY
                 else Mib.TcpExtTCPLossRetransmit if conn.ccs.ca_state == CA_LOSS
                 else Mib.TcpExtTCPSlowStartRetrans)
     if conn.t_rto is None and conn.packets_out:
-        conn._arm_rto(now)
+        conn.arm_rto(now)
