@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser = sub.add_parser("demo", help="a guided run of a TCP mechanism (list: no TOPIC)")
     demo.add_arguments(demo_parser)
 
-    drill = sub.add_parser("packetdrill", help="run packetdrill scripts against the engine")
+    drill = sub.add_parser("packetdrill", help="run packetdrill scripts against the engine, "
+                                                "the kernel (--target kernel) or both")
     drill.add_argument("args", nargs=argparse.REMAINDER, metavar="PATH...")
     return parser
 

@@ -19,10 +19,9 @@ from ustcp.tcp.sock import (
     POLLWRNORM,
     RMEM_MAX,
     SIOCINQ,
-    TCP_INFO_SIZE,
     Sock,
-    pack_tcp_info,
 )
+from ustcp.tcp.tcpinfo import TCP_INFO_SIZE, pack_tcp_info
 
 TCP = socket.IPPROTO_TCP
 SOL = socket.SOL_SOCKET

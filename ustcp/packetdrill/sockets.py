@@ -350,8 +350,8 @@ class Sockets:
         value_expr = spec.args[3] if len(spec.args) > 3 else EllipsisExpr()
         value: int | bytes
         if isinstance(value_expr, StructExpr) and name == "SO_LINGER":
-            value = struct.pack("=ii", _field_int(value_expr, "onoff"),
-                                _field_int(value_expr, "linger"))
+            value = struct.pack("=ii", field_int(value_expr, "onoff"),
+                                field_int(value_expr, "linger"))
         elif isinstance(value_expr, StringExpr):
             value = value_expr.value.encode()
         else:
@@ -378,7 +378,7 @@ class Sockets:
         level, optname, name = sockopt_args(spec)
         expected = spec.args[3] if len(spec.args) > 3 else EllipsisExpr()
         if name == "TCP_INFO":
-            self.check_tcp_info(now, sock.sock, expected)
+            check_tcp_info(sock.sock.tcp_info(now), expected)
             return 0
         if name in RUNNER_OPTIONS:
             actual = int(sock.zerocopy) if name == "SO_ZEROCOPY" \
@@ -405,21 +405,6 @@ class Sockets:
             raise CallMismatch(f"getsockopt {name}: expected {want} actual {actual}")
         return 0
 
-    @staticmethod
-    def check_tcp_info(now: float, sock: Sock, expected: Expr) -> None:
-        """``{tcpi_state=1, tcpi_snd_cwnd=10}``: each named field must match."""
-        if isinstance(expected, EllipsisExpr):
-            return
-        if not isinstance(expected, StructExpr):
-            raise Unsupported("TCP_INFO without a {tcpi_...} struct")
-        info = sock.tcp_info(now)
-        for member in expected.fields:
-            want = evaluate(member.value)
-            if member.name not in info:
-                raise Unsupported(f"tcp_info field {member.name}")
-            if want is not None and info[member.name] != want:
-                raise CallMismatch(f"getsockopt TCP_INFO {member.name}: expected {want} "
-                                   f"actual {info[member.name]}")
 
     def fcntl(self, now: float, spec: SyscallSpec) -> int:
         sock = self.sock(spec.args[0])
@@ -461,8 +446,8 @@ class Sockets:
             ready = 0
             results: list[tuple[StructExpr, int]] = []
             for entry in entries:
-                sock = self.fds.get(_field_int(entry, "fd"))
-                revents = self.revents(sock) & (_field_int(entry, "events") | 0x38)
+                sock = self.fds.get(field_int(entry, "fd"))
+                revents = self.revents(sock) & (field_int(entry, "events") | 0x38)
                 results.append((entry, revents))
                 ready += bool(revents)
             if not ready and deadline is not None and t < deadline - 1e-9:
@@ -481,6 +466,21 @@ class Sockets:
         return SYMBOLS["POLLNVAL"] if sock is None else sock.sock.poll()
 
 
+def check_tcp_info(info: dict[str, int], expected: Expr) -> None:
+    """``{tcpi_state=1, tcpi_snd_cwnd=10}``: each named field must match (both targets)."""
+    if isinstance(expected, EllipsisExpr):
+        return
+    if not isinstance(expected, StructExpr):
+        raise Unsupported("TCP_INFO without a {tcpi_...} struct")
+    for member in expected.fields:
+        want = evaluate(member.value)
+        if member.name not in info:
+            raise Unsupported(f"tcp_info field {member.name}")
+        if want is not None and info[member.name] != want:
+            raise CallMismatch(f"getsockopt TCP_INFO {member.name}: expected {want} "
+                               f"actual {info[member.name]}")
+
+
 def iov_total(expr: Expr) -> int:
     if not isinstance(expr, ListExpr):
         raise Unsupported("iovec array")
@@ -493,7 +493,7 @@ def iov_total(expr: Expr) -> int:
     return total
 
 
-def _field_int(struct: StructExpr, name: str) -> int:
+def field_int(struct: StructExpr, name: str) -> int:
     member = struct.get(name)
     value = evaluate(member.value) if member is not None else None
     if value is None:

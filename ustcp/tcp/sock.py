@@ -32,6 +32,7 @@ from .options import (
     sndbuf_size,
 )
 from .states import State
+from .tcpinfo import pack_tcp_info
 
 SOL_SOCKET = socket.SOL_SOCKET
 IPPROTO_TCP = socket.IPPROTO_TCP
@@ -72,54 +73,6 @@ OPTIONS: dict[int, frozenset[int]] = {
 
 _PRE_ESTABLISHED = (State.SYN_SENT, State.SYN_RECV)
 _NOT_CONNECTED = (State.CLOSE, State.LISTEN)
-
-# struct tcp_info (include/uapi/linux/tcp.h, Linux 6.18: 280 bytes with the AccECN trailer).
-# Each field with its struct format; the wscale nibbles and the bit fields are packed by hand.
-_TCP_INFO_FIELDS: tuple[tuple[str, str], ...] = (
-    ("tcpi_state", "B"), ("tcpi_ca_state", "B"), ("tcpi_retransmits", "B"),
-    ("tcpi_probes", "B"), ("tcpi_backoff", "B"), ("tcpi_options", "B"),
-    ("tcpi_wscale", "B"), ("tcpi_flags", "B"),
-    ("tcpi_rto", "I"), ("tcpi_ato", "I"), ("tcpi_snd_mss", "I"), ("tcpi_rcv_mss", "I"),
-    ("tcpi_unacked", "I"), ("tcpi_sacked", "I"), ("tcpi_lost", "I"), ("tcpi_retrans", "I"),
-    ("tcpi_fackets", "I"),
-    ("tcpi_last_data_sent", "I"), ("tcpi_last_ack_sent", "I"),
-    ("tcpi_last_data_recv", "I"), ("tcpi_last_ack_recv", "I"),
-    ("tcpi_pmtu", "I"), ("tcpi_rcv_ssthresh", "I"), ("tcpi_rtt", "I"), ("tcpi_rttvar", "I"),
-    ("tcpi_snd_ssthresh", "I"), ("tcpi_snd_cwnd", "I"), ("tcpi_advmss", "I"),
-    ("tcpi_reordering", "I"),
-    ("tcpi_rcv_rtt", "I"), ("tcpi_rcv_space", "I"), ("tcpi_total_retrans", "I"),
-    ("tcpi_pacing_rate", "Q"), ("tcpi_max_pacing_rate", "Q"),
-    ("tcpi_bytes_acked", "Q"), ("tcpi_bytes_received", "Q"),
-    ("tcpi_segs_out", "I"), ("tcpi_segs_in", "I"),
-    ("tcpi_notsent_bytes", "I"), ("tcpi_min_rtt", "I"),
-    ("tcpi_data_segs_in", "I"), ("tcpi_data_segs_out", "I"),
-    ("tcpi_delivery_rate", "Q"),
-    ("tcpi_busy_time", "Q"), ("tcpi_rwnd_limited", "Q"), ("tcpi_sndbuf_limited", "Q"),
-    ("tcpi_delivered", "I"), ("tcpi_delivered_ce", "I"),
-    ("tcpi_bytes_sent", "Q"), ("tcpi_bytes_retrans", "Q"),
-    ("tcpi_dsack_dups", "I"), ("tcpi_reord_seen", "I"),
-    ("tcpi_rcv_ooopack", "I"), ("tcpi_snd_wnd", "I"), ("tcpi_rcv_wnd", "I"),
-    ("tcpi_rehash", "I"),
-    ("tcpi_total_rto", "H"), ("tcpi_total_rto_recoveries", "H"), ("tcpi_total_rto_time", "I"),
-    ("tcpi_received_ce", "I"), ("tcpi_delivered_e1_bytes", "I"),
-    ("tcpi_delivered_e0_bytes", "I"), ("tcpi_delivered_ce_bytes", "I"),
-    ("tcpi_received_e1_bytes", "I"), ("tcpi_received_e0_bytes", "I"),
-    ("tcpi_received_ce_bytes", "I"), ("tcpi_ecn_flags", "I"),
-)
-TCP_INFO_STRUCT = struct.Struct("=" + "".join(fmt for _, fmt in _TCP_INFO_FIELDS))
-TCP_INFO_SIZE = TCP_INFO_STRUCT.size  # 280
-_MASKS = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF, "Q": (1 << 64) - 1}
-
-
-def pack_tcp_info(info: dict[str, int]) -> bytes:
-    """``Connection.tcp_info`` laid out as the kernel's ``struct tcp_info``; fields ustcp
-    does not keep are 0."""
-    fields = dict(info)
-    fields["tcpi_wscale"] = (info.get("tcpi_snd_wscale", 0) & 0xF) | \
-        ((info.get("tcpi_rcv_wscale", 0) & 0xF) << 4)
-    return TCP_INFO_STRUCT.pack(*(fields.get(name, 0) & _MASKS[fmt]
-                                  for name, fmt in _TCP_INFO_FIELDS))
-
 
 def os_error(code: int) -> OSError:
     return OSError(code, os.strerror(code))
