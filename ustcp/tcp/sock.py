@@ -88,6 +88,13 @@ def _int_value(value: int | bytes) -> int:
     return int.from_bytes(value[:4], "little", signed=True)
 
 
+def _ranged(val: int, low: int, high: int) -> int:
+    """``val``, or EINVAL when it is outside [low, high] (do_tcp_setsockopt's checks)."""
+    if not low <= val <= high:
+        raise os_error(errno.EINVAL)
+    return val
+
+
 class Sock:
     """One TCP socket: its options and the connection or listener it has become."""
 
@@ -167,23 +174,15 @@ class Sock:
             if not val and conn is not None:
                 conn.push_pending(now)
         elif optname == socket.TCP_MAXSEG:
-            if val and not TCP_MIN_MSS <= val <= MAX_TCP_WINDOW:
-                raise os_error(errno.EINVAL)
-            opts.maxseg = val
+            opts.maxseg = _ranged(val, TCP_MIN_MSS, MAX_TCP_WINDOW) if val else 0
         elif optname == socket.TCP_KEEPIDLE:
-            if not 1 <= val <= MAX_TCP_KEEPIDLE:
-                raise os_error(errno.EINVAL)
-            opts.keepidle = val
+            opts.keepidle = _ranged(val, 1, MAX_TCP_KEEPIDLE)
             if conn is not None and opts.keepalive:
                 conn.keepalive_changed(now)
         elif optname == socket.TCP_KEEPINTVL:
-            if not 1 <= val <= MAX_TCP_KEEPINTVL:
-                raise os_error(errno.EINVAL)
-            opts.keepintvl = val
+            opts.keepintvl = _ranged(val, 1, MAX_TCP_KEEPINTVL)
         elif optname == socket.TCP_KEEPCNT:
-            if not 1 <= val <= MAX_TCP_KEEPCNT:
-                raise os_error(errno.EINVAL)
-            opts.keepcnt = val
+            opts.keepcnt = _ranged(val, 1, MAX_TCP_KEEPCNT)
         elif optname == socket.TCP_LINGER2:
             # < 0: no FIN_WAIT2 at all; 0: net.ipv4.tcp_fin_timeout; at most 120 s.
             opts.linger2 = -1 if val < 0 else min(val, TCP_FIN_TIMEOUT_MAX) if val else None
