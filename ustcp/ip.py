@@ -7,7 +7,10 @@ malformed input is counted and dropped.
 
 from __future__ import annotations
 
+import socket
 from typing import Protocol
+
+import structlog
 
 from .config import StackConfig
 from .mib import Counters, Mib, drop_for_reason
@@ -40,6 +43,9 @@ class SegmentEngine(Protocol):
 
     def take_output(self) -> list[tuple[bytes, bytes, TcpSegment]]:
         ...
+
+
+log = structlog.get_logger("ustcp.ip")
 
 
 class IpLayer:
@@ -94,6 +100,7 @@ class IpLayer:
                 c.inc(Mib.TcpInCsumErrors)
             c.inc(Mib.TcpInErrs)
             c.inc(drop_for_reason(exc.reason))
+            log.debug("drop", reason=exc.reason, src=socket.inet_ntoa(hdr.src))
             return
         self.engine.on_segment(now, hdr.src, hdr.dst, seg)
 

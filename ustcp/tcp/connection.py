@@ -296,6 +296,9 @@ class Connection:
         if not req.num_timeout and req.synack_sent is not None:
             self.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))  # tcp_synack_rtt_meas
         self._init_transfer(now)
+        # The child is born in SYN_RECV (inet_csk_clone_lock) and the ACK makes it
+        # ESTABLISHED: both show in the trace, as in Linux's inet_sock_set_state.
+        self.set_state(now, State.SYN_RECV)
         self.set_state(now, State.ESTABLISHED)
 
     def _init_send_seq(self, iss: int) -> None:
@@ -345,7 +348,7 @@ class Connection:
 
     @property
     def send_space(self) -> int:
-        return max(0, self._sndbuf() - len(self.snd_buf))
+        return max(0, self.sndbuf() - len(self.snd_buf))
 
     @property
     def writable(self) -> bool:
@@ -353,7 +356,7 @@ class Connection:
             return True
         return self.state in _DATA_STATES and self.send_space > 0
 
-    def _sndbuf(self) -> int:
+    def sndbuf(self) -> int:
         """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
         congestion window, between tcp_wmem[1] and tcp_wmem[2]."""
         locked = sndbuf_size(self.sockopts)
@@ -622,7 +625,7 @@ class Connection:
                           self.rcv_nxt if flags & ACK else 0, flags, window, opts, payload)
 
     def _emit(self, now: float, seg: TcpSegment) -> None:
-        self.segs_out += 1
+        self.segs_out += seg.pcount  # tcpi_segs_out counts wire segments, as Linux's
         if seg.flags & ACK:
             self._ack_sent(now)
         self.host.emit(self.local_ip, self.remote_ip, seg)
