@@ -77,6 +77,7 @@ class Mib:
     TcpExtTWRecycled = _next()
     TcpExtTWKilled = _next()
     TcpExtPAWSEstab = _next()
+    TcpExtPAWSPassive = _next()
     TcpExtDelayedACKs = _next()
     TcpExtDelayedACKLost = _next()
     TcpExtListenOverflows = _next()

@@ -1373,7 +1373,7 @@ class Connection:
             rcv_wnd=min(self.rcv_wnd >> self.rcv_wscale, 65535), rcv_wscale=self.rcv_wscale,
             ts_ok=self.ts_ok, ts_recent=self.ts_recent, ts_recent_stamp=self.ts_recent_stamp,
             ts_offset=self.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN),
-            self.name)
+            self.name, self.rtt.rto)
         self.finish(now)
 
     # ------------------------------------------------------------------ receiving data

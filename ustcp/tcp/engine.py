@@ -220,8 +220,11 @@ class TcpEngine:
         if self.listeners.get((local_ip, port)) is obj:
             del self.listeners[(local_ip, port)]
 
-    def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str) -> None:
-        self.time_wait.add(now, entry, name)
+    def peer_is_proven(self, now: float, host: bytes, ts_val: int | None) -> bool:
+        return self.time_wait.peer_is_proven(now, host, ts_val)
+
+    def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
+        self.time_wait.add(now, entry, name, rto)
 
     def _find_listener(self, ip: bytes, port: int) -> Listener | None:
         return self.listeners.get((ip, port)) or self.listeners.get((ANY, port))

@@ -64,5 +64,8 @@ class Host(Protocol):
     def unlisten(self, local_ip: bytes, port: int, obj: object) -> None:
         """A closed listener leaves the listening table."""
 
-    def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str) -> None:
+    def peer_is_proven(self, now: float, host: bytes, ts_val: int | None) -> bool:
+        """tcp_tw_recycle's per-host PAWS on a SYN (the TIME_WAIT table's memory)."""
+
+    def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
         """A connection's TIME_WAIT state, kept by the host's table."""
