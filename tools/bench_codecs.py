@@ -14,7 +14,7 @@ import dpkt
 
 from ustcp.config import StackConfig
 from ustcp.ip import IpLayer
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.wire.checksum import checksum
 from ustcp.wire.ipv4 import PROTO_TCP, build_ipv4_header, parse_ipv4
 from ustcp.wire.tcp import ACK, PSH, TcpOptions, TcpSegment, build_tcp, parse_tcp

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from ustcp.config import StackConfig
 from ustcp.ip import IpLayer
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.tcp.connection import Connection
 from ustcp.tcp.engine import TcpEngine

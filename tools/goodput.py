@@ -29,7 +29,7 @@ from ustcp.config import StackConfig
 from ustcp.demo.netns import STACK_ADDR, Namespace
 from ustcp.link.impair import ImpairmentSpec
 from ustcp.link.memory import memory_link_pair
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.stack import Stack
 

@@ -11,7 +11,11 @@ They behave as trio's ``SocketStream`` and ``SocketListener`` do, so ``trio.serv
   with the ``OSError`` as ``__cause__``; using a stream after our own ``aclose`` gives
   ``trio.ClosedResourceError``, and so does a task blocked in it when another task closes it;
   two tasks sending (or receiving) at once get ``trio.BusyResourceError``;
-- like trio, a new stream turns Nagle's algorithm off (``set_nodelay(False)`` restores it).
+- like trio, a new stream turns Nagle's algorithm off (``set_nodelay(False)`` restores it);
+- ``setsockopt``/``getsockopt`` take the socket module's constants, as trio's
+  ``SocketStream`` and ``SocketListener`` do, with Linux's semantics
+  (:mod:`ustcp.tcp.sock`): TCP_NODELAY, TCP_CORK, SO_KEEPALIVE, TCP_KEEPIDLE, SO_LINGER,
+  TCP_MAXSEG, TCP_CONGESTION, SO_RCVBUF, TCP_INFO (bytes laid out as ``struct tcp_info``), ...
 
 A task waits by parking on the :class:`~ustcp.stack.Waiters` stored in the connection's (or
 listener's) ``waiter``; the stack unparks it whenever the engine reports a status change.
@@ -32,6 +36,7 @@ from .sockfacade import StreamSocket
 from .stack import Stack, Waiters
 from .tcp.connection import Connection
 from .tcp.listener import Listener
+from .tcp.sock import Sock
 from .tcp.states import SYNCHRONIZED, State
 
 log = structlog.get_logger("ustcp.api")
@@ -76,6 +81,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
     def __init__(self, stack: Stack, connection: Connection, *, nodelay: bool = True) -> None:
         self.stack = stack
         self.connection = connection
+        self._sock = Sock(stack.engine.config, connection.sockopts, conn=connection)
         self._waiters = _waiters(connection)
         self._closed = False
         self._eof_sent = False
@@ -83,7 +89,8 @@ class TCPStream(trio.abc.HalfCloseableStream):
             "another task is currently sending data on this TCPStream")
         self._receive_conflict = _ConflictDetector(
             "another task is currently receiving data on this TCPStream")
-        self.set_nodelay(nodelay)
+        # TCP_NODELAY before the application has queued anything: nothing to push yet.
+        connection.sockopts.nodelay = nodelay
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -103,7 +110,19 @@ class TCPStream(trio.abc.HalfCloseableStream):
 
     def set_nodelay(self, nodelay: bool) -> None:
         """TCP_NODELAY: True sends small segments at once instead of waiting for ACKs."""
-        self.connection.sockopts.nodelay = nodelay
+        self.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(nodelay))
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        """setsockopt(2) on this connection, as ``trio.SocketStream.setsockopt``; raises
+        ``OSError`` with Linux's errno (EINVAL, ENOPROTOOPT, ENOENT)."""
+        self._sock.setsockopt(trio.current_time(), level, option, value)
+        self.stack.kick()
+
+    def getsockopt(self, level: int, option: int, buffersize: int = 0) -> int | bytes:
+        """getsockopt(2), as ``trio.SocketStream.getsockopt``: an int, or with
+        ``buffersize`` the option's bytes (``TCP_INFO``: ``struct tcp_info``). Reading
+        ``SO_ERROR`` clears the pending error."""
+        return self._sock.getsockopt(trio.current_time(), level, option, buffersize)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -161,7 +180,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
                 return
             self._eof_sent = True
             try:
-                self.connection.shutdown(trio.current_time(), socket.SHUT_WR)
+                self._sock.shutdown(trio.current_time(), socket.SHUT_WR)
             except OSError as exc:
                 raise _broken(exc) from exc
             finally:
@@ -220,8 +239,17 @@ class TCPListener(trio.abc.Listener[TCPStream]):
     def __init__(self, stack: Stack, listener: Listener) -> None:
         self.stack = stack
         self.listener = listener
+        self._sock = Sock(stack.engine.config, listener.sockopts, listener=listener)
         self._waiters = _waiters(listener)
         self._closed = False
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        """setsockopt(2) on the listening socket; accepted connections inherit the options
+        (TCP_DEFER_ACCEPT, TCP_MAXSEG, SO_RCVBUF, SO_KEEPALIVE, ...) as in Linux."""
+        self._sock.setsockopt(trio.current_time(), level, option, value)
+
+    def getsockopt(self, level: int, option: int, buffersize: int = 0) -> int | bytes:
+        return self._sock.getsockopt(trio.current_time(), level, option, buffersize)
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -333,8 +361,9 @@ async def open_tcp_stream(stack: Stack, host: str, port: int, *,
     stack.kick()
     try:
         while conn.state not in SYNCHRONIZED:
-            if conn.error is not None:
-                raise conn.error
+            err = conn.take_error()
+            if err is not None:
+                raise err
             if conn.state == State.CLOSE:
                 raise ConnectionAbortedError(errno.ECONNABORTED, "closed during the handshake")
             await waiters.park()

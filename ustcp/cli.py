@@ -23,7 +23,7 @@ DEFAULT_SHUTDOWN_GRACE = 3.0  # seconds
 DEFAULT_TXQUEUELEN = 10000  # frames; see docs/reliability.md for the measurement
 DEFAULT_IDLE_TIMEOUT = 300.0  # seconds
 CONTROL_COMMANDS = ("nstat", "ss", "sysctl", "trace")
-Adder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+Adder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]  # noqa: SLF001
 
 
 class _Parser(argparse.ArgumentParser):

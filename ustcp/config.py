@@ -67,6 +67,14 @@ RANGES: dict[str, tuple[int, int]] = {
 TRIPLE_MIN = {"tcp_rmem": 4096, "tcp_wmem": 1}
 
 
+# Sysctls StackConfig accepts (so that Linux's set-up scripts run unchanged) that change
+# nothing in ustcp, with the reason. Every other knob changes behaviour and has a test.
+IGNORED: dict[str, str] = {
+    "tcp_min_rtt_wlen": "min_rtt is the minimum over the connection's life, not a window",
+    "tcp_ecn": "ECN is not negotiated (no ECE/CWR, no ECT marks)",
+}
+
+
 def _triple(name: str, value: str) -> tuple[int, int, int]:
     parts = value.split()
     if len(parts) != 3:
@@ -162,13 +170,20 @@ class StackConfig:
             raise SysctlError(f"bad value for {name}: {value!r}") from exc
         setattr(self, name, parsed)
 
-    def apply(self, assignments: list[str]) -> None:
-        """Apply ``name=value`` strings (the ``--sysctl`` arguments)."""
+    def apply(self, assignments: list[str]) -> list[str]:
+        """Apply ``name=value`` strings (the ``--sysctl`` arguments); returns a warning line
+        for each one that is accepted but changes nothing (:data:`IGNORED`)."""
+        warnings = []
         for item in assignments:
             name, sep, value = item.partition("=")
             if not sep:
                 raise SysctlError(f"expected NAME=VALUE, got {item!r}")
             self.set(name.strip(), value)
+            short = name.strip().removeprefix("net.ipv4.").removeprefix("net.core.")
+            if short in IGNORED:
+                warnings.append(f"warning: sysctl {short} is accepted but ignored: "
+                                f"{IGNORED[short]}")
+        return warnings
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

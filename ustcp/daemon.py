@@ -36,8 +36,8 @@ from ustcp.link.impaired import ImpairedLink
 from ustcp.link.pcap import PcapTap
 from ustcp.link.ring import RingTap
 from ustcp.link.tun import TunLink
+from ustcp.mib import Counters, Mib
 from ustcp.obs import control, ss, sysctl, web
-from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.obs.nstat import Nstat
 from ustcp.stack import Stack
@@ -96,7 +96,8 @@ def _metrics_port(args: argparse.Namespace, apps: list[AppSpec]) -> int | None:
 def _check(args: argparse.Namespace) -> Setup:
     config = StackConfig()
     try:
-        config.apply(args.sysctl)
+        for warning in config.apply(args.sysctl):
+            print(warning, file=sys.stderr)
     except SysctlError as exc:
         raise Refusal(f"--sysctl: {exc}", 2) from exc
     try:  # dotted quad only: inet_aton would take "10.77.2" as 10.77.0.2
@@ -353,7 +354,7 @@ class IdleReaper:
                 finally:
                     del self.watched[conn]
             if scope.cancelled_caught:
-                self.counters.inc("UstcpAppIdleTimeouts")
+                self.counters.inc(Mib.UstcpAppIdleTimeouts)
                 log.debug("app_idle_timeout", conn=f"{stream.remote_address}")
                 await stream.aclose()
 

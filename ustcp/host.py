@@ -37,7 +37,7 @@ from ustcp.link.base import Link
 from ustcp.link.memory import memory_link_pair
 from ustcp.link.pcap import PcapTap
 from ustcp.link.tun import TunLink
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.stack import Stack
 
 

@@ -7,14 +7,13 @@ malformed input is counted and dropped.
 
 from __future__ import annotations
 
-import functools
 import socket
 from typing import Protocol
 
 import structlog
 
 from .config import StackConfig
-from .obs.counters import Counters
+from .mib import Counters, Mib, drop_for_reason
 from .wire.checksum import BytesLike
 from .wire.errors import ParseError
 from .wire.icmp import ECHO_REPLY, ECHO_REQUEST, build_echo_reply, parse_icmp
@@ -33,9 +32,9 @@ log = structlog.get_logger("ustcp.ip")
 ICMP_QUEUE_LIMIT = 256  # echo replies waiting for take_frames; more are dropped and counted
 
 # Linux's per-type ICMP counters (include/uapi/linux/snmp.h ICMP_MIB_*) for the common types.
-_ICMP_IN_NAMES = {0: "IcmpInEchoReps", 3: "IcmpInDestUnreachs", 4: "IcmpInSrcQuenchs",
-                  5: "IcmpInRedirects", 8: "IcmpInEchos", 11: "IcmpInTimeExcds",
-                  12: "IcmpInParmProbs", 13: "IcmpInTimestamps", 14: "IcmpInTimestampReps"}
+_ICMP_IN_MIB = {0: Mib.IcmpInEchoReps, 3: Mib.IcmpInDestUnreachs, 4: Mib.IcmpInSrcQuenchs,
+                5: Mib.IcmpInRedirects, 8: Mib.IcmpInEchos, 11: Mib.IcmpInTimeExcds,
+                12: Mib.IcmpInParmProbs, 13: Mib.IcmpInTimestamps, 14: Mib.IcmpInTimestampReps}
 
 
 class SegmentEngine(Protocol):
@@ -49,12 +48,6 @@ class SegmentEngine(Protocol):
 
 
 log = structlog.get_logger("ustcp.ip")
-
-
-@functools.cache
-def drop_counter(reason: str) -> str:
-    """``ip_bad_checksum`` -> ``UstcpDropIpBadChecksum``."""
-    return "UstcpDrop" + "".join(part.capitalize() for part in reason.split("_"))
 
 
 class IpLayer:
@@ -77,56 +70,56 @@ class IpLayer:
         (virtio-net NEEDS_CSUM or DATA_VALID). The segment's payload is a view of ``frame``."""
         if frame and frame[0] >> 4 == 6:
             # The kernel sends router solicitations on a new TUN at once.
-            self.counters.inc("UstcpDropIPv6")
+            self.counters.inc(Mib.UstcpDropIPv6)
             return
         c = self.counters
-        c.inc("IpInReceives")
+        c.inc(Mib.IpInReceives)
         try:
             hdr, payload = parse_ipv4(frame)
         except ParseError as exc:
-            c.inc("IpInHdrErrors")
-            c.inc(drop_counter(exc.reason))
+            c.inc(Mib.IpInHdrErrors)
+            c.inc(drop_for_reason(exc.reason))
             return
         if hdr.dst not in self.local_addrs:
-            c.inc("IpInAddrErrors")  # not ours, and we do not forward
+            c.inc(Mib.IpInAddrErrors)  # not ours, and we do not forward
         elif is_fragment(hdr):
-            c.inc("UstcpDropFragment")  # no reassembly: DF is what TCP peers set
+            c.inc(Mib.UstcpDropFragment)  # no reassembly: DF is what TCP peers set
         elif hdr.proto == PROTO_TCP:
             self._deliver_tcp(now, hdr, payload, csum_verified)
         elif hdr.proto == PROTO_ICMP:
             self._deliver_icmp(hdr, payload)
         else:
-            c.inc("IpInUnknownProtos")
+            c.inc(Mib.IpInUnknownProtos)
 
     def _deliver_tcp(self, now: float, hdr: IPv4Header, payload: memoryview,
                      csum_verified: bool) -> None:
         c = self.counters
-        c.inc("IpInDelivers")  # Linux counts delivery to the protocol, even if it drops
+        c.inc(Mib.IpInDelivers)  # Linux counts delivery to the protocol, even if it drops
         try:
             seg = parse_tcp(payload, hdr.src, hdr.dst, verify_checksum=not csum_verified)
         except ParseError as exc:
             if exc.reason == "tcp_bad_checksum":
-                c.inc("TcpInCsumErrors")
-            c.inc("TcpInErrs")
-            c.inc(drop_counter(exc.reason))
+                c.inc(Mib.TcpInCsumErrors)
+            c.inc(Mib.TcpInErrs)
+            c.inc(drop_for_reason(exc.reason))
             log.debug("drop", reason=exc.reason, src=socket.inet_ntoa(hdr.src))
             return
         self.engine.on_segment(now, hdr.src, hdr.dst, seg)
 
     def _deliver_icmp(self, hdr: IPv4Header, payload: memoryview) -> None:
         c = self.counters
-        c.inc("IpInDelivers")
-        c.inc("IcmpInMsgs")
+        c.inc(Mib.IpInDelivers)
+        c.inc(Mib.IcmpInMsgs)
         try:
             msg = parse_icmp(payload)
         except ParseError as exc:
             if exc.reason == "icmp_bad_checksum":
-                c.inc("IcmpInCsumErrors")
-            c.inc("IcmpInErrors")
-            c.inc(drop_counter(exc.reason))
+                c.inc(Mib.IcmpInCsumErrors)
+            c.inc(Mib.IcmpInErrors)
+            c.inc(drop_for_reason(exc.reason))
             return
-        c.inc(f"IcmpMsgInType{msg.icmp_type}")
-        name = _ICMP_IN_NAMES.get(msg.icmp_type)
+        c.icmp_msg_in[msg.icmp_type] += 1
+        name = _ICMP_IN_MIB.get(msg.icmp_type)
         if name is not None:
             c.inc(name)
         if msg.icmp_type == ECHO_REQUEST:
@@ -136,16 +129,16 @@ class IpLayer:
         """RFC 1122 3.2.2.6: reply from the address pinged, with the request's data."""
         c = self.counters
         if len(self._icmp_out) >= ICMP_QUEUE_LIMIT:
-            c.inc("UstcpDropIcmpQueueFull")
+            c.inc(Mib.UstcpDropIcmpQueueFull)
             return
         # Linux's ICMP socket sends without DF (IP_PMTUDISC_DONT) and with the request's TOS.
         ip = build_ipv4_header(request.dst, request.src, PROTO_ICMP, len(icmp),
                                ttl=self.config.ip_default_ttl, ident=self._next_ident(1),
                                tos=request.tos, dont_fragment=False)
         self._icmp_out.append(ip + icmp)
-        c.inc("IcmpOutMsgs")
-        c.inc(f"IcmpMsgOutType{ECHO_REPLY}")
-        c.inc("IcmpOutEchoReps")
+        c.inc(Mib.IcmpOutMsgs)
+        c.icmp_msg_out[ECHO_REPLY] += 1
+        c.inc(Mib.IcmpOutEchoReps)
 
     # ------------------------------------------------------------------ transmit
 
@@ -164,9 +157,9 @@ class IpLayer:
             try:
                 frames.append(self._tcp_frame(src, dst, seg))
             except Exception:
-                self.counters.inc("UstcpInternalErrors")
+                self.counters.inc(Mib.UstcpInternalErrors)
                 log.exception("internal_error", where="tcp_frame", length=len(seg.payload))
-        self.counters.inc("IpOutRequests", len(frames))
+        self.counters.inc(Mib.IpOutRequests, len(frames))
         return frames
 
     def _tcp_frame(self, src: bytes, dst: bytes, seg: TcpSegment) -> tuple[bytes, int]:

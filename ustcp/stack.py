@@ -36,7 +36,7 @@ import trio
 from .config import StackConfig
 from .ip import IpLayer
 from .link.base import Link, ReceivedFrame
-from .obs.counters import Counters
+from .mib import Counters, Mib
 from .tcp.connection import Connection
 from .tcp.engine import TcpEngine
 from .tcp.states import State
@@ -108,7 +108,7 @@ class Stack:
             try:
                 self.link.send_batch(frames)
             except Exception:  # as on_frame: counted, logged, dropped, never fatal
-                self.counters.inc("UstcpInternalErrors")
+                self.counters.inc(Mib.UstcpInternalErrors)
                 log.exception("internal_error", where="send_batch", frames=len(frames))
         for obj in self.engine.take_wakeups():
             waiters = obj.waiter
@@ -154,7 +154,7 @@ class Stack:
             try:
                 ip.on_frame(now, frame.data, frame.csum_verified)
             except Exception:
-                counters.inc("UstcpInternalErrors")
+                counters.inc(Mib.UstcpInternalErrors)
                 log.exception("internal_error", where="on_frame", length=len(frame.data))
         self.kick()
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ustcp.config import StackConfig
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.tcp.engine import TcpEngine
 from ustcp.wire.tcp import TcpSegment
 

@@ -18,7 +18,7 @@ from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_list
 from ustcp.config import StackConfig
 from ustcp.link.impair import ImpairmentSpec
 from ustcp.link.memory import memory_link_pair
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.stack import Stack, Waiters
 from ustcp.tcp.connection import Connection
 from ustcp.tcp.states import State

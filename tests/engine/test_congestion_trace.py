@@ -79,7 +79,7 @@ def test_rto_collapses_cwnd_to_one() -> None:
     cwnd = client.ccs.snd_cwnd
     cut["on"] = True
     client.send(net.now, bulk(20 * client.mss))
-    net.run(net.now + client._rto_value() + 0.3)
+    net.run(net.now + client.rto_value() + 0.3)
     assert net.a.counters["TcpExtTCPTimeouts"] >= 1
     assert client.ccs.ca_state == CA_LOSS
     assert client.ccs.snd_cwnd == 1

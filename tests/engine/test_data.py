@@ -9,7 +9,7 @@ import random
 import pytest
 
 from ustcp.config import StackConfig
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.tcp.engine import TcpEngine
 from ustcp.tcp.states import State
 from ustcp.wire.tcp import PSH
@@ -183,7 +183,7 @@ def test_zero_window_persist_probes_back_off_and_recover() -> None:
     # tcp_ack_probe: the opened window ends the probing and forgets its backoff, so the
     # data now in flight is timed by the plain RTO.
     assert client.packets_out and client.backoff == 0
-    assert client._rto_value() == client.rtt.rto
+    assert client.rto_value() == client.rtt.rto
     while len(received) < len(data):
         if sent < len(data):
             sent += client.send(net.now, data[sent:])

@@ -70,8 +70,8 @@ def test_fast_path_equals_full_path(seq_off: int, ack_off: int, flags: int,
     una = server.snd_una
     window = 0 if window_delta == "zero" else (server.snd_wnd >> server.snd_wscale) + int(
         window_delta)
-    ts_val = None if ts_delta is None else (client._ts_now(now) + ts_delta) & 0xFFFFFFFF
-    opts = TcpOptions(ts_val=ts_val, ts_ecr=server._ts_now(now) if ts_val is not None else 0,
+    ts_val = None if ts_delta is None else (client.ts_now(now) + ts_delta) & 0xFFFFFFFF
+    opts = TcpOptions(ts_val=ts_val, ts_ecr=server.ts_now(now) if ts_val is not None else 0,
                       sack_blocks=((seq_add(una, 1448), seq_add(una, 2896)),) if sack else ())
     seg = TcpSegment(client.local_port, client.remote_port,
                      seq_add(server.rcv_nxt, seq_off), seq_add(una, ack_off), flags,
@@ -111,5 +111,5 @@ def test_control_flags_always_take_the_full_path(flags: int) -> None:
     net, client, server = _established()
     seg = TcpSegment(client.local_port, client.remote_port, server.rcv_nxt, server.snd_una,
                      flags, server.snd_wnd >> server.snd_wscale,
-                     TcpOptions(ts_val=client._ts_now(net.now), ts_ecr=0))
+                     TcpOptions(ts_val=client.ts_now(net.now), ts_ecr=0))
     assert not server._header_predicted(seg)

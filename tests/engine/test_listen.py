@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from ustcp.config import StackConfig
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.tcp.engine import TcpEngine
 from ustcp.tcp.states import State
 from ustcp.wire.tcp import ACK, RST, SYN, TcpOptions, TcpSegment
@@ -209,3 +209,21 @@ def test_listen_on_port_0_picks_free_ephemeral_ports() -> None:
     assert len(ports) == 50
     assert all(32768 <= port <= 60999 for port in ports)
     assert set(port for _, port in engine.listeners) == ports
+
+
+@pytest.mark.parametrize("syncookies", [0, 2])
+def test_maxseg_clamps_what_we_announce_on_both_paths(syncookies: int) -> None:
+    """TCP_MAXSEG on the listener: the SYN-ACK's MSS and the child's advmss are clamped
+    whether the child came from the SYN queue or from a cookie (tcp_mss_clamp in
+    tcp_v4_syn_recv_sock serves both)."""
+    peer = Peer(StackConfig(tcp_syncookies=syncookies))
+    peer.listener.sockopts.maxseg = 1000
+    synack = peer.syn(1)[0]
+    assert synack.options.mss == 1000
+    peer.ack(1, synack)
+    conn = peer.listener.accept()
+    assert conn is not None
+    assert peer.counters["TcpExtSyncookiesRecv"] == (1 if syncookies else 0)
+    assert conn.advmss == 1000
+    assert conn.tcp_info(peer.now)["tcpi_advmss"] == 1000 - 12
+    assert conn.mss == 1000 - 12

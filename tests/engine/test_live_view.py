@@ -15,8 +15,8 @@ from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_list
 from ustcp.config import StackConfig
 from ustcp.link.memory import memory_link_pair
 from ustcp.link.ring import RingTap
+from ustcp.mib import Counters
 from ustcp.obs import web
-from ustcp.obs.counters import Counters
 from ustcp.stack import Stack
 
 A_ADDR, B_ADDR = "10.77.0.1", "10.77.0.2"

@@ -27,7 +27,7 @@ from ustcp.config import StackConfig
 from ustcp.link.base import ReceivedFrame
 from ustcp.link.pcap import PcapTap
 from ustcp.link.tun import TunLink, in_host_netns
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.stack import Stack
 
 pytestmark = [

@@ -13,9 +13,9 @@ import pytest
 import trio
 
 from ustcp import cli, daemon
-from ustcp.config import RANGES, StackConfig
+from ustcp.config import IGNORED, RANGES, StackConfig
+from ustcp.mib import Counters, Mib
 from ustcp.obs import control
-from ustcp.obs.counters import Counters
 from ustcp.obs.nstat import Nstat
 
 _names = itertools.count()
@@ -150,7 +150,7 @@ def test_no_daemon_is_one_line_and_status_1(capsys: pytest.CaptureFixture[str]) 
 async def control_name() -> AsyncIterator[str]:
     name = f"ustcp-cli-test-{os.getpid()}-{next(_names)}"
     counters = Counters()
-    counters.inc("TcpPassiveOpens", 5)
+    counters.inc(Mib.TcpPassiveOpens, 5)
     server = control.ControlServer(name)
     server.add("nstat", Nstat(counters))
     server.add("ss", lambda request: {"sockets": [
@@ -190,6 +190,19 @@ async def test_nstat_and_ss_print_what_the_daemon_says(
         "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n")  # ss: no listeners
     listing = await run("ss", "-l")
     assert "LISTEN" in listing and "10.77.0.2:80" in listing
+
+
+def test_ignored_sysctls_are_accepted_with_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    """A knob StackConfig accepts but ustcp does not act on says so, one line each; a knob
+    that works says nothing."""
+    setup = daemon._check(parse("serve", "--sysctl", "net.ipv4.tcp_ecn=1",
+                                "--sysctl", "tcp_min_rtt_wlen=10", "--sysctl", "tcp_sack=0"))
+    assert setup.config.tcp_ecn == 1 and setup.config.tcp_sack == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["warning"] * 2
+    assert "tcp_ecn is accepted but ignored" in lines[0]
+    assert "tcp_min_rtt_wlen is accepted but ignored" in lines[1]
+    assert set(IGNORED) <= set(StackConfig().as_dict())
 
 
 async def test_sysctl_reads_and_sets_a_running_daemons_knobs(

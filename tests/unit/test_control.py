@@ -13,8 +13,8 @@ import pytest
 import structlog
 import trio
 
+from ustcp.mib import Counters, Mib
 from ustcp.obs import control
-from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.obs.nstat import Nstat, format_table, select
 
@@ -45,14 +45,14 @@ async def ask(name: str, cmd: str, **args: Any) -> dict[str, Any]:
 
 
 async def test_nstat_absolute_and_reset_deltas(server: str, counters: Counters) -> None:
-    counters.inc("TcpPassiveOpens", 3)
-    counters.inc("TcpCurrEstab", 2)
+    counters.inc(Mib.TcpPassiveOpens, 3)
+    counters.inc(Mib.TcpCurrEstab, 2)
     reply = await ask(server, "nstat")
     assert reply["counters"]["TcpPassiveOpens"] == 3
     assert reply["counters"]["TcpInSegs"] == 0  # always shown
     first = await ask(server, "nstat", reset=True)
     assert first["counters"]["TcpPassiveOpens"] == 3  # since the daemon started
-    counters.inc("TcpPassiveOpens")
+    counters.inc(Mib.TcpPassiveOpens)
     second = await ask(server, "nstat", reset=True)
     assert second["counters"]["TcpPassiveOpens"] == 1
     assert second["counters"]["TcpCurrEstab"] == 2  # a gauge stays absolute

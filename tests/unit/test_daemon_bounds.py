@@ -8,7 +8,7 @@ import trio
 from trio.testing import MockClock
 
 from ustcp import daemon
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 
 
 class FakeStack:

@@ -15,7 +15,7 @@ from ustcp.link.base import ReceivedFrame
 from ustcp.link.impair import Impairer, ImpairmentSpec, parse_impairments
 from ustcp.link.impaired import ImpairedLink
 from ustcp.link.memory import memory_link_pair
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 
 
 def frame(n: int, size: int = 100) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+import re
 import socket
 import struct
 
@@ -10,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import ustcp.wire
 from ustcp.config import StackConfig
-from ustcp.ip import ICMP_QUEUE_LIMIT, IpLayer, drop_counter
-from ustcp.obs.counters import Counters
+from ustcp.ip import ICMP_QUEUE_LIMIT, IpLayer
+from ustcp.mib import NAMES, Counters, Mib, drop_for_reason
 from ustcp.wire.checksum import checksum, pseudo_header_sum
 from ustcp.wire.icmp import build_echo
 from ustcp.wire.ipv4 import build_ipv4_header
@@ -129,12 +132,22 @@ def test_bad_ip_headers(mangle: object, reason: str) -> None:
     ip, engine, counters = make()
     ip.on_frame(0.0, mangle(tcp_frame(SEG)))  # type: ignore[operator]
     assert engine.received == []
-    only(counters, "IpInReceives", "IpInHdrErrors", drop_counter(reason))
+    only(counters, "IpInReceives", "IpInHdrErrors", NAMES[drop_for_reason(reason)])
 
 
 def test_drop_counter_names() -> None:
-    assert drop_counter("ip_bad_checksum") == "UstcpDropIpBadChecksum"
-    assert drop_counter("tcp_bad_option") == "UstcpDropTcpBadOption"
+    assert drop_for_reason("ip_bad_checksum") == Mib.UstcpDropIpBadChecksum
+    assert drop_for_reason("tcp_bad_option") == Mib.UstcpDropTcpBadOption
+
+
+def test_every_parse_error_reason_has_a_counter() -> None:
+    """Each reason a codec raises that the IP layer counts names a Mib counter."""
+    wire = pathlib.Path(ustcp.wire.__file__).parent
+    reasons = {m for f in wire.glob("*.py") if f.name != "vnet.py"
+               for m in re.findall(r'ParseError\("([a-z_]+)"', f.read_text())}
+    assert len(reasons) >= 11
+    for reason in reasons:
+        assert NAMES[drop_for_reason(reason)].startswith("UstcpDrop")
 
 
 def test_not_our_address() -> None:

@@ -8,7 +8,7 @@ from trio.testing import MockClock
 
 from ustcp.link.base import RECEIVE_BATCH_MAX
 from ustcp.link.memory import memory_link_pair
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 
 
 async def test_frames_cross_in_order_and_in_batches() -> None:

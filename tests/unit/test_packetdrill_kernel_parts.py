@@ -12,9 +12,9 @@ from ustcp.packetdrill.ast import IntExpr, SyscallSpec, WordExpr
 from ustcp.packetdrill.kernel import commands
 from ustcp.packetdrill.kernel.compare import Row, render
 from ustcp.packetdrill.kernel.runner import syscall_reason
-from ustcp.packetdrill.kernel.tcpinfo import TcpInfo, parse_tcp_info
 from ustcp.packetdrill.runner import Result
 from ustcp.packetdrill.symbols import Unsupported
+from ustcp.tcp.tcpinfo import TcpInfo, parse_tcp_info
 
 
 def result(status: str, line: int | None = None, message: str = "",

@@ -14,7 +14,7 @@ import trio
 from ustcp.apps.common import Handler, ends_quietly
 from ustcp.apps.http import _Exchange
 from ustcp.apps.webapp import serve_http
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.obs.nstat import format_prometheus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -16,7 +16,7 @@ from pathlib import Path
 import dpkt
 
 from ustcp.config import StackConfig
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.obs.ladder import Conversation, Segment
 from ustcp.tcp import syncookies
 from ustcp.tcp.engine import TcpEngine

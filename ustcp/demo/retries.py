@@ -10,7 +10,7 @@ from ustcp.demo.netns import STACK_ADDR, Daemon, Namespace
 from ustcp.demo.orphans import LAB
 from ustcp.demo.relay import wait_for, watched
 from ustcp.demo.story import Story, connections
-from ustcp.obs.counters import Counters
+from ustcp.mib import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.tcp.engine import TcpEngine
 from ustcp.tcp.states import State

@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..obs.counters import Counters
+from ..mib import Counters, Mib
 
 _PERCENT_KEYS = ("loss", "duplicate", "corrupt", "reorder")
 _TIME_KEYS = ("delay", "jitter", "reorder_delay")
@@ -175,11 +175,11 @@ class Impairer:
         """Decide the fate of one frame: [] when lost, two deliveries when duplicated."""
         spec, rng = self.spec, self._rng
         if spec.loss and rng.random() < spec.loss:
-            self.counters.inc("UstcpImpairLoss")
+            self.counters.inc(Mib.UstcpImpairLoss)
             return []
         copies = 1
         if spec.duplicate and rng.random() < spec.duplicate:
-            self.counters.inc("UstcpImpairDuplicate")
+            self.counters.inc(Mib.UstcpImpairDuplicate)
             copies = 2
         depart = now
         if spec.rate:
@@ -190,13 +190,13 @@ class Impairer:
             data: bytes | memoryview = frame
             corrupted = bool(spec.corrupt) and rng.random() < spec.corrupt
             if corrupted:
-                self.counters.inc("UstcpImpairCorrupt")
+                self.counters.inc(Mib.UstcpImpairCorrupt)
                 data = self._corrupt(frame)
             at = depart + spec.delay
             if spec.jitter:
                 at = max(depart, at + rng.uniform(-spec.jitter, spec.jitter))
             if spec.reorder and rng.random() < spec.reorder:
-                self.counters.inc("UstcpImpairReorder")
+                self.counters.inc(Mib.UstcpImpairReorder)
                 at += spec.reorder_delay
             deliveries.append(Delivery(at, data, corrupted))
         return deliveries

@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 
 import trio
 
-from ..obs.counters import Counters
+from ..mib import Counters, Mib
 from .base import Link, OutFrame, ReceivedFrame
 from .impair import Impairer, ImpairmentSpec
 
@@ -36,7 +36,7 @@ class _DelayQueue(Generic[T]):
 
     def push(self, at: float, item: T) -> None:
         if len(self._heap) >= self._limit:
-            self._counters.inc("UstcpImpairQueueDrops")
+            self._counters.inc(Mib.UstcpImpairQueueDrops)
             return
         heapq.heappush(self._heap, (at, next(self._seq), item))
 

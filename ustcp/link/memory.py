@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 import trio
 
-from ..obs.counters import Counters
+from ..mib import Counters, Mib
 from .base import RECEIVE_BATCH_MAX, Link, OutFrame, ReceivedFrame
 from .impair import ImpairmentSpec
 from .impaired import ImpairedLink
@@ -60,13 +60,13 @@ class MemoryLink:
     def send_batch(self, frames: list[OutFrame]) -> None:
         for frame, _gso_size in frames:
             if len(frame) > self.mtu:
-                self.counters.inc("UstcpLinkTxTooBig")
+                self.counters.inc(Mib.UstcpLinkTxTooBig)
                 log.warning("drop", reason="frame_exceeds_mtu", length=len(frame), mtu=self.mtu)
                 continue
             try:
                 self._tx.send_nowait(frame)
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                self.counters.inc("UstcpLinkTxDrops")
+                self.counters.inc(Mib.UstcpLinkTxDrops)
 
     async def aclose(self) -> None:
         await self._tx.aclose()

@@ -36,7 +36,7 @@ import pytun_pmd3
 import structlog
 import trio
 
-from ..obs.counters import Counters
+from ..mib import NAMES, Counters, Mib
 from ..wire.vnet import (
     DATA_VALID,
     GSO_NONE,
@@ -122,8 +122,8 @@ class TunLink:
                     name, sep, fields = line.partition(":")
                     if sep and name.strip() == self.name:
                         values = fields.split()
-                        return {"UstcpTunTxDropped": int(values[11]),
-                                "UstcpTunRxDropped": int(values[3])}
+                        return {NAMES[Mib.UstcpTunTxDropped]: int(values[11]),
+                                NAMES[Mib.UstcpTunRxDropped]: int(values[3])}
         except OSError:
             pass
         return {}
@@ -196,9 +196,9 @@ class TunLink:
                 else:
                     os.write(fd, frame)
             except BlockingIOError:
-                self.counters.inc("UstcpLinkTxDrops")
+                self.counters.inc(Mib.UstcpLinkTxDrops)
             except OSError as exc:
-                self.counters.inc("UstcpLinkTxErrors")
+                self.counters.inc(Mib.UstcpLinkTxErrors)
                 log.warning("tx_error", dev=self.name, error=exc.strerror, length=len(frame),
                             gso_size=gso_size)
 

@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ustcp.mib import Counters
 from ustcp.obs import ctl
-from ustcp.obs.counters import Counters
 
 GAUGES = frozenset({"TcpCurrEstab"})
 

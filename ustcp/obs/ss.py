@@ -130,7 +130,7 @@ def _skmem(conn: Connection) -> dict[str, int]:
     data waiting to be read, w the data not yet acknowledged; t (bytes in the device's
     queue), f (forward allocation), o (option memory), bl (backlog) and d (drops) have no
     counterpart here and stay 0."""
-    return {"r": len(conn.rcv_buf), "rb": conn.rcvbuf, "t": 0, "tb": conn._sndbuf(), "f": 0,
+    return {"r": len(conn.rcv_buf), "rb": conn.rcvbuf, "t": 0, "tb": conn.sndbuf(), "f": 0,
             "w": max(0, seq_diff(conn.write_seq, conn.snd_una)), "o": 0, "bl": 0, "d": 0}
 
 

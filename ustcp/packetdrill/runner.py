@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import StackConfig, SysctlError
-from ..obs.counters import Counters
+from ..mib import Counters
 from ..tcp.engine import TcpEngine
 from ..wire.tcp import ACK, SYN, TcpSegment
 from .ast import (

@@ -1,17 +1,19 @@
-"""System calls of a script, mapped onto the engine's user calls.
+"""System calls of a script, mapped onto the engine's user calls and the socket layer.
 
-Each script fd is a :class:`ScriptSocket`. A call returns its integer result or raises an
-``OSError`` with the Linux errno; a call that would block on a blocking socket raises
+Each script fd is a :class:`ScriptSocket` around a :class:`ustcp.tcp.sock.Sock`, which holds
+the semantics of setsockopt, getsockopt, poll, ioctl, shutdown and close (the trio API uses the
+same layer); this module maps script arguments onto it. A call returns its integer result or
+raises an ``OSError`` with the Linux errno; a call that would block on a blocking socket raises
 :class:`WouldBlock` carrying a retry function, and the runner retries it as virtual time
 moves on (non-blocking sockets get EAGAIN / EINPROGRESS instead, as Linux gives).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import socket as pysocket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
@@ -19,7 +21,7 @@ from typing import ClassVar, Protocol
 from ..tcp.connection import Connection
 from ..tcp.engine import TcpEngine
 from ..tcp.listener import Listener
-from ..tcp.options import SockOpts
+from ..tcp.sock import OPTIONS, Sock
 from ..tcp.states import State
 from .ast import (
     BraceExpr,
@@ -27,6 +29,7 @@ from .ast import (
     Expr,
     IntExpr,
     ListExpr,
+    StringExpr,
     StructExpr,
     SyscallSpec,
     WordExpr,
@@ -37,9 +40,6 @@ LOCAL_IP = pysocket.inet_aton("192.168.0.1")
 REMOTE_IP = pysocket.inet_aton("192.0.2.1")
 BIND_PORT = 8080  # packetdrill's --bind_port and --connect_port defaults
 CONNECT_PORT = 8080
-SOCK_MIN_SNDBUF = 4608  # 2 * (2048 + sizeof(struct sk_buff)), rounded as Linux does
-SOCK_MIN_RCVBUF = 2304
-TCP_MSS_DEFAULT = 536
 
 Attempt = Callable[[float], int]
 
@@ -64,34 +64,25 @@ class Hooks(Protocol):
 @dataclass(slots=True)
 class ScriptSocket:
     fd: int
-    sockopts: SockOpts = field(default_factory=SockOpts)
+    sock: Sock
     nonblocking: bool = False
     port: int | None = None
-    listener: Listener | None = None
-    conn: Connection | None = None
     ip_options: dict[str, int] = field(default_factory=dict)  # IP_TOS etc., no wire effect
     zerocopy: bool = False
 
+    @property
+    def conn(self) -> Connection | None:
+        return self.sock.conn
 
-# Socket options: name -> (level, SockOpts field or None for options kept by the runner).
-SOCKOPTS: dict[str, tuple[str, str | None]] = {
-    "SO_REUSEADDR": ("SOL_SOCKET", "reuseaddr"),
-    "SO_KEEPALIVE": ("SOL_SOCKET", "keepalive"),
-    "SO_LINGER": ("SOL_SOCKET", "linger"),
-    "SO_SNDBUF": ("SOL_SOCKET", "sndbuf"),
-    "SO_RCVBUF": ("SOL_SOCKET", "rcvbuf"),
-    "SO_ERROR": ("SOL_SOCKET", None),
-    "SO_ZEROCOPY": ("SOL_SOCKET", None),
-    "TCP_NODELAY": ("SOL_TCP", "nodelay"),
-    "TCP_CORK": ("SOL_TCP", "cork"),
-    "TCP_MAXSEG": ("SOL_TCP", "maxseg"),
-    "TCP_LINGER2": ("SOL_TCP", "linger2"),
-    "TCP_DEFER_ACCEPT": ("SOL_TCP", "defer_accept"),
-    "TCP_INFO": ("SOL_TCP", None),
-    "IP_TOS": ("SOL_IP", None),
-    "IP_MTU_DISCOVER": ("SOL_IP", None),
-}
-LEVEL_ALIASES = {"IPPROTO_TCP": "SOL_TCP", "IPPROTO_IP": "SOL_IP"}
+    @property
+    def listener(self) -> Listener | None:
+        return self.sock.listener
+
+
+# Options the runner keeps itself (no effect on the wire), with their level; every other
+# option goes to the socket layer.
+RUNNER_OPTIONS = {"IP_TOS": SYMBOLS["SOL_IP"], "IP_MTU_DISCOVER": SYMBOLS["SOL_IP"],
+                  "SO_ZEROCOPY": SYMBOLS["SOL_SOCKET"]}
 SEND_FLAGS = SYMBOLS["MSG_DONTWAIT"] | SYMBOLS["MSG_NOSIGNAL"] | SYMBOLS["MSG_ZEROCOPY"]
 RECV_FLAGS = SYMBOLS["MSG_DONTWAIT"]
 CONNECTED = frozenset(State) - {State.SYN_SENT, State.SYN_RECV, State.CLOSE, State.LISTEN}
@@ -106,19 +97,25 @@ def is_null(expr: Expr) -> bool:
         (isinstance(expr, IntExpr) and expr.value == 0)
 
 
-def sockopt_support(spec: SyscallSpec) -> str | None:
-    """Why a setsockopt/getsockopt cannot run, or None."""
+def sockopt_args(spec: SyscallSpec) -> tuple[int, int, str]:
+    """(level, optname, the option's name) of a setsockopt/getsockopt."""
     if len(spec.args) < 3:
-        return f"{spec.name} with {len(spec.args)} arguments"
-    name = symbol_name(spec.args[2])
-    level = symbol_name(spec.args[1])
-    known = SOCKOPTS.get(name)
-    if known is None or known[0] != LEVEL_ALIASES.get(level, level):
-        return f"socket option {level}/{name}"
-    attr = known[1]
-    if attr is not None and attr not in {f.name for f in dataclasses.fields(SockOpts)}:
-        return f"socket option {name} (not in the engine's SockOpts)"
-    return None
+        raise Unsupported(f"{spec.name} with {len(spec.args)} arguments")
+    level, optname = evaluate(spec.args[1]), evaluate(spec.args[2])
+    if level is None or optname is None:
+        raise Unsupported(f"{spec.name} with '...' for the level or the option")
+    return level, optname, symbol_name(spec.args[2])
+
+
+def sockopt_support(spec: SyscallSpec) -> str | None:
+    """Why a setsockopt/getsockopt cannot run (an option ustcp does not have), or None."""
+    try:
+        level, optname, name = sockopt_args(spec)
+    except Unsupported as exc:
+        return str(exc)
+    if RUNNER_OPTIONS.get(name) == level or optname in OPTIONS.get(level, ()):
+        return None
+    return f"socket option {symbol_name(spec.args[1])}/{name}"
 
 
 class Sockets:
@@ -189,7 +186,7 @@ class Sockets:
             raise Unsupported("IPv6 sockets")
         wanted = spec.result.value if isinstance(spec.result, IntExpr) else -1
         fd = wanted if wanted >= 0 and wanted not in self.fds else max(self.fds, default=2) + 1
-        self.fds[fd] = ScriptSocket(fd)
+        self.fds[fd] = ScriptSocket(fd, Sock(self.engine.config))
         self.hooks.on_socket()
         return fd
 
@@ -207,8 +204,8 @@ class Sockets:
         if sock.conn is not None:
             raise os_error(errno.EINVAL)
         sock.port = sock.port or BIND_PORT
-        sock.listener = self.engine.listen(now, LOCAL_IP, sock.port, backlog,
-                                           sockopts=sock.sockopts)
+        sock.sock.listener = self.engine.listen(now, LOCAL_IP, sock.port, backlog,
+                                                sockopts=sock.sock.opts)
         self.hooks.on_listen()
         return 0
 
@@ -227,7 +224,8 @@ class Sockets:
                 raise WouldBlock(attempt)
             fd = wanted if wanted >= 0 and wanted not in self.fds \
                 else max(self.fds, default=2) + 1
-            self.fds[fd] = ScriptSocket(fd, conn.sockopts, port=sock.port, conn=conn)
+            self.fds[fd] = ScriptSocket(fd, Sock(self.engine.config, conn.sockopts, conn=conn),
+                                        port=sock.port)
             self.info_conn = conn
             return fd
 
@@ -240,14 +238,14 @@ class Sockets:
                 raise os_error(errno.EALREADY)
             raise os_error(errno.EISCONN)
         conn = self.engine.connect(now, LOCAL_IP, REMOTE_IP, CONNECT_PORT,
-                                   local_port=sock.port, sockopts=sock.sockopts)
-        sock.conn = conn
+                                   local_port=sock.port, sockopts=sock.sock.opts)
+        sock.sock.conn = conn
         self.info_conn = conn
         self.hooks.on_connect()
 
         def attempt(t: float) -> int:
-            if conn.error is not None:
-                err, conn.error = conn.error, None
+            err = conn.take_error()
+            if err is not None:
                 raise err
             if conn.state in CONNECTED:
                 return 0
@@ -262,21 +260,13 @@ class Sockets:
     def close(self, now: float, spec: SyscallSpec) -> int:
         sock = self.sock(spec.args[0])
         del self.fds[sock.fd]
-        if sock.listener is not None:
-            sock.listener.close(now)
-        if sock.conn is not None:
-            sock.conn.close(now)
+        sock.sock.close(now)
         return 0
 
     def shutdown(self, now: float, spec: SyscallSpec) -> int:
         sock = self.sock(spec.args[0])
         how = self.arg(spec, 1)
-        if how not in (pysocket.SHUT_RD, pysocket.SHUT_WR, pysocket.SHUT_RDWR):
-            raise os_error(errno.EINVAL)
-        conn = self.conn_of(sock)
-        if conn.state in (State.CLOSE, State.SYN_SENT, State.SYN_RECV):
-            raise os_error(errno.ENOTCONN)
-        conn.shutdown(now, how)
+        sock.sock.shutdown(now, -1 if how is None else how)
         return 0
 
     # ------------------------------------------------------------------ data
@@ -356,36 +346,28 @@ class Sockets:
         if reason:
             raise Unsupported(reason)
         sock = self.sock(spec.args[0])
-        name = symbol_name(spec.args[2])
-        value_expr = spec.args[3]
-        opts = sock.sockopts
-        if name == "SO_LINGER":
-            if not isinstance(value_expr, StructExpr):
-                raise Unsupported("SO_LINGER without a {onoff, linger} struct")
-            onoff = field_int(value_expr, "onoff")
-            seconds = field_int(value_expr, "linger")
-            opts.linger = (bool(onoff), seconds)
-            return 0
-        value = evaluate(value_expr)
-        if value is None:
-            raise Unsupported(f"setsockopt {name} with '...'")
-        if name in ("IP_TOS", "IP_MTU_DISCOVER"):
-            sock.ip_options[name] = value
-        elif name == "SO_ZEROCOPY":
-            sock.zerocopy = bool(value)
-        elif name in ("SO_REUSEADDR", "SO_KEEPALIVE", "TCP_NODELAY", "TCP_CORK"):
-            setattr(opts, SOCKOPTS[name][1] or name, bool(value))
-        elif name == "TCP_MAXSEG" and value and not 88 <= value <= 32767:
-            raise os_error(errno.EINVAL)  # TCP_MIN_MSS .. MAX_TCP_WINDOW / 2
+        level, optname, name = sockopt_args(spec)
+        value_expr = spec.args[3] if len(spec.args) > 3 else EllipsisExpr()
+        value: int | bytes
+        if isinstance(value_expr, StructExpr) and name == "SO_LINGER":
+            value = struct.pack("=ii", field_int(value_expr, "onoff"),
+                                field_int(value_expr, "linger"))
+        elif isinstance(value_expr, StringExpr):
+            value = value_expr.value.encode()
         else:
-            attr = SOCKOPTS[name][1]
-            if attr is None:
-                raise Unsupported(f"setsockopt {name}")
-            setattr(opts, attr, value)
-        if sock.conn is not None and name in ("TCP_NODELAY", "TCP_CORK"):
-            changed = getattr(sock.conn, "sockopts_changed", None)
-            if callable(changed):
-                changed(now)
+            number = evaluate(value_expr)
+            if number is None:
+                raise Unsupported(f"setsockopt {name} with '...'")
+            value = number
+        if name in RUNNER_OPTIONS:
+            if not isinstance(value, int):
+                raise Unsupported(f"setsockopt {name} with a struct")
+            if name == "SO_ZEROCOPY":
+                sock.zerocopy = bool(value)
+            else:
+                sock.ip_options[name] = value
+            return 0
+        sock.sock.setsockopt(now, level, optname, value)
         return 0
 
     def getsockopt(self, now: float, spec: SyscallSpec) -> int:
@@ -393,45 +375,36 @@ class Sockets:
         if reason:
             raise Unsupported(reason)
         sock = self.sock(spec.args[0])
-        name = symbol_name(spec.args[2])
+        level, optname, name = sockopt_args(spec)
         expected = spec.args[3] if len(spec.args) > 3 else EllipsisExpr()
         if name == "TCP_INFO":
-            check_tcp_info(self.conn_of(sock).tcp_info(now), expected)
+            check_tcp_info(sock.sock.tcp_info(now), expected)
             return 0
-        actual = self.sockopt_value(sock, name)
+        if name in RUNNER_OPTIONS:
+            actual = int(sock.zerocopy) if name == "SO_ZEROCOPY" \
+                else sock.ip_options.get(name, 0)
+        elif isinstance(expected, StructExpr):
+            if name != "SO_LINGER":
+                raise Unsupported(f"getsockopt {name} with a struct")
+            raw = sock.sock.getsockopt(now, level, optname, 8)
+            assert isinstance(raw, bytes)
+            onoff, linger = struct.unpack("=ii", raw)
+            for field_name, got in (("onoff", onoff), ("linger", linger)):
+                member = expected.get(field_name)
+                want = evaluate(member.value) if member is not None else None
+                if want is not None and want != got:
+                    raise CallMismatch(f"getsockopt SO_LINGER {field_name}: expected {want} "
+                                       f"actual {got}")
+            return 0
+        else:
+            got = sock.sock.getsockopt(now, level, optname)
+            assert isinstance(got, int)
+            actual = got
         want = evaluate(expected) if not isinstance(expected, EllipsisExpr) else None
         if want is not None and want != actual:
             raise CallMismatch(f"getsockopt {name}: expected {want} actual {actual}")
         return 0
 
-    def sockopt_value(self, sock: ScriptSocket, name: str) -> int:
-        opts = sock.sockopts
-        conn = sock.conn
-        if name == "TCP_MAXSEG":
-            if conn is not None and conn.state not in (State.CLOSE, State.LISTEN):
-                return conn.tcp_info(0.0)["tcpi_snd_mss"]
-            return opts.maxseg or TCP_MSS_DEFAULT
-        if name == "SO_SNDBUF":
-            return max(opts.sndbuf * 2, SOCK_MIN_SNDBUF) if opts.sndbuf \
-                else self.engine.config.tcp_wmem[1]
-        if name == "SO_RCVBUF":
-            return max(opts.rcvbuf * 2, SOCK_MIN_RCVBUF) if opts.rcvbuf \
-                else self.engine.config.tcp_rmem[1]
-        if name == "SO_ERROR":
-            if conn is None or conn.error is None:
-                return 0
-            err, conn.error = conn.error, None
-            return err.errno or 0
-        if name in ("IP_TOS", "IP_MTU_DISCOVER"):
-            return sock.ip_options.get(name, 0)
-        if name == "SO_ZEROCOPY":
-            return int(sock.zerocopy)
-        if name == "TCP_LINGER2":
-            return opts.linger2 or 0
-        if name == "SO_LINGER":
-            raise Unsupported("getsockopt SO_LINGER")
-        attr = SOCKOPTS[name][1]
-        return int(getattr(opts, attr or ""))
 
     def fcntl(self, now: float, spec: SyscallSpec) -> int:
         sock = self.sock(spec.args[0])
@@ -446,17 +419,19 @@ class Sockets:
 
     def ioctl(self, now: float, spec: SyscallSpec) -> int:
         sock = self.sock(spec.args[0])
-        request = symbol_name(spec.args[1])
-        conn = self.conn_of(sock)
-        if request in ("SIOCINQ", "FIONREAD"):
-            actual = len(conn.rcv_buf)
-        elif request in ("SIOCOUTQ", "TIOCOUTQ"):
-            actual = (conn.write_seq - conn.snd_una) % (1 << 32)
-        else:
-            raise Unsupported(f"ioctl {request}")
+        request = evaluate(spec.args[1]) if len(spec.args) > 1 else None
+        if request is None:
+            raise Unsupported("ioctl with '...' for the request")
+        try:
+            actual = sock.sock.ioctl(request)
+        except OSError as exc:
+            if exc.errno == errno.ENOTTY:
+                raise Unsupported(f"ioctl {symbol_name(spec.args[1])}") from None
+            raise
         want = evaluate(spec.args[2]) if len(spec.args) > 2 else None
         if want is not None and want != actual:
-            raise CallMismatch(f"ioctl {request}: expected {want} actual {actual}")
+            raise CallMismatch(f"ioctl {symbol_name(spec.args[1])}: expected {want} "
+                               f"actual {actual}")
         return 0
 
     def poll(self, now: float, spec: SyscallSpec) -> int:
@@ -486,26 +461,9 @@ class Sockets:
 
         return attempt(now)
 
-    def revents(self, sock: ScriptSocket | None) -> int:
-        if sock is None:
-            return SYMBOLS["POLLNVAL"]
-        bits = 0
-        if sock.listener is not None:
-            return SYMBOLS["POLLIN"] | SYMBOLS["POLLRDNORM"] if sock.listener.readable else 0
-        conn = sock.conn
-        if conn is None:
-            return SYMBOLS["POLLOUT"] | SYMBOLS["POLLHUP"]
-        if conn.readable:
-            bits |= SYMBOLS["POLLIN"] | SYMBOLS["POLLRDNORM"]
-        if conn.writable and conn.state in CONNECTED:
-            bits |= SYMBOLS["POLLOUT"] | SYMBOLS["POLLWRNORM"]
-        if conn.error is not None:
-            bits |= SYMBOLS["POLLERR"]
-        if conn.state == State.CLOSE:
-            bits |= SYMBOLS["POLLHUP"]
-        if conn.fin_received:
-            bits |= SYMBOLS["POLLRDHUP"]
-        return bits
+    @staticmethod
+    def revents(sock: ScriptSocket | None) -> int:
+        return SYMBOLS["POLLNVAL"] if sock is None else sock.sock.poll()
 
 
 def check_tcp_info(info: dict[str, int], expected: Expr) -> None:

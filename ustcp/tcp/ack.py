@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..mib import Mib
 from ..wire.tcp import FIN, SYN, TcpSegment
 from . import recovery
 from .congestion.base import CA_OPEN
 from .seq import after, before, seq_add, seq_diff
 from .states import State
+from .timers import XmitTimer
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -30,10 +32,10 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     prior_una = conn.snd_una
     prior_packets = conn.packets_out
     if after(ack, conn.snd_nxt):
-        conn.engine.counters.inc("UstcpDropAckUnsent")
+        conn.host.counters.inc(Mib.UstcpDropAckUnsent)
         return False  # Linux drops it without an ACK (tcp_ack: invalid_ack)
     if before(ack, seq_add(prior_una, -conn.max_window)):
-        conn._send_challenge_ack(now)  # RFC 5961 5.2
+        conn.send_challenge_ack(now)  # RFC 5961 5.2
         return False
     conn.last_ack_recv = now
     # RFC 7323 4.3: TS.Recent from a segment covering RCV.WUP, once the ACK is known
@@ -62,7 +64,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
             recovery.remove_reno_sacks(conn, acked_pkts)
             acked_pkts = max(acked_pkts - prior_sacked, 1)
         conn.probes_out = 0
-        conn.engine.wake(conn)
+        conn.host.wake(conn)
     elif not conn.sack_ok and is_dupack(conn, seg, prior_una):
         recovery.add_reno_sack(conn)
         newly_sacked = 1
@@ -80,8 +82,8 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     recovery.cong_control(conn, now, acked_pkts, newly_sacked, newly_lost, una_advanced)
     if conn.lost_out > conn.retrans_out:
         recovery.xmit_retransmit_queue(conn, now)  # tcp_xmit_recovery
-    if una_advanced and conn.xmit_timer != "reo":
-        conn._set_xmit_timer(now)
+    if una_advanced and conn.xmit_timer != XmitTimer.REO_TIMEOUT:
+        conn.set_xmit_timer(now)
     state_after_ack(conn, now)
     return True
 
@@ -99,7 +101,7 @@ def ack_probe(conn: Connection, now: float) -> None:
         conn.backoff = 0
         conn.t_probe0 = None
     elif conn.t_probe0 is not None:
-        conn.t_probe0 = conn._probe0_when(now)
+        conn.reset_xmit_timer(XmitTimer.PROBE0, conn.probe0_when(now))
 
 
 def is_dupack(conn: Connection, seg: TcpSegment, prior_una: int) -> bool:
@@ -116,7 +118,7 @@ def update_window(conn: Connection, seg: TcpSegment) -> bool:
     if after(seg.ack, conn.snd_una) or after(seg.seq, conn.snd_wl1) or (
             seg.seq == conn.snd_wl1 and (nwin > conn.snd_wnd or not nwin)):
         if nwin != conn.snd_wnd:
-            conn.engine.wake(conn)
+            conn.host.wake(conn)
         conn.snd_wnd = nwin
         conn.snd_wl1 = seg.seq
         conn.snd_wl2 = seg.ack
@@ -204,7 +206,7 @@ def clean_rtx(conn: Connection, now: float, ack: int, seg: TcpSegment, prior_fac
         ca_rtt_us = max(1, int((now - last_ackt) * 1e6))
     elif conn.ts_ok and seg.options.ts_ecr and acked_pkts:
         # RFC 7323 4.1: RTT from TSecr when every acked segment was retransmitted.
-        rtt_ms = seq_diff(conn._ts_now(now), seg.options.ts_ecr)
+        rtt_ms = seq_diff(conn.ts_now(now), seg.options.ts_ecr)
         if 0 <= rtt_ms < 3_600_000:
             rtt_us = ca_rtt_us = max(1, rtt_ms * 1000)
     if rtt_us > 0:
@@ -222,11 +224,11 @@ def state_after_ack(conn: Connection, now: float) -> None:
     if not conn.fin_acked:
         return
     if conn.state == State.FIN_WAIT1:
-        conn._set_state(now, State.FIN_WAIT2)
+        conn.set_state(now, State.FIN_WAIT2)
         conn.t_rto = None
         if conn.orphan:
-            conn._arm_linger(now)
+            conn.arm_linger(now)
     elif conn.state == State.CLOSING:
-        conn._enter_time_wait(now)
+        conn.enter_time_wait(now)
     elif conn.state == State.LAST_ACK:
-        conn._done(now)
+        conn.finish(now)

@@ -1,9 +1,9 @@
 """One TCP connection: the transmission control block and its state machine.
 
-Sans-IO: every method takes ``now`` and reports what it does through the engine (segments
-to send, objects to wake, timers to arm). The structure follows RFC 9293 3.10 ("Event
-Processing") with Linux's choices where the RFCs leave room; comments name the Linux
-function a rule comes from (net/ipv4/tcp_input.c, tcp_output.c, tcp_timer.c).
+Sans-IO: every method takes ``now`` and reports what it does through its host
+(``host.Host``: segments to send, objects to wake, timers to arm). The structure follows
+RFC 9293 3.10 ("Event Processing") with Linux's choices where the RFCs leave room; comments
+name the Linux function a rule comes from (net/ipv4/tcp_input.c, tcp_output.c, tcp_timer.c).
 
 Sequence space on the send side::
 
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ..mib import Mib
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
 from . import ack, recovery
 from .buffers import ReceiveBuffer, SendBuffer
@@ -39,24 +40,26 @@ from .options import (
     MAX_TCP_WINDOW,
     TS_OPTION_LEN,
     SockOpts,
+    clamped_advmss,
     initial_rcv_wnd,
     peer_mss,
     rcv_wscale_for,
     rcvbuf_size,
+    sndbuf_size,
     syn_segment,
 )
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .seq import after, before, before_eq, seq_add, seq_diff
 from .states import State
+from .timers import XmitTimer
+from .timewait import TCP_TIMEWAIT_LEN, TimeWaitEntry
 
 if TYPE_CHECKING:
-    from .engine import TcpEngine
+    from .host import Host
     from .request import RequestSock
-    from .timewait import TimeWaitEntry
 
 log = structlog.get_logger("ustcp.tcp")
 
-TCP_TIMEWAIT_LEN = 60.0  # 2MSL with Linux's fixed MSL of 30 s
 TCP_DELACK_MIN = 0.04
 TCP_DELACK_MAX = 0.2
 TCP_ATO_MIN = 0.04
@@ -112,10 +115,10 @@ class TxRecord:
 class Connection:
     """A TCP connection from SYN_SENT (or SYN_RECV completed) until CLOSE."""
 
-    def __init__(self, engine: TcpEngine, local_ip: bytes, local_port: int, remote_ip: bytes,
+    def __init__(self, host: Host, local_ip: bytes, local_port: int, remote_ip: bytes,
                  remote_port: int, sockopts: SockOpts, now: float) -> None:
-        cfg = engine.config
-        self.engine = engine
+        cfg = host.config
+        self.host = host
         self.config = cfg
         self.local_ip = local_ip
         self.local_port = local_port
@@ -173,7 +176,7 @@ class Connection:
         self.pending_dsack: tuple[int, int] | None = None
         # MSS.
         self.mss_clamp = 536  # what the peer announced
-        self.advmss = engine.mss_for_mtu  # what we announced
+        self.advmss = host.mss_for_mtu  # what we announced
         self.mss = 536  # effective send MSS: payload bytes per segment, options excluded
         self.rcv_mss = 536  # estimate of the peer's segment size (icsk_ack.rcv_mss)
         # Options.
@@ -198,14 +201,14 @@ class Connection:
         self.retrans_stamp = 0.0
         self.probes_out = 0
         self.t_rto: float | None = None  # the retransmit timer, which also serves as
-        self.xmit_timer = "rto"  # ... the loss probe ("tlp") and RACK reorder ("reo") timer
+        self.xmit_timer = XmitTimer.RTO  # ... the loss probe and the RACK reorder timer
         self.t_delack: float | None = None
         self.t_probe0: float | None = None
         self.t_keepalive: float | None = None
         self.t_linger: float | None = None  # orphaned FIN_WAIT2 lifetime
-        self.heap_when: float | None = None  # engine bookkeeping
+        self.heap_when: float | None = None  # the host's bookkeeping
         # Congestion control (Linux tcp_sock fields, in packets).
-        self.cc = make_congestion_control(cfg.tcp_congestion_control)
+        self.cc = make_congestion_control(sockopts.congestion or cfg.tcp_congestion_control)
         self.ccs = CcState(mss=536)
         self.high_seq = 0
         self.prior_cwnd = 0
@@ -246,7 +249,7 @@ class Connection:
         """Active open (RFC 9293 3.10.1): send SYN, enter SYN_SENT. Taking over a
         TIME_WAIT entry (tcp_tw_reuse), start after everything the old incarnation sent
         and keep its TS.Recent (tcp_twsk_unique)."""
-        e = self.engine
+        e = self.host
         if reused is not None:
             self.iss = seq_add(reused.snd_nxt, 65535 + 2) or 1
             self.ts_recent = reused.ts_recent
@@ -256,12 +259,11 @@ class Connection:
                                  self.remote_port)
         self.ts_offset = e.isn.ts_offset(self.local_ip, self.remote_ip)
         self._init_send_seq(self.iss)
-        if self.sockopts.maxseg:
-            self.advmss = min(self.advmss, self.sockopts.maxseg)  # TCP_MAXSEG before connect
+        self.advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)  # TCP_MAXSEG before connect
         self.rcv_wscale = rcv_wscale_for(self.config, self.sockopts)
         self.rcv_wnd = initial_rcv_wnd(self.config, self.sockopts, self._advmss_payload())
-        self._set_state(now, State.SYN_SENT)
-        e.counters.inc("TcpActiveOpens")
+        self.set_state(now, State.SYN_SENT)
+        e.counters.inc(Mib.TcpActiveOpens)
         self.retrans_stamp = now
         self._send_syn(now)
 
@@ -296,8 +298,8 @@ class Connection:
         self._init_transfer(now)
         # The child is born in SYN_RECV (inet_csk_clone_lock) and the ACK makes it
         # ESTABLISHED: both show in the trace, as in Linux's inet_sock_set_state.
-        self._set_state(now, State.SYN_RECV)
-        self._set_state(now, State.ESTABLISHED)
+        self.set_state(now, State.SYN_RECV)
+        self.set_state(now, State.ESTABLISHED)
 
     def _init_send_seq(self, iss: int) -> None:
         self.snd_una = iss
@@ -335,7 +337,7 @@ class Connection:
         self.last_send = now
         self.last_data_recv = now
         if self.sockopts.keepalive:
-            self.t_keepalive = now + self.config.tcp_keepalive_time
+            self.t_keepalive = now + self.keepalive_time
 
     # ------------------------------------------------------------------ user calls
 
@@ -346,7 +348,7 @@ class Connection:
 
     @property
     def send_space(self) -> int:
-        return max(0, self._sndbuf() - len(self.snd_buf))
+        return max(0, self.sndbuf() - len(self.snd_buf))
 
     @property
     def writable(self) -> bool:
@@ -354,11 +356,12 @@ class Connection:
             return True
         return self.state in _DATA_STATES and self.send_space > 0
 
-    def _sndbuf(self) -> int:
+    def sndbuf(self) -> int:
         """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
         congestion window, between tcp_wmem[1] and tcp_wmem[2]."""
-        if self.sockopts.sndbuf:
-            return self.sockopts.sndbuf * 2
+        locked = sndbuf_size(self.sockopts)
+        if locked:
+            return locked
         _, default, hi = self.config.tcp_wmem
         want = 2 * max(self.ccs.snd_cwnd, self.reordering + 1) * (self.mss + 200)
         return max(default, min(hi, want * 2))
@@ -375,7 +378,7 @@ class Connection:
             self.snd_buf.append(data if n == len(data) else memoryview(data)[:n])
             self.write_seq = seq_add(self.write_seq, n)
             self._push(now)
-        self.engine.touch(self)
+        self.host.touch(self)
         return n
 
     def recv(self, now: float, max_bytes: int) -> bytes:
@@ -386,21 +389,24 @@ class Connection:
             self.copied += len(data)
             self._rcv_space_adjust(now)
             self._cleanup_rbuf(now, was_window)
-            self.engine.touch(self)
+            self.host.touch(self)
             return data
-        if self.error is not None:
-            err, self.error = self.error, None
-            raise err
+        self._raise_pending_error()
         if self.fin_received or self.rcv_shutdown or self.state == State.CLOSE:
             return b""
         if self.state in (State.SYN_SENT, State.SYN_RECV):
             raise BlockingIOError(errno.EAGAIN, "connection not yet established")
         raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
 
+    def take_error(self) -> OSError | None:
+        """The pending error, cleared as it is read (sock_error: SO_ERROR, and the error a
+        read, write or connect reports once)."""
+        err, self.error = self.error, None
+        return err
+
     def _raise_pending_error(self) -> None:
         if self.error is not None:
-            err, self.error = self.error, None
-            raise err
+            raise self.take_error()  # type: ignore[misc]
 
     def _rcv_space_adjust(self, now: float) -> None:
         """Dynamic right-sizing (Linux tcp_rcv_space_adjust, tcp_moderate_rcvbuf): once
@@ -444,11 +450,11 @@ class Connection:
             self.rcv_shutdown = True
         if how in (socket.SHUT_WR, socket.SHUT_RDWR):
             if self.state in (State.SYN_SENT,):
-                self._done(now)
+                self.finish(now)
             elif self.state in _DATA_STATES and not self.fin_queued:
                 self._queue_fin(now)
-        self.engine.wake(self)
-        self.engine.touch(self)
+        self.host.wake(self)
+        self.host.touch(self)
 
     def close(self, now: float) -> None:
         """close(2): the application lets go. Unread data means RST (RFC 2525 2.17, Linux
@@ -458,37 +464,37 @@ class Connection:
             return
         self.orphan = True
         self.rcv_shutdown = True
-        e = self.engine
+        e = self.host
         unread = self.rcv_buf.discard()
         linger = self.sockopts.linger
         if self.state in (State.CLOSE, State.TIME_WAIT):
             e.touch(self)
             return
         if self.state == State.SYN_SENT:
-            self._done(now)
+            self.finish(now)
         elif unread or (self.fin_received and self.ofo_fin is not None):
-            e.counters.inc("TcpExtTCPAbortOnClose")
+            e.counters.inc(Mib.TcpExtTCPAbortOnClose)
             self._send_active_reset(now)
-            self._done(now)
+            self.finish(now)
         elif linger is not None and linger[0] and linger[1] == 0:
-            e.counters.inc("TcpExtTCPAbortOnData")
+            e.counters.inc(Mib.TcpExtTCPAbortOnData)
             self._send_active_reset(now)
-            self._done(now)
+            self.finish(now)
         elif e.orphan_count >= self.config.tcp_max_orphans:
             # tcp_close: the FIN goes first, then tcp_check_oom finds too many orphans and
             # the connection is reset and dropped at once.
             if self.state in _DATA_STATES and not self.fin_queued:
                 self._queue_fin(now)
-            e.counters.inc("TcpExtTCPAbortOnMemory")
+            e.counters.inc(Mib.TcpExtTCPAbortOnMemory)
             self._send_active_reset(now)
-            self._done(now)
+            self.finish(now)
         else:
             e.orphan_count += 1
             self.orphan_counted = True
             if self.state in _DATA_STATES and not self.fin_queued:
                 self._queue_fin(now)
             elif self.state == State.FIN_WAIT2:
-                self._arm_linger(now)
+                self.arm_linger(now)
         e.touch(self)
 
     def abort(self, now: float) -> None:
@@ -498,49 +504,49 @@ class Connection:
         self.orphan = True
         self.rcv_buf.discard()
         if self.state != State.CLOSE:
-            self._done(now)
-        self.engine.touch(self)
+            self.finish(now)
+        self.host.touch(self)
 
     def _queue_fin(self, now: float) -> None:
         """Queue our FIN behind the data (tcp_send_fin) and move on in the state diagram."""
         self.fin_queued = True
-        self._set_state(now, State.FIN_WAIT1 if self.state == State.ESTABLISHED
+        self.set_state(now, State.FIN_WAIT1 if self.state == State.ESTABLISHED
                         else State.LAST_ACK)
         self._push(now)
 
     # ------------------------------------------------------------------ state and helpers
 
-    def _set_state(self, now: float, new: State) -> None:
+    def set_state(self, now: float, new: State) -> None:
         old = self.state
         if old == new:
             return
         self.state = new
-        c = self.engine.counters
+        c = self.host.counters
         if new == State.ESTABLISHED:
-            c.inc("TcpCurrEstab")
+            c.inc(Mib.TcpCurrEstab)
         elif old in (State.ESTABLISHED, State.CLOSE_WAIT) and new not in (
                 State.ESTABLISHED, State.CLOSE_WAIT):
-            c.dec("TcpCurrEstab")
+            c.dec(Mib.TcpCurrEstab)
         log.debug("state_change", conn=self.name, old=old.name, new=new.name, t=round(now, 6))
-        self.engine.wake(self)
+        self.host.wake(self)
 
-    def _done(self, now: float) -> None:
+    def finish(self, now: float) -> None:
         """The connection is finished (tcp_done): forget it, stop every timer."""
         if self.state in (State.SYN_SENT, State.SYN_RECV):
-            self.engine.counters.inc("TcpAttemptFails")
-        self._set_state(now, State.CLOSE)
+            self.host.counters.inc(Mib.TcpAttemptFails)
+        self.set_state(now, State.CLOSE)
         self.t_rto = self.t_delack = self.t_probe0 = self.t_keepalive = self.t_linger = None
         if self.orphan_counted:
             self.orphan_counted = False
-            self.engine.orphan_count -= 1
-        self.engine.forget(self)
-        self.engine.wake(self)
+            self.host.orphan_count -= 1
+        self.host.forget(self.key, self)
+        self.host.wake(self)
 
     def _set_error(self, err: int) -> None:
         self.error = OSError(err, os.strerror(err)) if err not in _ERRNO_TYPES \
             else _ERRNO_TYPES[err](err, os.strerror(err))
 
-    def _ts_now(self, now: float) -> int:
+    def ts_now(self, now: float) -> int:
         """Our TSval: a millisecond clock plus a per-connection offset (RFC 7323 5.4)."""
         return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
 
@@ -587,12 +593,12 @@ class Connection:
             unit = 1 << self.rcv_wscale
             new_win = (cur_win + unit - 1) & ~(unit - 1)
         if not new_win:
-            c = self.engine.counters
-            c.inc("TcpExtTCPWantZeroWindowAdv")
+            c = self.host.counters
+            c.inc(Mib.TcpExtTCPWantZeroWindowAdv)
             if self.rcv_wnd:
-                c.inc("TcpExtTCPToZeroWindowAdv")
+                c.inc(Mib.TcpExtTCPToZeroWindowAdv)
         elif not self.rcv_wnd and self.state != State.SYN_SENT:
-            self.engine.counters.inc("TcpExtTCPFromZeroWindowAdv")
+            self.host.counters.inc(Mib.TcpExtTCPFromZeroWindowAdv)
         self.rcv_wnd = new_win
         self.rcv_wup = self.rcv_nxt
         new_win = min(new_win, MAX_TCP_WINDOW << self.rcv_wscale)
@@ -604,7 +610,7 @@ class Connection:
                  *, with_sack: bool = True) -> TcpSegment:
         opts = TcpOptions()
         if self.ts_ok:
-            opts.ts_val = self._ts_now(now)
+            opts.ts_val = self.ts_now(now)
             opts.ts_ecr = self.ts_recent
         if with_sack and self.sack_ok and flags & ACK and (
                 self.rcv_buf.ofo or self.pending_dsack is not None):
@@ -622,7 +628,7 @@ class Connection:
         self.segs_out += seg.pcount  # tcpi_segs_out counts wire segments, as Linux's
         if seg.flags & ACK:
             self._ack_sent(now)
-        self.engine.emit(self.local_ip, self.remote_ip, seg)
+        self.host.emit(self.local_ip, self.remote_ip, seg)
 
     def _ack_sent(self, now: float) -> None:
         """Every segment we send carries the ACK (tcp_event_ack_sent)."""
@@ -640,13 +646,13 @@ class Connection:
 
     def _send_active_reset(self, now: float) -> None:
         """RST for a connection we abort (tcp_send_active_reset): carries ACK and TS."""
-        self.engine.counters.inc("TcpOutRsts")
+        self.host.counters.inc(Mib.TcpOutRsts)
         seg = self._segment(now, RST | ACK, self.snd_nxt, with_sack=False)
-        self.engine.emit(self.local_ip, self.remote_ip, seg)
+        self.host.emit(self.local_ip, self.remote_ip, seg)
 
     def _send_syn(self, now: float) -> None:
         cfg = self.config
-        ts_val = self._ts_now(now) if cfg.tcp_timestamps else None
+        ts_val = self.ts_now(now) if cfg.tcp_timestamps else None
         seg = syn_segment(self.local_port, self.remote_port, self.iss, None,
                           rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
                           ts_val=ts_val, ts_ecr=0, sack=bool(cfg.tcp_sack),
@@ -656,8 +662,8 @@ class Connection:
             self.packets_out = 1
             self.snd_nxt = seq_add(self.iss, 1)
         self.segs_out += 1
-        self.engine.emit(self.local_ip, self.remote_ip, seg)
-        self._arm_rto(now)
+        self.host.emit(self.local_ip, self.remote_ip, seg)
+        self.arm_rto(now)
 
     def _current_mss(self) -> int:
         """Payload room of the next segment: the MSS less the SACK blocks it will carry,
@@ -669,7 +675,7 @@ class Connection:
             return self.mss
         return self.mss - 4 - 8 * min(blocks, 3 if self.ts_ok else 4)
 
-    def _in_flight(self) -> int:
+    def in_flight(self) -> int:
         """Packets in flight (tcp_packets_in_flight, RFC 6675 "pipe")."""
         return self.packets_out - (self.sacked_out + self.lost_out) + self.retrans_out
 
@@ -680,11 +686,11 @@ class Connection:
         ccs = self.ccs
         if self.write_seq == self.snd_nxt and not (self.fin_queued and not self.fin_sent):
             # Nothing queued (most calls after an ACK): only the bookkeeping below.
-            self._cwnd_validate(self._in_flight() >= ccs.snd_cwnd)
+            self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
             self._check_probe_timer(now)
             return
         mss = self._current_mss()
-        gso_max = self.engine.gso_max_size
+        gso_max = self.host.gso_max_size
         sent_any = False
         last: TcpSegment | None = None
         first_seq = self.snd_nxt
@@ -694,7 +700,7 @@ class Connection:
             want_fin = self.fin_queued and not self.fin_sent
             if unsent <= 0 and not want_fin:
                 break
-            quota = ccs.snd_cwnd - self._in_flight()
+            quota = ccs.snd_cwnd - self.in_flight()
             if quota <= 0 and not (want_fin and unsent <= 0):
                 break  # a lone FIN is not held by cwnd (tcp_cwnd_test)
             wnd_end = seq_add(self.snd_una, self.snd_wnd)
@@ -728,7 +734,7 @@ class Connection:
             self.last_send = now
             ccs.lsndtime = now
             recovery.schedule_loss_probe(self, now, advancing_rto=False)
-        self._cwnd_validate(self._in_flight() >= ccs.snd_cwnd)
+        self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
         self._check_probe_timer(now)
 
     def _cwnd_validate(self, is_cwnd_limited: bool) -> None:
@@ -740,7 +746,7 @@ class Connection:
             self.max_packets_out = self.packets_out
             self.cwnd_usage_seq = self.snd_nxt
 
-    def _is_cwnd_limited(self) -> bool:
+    def is_cwnd_limited(self) -> bool:
         """tcp_is_cwnd_limited: in slow start, grow cwnd to twice what was in flight."""
         ccs = self.ccs
         if self.cwnd_limited:
@@ -802,8 +808,8 @@ class Connection:
         if self.ccs.ca_state == CA_RECOVERY:
             self.prr_out += pcount
         self._emit(now, seg)
-        if self.t_rto is None or self.xmit_timer == "tlp":
-            self._arm_rto(now)  # tcp_event_new_data_sent
+        if self.t_rto is None or self.xmit_timer == XmitTimer.LOSS_PROBE:
+            self.arm_rto(now)  # tcp_event_new_data_sent
         self._note_pingpong(now)
         return seg
 
@@ -813,7 +819,7 @@ class Connection:
         if now - self.lrcvtime < self.ato:
             self.pingpong = 1
 
-    def _retransmit(self, now: float, rec: TxRecord) -> None:
+    def retransmit(self, now: float, rec: TxRecord) -> None:
         """Resend one record (tcp_retransmit_skb); a record larger than one MSS is split so
         that retransmissions are MSS-sized."""
         size = seq_diff(rec.end, rec.start) - (1 if rec.fin else 0) - (1 if rec.syn else 0)
@@ -822,7 +828,7 @@ class Connection:
         else:
             mss = self._current_mss()
             if size > mss:
-                self._split(rec, mss)
+                self.split(rec, mss)
                 size = mss
             payload = self.snd_buf.peek(seq_diff(rec.start, self.snd_una), size) \
                 if size else b""
@@ -840,13 +846,13 @@ class Connection:
         self.tsorted.append((now, rec))
         self.total_retrans += rec.pcount
         self.bytes_retrans += size
-        self.engine.counters.inc("TcpRetransSegs", rec.pcount)
+        self.host.counters.inc(Mib.TcpRetransSegs, rec.pcount)
         if not self.retrans_stamp:
             self.retrans_stamp = rec.first_xmit
         log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
                   len=size, ca_state=self.ccs.ca_state, t=round(now, 6))
 
-    def _split(self, rec: TxRecord, first_len: int) -> None:
+    def split(self, rec: TxRecord, first_len: int) -> None:
         """Split a record after ``first_len`` bytes (tcp_fragment)."""
         mid = seq_add(rec.start, first_len)
         tail_len = seq_diff(rec.end, mid) - (1 if rec.fin else 0)
@@ -871,6 +877,8 @@ class Connection:
 
     @property
     def deadline(self) -> float | None:
+        if self.state == State.CLOSE:
+            return None
         best: float | None = None
         for t in (self.t_rto, self.t_delack, self.t_probe0, self.t_keepalive, self.t_linger):
             if t is not None and (best is None or t < best):
@@ -882,10 +890,10 @@ class Connection:
             self._delack_timer(now)
         if self.t_rto is not None and self.t_rto <= now:
             self.t_rto = None
-            kind, self.xmit_timer = self.xmit_timer, "rto"
-            if kind == "tlp":
+            kind, self.xmit_timer = self.xmit_timer, XmitTimer.RTO
+            if kind == XmitTimer.LOSS_PROBE:
                 recovery.send_loss_probe(self, now)
-            elif kind == "reo":
+            elif kind == XmitTimer.REO_TIMEOUT:
                 recovery.rack_reo_timeout(self, now)
             else:
                 self._retransmit_timer(now)
@@ -898,30 +906,40 @@ class Connection:
         if self.t_linger is not None and self.t_linger <= now:
             self.t_linger = None
             if self.state == State.FIN_WAIT2:
-                self.engine.counters.inc("TcpExtTCPAbortOnLinger")
-                self._done(now)
-        self.engine.touch(self)
+                self.host.counters.inc(Mib.TcpExtTCPAbortOnLinger)
+                self.finish(now)
 
-    def _rto_value(self) -> float:
+    def rto_value(self) -> float:
         return self.rtt.backed_off(self.backoff)
 
-    def _arm_rto(self, now: float) -> None:
-        self.t_rto = now + self._rto_value()
-        self.xmit_timer = "rto"
+    def reset_xmit_timer(self, what: int, when: float) -> None:
+        """Arm the transmit timer in mode ``what`` (a :class:`XmitTimer`), as
+        inet_csk_reset_xmit_timer: the retransmission timeout, the loss probe and the RACK
+        reorder timeout share one timer (the mode says what its expiry does); the
+        zero-window probe is kept on a timer of its own (Linux shares that one too, but it
+        only runs with nothing in flight)."""
+        if what == XmitTimer.PROBE0:
+            self.t_probe0 = when
+        else:
+            self.t_rto = when
+            self.xmit_timer = what
 
-    def _rto_deadline(self, now: float) -> float:
+    def arm_rto(self, now: float) -> None:
+        self.reset_xmit_timer(XmitTimer.RTO, now + self.rto_value())
+
+    def rto_deadline(self, now: float) -> float:
         """When the RTO would fire, counted from the send time of the oldest outstanding
         record (tcp_rto_delta_us)."""
         head = self.rtx[0].xmit if self.rtx else now
-        return head + self._rto_value()
+        return head + self.rto_value()
 
-    def _set_xmit_timer(self, now: float) -> None:
+    def set_xmit_timer(self, now: float) -> None:
         """After an ACK that advanced SND.UNA: a loss probe if one is due, else the RTO
         restarted (RFC 6298 5.3, tcp_set_xmit_timer)."""
         if not self.packets_out:
             self.t_rto = None
         elif not recovery.schedule_loss_probe(self, now, advancing_rto=True):
-            self._arm_rto(now)
+            self.arm_rto(now)
 
     def _delack_timer(self, now: float) -> None:
         """tcp_delack_timer_handler: send the delayed ACK and adapt ATO."""
@@ -932,8 +950,8 @@ class Connection:
             self.pingpong = 0
             self.ato = TCP_ATO_MIN
         else:
-            self.ato = min(self.ato * 2, self._rto_value())
-        self.engine.counters.inc("TcpExtDelayedACKs")
+            self.ato = min(self.ato * 2, self.rto_value())
+        self.host.counters.inc(Mib.TcpExtDelayedACKs)
         self._send_ack(now)
 
     def _write_timeout(self, now: float) -> bool:
@@ -943,7 +961,7 @@ class Connection:
             return self.retransmits >= cfg.tcp_syn_retries
         boundary = cfg.tcp_retries2
         if self.orphan:
-            boundary = cfg.tcp_orphan_retries or (8 if self._rto_value() < TCP_RTO_MAX else 0)
+            boundary = cfg.tcp_orphan_retries or (8 if self.rto_value() < TCP_RTO_MAX else 0)
         if not self.retransmits:
             return False
         # tcp_model_timeout: how long `boundary` doublings from TCP_RTO_MIN take.
@@ -958,29 +976,29 @@ class Connection:
         """The RTO fired (RFC 6298 5.4-5.7, tcp_retransmit_timer)."""
         if not self.rtx:
             return
-        c = self.engine.counters
+        c = self.host.counters
         if self._write_timeout(now):
-            c.inc("TcpExtTCPAbortOnTimeout")
+            c.inc(Mib.TcpExtTCPAbortOnTimeout)
             if self.orphan and self.state != State.SYN_SENT:
                 self._send_active_reset(now)
             self._set_error(errno.ETIMEDOUT)
             log.info("timeout", conn=self.name, state=self.state.name,
                      retransmits=self.retransmits)
-            self._done(now)
+            self.finish(now)
             return
-        c.inc("TcpExtTCPTimeouts")
+        c.inc(Mib.TcpExtTCPTimeouts)
         self.tlp_high_seq = None  # an RTO ends the loss-probe episode (tcp_retransmit_timer)
         if self.state == State.SYN_SENT:
             self.retransmits += 1
             self.backoff += 1
-            self._retransmit(now, self.rtx[0])
-            self._arm_rto(now)
+            self.retransmit(now, self.rtx[0])
+            self.arm_rto(now)
             return
         recovery.enter_loss(self, now)
-        self._retransmit(now, self.rtx[0])
+        self.retransmit(now, self.rtx[0])
         self.backoff += 1
         self.retransmits += 1
-        self._arm_rto(now)
+        self.arm_rto(now)
 
     def _check_probe_timer(self, now: float) -> None:
         """Arm the persist timer when data waits on a closed window with nothing in
@@ -992,12 +1010,12 @@ class Connection:
             self.probes_out = 0
             return
         if self.t_probe0 is None:
-            self.t_probe0 = self._probe0_when(now)
+            self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_when(now))
 
-    def _probe0_when(self, now: float) -> float:
+    def probe0_when(self, now: float) -> float:
         """When the next zero-window probe is due (tcp_probe0_when): the backed-off RTO,
         kept within TCP_RTO_MIN and TCP_RTO_MAX."""
-        return now + min(max(self._rto_value(), TCP_RTO_MIN), TCP_RTO_MAX)
+        return now + min(max(self.rto_value(), TCP_RTO_MIN), TCP_RTO_MAX)
 
     def _probe_timer(self, now: float) -> None:
         """Zero-window probe (tcp_probe_timer / tcp_send_probe0 / tcp_write_wakeup)."""
@@ -1008,12 +1026,12 @@ class Connection:
         if self.orphan:
             max_probes = self.config.tcp_orphan_retries or 8
         if self.probes_out >= max_probes:
-            self.engine.counters.inc("TcpExtTCPAbortOnTimeout")
+            self.host.counters.inc(Mib.TcpExtTCPAbortOnTimeout)
             self._set_error(errno.ETIMEDOUT)
-            self._done(now)
+            self.finish(now)
             return
         self.probes_out += 1
-        self.engine.counters.inc("TcpExtTCPWinProbe")
+        self.host.counters.inc(Mib.TcpExtTCPWinProbe)
         avail = seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
         unsent = seq_diff(self.write_seq, self.snd_nxt)
         if avail > 0 and unsent > 0:
@@ -1026,9 +1044,9 @@ class Connection:
         # current window (tcp_xmit_probe_skb).
         self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
         self.backoff += 1
-        self.t_probe0 = self._probe0_when(now)
+        self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_when(now))
 
-    def _push_ignoring_nagle(self, now: float) -> None:
+    def push_ignoring_nagle(self, now: float) -> None:
         nodelay, cork = self.sockopts.nodelay, self.sockopts.cork
         self.sockopts.nodelay, self.sockopts.cork = True, False
         try:
@@ -1038,29 +1056,74 @@ class Connection:
 
     def _keepalive_timer(self, now: float) -> None:
         """SO_KEEPALIVE probes (tcp_keepalive_timer), RFC 9293 3.8.4."""
-        cfg = self.config
         if not self.sockopts.keepalive or self.state != State.ESTABLISHED:
             return
         idle = now - max(self.last_data_recv, self.last_ack_recv)
+        keepalive_time = self.keepalive_time
         if self.packets_out or seq_diff(self.write_seq, self.snd_nxt) > 0 \
-                or idle < cfg.tcp_keepalive_time:
-            self.t_keepalive = now + max(cfg.tcp_keepalive_time - idle, 1.0)
+                or idle < keepalive_time:
+            self.t_keepalive = now + max(keepalive_time - idle, 1.0)
             return
-        if self.probes_out >= cfg.tcp_keepalive_probes:
+        if self.probes_out >= (self.sockopts.keepcnt or self.config.tcp_keepalive_probes):
             self._send_active_reset(now)
             self._set_error(errno.ETIMEDOUT)
-            self._done(now)
+            self.finish(now)
             return
         self.probes_out += 1
         self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
-        self.t_keepalive = now + cfg.tcp_keepalive_intvl
+        self.t_keepalive = now + (self.sockopts.keepintvl or self.config.tcp_keepalive_intvl)
 
-    def _arm_linger(self, now: float) -> None:
+    @property
+    def keepalive_time(self) -> int:
+        """TCP_KEEPIDLE, else net.ipv4.tcp_keepalive_time (keepalive_time_when)."""
+        return self.sockopts.keepidle or self.config.tcp_keepalive_time
+
+    # ------------------------------------------------------------------ socket options
+
+    def keepalive_changed(self, now: float) -> None:
+        """SO_KEEPALIVE or TCP_KEEPIDLE changed: re-arm the keepalive timer for what is left
+        of the idle time, or stop it (tcp_set_keepalive, tcp_sock_set_keepidle_locked)."""
+        if not self.sockopts.keepalive:
+            self.t_keepalive = None
+        elif self.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
+            elapsed = now - max(self.last_data_recv, self.last_ack_recv)
+            self.t_keepalive = now + max(self.keepalive_time - elapsed, 0.0)
+        self.host.touch(self)
+
+    def push_pending(self, now: float) -> None:
+        """TCP_NODELAY set or TCP_CORK cleared: send what Nagle or the cork held back
+        (tcp_push_pending_frames)."""
+        self._push(now)
+        self.host.touch(self)
+
+    def set_quickack(self, now: float, value: int) -> None:
+        """TCP_QUICKACK (__tcp_sock_set_quickack): 0 enters pingpong (delayed ACKs); any other
+        value leaves it and sends an ACK that is due (tcp_cleanup_rbuf with ICSK_ACK_PUSHED);
+        an even value re-enters pingpong after that ACK."""
+        if not value:
+            self.pingpong = 1
+            return
+        self.pingpong = 0
+        if self.state in (State.ESTABLISHED, State.CLOSE_WAIT) and self.t_delack is not None:
+            if not len(self.rcv_buf) or seq_diff(self.rcv_nxt, self.rcv_wup) > self.rcv_mss:
+                self._send_ack(now)
+            if not value & 1:
+                self.pingpong = 1
+        self.host.touch(self)
+
+    def set_congestion_control(self, now: float, name: str) -> None:
+        """TCP_CONGESTION on a connection (tcp_reinit_congestion_control): a fresh instance
+        of the algorithm, initialised at once when the connection is synchronized."""
+        self.cc = make_congestion_control(name)
+        if self.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
+            self.cc.init(self.ccs, now)
+
+    def arm_linger(self, now: float) -> None:
         """An orphan in FIN_WAIT2 waits tcp_fin_timeout (or TCP_LINGER2) for the peer's FIN,
         then is dropped (tcp_rcv_state_process, tcp_keepalive_timer)."""
         linger2 = self.sockopts.linger2
         if linger2 is not None and linger2 < 0:
-            self._done(now)
+            self.finish(now)
             return
         self.t_linger = now + (linger2 if linger2 else self.config.tcp_fin_timeout)
 
@@ -1076,7 +1139,6 @@ class Connection:
             self._rcv_syn_sent(now, seg)
         elif state != State.CLOSE:
             self._rcv_synchronized(now, seg)
-        self.engine.touch(self)
 
     def _header_predicted(self, seg: TcpSegment) -> bool:
         """Header prediction (Van Jacobson's, Linux tcp_rcv_established's fast path): the
@@ -1109,7 +1171,7 @@ class Connection:
     def _rcv_syn_sent(self, now: float, seg: TcpSegment) -> None:
         """RFC 9293 3.10.7.3 (tcp_rcv_synsent_state_process)."""
         flags = seg.flags
-        e = self.engine
+        e = self.host
         if flags & ACK and not (after(seg.ack, self.iss) and before_eq(seg.ack, self.snd_nxt)):
             if not flags & RST:
                 e.send_reset_for(self.local_ip, self.remote_ip, seg)
@@ -1118,7 +1180,7 @@ class Connection:
             if flags & ACK:
                 self._set_error(errno.ECONNREFUSED)
                 log.info("connection_refused", conn=self.name)
-                self._done(now)
+                self.finish(now)
             return
         if not flags & SYN:
             return
@@ -1151,7 +1213,7 @@ class Connection:
             self.t_rto = None
             self.retrans_stamp = 0.0
             self._init_transfer(now)
-            self._set_state(now, State.ESTABLISHED)
+            self.set_state(now, State.ESTABLISHED)
             self._enter_quickack()
             self._send_ack(now)
             self._push(now)
@@ -1159,18 +1221,18 @@ class Connection:
             # Simultaneous open (RFC 9293 3.10.7.3, figure 8): SYN_RECV, send SYN-ACK.
             self.snd_wnd = seg.window
             self.snd_wl1 = seg.seq
-            self._set_state(now, State.SYN_RECV)
+            self.set_state(now, State.SYN_RECV)
             self._send_synack(now)
 
     def _send_synack(self, now: float) -> None:
-        ts_val = self._ts_now(now) if self.ts_ok else None
+        ts_val = self.ts_now(now) if self.ts_ok else None
         seg = syn_segment(self.local_port, self.remote_port, self.iss, self.rcv_nxt,
                           rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
                           ts_val=ts_val, ts_ecr=self.ts_recent, sack=self.sack_ok,
                           wscale=self.wscale_ok)
         self.segs_out += 1
-        self.engine.emit(self.local_ip, self.remote_ip, seg)
-        self._arm_rto(now)
+        self.host.emit(self.local_ip, self.remote_ip, seg)
+        self.arm_rto(now)
 
     def _sequence_ok(self, seg: TcpSegment) -> bool:
         """RFC 9293 3.10.7.4 acceptability, as Linux tcp_sequence checks it: the segment
@@ -1188,22 +1250,22 @@ class Connection:
             self._send_ack(now)
             return
         if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
-            self.engine.counters.inc("TcpExtTCPACKSkippedSeq")
+            self.host.counters.inc(Mib.TcpExtTCPACKSkippedSeq)
             return
         self.last_oow_ack = now
         self._send_ack(now)
 
-    def _send_challenge_ack(self, now: float) -> None:
+    def send_challenge_ack(self, now: float) -> None:
         """RFC 5961 challenge ACK (tcp_send_challenge_ack), per-socket and global limits."""
-        c = self.engine.counters
+        c = self.host.counters
         if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
-            c.inc("TcpExtTCPACKSkippedChallenge")
+            c.inc(Mib.TcpExtTCPACKSkippedChallenge)
             return
-        if not self.engine.challenge_ack_allowed(now):
-            c.inc("TcpExtTCPChallengeACK")
+        if not self.host.challenge_ack_allowed(now):
+            c.inc(Mib.TcpExtTCPChallengeACK)
             return
         self.last_oow_ack = now
-        c.inc("TcpExtTCPChallengeACK")
+        c.inc(Mib.TcpExtTCPChallengeACK)
         self._send_ack(now)
 
     def _paws_reject(self, now: float, seg: TcpSegment) -> bool:
@@ -1220,28 +1282,28 @@ class Connection:
         disordered_ack = (seg.flags & (ACK | SYN | FIN | RST) == ACK and not seg.payload
                           and seg.seq == self.rcv_nxt and seg.ack == self.snd_una
                           and (seg.window << self.snd_wscale) == self.snd_wnd
-                          and lag <= self._rto_value() * 1024)
+                          and lag <= self.rto_value() * 1024)
         return not disordered_ack
 
     def _rcv_synchronized(self, now: float, seg: TcpSegment) -> None:
         flags = seg.flags
-        c = self.engine.counters
+        c = self.host.counters
         # 1. PAWS (RFC 7323 5.3), not for RST (tcp_validate_incoming).
         if not flags & RST and self._paws_reject(now, seg):
-            c.inc("TcpExtPAWSEstab")
+            c.inc(Mib.TcpExtPAWSEstab)
             self._send_dupack_limited(now, seg)
             return
         # 2. Sequence number acceptable?
         if not self._sequence_ok(seg):
             if flags & RST:
-                c.inc("UstcpDropRstOutOfWindow")
+                c.inc(Mib.UstcpDropRstOutOfWindow)
                 return
             if flags & SYN:
-                c.inc("TcpInErrs")
-                c.inc("TcpExtTCPSYNChallenge")
-                self._send_challenge_ack(now)
+                c.inc(Mib.TcpInErrs)
+                c.inc(Mib.TcpExtTCPSYNChallenge)
+                self.send_challenge_ack(now)
                 return
-            c.inc("UstcpDropOutOfWindow")
+            c.inc(Mib.UstcpDropOutOfWindow)
             self._send_dupack_limited(now, seg)
             return
         # 3. RST (RFC 5961 3.2): only an exact match resets; else a challenge ACK.
@@ -1249,20 +1311,20 @@ class Connection:
             if seg.seq == self.rcv_nxt:
                 self._reset_by_peer(now)
             else:
-                self._send_challenge_ack(now)
+                self.send_challenge_ack(now)
             return
         # 4. SYN in a synchronized state (RFC 5961 4.2): challenge ACK.
         if flags & SYN:
-            c.inc("TcpExtTCPSYNChallenge")
-            self._send_challenge_ack(now)
+            c.inc(Mib.TcpExtTCPSYNChallenge)
+            self.send_challenge_ack(now)
             return
         # 5. ACK.
         if not flags & ACK:
-            c.inc("UstcpDropNoAck")
+            c.inc(Mib.UstcpDropNoAck)
             return
         if self.state == State.SYN_RECV:
             if not (after(seg.ack, self.snd_una) and before_eq(seg.ack, self.snd_nxt)):
-                self.engine.send_reset_for(self.local_ip, self.remote_ip, seg)
+                self.host.send_reset_for(self.local_ip, self.remote_ip, seg)
                 return
             self.snd_wnd = seg.window << self.snd_wscale
             ack.clean_rtx(self, now, seg.ack, seg, self.snd_una)
@@ -1270,7 +1332,7 @@ class Connection:
             self.t_rto = None
             self.backoff = self.retransmits = 0
             self._init_transfer(now)
-            self._set_state(now, State.ESTABLISHED)
+            self.set_state(now, State.ESTABLISHED)
         if not ack.process_ack(self, now, seg):
             return
         if self.state == State.CLOSE:
@@ -1280,10 +1342,10 @@ class Connection:
         if self.rcv_shutdown and self.state in (State.FIN_WAIT1, State.FIN_WAIT2) \
                 and seg.payload and after(end, self.rcv_nxt):
             # Data for a socket that can no longer read it (tcp_rcv_state_process).
-            c.inc("TcpExtTCPAbortOnData")
+            c.inc(Mib.TcpExtTCPAbortOnData)
             self._send_active_reset(now)
             self._set_error(errno.ECONNRESET)
-            self._done(now)
+            self.finish(now)
             return
         if seg.payload or flags & FIN:
             self._data_queue(now, seg)
@@ -1293,7 +1355,7 @@ class Connection:
     def _reset_by_peer(self, now: float) -> None:
         """A valid RST (RFC 9293 3.10.7.4, Linux tcp_reset)."""
         if self.state in (State.ESTABLISHED, State.CLOSE_WAIT):
-            self.engine.counters.inc("TcpEstabResets")
+            self.host.counters.inc(Mib.TcpEstabResets)
         if self.state == State.SYN_RECV or self.state == State.SYN_SENT:
             self._set_error(errno.ECONNREFUSED)
         elif self.state == State.CLOSE_WAIT:
@@ -1302,12 +1364,17 @@ class Connection:
             self._set_error(errno.ECONNRESET)
         log.info("reset_received", conn=self.name, state=self.state.name)
         self.rcv_buf.discard()
-        self._done(now)
+        self.finish(now)
 
-    def _enter_time_wait(self, now: float) -> None:
+    def enter_time_wait(self, now: float) -> None:
         """Hand the connection to the TIME_WAIT table (tcp_time_wait) and finish it."""
-        self.engine.time_wait.add(now, self)
-        self._done(now)
+        self.host.enter_time_wait(now, TimeWaitEntry(
+            key=self.key, snd_nxt=self.snd_nxt, rcv_nxt=self.rcv_nxt,
+            rcv_wnd=min(self.rcv_wnd >> self.rcv_wscale, 65535), rcv_wscale=self.rcv_wscale,
+            ts_ok=self.ts_ok, ts_recent=self.ts_recent, ts_recent_stamp=self.ts_recent_stamp,
+            ts_offset=self.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN),
+            self.name, self.rtt.rto)
+        self.finish(now)
 
     # ------------------------------------------------------------------ receiving data
 
@@ -1331,8 +1398,8 @@ class Connection:
             if m <= TCP_ATO_MIN / 2:
                 self.ato = self.ato / 2 + TCP_ATO_MIN / 2
             elif m < self.ato:
-                self.ato = min(self.ato / 2 + m, self._rto_value())
-            elif m > self._rto_value():
+                self.ato = min(self.ato / 2 + m, self.rto_value())
+            elif m > self.rto_value():
                 quickacks = self.rcv_wnd // (2 * max(self.rcv_mss, 1)) or 2
                 self.quick = max(self.quick, min(quickacks, TCP_MAX_QUICKACKS))
         self.lrcvtime = now
@@ -1351,13 +1418,13 @@ class Connection:
 
     def _rcv_rtt_measure(self, now: float, ts_ecr: int) -> None:
         """The receiver's RTT from the echo of our TSval (tcp_rcv_rtt_measure_ts)."""
-        sample = seq_diff(self._ts_now(now), ts_ecr) / 1000.0
+        sample = seq_diff(self.ts_now(now), ts_ecr) / 1000.0
         if 0 < sample < 60.0:
             self.rcv_rtt = sample if not self.rcv_rtt else self.rcv_rtt * 7 / 8 + sample / 8
 
     def _data_queue(self, now: float, seg: TcpSegment) -> None:
         """Accept segment text and FIN (RFC 9293 3.10.7.4 seventh/eighth; tcp_data_queue)."""
-        c = self.engine.counters
+        c = self.host.counters
         payload = seg.payload
         seq = seg.seq
         length = len(payload)
@@ -1374,7 +1441,7 @@ class Connection:
                 # A complete duplicate: D-SACK it and ACK at once (tcp_data_queue).
                 if length:
                     self.pending_dsack = (seq, end)
-                    c.inc("TcpExtDelayedACKLost")
+                    c.inc(Mib.TcpExtDelayedACKLost)
                 self._enter_quickack()
                 return
             # Partial overlap: D-SACK the old part, keep the rest.
@@ -1385,12 +1452,12 @@ class Connection:
             length = len(payload)
         if seq == self.rcv_nxt:
             if length and self._receive_window() == 0:
-                c.inc("TcpExtTCPZeroWindowDrop")
+                c.inc(Mib.TcpExtTCPZeroWindowDrop)
                 self._enter_quickack()
                 return
             room = self._rcv_room(seq)
             if length > room:
-                c.inc("TcpExtTCPRcvQDrop")
+                c.inc(Mib.TcpExtTCPRcvQDrop)
                 self._enter_quickack()
                 if room <= 0:
                     return
@@ -1410,14 +1477,14 @@ class Connection:
                 if self.ofo_fin is not None and self.ofo_fin == self.rcv_nxt:
                     self.ofo_fin = None
                     self._rcv_fin(now)
-            self.engine.wake(self)
+            self.host.wake(self)
             return
         # Out of order (tcp_data_queue_ofo): queue it, ACK at once with SACK.
         if length > self._rcv_room(seq):
-            c.inc("TcpExtTCPOFODrop")
+            c.inc(Mib.TcpExtTCPOFODrop)
             self.ack_now = True
             return
-        c.inc("TcpExtTCPOFOQueue")
+        c.inc(Mib.TcpExtTCPOFOQueue)
         if length:
             dsack = self.rcv_buf.ofo_insert(self.rcv_nxt, seq, payload)
             if dsack is not None:
@@ -1436,24 +1503,24 @@ class Connection:
         self._event_data_recv(now, length)
         if self.ts_ok and seg.options.ts_ecr:
             self._rcv_rtt_measure(now, seg.options.ts_ecr)
-        self.engine.wake(self)
+        self.host.wake(self)
 
     def _rcv_fin(self, now: float) -> None:
         """The peer's FIN is in order (tcp_fin)."""
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
         self.fin_received = True
         self.ack_scheduled = True
-        self.engine.wake(self)
+        self.host.wake(self)
         if self.state == State.ESTABLISHED:
-            self._set_state(now, State.CLOSE_WAIT)
+            self.set_state(now, State.CLOSE_WAIT)
             self.pingpong = 1
         elif self.state == State.FIN_WAIT1:
             # Simultaneous close (RFC 9293 3.6): our FIN is not yet acknowledged.
             self.ack_now = True
-            self._set_state(now, State.CLOSING)
+            self.set_state(now, State.CLOSING)
         elif self.state == State.FIN_WAIT2:
             self._send_ack(now)
-            self._enter_time_wait(now)
+            self.enter_time_wait(now)
 
     def _ack_snd_check(self, now: float) -> None:
         """Send the ACK now or delay it (__tcp_ack_snd_check)."""
@@ -1498,7 +1565,7 @@ class Connection:
             options |= 2  # TCPI_OPT_SACK
         if self.wscale_ok:
             options |= 4  # TCPI_OPT_WSCALE
-        rto = self._rto_value()
+        rto = self.rto_value()
         return {
             "tcpi_state": int(self.state),
             "tcpi_ca_state": ccs.ca_state,
@@ -1518,7 +1585,7 @@ class Connection:
             "tcpi_retrans": self.retrans_out,
             "tcpi_last_data_recv": int((now - self.last_data_recv) * 1000),
             "tcpi_last_ack_recv": int((now - self.last_ack_recv) * 1000),
-            "tcpi_pmtu": self.engine.mss_for_mtu + 40,
+            "tcpi_pmtu": self.host.mss_for_mtu + 40,
             "tcpi_rcv_ssthresh": self.rcv_ssthresh,
             "tcpi_rtt": self.rtt.srtt_us,
             "tcpi_rttvar": self.rtt.rttvar_us,

@@ -23,15 +23,15 @@ from typing import Any
 import structlog
 
 from ..config import StackConfig
-from ..obs.counters import Counters
+from ..mib import Counters, Mib
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
+from .host import Timed, Wakeable
 from .isn import IsnGenerator
 from .listener import Listener
 from .options import SockOpts
 from .seq import seq_add
-from .states import State
 from .timewait import TimeWaitEntry, TimeWaitTable
 
 log = structlog.get_logger("ustcp.tcp")
@@ -61,7 +61,7 @@ class TcpEngine:
         self.time_wait = TimeWaitTable(self)
         self.orphan_count = 0
         self._output: list[Output] = []
-        self._wakeups: set[Connection | Listener] = set()
+        self._wakeups: set[Wakeable] = set()
         self._timers: list[tuple[float, int, Any]] = []
         self._tick = itertools.count()
         self._earliest: float | None = None
@@ -74,7 +74,7 @@ class TcpEngine:
         out, self._output = self._output, []
         return out
 
-    def take_wakeups(self) -> set[Connection | Listener]:
+    def take_wakeups(self) -> set[Wakeable]:
         woken, self._wakeups = self._wakeups, set()
         return woken
 
@@ -102,18 +102,20 @@ class TcpEngine:
                 continue
             obj.heap_when = None
             obj.on_timer(now)
+            self.touch(obj)  # the timers it left armed, whatever the handler changed
 
     def on_segment(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         """One parsed, checksum-verified segment from the network."""
         c = self.counters
-        c.inc("TcpInSegs")
+        c.inc(Mib.TcpInSegs)
         if not seg.src_port or not seg.dst_port:
-            c.inc("UstcpDropZeroPort")
+            c.inc(Mib.UstcpDropZeroPort)
             return
         key = (dst_ip, seg.dst_port, src_ip, seg.src_port)
         conn = self.connections.get(key)
         if conn is not None:
             conn.on_segment(now, seg)
+            self.touch(conn)  # whatever the segment changed, its timers are re-read here
             return
         tw = self.time_wait.entries.get(key)
         if tw is not None:
@@ -123,6 +125,7 @@ class TcpEngine:
             listener = self._find_listener(dst_ip, seg.dst_port)
             if listener is not None:
                 listener.on_syn(now, src_ip, seg, dst_ip, tw_isn)
+                self.touch(listener)
             return
         listener = self._find_listener(dst_ip, seg.dst_port)
         if listener is not None:
@@ -130,8 +133,9 @@ class TcpEngine:
                 listener.on_syn(now, src_ip, seg, dst_ip)
             else:
                 listener.on_segment(now, src_ip, dst_ip, seg)
+            self.touch(listener)
             return
-        c.inc("UstcpNoSocket")
+        c.inc(Mib.UstcpNoSocket)
         self.send_reset_for(dst_ip, src_ip, seg)
 
     # ------------------------------------------------------------------ user side
@@ -144,7 +148,8 @@ class TcpEngine:
             port = self._pick_listen_port()
         if (local_ip, port) in self.listeners or (ANY, port) in self.listeners:
             raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-        listener = Listener(self, local_ip, port, backlog, sockopts or SockOpts())
+        listener = Listener(self, local_ip, port, backlog, sockopts or SockOpts(),
+                            register=self.register)
         self.listeners[(local_ip, port)] = listener
         log.debug("listen", addr=listener.name, backlog=listener.backlog)
         return listener
@@ -207,34 +212,35 @@ class TcpEngine:
     def register(self, conn: Connection) -> None:
         self.connections[conn.key] = conn
 
-    def forget(self, conn: Connection) -> None:
-        if self.connections.get(conn.key) is conn:
-            del self.connections[conn.key]
+    def forget(self, key: Key, obj: object) -> None:
+        if self.connections.get(key) is obj:
+            del self.connections[key]
 
-    def unlisten(self, listener: Listener) -> None:
-        if self.listeners.get((listener.local_ip, listener.port)) is listener:
-            del self.listeners[(listener.local_ip, listener.port)]
+    def unlisten(self, local_ip: bytes, port: int, obj: object) -> None:
+        if self.listeners.get((local_ip, port)) is obj:
+            del self.listeners[(local_ip, port)]
+
+    def peer_is_proven(self, now: float, host: bytes, ts_val: int | None) -> bool:
+        return self.time_wait.peer_is_proven(now, host, ts_val)
+
+    def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
+        self.time_wait.add(now, entry, name, rto)
 
     def _find_listener(self, ip: bytes, port: int) -> Listener | None:
         return self.listeners.get((ip, port)) or self.listeners.get((ANY, port))
 
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
-        self.counters.inc("TcpOutSegs", seg.pcount)  # __tcp_transmit_skb: per wire segment
+        self.counters.inc(Mib.TcpOutSegs, seg.pcount)  # __tcp_transmit_skb: per wire segment
         self._output.append((src_ip, dst_ip, seg))
 
-    def wake(self, obj: Connection | Listener) -> None:
+    def wake(self, obj: Wakeable) -> None:
         self._wakeups.add(obj)
 
-    def touch(self, conn: Connection) -> None:
-        """Re-evaluate a connection's timers after it changed."""
-        self._schedule(conn, conn.deadline if conn.state != State.CLOSE else None)
-
-    def touch_listener(self, listener: Listener) -> None:
-        self._schedule(listener, listener.deadline)
-
-    def _schedule(self, obj: Connection | Listener, deadline: float | None) -> None:
-        # A timer that moves later costs nothing: the old heap entry fires, finds nothing
-        # due and reschedules. Only an earlier deadline pushes a new entry.
+    def touch(self, obj: Timed) -> None:
+        """Re-evaluate a connection's or listener's timers after it changed. A timer that
+        moves later costs nothing: the old heap entry fires, finds nothing due and
+        reschedules. Only an earlier deadline pushes a new entry."""
+        deadline = obj.deadline
         if deadline is None:
             return
         if obj.heap_when is None or deadline < obj.heap_when:
@@ -263,7 +269,7 @@ class TcpEngine:
         else:
             rst = TcpSegment(seg.dst_port, seg.src_port, 0, seq_add(seg.seq, seg.seg_len),
                              RST | ACK, 0)
-        self.counters.inc("TcpOutRsts")
+        self.counters.inc(Mib.TcpOutRsts)
         log.debug("reset_sent", peer=f"{socket.inet_ntoa(remote_ip)}:{seg.src_port}",
                   port=seg.dst_port)
         self.emit(local_ip, remote_ip, rst)

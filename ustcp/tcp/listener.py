@@ -20,16 +20,19 @@ import heapq
 import itertools
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ..mib import Mib
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
 from .options import (
     TS_OPTION_LEN,
     SockOpts,
+    clamped_advmss,
     initial_rcv_wnd,
     peer_mss,
     rcv_wscale_for,
@@ -40,7 +43,7 @@ from .request import RequestSock
 from .seq import after, seq_add
 
 if TYPE_CHECKING:
-    from .engine import TcpEngine
+    from .host import Host
 
 log = structlog.get_logger("ustcp.tcp")
 
@@ -49,9 +52,10 @@ TCP_SYNCOOKIE_VALID = 120.0  # cookies are checked only this long after the last
 
 
 class Listener:
-    def __init__(self, engine: TcpEngine, local_ip: bytes, port: int, backlog: int,
-                 sockopts: SockOpts) -> None:
-        self.engine = engine
+    def __init__(self, host: Host, local_ip: bytes, port: int, backlog: int,
+                 sockopts: SockOpts, *, register: Callable[[Connection], None]) -> None:
+        self.host = host
+        self.register = register  # a new connection into the host's demultiplexing table
         self.local_ip = local_ip
         self.port = port
         self.sockopts = sockopts
@@ -70,7 +74,7 @@ class Listener:
     def set_backlog(self, backlog: int) -> None:
         """listen(2): the accept queue holds min(backlog, somaxconn) (Linux
         sk_max_ack_backlog; a second listen() call just changes it)."""
-        self.backlog = max(0, min(backlog, self.engine.config.somaxconn))
+        self.backlog = max(0, min(backlog, self.host.config.somaxconn))
 
     @property
     def defer_accept_retrans(self) -> int:
@@ -92,7 +96,7 @@ class Listener:
         if not self.accept_queue:
             return None
         conn = self.accept_queue.popleft()
-        self.engine.touch_listener(self)
+        self.host.touch(self)
         return conn
 
     def _accept_queue_full(self) -> bool:
@@ -103,7 +107,7 @@ class Listener:
     def on_syn(self, now: float, remote_ip: bytes, seg: TcpSegment, local_ip: bytes,
                tw_isn: int | None = None) -> None:
         """tcp_conn_request."""
-        e = self.engine
+        e = self.host
         cfg = e.config
         c = e.counters
         key = (local_ip, self.port, remote_ip, seg.src_port)
@@ -111,7 +115,7 @@ class Listener:
         if existing is not None:
             if seg.seq == existing.irs:
                 # A retransmitted SYN: the SYN-ACK was lost, send it again (tcp_check_req).
-                c.inc("UstcpSynRetransmitted")
+                c.inc(Mib.UstcpSynRetransmitted)
                 self._send_synack(now, existing)
             return
         qlen = len(self.syn_queue)
@@ -121,28 +125,28 @@ class Listener:
             # TIME_WAIT entry is never answered with a cookie (its ISN is chosen).
             if cfg.tcp_syncookies:
                 want_cookie = True
-                c.inc("TcpExtTCPReqQFullDoCookies")
+                c.inc(Mib.TcpExtTCPReqQFullDoCookies)
             else:
-                c.inc("TcpExtTCPReqQFullDrop")
-                c.inc("TcpExtListenDrops")
+                c.inc(Mib.TcpExtTCPReqQFullDrop)
+                c.inc(Mib.TcpExtListenDrops)
                 log.debug("drop", reason="syn_queue_full", listener=self.name)
                 return
         if self._accept_queue_full():
-            c.inc("TcpExtListenOverflows")
-            c.inc("TcpExtListenDrops")
+            c.inc(Mib.TcpExtListenOverflows)
+            c.inc(Mib.TcpExtListenDrops)
             log.debug("drop", reason="accept_queue_full", listener=self.name)
             return
         if not want_cookie and not cfg.tcp_syncookies and \
                 cfg.tcp_max_syn_backlog - qlen < (cfg.tcp_max_syn_backlog >> 2):
             # Keep the last quarter of the queue for proven peers (tcp_conn_request).
-            c.inc("TcpExtListenDrops")
+            c.inc(Mib.TcpExtListenDrops)
             log.debug("drop", reason="syn_queue_reserved", listener=self.name)
             return
         if cfg.tcp_tw_recycle and not want_cookie and tw_isn is None \
-                and not e.time_wait.peer_is_proven(now, remote_ip, seg.options.ts_val):
+                and not e.peer_is_proven(now, remote_ip, seg.options.ts_val):
             # tcp_tw_recycle (Linux < 4.12): per-host PAWS on the SYN, which drops the
             # SYNs of a second client behind the same NAT whose clock is behind the first's.
-            c.inc("TcpExtPAWSPassive")  # LINUX_MIB_PAWSPASSIVEREJECTED
+            c.inc(Mib.TcpExtPAWSPassive)  # LINUX_MIB_PAWSPASSIVEREJECTED
             return
         req = self._make_request(now, local_ip, remote_ip, seg)
         if want_cookie:
@@ -151,7 +155,7 @@ class Listener:
                 req.snd_mss)
             req.from_cookie = True
             self.last_overflow = now
-            c.inc("TcpExtSyncookiesSent")
+            c.inc(Mib.TcpExtSyncookiesSent)
             self._send_synack(now, req)
             return
         if tw_isn is not None:
@@ -160,18 +164,15 @@ class Listener:
         req.expires = now + TCP_TIMEOUT_INIT
         heapq.heappush(self._timers, (req.expires, next(self._tick), key))
         self._send_synack(now, req)
-        e.touch_listener(self)
 
     def _make_request(self, now: float, local_ip: bytes, remote_ip: bytes,
                       seg: TcpSegment) -> RequestSock:
-        e = self.engine
+        e = self.host
         cfg = e.config
         opts = seg.options
         ts_ok = bool(cfg.tcp_timestamps) and opts.ts_val is not None
         wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
-        advmss = e.mss_for_mtu
-        if self.sockopts.maxseg:
-            advmss = min(advmss, self.sockopts.maxseg)
+        advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)
         rcv_wscale = rcv_wscale_for(cfg, self.sockopts) if wscale_ok else 0
         payload_mss = advmss - (TS_OPTION_LEN if ts_ok else 0)
         return RequestSock(
@@ -188,7 +189,7 @@ class Listener:
 
     def _send_synack(self, now: float, req: RequestSock) -> None:
         """tcp_make_synack: options in Linux's order, window never scaled."""
-        e = self.engine
+        e = self.host
         ts_val = None
         if req.ts_ok:
             ts_val = int(now * 1000) & 0xFFFFFFFF
@@ -210,7 +211,7 @@ class Listener:
                    seg: TcpSegment) -> None:
         """A segment for the listening socket that is not a plain SYN (tcp_v4_do_rcv on a
         LISTEN socket and tcp_check_req for SYN-queue entries)."""
-        e = self.engine
+        e = self.host
         c = e.counters
         flags = seg.flags
         key = (local_ip, self.port, remote_ip, seg.src_port)
@@ -226,22 +227,22 @@ class Listener:
             if req is not None:
                 self._complete(now, req, seg)
                 return
-        c.inc("UstcpListenUnexpected")
+        c.inc(Mib.UstcpListenUnexpected)
         e.send_reset_for(local_ip, remote_ip, seg)
 
     def _cookie_check(self, now: float, local_ip: bytes, remote_ip: bytes,
                       seg: TcpSegment) -> RequestSock | None:
         """cookie_v4_check: rebuild the request from a valid cookie ACK."""
-        e = self.engine
+        e = self.host
         c = e.counters
         cookie = seq_add(seg.ack, -1)
         peer_isn = seq_add(seg.seq, -1)
         mss = syncookies.cookie_check(e.cookie_secrets, now, remote_ip, seg.src_port,
                                       local_ip, self.port, peer_isn, cookie)
         if mss is None:
-            c.inc("TcpExtSyncookiesFailed")
+            c.inc(Mib.TcpExtSyncookiesFailed)
             return None
-        c.inc("TcpExtSyncookiesRecv")
+        c.inc(Mib.TcpExtSyncookiesRecv)
         opts = seg.options
         ts_ok = False
         sack_ok = False
@@ -257,7 +258,7 @@ class Listener:
             ts_ok = True
             sack_ok = decoded.sack_ok
             snd_wscale = decoded.snd_wscale
-        advmss = e.mss_for_mtu
+        advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)
         return RequestSock(
             local_ip=local_ip, local_port=self.port, remote_ip=remote_ip,
             remote_port=seg.src_port, iss=cookie, irs=peer_isn, snd_mss=mss, advmss=advmss,
@@ -270,7 +271,7 @@ class Listener:
 
     def _check_req(self, now: float, req: RequestSock, seg: TcpSegment) -> None:
         """tcp_check_req: the segment belongs to a half-open connection."""
-        e = self.engine
+        e = self.host
         c = e.counters
         flags = seg.flags
         if flags & SYN and not flags & (ACK | RST):
@@ -286,31 +287,31 @@ class Listener:
             not after(rcv_nxt, end if end != seg.seq else seg.seq)
         if not in_window:
             if not flags & RST:
-                c.inc("UstcpReqOutOfWindow")
+                c.inc(Mib.UstcpReqOutOfWindow)
                 self._send_synack(now, req)
             return
         if flags & RST or flags & SYN:
             if flags & SYN:
                 e.send_reset_for(req.local_ip, req.remote_ip, seg)
             self._drop_request(req)
-            c.inc("TcpAttemptFails")
+            c.inc(Mib.TcpAttemptFails)
             return
         if not flags & ACK:
             return
         if not seg.payload and not flags & FIN and req.num_timeout < self.defer_accept_retrans:
             # TCP_DEFER_ACCEPT: wait for data before completing (tcp_check_req).
             req.acked = True
-            c.inc("TcpExtTCPDeferAcceptDrop")
+            c.inc(Mib.TcpExtTCPDeferAcceptDrop)
             return
         self._complete(now, req, seg)
 
     def _complete(self, now: float, req: RequestSock, seg: TcpSegment) -> None:
         """The third ACK: a full connection into the accept queue, if there is room."""
-        e = self.engine
+        e = self.host
         c = e.counters
         if self._accept_queue_full():
-            c.inc("TcpExtListenOverflows")
-            c.inc("TcpExtListenDrops")
+            c.inc(Mib.TcpExtListenOverflows)
+            c.inc(Mib.TcpExtListenDrops)
             log.debug("drop", reason="accept_queue_full", listener=self.name)
             if e.config.tcp_abort_on_overflow:
                 self._drop_request(req)
@@ -321,14 +322,13 @@ class Listener:
         conn = Connection(e, req.local_ip, req.local_port, req.remote_ip, req.remote_port,
                           req.sockopts, now)
         conn.adopt_request(req, seg, now)
-        e.register(conn)
+        self.register(conn)
         self.accept_queue.append(conn)
-        c.inc("TcpPassiveOpens")
+        c.inc(Mib.TcpPassiveOpens)
         log.debug("accepted", conn=conn.name, queue=len(self.accept_queue))
         if seg.payload or seg.flags & ~(ACK | 0x08):
             conn.on_segment(now, seg)
-        else:
-            e.touch(conn)
+        e.touch(conn)  # the host touches what it hands a segment to: this one it did not
         e.wake(self)
 
     def _drop_request(self, req: RequestSock) -> None:
@@ -349,7 +349,7 @@ class Listener:
     def on_timer(self, now: float) -> None:
         """SYN-ACK retransmission (reqsk_timer_handler): 1, 2, 4, ... s; the entry goes
         after tcp_synack_retries retransmissions."""
-        e = self.engine
+        e = self.host
         retries = e.config.tcp_synack_retries
         while self._timers and self._timers[0][0] <= now:
             when, _, key = heapq.heappop(self._timers)
@@ -364,17 +364,16 @@ class Listener:
             resend = not defer or not req.acked or req.num_timeout >= defer - 1
             if expire:
                 self._drop_request(req)
-                e.counters.inc("UstcpSynRecvTimeout")
+                e.counters.inc(Mib.UstcpSynRecvTimeout)
                 log.debug("syn_recv_timeout", listener=self.name,
                           peer=f"{socket.inet_ntoa(req.remote_ip)}:{req.remote_port}")
                 continue
             req.num_timeout += 1
             if resend:
-                e.counters.inc("TcpRetransSegs")
+                e.counters.inc(Mib.TcpRetransSegs)
                 self._send_synack(now, req)
             req.expires = now + min(TCP_TIMEOUT_INIT * (1 << req.num_timeout), 120.0)
             heapq.heappush(self._timers, (req.expires, next(self._tick), key))
-        e.touch_listener(self)
 
     def close(self, now: float) -> None:
         """close(2) on a listener (inet_csk_listen_stop): half-open entries vanish (their
@@ -387,7 +386,7 @@ class Listener:
         self._timers.clear()
         while self.accept_queue:
             self.accept_queue.popleft().abort(now)
-        self.engine.unlisten(self)
-        self.engine.wake(self)
+        self.host.unlisten(self.local_ip, self.port, self)
+        self.host.wake(self)
 
 

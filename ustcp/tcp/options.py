@@ -13,6 +13,8 @@ TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: assumed when the SYN carries no MSS opt
 TCP_MIN_MSS = 88  # Linux TCP_MIN_MSS: smaller MSS options are raised to this
 TS_OPTION_LEN = 12  # nop,nop,TS: what every segment loses to timestamps
 MAX_TCP_WINDOW = 65535  # the 16-bit window field (before scaling)
+SOCK_MIN_SNDBUF = 4608  # 2 * (2048 + sizeof(struct sk_buff)), rounded as Linux does
+SOCK_MIN_RCVBUF = 2304
 
 
 @dataclass(slots=True)
@@ -29,6 +31,10 @@ class SockOpts:
     linger2: int | None = None  # TCP_LINGER2: FIN_WAIT2 lifetime for orphans, seconds
     reuseaddr: bool = False
     defer_accept: int = 0  # TCP_DEFER_ACCEPT, seconds (listeners)
+    keepidle: int = 0  # TCP_KEEPIDLE seconds, 0 = net.ipv4.tcp_keepalive_time
+    keepintvl: int = 0  # TCP_KEEPINTVL seconds, 0 = net.ipv4.tcp_keepalive_intvl
+    keepcnt: int = 0  # TCP_KEEPCNT, 0 = net.ipv4.tcp_keepalive_probes
+    congestion: str | None = None  # TCP_CONGESTION, None = net.ipv4.tcp_congestion_control
 
     def copy(self) -> SockOpts:
         return dataclasses.replace(self)
@@ -47,9 +53,33 @@ def secs_to_retrans(seconds: int, timeout: int = 1, rto_max: int = 120) -> int:
     return res
 
 
+def retrans_to_secs(retrans: int, timeout: int = 1, rto_max: int = 120) -> int:
+    """The seconds ``retrans`` SYN-ACK retransmissions cover (Linux retrans_to_secs): what
+    getsockopt(TCP_DEFER_ACCEPT) reads back."""
+    period = 0
+    if retrans > 0:
+        period = timeout
+        while retrans > 1:
+            retrans -= 1
+            timeout = min(timeout * 2, rto_max)
+            period += timeout
+    return period
+
+
+def doubled_buf(requested: int, minimum: int) -> int:
+    """SO_SNDBUF/SO_RCVBUF as the kernel keeps them: twice the request (for its bookkeeping
+    overhead), at least ``minimum`` (__sock_set_sndbuf, __sock_set_rcvbuf)."""
+    return max(requested * 2, minimum)
+
+
 def rcvbuf_size(config: StackConfig, opts: SockOpts) -> int:
     """SO_RCVBUF as Linux doubles it, else the tcp_rmem default."""
-    return max(opts.rcvbuf * 2, 2304) if opts.rcvbuf else config.tcp_rmem[1]
+    return doubled_buf(opts.rcvbuf, SOCK_MIN_RCVBUF) if opts.rcvbuf else config.tcp_rmem[1]
+
+
+def sndbuf_size(opts: SockOpts) -> int:
+    """SO_SNDBUF as Linux doubles it; 0 when not set (autotuned by the connection)."""
+    return doubled_buf(opts.sndbuf, SOCK_MIN_SNDBUF) if opts.sndbuf else 0
 
 
 def rcv_wscale_for(config: StackConfig, opts: SockOpts) -> int:
@@ -72,6 +102,12 @@ def initial_rcv_wnd(config: StackConfig, opts: SockOpts, advmss: int) -> int:
     if advmss and space > advmss:
         space = (space // advmss) * advmss
     return space
+
+
+def clamped_advmss(mss_for_mtu: int, opts: SockOpts) -> int:
+    """The MSS we announce: the route's, clamped by TCP_MAXSEG (tcp_mss_clamp). The
+    listener, the syncookie path and connect() all use it."""
+    return min(mss_for_mtu, opts.maxseg) if opts.maxseg else mss_for_mtu
 
 
 def peer_mss(opts: TcpOptions) -> int:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from ..mib import Mib
 from ..wire.tcp import TcpSegment
 from .congestion.base import (
     CA_CWR,
@@ -36,6 +37,7 @@ from .congestion.base import (
 )
 from .rto import TCP_RTO_MIN
 from .seq import after, after_eq, before, before_eq, seq_add, seq_diff
+from .timers import XmitTimer
 
 if TYPE_CHECKING:
     from .connection import Connection, TxRecord
@@ -53,11 +55,10 @@ def schedule_loss_probe(conn: Connection, now: float, *, advancing_rto: bool) ->
         return False
     srtt = conn.rtt.srtt_us / 1e6
     pto = 2 * srtt + (TCP_RTO_MIN if conn.packets_out == 1 else 0.002)
-    rto_left = conn._rto_value() if advancing_rto else conn._rto_deadline(now) - now
+    rto_left = conn.rto_value() if advancing_rto else conn.rto_deadline(now) - now
     if rto_left > 0:
         pto = min(pto, rto_left)
-    conn.t_rto = now + pto
-    conn.xmit_timer = "tlp"
+    conn.reset_xmit_timer(XmitTimer.LOSS_PROBE, now + pto)
     return True
 
 
@@ -77,7 +78,7 @@ def enter_loss(conn: Connection, now: float) -> None:
         if not rec.sacked and not rec.lost:
             rec.lost = True
             conn.lost_out += rec.pcount
-    ccs.snd_cwnd = conn._in_flight() + 1
+    ccs.snd_cwnd = conn.in_flight() + 1
     ccs.snd_cwnd_cnt = 0
     conn.high_seq = conn.snd_nxt
     set_ca_state(conn, CA_LOSS)
@@ -105,7 +106,7 @@ def process_tlp_ack(conn: Connection, now: float, ack: int, acked: int, sacked: 
         ccs.snd_ssthresh = conn.cc.ssthresh(ccs)
         ccs.snd_cwnd = min(ccs.snd_cwnd, ccs.snd_ssthresh)
         conn.cc.cwnd_event(ccs, now, CwndEvent.COMPLETE_CWR)
-        conn.engine.counters.inc("TcpExtTCPLossProbeRecovery")
+        conn.host.counters.inc(Mib.TcpExtTCPLossProbeRecovery)
     elif not acked and not sacked:
         conn.tlp_high_seq = None
 
@@ -118,25 +119,25 @@ def send_loss_probe(conn: Connection, now: float) -> None:
     before_nxt = conn.snd_nxt
     if seq_diff(conn.write_seq, conn.snd_nxt) > 0:
         cwnd = conn.ccs.snd_cwnd
-        conn.ccs.snd_cwnd = conn._in_flight() + 1
-        conn._push_ignoring_nagle(now)
+        conn.ccs.snd_cwnd = conn.in_flight() + 1
+        conn.push_ignoring_nagle(now)
         conn.ccs.snd_cwnd = max(cwnd, conn.ccs.snd_cwnd - 1)
     if conn.snd_nxt != before_nxt:
         conn.tlp_retrans = False
     else:
         last = conn.rtx[-1]
         if last.pcount > 1:
-            conn._split(last, seq_diff(last.end, last.start) - (1 if last.fin else 0)
+            conn.split(last, seq_diff(last.end, last.start) - (1 if last.fin else 0)
                         - conn.mss * (last.pcount - 1))
             last = conn.rtx[-1]
         if last.sacked:
-            conn._arm_rto(now)
+            conn.arm_rto(now)
             return
-        conn._retransmit(now, last)
+        conn.retransmit(now, last)
         conn.tlp_retrans = True
     conn.tlp_high_seq = conn.snd_nxt
-    conn.engine.counters.inc("TcpExtTCPLossProbes")
-    conn._arm_rto(now)
+    conn.host.counters.inc(Mib.TcpExtTCPLossProbes)
+    conn.arm_rto(now)
 
 
 def add_reno_sack(conn: Connection) -> None:
@@ -165,20 +166,20 @@ def sacktag(conn: Connection, now: float, blocks: tuple[tuple[int, int], ...], a
     """Mark SACKed records (tcp_sacktag_write_queue). D-SACK blocks (RFC 2883 4: first
     block below the ACK or inside the second block) are counted and not tagged."""
     newly = 0
-    c = conn.engine.counters
+    c = conn.host.counters
     reord: int | None = None
     dsack_first = bool(blocks) and (before_eq(blocks[0][1], ack) or (
         len(blocks) > 1 and not before(blocks[0][0], blocks[1][0])
         and not after(blocks[0][1], blocks[1][1])))
     if dsack_first:
-        c.inc("TcpExtTCPDSACKRecv")
+        c.inc(Mib.TcpExtTCPDSACKRecv)
         blocks = blocks[1:]
     # Linux walks the blocks in sequence order (tcp_sacktag_write_queue).
     for left, right in sorted(blocks, key=lambda b: seq_diff(b[0], conn.snd_una)):
         if not after(right, left):
             continue
         if after(right, conn.snd_nxt) or before(left, seq_add(conn.snd_una, -conn.max_window)):
-            c.inc("TcpExtTCPSACKDiscard")
+            c.inc(Mib.TcpExtTCPSACKDiscard)
             continue
         for rec in list(conn.rtx):
             if rec.sacked or before_eq(rec.end, left):
@@ -188,14 +189,14 @@ def sacktag(conn: Connection, now: float, blocks: tuple[tuple[int, int], ...], a
             if before(rec.start, left):
                 if not before(seq_add(rec.start, conn.mss), rec.end):
                     continue
-                conn._split(rec, (seq_diff(left, rec.start) // conn.mss) * conn.mss
+                conn.split(rec, (seq_diff(left, rec.start) // conn.mss) * conn.mss
                             or conn.mss)
                 continue
             if after(rec.end, right):
                 cut = (seq_diff(right, rec.start) // conn.mss) * conn.mss
                 if cut <= 0:
                     continue
-                conn._split(rec, cut)
+                conn.split(rec, cut)
             if not rec.ever_retrans and conn.sacked_out and before(
                     rec.start, conn.highest_sack):
                 # A hole below the highest SACK filled by an original: reordering.
@@ -228,7 +229,7 @@ def check_sack_reordering(conn: Connection, low_seq: int) -> None:
     if metric > conn.reordering * conn.mss:
         conn.reordering = min(-(-metric // conn.mss), conn.config.tcp_max_reordering)
     conn.reord_seen += 1
-    conn.engine.counters.inc("TcpExtTCPSACKReorder")
+    conn.host.counters.inc(Mib.TcpExtTCPSACKReorder)
 
 
 def rack_advance(conn: Connection, now: float, rec: TxRecord) -> None:
@@ -292,23 +293,22 @@ def rack_detect_loss(conn: Connection, now: float) -> bool:
         else:
             wait = max(wait, remaining)
     if wait > 0:
-        conn.t_rto = now + wait + 0.002  # plus TCP_TIMEOUT_MIN, as Linux
-        conn.xmit_timer = "reo"
+        conn.reset_xmit_timer(XmitTimer.REO_TIMEOUT, now + wait + 0.002)  # + TCP_TIMEOUT_MIN
     return marked
 
 
 def rack_reo_timeout(conn: Connection, now: float) -> None:
     """The reorder timer fired (tcp_rack_reo_timeout): detect, recover, retransmit."""
     conn.rack_advanced = True
-    prior_in_flight = conn._in_flight()
+    prior_in_flight = conn.in_flight()
     rack_detect_loss(conn, now)
-    if conn._in_flight() != prior_in_flight:
+    if conn.in_flight() != prior_in_flight:
         if conn.ccs.ca_state != CA_RECOVERY:
             enter_recovery(conn, now)
             cwnd_reduction(conn, 1, 0, False)
         xmit_retransmit_queue(conn, now)
     if conn.t_rto is None and conn.packets_out:
-        conn._arm_rto(now)
+        conn.arm_rto(now)
 
 
 def mark_lost(conn: Connection, now: float, snd_una_advanced: bool) -> bool:
@@ -336,7 +336,7 @@ def mark_lost(conn: Connection, now: float, snd_una_advanced: bool) -> bool:
                          or (state == CA_RECOVERY and snd_una_advanced)):
         return False
     if head.pcount > 1:
-        conn._split(head, conn.mss)
+        conn.split(head, conn.mss)
     mark_record_lost(conn, head)
     return True
 
@@ -391,7 +391,7 @@ def cong_control(conn: Connection, now: float, acked: int, sacked: int, newly_lo
         cwnd_reduction(conn, delivered, newly_lost, una_advanced)
     elif acked or (delivered and conn.reordering > conn.config.tcp_reordering):
         ccs.packets_out = conn.packets_out
-        ccs.is_cwnd_limited = conn._is_cwnd_limited()
+        ccs.is_cwnd_limited = conn.is_cwnd_limited()
         conn.cc.cong_avoid(ccs, now, conn.snd_una, delivered)
 
 
@@ -407,8 +407,8 @@ def enter_recovery(conn: Connection, now: float) -> None:
     conn.high_seq = conn.snd_nxt
     conn.tlp_high_seq = None  # tcp_init_cwnd_reduction
     set_ca_state(conn, CA_RECOVERY)
-    conn.engine.counters.inc(
-        "TcpExtTCPSackRecovery" if conn.sack_ok else "TcpExtTCPRenoRecovery")
+    conn.host.counters.inc(
+        Mib.TcpExtTCPSackRecovery if conn.sack_ok else Mib.TcpExtTCPRenoRecovery)
     log.debug("recovery", conn=conn.name, cwnd=ccs.snd_cwnd,
               ssthresh=ccs.snd_ssthresh, t=round(now, 6))
 
@@ -421,7 +421,7 @@ def cwnd_reduction(conn: Connection, delivered: int, newly_lost: int, una_advanc
     if delivered <= 0 or not conn.prior_cwnd:
         return
     conn.prr_delivered += delivered
-    in_flight = conn._in_flight()
+    in_flight = conn.in_flight()
     delta = ccs.snd_ssthresh - in_flight
     if delta < 0:
         dividend = ccs.snd_ssthresh * conn.prr_delivered + conn.prior_cwnd - 1
@@ -439,13 +439,13 @@ def xmit_retransmit_queue(conn: Connection, now: float) -> None:
     """Retransmit records marked lost while the congestion window allows
     (tcp_xmit_retransmit_queue)."""
     for rec in list(conn.rtx):
-        if conn._in_flight() >= conn.ccs.snd_cwnd:
+        if conn.in_flight() >= conn.ccs.snd_cwnd:
             break
         if rec.lost and not rec.retrans and not rec.sacked:
-            conn._retransmit(now, rec)
-            conn.engine.counters.inc(
-                "TcpExtTCPFastRetrans" if conn.ccs.ca_state == CA_RECOVERY
-                else "TcpExtTCPLossRetransmit" if conn.ccs.ca_state == CA_LOSS
-                else "TcpExtTCPSlowStartRetrans")
+            conn.retransmit(now, rec)
+            conn.host.counters.inc(
+                Mib.TcpExtTCPFastRetrans if conn.ccs.ca_state == CA_RECOVERY
+                else Mib.TcpExtTCPLossRetransmit if conn.ccs.ca_state == CA_LOSS
+                else Mib.TcpExtTCPSlowStartRetrans)
     if conn.t_rto is None and conn.packets_out:
-        conn._arm_rto(now)
+        conn.arm_rto(now)

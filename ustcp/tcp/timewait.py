@@ -12,20 +12,18 @@ import heapq
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
+from ..config import StackConfig
+from ..mib import Counters, Mib
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment
 from .seq import after, seq_add, seq_diff
 
-if TYPE_CHECKING:
-    from .connection import Connection
-    from .engine import TcpEngine
-
 log = structlog.get_logger("ustcp.tcp")
 
-TCP_TIMEWAIT_LEN = 60.0
+TCP_TIMEWAIT_LEN = 60.0  # 2MSL with Linux's fixed MSL of 30 s
 TCP_PAWS_MSL = 60.0  # RFC 7323 5.5: TS.Recent of a TIME_WAIT entry is trusted this long
 TCP_PAWS_24DAYS = 24 * 86400.0
 TCP_PAWS_WINDOW = 1  # ticks of TSval lag per-host PAWS tolerates
@@ -47,9 +45,20 @@ class TimeWaitEntry:
     expires: float
 
 
+class TimeWaitHost(Protocol):
+    """What the TIME_WAIT table needs of its host (a part of ``host.Host``)."""
+
+    config: StackConfig
+    counters: Counters
+
+    def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None: ...
+
+    def note_deadline(self, when: float) -> None: ...
+
+
 class TimeWaitTable:
-    def __init__(self, engine: TcpEngine) -> None:
-        self.engine = engine
+    def __init__(self, host: TimeWaitHost) -> None:
+        self.host = host
         self.entries: dict[tuple[bytes, int, bytes, int], TimeWaitEntry] = {}
         self._heap: list[tuple[float, int, tuple[bytes, int, bytes, int]]] = []
         self._tick = itertools.count()
@@ -60,27 +69,23 @@ class TimeWaitTable:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def add(self, now: float, conn: Connection) -> None:
-        """tcp_time_wait: keep what TIME_WAIT needs, or count an overflow."""
-        e = self.engine
+    def add(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
+        """tcp_time_wait: keep what TIME_WAIT needs (the connection made ``entry``; ``rto``
+        its retransmission timeout, for tcp_tw_recycle), or count an overflow."""
+        e = self.host
         if len(self.entries) >= e.config.tcp_max_tw_buckets:
-            e.counters.inc("TcpExtTCPTimeWaitOverflow")
-            log.info("time_wait_overflow", conn=conn.name)
+            e.counters.inc(Mib.TcpExtTCPTimeWaitOverflow)
+            log.info("time_wait_overflow", conn=name)
             return
-        entry = TimeWaitEntry(
-            key=conn.key, snd_nxt=conn.snd_nxt, rcv_nxt=conn.rcv_nxt,
-            rcv_wnd=min(conn.rcv_wnd >> conn.rcv_wscale, 65535), rcv_wscale=conn.rcv_wscale,
-            ts_ok=conn.ts_ok, ts_recent=conn.ts_recent, ts_recent_stamp=conn.ts_recent_stamp,
-            ts_offset=conn.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN)
-        if e.config.tcp_tw_recycle and conn.ts_ok and conn.ts_recent_stamp:
+        if e.config.tcp_tw_recycle and entry.ts_ok and entry.ts_recent_stamp:
             # tcp_time_wait with recycling: remember the peer's clock, and wait 3.5 RTO
             # instead of 2MSL.
-            self._remember_stamp(now, conn.remote_ip, conn.ts_recent)
-            entry.expires = now + 3.5 * conn.rtt.rto
-        self.entries[conn.key] = entry
+            self._remember_stamp(now, entry.key[2], entry.ts_recent)
+            entry.expires = now + 3.5 * rto
+        self.entries[entry.key] = entry
         self._schedule(entry)
-        e.counters.inc("UstcpTimeWaitEntered")
-        log.debug("time_wait", conn=conn.name, expires=round(entry.expires, 6))
+        e.counters.inc(Mib.UstcpTimeWaitEntered)
+        log.debug("time_wait", conn=name, expires=round(entry.expires, 6))
 
     def _remember_stamp(self, now: float, host: bytes, ts_recent: int) -> None:
         """tcp_remember_stamp: keep the host's newest TSval (or a stale one's replacement)."""
@@ -103,7 +108,7 @@ class TimeWaitTable:
 
     def _schedule(self, entry: TimeWaitEntry) -> None:
         heapq.heappush(self._heap, (entry.expires, next(self._tick), entry.key))
-        self.engine.note_deadline(entry.expires)
+        self.host.note_deadline(entry.expires)
 
     def next_deadline(self) -> float | None:
         while self._heap:
@@ -120,7 +125,7 @@ class TimeWaitTable:
             entry = self.entries.get(key)
             if entry is not None and entry.expires == when:
                 del self.entries[key]
-                self.engine.counters.inc("TcpExtTW")
+                self.host.counters.inc(Mib.TcpExtTW)
 
     def _ack(self, now: float, entry: TimeWaitEntry) -> None:
         local_ip, local_port, remote_ip, remote_port = entry.key
@@ -130,12 +135,12 @@ class TimeWaitTable:
             opts.ts_ecr = entry.ts_recent
         seg = TcpSegment(local_port, remote_port, entry.snd_nxt, entry.rcv_nxt, ACK,
                          entry.rcv_wnd, opts)
-        self.engine.emit(local_ip, remote_ip, seg)
+        self.host.emit(local_ip, remote_ip, seg)
 
     def on_segment(self, now: float, entry: TimeWaitEntry, seg: TcpSegment) -> int | None:
         """tcp_timewait_state_process. Returns the ISN for a new connection when the
         segment is a SYN that may reopen this 4-tuple (the entry is then gone), else None."""
-        c = self.engine.counters
+        c = self.host.counters
         flags = seg.flags
         opts = seg.options
         saw_ts = entry.ts_ok and opts.ts_val is not None
@@ -149,9 +154,9 @@ class TimeWaitTable:
                 seg.seq == end_seq or flags & RST):
             # In-window bare ACK or RST.
             if flags & RST:
-                if not self.engine.config.tcp_rfc1337:
+                if not self.host.config.tcp_rfc1337:
                     del self.entries[entry.key]  # TIME-WAIT assassination (RFC 1337)
-                    c.inc("TcpExtTWKilled")
+                    c.inc(Mib.TcpExtTWKilled)
                     return None
             else:
                 entry.expires = now + TCP_TIMEWAIT_LEN
@@ -165,22 +170,22 @@ class TimeWaitTable:
                 or (saw_ts and seq_diff(entry.ts_recent, opts.ts_val or 0) < 0)):
             # A new incarnation (RFC 6191): its ISN comes after everything we sent.
             del self.entries[entry.key]
-            c.inc("TcpExtTWRecycled")
+            c.inc(Mib.TcpExtTWRecycled)
             return seq_add(entry.snd_nxt, 65535 + 2) or 1
         if paws_reject:
-            c.inc("TcpExtPAWSEstab")
+            c.inc(Mib.TcpExtPAWSEstab)
         if not flags & RST:
             # Out of window (a retransmitted FIN, an old SYN, ...): ACK it; an ACK or a
             # PAWS reject restarts the 2MSL timer.
             if paws_reject or flags & ACK:
                 entry.expires = now + TCP_TIMEWAIT_LEN
                 self._schedule(entry)
-            if now - entry.last_seen >= self.engine.config.tcp_invalid_ratelimit / 1000.0 \
+            if now - entry.last_seen >= self.host.config.tcp_invalid_ratelimit / 1000.0 \
                     or flags & FIN:
                 entry.last_seen = now
                 self._ack(now, entry)
             else:
-                c.inc("TcpExtTCPACKSkippedTimeWait")
+                c.inc(Mib.TcpExtTCPACKSkippedTimeWait)
         return None
 
     def reusable(self, now: float, key: tuple[bytes, int, bytes, int]) -> TimeWaitEntry | None:
@@ -189,11 +194,11 @@ class TimeWaitTable:
         entry = self.entries.get(key)
         if entry is None:
             return None
-        mode = self.engine.config.tcp_tw_reuse
+        mode = self.host.config.tcp_tw_reuse
         loopback = key[0][0] == 127 or key[2][0] == 127
         allowed = mode == 1 or (mode == 2 and loopback)
         if allowed and entry.ts_ok and now - entry.ts_recent_stamp > 1.0:
             del self.entries[key]
-            self.engine.counters.inc("TcpExtTWRecycled")
+            self.host.counters.inc(Mib.TcpExtTWRecycled)
             return entry
         return None

@@ -1,0 +1,71 @@
+"""What a connection and a listener may ask of the TCP layer that holds them: a narrow host
+context, as smoltcp hands its sockets a ``cx``. ``engine.TcpEngine`` provides it; nothing
+under tcp/ imports the engine itself, so the children cannot reach into its tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..config import StackConfig
+from ..mib import Counters
+from ..wire.tcp import TcpSegment
+from .isn import IsnGenerator
+from .syncookies import SyncookieSecrets
+from .timewait import TimeWaitEntry
+
+Key = tuple[bytes, int, bytes, int]
+
+
+class Timed(Protocol):
+    """An object in the host's timer heap (a connection, a listener)."""
+
+    heap_when: float | None  # the host's bookkeeping: when its heap entry fires
+
+    @property
+    def deadline(self) -> float | None: ...
+
+    def on_timer(self, now: float) -> None: ...
+
+
+class Wakeable(Protocol):
+    """An object whose user-visible status can change (readable, writable, closed)."""
+
+    waiter: Any  # owned by the API layer
+
+
+class Host(Protocol):
+    config: StackConfig
+    counters: Counters
+    isn: IsnGenerator  # initial sequence numbers and TSval offsets (RFC 6528, RFC 7323 5.4)
+    cookie_secrets: SyncookieSecrets
+    mss_for_mtu: int
+    gso_max_size: int
+    orphan_count: int  # connections closed by the application, not yet finished
+
+    def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        """A segment for the network."""
+
+    def wake(self, obj: Wakeable) -> None:
+        """``obj``'s status changed: its waiters are woken."""
+
+    def touch(self, obj: Timed) -> None:
+        """``obj``'s deadline may have moved earlier."""
+
+    def send_reset_for(self, local_ip: bytes, remote_ip: bytes, seg: TcpSegment) -> None:
+        """The RST that answers a segment nobody wants."""
+
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """The host-wide challenge ACK budget (RFC 5961 7)."""
+
+    def forget(self, key: Key, obj: object) -> None:
+        """A finished connection leaves the demultiplexing table."""
+
+    def unlisten(self, local_ip: bytes, port: int, obj: object) -> None:
+        """A closed listener leaves the listening table."""
+
+    def peer_is_proven(self, now: float, host: bytes, ts_val: int | None) -> bool:
+        """tcp_tw_recycle's per-host PAWS on a SYN (the TIME_WAIT table's memory)."""
+
+    def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
+        """A connection's TIME_WAIT state, kept by the host's table."""

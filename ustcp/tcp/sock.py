@@ -1,0 +1,346 @@
+"""The socket layer, sans-IO: what setsockopt, getsockopt, poll, ioctl, shutdown and close do
+to a TCP socket, with Linux's semantics (net/core/sock.c sk_setsockopt/sk_getsockopt,
+net/ipv4/tcp.c do_tcp_setsockopt/do_tcp_getsockopt, tcp_poll, tcp_ioctl, inet_shutdown).
+
+A :class:`Sock` is one socket: its options (:class:`~ustcp.tcp.options.SockOpts`) and the
+connection or listener it has become. The trio API (``ustcp.api``) and the packetdrill runner
+both go through it, so an option means the same thing to a program and to a script.
+Errors are ``OSError`` with Linux's errno: EINVAL for a value out of range or too short,
+ENOPROTOOPT for an option (or level) the socket does not have, ENOENT for an unknown
+congestion control.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import struct
+
+from ..config import StackConfig
+from .congestion import AVAILABLE
+from .connection import Connection
+from .listener import Listener
+from .options import (
+    TCP_MIN_MSS,
+    TCP_MSS_DEFAULT,
+    SockOpts,
+    rcvbuf_size,
+    retrans_to_secs,
+    secs_to_retrans,
+    sndbuf_size,
+)
+from .states import State
+from .tcpinfo import pack_tcp_info
+
+SOL_SOCKET = socket.SOL_SOCKET
+IPPROTO_TCP = socket.IPPROTO_TCP
+
+# Linux's defaults for net.core.wmem_max / rmem_max: SO_SNDBUF / SO_RCVBUF clamp to them.
+WMEM_MAX = 212992
+RMEM_MAX = 212992
+MAX_TCP_WINDOW = 32767  # the largest TCP_MAXSEG (include/net/tcp.h MAX_TCP_WINDOW)
+MAX_TCP_KEEPIDLE = 32767
+MAX_TCP_KEEPINTVL = 32767
+MAX_TCP_KEEPCNT = 127
+TCP_FIN_TIMEOUT_MAX = 120  # seconds: the largest TCP_LINGER2
+TCP_CA_NAME_MAX = 16
+
+SIOCINQ = 0x541B  # = FIONREAD
+SIOCOUTQ = 0x5411  # = TIOCOUTQ
+SIOCOUTQNSD = 0x894B
+
+POLLIN = select.POLLIN
+POLLOUT = select.POLLOUT
+POLLERR = select.POLLERR
+POLLHUP = select.POLLHUP
+POLLRDNORM = select.POLLRDNORM
+POLLWRNORM = select.POLLWRNORM
+POLLRDHUP = 0x2000
+
+# The option table: every (level, option) this layer has. Others are ENOPROTOOPT.
+OPTIONS: dict[int, frozenset[int]] = {
+    SOL_SOCKET: frozenset({
+        socket.SO_REUSEADDR, socket.SO_KEEPALIVE, socket.SO_LINGER, socket.SO_SNDBUF,
+        socket.SO_RCVBUF, socket.SO_ERROR, socket.SO_TYPE, socket.SO_DOMAIN,
+        socket.SO_PROTOCOL, socket.SO_ACCEPTCONN}),
+    IPPROTO_TCP: frozenset({
+        socket.TCP_NODELAY, socket.TCP_CORK, socket.TCP_MAXSEG, socket.TCP_KEEPIDLE,
+        socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_LINGER2, socket.TCP_DEFER_ACCEPT,
+        socket.TCP_QUICKACK, socket.TCP_CONGESTION, socket.TCP_INFO}),
+}
+
+_PRE_ESTABLISHED = (State.SYN_SENT, State.SYN_RECV)
+_NOT_CONNECTED = (State.CLOSE, State.LISTEN)
+
+def os_error(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def _int_value(value: int | bytes) -> int:
+    """An int option's value: an int, or at least 4 bytes of one (optlen < sizeof(int) is
+    EINVAL)."""
+    if isinstance(value, int):
+        return value
+    if len(value) < 4:
+        raise os_error(errno.EINVAL)
+    return int.from_bytes(value[:4], "little", signed=True)
+
+
+def _ranged(val: int, low: int, high: int) -> int:
+    """``val``, or EINVAL when it is outside [low, high] (do_tcp_setsockopt's checks)."""
+    if not low <= val <= high:
+        raise os_error(errno.EINVAL)
+    return val
+
+
+class Sock:
+    """One TCP socket: its options and the connection or listener it has become."""
+
+    __slots__ = ("config", "conn", "listener", "opts", "pingpong")
+
+    def __init__(self, config: StackConfig, opts: SockOpts | None = None, *,
+                 conn: Connection | None = None, listener: Listener | None = None) -> None:
+        self.config = config
+        self.opts = opts if opts is not None else SockOpts()
+        self.conn = conn
+        self.listener = listener
+        self.pingpong = False  # TCP_QUICKACK 0 on a socket with no connection yet
+
+    # ------------------------------------------------------------------ setsockopt
+
+    def setsockopt(self, now: float, level: int, optname: int, value: int | bytes) -> None:
+        if level == SOL_SOCKET:
+            self._set_socket(now, optname, value)
+        elif level == IPPROTO_TCP:
+            self._set_tcp(now, optname, value)
+        else:
+            raise os_error(errno.ENOPROTOOPT)
+
+    def _set_socket(self, now: float, optname: int, value: int | bytes) -> None:
+        """sk_setsockopt."""
+        opts, conn = self.opts, self.conn
+        if optname == socket.SO_LINGER:
+            if isinstance(value, int) or len(value) < 8:
+                raise os_error(errno.EINVAL)
+            onoff, seconds = struct.unpack_from("=ii", value)
+            if onoff:
+                opts.linger = (True, seconds)
+            else:  # the linger time is kept, the flag cleared
+                opts.linger = (False, opts.linger[1] if opts.linger else 0)
+            return
+        val = _int_value(value)
+        if optname == socket.SO_REUSEADDR:
+            opts.reuseaddr = bool(val)
+        elif optname == socket.SO_KEEPALIVE:
+            opts.keepalive = bool(val)
+            if conn is not None:
+                conn.keepalive_changed(now)
+        elif optname == socket.SO_SNDBUF:
+            # min_t(u32, val, wmem_max): a negative value is a huge one. 0 still locks the
+            # buffer (at its minimum), hence at least 1.
+            opts.sndbuf = max(min(val & 0xFFFFFFFF, WMEM_MAX), 1)
+            if conn is not None:
+                conn.host.wake(conn)  # writers may now have room, or none
+        elif optname == socket.SO_RCVBUF:
+            opts.rcvbuf = max(min(val & 0xFFFFFFFF, RMEM_MAX), 1)
+            if conn is not None:
+                conn.rcvbuf = rcvbuf_size(self.config, opts)
+        else:
+            raise os_error(errno.ENOPROTOOPT)
+
+    def _set_tcp(self, now: float, optname: int, value: int | bytes) -> None:
+        """do_tcp_setsockopt."""
+        opts, conn = self.opts, self.conn
+        if optname == socket.TCP_CONGESTION:
+            raw = value.to_bytes(4, "little") if isinstance(value, int) else bytes(value)
+            if not raw:
+                raise os_error(errno.EINVAL)
+            name = raw[:TCP_CA_NAME_MAX].split(b"\0", 1)[0].decode("ascii", "replace")
+            if name not in AVAILABLE:
+                raise os_error(errno.ENOENT)
+            opts.congestion = name
+            if conn is not None:
+                conn.set_congestion_control(now, name)
+            return
+        val = _int_value(value)
+        if optname == socket.TCP_NODELAY:
+            opts.nodelay = bool(val)
+            if val and conn is not None:
+                conn.push_pending(now)
+        elif optname == socket.TCP_CORK:
+            opts.cork = bool(val)
+            if not val and conn is not None:
+                conn.push_pending(now)
+        elif optname == socket.TCP_MAXSEG:
+            opts.maxseg = _ranged(val, TCP_MIN_MSS, MAX_TCP_WINDOW) if val else 0
+        elif optname == socket.TCP_KEEPIDLE:
+            opts.keepidle = _ranged(val, 1, MAX_TCP_KEEPIDLE)
+            if conn is not None and opts.keepalive:
+                conn.keepalive_changed(now)
+        elif optname == socket.TCP_KEEPINTVL:
+            opts.keepintvl = _ranged(val, 1, MAX_TCP_KEEPINTVL)
+        elif optname == socket.TCP_KEEPCNT:
+            opts.keepcnt = _ranged(val, 1, MAX_TCP_KEEPCNT)
+        elif optname == socket.TCP_LINGER2:
+            # < 0: no FIN_WAIT2 at all; 0: net.ipv4.tcp_fin_timeout; at most 120 s.
+            opts.linger2 = -1 if val < 0 else min(val, TCP_FIN_TIMEOUT_MAX) if val else None
+        elif optname == socket.TCP_DEFER_ACCEPT:
+            opts.defer_accept = max(val, 0)
+        elif optname == socket.TCP_QUICKACK:
+            if conn is not None:
+                conn.set_quickack(now, val)
+            else:
+                self.pingpong = not val
+        else:
+            raise os_error(errno.ENOPROTOOPT)
+
+    # ------------------------------------------------------------------ getsockopt
+
+    def getsockopt(self, now: float, level: int, optname: int, buflen: int = 0) -> int | bytes:
+        """An option's value: an int when ``buflen`` is 0 (as Python's socket.getsockopt),
+        else at most ``buflen`` bytes of what the kernel copies out."""
+        if buflen < 0:
+            raise os_error(errno.EINVAL)
+        if level == SOL_SOCKET:
+            value = self._get_socket(optname)
+        elif level == IPPROTO_TCP:
+            value = self._get_tcp(now, optname)
+        else:
+            raise os_error(errno.ENOPROTOOPT)
+        if isinstance(value, int):
+            return value if not buflen else struct.pack("=i", value)[:buflen]
+        return value[:buflen] if buflen else int.from_bytes(value[:4], "little", signed=True)
+
+    def _get_socket(self, optname: int) -> int | bytes:
+        """sk_getsockopt."""
+        opts, conn = self.opts, self.conn
+        if optname == socket.SO_ERROR:
+            err = conn.take_error() if conn is not None else None
+            return err.errno or 0 if err is not None else 0
+        if optname == socket.SO_REUSEADDR:
+            return int(opts.reuseaddr)
+        if optname == socket.SO_KEEPALIVE:
+            return int(opts.keepalive)
+        if optname == socket.SO_LINGER:
+            onoff, seconds = opts.linger or (False, 0)
+            return struct.pack("=ii", int(onoff), seconds)
+        if optname == socket.SO_SNDBUF:
+            return sndbuf_size(opts) or self.config.tcp_wmem[1]
+        if optname == socket.SO_RCVBUF:
+            return rcvbuf_size(self.config, opts)
+        if optname == socket.SO_TYPE:
+            return socket.SOCK_STREAM
+        if optname == socket.SO_DOMAIN:
+            return socket.AF_INET
+        if optname == socket.SO_PROTOCOL:
+            return IPPROTO_TCP
+        if optname == socket.SO_ACCEPTCONN:
+            return int(self.listener is not None and not self.listener.closed)
+        raise os_error(errno.ENOPROTOOPT)
+
+    def _get_tcp(self, now: float, optname: int) -> int | bytes:
+        """do_tcp_getsockopt."""
+        opts, conn, cfg = self.opts, self.conn, self.config
+        if optname == socket.TCP_NODELAY:
+            return int(opts.nodelay)
+        if optname == socket.TCP_CORK:
+            return int(opts.cork)
+        if optname == socket.TCP_MAXSEG:
+            # mss_cache once connected; before, the user's clamp or TCP_MSS_DEFAULT.
+            if conn is not None and conn.state not in _NOT_CONNECTED:
+                return conn.mss
+            return opts.maxseg or TCP_MSS_DEFAULT
+        if optname == socket.TCP_KEEPIDLE:
+            return opts.keepidle or cfg.tcp_keepalive_time
+        if optname == socket.TCP_KEEPINTVL:
+            return opts.keepintvl or cfg.tcp_keepalive_intvl
+        if optname == socket.TCP_KEEPCNT:
+            return opts.keepcnt or cfg.tcp_keepalive_probes
+        if optname == socket.TCP_LINGER2:
+            linger2 = opts.linger2
+            return -1 if linger2 is not None and linger2 < 0 else linger2 or cfg.tcp_fin_timeout
+        if optname == socket.TCP_DEFER_ACCEPT:
+            return retrans_to_secs(secs_to_retrans(opts.defer_accept))
+        if optname == socket.TCP_QUICKACK:
+            return int(not (conn.pingpong if conn is not None else self.pingpong))
+        if optname == socket.TCP_CONGESTION:
+            name = conn.cc.name if conn is not None \
+                else opts.congestion or cfg.tcp_congestion_control
+            return name.encode().ljust(TCP_CA_NAME_MAX, b"\0")
+        if optname == socket.TCP_INFO:
+            return pack_tcp_info(self.tcp_info(now))
+        raise os_error(errno.ENOPROTOOPT)
+
+    def tcp_info(self, now: float) -> dict[str, int]:
+        """struct tcp_info's fields by name (tcp_get_info); a socket with no connection
+        reports its state only, as Linux does for a closed or listening socket."""
+        if self.conn is not None:
+            return self.conn.tcp_info(now)
+        state = State.LISTEN if self.listener is not None else State.CLOSE
+        return {"tcpi_state": int(state)}
+
+    # ------------------------------------------------------------------ poll, ioctl
+
+    def poll(self) -> int:
+        """The readiness bits tcp_poll computes."""
+        listener = self.listener
+        if listener is not None:
+            return POLLIN | POLLRDNORM if listener.readable else 0  # inet_csk_listen_poll
+        conn = self.conn
+        if conn is None:  # a fresh socket: TCP_CLOSE, nothing shut down
+            return POLLOUT | POLLWRNORM | POLLHUP
+        state = conn.state
+        closed = state == State.CLOSE
+        rcv_shut = closed or conn.rcv_shutdown or conn.fin_received
+        snd_shut = closed or conn.fin_queued
+        mask = 0
+        if closed or (rcv_shut and snd_shut):
+            mask |= POLLHUP
+        if rcv_shut:
+            mask |= POLLIN | POLLRDNORM | POLLRDHUP
+        if state not in _PRE_ESTABLISHED:
+            if len(conn.rcv_buf):
+                mask |= POLLIN | POLLRDNORM
+            if snd_shut or conn.writable:
+                mask |= POLLOUT | POLLWRNORM
+        if conn.error is not None:
+            mask |= POLLERR
+        return mask
+
+    def ioctl(self, request: int) -> int:
+        """tcp_ioctl: SIOCINQ (unread bytes), SIOCOUTQ (unacknowledged and unsent bytes),
+        SIOCOUTQNSD (unsent bytes)."""
+        if request not in (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD):
+            raise os_error(errno.ENOTTY)
+        if self.listener is not None:
+            raise os_error(errno.EINVAL)
+        conn = self.conn
+        if conn is None or conn.state in _PRE_ESTABLISHED:
+            return 0
+        if request == SIOCINQ:
+            return len(conn.rcv_buf)
+        if request == SIOCOUTQ:
+            return (conn.write_seq - conn.snd_una) % (1 << 32)
+        return (conn.write_seq - conn.snd_nxt) % (1 << 32)
+
+    # ------------------------------------------------------------------ shutdown, close
+
+    def shutdown(self, now: float, how: int) -> None:
+        """shutdown(2) (inet_shutdown): EINVAL for a bad ``how``, ENOTCONN when there is no
+        connection to shut down."""
+        if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
+            raise os_error(errno.EINVAL)
+        conn = self.conn
+        if conn is None or conn.state in (State.CLOSE, State.SYN_SENT, State.SYN_RECV):
+            raise os_error(errno.ENOTCONN)
+        conn.shutdown(now, how)
+
+    def close(self, now: float) -> None:
+        """close(2): a listener stops listening; a connection closes (FIN, or RST over
+        unread data or with SO_LINGER {1, 0})."""
+        if self.listener is not None:
+            self.listener.close(now)
+        if self.conn is not None:
+            self.conn.close(now)
