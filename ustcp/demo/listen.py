@@ -13,6 +13,7 @@ from typing import Any
 import ustcp
 from ustcp.demo.cookie import explain as explain_cookie
 from ustcp.demo.netns import KERNEL_ADDR, STACK_ADDR, Daemon, DemoError, Namespace, read_json_line
+from ustcp.demo.relay import wait_for
 from ustcp.demo.story import Story, connections
 
 HTTP = 80
@@ -161,6 +162,12 @@ SESSION_HOLD = 60  # s the lab session (and so its listener) lives: longer than 
 WAVES = "4,3"
 
 
+def _absolute(daemon: Daemon, name: str) -> int:
+    """A counter's value in the daemon (nstat -a: its history untouched)."""
+    kernel: dict[str, int] = json.loads(daemon.cli("nstat", "-azj", name).stdout)["kernel"]
+    return kernel.get(name, 0)
+
+
 def _accept_overflow(story: Story, workdir: Path, ns: Namespace,
                      abort: int) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, int]]:
     port = SLOW + abort  # a port of its own: the first phase's sockets may still be closing
@@ -177,6 +184,10 @@ def _accept_overflow(story: Story, workdir: Path, ns: Namespace,
         story.step(f"4 connects to port {port}, where nobody accepts, then 3 more at once")
         burst = ns.spawn_peer("burst", STACK_ADDR, str(port), WAVES, "1.5")
         ready = read_json_line(burst)
+        # connect() returns before the stack sees the final ACKs (delayed 100 ms): look once
+        # both overflowing ones were handled, not at a moment that races them.
+        wait_for("the two final ACKs that find the accept queue full",
+                 lambda: _absolute(daemon, "TcpExtListenOverflows") >= 2)
         rows = daemon.ss(port=port)
         story.ss(rows, f"ustcp ss --port {port}")
         done = read_json_line(burst)
