@@ -1410,7 +1410,8 @@ class Connection:
             self.engine.wake(self)
             return
         # Out of order (tcp_data_queue_ofo): queue it, ACK at once with SACK.
-        if length > self._rcv_room(seq):
+        if length > self._rcv_room(seq) or (length and not self.rcv_buf.ofo_schedule(
+                self.rcv_nxt, seq, length, self.rcvbuf, c)):
             c.inc("TcpExtTCPOFODrop")
             self.ack_now = True
             return
@@ -1419,6 +1420,7 @@ class Connection:
             dsack = self.rcv_buf.ofo_insert(self.rcv_nxt, seq, payload)
             if dsack is not None:
                 self.pending_dsack = dsack
+                c.inc("TcpExtTCPOFOMerge")  # every byte was already queued
         if fin:
             self.ofo_fin = end
         self.ack_now = True
