@@ -36,6 +36,10 @@ class Counters:
     def dec(self, name: str, n: int = 1) -> None:
         self._values[name] -= n
 
+    def total(self) -> int:
+        """The sum of every counter: a step that moved none was not counted anywhere."""
+        return sum(self._values.values())
+
     def __getitem__(self, name: str) -> int:
         return self._values.get(name, 0)
 
