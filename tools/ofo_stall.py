@@ -24,22 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the engine-test harness
 
 from tests.engine.harness import A_IP, B_IP, Net
-from tests.engine.util import open_pair, transfer
+from tests.engine.util import one_byte, open_pair, transfer
 from ustcp.config import StackConfig
 from ustcp.obs.log import configure_logging
-from ustcp.tcp.connection import Connection
-from ustcp.wire.tcp import ACK, TcpOptions, TcpSegment
-
-
-def one_byte(client: Connection, now: float, offset: int, byte: bytes) -> TcpSegment:
-    """A one-byte segment at ``offset`` bytes past the client's SND.NXT, as it would send."""
-    opts = TcpOptions()
-    if client.ts_ok:
-        opts.ts_val = client._ts_now(now)
-        opts.ts_ecr = client.ts_recent
-    return TcpSegment(client.local_port, client.remote_port,
-                      (client.snd_nxt + offset) & 0xFFFFFFFF, client.rcv_nxt, ACK,
-                      client.rcv_wnd >> client.rcv_wscale, opts, byte)
 
 
 def run(holes: int, order: str, rmem: int) -> tuple[float, int, dict[str, int]]:

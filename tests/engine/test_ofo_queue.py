@@ -19,24 +19,11 @@ from ustcp.config import StackConfig
 from ustcp.obs.counters import Counters
 from ustcp.tcp.buffers import OFO_PIECE_OVERHEAD, ReceiveBuffer
 from ustcp.tcp.connection import Connection
-from ustcp.wire.tcp import ACK, TcpOptions, TcpSegment
 
 from .harness import A_IP, B_IP, Net
-from .util import open_pair, transfer
+from .util import one_byte, open_pair, transfer
 
 CPU_BUDGET = 20.0  # s for 100,000 holes, wide for a loaded CI; the old queue spent 104 s on 2,000
-
-
-def one_byte(client: Connection, now: float, offset: int, byte: bytes) -> TcpSegment:
-    """A one-byte segment ``offset`` bytes past the client's SND.NXT, as the client would
-    send it (its timestamps, its ACK), injected straight into the server's engine."""
-    opts = TcpOptions()
-    if client.ts_ok:
-        opts.ts_val = client._ts_now(now)
-        opts.ts_ecr = client.ts_recent
-    return TcpSegment(client.local_port, client.remote_port,
-                      (client.snd_nxt + offset) & 0xFFFFFFFF, client.rcv_nxt, ACK,
-                      client.rcv_wnd >> client.rcv_wscale, opts, byte)
 
 
 def inject_holes(net: Net, client: Connection, data: bytes, offsets: list[int],
