@@ -14,6 +14,8 @@ import random
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ustcp.config import StackConfig
 from ustcp.obs.counters import Counters
@@ -132,3 +134,49 @@ def test_prune_keeps_what_lies_below_the_incoming_segment() -> None:
     assert c["TcpExtOfoPruned"] == 1
     assert len(buf.ofo) == n - -(-(8192 >> 3) // (1 + OFO_PIECE_OVERHEAD))
     assert buf.ofo[-1].start == 10 + 2 * (len(buf.ofo) - 1)  # the lowest ones kept
+
+
+STREAM = bytes(random.Random(9).randbytes(4096))
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(st.tuples(st.integers(0, 600), st.integers(1, 80)), max_size=60),
+       base=st.sampled_from((0, 0xFFFFFF00, 0x7FFFFFF0)))
+def test_ofo_queue_matches_a_byte_map(ops: list[tuple[int, int]], base: int) -> None:
+    """Segments of one stream at random offsets (overlapping, adjacent, duplicate, some
+    reaching RCV.NXT) against a map of which bytes are held: the ranges, their counts,
+    the D-SACK answers and the bytes delivered all agree with it."""
+    buf = ReceiveBuffer()
+    held: set[int] = set()
+    rcv_nxt = 0
+    delivered = bytearray()
+    for off, size in ops:
+        start, end = max(off, rcv_nxt), off + size
+        if start >= end:
+            continue
+        if start > rcv_nxt:
+            dup = all(i in held for i in range(start, end))
+            dsack = buf.ofo_insert((base + rcv_nxt) & 0xFFFFFFFF, (base + start) & 0xFFFFFFFF,
+                                   STREAM[start:end])
+            assert (dsack is not None) == dup
+            held.update(range(start, end))
+        else:  # in order: deliver it and whatever it joins
+            delivered += STREAM[start:end]
+            rcv_nxt = end
+            for chunk in buf.ofo_pop_ready((base + rcv_nxt) & 0xFFFFFFFF):
+                delivered += chunk
+                rcv_nxt += len(chunk)
+            held = {i for i in held if i >= rcv_nxt}
+        ranges = []
+        for i in sorted(held):
+            if ranges and ranges[-1][1] == i:
+                ranges[-1][1] = i + 1
+            else:
+                ranges.append([i, i + 1])
+        got = [[(b.start - base) & 0xFFFFFFFF, (b.end - base) & 0xFFFFFFFF] for b in buf.ofo]
+        assert got == ranges
+        assert buf.ofo_bytes == len(held)
+        assert b"".join(b"".join(blk.chunks) for blk in buf.ofo) == b"".join(
+            STREAM[s:e] for s, e in ranges)
+        assert len(buf.sack_blocks(4)) == min(4, len(ranges))
+    assert bytes(delivered) == STREAM[:rcv_nxt]
