@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="seed of the frame fuzzer")
+    parser.add_argument("--steps", type=int, default=50, help="steps per stateful example")
     parser.add_argument("--only", choices=("frames", "pair", "hostile"),
                         help="run one fuzzer (run three at once on three cores)")
     args = parser.parse_args()
@@ -54,8 +55,8 @@ def main() -> None:
     if args.examples and args.only in (None, "pair"):
         start, cpu = time.perf_counter(), time.process_time()
         run_state_machine_as_test(PairMachine, settings=settings(
-            common, stateful_step_count=50))
-        print(f"pair state machine: {args.examples} examples (up to 50 steps each) in "
+            common, stateful_step_count=args.steps))
+        print(f"pair state machine: {args.examples} examples (up to {args.steps} steps each) in "
               f"{time.perf_counter() - start:.1f} s ({time.process_time() - cpu:.1f} s CPU)",
               flush=True)
 

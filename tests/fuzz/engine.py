@@ -19,7 +19,7 @@ import random
 import socket
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from tests.engine.harness import A_IP, B_IP, Net, Sent
 from tests.engine.util import open_pair
@@ -124,7 +124,6 @@ class PairMachine(RuleBasedStateMachine):
             self.errors.append(exc)
             return None
 
-    @precondition(lambda self: bool(self.conns))
     @rule(side=SIDES, n=st.sampled_from((1, 7, 1000, 1448, 5000, 70000)))
     def send(self, side: str, n: int) -> None:
         data = self.rng.randbytes(n)
@@ -132,7 +131,6 @@ class PairMachine(RuleBasedStateMachine):
         if isinstance(taken, int):
             self.sent[side] += data[:taken]
 
-    @precondition(lambda self: bool(self.conns))
     @rule(side=SIDES, n=st.sampled_from((1, 100, 1 << 20)))
     def recv(self, side: str, n: int) -> None:
         if side in self.closed:
@@ -144,18 +142,15 @@ class PairMachine(RuleBasedStateMachine):
             else:
                 self.eof.add(side)
 
-    @precondition(lambda self: bool(self.conns))
     @rule(side=SIDES)
     def shutdown(self, side: str) -> None:
         self._call(side, "shutdown", socket.SHUT_WR)
 
-    @precondition(lambda self: bool(self.conns))
     @rule(side=SIDES)
     def close(self, side: str) -> None:
         self.closed.add(side)
         self._call(side, "close")
 
-    @precondition(lambda self: bool(self.conns))
     @rule(dt=st.sampled_from((0.001, 0.01, 0.2, 1.0, 5.0, 30.0)))
     def advance(self, dt: float) -> None:
         self.net.run(self.net.now + dt)
