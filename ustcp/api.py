@@ -21,16 +21,22 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
+import structlog
 import trio
 
+from .sockfacade import StreamSocket
 from .stack import Stack, Waiters
 from .tcp.connection import Connection
 from .tcp.listener import Listener
 from .tcp.states import SYNCHRONIZED, State
+
+log = structlog.get_logger("ustcp.api")
+
+StreamT = TypeVar("StreamT", bound=trio.abc.AsyncResource)
 
 DEFAULT_RECEIVE_SIZE = 65536  # trio's default for SocketStream.receive_some
 MAX_BACKLOG = 0xFFFF  # trio's backlog when none is given; the engine caps it at somaxconn
@@ -88,6 +94,12 @@ class TCPStream(trio.abc.HalfCloseableStream):
     def remote_address(self) -> tuple[str, int]:
         conn = self.connection
         return socket.inet_ntoa(conn.remote_ip), conn.remote_port
+
+    @property
+    def socket(self) -> StreamSocket:
+        """What frameworks read from ``SocketStream.socket`` (family, getsockname,
+        getpeername), answered from the connection."""
+        return StreamSocket(self)
 
     def set_nodelay(self, nodelay: bool) -> None:
         """TCP_NODELAY: True sends small segments at once instead of waiting for ACKs."""
@@ -245,15 +257,17 @@ async def open_tcp_listeners(stack: Stack, port: int, *, host: str = "0.0.0.0",
     return [TCPListener(stack, listener)]
 
 
-async def serve_listeners(handler: Callable[[TCPStream], Awaitable[object]],
-                          listeners: list[TCPListener]) -> NoReturn:
+async def serve_listeners(handler: Callable[[StreamT], Awaitable[object]],
+                          listeners: Sequence[trio.abc.Listener[StreamT]]) -> NoReturn:
     """Accept forever on every listener and run ``handler(stream)`` in a task of its own,
-    closing the stream when the handler returns, as ``trio.serve_listeners`` does.
+    closing the stream when the handler returns, as ``trio.serve_listeners`` does; any trio
+    listener works (a ``trio.SSLListener`` around ours, for one).
 
-    trio's version closes with ``trio.aclose_forcefully`` (a cancelled scope and a
-    ``Cancelled`` raised and caught, about 28 µs here), made for streams whose ``aclose``
-    may wait. :meth:`TCPStream.aclose` never waits (the FIN or RST is queued), so a plain
-    ``aclose`` closes just as surely, and a connection costs less.
+    Unlike trio's, a handler's exception ends its own connection only (see
+    :func:`_run_handler`). trio closes with ``trio.aclose_forcefully`` (a cancelled scope
+    and a ``Cancelled`` raised and caught, about 28 µs here), made for streams whose
+    ``aclose`` may wait. :meth:`TCPStream.aclose` never waits (the FIN or RST is queued), so
+    a plain ``aclose`` closes a TCPStream just as surely, and a connection costs less.
     """
     async with trio.open_nursery() as nursery:
         for listener in listeners:
@@ -261,19 +275,40 @@ async def serve_listeners(handler: Callable[[TCPStream], Awaitable[object]],
     raise AssertionError("unreachable: the accept loops never return")
 
 
-async def _serve_one_listener(listener: TCPListener, nursery: trio.Nursery,
-                              handler: Callable[[TCPStream], Awaitable[object]]) -> None:
+async def _serve_one_listener(listener: trio.abc.Listener[StreamT], nursery: trio.Nursery,
+                              handler: Callable[[StreamT], Awaitable[object]]) -> None:
     async with listener:
         while True:
             nursery.start_soon(_run_handler, await listener.accept(), handler)
 
 
-async def _run_handler(stream: TCPStream,
-                       handler: Callable[[TCPStream], Awaitable[object]]) -> None:
+def _transport(stream: trio.abc.AsyncResource) -> TCPStream | None:
+    """The TCPStream under ``stream`` (itself, or under a trio.SSLStream), if any."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    return stream if isinstance(stream, TCPStream) else None
+
+
+async def _run_handler(stream: StreamT, handler: Callable[[StreamT], Awaitable[object]]) -> None:
+    """One connection's handler. Its exception ends that connection only: a peer that went
+    away is routine (debug), anything else is logged with its traceback and the connection
+    reset, so the peer sees the failure instead of a clean end of stream."""
+    tcp = _transport(stream)
     try:
         await handler(stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        log.debug("handler_connection_gone", error=repr(exc))
+    except Exception:
+        peer = "{}:{}".format(*tcp.remote_address) if tcp is not None else repr(stream)
+        log.exception("handler_failed", handler=getattr(handler, "__qualname__", repr(handler)),
+                      peer=peer)
+        if tcp is not None:
+            tcp.abort()
     finally:
-        await stream.aclose()
+        if stream is tcp:
+            await stream.aclose()
+        else:
+            await trio.aclose_forcefully(stream)
 
 
 async def open_tcp_stream(stack: Stack, host: str, port: int, *,

@@ -1,27 +1,25 @@
-"""The ``ustcp`` command: serve, connect, nstat, ss, trace, ladder, demo, packetdrill.
+"""The ``ustcp`` command: serve, connect, nstat, ss, sysctl, trace, ladder, demo, packetdrill.
 
 Exit statuses: 0 success, 1 a runtime failure (no privileges, no daemon, connection refused),
 2 a usage error (argparse's, and a bad ``--sysctl`` or ``--app``).
+
+Control commands (nstat, ss, sysctl, trace) are parsed with their own parser only and
+import nothing heavy (no trio, structlog, engine or apps), so they start in a fraction of
+the time ``serve`` takes to import: the other commands' modules load when they run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from ustcp import __version__, demo
-from ustcp.apps import APPS, DEFAULT_PORTS
-from ustcp.obs import control, ladder, ss, trace
-from ustcp.obs.log import LEVELS
-from ustcp.obs.nstat import format_table
+from ustcp import __version__
+from ustcp.defaults import DEFAULT_ADDR, DEFAULT_MTU, DEFAULT_PEER, DEFAULT_TUN, LEVELS
+from ustcp.obs import ctl
 
-DEFAULT_TUN = "ustcp0"
-DEFAULT_ADDR = "10.77.0.2"
-DEFAULT_PEER = "10.77.0.1/24"
-DEFAULT_MTU = 1500
-DEFAULT_APPS = [f"{name}:{port}" for name, port in DEFAULT_PORTS.items()]
+CONTROL_COMMANDS = ("nstat", "ss", "sysctl", "trace")
+Adder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
 def _fail(message: str, status: int) -> int:
@@ -52,63 +50,112 @@ def _add_link_options(p: argparse.ArgumentParser, log_level: str) -> None:
 
 
 def _control_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--control", default=control.DEFAULT_NAME, metavar="NAME",
-                   help=f"the daemon's abstract control socket (default @{control.DEFAULT_NAME})")
+    p.set_defaults(usage=p.format_usage)  # a control command's errors print its usage
+    p.add_argument("--control", default=ctl.DEFAULT_NAME, metavar="NAME",
+                   help=f"the daemon's abstract control socket (default @{ctl.DEFAULT_NAME})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ustcp", description="A userspace TCP/IP stack in Python on a Linux TUN device.")
-    parser.add_argument("--version", action="version", version=f"ustcp {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ustcp.apps import APPS, DEFAULT_PORTS
 
+    default_apps = " ".join(f"{name}:{port}" for name, port in DEFAULT_PORTS.items())
     serve = sub.add_parser("serve", help="run the daemon: apps on a TUN device in this netns")
     _add_link_options(serve, "info")
-    serve.add_argument("--app", action="append", metavar="NAME:PORT",
-                       help=f"serve an app ({', '.join(APPS)}) on a port (repeatable; "
-                            f"default {' '.join(DEFAULT_APPS)})")
+    serve.add_argument("--app", action="append", metavar="PORT=APP",
+                       help=f"serve APP on PORT: a built-in ({', '.join(APPS)}), "
+                            "proxy:HOST:PORT, static:DIR or module:function (your own trio "
+                            f"stream handler); NAME:PORT also works (repeatable; default "
+                            f"{default_apps})")
+    serve.add_argument("--metrics", metavar="[HOST:]PORT",
+                       help="serve the counters for Prometheus at http://STACK_IP:PORT/metrics "
+                            "(on the stack's own address)")
     _control_option(serve)
 
+
+def _add_connect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     connect = sub.add_parser("connect", help="an active-open nc: stdin to HOST:PORT to stdout")
     connect.add_argument("host", metavar="HOST")
     connect.add_argument("port", type=int, metavar="PORT")
     _add_link_options(connect, "warning")
 
-    nstat = sub.add_parser("nstat", help="a running daemon's counters, like nstat -az")
-    nstat.add_argument("-a", "--all", action="store_true", help="show zero counters too")
-    nstat.add_argument("--json", action="store_true", help="print JSON")
-    nstat.add_argument("--reset", action="store_true",
-                       help="show increments since the last --reset and start a new interval")
-    _control_option(nstat)
 
-    ss_parser = sub.add_parser("ss", help="a running daemon's sockets, like ss -tanoi")
-    ss.add_arguments(ss_parser)
-    _control_option(ss_parser)
+_CONTROL_HELP = {
+    "nstat": "a running daemon's counters, as nstat prints them",
+    "ss": "a running daemon's sockets, as ss -tanoi prints them",
+    "sysctl": "read or set a running daemon's knobs",
+    "trace": "follow a running daemon's events",
+}
 
-    trace_parser = sub.add_parser("trace", help="follow a running daemon's log events")
-    trace.add_arguments(trace_parser)
-    _control_option(trace_parser)
 
-    ladder_parser = sub.add_parser("ladder", help="draw a capture's connections as ladders")
-    ladder.add_arguments(ladder_parser)
+def _control_command(name: str) -> Adder:
+    """The adder of a control command, whose module ``ustcp.obs.NAME`` has
+    ``add_arguments`` and ``main``."""
 
-    demo_parser = sub.add_parser("demo", help="a guided run of a TCP mechanism (list: no TOPIC)")
-    demo.add_arguments(demo_parser)
+    def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        from importlib import import_module
 
-    drill = sub.add_parser("packetdrill", help="run packetdrill scripts against the engine")
+        p = sub.add_parser(name, help=_CONTROL_HELP[name])
+        import_module(f"ustcp.obs.{name}").add_arguments(p)
+        _control_option(p)
+
+    return add
+
+
+def _add_ladder(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ustcp.obs import ladder
+
+    ladder.add_arguments(sub.add_parser("ladder", help="draw a capture's connections as ladders"))
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ustcp import demo
+
+    demo.add_arguments(sub.add_parser(
+        "demo", help="a guided run of a TCP mechanism (list: no TOPIC)"))
+
+
+def _add_packetdrill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    drill = sub.add_parser("packetdrill", help="run packetdrill scripts against the engine, "
+                                                "the kernel (--target kernel) or both")
     drill.add_argument("args", nargs=argparse.REMAINDER, metavar="PATH...")
+
+
+_SUBCOMMANDS: dict[str, Adder] = {
+    "serve": _add_serve, "connect": _add_connect,
+    **{name: _control_command(name) for name in CONTROL_COMMANDS},
+    "ladder": _add_ladder, "demo": _add_demo, "packetdrill": _add_packetdrill,
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``only`` the parser of that subcommand alone (what a
+    control command needs: the other subcommands' modules are not imported)."""
+    parser = argparse.ArgumentParser(
+        prog="ustcp", description="A userspace TCP/IP stack in Python on a Linux TUN device.")
+    parser.add_argument("--version", action="version", version=f"ustcp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, add in _SUBCOMMANDS.items():
+        if only is None or name == only:
+            add(sub)
     return parser
 
 
-def _cmd_nstat(args: argparse.Namespace) -> int:
-    reply = control.request("nstat", name=args.control, reset=args.reset)
-    counters: dict[str, int] = reply["counters"]
-    if args.json:
-        shown = {k: v for k, v in counters.items() if args.all or v}
-        print(json.dumps(shown, indent=1))
-    else:
-        sys.stdout.write(format_table(counters, show_zero=args.all))
-    return 0
+def _run_control(args: argparse.Namespace) -> int:
+    from importlib import import_module
+
+    command = import_module(f"ustcp.obs.{args.command}")
+    try:
+        status: int = command.main(args)
+        return status
+    except ctl.ControlError as exc:
+        if args.command == "sysctl":
+            sys.stderr.write(args.usage())
+        return _fail(f"the daemon says: {exc}", 2 if args.command == "sysctl" else 1)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return _fail(f"no ustcp daemon listens on @{args.control} in this network namespace "
+                     "(run this inside the daemon's: ip netns exec NS ustcp ...)", 1)
+    except BrokenPipeError:
+        return 0
 
 
 def _cmd_packetdrill(argv: list[str]) -> int:
@@ -121,25 +168,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["packetdrill"]:  # its own options pass through untouched
         return _cmd_packetdrill(argv[1:])
-    args = build_parser().parse_args(argv)
+    only = argv[0] if argv[:1] and argv[0] in CONTROL_COMMANDS else None
+    args = build_parser(only).parse_args(argv)
     if args.command in ("serve", "connect"):
         from ustcp import daemon
 
         return daemon.run(args)
     if args.command == "ladder":
+        from ustcp.obs import ladder
+
         return ladder.main(args)
     if args.command == "demo":
+        from ustcp import demo
+
         return demo.main(args)
-    commands = {"nstat": _cmd_nstat, "ss": ss.main, "trace": trace.main}
-    try:
-        return commands[args.command](args)
-    except control.ControlError as exc:
-        return _fail(f"the daemon says: {exc}", 1)
-    except (ConnectionRefusedError, FileNotFoundError):
-        return _fail(f"no ustcp daemon listens on @{args.control} in this network namespace "
-                     "(run this inside the daemon's: ip netns exec NS ustcp ...)", 1)
-    except BrokenPipeError:
-        return 0
+    return _run_control(args)
 
 
 if __name__ == "__main__":

@@ -24,14 +24,15 @@ import trio
 
 from ustcp import __version__
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
-from ustcp.apps import APPS, DEFAULT_PORTS
+from ustcp.apps import DEFAULT_PORTS
+from ustcp.apps.spec import AppSpec, AppSpecError, parse_apps
 from ustcp.config import StackConfig, SysctlError
 from ustcp.link.base import Link
 from ustcp.link.impair import parse_impairments
 from ustcp.link.impaired import ImpairedLink
 from ustcp.link.pcap import PcapTap
 from ustcp.link.tun import TunLink
-from ustcp.obs import control, ss
+from ustcp.obs import control, ss, sysctl
 from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.obs.nstat import Nstat
@@ -58,20 +59,22 @@ class Setup:
 
     config: StackConfig
     addr: bytes
-    apps: list[tuple[str, int]]
+    apps: list[AppSpec]
+    metrics_port: int | None = None
 
 
-def _parse_apps(specs: list[str]) -> list[tuple[str, int]]:
-    apps: list[tuple[str, int]] = []
-    for spec in specs:
-        name, _, port = spec.partition(":")
-        if name not in APPS or not port.isdigit() or not 0 < int(port) < 65536:
-            raise Refusal(f"bad --app {spec!r}: expected NAME:PORT with NAME one of "
-                          f"{', '.join(APPS)}", 2)
-        if int(port) in (taken for _, taken in apps):
-            raise Refusal(f"bad --app {spec!r}: port {port} is already taken", 2)
-        apps.append((name, int(port)))
-    return apps
+def _metrics_port(args: argparse.Namespace, apps: list[AppSpec]) -> int | None:
+    """``--metrics [HOST:]PORT``: HOST, if given, must be the stack's own address."""
+    if args.metrics is None:
+        return None
+    host, _, port = args.metrics.rpartition(":")
+    if host not in ("", args.addr, "0.0.0.0") or not port.isdigit() \
+            or not 0 < int(port) < 65536:
+        raise Refusal(f"bad --metrics {args.metrics!r}: expected [{args.addr}:]PORT (the "
+                      "stack serves it on its own address)", 2)
+    if any(app.port == int(port) for app in apps):
+        raise Refusal(f"bad --metrics {args.metrics!r}: port {port} is already taken", 2)
+    return int(port)
 
 
 def _check(args: argparse.Namespace) -> Setup:
@@ -85,9 +88,13 @@ def _check(args: argparse.Namespace) -> Setup:
     except OSError as exc:
         raise Refusal(f"bad --addr {args.addr!r}: expected an IPv4 address", 2) from exc
     try:
-        ipaddress.IPv4Interface(args.peer)
+        peer = ipaddress.IPv4Interface(args.peer)
     except ValueError as exc:
         raise Refusal(f"bad --peer {args.peer!r}: expected KERNEL_IP/PREFIX", 2) from exc
+    if ipaddress.IPv4Address(addr) not in peer.network or ipaddress.IPv4Address(addr) == peer.ip:
+        # The kernel routes to the stack through the device's prefix only.
+        raise Refusal(f"bad --addr {args.addr}: the kernel reaches the stack only inside "
+                      f"--peer's {peer.network}, at an address other than its own {peer.ip}", 2)
     if args.impair:
         try:
             parse_impairments(args.impair)
@@ -98,9 +105,13 @@ def _check(args: argparse.Namespace) -> Setup:
     apps = []
     if args.command == "serve":
         default = [f"{name}:{port}" for name, port in DEFAULT_PORTS.items()]
-        apps = _parse_apps(args.app or default)
+        try:
+            apps = parse_apps(args.app or default)
+        except AppSpecError as exc:
+            raise Refusal(str(exc), 2) from exc
+    metrics_port = _metrics_port(args, apps) if args.command == "serve" else None
     _check_privileges()
-    return Setup(config, addr, apps)
+    return Setup(config, addr, apps, metrics_port)
 
 
 def _has_cap_net_admin() -> bool:
@@ -157,7 +168,7 @@ def _ustcp_command() -> str:
     return f"{sys.executable} -m ustcp.cli"
 
 
-def _banner(args: argparse.Namespace, apps: list[tuple[str, int]], link: Link) -> str:
+def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> str:
     ns = _netns_name()
     prefix = f"ip netns exec {ns} " if ns else ""
     where = f"network namespace {ns!r}" if ns else "this network namespace"
@@ -165,26 +176,40 @@ def _banner(args: argparse.Namespace, apps: list[tuple[str, int]], link: Link) -
         f"ustcp {__version__} serving on {args.addr} (device {args.tun}, kernel side "
         f"{args.peer}, mtu {args.mtu}, offload {'on' if link.gso_max_size else 'off'}) "
         f"in {where}",
-        "apps: " + " ".join(f"{name}:{port}" for name, port in apps),
+        "apps: " + " ".join(f"{app.port}={app.label}" for app in apps),
         "reach it with:",
     ]
-    ports = dict(apps)
+    ports = {app.label: app.port for app in apps}
     if "http" in ports:
         port = "" if ports["http"] == 80 else f":{ports['http']}"
         lines.append(f"  {prefix}curl http://{args.addr}{port}/")
     if "echo" in ports:
-        lines.append(f"  {prefix}nc {args.addr} {ports['echo']}")
+        lines.append(f"  {prefix}nc -N {args.addr} {ports['echo']}")
     lines.append(f"  {prefix}ping -c 3 {args.addr}")
+    if args.metrics:
+        port = args.metrics.rpartition(":")[2]
+        lines.append(f"  {prefix}curl http://{args.addr}:{port}/metrics    # Prometheus")
     lines.append(f"  {prefix}{_ustcp_command()} nstat")
     lines.append("Ctrl-C (SIGINT) or SIGTERM stops it.")
     return "\n".join(lines)
+
+
+def _announce(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> None:
+    """The banner, on stderr: readable lines, or with ``--log-format json`` one event
+    (stdout stays free for ``--pcap -``)."""
+    if args.log_format == "json":
+        log.info("serving", addr=args.addr, tun=args.tun, peer=args.peer, mtu=args.mtu,
+                 offload=bool(link.gso_max_size), netns=_netns_name() or None,
+                 apps={app.port: app.label for app in apps})
+    else:
+        print(_banner(args, apps, link), file=sys.stderr, flush=True)
 
 
 def _control_server(name: str, stack: Stack, counters: Counters) -> control.ControlServer:
     server = control.ControlServer(name)
     server.add("nstat", Nstat(counters))
     server.add("ss", ss.control_command(stack.engine))
-    server.add("sysctl", lambda request: {"sysctl": stack.config.as_dict()})
+    server.add("sysctl", sysctl.control_command(stack.config))
     server.add_stream("trace", control.trace_events)
     return server
 
@@ -212,10 +237,15 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
             nursery.start_soon(_until_signal, nursery.cancel_scope.cancel)
             nursery.start_soon(stack.run)
             nursery.start_soon(server.serve, ctl)
-            for name, port in setup.apps:
-                listeners = await open_tcp_listeners(stack, port, host=args.addr)
-                nursery.start_soon(serve_listeners, APPS[name], listeners)
-            print(_banner(args, setup.apps, link), flush=True)
+            for app in setup.apps:
+                listeners = await open_tcp_listeners(stack, app.port, host=args.addr)
+                nursery.start_soon(serve_listeners, app.handler, listeners)
+            if setup.metrics_port is not None:
+                from ustcp.apps.metrics import metrics_app
+
+                listeners = await open_tcp_listeners(stack, setup.metrics_port, host=args.addr)
+                nursery.start_soon(serve_listeners, metrics_app(counters), listeners)
+            _announce(args, setup.apps, link)
     finally:
         with trio.CancelScope(shield=True):
             await link.aclose()

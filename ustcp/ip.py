@@ -8,7 +8,10 @@ malformed input is counted and dropped.
 from __future__ import annotations
 
 import functools
+import socket
 from typing import Protocol
+
+import structlog
 
 from .config import StackConfig
 from .obs.counters import Counters
@@ -41,6 +44,9 @@ class SegmentEngine(Protocol):
 
     def take_output(self) -> list[tuple[bytes, bytes, TcpSegment]]:
         ...
+
+
+log = structlog.get_logger("ustcp.ip")
 
 
 @functools.cache
@@ -101,6 +107,7 @@ class IpLayer:
                 c.inc("TcpInCsumErrors")
             c.inc("TcpInErrs")
             c.inc(drop_counter(exc.reason))
+            log.debug("drop", reason=exc.reason, src=socket.inet_ntoa(hdr.src))
             return
         self.engine.on_segment(now, hdr.src, hdr.dst, seg)
 

@@ -9,6 +9,8 @@ import random
 import pytest
 
 from ustcp.config import StackConfig
+from ustcp.obs.counters import Counters
+from ustcp.tcp.engine import TcpEngine
 from ustcp.tcp.states import State
 from ustcp.wire.tcp import PSH
 
@@ -323,3 +325,21 @@ def test_window_stays_shut_until_a_sixteenth_of_a_large_buffer_is_free() -> None
     net.run(net.now + 0.5)
     assert any(s.seg.window << server.rcv_wscale >= 100_000
                for s in net.log[mark:] if s.src == B_IP)
+
+
+def test_gso_super_packets_count_as_their_wire_segments() -> None:
+    """A GSO super-packet is one TcpSegment but several segments on the wire: TcpOutSegs
+    and tcpi_segs_out count the wire segments (tcp_skb_pcount), as Linux's do."""
+    net = Net()
+    net.a = TcpEngine(net.config_a, Counters(), seed=1, gso_max_size=65536)
+    _, client, _server = open_pair(net)
+    out_before, segs_before = net.a.counters["TcpOutSegs"], client.segs_out
+    mark = len(net.log)
+    client.send(net.now, b"z" * 20_000)
+    net.run(net.now + 1.0)
+    sent = [s.seg for s in net.log[mark:] if s.src == A_IP]
+    assert any(seg.gso_size for seg in sent)  # the test means something only with GSO
+    wire = sum(-(-len(seg.payload) // seg.gso_size) if seg.gso_size else 1 for seg in sent)
+    assert wire == 14 > len(sent)  # 20,000 bytes in 1448-byte segments
+    assert net.a.counters["TcpOutSegs"] - out_before == wire
+    assert client.segs_out - segs_before == wire

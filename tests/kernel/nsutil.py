@@ -80,6 +80,18 @@ def netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
 
 
+def interrupt(proc: subprocess.Popen[bytes]) -> int:
+    """SIGINT, then SIGKILL if it does not leave in time; the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+    return proc.returncode
+
+
 @dataclass
 class Daemon:
     ns: str
@@ -93,15 +105,7 @@ class Daemon:
         return in_ns(self.ns, *cmd, timeout=timeout, input=input)
 
     def stop(self) -> int:
-        """SIGINT, then SIGKILL if it does not leave in time; the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-        return self.proc.returncode
+        return interrupt(self.proc)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -109,25 +109,31 @@ def test_closed_port_is_refused_at_once(shared_daemon: Daemon) -> None:
 
 def test_nstat_counts_passive_opens(shared_daemon: Daemon) -> None:
     assert curl(shared_daemon, f"http://{shared_daemon.addr}/").returncode == 0
-    done = shared_daemon.run(*ustcp_cmd("nstat", "--json"))
+    done = shared_daemon.run(*ustcp_cmd("nstat", "-a", "--json"))
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["TcpPassiveOpens"] > 0
-    text = shared_daemon.run(*ustcp_cmd("nstat"))
+    assert json.loads(done.stdout)["kernel"]["TcpPassiveOpens"] > 0
+    text = shared_daemon.run(*ustcp_cmd("nstat", "-a"))
     assert text.returncode == 0
     rows = dict(line.split() for line in text.stdout.decode().splitlines()[1:])
     assert int(rows["TcpPassiveOpens"]) > 0
 
 
-def test_nstat_reset_gives_deltas(shared_daemon: Daemon) -> None:
-    assert shared_daemon.run(*ustcp_cmd("nstat", "--reset")).returncode == 0
+def test_nstat_gives_deltas_since_the_last_look(shared_daemon: Daemon) -> None:
+    """As Linux's nstat: increments since the previous run (-n updates the history only,
+    -s leaves it alone), -a absolute values."""
+    assert shared_daemon.run(*ustcp_cmd("nstat", "-n")).stdout == b""
     for _ in range(3):
         assert curl(shared_daemon, f"http://{shared_daemon.addr}/").returncode == 0
-    done = shared_daemon.run(*ustcp_cmd("nstat", "--reset", "--json"))
-    assert json.loads(done.stdout)["TcpPassiveOpens"] == 3
+    peek = json.loads(shared_daemon.run(*ustcp_cmd("nstat", "-s", "-j")).stdout)["kernel"]
+    done = shared_daemon.run(*ustcp_cmd("nstat", "--json", "TcpPassive*"))
+    assert json.loads(done.stdout) == {"kernel": {"TcpPassiveOpens": 3}}
+    assert peek["TcpPassiveOpens"] == 3
+    absolute = json.loads(shared_daemon.run(*ustcp_cmd("nstat", "-aj")).stdout)["kernel"]
+    assert absolute["TcpPassiveOpens"] > 3
 
 
 def test_ss_lists_the_listeners(shared_daemon: Daemon) -> None:
-    done = shared_daemon.run(*ustcp_cmd("ss", "--json"))
+    done = shared_daemon.run(*ustcp_cmd("ss", "-ta", "--json"))
     assert done.returncode == 0, done.stderr
     listening = {s["local"] for s in json.loads(done.stdout) if s["state"] == "LISTEN"}
     assert {f"{shared_daemon.addr}:{port}" for port in (7, 9, 19, 80)} <= listening

@@ -32,10 +32,10 @@ print(info[5])
 
 
 def counters(d: Daemon) -> dict[str, int]:
-    done = d.run(sys.executable, "-m", "ustcp.cli", "nstat", "--json", "-a")
+    done = d.run(sys.executable, "-m", "ustcp.cli", "nstat", "-azj")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    return dict(data.get("counters", data))
+    return dict(data["kernel"])
 
 
 def flood_and_curl(d: Daemon) -> tuple[dict[str, object], list[bool], list[int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 from collections.abc import AsyncIterator
 
@@ -41,6 +42,10 @@ def test_serve_defaults() -> None:
     ("serve", "--impair", "loss=lots"),
     ("serve", "--mtu", "20"),
     ("serve", "--peer", "10.77.0.1/33"),
+    ("serve", "--addr", "10.78.0.2"),  # outside --peer's prefix: the kernel cannot reach it
+    ("serve", "--addr", "10.77.0.1"),  # the kernel side's own address
+    ("serve", "--metrics", "10.9.9.9:9100"),  # only on the stack's own address
+    ("serve", "--metrics", "80"),  # http's port
     ("serve", "--app", "echo:7", "--app", "http:7"),
     ("connect", "10.77.0.1", "80", "--sysctl", "tcp_sack=-1"),
 ])
@@ -103,8 +108,70 @@ async def test_nstat_and_ss_print_what_the_daemon_says(
         return capsys.readouterr().out
 
     table = await run("nstat")
-    assert "TcpPassiveOpens" in table and "TcpInSegs" not in table
-    assert "TcpInSegs" in await run("nstat", "--all")
-    assert '"TcpPassiveOpens": 5' in await run("nstat", "--json")
-    listing = await run("ss")
+    assert table.splitlines() == ["#kernel", f"{'TcpPassiveOpens':<32}5"]
+    assert await run("nstat") == "#kernel\n"  # no increments since the last look
+    assert "TcpInSegs" in await run("nstat", "-az")
+    assert json.loads(await run("nstat", "-a", "--json")) == {"kernel": {"TcpPassiveOpens": 5}}
+    assert json.loads(await run("nstat", "-azj", "Tcp*Opens")) == {
+        "kernel": {"TcpActiveOpens": 0, "TcpPassiveOpens": 5}}
+    assert await run("nstat", "--prometheus", "TcpPassiveOpens", "TcpExtListenDrops") == (
+        "# HELP ustcp_netstat_TcpExt_ListenDrops nstat's TcpExtListenDrops.\n"
+        "# TYPE ustcp_netstat_TcpExt_ListenDrops counter\n"
+        "ustcp_netstat_TcpExt_ListenDrops 0\n"
+        "# HELP ustcp_netstat_Tcp_PassiveOpens nstat's TcpPassiveOpens.\n"
+        "# TYPE ustcp_netstat_Tcp_PassiveOpens counter\n"
+        "ustcp_netstat_Tcp_PassiveOpens 5\n")
+    assert await run("ss") == (
+        "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n")  # ss: no listeners
+    listing = await run("ss", "-l")
     assert "LISTEN" in listing and "10.77.0.2:80" in listing
+
+
+async def test_sysctl_reads_and_sets_a_running_daemons_knobs(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ustcp.config import StackConfig
+    from ustcp.obs import sysctl
+
+    name = f"ustcp-cli-test-{os.getpid()}-{next(_names)}"
+    config = StackConfig()
+    server = control.ControlServer(name)
+    server.add("sysctl", sysctl.control_command(config))
+    listener = await server.bind()
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        status = await trio.to_thread.run_sync(cli.main, ["sysctl", *argv, "--control", name])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve, listener)
+        assert await run("tcp_syncookies", "net.core.somaxconn") == (
+            0, "net.ipv4.tcp_syncookies = 1\nnet.core.somaxconn = 4096\n", "")
+        assert await run("-n", "tcp_rmem") == (0, "4096\t131072\t6291456\n", "")
+        assert await run("net.ipv4.tcp_syncookies=2", "tcp_sack=0") == (
+            0, "net.ipv4.tcp_syncookies = 2\nnet.ipv4.tcp_sack = 0\n", "")
+        assert (config.tcp_syncookies, config.tcp_sack) == (2, 0)  # the live config
+        status, out, err = await run("tcp_sack=1", "tcp_bogus=1")
+        assert status == 2 and out == "" and "unknown sysctl 'tcp_bogus'" in err
+        assert err.startswith("usage: ustcp sysctl")
+        assert config.tcp_sack == 0  # all or nothing
+        status, out, _ = await run()
+        assert status == 0 and "net.ipv4.tcp_congestion_control = cubic\n" in out
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("command", ["nstat", "ss", "sysctl", "trace"])
+def test_control_commands_import_nothing_heavy(command: str) -> None:
+    """What makes ``ustcp nstat`` start fast: a control command (here finding no daemon)
+    imports neither trio, structlog, h11, dpkt nor the engine."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ustcp import cli; "
+            f"status = cli.main([{command!r}, '--control', 'ustcp-nobody-{os.getpid()}']); "
+            "heavy = ('trio', 'structlog', 'h11', 'dpkt', 'ustcp.tcp.engine', 'ustcp.apps'); "
+            "print(status, sorted(m for m in heavy if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.strip() == "1 []", done.stderr

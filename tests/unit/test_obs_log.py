@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 import structlog
+import trio
 
 from ustcp.obs.log import TRACE, configure_logging
 
@@ -60,3 +62,32 @@ async def test_trace_tap_copies_events_and_counts_overflow() -> None:
         assert first["event"] == "drop" and first["i"] == 0
         assert sub.dropped == 1
     assert not TRACE.subscribers
+
+
+async def test_a_follower_gets_its_own_level_and_the_output_stays_quiet() -> None:
+    """A daemon at info: a debug follower receives debug events (with a wall-clock time),
+    the output shows none of them; an info follower gets none; with no follower a debug
+    event is not even processed."""
+    out = io.StringIO()
+    configure_logging("console", "info", stream=out)
+    log = structlog.get_logger("ustcp.test")
+    seen: list[str] = []
+
+    def spy(logger: object, name: str, event: dict[str, object]) -> dict[str, object]:
+        seen.append(str(event["event"]))
+        return event
+
+    config = structlog.get_config()
+    structlog.configure(processors=[spy, *config["processors"]])
+    log.debug("unwanted")
+    with TRACE.subscribe(level="debug") as debug_sub, TRACE.subscribe(level="info") as info_sub:
+        log.debug("state_change", old="SYN_RECV", new="ESTABLISHED")
+        log.info("reset_received")
+        got = debug_sub.receive.receive_nowait()
+        assert got["event"] == "state_change" and abs(float(got["time"]) - time.time()) < 60
+        assert info_sub.receive.receive_nowait()["event"] == "reset_received"
+        with pytest.raises(trio.WouldBlock):
+            info_sub.receive.receive_nowait()
+    assert "unwanted" not in seen and "state_change" in seen
+    assert "state_change" not in out.getvalue() and "reset_received" in out.getvalue()
+    assert TRACE.min_level > 50  # nobody follows any more

@@ -42,6 +42,13 @@ def test_wrong_ack_fails_at_its_line_with_expected_and_actual() -> None:
     assert result.message.startswith("ack: expected 2 actual 1")
 
 
+def test_result_keeps_what_came_at_each_expected_packet_line() -> None:
+    # --target both names what each side sent at the line where they part.
+    result = run(SERVER + "+0 write(4, ..., 1000) = 1000\n+0 > P. 1:1001(1000) ack 2\n")
+    assert result.sent[6].startswith("> S. 0:0(0) ack 1 win ")
+    assert result.sent[10].startswith("> P. 1:1001(1000) ack 1 win ")  # the failing line
+
+
 def test_segments_aggregate_unless_strict() -> None:
     text = SERVER + "+0 write(4, ..., 3000) = 3000\n+0 > P. 1:3001(3000) ack 1\n"
     assert run(text).status == "pass"

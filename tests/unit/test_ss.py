@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -13,6 +12,7 @@ import trio
 
 from tests.engine.harness import A_IP, B_IP, Net, Sent
 from tests.engine.util import drain, open_pair
+from ustcp import cli
 from ustcp.obs import control, ss
 from ustcp.obs.ss import filter_rows, format_ms_timer, format_table, snapshot, state_names
 from ustcp.tcp.engine import TcpEngine
@@ -157,10 +157,7 @@ async def daemon_engine() -> AsyncIterator[tuple[str, TcpEngine]]:
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--control")
-    ss.add_arguments(parser)
-    return ss.main(parser.parse_args(argv))
+    return ss.main(cli.build_parser("ss").parse_args(["ss", *argv]))
 
 
 async def test_control_command_and_cli(daemon_engine: tuple[str, TcpEngine],
@@ -169,12 +166,67 @@ async def test_control_command_and_cli(daemon_engine: tuple[str, TcpEngine],
     reply = await trio.to_thread.run_sync(
         lambda: control.request("ss", name=name, state="listening"))
     assert [r["state"] for r in reply["sockets"]] == ["LISTEN"]
-    assert await trio.to_thread.run_sync(run_cli, ["--control", name, "--json"]) == 0
+    assert await trio.to_thread.run_sync(run_cli, ["--control", name, "-a", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["state"] for r in rows] == ["LISTEN", "ESTAB"]
     assert await trio.to_thread.run_sync(
-        run_cli, ["--control", name, "--state", "ESTAB", "--port", "80"]) == 0
+        run_cli, ["--control", name, "-oi", "--state", "ESTAB", "--port", "80"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("ESTAB") and out[2].startswith("\t ts sack cubic")
+    assert out[0].startswith("Recv-Q")  # one state chosen: no State column, as ss
+    assert " 10.0.0.2:80 " in out[1] and out[2].startswith("\t ts sack cubic")
     assert await trio.to_thread.run_sync(run_cli, ["--control", name, "--state", "nope"]) == 2
     assert "unknown state" in capsys.readouterr().err
+
+
+ROWS: list[dict[str, object]] = [
+    {"state": "LISTEN", "recv_q": 0, "send_q": 4096, "local": "10.77.0.2:80",
+     "peer": "0.0.0.0:*", "timer": None, "syn_queue": 0},
+    {"state": "ESTAB", "recv_q": 0, "send_q": 0, "local": "10.77.0.2:80",
+     "peer": "10.77.0.1:40000", "timer": {"name": "on", "expires_ms": 200, "count": 0},
+     "info": None, "skmem": {"r": 0, "rb": 131072, "t": 0, "tb": 16384, "f": 0, "w": 10,
+                             "o": 0, "bl": 0, "d": 0}, "sk": "7f00"},
+    {"state": "ESTAB", "recv_q": 0, "send_q": 0, "local": "10.77.0.2:7",
+     "peer": "10.77.0.1:40001", "timer": None},
+    {"state": "TIME-WAIT", "recv_q": 0, "send_q": 0, "local": "10.77.0.2:80",
+     "peer": "10.77.0.1:39999", "timer": {"name": "timewait", "expires_ms": 59000,
+                                           "count": 0}},
+]
+
+
+def shown(*argv: str) -> list[tuple[object, object]]:
+    args = cli.build_parser("ss").parse_args(["ss", *argv])
+    return [(row["state"], row["peer"]) for row in ss.select(ROWS, args)]  # type: ignore[arg-type]
+
+
+def test_ss_options_and_filters_choose_rows_as_iproute2() -> None:
+    estab = [("ESTAB", "10.77.0.1:40000"), ("ESTAB", "10.77.0.1:40001")]
+    assert shown() == shown("-tn") == estab  # no listeners, no TIME-WAIT without -a
+    assert shown("-l") == [("LISTEN", "0.0.0.0:*")]
+    assert len(shown("-tanoi")) == 4
+    assert shown("state", "time-wait") == [("TIME-WAIT", "10.77.0.1:39999")]
+    assert shown("-a", "sport", "=", ":80", "and", "exclude", "listening") == [
+        ("ESTAB", "10.77.0.1:40000"), ("TIME-WAIT", "10.77.0.1:39999")]
+    assert shown("dport", "gt", ":40000") == [("ESTAB", "10.77.0.1:40001")]
+    assert shown("sport", "!=", ":80") == [("ESTAB", "10.77.0.1:40001")]
+    assert shown("-a", "dst", "10.77.0.0/24:39999") == [("TIME-WAIT", "10.77.0.1:39999")]
+    assert shown("state", "connected", "src", "10.77.0.2:7") == [("ESTAB", "10.77.0.1:40001")]
+    for bad in (["sport", "=", "80x"], ["state", "bogus"], ["proto", "tcp"], ["state"]):
+        with pytest.raises(ss.FilterError):
+            shown(*bad)
+
+
+def test_ss_columns_follow_the_flags() -> None:
+    rows = ROWS[1:2]
+    bare = format_table(rows, timers=False, info=False).splitlines()  # type: ignore[arg-type]
+    assert len(bare) == 2 and bare[1].split() == ["ESTAB", "0", "0", "10.77.0.2:80",
+                                                  "10.77.0.1:40000"]
+    full = format_table(rows, timers=True, info=False, memory=True,  # type: ignore[arg-type]
+                        extended=True, header=False).splitlines()
+    assert full[0].endswith("timer:(on,200ms,0) sk:7f00")
+    assert full[1] == "\t skmem:(r0,rb131072,t0,tb16384,f0,w10,o0,bl0,d0)"
+
+
+def test_ss_bad_filter_prints_usage_and_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["ss", "sport", "=", "http", "--control", "nobody-here"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ustcp ss") and "ustcp ss: expected :PORT" in err

@@ -158,7 +158,7 @@ class Daemon:
                 self.stop()
                 raise DemoError(f"the daemon exited with {self.proc.returncode}: "
                                 f"{self.log.read_text(errors='replace').strip()[-600:]}")
-            if self.cli("nstat", "--json", check=False).returncode == 0:
+            if self.cli("nstat", "-a", check=False).returncode == 0:  # history untouched
                 return
             time.sleep(0.1)
         self.stop()
@@ -169,7 +169,7 @@ class Daemon:
         return self.ns.python("ustcp.cli", *args, check=check)
 
     def ss(self, *, state: str | None = None, port: int | None = None) -> list[Row]:
-        rows: list[Row] = json.loads(self.cli("ss", "--json").stdout)
+        rows: list[Row] = json.loads(self.cli("ss", "-a", "--json").stdout)
         return filter_rows(rows, state=state, port=port)
 
     def sysctl(self, *names: str) -> dict[str, Any]:
@@ -181,13 +181,13 @@ class Daemon:
         return {name: values[name] for name in names}
 
     def nstat_reset(self) -> None:
-        self.cli("nstat", "--reset", "--json")
+        self.cli("nstat", "-n")  # nstat's history, kept by the daemon, is now
 
     def nstat_deltas(self) -> dict[str, int]:
         """The counters that moved since the last :meth:`nstat_reset` (and restarts the
         interval, as ``nstat`` does)."""
-        deltas: dict[str, int] = json.loads(self.cli("nstat", "--reset", "--json").stdout)
-        return {name: value for name, value in deltas.items() if value}
+        deltas: dict[str, int] = json.loads(self.cli("nstat", "-j").stdout)["kernel"]
+        return deltas
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period; the pcap is complete afterwards."""

@@ -78,7 +78,7 @@ class Story:
     def counters(self, deltas: dict[str, int], names: Iterable[str],
                  when: str = "during the demo") -> None:
         """The named counters' increments (``nstat`` deltas), zero ones included."""
-        self.command(f"ustcp nstat --reset   # increments {when}")
+        self.command(f"ustcp nstat   # increments {when}")
         for name in names:
             self._print(f"    {name:<32}{deltas.get(name, 0):>10}")
 

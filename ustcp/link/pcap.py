@@ -6,20 +6,36 @@ platform's DLT value, 12 on Linux, which is not what belongs in a file header.) 
 super-packets are written whole, so the snap length covers 64 KB frames. Timestamps are
 the link clock plus an offset: by default the one that makes the first frame show the wall
 clock; with ``epoch=0.0`` a capture made on a mock clock shows the virtual time itself.
+
+The file is flushed after every batch, so ``tcpdump -r FILE`` reads a capture while the
+daemon writes it; the path ``-`` writes to standard output (``ustcp serve --pcap - |
+tcpdump -r -``). When the reader goes away (EPIPE) or the disk fails, the capture stops
+with a warning and the stack carries on.
+
+With offloads on, frames the stack sends carry a partial TCP checksum (the kernel, or the
+device, completes it) and may be GSO super-packets larger than the MTU: tcpdump reports
+"incorrect cksum" for them. ``tcpdump -K`` skips the check; ``--offload off`` captures
+frames exactly as they would be on a wire.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
+from typing import BinaryIO
 
 import dpkt
+import structlog
 import trio
 
 from .base import Link, OutFrame, ReceivedFrame
 
+log = structlog.get_logger("ustcp.link")
+
 LINKTYPE_RAW = 101
+STDOUT = "-"
 SNAPLEN = 262144  # tcpdump's default, larger than any GSO super-packet
 
 
@@ -37,8 +53,12 @@ class PcapTap:
         self._clock = clock
         self._epoch = epoch
         self._offset: float | None = None
-        self._file = open(path, "wb")  # noqa: SIM115 -- lives as long as the tap
+        self._owned = os.fspath(path) != STDOUT
+        self._file: BinaryIO = (
+            open(path, "wb") if self._owned  # noqa: SIM115 -- lives as long as the tap
+            else sys.stdout.buffer)
         self._writer = dpkt.pcap.Writer(self._file, snaplen=SNAPLEN, linktype=LINKTYPE_RAW)
+        self._file.flush()  # the header: a reader can open the capture at once
         self._closed = False
 
     def _timestamp(self) -> float:
@@ -52,8 +72,13 @@ class PcapTap:
             return
         ts = self._timestamp()
         write = self._writer.writepkt_time
-        for frame in frames:
-            write(bytes(frame), ts)
+        try:
+            for frame in frames:
+                write(bytes(frame), ts)
+            self._file.flush()
+        except OSError as exc:  # the reader of a pipe left, or the disk is full
+            log.warning("pcap_stopped", error=exc.strerror or repr(exc))
+            self._close_file()
 
     async def receive_batch(self) -> list[ReceivedFrame]:
         frames = await self.inner.receive_batch()
@@ -70,8 +95,12 @@ class PcapTap:
         self._write([frame for frame, _gso_size in frames])
         self.inner.send_batch(frames)
 
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
+    def _close_file(self) -> None:
+        self._closed = True
+        if self._owned:
             self._file.close()
+
+    async def aclose(self) -> None:
+        if not self._closed:  # every batch was flushed already
+            self._close_file()
         await self.inner.aclose()

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 import trio
 
+from ustcp.obs.ctl import DEFAULT_NAME, ControlError, address, encode_line, follow, request
 from ustcp.obs.log import TRACE
 
-DEFAULT_NAME = "ustcp-control"
+__all__ = ["DEFAULT_NAME", "ControlError", "ControlServer", "address", "follow", "request",
+           "trace_events"]
+
 MAX_LINE = 64 * 1024
 
 Request = dict[str, Any]
@@ -32,19 +35,6 @@ Command = Callable[[Request], dict[str, Any]]
 StreamCommand = Callable[[Request], AsyncIterator[dict[str, Any]]]
 
 log = structlog.get_logger("ustcp.control")
-
-
-class ControlError(RuntimeError):
-    """The daemon answered a request with an error."""
-
-
-def address(name: str) -> str:
-    """The abstract socket address for ``name`` (Python spells the NUL prefix as ``\\0``)."""
-    return "\0" + name
-
-
-def _encode(obj: Any) -> bytes:
-    return json.dumps(obj, default=str, separators=(",", ":")).encode() + b"\n"
 
 
 @dataclass
@@ -90,7 +80,7 @@ class ControlServer:
             newline = buffer.find(b"\n")
             if newline < 0:
                 if len(buffer) > MAX_LINE:
-                    await stream.send_all(_encode({"error": "request line too long"}))
+                    await stream.send_all(encode_line({"error": "request line too long"}))
                     return
                 chunk = await stream.receive_some(MAX_LINE)
                 if not chunk:
@@ -108,7 +98,7 @@ class ControlServer:
             if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
                 raise ValueError('expected {"cmd": NAME, ...}')
         except ValueError as exc:
-            await stream.send_all(_encode({"error": f"bad request: {exc}"}))
+            await stream.send_all(encode_line({"error": f"bad request: {exc}"}))
             return
         cmd = request["cmd"]
         log.debug("control_request", cmd=cmd)
@@ -120,10 +110,11 @@ class ControlServer:
             except Exception as exc:  # a failing command must not take the daemon down
                 log.exception("control_command_failed", cmd=cmd)
                 reply = {"error": f"{cmd}: {type(exc).__name__}: {exc}"}
-            await stream.send_all(_encode(reply))
+            await stream.send_all(encode_line(reply))
         else:
             known = sorted([*self.commands, *self.streams])
-            await stream.send_all(_encode({"error": f"unknown command {cmd!r}; known: {known}"}))
+            reply = {"error": f"unknown command {cmd!r}; known: {known}"}
+            await stream.send_all(encode_line(reply))
 
 
 async def _stream_until_hangup(
@@ -131,7 +122,7 @@ async def _stream_until_hangup(
 ) -> None:
     async def forward() -> None:
         async for item in items:
-            await stream.send_all(_encode(item))
+            await stream.send_all(encode_line(item))
 
     async def wait_hangup() -> None:
         while await stream.receive_some(MAX_LINE):
@@ -153,7 +144,7 @@ async def trace_events(request: Request) -> AsyncIterator[dict[str, Any]]:
     events = set(request.get("event") or ())
     conn = str(request.get("conn") or "")
     prefix = str(request.get("logger") or "")
-    with TRACE.subscribe() as sub:
+    with TRACE.subscribe(level=str(request.get("level") or "debug")) as sub:
         async for event in sub.receive:
             if events and event.get("event") not in events:
                 continue
@@ -164,44 +155,3 @@ async def trace_events(request: Request) -> AsyncIterator[dict[str, Any]]:
             yield event
 
 
-def _connect(name: str, timeout: float | None) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(address(name))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _check(reply: Any) -> dict[str, Any]:
-    if not isinstance(reply, dict):
-        raise ControlError(f"unexpected reply {reply!r}")
-    if "error" in reply:
-        raise ControlError(str(reply["error"]))
-    return reply
-
-
-def request(
-    cmd: str, name: str = DEFAULT_NAME, timeout: float = 10.0, **args: Any
-) -> dict[str, Any]:
-    """Send one command to the daemon at ``@name`` and return its reply.
-
-    ``OSError`` (ConnectionRefusedError) when no daemon listens there; ``ControlError`` when
-    the daemon answers with an error.
-    """
-    with _connect(name, timeout) as sock, sock.makefile("rb") as reader:
-        sock.sendall(_encode({"cmd": cmd, **args}))
-        line = reader.readline()
-    if not line:
-        raise ControlError("the daemon closed the control connection without answering")
-    return _check(json.loads(line))
-
-
-def follow(cmd: str, name: str = DEFAULT_NAME, **args: Any) -> Iterator[dict[str, Any]]:
-    """Send a streaming command and yield each item until the daemon hangs up."""
-    with _connect(name, None) as sock, sock.makefile("rb") as reader:
-        sock.sendall(_encode({"cmd": cmd, **args}))
-        for line in reader:
-            yield _check(json.loads(line))

@@ -4,14 +4,18 @@ Every layer logs with ``structlog.get_logger("ustcp.<layer>")``; :func:`configur
 decides where the events go. Events below the chosen level cost one no-op call: the bound
 logger class is built for that level (``structlog.make_filtering_bound_logger``).
 
-:data:`TRACE` sees every event that passes the level filter, as a plain dict, before it is
-rendered; the control socket's ``trace`` command subscribes to it to follow a live daemon.
+:data:`TRACE` copies events, as plain dicts with a wall-clock ``time``, to the followers
+the control socket's ``trace`` command subscribes, each at its own level: a follower at
+``debug`` sees state changes from a daemon logging at ``info``, while the daemon's own
+output (stderr) still shows only ``info`` and above. An event below the output level costs
+a no-op call unless a follower wants it.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,8 +24,12 @@ from typing import Any, Literal, TextIO
 import structlog
 import trio
 
+from ustcp.defaults import LEVELS
+
 Format = Literal["console", "json"]
-LEVELS = ("debug", "info", "warning", "error", "critical")
+NO_FOLLOWER = logging.CRITICAL + 1
+_LEVEL_NUMBERS = {name: logging.getLevelNamesMapping()[name.upper()] for name in LEVELS}
+_LEVEL_NUMBERS["exception"] = logging.ERROR
 
 
 @dataclass(eq=False)
@@ -30,6 +38,7 @@ class Subscription:
 
     send: trio.MemorySendChannel[dict[str, Any]]
     receive: trio.MemoryReceiveChannel[dict[str, Any]]
+    level: int = logging.DEBUG
     dropped: int = 0
 
 
@@ -42,28 +51,39 @@ class TraceTap:
     """
 
     subscribers: set[Subscription] = field(default_factory=set)
+    min_level: int = NO_FOLLOWER  # the lowest level a follower wants
 
     def __call__(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        for sub in self.subscribers:
-            try:
-                sub.send.send_nowait(dict(event_dict))
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                sub.dropped += 1
+        if self.subscribers:
+            level = _LEVEL_NUMBERS.get(method_name, logging.INFO)
+            event = {**event_dict, "time": time.time()}
+            for sub in self.subscribers:
+                if level < sub.level:
+                    continue
+                try:
+                    sub.send.send_nowait(dict(event))
+                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                    sub.dropped += 1
         return event_dict
 
     @contextmanager
-    def subscribe(self, buffer: int = 10_000) -> Iterator[Subscription]:
+    def subscribe(self, buffer: int = 10_000, level: str = "debug") -> Iterator[Subscription]:
         send, receive = trio.open_memory_channel[dict[str, Any]](buffer)
-        sub = Subscription(send, receive)
+        sub = Subscription(send, receive, _LEVEL_NUMBERS[level.lower()])
         self.subscribers.add(sub)
+        self._update()
         try:
             yield sub
         finally:
             self.subscribers.discard(sub)
+            self._update()
             send.close()
             receive.close()
+
+    def _update(self) -> None:
+        self.min_level = min((s.level for s in self.subscribers), default=NO_FOLLOWER)
 
 
 TRACE = TraceTap()
@@ -80,6 +100,38 @@ def _add_logger_name(
 ) -> MutableMapping[str, Any]:
     event_dict.setdefault("logger", getattr(logger, "name", "ustcp"))
     return event_dict
+
+
+def _wrapper_class(output_level: int) -> type[Any]:
+    """structlog's filtering bound logger for ``output_level``, except that a method below
+    that level passes the event on when a trace follower wants it."""
+    base: Any = structlog.make_filtering_bound_logger(logging.DEBUG)
+    methods: dict[str, Any] = {}
+    for name, level in _LEVEL_NUMBERS.items():
+        if level >= output_level:
+            continue
+        full = getattr(base, name)
+
+        def method(self: Any, event: str, *args: Any, _full: Any = full, _level: int = level,
+                   **kw: Any) -> Any:
+            if TRACE.min_level > _level:
+                return None
+            return _full(self, event, *args, **kw)
+
+        methods[name] = method
+    return type("TraceAwareBoundLogger", (base,), methods)
+
+
+def _output_level(level: int) -> structlog.typing.Processor:
+    """Drop, after the trace tap, what is below the output level (it was for a follower)."""
+
+    def processor(logger: Any, method_name: str,
+                  event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if _LEVEL_NUMBERS.get(method_name, logging.INFO) < level:
+            raise structlog.DropEvent
+        return event_dict
+
+    return processor
 
 
 def configure_logging(
@@ -111,12 +163,11 @@ def configure_logging(
             _add_logger_name,
             timestamper,
             TRACE,
+            _output_level(_LEVEL_NUMBERS[level.lower()]),
             *tracebacks,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=_wrapper_class(_LEVEL_NUMBERS[level.lower()]),
         logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )

@@ -17,15 +17,14 @@ as a TIME_WAIT-table entry) as ``timewait``; the delayed-ACK timer is never show
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import socket
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import trio
-
-from ustcp.obs import control
+from ustcp.obs import ctl
 from ustcp.tcp.seq import seq_diff
 from ustcp.tcp.states import SYNCHRONIZED, State
 
@@ -126,6 +125,15 @@ def _info(conn: Connection, now: float) -> dict[str, Any]:
     }
 
 
+def _skmem(conn: Connection) -> dict[str, int]:
+    """``ss -m``'s skmem (inet_sk_diag_fill's SK_MEMINFO): what ustcp has of it. r is the
+    data waiting to be read, w the data not yet acknowledged; t (bytes in the device's
+    queue), f (forward allocation), o (option memory), bl (backlog) and d (drops) have no
+    counterpart here and stay 0."""
+    return {"r": len(conn.rcv_buf), "rb": conn.rcvbuf, "t": 0, "tb": conn._sndbuf(), "f": 0,
+            "w": max(0, seq_diff(conn.write_seq, conn.snd_una)), "o": 0, "bl": 0, "d": 0}
+
+
 def _listener_rows(listener: Listener, now: float) -> list[Row]:
     local = "0.0.0.0" if listener.local_ip == ANY else socket.inet_ntoa(listener.local_ip)
     rows: list[Row] = [{
@@ -151,6 +159,7 @@ def _connection_row(conn: Connection, now: float) -> Row:
         "local": _endpoint(conn.local_ip, conn.local_port),
         "peer": _endpoint(conn.remote_ip, conn.remote_port),
         "timer": _conn_timer(conn, now), "info": _info(conn, now),
+        "skmem": _skmem(conn), "sk": f"{id(conn):x}",
     }
 
 
@@ -249,35 +258,136 @@ def format_info(info: dict[str, Any]) -> str:
 HEADER = ("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port")
 
 
-def format_table(rows: list[Row]) -> str:
-    """Rows as ``ss -tanoi`` prints them: one line per socket with its timer, and for a
-    connection the ``tcp_info`` line below it, indented by a tab (for a listener, the
-    SYN-queue length)."""
+def format_skmem(m: dict[str, int]) -> str:
+    return "skmem:(" + ",".join(f"{k}{m[k]}" for k in ("r", "rb", "t", "tb", "f", "w", "o",
+                                                       "bl", "d")) + ")"
+
+
+def format_table(rows: list[Row], *, timers: bool = True, info: bool = True,
+                 memory: bool = False, extended: bool = False, header: bool = True,
+                 state: bool = True) -> str:
+    """Rows as ``ss -tan`` prints them, with ``-o`` (``timers``) the timer, with ``-e`` the
+    socket's identity, with ``-m`` and ``-i`` a second line, indented by a tab: skmem, then
+    the ``tcp_info`` (for a listener with ``-i``, the SYN-queue length)."""
     cells = [HEADER] + [
         (row["state"], str(row["recv_q"]), str(row["send_q"]), row["local"], row["peer"])
         for row in rows
     ]
     widths = [max(len(cell[i]) for cell in cells) for i in range(len(HEADER))]
 
-    def line(cell: tuple[str, ...], timer: str) -> str:
-        state, recv_q, send_q, local, peer = cell
-        text = (f"{state:<{widths[0]}} {recv_q:>{widths[1]}} {send_q:>{widths[2]}} "
-                f"{local:<{widths[3]}} {peer:<{widths[4]}} {timer}")
+    def line(cell: tuple[str, ...], tail: str) -> str:
+        name, recv_q, send_q, local, peer = cell
+        text = (f"{name:<{widths[0]}} " if state else "") + (
+            f"{recv_q:>{widths[1]}} {send_q:>{widths[2]}} "
+            f"{local:<{widths[3]}} {peer:<{widths[4]}} {tail}")
         return text.rstrip()
 
-    lines = [line(cells[0], "")]
+    lines = [line(cells[0], "")] if header else []
     for row, cell in zip(rows, cells[1:], strict=True):
-        lines.append(line(cell, format_timer(row["timer"]) if row["timer"] else ""))
-        if "info" in row:
-            lines.append("\t " + format_info(row["info"]))
-        elif "syn_queue" in row:
-            lines.append(f"\t synq:{row['syn_queue']}")
+        tail = [format_timer(row["timer"])] if timers and row["timer"] else []
+        if extended and "sk" in row:
+            tail.append(f"sk:{row['sk']}")
+        lines.append(line(cell, " ".join(tail)))
+        detail = [format_skmem(row["skmem"])] if memory and "skmem" in row else []
+        if info and "info" in row:
+            detail.append(format_info(row["info"]))
+        elif info and "syn_queue" in row:
+            detail.append(f"synq:{row['syn_queue']}")
+        if detail:
+            lines.append("\t " + " ".join(detail))
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- ss's filter expressions
+
+# ss's default without -a or -l: every state but LISTEN, TIME-WAIT, SYN-RECV and CLOSE
+# (iproute2 misc/ss.c SS_CONN).
+DEFAULT_STATES = frozenset(s.ss_name for s in State) - {
+    "LISTEN", "TIME-WAIT", "SYN-RECV", "UNCONN"}
+_OPS: dict[str, Callable[[int, int], bool]] = {
+    "=": int.__eq__, "==": int.__eq__, "eq": int.__eq__,
+    "!=": int.__ne__, "ne": int.__ne__, "neq": int.__ne__,
+    "<": int.__lt__, "lt": int.__lt__, ">": int.__gt__, "gt": int.__gt__,
+    "<=": int.__le__, "le": int.__le__, ">=": int.__ge__, "ge": int.__ge__,
+}
+RowTest = Callable[[Row], bool]
+
+
+class FilterError(ValueError):
+    """A filter expression this ss does not understand."""
+
+
+def _port_test(column: str, op: str, text: str) -> RowTest:
+    port_text = text.removeprefix(":")
+    if not port_text.isdigit():
+        raise FilterError(f"expected :PORT after {op!r}, got {text!r}")
+    compare, port = _OPS[op], int(port_text)
+    return lambda row: compare(int(_port_of(row[column]).replace("*", "0")), port)
+
+
+def _address_test(column: str, text: str) -> RowTest:
+    host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    try:
+        network = ipaddress.IPv4Network(host or "0.0.0.0/0", strict=False)
+    except ValueError as exc:
+        raise FilterError(f"bad address {text!r}") from exc
+    if port_text and not port_text.isdigit():
+        raise FilterError(f"bad port in {text!r}")
+
+    def test(row: Row) -> bool:
+        address, _, port = row[column].rpartition(":")
+        return ipaddress.IPv4Address(address) in network and (
+            not port_text or port == port_text)
+
+    return test
+
+
+def parse_filter(tokens: list[str]) -> tuple[frozenset[str] | None, list[RowTest]]:
+    """ss's ``[ state STATE ... ] [ EXPRESSION ]`` as far as ustcp goes: ``state`` and
+    ``exclude`` (repeatable; ss's names and groups), ``sport``/``dport`` with a comparison
+    (``= != < > <= >=`` or ``eq ne lt gt le ge``) and ``:PORT``, ``src``/``dst`` with
+    ``ADDR[/PREFIX][:PORT]``; terms are joined by ``and`` (or nothing). Returns the states
+    chosen (None: none named) and the tests every shown row passes."""
+    states: set[str] | None = None
+    excluded: set[str] = set()
+    tests: list[RowTest] = []
+    rest = list(tokens)
+    while rest:
+        word = rest.pop(0)
+        if word in ("and", "&&", "&"):
+            continue
+        if word in ("state", "exclude"):
+            if not rest:
+                raise FilterError(f"{word} needs a state name")
+            names = state_names(rest.pop(0))
+            if word == "state":
+                states = (states or set()) | names
+            else:
+                excluded |= names
+        elif word in ("sport", "dport"):
+            column = "local" if word == "sport" else "peer"
+            op = rest.pop(0) if rest and rest[0] in _OPS else "="
+            if not rest:
+                raise FilterError(f"{word} needs :PORT")
+            tests.append(_port_test(column, op, rest.pop(0)))
+        elif word in ("src", "dst"):
+            if not rest:
+                raise FilterError(f"{word} needs an address")
+            tests.append(_address_test("local" if word == "src" else "peer", rest.pop(0)))
+        else:
+            raise FilterError(f"{word!r} is not supported here (state, exclude, sport, dport, "
+                              "src, dst, and)")
+    if excluded:
+        states = (states if states is not None else
+                  {s.ss_name for s in State}) - excluded
+    return (frozenset(states) if states is not None else None), tests
 
 
 def control_command(engine: TcpEngine) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The daemon's ``ss`` control command: ``{"cmd": "ss", "state": S, "port": P}`` answers
     ``{"sockets": rows}`` (both filters optional)."""
+
+    import trio  # the daemon's side only: the ss command itself starts without trio
 
     def ss(request: dict[str, Any]) -> dict[str, Any]:
         port = request.get("port")
@@ -289,27 +399,63 @@ def control_command(engine: TcpEngine) -> Callable[[dict[str, Any]], dict[str, A
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``ustcp ss`` (the caller adds ``--control``)."""
-    parser.add_argument("--state", metavar="S",
-                        help="only sockets in this state: ESTAB, TIME-WAIT, LISTEN, ... or an "
-                             "ss filter name (established, connected, synchronized, ...)")
-    parser.add_argument("--port", type=int, metavar="P",
-                        help="only sockets with this local or peer port")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    """ss's options (the caller adds ``--control``); all TCP, all numeric."""
+    flag = parser.add_argument
+    flag("-t", "--tcp", action="store_true", help="TCP sockets (the only kind here)")
+    flag("-a", "--all", action="store_true", help="listening and non-listening sockets")
+    flag("-l", "--listening", action="store_true", help="listening sockets only")
+    flag("-n", "--numeric", action="store_true", help="numeric addresses (always)")
+    flag("-o", "--options", action="store_true", help="timer information")
+    flag("-i", "--info", action="store_true", help="tcp_info (and a listener's SYN queue)")
+    flag("-m", "--memory", action="store_true", help="socket memory (skmem)")
+    flag("-e", "--extended", action="store_true", help="socket identity (sk)")
+    flag("-H", "--no-header", action="store_true", help="no header line")
+    flag("-j", "--json", action="store_true", help="every field of every row as JSON")
+    flag("--state", metavar="S", help="the same as the filter `state S`")
+    flag("--port", type=int, metavar="P", help="only sockets with this local or peer port")
+    flag("filter", nargs="*", metavar="FILTER",
+         help="state NAME | exclude NAME | sport = :P | dport != :P | src A[/N][:P] | "
+              "dst A[:P], joined by and")
+
+
+def _chosen(args: argparse.Namespace) -> tuple[frozenset[str] | None, list[RowTest], bool]:
+    """The states (None: all) and tests these options choose, and whether a filter named
+    exactly one state; ``FilterError`` if bad."""
+    tokens = list(args.filter) + (["state", args.state] if args.state else [])
+    try:
+        states, tests = parse_filter(tokens)
+    except ValueError as exc:  # state_names' unknown state too
+        raise FilterError(str(exc)) from exc
+    one = states is not None and len(states) == 1
+    if states is None:
+        states = (frozenset({"LISTEN"}) if args.listening and not args.all
+                  else None if args.all else DEFAULT_STATES)
+    return states, tests, one
+
+
+def select(rows: list[Row], args: argparse.Namespace) -> list[Row]:
+    """The rows ss shows for these options: ``FilterError`` for a bad filter."""
+    states, tests, _ = _chosen(args)
+    rows = filter_rows(rows, port=args.port)
+    return [row for row in rows if (states is None or row["state"] in states)
+            and all(test(row) for test in tests)]
 
 
 def main(args: argparse.Namespace) -> int:
     """``ustcp ss``: ask the daemon at ``@args.control`` and print its sockets."""
-    if args.state:
-        try:
-            state_names(args.state)
-        except ValueError as exc:
-            print(f"ustcp ss: {exc}", file=sys.stderr)
-            return 2
-    reply = control.request("ss", name=args.control, state=args.state, port=args.port)
-    rows = filter_rows(reply["sockets"], state=args.state, port=args.port)
+    try:
+        _, _, one_state = _chosen(args)
+    except FilterError as exc:
+        sys.stderr.write(args.usage())
+        print(f"ustcp ss: {exc}", file=sys.stderr)
+        return 2
+    rows = select(ctl.request("ss", name=args.control)["sockets"], args)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        sys.stdout.write(format_table(rows))
+        # As ss: a filter that names one state leaves the State column out.
+        sys.stdout.write(format_table(rows, timers=args.options, info=args.info,
+                                      memory=args.memory, extended=args.extended,
+                                      header=not args.no_header,
+                                      state=not one_state))
     return 0

@@ -1,7 +1,9 @@
-"""``ustcp packetdrill PATH... [-v]``: run scripts, one line per script, then the totals.
+"""``ustcp packetdrill [--target engine|kernel|both] PATH... [-v]``: run scripts, one line
+per script, then the totals.
 
-Folders are searched recursively for ``*.pkt`` (sorted). Exit status 0 only when no script
-failed; skips do not fail the run.
+Folders are searched recursively for ``*.pkt`` (sorted). On one target the exit status is
+0 only when no script failed (skips do not fail the run); with ``--target both`` it is 0
+only when the kernel and ustcp agree on every script both ran (``kernel/compare.py``).
 """
 
 from __future__ import annotations
@@ -46,15 +48,26 @@ def run_paths(paths: Sequence[Path]) -> Iterator[Result]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ustcp packetdrill",
                                      description="Run packetdrill scripts against the "
-                                                 "engine on virtual time.")
+                                                 "engine on virtual time, or the Linux "
+                                                 "kernel of this machine, or both.")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="a .pkt script or a folder of them")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print the packet-by-packet exchange of each script")
+    parser.add_argument("--target", choices=("engine", "kernel", "both"), default="engine",
+                        help="engine: ustcp on virtual time (default); kernel: this "
+                             "machine's Linux TCP in a private network namespace, on real "
+                             "time; both: the two side by side")
+    parser.add_argument("--retries", type=int, default=None, metavar="N",
+                        help="kernel target: runs a failing script again, up to N times "
+                             "(default 2); it passes if an attempt passes")
     args = parser.parse_args(argv)
     missing = [p for p in args.paths if not p.exists()]
     if missing:
         parser.error(f"no such file or folder: {missing[0]}")
+    if args.target != "engine":
+        from .kernel.report import main as kernel_main
+        return kernel_main(args.paths, args.target, args.verbose, args.retries)
     counts = {"pass": 0, "fail": 0, "skip": 0}
     with quiet_engine_logs():
         for result in run_paths(args.paths):

@@ -70,6 +70,7 @@ class Result:
     line: int | None = None
     message: str = ""
     log: list[str] = field(default_factory=list)
+    sent: dict[int, str] = field(default_factory=dict)  # line of a '>' packet -> what came
 
     def summary(self) -> str:
         if self.status == "pass":
@@ -105,7 +106,9 @@ class Pending:
     end: float | None  # the script's return time ('...'); None if it gives none
 
 
-def run_file(path: Path, display: str | None = None) -> Result:
+def run_file(path: Path, display: str | None = None,
+             target: type[Runner] | None = None) -> Result:
+    """Parse and run one script on ``target`` (a Runner class; the engine by default)."""
     name = display or str(path)
     try:
         script = parse_file(path)
@@ -113,7 +116,7 @@ def run_file(path: Path, display: str | None = None) -> Result:
         return Result(name, "skip", exc.line, f"unsupported syntax: {exc.message}")
     except ParseError as exc:
         return Result(name, "fail", exc.line, f"parse error: {exc.message}")
-    return Runner(script, path.parent, name, suite_for(path)).run()
+    return (target or Runner)(script, path.parent, name, suite_for(path)).run()
 
 
 class Runner:
@@ -124,6 +127,7 @@ class Runner:
         self.script_dir = script_dir
         self.name = name
         self.log: list[str] = []
+        self.sent: dict[int, str] = {}
         self.tol_us = TOLERANCE_USECS
         self.tol_percent = TOLERANCE_PERCENT
         self.ts_tick_us = 0
@@ -147,9 +151,14 @@ class Runner:
     # ------------------------------------------------------------------ top level
 
     def run(self) -> Result:
+        result = self.run_script()
+        result.sent = self.sent
+        return result
+
+    def run_script(self) -> Result:
         try:
             self.plans = command_plans(self.script, self.script_dir)
-            reason = unsupported_reason(self.script, self.plans)
+            reason = self.skip_reason()
             if reason:
                 return Result(self.name, "skip", None, reason, self.log)
             self.configure()
@@ -169,6 +178,27 @@ class Runner:
         self.drain_log()
         return Result(self.name, "pass", None, "", self.log)
 
+    # ------------------------------------------------------------------ target hooks
+    # The engine target is this class; ustcp.packetdrill.kernel.runner overrides these.
+
+    def skip_reason(self) -> str | None:
+        return unsupported_reason(self.script, self.plans)
+
+    def command(self, text: str, line: int | None) -> None:
+        """A shell command: the suite's init (``line`` None) or the script's."""
+        self.apply_plan(plan_command(text, self.script_dir) if line is None
+                        else self.plans[line])
+
+    def start(self) -> None:
+        self.engine = TcpEngine(self.config, Counters(), seed=SEED,
+                                mss_for_mtu=self.mtu - 40, gso_max_size=0)
+        self.sockets = Sockets(self.engine, self)
+
+    def deliver(self, seg: TcpSegment) -> None:
+        """Hand an injected segment to the stack under test."""
+        self.engine.on_segment(self.now, REMOTE_IP, LOCAL_IP, seg)
+        self.collect()
+
     def configure(self) -> None:
         for name, value in (*self.suite.options, *self.script.options):
             if name == "tolerance_usecs":
@@ -183,12 +213,10 @@ class Runner:
                 self.strict_segments = True
             elif name == "mtu":
                 self.mtu = int(value or 1500)
-        self.apply_plan(plan_command(self.suite.init_command, self.script_dir))
+        self.command(self.suite.init_command, None)
         if self.script.init_command:
-            self.apply_plan(self.plans[self.script.init_command.line])
-        self.engine = TcpEngine(self.config, Counters(), seed=SEED,
-                                mss_for_mtu=self.mtu - 40, gso_max_size=0)
-        self.sockets = Sockets(self.engine, self)
+            self.command(self.script.init_command.spec.text, self.script.init_command.line)
+        self.start()
 
     def apply_plan(self, plan: ShellPlan) -> None:
         for name, value in plan.sysctls:
@@ -329,7 +357,7 @@ class Runner:
             elif isinstance(action, SyscallSpec):
                 self.syscall(event, action, base)
             elif isinstance(action, CommandSpec):
-                self.apply_plan(self.plans[event.line])
+                self.command(action.text, event.line)
             elif isinstance(action, CodeSpec):
                 self.run_code(event, action)
         self.last_time = start
@@ -350,8 +378,7 @@ class Runner:
         except MappingError as exc:
             raise ScriptFailure(event.line, str(exc)) from exc
         self.log.append(f"{self.now:9.6f} {render_spec(spec)}")
-        self.engine.on_segment(self.now, REMOTE_IP, LOCAL_IP, seg)
-        self.collect()
+        self.deliver(seg)
 
     def listen_port(self) -> int:
         for sock in self.sockets.fds.values():
@@ -395,6 +422,7 @@ class Runner:
         first, last = fragments[0].seg, fragments[-1].seg
         zero = all(bytes(f.seg.payload).count(0) == len(f.seg.payload) for f in fragments)
         actual = to_script_space(first, last, total, flow, zero)
+        self.sent[event.line] = actual.render()
         if total != spec.payload_len:
             raise ScriptFailure(event.line, self.mismatch(
                 f"payload: expected {spec.payload_len} bytes actual {total} bytes", spec,

@@ -62,10 +62,16 @@ def logical_lines(text: str) -> list[str]:
     return lines
 
 
+def command_words(line: str) -> list[str]:
+    """A command line's words: ``$((...))`` expanded, quotes removed, redirections dropped.
+    Raises ValueError on quoting or arithmetic it cannot read."""
+    return _strip_redirections(shlex.split(_expand_arithmetic(line)))
+
+
 def _plan_line(line: str, script_dir: Path) -> ShellPlan:
     plan = ShellPlan()
     try:
-        words = _strip_redirections(shlex.split(_expand_arithmetic(line)))
+        words = command_words(line)
     except ValueError as exc:
         plan.unsupported.append(f"shell command {line!r}: {exc}")
         return plan

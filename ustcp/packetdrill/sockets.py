@@ -362,8 +362,8 @@ class Sockets:
         if name == "SO_LINGER":
             if not isinstance(value_expr, StructExpr):
                 raise Unsupported("SO_LINGER without a {onoff, linger} struct")
-            onoff = _field_int(value_expr, "onoff")
-            seconds = _field_int(value_expr, "linger")
+            onoff = field_int(value_expr, "onoff")
+            seconds = field_int(value_expr, "linger")
             opts.linger = (bool(onoff), seconds)
             return 0
         value = evaluate(value_expr)
@@ -396,29 +396,13 @@ class Sockets:
         name = symbol_name(spec.args[2])
         expected = spec.args[3] if len(spec.args) > 3 else EllipsisExpr()
         if name == "TCP_INFO":
-            self.check_tcp_info(now, self.conn_of(sock), expected)
+            check_tcp_info(self.conn_of(sock).tcp_info(now), expected)
             return 0
         actual = self.sockopt_value(sock, name)
         want = evaluate(expected) if not isinstance(expected, EllipsisExpr) else None
         if want is not None and want != actual:
             raise CallMismatch(f"getsockopt {name}: expected {want} actual {actual}")
         return 0
-
-    @staticmethod
-    def check_tcp_info(now: float, conn: Connection, expected: Expr) -> None:
-        """``{tcpi_state=1, tcpi_snd_cwnd=10}``: each named field must match."""
-        if isinstance(expected, EllipsisExpr):
-            return
-        if not isinstance(expected, StructExpr):
-            raise Unsupported("TCP_INFO without a {tcpi_...} struct")
-        info = conn.tcp_info(now)
-        for member in expected.fields:
-            want = evaluate(member.value)
-            if member.name not in info:
-                raise Unsupported(f"tcp_info field {member.name}")
-            if want is not None and info[member.name] != want:
-                raise CallMismatch(f"getsockopt TCP_INFO {member.name}: expected {want} "
-                                   f"actual {info[member.name]}")
 
     def sockopt_value(self, sock: ScriptSocket, name: str) -> int:
         opts = sock.sockopts
@@ -487,8 +471,8 @@ class Sockets:
             ready = 0
             results: list[tuple[StructExpr, int]] = []
             for entry in entries:
-                sock = self.fds.get(_field_int(entry, "fd"))
-                revents = self.revents(sock) & (_field_int(entry, "events") | 0x38)
+                sock = self.fds.get(field_int(entry, "fd"))
+                revents = self.revents(sock) & (field_int(entry, "events") | 0x38)
                 results.append((entry, revents))
                 ready += bool(revents)
             if not ready and deadline is not None and t < deadline - 1e-9:
@@ -524,6 +508,21 @@ class Sockets:
         return bits
 
 
+def check_tcp_info(info: dict[str, int], expected: Expr) -> None:
+    """``{tcpi_state=1, tcpi_snd_cwnd=10}``: each named field must match (both targets)."""
+    if isinstance(expected, EllipsisExpr):
+        return
+    if not isinstance(expected, StructExpr):
+        raise Unsupported("TCP_INFO without a {tcpi_...} struct")
+    for member in expected.fields:
+        want = evaluate(member.value)
+        if member.name not in info:
+            raise Unsupported(f"tcp_info field {member.name}")
+        if want is not None and info[member.name] != want:
+            raise CallMismatch(f"getsockopt TCP_INFO {member.name}: expected {want} "
+                               f"actual {info[member.name]}")
+
+
 def iov_total(expr: Expr) -> int:
     if not isinstance(expr, ListExpr):
         raise Unsupported("iovec array")
@@ -536,7 +535,7 @@ def iov_total(expr: Expr) -> int:
     return total
 
 
-def _field_int(struct: StructExpr, name: str) -> int:
+def field_int(struct: StructExpr, name: str) -> int:
     member = struct.get(name)
     value = evaluate(member.value) if member is not None else None
     if value is None:

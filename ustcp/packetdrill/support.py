@@ -7,6 +7,7 @@ options, system calls, socket options and send flags.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from .ast import CommandSpec, PacketSpec, Script, SyscallSpec
@@ -38,7 +39,12 @@ def command_plans(script: Script, script_dir: Path) -> dict[int, ShellPlan]:
     return plans
 
 
-def unsupported_reason(script: Script, plans: dict[int, ShellPlan]) -> str | None:
+def unsupported_reason(script: Script, plans: dict[int, ShellPlan],
+                       syscall_reason: Callable[[SyscallSpec], str | None] | None = None) \
+        -> str | None:
+    """Why the script cannot run; ``syscall_reason`` replaces the engine target's check of
+    system calls (the kernel target has its own)."""
+    check_syscall = syscall_reason or _syscall_reason
     for name, value in script.options:
         if name not in KNOWN_OPTIONS:
             return f"option --{name}"
@@ -53,7 +59,7 @@ def unsupported_reason(script: Script, plans: dict[int, ShellPlan]) -> str | Non
         if isinstance(action, PacketSpec):
             reason = _packet_reason(action)
         elif isinstance(action, SyscallSpec):
-            reason = _syscall_reason(action)
+            reason = check_syscall(action)
         if reason:
             return f"{reason} (line {event.line})"
     return None

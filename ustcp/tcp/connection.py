@@ -294,6 +294,9 @@ class Connection:
         if not req.num_timeout and req.synack_sent is not None:
             self.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))  # tcp_synack_rtt_meas
         self._init_transfer(now)
+        # The child is born in SYN_RECV (inet_csk_clone_lock) and the ACK makes it
+        # ESTABLISHED: both show in the trace, as in Linux's inet_sock_set_state.
+        self._set_state(now, State.SYN_RECV)
         self._set_state(now, State.ESTABLISHED)
 
     def _init_send_seq(self, iss: int) -> None:
@@ -616,7 +619,7 @@ class Connection:
                           self.rcv_nxt if flags & ACK else 0, flags, window, opts, payload)
 
     def _emit(self, now: float, seg: TcpSegment) -> None:
-        self.segs_out += 1
+        self.segs_out += seg.pcount  # tcpi_segs_out counts wire segments, as Linux's
         if seg.flags & ACK:
             self._ack_sent(now)
         self.engine.emit(self.local_ip, self.remote_ip, seg)

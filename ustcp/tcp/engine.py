@@ -219,7 +219,7 @@ class TcpEngine:
         return self.listeners.get((ip, port)) or self.listeners.get((ANY, port))
 
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
-        self.counters.inc("TcpOutSegs")
+        self.counters.inc("TcpOutSegs", seg.pcount)  # __tcp_transmit_skb: per wire segment
         self._output.append((src_ip, dst_ip, seg))
 
     def wake(self, obj: Connection | Listener) -> None:

@@ -122,15 +122,18 @@ class Listener:
             else:
                 c.inc("TcpExtTCPReqQFullDrop")
                 c.inc("TcpExtListenDrops")
+                log.debug("drop", reason="syn_queue_full", listener=self.name)
                 return
         if self._accept_queue_full():
             c.inc("TcpExtListenOverflows")
             c.inc("TcpExtListenDrops")
+            log.debug("drop", reason="accept_queue_full", listener=self.name)
             return
         if not want_cookie and not cfg.tcp_syncookies and \
                 cfg.tcp_max_syn_backlog - qlen < (cfg.tcp_max_syn_backlog >> 2):
             # Keep the last quarter of the queue for proven peers (tcp_conn_request).
             c.inc("TcpExtListenDrops")
+            log.debug("drop", reason="syn_queue_reserved", listener=self.name)
             return
         req = self._make_request(now, local_ip, remote_ip, seg)
         if want_cookie:
@@ -303,6 +306,7 @@ class Listener:
         if self._accept_queue_full():
             c.inc("TcpExtListenOverflows")
             c.inc("TcpExtListenDrops")
+            log.debug("drop", reason="accept_queue_full", listener=self.name)
             if e.config.tcp_abort_on_overflow:
                 self._drop_request(req)
                 e.send_reset_for(req.local_ip, req.remote_ip, seg)

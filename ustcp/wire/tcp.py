@@ -69,6 +69,11 @@ class TcpSegment:
     gso_size: int = 0
 
     @property
+    def pcount(self) -> int:
+        """Segments on the wire once a GSO super-packet is cut (Linux tcp_skb_pcount)."""
+        return -(-len(self.payload) // self.gso_size) if self.gso_size else 1
+
+    @property
     def seg_len(self) -> int:
         """SEG.LEN: payload bytes plus one for SYN and one for FIN (RFC 9293 3.4)."""
         return len(self.payload) + (self.flags & SYN) // SYN + (self.flags & FIN)

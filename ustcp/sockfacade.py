@@ -1,0 +1,47 @@
+"""``TCPStream.socket``: the part of a socket object that frameworks read from a stream.
+
+Servers written for trio's ``SocketStream`` (hypercorn, for one) take the client and server
+addresses from ``stream.socket.family``, ``getpeername()`` and ``getsockname()``. A ustcp
+stream has no kernel socket, so :class:`StreamSocket` answers those from the connection:
+``AF_INET``, ``SOCK_STREAM``, and the 4-tuple as ``(host, port)`` string-address pairs.
+There is no file descriptor (``fileno()`` is -1, as for a closed socket).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Protocol
+
+
+class _Addressed(Protocol):
+    @property
+    def local_address(self) -> tuple[str, int]: ...
+
+    @property
+    def remote_address(self) -> tuple[str, int]: ...
+
+
+class StreamSocket:
+    """A read-only socket look-alike for one stream (see the module docstring)."""
+
+    __slots__ = ("_stream",)
+
+    family = socket.AF_INET
+    type = socket.SOCK_STREAM
+    proto = socket.IPPROTO_TCP
+
+    def __init__(self, stream: _Addressed) -> None:
+        self._stream = stream
+
+    def getsockname(self) -> tuple[str, int]:
+        return self._stream.local_address
+
+    def getpeername(self) -> tuple[str, int]:
+        return self._stream.remote_address
+
+    def fileno(self) -> int:
+        return -1
+
+    def __repr__(self) -> str:
+        local, remote = self.getsockname(), self.getpeername()
+        return f"<ustcp socket {local[0]}:{local[1]} -> {remote[0]}:{remote[1]}>"
