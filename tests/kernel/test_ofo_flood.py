@@ -13,19 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from tests.kernel.nsutil import ROOT, Daemon, daemon, netns, peer_cmd
+from tests.kernel.nsutil import ROOT, daemon, netns, peer_cmd
+from tests.kernel.test_syn_flood import counters
 
 HOLES = 5000
 RATE = 2000  # per second: the device queue (500 frames) must not overflow under CI load
 RTT_LIMIT = 0.050
 PINGPONG_SECONDS = 60.0  # at most: it stops when its stdin closes
-
-
-def nstat(d: Daemon) -> dict[str, int]:
-    done = d.run(sys.executable, "-m", "ustcp.cli", "nstat", "--json", "-a")
-    assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
-    return dict(data.get("counters", data))
 
 
 def test_5000_holes_leave_other_connections_responsive(tmp_path: Path) -> None:
@@ -51,7 +45,7 @@ def test_5000_holes_leave_other_connections_responsive(tmp_path: Path) -> None:
         rtt = json.loads(out)
         # The flood ran inside the measured window, and the daemon had taken it all in.
         assert rtt["start"] < sent["start"] and sent["end"] < rtt["end"] - 0.5
-        c = nstat(d)
+        c = counters(d)
         assert c["TcpExtTCPOFOQueue"] + c["TcpExtTCPOFODrop"] >= HOLES * 9 // 10, (
             {k: v for k, v in c.items() if v},
             d.run("ip", "-s", "link", "show", "ustcp0").stdout.decode())
