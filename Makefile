@@ -7,7 +7,8 @@ VENV := .venv
 NETNS ?= ustcp
 ARGS ?=
 # package:command pairs; a package is installed only when its command is missing
-SYSDEPS := iputils-ping:ping netcat-openbsd:nc tcpdump:tcpdump iproute2:ip curl:curl ethtool:ethtool
+SYSDEPS := iputils-ping:ping netcat-openbsd:nc tcpdump:tcpdump iproute2:ip curl:curl ethtool:ethtool \
+           nftables:nft chromium:chromium
 
 .PHONY: venv sysdeps run demo test lint clean distclean
 

@@ -50,6 +50,9 @@ class StackConfig:
     tcp_max_orphans: int = 65536
     tcp_max_tw_buckets: int = 65536
     tcp_tw_reuse: int = 2
+    # Linux < 4.12 only (removed: it drops SYNs from clients behind a NAT); kept to teach
+    # why. 1: TIME_WAIT lasts 3.5 RTO and SYNs get a per-host PAWS check.
+    tcp_tw_recycle: int = 0
     tcp_rfc1337: int = 0
     # --- buffers and windows (tcp_rmem/tcp_wmem are min, default, max in bytes) ---
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)

@@ -31,8 +31,9 @@ from ustcp.link.base import Link
 from ustcp.link.impair import parse_impairments
 from ustcp.link.impaired import ImpairedLink
 from ustcp.link.pcap import PcapTap
+from ustcp.link.ring import RingTap
 from ustcp.link.tun import TunLink
-from ustcp.obs import control, ss, sysctl
+from ustcp.obs import control, ss, sysctl, web
 from ustcp.obs.counters import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.obs.nstat import Nstat
@@ -110,6 +111,10 @@ def _check(args: argparse.Namespace) -> Setup:
         except AppSpecError as exc:
             raise Refusal(str(exc), 2) from exc
     metrics_port = _metrics_port(args, apps) if args.command == "serve" else None
+    web_port = getattr(args, "web", None)
+    if web_port is not None and (not 0 < web_port < 65536 or web_port == metrics_port
+                                 or any(app.port == web_port for app in apps)):
+        raise Refusal(f"bad --web {web_port}: expected a free port 1..65535", 2)
     _check_privileges()
     return Setup(config, addr, apps, metrics_port)
 
@@ -189,6 +194,8 @@ def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> str:
     if args.metrics:
         port = args.metrics.rpartition(":")[2]
         lines.append(f"  {prefix}curl http://{args.addr}:{port}/metrics    # Prometheus")
+    if getattr(args, "web", None) is not None:
+        lines.append(f"  {prefix}chromium http://{args.addr}:{args.web}/    # the live view")
     lines.append(f"  {prefix}{_ustcp_command()} nstat")
     lines.append("Ctrl-C (SIGINT) or SIGTERM stops it.")
     return "\n".join(lines)
@@ -225,6 +232,9 @@ async def _until_signal(cancel: Callable[[], Any]) -> None:
 async def _serve(args: argparse.Namespace, setup: Setup) -> None:
     counters = Counters()
     link = _open_link(args, counters)
+    ring = None
+    if args.web is not None:
+        link = ring = RingTap(link)
     try:
         stack = Stack(link, setup.config, counters, setup.addr, seed=args.seed)
         server = _control_server(args.control, stack, counters)
@@ -245,6 +255,9 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
 
                 listeners = await open_tcp_listeners(stack, setup.metrics_port, host=args.addr)
                 nursery.start_soon(serve_listeners, metrics_app(counters), listeners)
+            if ring is not None:
+                listeners = await open_tcp_listeners(stack, args.web, host=args.addr)
+                nursery.start_soon(serve_listeners, web.handler(stack, ring), listeners)
             _announce(args, setup.apps, link)
     finally:
         with trio.CancelScope(shield=True):
@@ -328,6 +341,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         setup = _check(args)
         configure_logging(args.log_format, args.log_level)
+        if setup.config.tcp_tw_recycle:
+            log.warning("tcp_tw_recycle", note="removed in Linux 4.12: its per-host PAWS "
+                        "drops the SYNs of clients behind a NAT; ustcp keeps it to show why")
         trio.run(_serve if args.command == "serve" else _connect, args, setup)
     except* Refusal as group:
         refusal = group.exceptions[0]

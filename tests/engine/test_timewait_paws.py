@@ -155,3 +155,53 @@ def test_paws_tolerates_one_tick_and_reordered_duplicate_acks(net: Net) -> None:
                         server.snd_wnd >> server.snd_wscale, TcpOptions(ts_val=old))
     net.b.on_segment(net.now, A_IP, B_IP, dupack)
     assert net.b.counters["TcpExtPAWSEstab"] == 0  # tcp_disordered_ack: not a duplicate
+
+
+def _syn_from(client: Connection, port: int, ts_val: int | None) -> TcpSegment:
+    """A SYN from the client's host on another port: another client behind the same NAT."""
+    opts = TcpOptions(mss=1460, ts_val=ts_val & 0xFFFFFFFF if ts_val is not None else None)
+    return TcpSegment(port, 80, 12345, 0, SYN, 64240, opts)
+
+
+def test_tw_recycle_off_ignores_other_clocks_behind_one_address(net: Net) -> None:
+    client, server = close_server_first(net)
+    net.b.on_segment(net.now, A_IP, B_IP, _syn_from(client, 50001, client.ts_recent - 100_000))
+    assert [s.flags for _, _, s in net.b.take_output()] == [SYN | ACK]
+    assert net.b.time_wait.entries[server.key].expires - net.now > 59
+    assert not net.b.time_wait.peer_stamps
+
+
+def test_tw_recycle_per_host_paws_drops_a_syn_with_an_older_clock(net: Net) -> None:
+    net.config_b.tcp_tw_recycle = 1
+    client, server = close_server_first(net)
+    entry = net.b.time_wait.entries[server.key]
+    # tcp_time_wait with recycling: 3.5 RTO instead of 60 s, and the peer's clock remembered
+    assert entry.expires - net.now < 3.5 * 1.0 + 0.01
+    seen = entry.ts_recent
+    assert net.b.time_wait.peer_stamps[A_IP][0] == seen
+    # A second client behind the same address, its clock 100 s behind: dropped, no answer.
+    net.b.on_segment(net.now, A_IP, B_IP, _syn_from(client, 50001, seen - 100_000))
+    assert net.b.take_output() == []
+    assert net.b.counters["TcpExtPAWSPassive"] == 1
+    # Without timestamps it is no better (tcp_peer_is_proven with !timestamps).
+    net.b.on_segment(net.now, A_IP, B_IP, _syn_from(client, 50002, None))
+    assert net.b.take_output() == []
+    assert net.b.counters["TcpExtPAWSPassive"] == 2
+    # A clock ahead of the remembered one passes (one tick of lag is tolerated).
+    net.b.on_segment(net.now, A_IP, B_IP, _syn_from(client, 50003, seen - 1))
+    assert [s.flags for _, _, s in net.b.take_output()] == [SYN | ACK]
+    # After TCP_PAWS_MSL (60 s) the remembered clock no longer counts.
+    net.run(net.now + 61)
+    net.b.on_segment(net.now, A_IP, B_IP, _syn_from(client, 50004, seen - 100_000))
+    assert [s.flags for _, _, s in net.b.take_output()] == [SYN | ACK]
+    assert net.b.counters["TcpExtPAWSPassive"] == 2
+
+
+def test_tw_recycle_remembers_a_bounded_number_of_hosts(net: Net) -> None:
+    from ustcp.tcp import timewait
+
+    table = net.b.time_wait
+    for i in range(timewait.PEER_STAMPS_MAX + 10):
+        table._remember_stamp(net.now, i.to_bytes(4, "big"), 1000)
+    assert len(table.peer_stamps) == timewait.PEER_STAMPS_MAX
+    assert (0).to_bytes(4, "big") not in table.peer_stamps  # the oldest went first

@@ -182,3 +182,12 @@ def test_command_prints_and_writes_svg(tmp_path: Path,
     ET.parse(out)
     assert ladder.main(parser.parse_args([str(FIXTURE), "--conn", "2"])) == 1
     assert "no connection 2" in capsys.readouterr().err
+
+
+def test_absolute_sequence_numbers_on_request() -> None:
+    conv = ladder.conversations(handshake(c=100, s=900))[0]
+    relative = [a.label for a in ladder.ladder(conv).arrows]
+    absolute = [a.label for a in ladder.ladder(conv, absolute=True).arrows]
+    assert relative[1].startswith("SYN,ACK seq=0 ack=1 ")
+    assert absolute[1].startswith("SYN,ACK seq=900 ack=101 ")
+    assert absolute[2].startswith("ACK seq=101 ack=901 ")

@@ -28,7 +28,7 @@ from ustcp.apps.common import CONNECTION_GONE, ends_quietly
 LIFETIME = 120.0
 MAX_LINE = 256
 MAX_SOCKETS = 16  # listeners, sinks and dials per requesting connection
-DIAL_TIMEOUT = 5.0
+DIAL_TIMEOUT = 10.0  # a dial that nobody answers fails at 7 s with tcp_syn_retries 2
 
 
 async def _sink(listener: TCPListener) -> None:

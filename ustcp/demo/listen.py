@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import ustcp
+from ustcp.demo.cookie import explain as explain_cookie
 from ustcp.demo.netns import KERNEL_ADDR, STACK_ADDR, Daemon, DemoError, Namespace, read_json_line
 from ustcp.demo.story import Story, connections
 
@@ -221,12 +222,17 @@ def syn_flood(story: Story, workdir: Path) -> None:
         conv = connections(str(workdir / "syn-flood-1.pcap"), f"{KERNEL_ADDR}:")
         story.step("a real client's connection during the flood: the SYN-ACK's sequence "
                    "number is a cookie, and its options came back in the timestamp")
-        story.ladders(str(workdir / "syn-flood-1.pcap"), conv[:1])
+        cookie = explain_cookie(conv, workdir / "syn-flood-1.log")
+        story.ladders(str(workdir / "syn-flood-1.pcap"), [cookie[0]] if cookie else [],
+                      ts_values=True, absolute=True)
+        story.block(cookie[1] if cookie else "(no cookie handshake in the capture)")
         story.section("tcp_syncookies = 0")
         ok0, deltas0, _ = _flood_phase(story, workdir, ns, 0)
     story.knobs({"tcp_syncookies": "1, then 0", "somaxconn": 128,
                  "tcp_max_syn_backlog": 4096, "tcp_synack_retries": 5})
     story.section("checks")
+    story.check(cookie is not None, "a real client's SYN-ACK carried a cookie the stack's "
+                "keys verify (its MSS and options shown above)")
     story.check(sent1["sent"] >= 3000, f"the flood sent {sent1['sent']} SYNs in 3 s")
     story.check(ok1["ok"] == ok1["count"],
                 f"with cookies every request succeeded ({ok1['ok']}/{ok1['count']})")

@@ -26,7 +26,7 @@ from ustcp.obs.ss import Row, filter_rows
 STACK_ADDR = "10.77.0.2"
 KERNEL_ADDR = "10.77.0.1"
 COMMAND_TIMEOUT = 20.0
-READY_TIMEOUT = 10.0
+READY_TIMEOUT = 30.0  # the daemon starts in seconds, but in 10+ on a loaded 2-core machine
 STOP_TIMEOUT = 5.0
 
 

@@ -11,9 +11,12 @@ import argparse
 import contextlib
 import errno
 import json
+import re
 import select
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -188,6 +191,22 @@ def connect_loop(host: str, port: int, count: int, interval: float, timeout: flo
     emit({"ok": ok, "count": count, "errors": errors})
 
 
+def request_from(host: str, port: int, local_port: int, timeout: float) -> None:
+    """One HTTP/1.0 request from a fixed local port (Linux derives a connection's timestamp
+    offset from its 4-tuple, so the same port gives the same clock offset every time)."""
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", local_port))
+            sock.settimeout(timeout)
+            sock.connect((host, port))
+            sock.sendall(b"GET / HTTP/1.0\r\nHost: demo\r\n\r\n")
+            ok = _recv_all(sock, timeout).startswith(b"HTTP/1.1 200")
+        emit({"ok": int(ok), "error": None})
+    except OSError as exc:
+        emit({"ok": 0, "error": _errname(exc) if exc.errno else type(exc).__name__})
+
+
 class Sniffer:
     """Every IPv4/TCP packet crossing the TUN device, both ways (AF_PACKET)."""
 
@@ -286,6 +305,85 @@ def sample(port: int, duration: float, interval: float) -> None:
     emit({"phase": "done", "samples": samples})
 
 
+TCP_STATES = ["?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+              "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING"]
+
+
+def _kernel_state(sock: socket.socket) -> str:
+    """The kernel's state of ``sock`` (tcpi_state, the first byte of struct tcp_info)."""
+    state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    return TCP_STATES[state] if state < len(TCP_STATES) else str(state)
+
+
+def hold(port: int, count: int, limit: float) -> None:
+    """A kernel server that never closes first: greet each of ``count`` connections, then
+    keep every socket open, noting the client's FIN (``eof``), until SIGUSR1 or ``limit``
+    seconds; report each socket's kernel state, then close them all."""
+    told = []
+    signal.signal(signal.SIGUSR1, lambda signum, frame: told.append(signum))
+    conns: list[socket.socket] = []
+    ports: list[int] = []
+    with socket.create_server(("0.0.0.0", port)) as server:
+        server.settimeout(limit)
+        emit({"phase": "ready"})
+        deadline = time.monotonic() + limit
+        with contextlib.suppress(TimeoutError):
+            while len(conns) < count and not told:
+                conn, peer = server.accept()
+                conn.sendall(b"hello from the kernel\n")
+                conns.append(conn)
+                ports.append(peer[1])
+        seen: dict[socket.socket, str] = {}
+        while not told and time.monotonic() < deadline:
+            watching = [c for c in conns if c not in seen]
+            for conn in select.select(watching, [], [], 0.05)[0] if watching else []:
+                try:
+                    if not conn.recv(4096):
+                        seen[conn] = "eof"
+                except OSError as exc:
+                    seen[conn] = _errname(exc)
+            if not watching:
+                time.sleep(0.05)
+        emit({"phase": "held", "seen": [seen.get(c, "open") for c in conns],
+              "states": [_kernel_state(c) for c in conns],
+              "ports": ports})
+        for conn in conns:
+            conn.close()
+
+
+def _nft(*args: str) -> str:
+    return subprocess.run(["nft", *args], capture_output=True, text=True, timeout=10,
+                          check=True).stdout
+
+
+def lost_last_ack(host: str, port: int) -> None:
+    """An HTTP/1.0 request (the server closes first); once the response and the server's
+    FIN are in, an nftables rule drops the server's next pure ACK (the last ACK of the close)
+    once, and we close: our FIN waits for an ACK that never comes and is retransmitted."""
+    with socket.create_connection((host, port), timeout=5) as sock:
+        local = sock.getsockname()[1]
+        sock.sendall(b"GET / HTTP/1.0\r\nHost: demo\r\n\r\n")
+        response = _recv_all(sock, 5)
+        _nft("add", "table", "ip", "ustcp_demo")
+        _nft("add", "chain", "ip", "ustcp_demo", "in",
+             "{ type filter hook input priority 0; }")
+        # quota until 60 bytes: only the first matching ACK (52 bytes with timestamps).
+        _nft("add", "rule", "ip", "ustcp_demo", "in", "ip", "saddr", host, "tcp", "sport",
+             str(port), "tcp", "dport", str(local), "tcp", "flags", "==", "ack",
+             "quota", "until", "60", "bytes", "counter", "drop")
+        closed = time.monotonic()
+        sock.close()
+        dropped = 0
+        while time.monotonic() < closed + 10:
+            counted = re.search(r"packets (\d+)", _nft("list", "table", "ip", "ustcp_demo"))
+            dropped = int(counted[1]) if counted else 0
+            if dropped:
+                break
+            time.sleep(0.02)
+    emit({"status": response.split(b"\r\n", 1)[0].decode(errors="replace"),
+          "local_port": local, "dropped": dropped})
+
+
 ACTIONS: dict[str, Callable[[list[str]], None]] = {
     "echo": lambda a: emit(echo(a[0], int(a[1]), a[2])),
     "burst": lambda a: burst(a[0], int(a[1]), [int(n) for n in a[2].split(",")], float(a[3])),
@@ -296,6 +394,9 @@ ACTIONS: dict[str, Callable[[list[str]], None]] = {
                                            float(a[4])),
     "paws": lambda a: paws(a[0], int(a[1])),
     "sample": lambda a: sample(int(a[0]), float(a[1]), float(a[2])),
+    "hold": lambda a: hold(int(a[0]), int(a[1]), float(a[2])),
+    "request-from": lambda a: request_from(a[0], int(a[1]), int(a[2]), float(a[3])),
+    "lost-last-ack": lambda a: lost_last_ack(a[0], int(a[1])),
 }
 
 

@@ -42,6 +42,7 @@ class Story:
         self.out = out
         self.passed: list[str] = []
         self.failed: list[str] = []
+        self.drawn: list[ladder.Ladder] = []  # every ladder shown, for --keep's SVG
 
     def _print(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -83,10 +84,11 @@ class Story:
             self._print(f"    {name:<32}{deltas.get(name, 0):>10}")
 
     def ladders(self, path: str, convs: list[ladder.Conversation], *,
-                max_arrows: int | None = 24, ts_values: bool = False) -> None:
+                max_arrows: int | None = 24, ts_values: bool = False,
+                absolute: bool = False) -> None:
         """The ladder diagrams of ``convs`` (connections of the capture at ``path``)."""
         self.command(f"ustcp ladder {path}" + (f" --max {max_arrows}" if max_arrows else "")
-                     + (" --ts" if ts_values else ""))
+                     + (" --ts" if ts_values else "") + (" -S" if absolute else ""))
         if not convs:
             self.block("(no such connection in the capture)")
         for conv in convs:
@@ -94,10 +96,16 @@ class Story:
             self._print(f"    connection {conv.client} > {conv.server}, "
                         f"{len(conv.segments)} segments"
                         + (f", {start:.3f} s after the first" if start else ""))
-            self.diagram(ladder.ladder(conv, ts_values=ts_values), max_arrows=max_arrows)
+            self.diagram(ladder.ladder(conv, ts_values=ts_values, absolute=absolute),
+                         max_arrows=max_arrows)
 
     def diagram(self, lad: ladder.Ladder, *, max_arrows: int | None = None) -> None:
+        self.drawn.append(lad)
         self.block(ladder.render_text(lad, max_arrows=max_arrows))
+
+    def svg(self, *, max_arrows: int | None = 24) -> str | None:
+        """Every ladder shown so far as one SVG document (None when there was none)."""
+        return ladder.render_svg(self.drawn, max_arrows=max_arrows) if self.drawn else None
 
     def check(self, ok: bool, text: str) -> bool:
         (self.passed if ok else self.failed).append(text)

@@ -96,7 +96,7 @@ def _ip_packet(linktype: int, frame: bytes) -> bytes | None:
     raise ValueError(f"unsupported pcap link type {linktype}")
 
 
-def _segment(t: float, packet: bytes) -> Segment | None:
+def decode_segment(t: float, packet: bytes) -> Segment | None:
     """The TCP segment in an IPv4 or IPv6 packet, or None (other protocols, fragments,
     truncated headers). The payload length comes from the IP header, so a capture with a
     short snap length still counts every byte."""
@@ -134,7 +134,7 @@ def read_pcap(path: str) -> list[Segment]:
         linktype = reader.datalink()
         for t, frame in reader:
             packet = _ip_packet(linktype, frame)
-            seg = _segment(float(t), packet) if packet is not None else None
+            seg = decode_segment(float(t), packet) if packet is not None else None
             if seg is not None:
                 segments.append(seg)
     return segments
@@ -308,12 +308,15 @@ def _isn(conv: Conversation, endpoint: str) -> int:
     return next((seg.ack for seg in conv.segments if seg.flags & ACK), 0)
 
 
-def ladder(conv: Conversation, *, ts_values: bool = False) -> Ladder:
-    """The arrows of one connection, with inferred states."""
+def ladder(conv: Conversation, *, ts_values: bool = False, absolute: bool = False) -> Ladder:
+    """The arrows of one connection, with inferred states; sequence numbers relative to
+    each side's ISN, or as sent with ``absolute`` (tcpdump -S)."""
     first = conv.segments[0]
     handshake = first.flags & (SYN | ACK) == SYN
-    client = _Side(CLOSED if handshake else ESTABLISHED, _isn(conv, conv.client))
-    server = _Side(LISTEN if handshake else ESTABLISHED, _isn(conv, conv.server))
+    client = _Side(CLOSED if handshake else ESTABLISHED,
+                   0 if absolute else _isn(conv, conv.client))
+    server = _Side(LISTEN if handshake else ESTABLISHED,
+                   0 if absolute else _isn(conv, conv.server))
     initial = (client.state, server.state)
     arrows = []
     for seg in conv.segments:
@@ -488,6 +491,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only the Nth connection (1 = the first seen; default all)")
     parser.add_argument("--svg", metavar="OUT.svg", help="also write the diagram as SVG")
     parser.add_argument("--ts", action="store_true", help="show timestamp values")
+    parser.add_argument("-S", "--absolute", action="store_true",
+                        help="absolute sequence numbers (as tcpdump -S)")
     parser.add_argument("--max", type=int, metavar="N", dest="max_arrows",
                         help="draw at most N segments per connection (the middle is elided)")
 
@@ -506,7 +511,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"ustcp ladder: no connection {args.conn} ({len(convs)} in {args.pcap})",
                   file=sys.stderr)
             return 1
-    ladders = [ladder(conv, ts_values=args.ts) for _, conv in numbered]
+    ladders = [ladder(conv, ts_values=args.ts, absolute=args.absolute) for _, conv in numbered]
     for (n, conv), lad in zip(numbered, ladders, strict=True):
         print(f"connection {n}: {conv.client} > {conv.server}, {len(conv.segments)} segments")
         sys.stdout.write(render_text(lad, max_arrows=args.max_arrows))

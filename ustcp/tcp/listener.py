@@ -135,6 +135,12 @@ class Listener:
             c.inc("TcpExtListenDrops")
             log.debug("drop", reason="syn_queue_reserved", listener=self.name)
             return
+        if cfg.tcp_tw_recycle and not want_cookie and tw_isn is None \
+                and not e.time_wait.peer_is_proven(now, remote_ip, seg.options.ts_val):
+            # tcp_tw_recycle (Linux < 4.12): per-host PAWS on the SYN, which drops the
+            # SYNs of a second client behind the same NAT whose clock is behind the first's.
+            c.inc("TcpExtPAWSPassive")  # LINUX_MIB_PAWSPASSIVEREJECTED
+            return
         req = self._make_request(now, local_ip, remote_ip, seg)
         if want_cookie:
             req.iss, req.snd_mss = syncookies.cookie_init_sequence(

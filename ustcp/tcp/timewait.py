@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,8 @@ log = structlog.get_logger("ustcp.tcp")
 TCP_TIMEWAIT_LEN = 60.0
 TCP_PAWS_MSL = 60.0  # RFC 7323 5.5: TS.Recent of a TIME_WAIT entry is trusted this long
 TCP_PAWS_24DAYS = 24 * 86400.0
+TCP_PAWS_WINDOW = 1  # ticks of TSval lag per-host PAWS tolerates
+PEER_STAMPS_MAX = 4096  # hosts remembered for tcp_tw_recycle (Linux's tcp_metrics table)
 
 
 @dataclass(slots=True)
@@ -50,6 +53,9 @@ class TimeWaitTable:
         self.entries: dict[tuple[bytes, int, bytes, int], TimeWaitEntry] = {}
         self._heap: list[tuple[float, int, tuple[bytes, int, bytes, int]]] = []
         self._tick = itertools.count()
+        # tcp_tw_recycle (Linux < 4.12): the last TSval seen from each host and when, kept
+        # from connections that entered TIME_WAIT (tcp_remember_stamp, tcp_metrics).
+        self.peer_stamps: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -66,10 +72,34 @@ class TimeWaitTable:
             rcv_wnd=min(conn.rcv_wnd >> conn.rcv_wscale, 65535), rcv_wscale=conn.rcv_wscale,
             ts_ok=conn.ts_ok, ts_recent=conn.ts_recent, ts_recent_stamp=conn.ts_recent_stamp,
             ts_offset=conn.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN)
+        if e.config.tcp_tw_recycle and conn.ts_ok and conn.ts_recent_stamp:
+            # tcp_time_wait with recycling: remember the peer's clock, and wait 3.5 RTO
+            # instead of 2MSL.
+            self._remember_stamp(now, conn.remote_ip, conn.ts_recent)
+            entry.expires = now + 3.5 * conn.rtt.rto
         self.entries[conn.key] = entry
         self._schedule(entry)
         e.counters.inc("UstcpTimeWaitEntered")
         log.debug("time_wait", conn=conn.name, expires=round(entry.expires, 6))
+
+    def _remember_stamp(self, now: float, host: bytes, ts_recent: int) -> None:
+        """tcp_remember_stamp: keep the host's newest TSval (or a stale one's replacement)."""
+        known = self.peer_stamps.pop(host, None)
+        if known is not None and seq_diff(known[0], ts_recent) > 0 \
+                and now - known[1] <= TCP_PAWS_MSL:
+            ts_recent = known[0]
+        self.peer_stamps[host] = (ts_recent, now)
+        while len(self.peer_stamps) > PEER_STAMPS_MAX:
+            self.peer_stamps.popitem(last=False)
+
+    def peer_is_proven(self, now: float, host: bytes, ts_val: int | None) -> bool:
+        """tcp_peer_is_proven with its PAWS check (tcp_tw_recycle): a SYN from a host
+        whose clock was seen ahead of this SYN's TSval within the last TCP_PAWS_MSL is an
+        old duplicate. Behind a NAT it is a different client with a different clock."""
+        known = self.peer_stamps.get(host)
+        if known is None or now - known[1] >= TCP_PAWS_MSL:
+            return True
+        return ts_val is not None and seq_diff(known[0], ts_val) <= TCP_PAWS_WINDOW
 
     def _schedule(self, entry: TimeWaitEntry) -> None:
         heapq.heappush(self._heap, (entry.expires, next(self._tick), entry.key))
