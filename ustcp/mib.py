@@ -101,6 +101,10 @@ class Mib:
     TcpExtTCPRcvQDrop = _next()
     TcpExtTCPOFOQueue = _next()
     TcpExtTCPOFODrop = _next()
+    TcpExtTCPOFOMerge = _next()
+    TcpExtPruneCalled = _next()
+    TcpExtOfoPruned = _next()
+    TcpExtRcvPruned = _next()
     TcpExtTCPDeferAcceptDrop = _next()
     TcpExtTCPTimeWaitOverflow = _next()
     TcpExtTCPReqQFullDoCookies = _next()
@@ -137,6 +141,7 @@ class Mib:
     UstcpDropRstOutOfWindow = _next()
     UstcpNoSocket = _next()
     UstcpListenUnexpected = _next()
+    UstcpListenRst = _next()
     UstcpReqOutOfWindow = _next()
     UstcpSynRecvTimeout = _next()
     UstcpSynRetransmitted = _next()
@@ -204,6 +209,10 @@ class Counters:
 
     def dec(self, mib: MibId, n: int = 1) -> None:
         self.values[mib] -= n
+
+    def total(self) -> int:
+        """The sum of every counter: a step that moved none was not counted anywhere."""
+        return sum(self.values) + sum(self.icmp_msg_in) + sum(self.icmp_msg_out)
 
     def __getitem__(self, name: str | MibId) -> int:
         """A counter by its Mib index or its nstat name (``"TcpInSegs"``,

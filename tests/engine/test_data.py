@@ -240,6 +240,30 @@ def test_reader_that_stops_gets_a_zero_window_not_drops() -> None:
     assert len(server.rcv_buf) >= server.rcvbuf - (1 << server.rcv_wscale)
 
 
+def test_a_large_window_scale_cannot_grow_the_buffer_of_a_reader_that_stopped() -> None:
+    """Found by the pair fuzzer. The window never shrinks, so each ACK rounds what is left
+    of it up to the scale unit; with a unit above the MSS (tcp_rmem[2] of 256 MB: scale 13,
+    8 KB) it never closed, and honouring it grew a stopped reader's buffer without bound
+    (3 MB for a 128 KB buffer after 20 s). Now the promise is honoured only up to a bound
+    past the buffer; the segment beyond is dropped and the window goes to zero at once
+    (Linux: tcp_try_rmem_schedule, ICSK_ACK_NOMEM), and the data still arrives intact."""
+    config = StackConfig(tcp_rmem=(4096, 131072, 1 << 28))
+    net = Net(config_a=config, config_b=config)
+    _, client, server = open_pair(net)
+    assert server.rcv_wscale == 13
+    client.sockopts.sndbuf = 8 << 20
+    data = payload(3_000_000)
+    assert client.send(net.now, data) == len(data)
+    net.run(net.now + 20.0)
+    assert server.rcvbuf < len(server.rcv_buf) <= server.rcvbuf + 8192
+    assert net.b.counters["TcpExtTCPRcvQDrop"] >= 1 and server.rcv_wnd == 0
+    received = bytearray()
+    while len(received) < len(data) and net.now < 300.0:
+        received += drain(server, net.now)
+        net.run(net.now + 0.1)
+    assert bytes(received) == data
+
+
 @pytest.mark.parametrize(("loss", "cc"), [(0.01, "cubic"), (0.05, "reno")])
 def test_50mb_through_loss_reordering_and_duplication(loss: float, cc: str) -> None:
     rng = random.Random(int(loss * 1000))

@@ -189,6 +189,29 @@ def test_ack_to_listener_without_cookies_in_use_gets_rst() -> None:
     assert [s.flags for s in out] == [RST] and out[0].seq == 1
 
 
+def test_rst_to_listener_is_counted_and_unanswered() -> None:
+    """Found by the frame fuzzer: it was dropped without a counter."""
+    peer = Peer()
+    peer.engine.on_segment(0.0, client_ip(1), SERVER, TcpSegment(40000, 80, 1, 0, RST, 0))
+    assert peer.engine.take_output() == []
+    assert peer.counters["UstcpListenRst"] == 1
+
+
+@pytest.mark.parametrize(("isn", "answer"), [(1010, RST | ACK), (900_000, SYN | ACK)])
+def test_syn_with_another_isn_for_a_half_open_request(isn: int, answer: int) -> None:
+    """tcp_check_req: a SYN whose ISN is not the request's goes through the window check:
+    inside the window it aborts the request (TcpAttemptFails, RST), outside it gets the
+    SYN-ACK again (counted). Found by the frame fuzzer: it was dropped without a trace."""
+    peer = Peer()
+    (synack,) = peer.syn(1)
+    out = peer.syn(1, isn=isn)
+    assert [s.flags for s in out] == [answer]
+    if answer & RST:
+        assert peer.listener.syn_queue_len == 0 and peer.counters["TcpAttemptFails"] == 1
+    else:
+        assert out[0].seq == synack.seq and peer.counters["UstcpReqOutOfWindow"] == 1
+
+
 def test_listener_close_resets_accepted_connections_and_forgets_half_open() -> None:
     peer = Peer()
     peer.ack(1, peer.syn(1)[0])

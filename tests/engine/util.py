@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ustcp.tcp.connection import Connection
 from ustcp.tcp.listener import Listener
+from ustcp.wire.tcp import ACK, TcpOptions, TcpSegment
 
 from .harness import A_IP, B_IP, Net
 
@@ -42,3 +43,15 @@ def transfer(net: Net, sender: Connection, receiver: Connection, data: bytes,
         net.run(net.now + step)
         received += drain(receiver, net.now)
     return bytes(received)
+
+
+def one_byte(client: Connection, now: float, offset: int, byte: bytes) -> TcpSegment:
+    """A segment of ``byte`` at ``offset`` bytes past the client's SND.NXT, as the client
+    would send it (its timestamps, its ACK), for injecting straight into the peer's engine."""
+    opts = TcpOptions()
+    if client.ts_ok:
+        opts.ts_val = client.ts_now(now)
+        opts.ts_ecr = client.ts_recent
+    return TcpSegment(client.local_port, client.remote_port,
+                      (client.snd_nxt + offset) & 0xFFFFFFFF, client.rcv_nxt, ACK,
+                      client.rcv_wnd >> client.rcv_wscale, opts, byte)

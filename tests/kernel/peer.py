@@ -6,6 +6,11 @@ Run as ``python peer.py COMMAND ...`` under ``ip netns exec``; stdlib only.
                             echo, half-close, read to EOF; print "ok" if every byte matched
 ``refused HOST PORT``       connect to a closed port; print the error name and the seconds
                             it took
+``pingpong HOST PORT SECONDS``  one-byte echo round trips until stdin closes (at most
+                            SECONDS); print JSON: the
+                            count, the slowest, median and 99th percentile round trip, those
+                            over 10 ms with their time, start and end
+                            (time.monotonic, comparable across processes)
 ``serve PORT``              accept one connection on 0.0.0.0:PORT (printing "listening"
                             first), read to EOF, answer "<length> <sha256 hex>\\n", close
 """
@@ -13,7 +18,9 @@ Run as ``python peer.py COMMAND ...`` under ``ip netns exec``; stdlib only.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import select
 import socket
 import sys
 import threading
@@ -55,6 +62,28 @@ def refused(host: str, port: int) -> None:
     print(outcome, f"{time.monotonic() - start:.3f}")
 
 
+def pingpong(host: str, port: int, seconds: float) -> None:
+    rtts: list[float] = []
+    slow: list[tuple[float, float]] = []  # (when, round trip) of those over 10 ms
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start = time.monotonic()
+        while (now := time.monotonic()) < start + seconds:
+            if select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.read(1):
+                break
+            sock.sendall(b"p")
+            if sock.recv(1) != b"p":
+                break
+            rtts.append(time.monotonic() - now)
+            if rtts[-1] > 0.01:
+                slow.append((now, rtts[-1]))
+    rtts.sort()
+    print(json.dumps({"count": len(rtts), "max": rtts[-1] if rtts else None,
+                      "median": rtts[len(rtts) // 2] if rtts else None,
+                      "p99": rtts[len(rtts) * 99 // 100] if rtts else None,
+                      "slow": slow, "start": start, "end": time.monotonic()}))
+
+
 def serve(port: int) -> None:
     with socket.create_server(("0.0.0.0", port)) as server:
         print("listening", flush=True)
@@ -76,6 +105,8 @@ def main(argv: list[str]) -> None:
         echo(args[0], int(args[1]), int(args[2]))
     elif command == "refused":
         refused(args[0], int(args[1]))
+    elif command == "pingpong":
+        pingpong(args[0], int(args[1]), float(args[2]))
     elif command == "serve":
         serve(int(args[0]))
     else:

@@ -86,7 +86,11 @@ def test_syn_flood(cookies: int, tmp_path: Path) -> None:
     else:
         assert all(ok), ok  # every curl served during the flood
         assert delta["TcpExtSyncookiesSent"] > RATE  # the flood was answered with cookies
-        assert delta["TcpExtSyncookiesRecv"] >= len(ok)
+        # Each round makes two connections (curl, then the TCP_INFO probe). With
+        # tcp_syncookies=2 every one comes back through a cookie; with =1 only those whose
+        # SYN found the queue full do: a SYN that meets a slot just freed (a request dropped
+        # by a RST or its SYN-ACK timer) takes the normal path, as in Linux.
+        assert delta["TcpExtSyncookiesRecv"] >= (2 * len(ok) if cookies == 2 else 1)
         assert delta.get("TcpExtTCPReqQFullDrop", 0) == 0
     if cookies == 2:
         assert options and all(o & 7 == 7 for o in options), options

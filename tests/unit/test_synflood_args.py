@@ -66,6 +66,13 @@ def test_sources_exclude_network_broadcast_and_target() -> None:
     assert not {"10.77.0.0", "10.77.0.255", "10.77.0.2"} & set(plan.sources)
 
 
+def test_sources_exclude_this_hosts_addresses() -> None:
+    # every address of 127.0.0.0/8 is this host's: a flood from one of them would draw RSTs
+    with pytest.raises(synflood.Refusal, match="no spoofable source"):
+        synflood.make_plan(
+            synflood._parse_args(["--target", "127.0.0.1", "--source-net", "127.0.0.0/29"]))
+
+
 def test_a_16_is_accepted() -> None:
     plan = synflood.make_plan(
         synflood._parse_args(["--target", "10.5.3.4", "--source-net", "10.5.0.0/16"]))

@@ -9,11 +9,22 @@ Linux tcp_data_queue_ofo), from which SACK blocks are derived (RFC 2018 section 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
+from typing import TYPE_CHECKING, cast
 
+from ..mib import Mib
 from .seq import after, seq_add, seq_diff
 
+if TYPE_CHECKING:
+    from ..mib import Counters
+
 _COALESCE = 16384  # small writes are gathered into one chunk up to this size
+TCP_NUM_SACKS = 4  # SACK blocks a receiver remembers (Linux tp->selective_acks)
+# What holding one out-of-order piece costs besides its bytes: a memoryview or small bytes,
+# its deque slot, a share of its range (CPython); the analogue of the sk_buff overhead in an
+# skb's truesize, charged to the receive buffer so that 1-byte pieces cost what they hold.
+OFO_PIECE_OVERHEAD = 256
 
 
 class SendBuffer:
@@ -93,30 +104,56 @@ class SendBuffer:
 
 
 class OfoBlock:
-    """One contiguous out-of-order range [start, end) held as a list of pieces."""
+    """One contiguous out-of-order range [start, end) held as a deque of pieces in order."""
 
     __slots__ = ("chunks", "end", "start")
 
-    def __init__(self, start: int, end: int, chunks: list[bytes | memoryview]) -> None:
+    def __init__(self, start: int, end: int, chunks: deque[bytes | memoryview]) -> None:
         self.start = start
         self.end = end
         self.chunks = chunks
 
 
-class ReceiveBuffer:
-    """In-order bytes for the application plus an out-of-order queue keyed by sequence."""
+def _hold(piece: memoryview) -> bytes | memoryview:
+    """A piece of a segment to keep: a copy when it is less than half the buffer it views,
+    so that a few bytes queued never pin a whole frame (Linux charges an skb's truesize,
+    the buffer it holds, and collapses small skbs under pressure for the same reason)."""
+    if piece.nbytes * 2 < memoryview(piece.obj).nbytes:
+        return bytes(piece)
+    return piece
 
-    __slots__ = ("_chunks", "_len", "ofo", "ofo_bytes", "recent")
+
+class ReceiveBuffer:
+    """In-order bytes for the application plus an out-of-order queue keyed by sequence.
+
+    The out-of-order queue (Linux tp->out_of_order_queue, an rbtree) is a list of disjoint,
+    non-adjacent ranges sorted by their distance from RCV.NXT (an order RCV.NXT's advance
+    never changes), found by bisection; a segment beyond the last range is appended without
+    a search (Linux's ooo_last_skb fast path). Each piece held is charged its bytes plus
+    :data:`OFO_PIECE_OVERHEAD` (``ofo_truesize``, as Linux charges skb->truesize to
+    sk_rmem_alloc), and :meth:`ofo_schedule` prunes the queue from the top when the charge
+    would pass the receive buffer, so the number of ranges is bounded by SO_RCVBUF.
+    """
+
+    __slots__ = ("_chunks", "_len", "ofo", "ofo_bytes", "ofo_pieces", "recent")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes | memoryview] = deque()
         self._len = 0
-        self.ofo: list[OfoBlock] = []  # sorted, disjoint, non-adjacent
+        self.ofo: list[OfoBlock] = []  # sorted from RCV.NXT, disjoint, non-adjacent
         self.ofo_bytes = 0
-        self.recent: list[OfoBlock] = []  # most recently extended first (RFC 2018 4)
+        self.ofo_pieces = 0
+        # At most TCP_NUM_SACKS ranges, the most recently extended first (RFC 2018 4;
+        # Linux tp->selective_acks).
+        self.recent: list[OfoBlock] = []
 
     def __len__(self) -> int:
         return self._len
+
+    @property
+    def ofo_truesize(self) -> int:
+        """Memory the out-of-order queue is charged (its skbs' truesize in Linux)."""
+        return self.ofo_bytes + self.ofo_pieces * OFO_PIECE_OVERHEAD
 
     def push(self, data: bytes | memoryview) -> None:
         if data:
@@ -148,66 +185,128 @@ class ReceiveBuffer:
         self._len = 0
         return n
 
+    def ofo_schedule(self, rcv_nxt: int, seq: int, length: int, rcvbuf: int,
+                     counters: Counters) -> bool:
+        """Whether ``length`` bytes at ``seq`` may join the out-of-order queue (Linux
+        tcp_try_rmem_schedule): everything held is charged against ``rcvbuf``; when the new
+        piece would pass it, the queue is pruned from the top (:meth:`ofo_prune`). False
+        means drop the segment (the caller counts TcpExtTCPOFODrop)."""
+        need = length + OFO_PIECE_OVERHEAD
+        if self._len + self.ofo_truesize + need <= rcvbuf:
+            return True
+        counters.inc(Mib.TcpExtPruneCalled)
+        if self.ofo_prune(rcv_nxt, seq, rcvbuf, need):
+            counters.inc(Mib.TcpExtOfoPruned)
+        if self._len + self.ofo_truesize + need <= rcvbuf:
+            return True
+        counters.inc(Mib.TcpExtRcvPruned)
+        return False
+
+    def ofo_prune(self, rcv_nxt: int, seq: int, rcvbuf: int, need: int) -> bool:
+        """Drop queued pieces from the highest sequence down (Linux tcp_prune_ofo_queue),
+        an eighth of ``rcvbuf`` at a time, until ``need`` more fits; never a piece that
+        starts below ``seq`` (a segment that would land last is the one to drop). Resets
+        the SACK blocks as Linux does (tcp_sack_reset). Returns whether anything went."""
+        ofo = self.ofo
+        s = seq_diff(seq, rcv_nxt)
+        goal = rcvbuf >> 3
+        pruned = False
+        while ofo:
+            blk = ofo[-1]
+            size = len(blk.chunks[-1])
+            if s > seq_diff(blk.end, rcv_nxt) - size:
+                break
+            blk.chunks.pop()
+            blk.end = seq_add(blk.end, -size)
+            self.ofo_bytes -= size
+            self.ofo_pieces -= 1
+            if not blk.chunks:
+                ofo.pop()
+            pruned = True
+            goal -= size + OFO_PIECE_OVERHEAD
+            if goal <= 0 or not ofo:
+                if self._len + self.ofo_truesize + need <= rcvbuf:
+                    break
+                goal = rcvbuf >> 3
+        if pruned:
+            self.recent.clear()
+        return pruned
+
     def ofo_insert(self, rcv_nxt: int, seq: int,
                    data: bytes | memoryview) -> tuple[int, int] | None:
         """Queue [seq, seq+len) beyond RCV.NXT, keeping data already queued where they
         overlap (Linux tcp_data_queue_ofo). Returns the range as a D-SACK block (RFC 2883)
-        when every byte of it was already queued, else None."""
+        when every byte of it was already queued, else None. O(log n) to find the place,
+        plus the ranges the segment joins (each joined once, the smaller into the larger)."""
+        ofo = self.ofo
         s = seq_diff(seq, rcv_nxt)
         e = s + len(data)
-        cursor = s
-        pieces: list[tuple[int, int]] = []
-        for blk in self.ofo:
-            bs, be = seq_diff(blk.start, rcv_nxt), seq_diff(blk.end, rcv_nxt)
-            if be <= cursor:
-                continue
-            if bs >= e:
-                break
-            if bs > cursor:
-                pieces.append((cursor, bs))
-            cursor = max(cursor, be)
-            if cursor >= e:
-                break
-        if cursor < e:
-            pieces.append((cursor, e))
-        if not pieces:
-            return seq, seq_add(seq, len(data))
+        last_end = seq_diff(ofo[-1].end, rcv_nxt) if ofo else 0
+        if s >= last_end:
+            # At or beyond the end of the last range: Linux's ooo_last_skb fast path.
+            piece = _hold(memoryview(data))
+            self.ofo_bytes += e - s
+            self.ofo_pieces += 1
+            if ofo and s == last_end:
+                blk = ofo[-1]
+                blk.chunks.append(piece)
+                blk.end = seq_add(rcv_nxt, e)
+            else:
+                blk = OfoBlock(seq, seq_add(rcv_nxt, e), deque((piece,)))
+                ofo.append(blk)
+            if not self.recent or self.recent[0] is not blk:
+                self._sack_first(blk, [])
+            return None
+        # The first range that ends at or after s, then every range that starts at or
+        # before e: these overlap or touch the segment and become one range with it.
+        i = bisect_left(ofo, s, key=lambda b: seq_diff(b.end, rcv_nxt))
+        j = i
+        while j < len(ofo) and seq_diff(ofo[j].start, rcv_nxt) <= e:
+            j += 1
         view = memoryview(data)
-        newest: OfoBlock | None = None
-        for ps, pe in pieces:
-            blk = OfoBlock(seq_add(rcv_nxt, ps), seq_add(rcv_nxt, pe), [view[ps - s:pe - s]])
-            self.ofo_bytes += pe - ps
-            self.ofo.append(blk)
-            newest = newest or blk
-        self.ofo.sort(key=lambda b: seq_diff(b.start, rcv_nxt))
-        self._coalesce(newest)
+        parts: list[OfoBlock | bytes | memoryview] = []
+        cursor = s
+        for k in range(i, j):
+            blk = ofo[k]
+            bs = seq_diff(blk.start, rcv_nxt)
+            if bs > cursor and cursor < e:
+                parts.append(_hold(view[cursor - s:min(bs, e) - s]))
+            parts.append(blk)
+            cursor = max(cursor, seq_diff(blk.end, rcv_nxt))
+        if cursor < e:
+            parts.append(_hold(view[cursor - s:]))
+        added = len(parts) - (j - i)
+        if not added:
+            return seq, seq_add(seq, len(data))
+        start = min(s, seq_diff(ofo[i].start, rcv_nxt)) if i < j else s
+        self.ofo_pieces += added
+        self.ofo_bytes += e - s - sum(
+            min(e, seq_diff(b.end, rcv_nxt)) - max(s, seq_diff(b.start, rcv_nxt))
+            for b in ofo[i:j])
+        merged = _join(parts)
+        merged.start = seq_add(rcv_nxt, start)
+        merged.end = seq_add(rcv_nxt, max(e, cursor))
+        absorbed = [b for b in ofo[i:j] if b is not merged]
+        ofo[i:j] = [merged]
+        self._sack_first(merged, absorbed)
         return None
 
-    def _coalesce(self, newest: OfoBlock | None) -> None:
-        merged: list[OfoBlock] = []
-        absorbed: dict[int, OfoBlock] = {}
-        for blk in self.ofo:
-            if merged and merged[-1].end == blk.start:
-                merged[-1].chunks.extend(blk.chunks)
-                merged[-1].end = blk.end
-                absorbed[id(blk)] = merged[-1]
-            else:
-                merged.append(blk)
-        self.ofo = merged
-        recent: list[OfoBlock] = []
-        for blk in ([newest] if newest else []) + self.recent:
-            survivor = absorbed.get(id(blk), blk)
-            if all(survivor is not r for r in recent):
-                recent.append(survivor)
-        self.recent = recent
+    def _sack_first(self, blk: OfoBlock, absorbed: list[OfoBlock]) -> None:
+        """SACK order (Linux tcp_sack_new_ofo_skb): the range just extended first, the
+        ranges it absorbed gone, at most TCP_NUM_SACKS kept."""
+        rest = [b for b in self.recent if b is not blk and all(b is not a for a in absorbed)]
+        self.recent = [blk, *rest[:TCP_NUM_SACKS - 1]]
 
     def ofo_pop_ready(self, rcv_nxt: int) -> list[bytes | memoryview]:
         """Remove the queued data that RCV.NXT has reached, trimmed to start at RCV.NXT."""
         out: list[bytes | memoryview] = []
-        while self.ofo and not after(self.ofo[0].start, rcv_nxt):
-            blk = self.ofo.pop(0)
+        ofo = self.ofo
+        n = 0
+        while n < len(ofo) and not after(ofo[n].start, rcv_nxt):
+            blk = ofo[n]
+            n += 1
             self.ofo_bytes -= seq_diff(blk.end, blk.start)
-            self.recent = [b for b in self.recent if b is not blk]
+            self.ofo_pieces -= len(blk.chunks)
             if not after(blk.end, rcv_nxt):
                 continue
             skip = seq_diff(rcv_nxt, blk.start)
@@ -218,18 +317,43 @@ class ReceiveBuffer:
                 out.append(memoryview(chunk)[skip:] if skip else chunk)
                 skip = 0
             rcv_nxt = blk.end
+        if n:
+            popped = ofo[:n]
+            del ofo[:n]
+            self.recent = [b for b in self.recent if all(b is not p for p in popped)]
         return out
 
-    def ofo_purge(self) -> int:
-        """Drop the whole out-of-order queue (memory pressure, Linux tcp_prune_ofo_queue)."""
-        n = self.ofo_bytes
-        self.ofo.clear()
-        self.recent.clear()
-        self.ofo_bytes = 0
-        return n
-
     def sack_blocks(self, limit: int) -> list[tuple[int, int]]:
-        """Up to ``limit`` SACK blocks, the most recently updated first (RFC 2018 4)."""
-        blocks = [(b.start, b.end) for b in self.recent]
-        blocks += [(b.start, b.end) for b in self.ofo if b not in self.recent]
-        return blocks[:limit]
+        """Up to ``limit`` SACK blocks: the most recently extended ranges first (RFC 2018 4),
+        then the lowest ranges not among them."""
+        recent = self.recent
+        blocks = [(b.start, b.end) for b in recent[:limit]]
+        for b in self.ofo:
+            if len(blocks) >= limit:
+                break
+            if all(b is not r for r in recent):
+                blocks.append((b.start, b.end))
+        return blocks
+
+
+def _join(parts: list[OfoBlock | bytes | memoryview]) -> OfoBlock:
+    """One range from ranges and pieces in sequence order: the pieces of the others move
+    into the largest range's deque (so a piece moves O(log n) times at most)."""
+    best = -1
+    for k, part in enumerate(parts):
+        if isinstance(part, OfoBlock) and (best < 0 or len(part.chunks) > len(
+                cast(OfoBlock, parts[best]).chunks)):
+            best = k
+    base = cast(OfoBlock, parts[best]) if best >= 0 else OfoBlock(0, 0, deque())
+    chunks = base.chunks
+    for part in reversed(parts[:best] if best >= 0 else []):
+        if isinstance(part, OfoBlock):
+            chunks.extendleft(reversed(part.chunks))
+        else:
+            chunks.appendleft(part)
+    for part in parts[best + 1:]:
+        if isinstance(part, OfoBlock):
+            chunks.extend(part.chunks)
+        else:
+            chunks.append(part)
+    return base

@@ -1143,8 +1143,9 @@ class Connection:
     def _header_predicted(self, seg: TcpSegment) -> bool:
         """Header prediction (Van Jacobson's, Linux tcp_rcv_established's fast path): the
         segment is the next one in order, carries only ACK (and PSH), leaves the window
-        as it was, holds no SACK blocks and passes PAWS, its data fits the window, and
-        nothing is out of order. Such a segment needs none of the acceptability checks."""
+        as it was, holds no SACK blocks and passes PAWS, its data fits the window and the
+        buffer, and nothing is out of order. Such a segment needs none of the acceptability
+        checks."""
         if seg.flags & ~PSH != ACK or seg.seq != self.rcv_nxt or self.rcv_buf.ofo:
             return False
         if (seg.window << self.snd_wscale) != self.snd_wnd or not self.snd_wnd:
@@ -1156,7 +1157,10 @@ class Connection:
             return False
         if after(seg.ack, self.snd_nxt) or before(seg.ack, self.snd_una):
             return False
-        return len(seg.payload) <= self._receive_window()
+        # Its data fits the window and the buffer (Linux checks sk_forward_alloc); else
+        # the slow path applies _rcv_room.
+        size = len(seg.payload)
+        return size <= self._receive_window() and len(self.rcv_buf) + size <= self.rcvbuf
 
     def _rcv_predicted(self, now: float, seg: TcpSegment) -> None:
         """The fast path: the ACK as always, then the data straight onto the queue."""
@@ -1409,12 +1413,17 @@ class Connection:
             self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.advmss, self.window_clamp)
 
     def _rcv_room(self, seq: int) -> int:
-        """Bytes from ``seq`` we can take: what the buffer has free, and never less than
-        the window already promised (a window is a promise; rounding it to the scale unit
-        may exceed the buffer by a little, which the buffer absorbs)."""
+        """Bytes from ``seq`` we can take: what the buffer has free, and the window already
+        promised (a window is a promise; rounding it to the scale unit may exceed the
+        buffer by a little, which the buffer absorbs) up to a bound past the buffer: the
+        never-shrinking window creeps by the rounding on every ACK, and with a scale unit
+        above the MSS it would never close (Linux's memory check, tcp_try_rmem_schedule,
+        bounds it the same way). The bound is one scale unit or a sixteenth of the buffer,
+        the free space below which the window is already zero (_select_window_raw)."""
         used = len(self.rcv_buf) + self.rcv_buf.ofo_bytes
         promised = seq_diff(seq_add(self.rcv_nxt, self._receive_window()), seq)
-        return max(self.rcvbuf - used, promised)
+        slack = max(1 << self.rcv_wscale, self.rcvbuf >> 4)
+        return max(self.rcvbuf - used, min(promised, self.rcvbuf + slack - used))
 
     def _rcv_rtt_measure(self, now: float, ts_ecr: int) -> None:
         """The receiver's RTT from the echo of our TSval (tcp_rcv_rtt_measure_ts)."""
@@ -1459,6 +1468,9 @@ class Connection:
             if length > room:
                 c.inc(Mib.TcpExtTCPRcvQDrop)
                 self._enter_quickack()
+                # Out of memory: offer a zero window at once, shrinking it (Linux
+                # ICSK_ACK_NOMEM in tcp_select_window); the sender probes until we read.
+                self.rcv_wnd, self.rcv_wup = 0, self.rcv_nxt
                 if room <= 0:
                     return
                 payload, length, fin = memoryview(payload)[:room], room, False
@@ -1480,7 +1492,8 @@ class Connection:
             self.host.wake(self)
             return
         # Out of order (tcp_data_queue_ofo): queue it, ACK at once with SACK.
-        if length > self._rcv_room(seq):
+        if length > self._rcv_room(seq) or (length and not self.rcv_buf.ofo_schedule(
+                self.rcv_nxt, seq, length, self.rcvbuf, c)):
             c.inc(Mib.TcpExtTCPOFODrop)
             self.ack_now = True
             return
@@ -1489,6 +1502,7 @@ class Connection:
             dsack = self.rcv_buf.ofo_insert(self.rcv_nxt, seq, payload)
             if dsack is not None:
                 self.pending_dsack = dsack
+                c.inc(Mib.TcpExtTCPOFOMerge)  # every byte was already queued
         if fin:
             self.ofo_fin = end
         self.ack_now = True

@@ -113,10 +113,7 @@ class Listener:
         key = (local_ip, self.port, remote_ip, seg.src_port)
         existing = self.syn_queue.get(key)
         if existing is not None:
-            if seg.seq == existing.irs:
-                # A retransmitted SYN: the SYN-ACK was lost, send it again (tcp_check_req).
-                c.inc(Mib.UstcpSynRetransmitted)
-                self._send_synack(now, existing)
+            self._check_req(now, existing, seg)
             return
         qlen = len(self.syn_queue)
         want_cookie = False
@@ -220,6 +217,7 @@ class Listener:
             self._check_req(now, req, seg)
             return
         if flags & RST:
+            c.inc(Mib.UstcpListenRst)  # nothing to reset (Linux: discarded in LISTEN)
             return
         if flags & ACK and not flags & SYN and e.config.tcp_syncookies and \
                 now - self.last_overflow < TCP_SYNCOOKIE_VALID:
@@ -274,9 +272,11 @@ class Listener:
         e = self.host
         c = e.counters
         flags = seg.flags
-        if flags & SYN and not flags & (ACK | RST):
-            if seg.seq == req.irs:
-                self._send_synack(now, req)  # retransmitted SYN
+        if flags & SYN and not flags & (ACK | RST) and seg.seq == req.irs:
+            # A retransmitted SYN: the SYN-ACK was lost, send it again. A SYN with another
+            # ISN goes on to the window check below, as in tcp_check_req.
+            c.inc(Mib.UstcpSynRetransmitted)
+            self._send_synack(now, req)
             return
         if flags & ACK and seg.ack != seq_add(req.iss, 1):
             e.send_reset_for(req.local_ip, req.remote_ip, seg)  # not our SYN-ACK
@@ -297,6 +297,7 @@ class Listener:
             c.inc(Mib.TcpAttemptFails)
             return
         if not flags & ACK:
+            c.inc(Mib.UstcpDropNoAck)
             return
         if not seg.payload and not flags & FIN and req.num_timeout < self.defer_accept_retrans:
             # TCP_DEFER_ACCEPT: wait for data before completing (tcp_check_req).
