@@ -14,6 +14,7 @@ import trio
 from trio.testing import MockClock
 
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream
+from ustcp.apps import lab
 from ustcp.config import StackConfig
 from ustcp.link.base import Link, OutFrame, ReceivedFrame
 from ustcp.link.impair import ImpairmentSpec
@@ -160,3 +161,32 @@ async def test_linger_close_over_unread_data_resets_at_once(autojump_clock: Mock
         assert trio.current_time() == start
         assert client.connection.state == State.CLOSE
         assert a.counters.snapshot()["TcpExtTCPAbortOnClose"] == 1
+
+
+async def test_lab_dial_with_linger_reports_the_blocking_close(
+        autojump_clock: MockClock) -> None:
+    """The demo's lab app: ``dial HOST PORT LPORT LINGER`` closes with SO_LINGER {1, LINGER}
+    and replies how long close() blocked (one round trip here); a LINGER out of range is a
+    bad request."""
+    async with lingering_pair() as (client, server, _plug, a):
+        [greeter] = await open_tcp_listeners(a, PORT + 1)
+
+        async def greet() -> None:
+            stream = await greeter.accept()
+            await stream.send_all(b"hello\n")
+            await trio.sleep_forever()  # never closes first: the lab's FIN is just acked
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(greet)
+            nursery.start_soon(lab.handle, server)
+            await client.send_all(f"dial {A_ADDR} {PORT + 1} 0 {LINGER_T}\n".encode()
+                                  + f"dial {A_ADDR} {PORT + 1} 0 999\n".encode())
+            replies = b""
+            while replies.count(b"\n") < 2:
+                replies += await client.receive_some()
+            ok, bad = replies.decode().splitlines()
+            words = ok.split()
+            assert words[0] == "ok" and words[3] == "hello", ok
+            assert 0.1 <= float(words[2].removeprefix("close=")) < 0.2, ok  # RTT 100 ms
+            assert bad == "error bad request: LINGER outside 0..120"
+            nursery.cancel_scope.cancel()
