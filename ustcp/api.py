@@ -302,8 +302,10 @@ async def serve_listeners(handler: Callable[[StreamT], Awaitable[object]],
     Unlike trio's, a handler's exception ends its own connection only (see
     :func:`_run_handler`). trio closes with ``trio.aclose_forcefully`` (a cancelled scope
     and a ``Cancelled`` raised and caught, about 28 µs here), made for streams whose
-    ``aclose`` may wait. :meth:`TCPStream.aclose` never waits (the FIN or RST is queued), so
-    a plain ``aclose`` closes a TCPStream just as surely, and a connection costs less.
+    ``aclose`` may wait. :meth:`TCPStream.aclose` does not wait (the FIN or RST is queued)
+    unless the handler set SO_LINGER {1, T}, and then only in that connection's task, as
+    close(2) would; so a plain ``aclose`` closes a TCPStream just as surely, and a
+    connection costs less.
     """
     async with trio.open_nursery() as nursery:
         for listener in listeners:
