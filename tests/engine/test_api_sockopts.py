@@ -190,3 +190,16 @@ async def test_lab_dial_with_linger_reports_the_blocking_close(
             assert 0.1 <= float(words[2].removeprefix("close=")) < 0.2, ok  # RTT 100 ms
             assert bad == "error bad request: LINGER outside 0..120"
             nursery.cancel_scope.cancel()
+
+
+async def test_negative_linger_time_is_a_huge_one(autojump_clock: MockClock) -> None:
+    """l_linger is unsigned to Linux (sk_setsockopt): {1, -1} waits ~136 years, not 0 s (a
+    zero would reset) nor -1 s; here the wait ends only when the orphan gives up."""
+    async with lingering_pair() as (client, _server, plug, a):
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, -1))
+        plug.unplugged = True
+        with trio.move_on_after(50) as waiting:
+            await client.aclose()
+        assert waiting.cancelled_caught
+        assert client.connection.state == State.FIN_WAIT1
+        assert a.counters.snapshot()["TcpOutRsts"] == 0
