@@ -105,7 +105,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
     @property
     def socket(self) -> StreamSocket:
         """What frameworks read from ``SocketStream.socket`` (family, getsockname,
-        getpeername), answered from the connection."""
+        getpeername, getsockopt, setsockopt), answered from the connection."""
         return StreamSocket(self)
 
     def set_nodelay(self, nodelay: bool) -> None:
@@ -216,13 +216,21 @@ class TCPStream(trio.abc.HalfCloseableStream):
 
     async def aclose(self) -> None:
         """close(2): FIN after the queued data (RST if unread data is discarded, as Linux
-        does). Idempotent; the stream is closed even if this is cancelled."""
+        does). With SO_LINGER {1, T} it waits until the FIN is acknowledged or T seconds
+        pass, then returns; the connection goes on as an orphan either way (tcp_close,
+        sk_stream_wait_close). Idempotent; the stream is closed even if this is cancelled."""
+        linger = 0.0
         if not self._closed:
             self._closed = True
-            self.connection.close(trio.current_time())
+            linger = self._sock.close(trio.current_time())
             self.stack.kick()
             self._waiters.unpark_all()
-        await trio.lowlevel.checkpoint()
+        if not linger:
+            await trio.lowlevel.checkpoint()
+            return
+        with trio.move_on_after(linger):
+            while self._sock.closing:
+                await self._waiters.park()
 
     def abort(self) -> None:
         """Close with a RST at once (SO_LINGER on with a zero timeout): queued data is lost."""
@@ -303,8 +311,10 @@ async def serve_listeners(handler: Callable[[StreamT], Awaitable[object]],
     Unlike trio's, a handler's exception ends its own connection only (see
     :func:`_run_handler`). trio closes with ``trio.aclose_forcefully`` (a cancelled scope
     and a ``Cancelled`` raised and caught, about 28 µs here), made for streams whose
-    ``aclose`` may wait. :meth:`TCPStream.aclose` never waits (the FIN or RST is queued), so
-    a plain ``aclose`` closes a TCPStream just as surely, and a connection costs less.
+    ``aclose`` may wait. :meth:`TCPStream.aclose` does not wait (the FIN or RST is queued)
+    unless the handler set SO_LINGER {1, T}, and then only in that connection's task, as
+    close(2) would; so a plain ``aclose`` closes a TCPStream just as surely, and a
+    connection costs less.
     """
     async with trio.open_nursery() as nursery:
         for listener in listeners:

@@ -4,6 +4,8 @@ Servers written for trio's ``SocketStream`` (hypercorn, for one) take the client
 addresses from ``stream.socket.family``, ``getpeername()`` and ``getsockname()``. A ustcp
 stream has no kernel socket, so :class:`StreamSocket` answers those from the connection:
 ``AF_INET``, ``SOCK_STREAM``, and the 4-tuple as ``(host, port)`` string-address pairs.
+``getsockopt``/``setsockopt`` go to the stream's own (the socket layer,
+:mod:`ustcp.tcp.sock`, with Linux's semantics and errnos), as Python's ``socket`` takes them.
 There is no file descriptor (``fileno()`` is -1, as for a closed socket).
 """
 
@@ -20,9 +22,13 @@ class _Addressed(Protocol):
     @property
     def remote_address(self) -> tuple[str, int]: ...
 
+    def getsockopt(self, level: int, option: int, buffersize: int = 0) -> int | bytes: ...
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None: ...
+
 
 class StreamSocket:
-    """A read-only socket look-alike for one stream (see the module docstring)."""
+    """A socket look-alike for one stream (see the module docstring)."""
 
     __slots__ = ("_stream",)
 
@@ -38,6 +44,14 @@ class StreamSocket:
 
     def getpeername(self) -> tuple[str, int]:
         return self._stream.remote_address
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
+        """``socket.getsockopt``: an int, or with ``buflen`` the option's bytes."""
+        return self._stream.getsockopt(level, optname, buflen or 0)
+
+    def setsockopt(self, level: int, optname: int, value: int | bytes) -> None:
+        """``socket.setsockopt``: an int, or the option's bytes (SO_LINGER's struct)."""
+        self._stream.setsockopt(level, optname, value)
 
     def fileno(self) -> int:
         return -1

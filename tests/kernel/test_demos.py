@@ -36,6 +36,8 @@ MARKERS: dict[str, list[str]] = {
     "congestion": ["cwnd (*) and ssthresh (-)", "TcpExtTCPSackRecovery", "cwnd="],
     "fast-retransmit": ["[retransmission]", "sack ", "ca_state=3", "TcpExtTCPSackRecovery"],
     "syn-retries": ["SYN seq=0", "[retransmission]", "error ETIMEDOUT", "t= 127.0 s"],
+    "linger": ["close=0.", "close=2.", "FIN-WAIT-2", "FIN-WAIT-1", "[retransmission]",
+               "timer:(on,"],
     "orphan-retries": ["FIN-WAIT-1", "FIN,ACK seq=1", "[retransmission]", "──RST,ACK",
                        "net.ipv4.tcp_orphan_retries = 3"],
     "fin-timeout": ["FIN-WAIT-2", "timer:(timewait,", "CLOSE-WAIT", "TcpExtTCPAbortOnLinger"],

@@ -8,8 +8,11 @@ client ask for those over a line protocol; every reply is one line starting ``ok
 
     listen PORT BACKLOG   listen(PORT, BACKLOG) and never accept
     sink PORT             listen on PORT, accept, and never read
-    dial HOST PORT LPORT  connect from LPORT (0: any) to HOST:PORT, read one line, close first;
-                          replies "ok LPORT LINE" or "error ERRNO_NAME text"
+    dial HOST PORT LPORT [LINGER]
+                          connect from LPORT (0: any) to HOST:PORT, read one line, close first;
+                          replies "ok LPORT LINE" or "error ERRNO_NAME text"; with LINGER
+                          the close has SO_LINGER {1, LINGER} and the reply is
+                          "ok LPORT close=SECONDS LINE", SECONDS the time close() blocked
 
 Whatever a request creates lives until the requesting connection closes (at most
 :data:`LIFETIME` seconds), so the demos clean up by hanging up.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 
 import trio
 
@@ -44,7 +48,8 @@ async def _sink(listener: TCPListener) -> None:
         await trio.aclose_forcefully(listener)
 
 
-async def _dial(stack_stream: TCPStream, host: str, port: int, local_port: int) -> str:
+async def _dial(stack_stream: TCPStream, host: str, port: int, local_port: int,
+                linger: int | None = None) -> str:
     try:
         with trio.fail_after(DIAL_TIMEOUT):
             stream = await open_tcp_stream(stack_stream.stack, host, port,
@@ -65,9 +70,13 @@ async def _dial(stack_stream: TCPStream, host: str, port: int, local_port: int) 
     except CONNECTION_GONE:
         pass
     finally:
+        if linger is not None:
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, linger))
+        start = trio.current_time()
         await stream.aclose()
     text = line.split(b"\n", 1)[0].decode(errors="replace")
-    return f"ok {stream.local_address[1]} {text}".rstrip()
+    closed = "" if linger is None else f"close={trio.current_time() - start:.3f} "
+    return f"ok {stream.local_address[1]} {closed}{text}".rstrip()
 
 
 async def _serve_requests(stream: TCPStream, nursery: trio.Nursery) -> None:
@@ -105,15 +114,18 @@ async def _request(stream: TCPStream, nursery: trio.Nursery, words: list[str]) -
             listeners = await open_tcp_listeners(stream.stack, port, host=stream.local_address[0])
             nursery.start_soon(_sink, listeners[0])
             return f"ok sink on {port}"
-        if words[:1] == ["dial"] and len(words) == 4:
+        if words[:1] == ["dial"] and len(words) in (4, 5):
             socket.inet_aton(words[1])
-            return await _dial(stream, words[1], int(words[2]), int(words[3]))
+            linger = int(words[4]) if len(words) == 5 else None
+            if linger is not None and not 0 <= linger <= LIFETIME:
+                raise ValueError(f"LINGER outside 0..{LIFETIME:.0f}")
+            return await _dial(stream, words[1], int(words[2]), int(words[3]), linger)
     except OSError as exc:
         name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
         return f"error {name} {exc.strerror or exc}"
     except ValueError as exc:
         return f"error bad request: {exc}"
-    return "error expected: listen PORT BACKLOG | sink PORT | dial HOST PORT LPORT"
+    return "error expected: listen PORT BACKLOG | sink PORT | dial HOST PORT LPORT [LINGER]"
 
 
 async def _hold(listener: TCPListener) -> None:

@@ -64,6 +64,8 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           "congestion:fast_retransmit"),
     Topic("syn-retries", "an unanswered SYN: tcp_syn_retries, live and on virtual time",
           "retries:run"),
+    Topic("linger", "close() with SO_LINGER {1, T}: blocks for the FIN's ACK or T seconds",
+          "linger:run"),
     Topic("orphan-retries", "an orphan's FIN never acknowledged (tcp_orphan_retries)",
           "orphans:orphan_retries"),
     Topic("fin-timeout", "an orphaned FIN_WAIT2 whose peer never closes (tcp_fin_timeout)",

@@ -62,6 +62,16 @@ def kernel_sockets(ns: Namespace, state: str, port: int) -> str:
                   check=True).stdout
 
 
+def drop_stack_fins(story: Story, ns: Namespace) -> None:
+    """An nftables rule in the namespace: the kernel never sees a FIN the stack sends to
+    the kernel's server (so never acknowledges it)."""
+    rule = f"ip saddr {STACK_ADDR} tcp dport {SERVER} tcp flags & fin == fin counter drop"
+    story.command(f"nft add rule ip demo in {rule}")
+    ns.run(["nft", f"add table ip demo; add chain ip demo in "
+            f"{{ type filter hook input priority 0; }}; add rule ip demo in {rule}"],
+           check=True)
+
+
 def fins(conv: ladder.Conversation, source: str) -> list[ladder.Segment]:
     return [seg for seg in conv.segments if seg.flags & FIN and seg.source == source]
 
@@ -86,12 +96,7 @@ the RST follows 3 s (15 x 200 ms) after the first retransmission.
 def orphan_retries(story: Story, workdir: Path) -> None:
     story.para(ORPHAN_RETRIES_STORY)
     with Namespace("orphanretries") as ns:
-        rule = (f"ip saddr {STACK_ADDR} tcp dport {SERVER} tcp flags & fin == fin "
-                "counter drop")
-        story.command(f"nft add rule ip demo in {rule}")
-        ns.run(["nft", f"add table ip demo; add chain ip demo in "
-                f"{{ type filter hook input priority 0; }}; add rule ip demo in {rule}"],
-               check=True)
+        drop_stack_fins(story, ns)
         daemon = Daemon(ns, workdir, "orphan-retries", apps=[f"lab:{LAB}"],
                         sysctls={"tcp_orphan_retries": 3})
         with watched(daemon) as tally:

@@ -73,6 +73,7 @@ OPTIONS: dict[int, frozenset[int]] = {
 
 _PRE_ESTABLISHED = (State.SYN_SENT, State.SYN_RECV)
 _NOT_CONNECTED = (State.CLOSE, State.LISTEN)
+_FIN_UNACKED = (State.FIN_WAIT1, State.CLOSING, State.LAST_ACK)
 
 def os_error(code: int) -> OSError:
     return OSError(code, os.strerror(code))
@@ -337,10 +338,26 @@ class Sock:
             raise os_error(errno.ENOTCONN)
         conn.shutdown(now, how)
 
-    def close(self, now: float) -> None:
+    def close(self, now: float) -> float:
         """close(2): a listener stops listening; a connection closes (FIN, or RST over
-        unread data or with SO_LINGER {1, 0})."""
+        unread data or with SO_LINGER {1, 0}). Returns how long a blocking close waits
+        for the FIN to be acknowledged (:attr:`closing` turning false): SO_LINGER {1, T}'s
+        T seconds (inet_release passes sk_lingertime to tcp_close, whose
+        sk_stream_wait_close waits), 0 when close returns at once. Unlike Linux, the
+        connection is already an orphan while the caller waits."""
         if self.listener is not None:
             self.listener.close(now)
-        if self.conn is not None:
-            self.conn.close(now)
+        conn = self.conn
+        if conn is None:
+            return 0.0
+        conn.close(now)
+        onoff, seconds = self.opts.linger or (False, 0)
+        # l_linger is taken as unsigned (sk_setsockopt): a negative one waits ~136 years.
+        return float(seconds & 0xFFFFFFFF) if onoff and self.closing else 0.0
+
+    @property
+    def closing(self) -> bool:
+        """sk_stream_closing (net/core/stream.c): our FIN is queued or sent and not yet
+        acknowledged."""
+        conn = self.conn
+        return conn is not None and conn.state in _FIN_UNACKED
