@@ -1,7 +1,8 @@
 """Helpers for kernel tests: namespaces, the daemon in one, commands run inside them.
 
 Every namespace is named ``ustcp-t-<pid>-<n>`` and deleted in ``finally`` even when a test
-fails; nothing is configured in the root namespace.
+fails; one left by a killed run (its pid gone) is deleted by the next run. Nothing is
+configured in the root namespace.
 """
 
 from __future__ import annotations
@@ -51,6 +52,22 @@ def kernel_unavailable() -> str | None:
     return None
 
 
+@functools.cache
+def remove_stale_namespaces() -> list[str]:
+    """Delete the ``ustcp-t-<pid>-*`` namespaces of test runs that were killed before their
+    ``finally`` ran (their pid is gone); once per run. The names deleted."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
+    stale = []
+    for line in listed.stdout.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        parts = name.split("-")
+        if name.startswith("ustcp-t-") and len(parts) >= 4 and parts[2].isdigit() \
+                and not os.path.exists(f"/proc/{parts[2]}"):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+            stale.append(name)
+    return stale
+
+
 def in_ns(ns: str, *cmd: str, timeout: float = 60, input: bytes | None = None,
           check: bool = False) -> subprocess.CompletedProcess[bytes]:
     """Run ``cmd`` inside namespace ``ns`` and capture its output."""
@@ -70,6 +87,7 @@ def peer_cmd(*args: str) -> list[str]:
 @contextmanager
 def netns() -> Iterator[str]:
     """A fresh namespace with lo up; deleted on the way out, whatever happened."""
+    remove_stale_namespaces()
     name = f"ustcp-t-{os.getpid()}-{next(_serial)}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
     try:
