@@ -106,8 +106,20 @@ def test_tools_run_and_restore_scripts_are_noted(tmp_path: Path) -> None:
     assert steps[1].argv == ("ip", "tcp_metrics", "flush", "all")
 
 
+def test_nstat_lines_run_whole_and_their_status_judges(tmp_path: Path) -> None:
+    line = 'nstat | grep -q "TcpPassiveOpens *1 " # a comment'
+    steps = commands.plan(f"nstat -n\n{line}\nip link show > /dev/null || true", tmp_path)
+    assert [s.kind for s in steps] == ["check", "check", "run"]
+    assert steps[1].argv[-3:] == ("sh", "-c", line)
+    assert steps[1].argv[1] == f"NSTAT_HISTORY={commands.nstat_history()}"
+    assert commands.run(commands.Step("check", "true", argv=("true",))) is None
+    with pytest.raises(commands.CheckFailed, match="'false' exited with status 1"):
+        commands.run(commands.Step("check", "false", argv=("false",)))
+
+
 @pytest.mark.parametrize("line", ["rm -rf /tmp/x", "sysctl -q kernel.panic=1",
-                                  "sysctl -q net.ipv4.tcp_sack"])
+                                  "sysctl -q net.ipv4.tcp_sack", "ip route > /tmp/routes",
+                                  "ip link | grep tun0"])
 def test_commands_that_are_not_namespace_local_skip(line: str, tmp_path: Path) -> None:
     with pytest.raises(Unsupported):
         commands.plan(line, tmp_path)

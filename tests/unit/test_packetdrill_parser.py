@@ -165,6 +165,25 @@ def test_fast_open_option_parses_with_cookie() -> None:
     assert spec.options is not None and spec.options[1] == TcpOptionSpec("FO", (), "abcd1234")
 
 
+def test_accecn_ace_digit_and_option_parse() -> None:
+    spec = packet("+0 < S.5 0:0(0) ack 1 win 100 <mss 1460,ECN e1b 1 ceb 2 e0b 3,nop>")
+    assert (spec.flags, spec.ace) == ("S.", 5)
+    assert spec.options is not None
+    assert spec.options[1] == TcpOptionSpec("ECN", (1, 2, 3), "e1b ceb e0b")
+    assert packet("+0 > .3 1:1(0) ack 1").ace == 3
+    assert packet("+0 > SEWA 0:0(0) <ECN>").flags == "SEWA"
+    assert packet("+0 > S. 0:0(0) ack 1").ace is None
+
+
+def test_option_values_run_to_the_end_of_their_line() -> None:
+    script = parse_script("--remote_ip=192.0.2.1/24\n--ip_version=ipv4-mapped-ipv6 "
+                          "--mss=1000\n--local_ip=fd3d:fa7b:d17d::0\n--send_omit_free\n"
+                          "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n")
+    assert script.options == [("remote_ip", "192.0.2.1/24"),
+                              ("ip_version", "ipv4-mapped-ipv6"), ("mss", "1000"),
+                              ("local_ip", "fd3d:fa7b:d17d::0"), ("send_omit_free", None)]
+
+
 def test_ip_info_is_kept_for_the_runner_to_judge() -> None:
     assert packet("+0 > [ect0] . 1:1(0) ack 1").ip_info == "[ect0]"
     assert packet("+0 < (tos 0x4) . 1:1(0) ack 1 win 1").ip_info == "(tos 0x4)"
@@ -174,7 +193,7 @@ def test_ip_info_is_kept_for_the_runner_to_judge() -> None:
     "+0 < udp (100)",
     "+0 > icmp unreachable",
     "+0 < . 1:1(0) ack 1 win 100 {mut tcp mss}",
-    "+0 < S.0 0:0(0) win 100",
+    "+0 > . 1:1(0) ack 1 <mpcapable v1 flags 0>",
 ])
 def test_unsupported_packet_syntax(text: str) -> None:
     with pytest.raises(UnsupportedSyntax):
@@ -185,7 +204,8 @@ def test_unsupported_packet_syntax(text: str) -> None:
     ("+0 < . 1:10(5) ack 1 win 100", "inconsistent"),
     ("+0 < . 1:1(0) ack 1", "window"),
     ("+0 < . 1:1(0) ack 1 win 1 <...>", "outbound"),
-    ("+0 > . 1:1(0) ack 1 <bogus 3>", "unknown TCP option"),
+    ("+0 > S.8 0:0(0) ack 1", "bad AccECN ACE field"),
+    ("+0 > S. 0:0(0) ack 1 <ECN ceb 1 e0b 2>", "AccECN fields out of order"),
     ("+0 > X 1:1(0)", "bad TCP flags"),
 ])
 def test_packet_errors(text: str, message: str) -> None:

@@ -126,11 +126,65 @@ def test_unmapped_ts_ecr_is_reported() -> None:
     ("+0 `ifconfig tun0 mtu 5060`", "shell command 'ifconfig tun0 mtu 5060'"),
     ("+0 epoll_create(1) = 5", "system call epoll_create"),
     ("+0 < [ect0] S 0:0(0) win 100", "IP header fields [ect0]"),
+    ("+0 < S.5 0:0(0) win 100", "the AccECN ACE field"),
+    ("+0 < S 0:0(0) win 100 <mss 1000,ECN e1b 1>", "the AccECN option"),
+    ("+0 `sysctl -a > /tmp/x`", "shell command 'sysctl -a > /tmp/x' (writes a file)"),
+    ("+0 `nstat | sort`", "shell command 'nstat | sort'"),
 ])
 def test_missing_features_are_skipped_with_a_reason(line: str, reason: str) -> None:
     result = run(f"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n{line}\n")
     assert result.status == "skip"
-    assert result.message.startswith(reason)
+    assert result.message.startswith(f"unsupported: {reason}")
+
+
+@pytest.mark.parametrize("version", ["ipv6", "ipv4-mapped-ipv6"])
+def test_ipv6_scripts_parse_and_skip_with_a_reason(version: str) -> None:
+    result = run(f"--ip_version={version}\n" + SERVER)
+    assert result.status == "skip"
+    assert result.message.startswith(f"unsupported: --ip_version={version} (the runner "
+                                      "speaks IPv4 only")
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("--ip_version=ipv5", "bad --ip_version: ipv5"),
+    ("--mss=0", "bad --mss: 0"),
+    ("--local_ip=10.0.0", "bad --local_ip: 10.0.0"),
+])
+def test_bad_option_values_fail(option: str, message: str) -> None:
+    result = run(f"{option}\n" + SERVER)
+    assert result.status == "fail" and result.message.startswith(message)
+
+
+def test_address_options_name_the_4_tuple() -> None:
+    runner = Runner(parse_script("--local_ip=192.168.7.7\n--remote_ip=192.0.2.9/24\n"
+                                 "--gateway_ip=192.168.0.254\n--send_omit_free\n" + SERVER),
+                    Path("."), "inline")
+    assert runner.run().status == "pass"
+    conn = runner.sockets.info_conn
+    assert conn is not None
+    assert (conn.local_ip, conn.remote_ip) == (bytes([192, 168, 7, 7]), bytes([192, 0, 2, 9]))
+
+
+def test_mss_option_cuts_outbound_segments_before_matching() -> None:
+    text = SERVER + "+0 write(4, ..., 1000) = 1000\n+0 > . 1:401(400) ack 1\n" \
+                    "+0 > . 401:801(400) ack 1\n+0 > P. 801:1001(200) ack 1\n"
+    assert run("--strict_segments\n--mss=400\n" + text).status == "pass"
+    without = run("--strict_segments\n" + text)
+    assert without.status == "fail" and "expected 400 bytes actual 1000" in without.message
+
+
+def test_nstat_checks_read_the_stack_counters() -> None:
+    ok = run("`nstat -n`\n" + SERVER + "+0 `nstat | grep -q \"^TcpPassiveOpens *1 \" "
+                                        "# one passive open`\n"
+             "+0 `nstat | grep TcpPassiveOpens >/dev/null 2>&1 || true`\n")
+    assert ok.status == "pass", ok.message
+    assert "# $ nstat | grep -q ^TcpPassiveOpens *1 : status 0" in ok.log
+    again = run("`nstat -n`\n" + SERVER + "+0 `nstat -s`\n"
+                "+0 `nstat | grep -q -E 'TcpPassiveOpens +1 '`\n"
+                "+0 `nstat -a | grep -qw TcpActiveOpens`\n")
+    assert again.status == "fail" and again.line == 12
+    assert again.message == "shell command 'nstat -a | grep -qw TcpActiveOpens' exited " \
+                            "with status 1"
 
 
 def test_active_open_learns_the_isn_from_the_syn() -> None:
@@ -175,6 +229,18 @@ def test_defaults_profile_is_read_not_run(tmp_path: Path) -> None:
     assert len(plan.notes) == 3 and not plan.unsupported
 
 
+def test_shell_lines_read_as_bash_lists(tmp_path: Path) -> None:
+    plan = plan_command("sysctl -q net.ipv4.tcp_sack=0 > /dev/null 2>&1  # not needed\n"
+                        "sysctl -q net.ipv4.tcp_dsack=0 && sysctl -q net.ipv4.tcp_ecn=1 "
+                        "|| true; ip link set tun0 up 2>/dev/null\n"
+                        "sysctl -q net.ipv4.tcp_fack=0 &>/dev/null\n", tmp_path)
+    assert plan.sysctls == [("tcp_sack", "0"), ("tcp_dsack", "0"), ("tcp_ecn", "1")]
+    assert not plan.unsupported and not plan.checks
+    assert [item.connector for item in plan.steps] == [";", ";", "&&", "||", ";", ";"]
+    for line in ("sysctl -q a=1 |", "sleep 1 &", "cat < /etc/passwd"):
+        assert plan_command(line, tmp_path).unsupported, line
+
+
 def test_shell_lines_the_runner_cannot_map(tmp_path: Path) -> None:
     assert plan_command("tc qdisc replace dev tun0 root pfifo limit 0", tmp_path).unsupported
     assert plan_command("echo 3 > /sys/module/tcp_cubic/parameters/hystart_detect",
@@ -210,7 +276,7 @@ def test_cli_reports_each_script_and_the_totals(tmp_path: Path,
              if line.startswith(("PASS ", "FAIL ", "SKIP ")) or line.endswith(" skipped")]
     assert lines[0] == f"PASS {tmp_path / 'a_pass.pkt'}"
     assert lines[1].startswith(f"FAIL {tmp_path / 'b_fail.pkt'}:9 expected > F. 1:1(0) ack 1")
-    assert lines[2].startswith(f"SKIP {sub / 'c_skip.pkt'} (shell command")
+    assert lines[2].startswith(f"SKIP {sub / 'c_skip.pkt'} (unsupported: shell command")
     assert lines[3] == "1 passed, 1 failed, 1 skipped"
     assert main(["-v", str(tmp_path / "a_pass.pkt")]) == 0
     verbose = capsys.readouterr().out

@@ -35,11 +35,12 @@ class EventTime:
 @dataclass(frozen=True, slots=True)
 class TcpOptionSpec:
     """One option of a ``<...>`` list: ``name`` is the script spelling (``nop``, ``eol``,
-    ``mss``, ``wscale``, ``sackOK``, ``sack``, ``TS``, ``FO``, ``FOEXP``, ``md5``)."""
+    ``mss``, ``wscale``, ``sackOK``, ``sack``, ``TS``, ``FO``, ``FOEXP``, ``md5``, ``ECN``)."""
 
     name: str
-    values: tuple[int, ...] = ()  # mss/wscale value, TS (val, ecr), sack (l1, r1, l2, r2...)
-    blob: str = ""  # FO cookie or md5 key
+    values: tuple[int, ...] = ()  # mss/wscale value, TS (val, ecr), sack (l1, r1, l2, r2...),
+    # AccECN counters in the order written
+    blob: str = ""  # FO cookie, md5 key, or the AccECN field names ("e1b ceb e0b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class PacketSpec:
     options: tuple[TcpOptionSpec, ...] | None = ()  # None for "<...>" (unchecked)
     ip_info: str = ""  # "(tos 0x4)", "[ect0]", ... as written; "" when absent
     ports: tuple[int, int] | None = None  # "src>dst" port info before the flags
+    ace: int | None = None  # AccECN ACE field written after the ACK dot ("S.5"), 0..7
 
 
 # ------------------------------------------------------------------ system call expressions

@@ -37,6 +37,8 @@ from .ast import (
 from .lexer import LexError, Tok, Token, tokenize
 
 FLAG_LETTERS = frozenset("FSRP.EWUA")
+# AccECN option fields (RFC 9768 3.2.3): the order of the first one names the option kind.
+ACCECN_FIELDS = ("e0b", "ceb", "e1b")
 _UNSUPPORTED_PACKET_WORDS = {
     "udp": "UDP packets",
     "icmp": "ICMP packets",
@@ -147,14 +149,16 @@ class _Parser:
         return Script(options, init, events, cleanup)
 
     def option_value(self) -> str:
+        """The rest of the option's line up to the next option, as written without spaces
+        (``192.0.2.1/24``, ``ipv4-mapped-ipv6``, ``fd3d:fa7b:d17d::0``, ``a=b``)."""
         token = self.advance()
-        if token.kind in (Tok.INT, Tok.FLOAT, Tok.WORD, Tok.STRING, Tok.IPV4):
-            value = token.text
-            if token.kind is Tok.WORD and self.tok.is_punct("="):
-                self.advance()
-                value += "=" + self.advance().text
-            return value
-        raise self.error(f"bad option value {token.describe()}", token)
+        if token.kind not in (Tok.INT, Tok.FLOAT, Tok.WORD, Tok.STRING, Tok.IPV4):
+            raise self.error(f"bad option value {token.describe()}", token)
+        value = token.text
+        while self.tok.line == token.line and self.tok.kind not in (Tok.OPTION, Tok.EOF,
+                                                                      Tok.COMMAND):
+            value += self.advance().text
+        return value
 
     # ------------------------------------------------------------------ events
 
@@ -227,7 +231,7 @@ class _Parser:
         word = self.tok.text if self.tok.kind is Tok.WORD else ""
         if word in _UNSUPPORTED_PACKET_WORDS:
             raise UnsupportedSyntax(self.tok.line, _UNSUPPORTED_PACKET_WORDS[word])
-        flags = self.flags()
+        flags, ace = self.flags()
         start = self.expect_int()
         self.expect_punct(":")
         end = self.expect_int()
@@ -257,7 +261,7 @@ class _Parser:
         if direction == "<" and options is None:
             raise self.error("<...> for TCP options can only be used with outbound packets")
         return PacketSpec(direction, flags, start, end, length, ack, window, urg, options,
-                          ip_info, ports)
+                          ip_info, ports, ace)
 
     def bracketed_text(self) -> str:
         close = ")" if self.advance().text == "(" else "]"
@@ -270,11 +274,14 @@ class _Parser:
         opening = "(" if close == ")" else "["
         return f"{opening}{' '.join(words)}{close}"
 
-    def flags(self) -> str:
+    def flags(self) -> tuple[str, int | None]:
+        """The flag letters, and the AccECN ACE field when written as a digit after the
+        ACK dot (``S.5``, ``.3``: AE, CWR and ECE as one 3-bit counter, RFC 9768 3.2.2)."""
         token = self.tok
+        ace: int | None = None
         if token.is_punct("-"):
             self.advance()
-            return ""
+            return "", None
         if token.is_punct("."):
             self.advance()
             text = "."
@@ -282,17 +289,27 @@ class _Parser:
             self.advance()
             text = token.text
             if self.tok.kind is Tok.FLOAT and self.tok.text.startswith("."):
-                raise UnsupportedSyntax(token.line, "AccECN ACE field in flags")
-            if self.accept_punct("."):
+                text += "."
+                ace = self.ace_digit(self.advance())
+            elif self.accept_punct("."):
                 text += "."
         elif token.kind is Tok.FLOAT and token.text.startswith("."):
-            raise UnsupportedSyntax(token.line, "AccECN ACE field in flags")
+            self.advance()
+            text = "."
+            ace = self.ace_digit(token)
         else:
             raise self.error(f"expected TCP flags, found {token.describe()}")
         bad = set(text) - FLAG_LETTERS
         if bad:
             raise ParseError(token.line, f"bad TCP flags {text!r}")
-        return text
+        return text, ace
+
+    @staticmethod
+    def ace_digit(token: Token) -> int:
+        digits = token.text.removeprefix(".")
+        if len(digits) != 1 or not "0" <= digits <= "7":
+            raise ParseError(token.line, f"bad AccECN ACE field {token.text!r} (0 to 7)")
+        return int(digits)
 
     def tcp_options(self) -> tuple[TcpOptionSpec, ...] | None:
         self.expect_punct("<")
@@ -335,12 +352,32 @@ class _Parser:
             val = self.expect_int()
             self.expect_word("ecr")
             return TcpOptionSpec(name, (val, self.expect_int()))
+        if name == "ECN":
+            return self.accecn_option(token)
         if name in ("FO", "FOEXP", "md5"):
             blob = ""
             if self.tok.kind in (Tok.WORD, Tok.INT):
                 blob = self.advance().text
             return TcpOptionSpec(name, (), blob)
-        raise ParseError(token.line, f"unknown TCP option {name!r}")
+        # packetdrill knows options this runner does not (MPTCP, experimental kinds).
+        raise UnsupportedSyntax(token.line, f"TCP option {name!r}")
+
+    def accecn_option(self, token: Token) -> TcpOptionSpec:
+        """``ECN [e0b N] [ceb N] [e1b N]``: the AccECN option (RFC 9768 3.2.3), its byte
+        counters in the order written; starting with e1b makes it AccECN1 (kind 174)."""
+        names: list[str] = []
+        values: list[int] = []
+        while self.tok.kind is Tok.WORD and self.tok.text in ACCECN_FIELDS:
+            names.append(self.advance().text)
+            value = self.expect_int()
+            if not 0 <= value < 1 << 24:
+                raise ParseError(token.line, "AccECN counter out of range (24 bits)")
+            values.append(value)
+        order = ACCECN_FIELDS[::-1] if names[:1] == ["e1b"] else ACCECN_FIELDS
+        if names != list(order[:len(names)]):
+            raise ParseError(token.line, f"AccECN fields out of order: {' '.join(names)} "
+                                         f"(expected {' '.join(order)})")
+        return TcpOptionSpec("ECN", tuple(values), " ".join(names))
 
     # ------------------------------------------------------------------ system calls
 

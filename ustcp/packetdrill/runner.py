@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno as errno_module
 import os
+import socket as pysocket
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Literal
 from ..config import StackConfig, SysctlError
 from ..mib import Counters
 from ..tcp.engine import TcpEngine
-from ..wire.tcp import ACK, SYN, TcpSegment
+from ..wire.tcp import ACK, SYN, TcpSegment, gso_segments
 from .ast import (
     CodeSpec,
     CommandSpec,
@@ -45,10 +46,10 @@ from .packets import (
     to_script_space,
 )
 from .parser import ParseError, UnsupportedSyntax, parse_file
-from .shell import ShellPlan, plan_command
+from .shell import ShellPlan, check_status, plan_command
 from .sockets import CONNECT_PORT, LOCAL_IP, REMOTE_IP, Attempt, CallMismatch, Sockets, WouldBlock
 from .suites import Suite, suite_for
-from .support import command_plans, unsupported_reason
+from .support import IP_VERSIONS, command_plans, unsupported_reason
 from .symbols import Unsupported, evaluate, render_expr
 
 TOLERANCE_USECS = 4000
@@ -113,7 +114,7 @@ def run_file(path: Path, display: str | None = None,
     try:
         script = parse_file(path)
     except UnsupportedSyntax as exc:
-        return Result(name, "skip", exc.line, f"unsupported syntax: {exc.message}")
+        return Result(name, "skip", exc.line, f"unsupported: {exc.message}")
     except ParseError as exc:
         return Result(name, "fail", exc.line, f"parse error: {exc.message}")
     return (target or Runner)(script, path.parent, name, suite_for(path)).run()
@@ -134,6 +135,9 @@ class Runner:
         self.ts_ecr_scaled = False
         self.strict_segments = False
         self.mtu = 1500
+        self.mss = 0  # --mss: outbound segments longer than this are split before matching
+        self.local_ip = LOCAL_IP  # --local_ip / --remote_ip
+        self.remote_ip = REMOTE_IP
         self.config = StackConfig()
         self.now = 0.0
         self.last_time: float | None = None
@@ -144,6 +148,8 @@ class Runner:
         self.remote_ports = 0
         self.line = 0  # the event being run, for errors raised deep inside
         self.code = CodeRunner(name)
+        self.counters = Counters()
+        self.nstat_history: dict[str, int] = {}  # what the last nstat saw
         self.plans: dict[int, ShellPlan] = {}
         self.engine: TcpEngine
         self.sockets: Sockets
@@ -160,14 +166,15 @@ class Runner:
             self.plans = command_plans(self.script, self.script_dir)
             reason = self.skip_reason()
             if reason:
-                return Result(self.name, "skip", None, reason, self.log)
+                return Result(self.name, "skip", None, f"unsupported: {reason}", self.log)
             self.configure()
             for event in self.script.events:
                 self.line = event.line
                 self.run_event(event)
             self.finish()
         except Unsupported as exc:
-            return Result(self.name, "skip", self.line or None, str(exc), self.log)
+            return Result(self.name, "skip", self.line or None, f"unsupported: {exc}",
+                          self.log)
         except ScriptFailure as exc:
             self.drain_log()
             return Result(self.name, "fail", exc.line, exc.message, self.log)
@@ -187,16 +194,16 @@ class Runner:
     def command(self, text: str, line: int | None) -> None:
         """A shell command: the suite's init (``line`` None) or the script's."""
         self.apply_plan(plan_command(text, self.script_dir) if line is None
-                        else self.plans[line])
+                        else self.plans[line], line)
 
     def start(self) -> None:
-        self.engine = TcpEngine(self.config, Counters(), seed=SEED,
+        self.engine = TcpEngine(self.config, self.counters, seed=SEED,
                                 mss_for_mtu=self.mtu - 40, gso_max_size=0)
-        self.sockets = Sockets(self.engine, self)
+        self.sockets = Sockets(self.engine, self, self.local_ip, self.remote_ip)
 
     def deliver(self, seg: TcpSegment) -> None:
         """Hand an injected segment to the stack under test."""
-        self.engine.on_segment(self.now, REMOTE_IP, LOCAL_IP, seg)
+        self.engine.on_segment(self.now, self.remote_ip, self.local_ip, seg)
         self.collect()
 
     def configure(self) -> None:
@@ -213,18 +220,48 @@ class Runner:
                 self.strict_segments = True
             elif name == "mtu":
                 self.mtu = int(value or 1500)
+            elif name == "mss":
+                self.mss = positive_int(name, value)
+            elif name in ("local_ip", "remote_ip", "gateway_ip", "netmask_ip"):
+                address = ipv4_option(name, value)
+                if name == "local_ip":
+                    self.local_ip = address
+                elif name == "remote_ip":
+                    self.remote_ip = address
+            elif name == "ip_version" and value not in IP_VERSIONS:
+                raise ScriptFailure(0, f"bad --ip_version: {value} (one of "
+                                       f"{', '.join(IP_VERSIONS)})")
         self.command(self.suite.init_command, None)
         if self.script.init_command:
             self.command(self.script.init_command.spec.text, self.script.init_command.line)
         self.start()
 
-    def apply_plan(self, plan: ShellPlan) -> None:
+    def apply_plan(self, plan: ShellPlan, line: int | None) -> None:
         for name, value in plan.sysctls:
             try:
                 self.config.set(name, value)
             except SysctlError as exc:
                 raise Unsupported(f"sysctl {name}={value}: {exc}") from exc
         self.log.extend(f"# {note}" for note in plan.notes)
+        if plan.checks:
+            self.run_checks(plan, line)
+
+    def run_checks(self, plan: ShellPlan, line: int | None) -> None:
+        """The command's exit status as bash's for its list: nstat checks read the
+        stack's counters (and the history of the previous nstat); other commands succeed."""
+        status = 0
+        failed = ""
+        for item in plan.steps:
+            if (item.connector == "&&" and status) or (item.connector == "||" and not status):
+                continue
+            status = 0
+            if item.check is not None:
+                status = check_status(item.check, self.counters.snapshot(), self.nstat_history)
+                failed = item.check.text
+                self.log.append(f"# $ {failed}: status {status}")
+        if status:
+            raise ScriptFailure(line or 0, f"shell command {failed!r} exited with status "
+                                           f"{status}")
 
     def finish(self) -> None:
         if self.pending is not None:
@@ -330,7 +367,8 @@ class Runner:
 
     def drain(self) -> None:
         for _src, _dst, seg in self.engine.take_output():
-            self.outq.append(Outbound(self.now, seg))
+            for piece in gso_segments(seg, self.mss):
+                self.outq.append(Outbound(self.now, piece))
         self.engine.take_wakeups()
 
     def drain_log(self) -> None:
@@ -569,6 +607,30 @@ class Runner:
         except CodeFailure as exc:
             raise ScriptFailure(event.line, str(exc)) from exc
         self.log.extend(f"# {line}" for line in printed.splitlines())
+
+
+def positive_int(name: str, value: str | None) -> int:
+    try:
+        number = int(value or "")
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise ScriptFailure(0, f"bad --{name}: {value}")
+    return number
+
+
+def ipv4_option(name: str, value: str | None) -> bytes:
+    """An address option's IPv4 address (a ``/prefix`` after it, as packetdrill allows for
+    --remote_ip, is dropped); an IPv6 address is unsupported until the stack has IPv6."""
+    text = (value or "").split("/", 1)[0]
+    if ":" in text:
+        raise Unsupported(f"--{name}={value} (IPv6)")
+    try:
+        if text.count(".") == 3:
+            return pysocket.inet_aton(text)
+    except OSError:
+        pass
+    raise ScriptFailure(0, f"bad --{name}: {value}")
 
 
 def describe_call(spec: SyscallSpec) -> str:

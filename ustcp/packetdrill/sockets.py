@@ -132,9 +132,12 @@ class Sockets:
     }
     HANDLED = frozenset(CALLS)
 
-    def __init__(self, engine: TcpEngine, hooks: Hooks) -> None:
+    def __init__(self, engine: TcpEngine, hooks: Hooks, local_ip: bytes = LOCAL_IP,
+                 remote_ip: bytes = REMOTE_IP) -> None:
         self.engine = engine
         self.hooks = hooks
+        self.local_ip = local_ip  # --local_ip, --remote_ip
+        self.remote_ip = remote_ip
         self.fds: dict[int, ScriptSocket] = {}
         self.info_conn: Connection | None = None  # the socket %{ }% blocks look at
 
@@ -204,7 +207,7 @@ class Sockets:
         if sock.conn is not None:
             raise os_error(errno.EINVAL)
         sock.port = sock.port or BIND_PORT
-        sock.sock.listener = self.engine.listen(now, LOCAL_IP, sock.port, backlog,
+        sock.sock.listener = self.engine.listen(now, self.local_ip, sock.port, backlog,
                                                 sockopts=sock.sock.opts)
         self.hooks.on_listen()
         return 0
@@ -237,7 +240,7 @@ class Sockets:
             if sock.conn.state == State.SYN_SENT:
                 raise os_error(errno.EALREADY)
             raise os_error(errno.EISCONN)
-        conn = self.engine.connect(now, LOCAL_IP, REMOTE_IP, CONNECT_PORT,
+        conn = self.engine.connect(now, self.local_ip, self.remote_ip, CONNECT_PORT,
                                    local_port=sock.port, sockopts=sock.sock.opts)
         sock.sock.conn = conn
         self.info_conn = conn

@@ -15,12 +15,17 @@ from .shell import ShellPlan, plan_command
 from .sockets import SEND_FLAGS, Sockets, sockopt_support
 from .symbols import SYMBOLS, Unsupported, evaluate
 
-# --option=value lines the runner honours; the ports only name the 4-tuple.
+# --option=value lines the runner honours (packetdrill config.c): the ports and addresses
+# name the 4-tuple, the gateway and netmask only the remote side's routing (no route is
+# looked up here), --send_omit_free only how packetdrill frees its injected packets.
 KNOWN_OPTIONS = frozenset({
     "tolerance_usecs", "tolerance_percent", "tcp_ts_tick_usecs", "tcp_ts_ecr_scaled",
-    "strict_segments", "bind_port", "connect_port", "mtu", "ip_version", "verbose",
+    "strict_segments", "bind_port", "connect_port", "mtu", "mss", "ip_version", "verbose",
+    "local_ip", "remote_ip", "gateway_ip", "netmask_ip", "send_omit_free",
 })
-_OPTION_NAMES = {"FO": "TCP Fast Open", "FOEXP": "TCP Fast Open", "md5": "TCP MD5 signatures"}
+IP_VERSIONS = ("ipv4", "ipv4-mapped-ipv6", "ipv6")
+_OPTION_NAMES = {"FO": "TCP Fast Open", "FOEXP": "TCP Fast Open", "md5": "TCP MD5 signatures",
+                 "ECN": "the AccECN option"}
 _SEND_CALLS = {"send": 3, "sendto": 3, "sendmsg": 2}
 
 
@@ -48,8 +53,9 @@ def unsupported_reason(script: Script, plans: dict[int, ShellPlan],
     for name, value in script.options:
         if name not in KNOWN_OPTIONS:
             return f"option --{name}"
-        if name == "ip_version" and value != "ipv4":
-            return f"--ip_version={value} (IPv4 only)"
+        if name == "ip_version" and value in IP_VERSIONS and value != "ipv4":
+            return f"--ip_version={value} (the runner speaks IPv4 only until the stack has " \
+                   "IPv6)"
     for plan in plans.values():
         if plan.unsupported:
             return plan.unsupported[0]
@@ -72,6 +78,8 @@ def _packet_reason(packet: PacketSpec) -> str | None:
         return "explicit TCP ports"
     if set(packet.flags) & set("EWA"):
         return "ECN flags"
+    if packet.ace is not None:
+        return "the AccECN ACE field"
     for option in packet.options or ():
         if option.name in _OPTION_NAMES:
             return _OPTION_NAMES[option.name]

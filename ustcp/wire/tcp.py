@@ -79,6 +79,28 @@ class TcpSegment:
         return len(self.payload) + (self.flags & SYN) // SYN + (self.flags & FIN)
 
 
+def gso_segments(seg: TcpSegment, size: int) -> list[TcpSegment]:
+    """``seg`` cut into wire segments of ``size`` payload bytes, as Linux's tcp_gso_segment
+    cuts a TSO packet: PSH and FIN only on the last piece, CWR only on the first, every
+    piece with the same header and options. A segment that fits is returned as it is."""
+    payload = seg.payload
+    if size <= 0 or len(payload) <= size:
+        return [seg]
+    view = memoryview(payload)
+    count = -(-len(payload) // size)
+    out = []
+    for i in range(count):
+        flags = seg.flags
+        if i < count - 1:
+            flags &= ~(PSH | FIN)
+        if i:
+            flags &= ~CWR
+        out.append(TcpSegment(seg.src_port, seg.dst_port, (seg.seq + i * size) & 0xFFFFFFFF,
+                              seg.ack, flags, seg.window, seg.options,
+                              view[i * size:(i + 1) * size], seg.urg_ptr))
+    return out
+
+
 def flags_text(flags: int) -> str:
     """Flags in tcpdump/packetdrill spelling: ``S.`` for SYN-ACK, ``.`` for a bare ACK."""
     out = "".join(ch for bit, ch in ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"),

@@ -15,19 +15,24 @@ script's timing depends on it.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..shell import command_words, find_defaults, logical_lines
+from ..shell import command_list, find_defaults, logical_lines
 from ..symbols import Unsupported
 
 COMMAND_TIMEOUT = 10.0
 PROGRAMS = ("ip", "tc", "ethtool")  # namespace-local tools a script may run
 
-Kind = Literal["sysctl", "run", "module", "note"]
+Kind = Literal["sysctl", "run", "check", "module", "note"]
+
+
+class CheckFailed(Exception):
+    """A counter check (``nstat | grep``) exited non-zero: the script fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +53,28 @@ def plan(text: str, script_dir: Path) -> list[Step]:
 
 def _plan_line(line: str, script_dir: Path) -> list[Step]:
     try:
-        words = command_words(line)
+        commands = command_list(line)
     except ValueError as exc:
         raise Unsupported(f"shell command {line!r}: {exc}") from exc
-    if not words:
-        return []
+    if any(pipeline[0][0].rsplit("/", 1)[-1] == "nstat" for _, pipeline in commands):
+        # A counter check: the line runs whole under sh, its status judges the script
+        # (nstat reads the namespace's own counters; its history file is this run's).
+        history = f"NSTAT_HISTORY={nstat_history()}"
+        return [Step("check", line, argv=("env", history, "sh", "-c", line))]
+    steps: list[Step] = []
+    for _, pipeline in commands:
+        if len(pipeline) > 1:
+            raise Unsupported(f"shell pipeline {line!r}")
+        steps.extend(_plan_words(pipeline[0], line, script_dir))
+    return steps
+
+
+def nstat_history() -> Path:
+    """The history file of this process's nstat checks (removed when a script ends)."""
+    return Path(f"/tmp/ustcp-nstat-{os.getpid()}")
+
+
+def _plan_words(words: list[str], line: str, script_dir: Path) -> list[Step]:
     program = words[0]
     name = program.rsplit("/", 1)[-1]
     if name == "sysctl":
@@ -67,8 +89,10 @@ def _plan_line(line: str, script_dir: Path) -> list[Step]:
     if name == "echo" and len(words) == 4 and words[2] == ">" and \
             words[3].startswith("/sys/module/"):
         return [Step("module", words[3], words[1])]
-    if name in PROGRAMS:
+    if name in PROGRAMS and ">" not in words:
         return [Step("run", line, argv=tuple(words))]
+    if name in ("true", ":"):
+        return []
     if re.fullmatch(r"sysctl_restore_.*\.sh", name):
         return [Step("note", f"ignored: {line} (the namespace goes away with its settings)")]
     raise Unsupported(f"shell command {line!r}")
@@ -112,6 +136,9 @@ def run(step: Step) -> str | None:
         raise Unsupported(f"needs {step.argv[0]}, which is not installed") from exc
     if done.returncode == 0:
         return None
+    if step.kind == "check":
+        raise CheckFailed(f"shell command {step.target!r} exited with status "
+                          f"{done.returncode}")
     error = (done.stderr or done.stdout).strip().splitlines()
     reason = f"{step.target!r} failed: {error[-1] if error else done.returncode}"
     if step.argv[0] == "tc":

@@ -22,10 +22,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...wire.tcp import TcpSegment
+from ...wire.tcp import TcpSegment, gso_segments
 from ..ast import CodeSpec, CommandSpec, Event, PacketSpec, Script, SyscallSpec
 from ..code import CodeFailure
 from ..packets import Flow
@@ -44,9 +45,9 @@ from ..suites import Suite
 from ..support import unsupported_reason
 from ..symbols import Unsupported, evaluate
 from . import commands
-from .syscalls import KernelSockets, Thunk
+from .syscalls import REMOTE_ADDR, KernelSockets, Thunk
 from .tcpinfo import read_tcp_info
-from .world import Tun
+from .world import LOCAL_ADDR, Tun
 
 KERNEL_LATE = 3.0  # how long past its window an expected packet may still come (s)
 BLOCK_WAIT = 10.0  # how long a call without '...' may block (s)
@@ -106,6 +107,7 @@ class KernelRunner(Runner):
         self.began = 0.0  # when the event being run began (after its wait)
         self.call_slack = 0.0  # how long the previous system call took to run
         self.inject_lateness: list[float] = []  # s, one per injected packet
+        self.pieces: deque[Outbound] = deque()  # the rest of a TSO packet cut at --mss
 
     def clock(self) -> float:
         return time.monotonic() - self.t0
@@ -116,6 +118,7 @@ class KernelRunner(Runner):
         try:
             return super().run_script()
         finally:
+            commands.nstat_history().unlink(missing_ok=True)
             self.kernel_sockets.close_all()
             if self.tun is not None:
                 self.tun.close()
@@ -124,6 +127,12 @@ class KernelRunner(Runner):
         reason = unsupported_reason(self.script, {}, syscall_reason)
         if reason:
             return reason
+        for name, value in self.script.options:
+            if name in ("local_ip", "remote_ip") and value is not None and \
+                    value.split("/", 1)[0] != {"local_ip": LOCAL_ADDR,
+                                               "remote_ip": REMOTE_ADDR}[name]:
+                return f"--{name}={value} (the kernel target's namespace has " \
+                       f"{LOCAL_ADDR} and {REMOTE_ADDR})"
         try:
             self.steps[None] = commands.plan(self.suite.init_command, self.script_dir)
             if self.script.init_command:
@@ -150,7 +159,10 @@ class KernelRunner(Runner):
                 self.log.append(f"# tcp_congestion_control={step.value}: set on each "
                                 "socket (TCP_CONGESTION)")
                 continue
-            note = commands.run(step)
+            try:
+                note = commands.run(step)
+            except commands.CheckFailed as exc:
+                raise ScriptFailure(line or 0, str(exc)) from exc
             if note:
                 self.log.append(f"# {note}")
 
@@ -218,11 +230,17 @@ class KernelRunner(Runner):
         deadline = limit - OUTBOUND_HORIZON + KERNEL_LATE
         frames = self.device().frames
         while True:
-            try:
-                item = frames.get(timeout=max(0.0, deadline - self.clock()))
-            except queue.Empty:
-                return None
-            out = Outbound(item.time - self.t0, item.seg)
+            if self.pieces:
+                out = self.pieces.popleft()
+            else:
+                try:
+                    item = frames.get(timeout=max(0.0, deadline - self.clock()))
+                except queue.Empty:
+                    return None
+                # --mss: a TSO packet is matched as the segments it stands for.
+                self.pieces.extend(Outbound(item.time - self.t0, piece)
+                                   for piece in gso_segments(item.seg, self.mss))
+                out = self.pieces.popleft()
             if flow.matches(out.seg, CONNECT_PORT):
                 return out
             self.log.append(f"{out.time:9.6f} {self.render_live(out.seg)}   "
