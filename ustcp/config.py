@@ -46,6 +46,10 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_rfc1337": (0, U8_MAX),
     "tcp_moderate_rcvbuf": (0, U8_MAX),
     "tcp_slow_start_after_idle": (0, U8_MAX),
+    "tcp_min_tso_segs": (1, INT_MAX),  # SYSCTL_ONE
+    "tcp_tso_rtt_log": (0, U8_MAX),
+    "tcp_pacing_ss_ratio": (0, 1000),  # SYSCTL_ZERO, SYSCTL_ONE_THOUSAND
+    "tcp_pacing_ca_ratio": (0, 1000),
     # extra2 = &sysctl_tcp_max_reordering: checked against the current value in set()
     "tcp_reordering": (1, INT_MAX),
     "tcp_max_reordering": (1, INT_MAX),  # extra1 = SYSCTL_ONE
@@ -122,6 +126,12 @@ class StackConfig:
     # --- loss recovery and congestion control ---
     tcp_congestion_control: str = "cubic"
     tcp_slow_start_after_idle: int = 1
+    # --- packet sizing and pacing rate (tcp_output.c tcp_tso_autosize, tcp_input.c
+    # tcp_update_pacing_rate; tcp/tso.py) ---
+    tcp_min_tso_segs: int = 2
+    tcp_tso_rtt_log: int = 9
+    tcp_pacing_ss_ratio: int = 200
+    tcp_pacing_ca_ratio: int = 120
     tcp_reordering: int = 3
     tcp_max_reordering: int = 300
     tcp_early_retrans: int = 3

@@ -225,8 +225,9 @@ def test_defaults_profile_is_read_not_run(tmp_path: Path) -> None:
                         "   /proc/sys/net/ipv4/tcp_sack=0", script_dir)
     assert plan.sysctls == [("tcp_rmem", "4096 540000 15728640"),
                             ("tcp_early_retrans", "4"), ("tcp_recovery", "1"),
+                            ("tcp_pacing_ss_ratio", "200"),
                             ("tcp_timestamps", "0"), ("tcp_sack", "0")]
-    assert len(plan.notes) == 3 and not plan.unsupported
+    assert len(plan.notes) == 2 and not plan.unsupported
 
 
 def test_shell_lines_read_as_bash_lists(tmp_path: Path) -> None:

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Sysctls of Linux features the stack does not have, which a script's profile sets without
-# depending on them (pacing and TSO sizing, the AccECN option, the Fast Open key).
+# depending on them (the AccECN option, the Fast Open key).
 IGNORED_SYSCTLS = frozenset({
-    "tcp_pacing_ss_ratio", "tcp_pacing_ca_ratio", "tcp_min_tso_segs", "tcp_ecn_option",
+    "tcp_ecn_option",
     "tcp_fastopen_key", "tcp_fastopen", "tcp_frto", "tcp_fack", "tcp_tso_win_divisor",
     "tcp_notsent_lowat",
 })

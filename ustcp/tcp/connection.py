@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..mib import Mib
-from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
-from . import ack, recovery
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment, gso_segments
+from . import ack, recovery, tso
 from .buffers import ReceiveBuffer, SendBuffer
 from .congestion import make_congestion_control
 from .congestion.base import (
@@ -689,29 +689,32 @@ class Connection:
             self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
             self._check_probe_timer(now)
             return
+        if not self.packets_out and self.config.tcp_slow_start_after_idle:
+            # Before sizing the first packet (tcp_slow_start_after_idle_check, run as
+            # the write queues new data).
+            self._cwnd_restart_after_idle(now)
         mss = self._current_mss()
-        gso_max = self.host.gso_max_size
+        max_segs = self.tso_segs(mss)
         sent_any = False
-        last: TcpSegment | None = None
-        first_seq = self.snd_nxt
-        idle = not self.packets_out
         while True:
             unsent = seq_diff(self.write_seq, self.snd_nxt)
             want_fin = self.fin_queued and not self.fin_sent
             if unsent <= 0 and not want_fin:
                 break
-            quota = ccs.snd_cwnd - self.in_flight()
+            quota = tso.cwnd_quota(ccs.snd_cwnd, self.in_flight())
             if quota <= 0 and not (want_fin and unsent <= 0):
                 break  # a lone FIN is not held by cwnd (tcp_cwnd_test)
             wnd_end = seq_add(self.snd_una, self.snd_wnd)
             avail = seq_diff(wnd_end, self.snd_nxt)
-            max_segs = min(quota, max(1, gso_max // mss)) if gso_max else 1
-            size = min(unsent, mss * max_segs)
+            size = min(unsent, mss * min(quota, max_segs))
             if size > avail:
                 # The first MSS must fit in the window (tcp_snd_wnd_test).
                 if avail < min(mss, unsent) or avail <= 0:
                     break
                 size = avail if avail < mss else (avail // mss) * mss
+            elif size == unsent and size > mss and size % mss and not want_fin \
+                    and self._nagle_holds(size % mss):
+                size -= size % mss  # Nagle holds the sub-MSS tail (tcp_mss_split_point)
             if size and size < mss and size == unsent and not want_fin \
                     and self._nagle_holds(size):
                 break
@@ -720,16 +723,8 @@ class Connection:
                 break
             if fin and not size and avail <= 0 and self.snd_wnd == 0 and self.packets_out:
                 break
-            if idle and not sent_any and self.config.tcp_slow_start_after_idle:
-                self._cwnd_restart_after_idle(now)
-            last = self._send_new(now, size, fin)
-            if not sent_any:
-                first_seq = last.seq
+            self._send_new(now, size, fin)
             sent_any = True
-        if last is not None and len(last.payload) and last.seq != first_seq:
-            # A burst of several segments leaves as one GSO packet in Linux, and the
-            # packet's PSH ends up on its last segment (tcp_gso_segment).
-            last.flags |= PSH
         if sent_any:
             self.last_send = now
             ccs.lsndtime = now
@@ -777,6 +772,27 @@ class Connection:
             idle -= rto
         self.ccs.snd_cwnd = max(cwnd, restart)
 
+    def tso_segs(self, mss: int) -> int:
+        """Segments one packet may hold now (tcp_tso_segs with the current pacing rate)."""
+        ccs = self.ccs
+        rate = tso.pacing_rate(self.config, self.mss, ccs.snd_cwnd, ccs.snd_ssthresh,
+                               self.packets_out, self.rtt.srtt8_us)
+        return tso.tso_segs(self.config, mss, rate, self.rtt.min_rtt_us,
+                            self.host.gso_max_size)
+
+    def _emit_packet(self, now: float, seg: TcpSegment) -> None:
+        """Send one packet of ``len(seg.payload) / mss`` segments: as a GSO packet when the
+        link takes them, else cut here as software GSO would; PSH on its last segment when
+        it holds more than one (Linux 6.18, see tso.py)."""
+        if len(seg.payload) > self.mss:
+            seg.flags |= PSH
+            if not self.host.gso_max_size:
+                for piece in gso_segments(seg, self.mss):
+                    self._emit(now, piece)
+                return
+            seg.gso_size = self.mss
+        self._emit(now, seg)
+
     def _send_new(self, now: float, size: int, fin: bool) -> TcpSegment:
         seq = self.snd_nxt
         payload = self.snd_buf.peek(seq_diff(seq, self.snd_una), size) if size else b""
@@ -787,8 +803,6 @@ class Connection:
             flags |= PSH
         seg = self._segment(now, flags, seq, payload)
         pcount = max(1, -(-size // self.mss))
-        if size > self.mss:
-            seg.gso_size = self.mss
         end = seq_add(seq, size + (1 if fin else 0))
         if not self.packets_out:
             self.cc.cwnd_event(self.ccs, now, CwndEvent.TX_START)
@@ -807,7 +821,7 @@ class Connection:
             self.data_segs_out += pcount
         if self.ccs.ca_state == CA_RECOVERY:
             self.prr_out += pcount
-        self._emit(now, seg)
+        self._emit_packet(now, seg)
         if self.t_rto is None or self.xmit_timer == XmitTimer.LOSS_PROBE:
             self.arm_rto(now)  # tcp_event_new_data_sent
         self._note_pingpong(now)
@@ -819,23 +833,23 @@ class Connection:
         if now - self.lrcvtime < self.ato:
             self.pingpong = 1
 
-    def retransmit(self, now: float, rec: TxRecord) -> None:
-        """Resend one record (tcp_retransmit_skb); a record larger than one MSS is split so
-        that retransmissions are MSS-sized."""
+    def retransmit(self, now: float, rec: TxRecord, segs: int = 1) -> None:
+        """Resend one record, at most ``segs`` MSS of it (tcp_retransmit_skb: the record is
+        split after that many segments, and what is resent leaves as one packet)."""
         size = seq_diff(rec.end, rec.start) - (1 if rec.fin else 0) - (1 if rec.syn else 0)
         if rec.syn:
             self._send_syn(now)
         else:
             mss = self._current_mss()
-            if size > mss:
-                self.split(rec, mss)
-                size = mss
+            if size > mss * segs:
+                self.split(rec, mss * segs)
+                size = mss * segs
             payload = self.snd_buf.peek(seq_diff(rec.start, self.snd_una), size) \
                 if size else b""
             flags = ACK | (FIN if rec.fin else 0)
             if size and seq_add(rec.start, size) == self.write_seq:
                 flags |= PSH
-            self._emit(now, self._segment(now, flags, rec.start, payload))
+            self._emit_packet(now, self._segment(now, flags, rec.start, payload))
         if not rec.retrans:
             rec.retrans = True
             self.retrans_out += rec.pcount
@@ -860,7 +874,7 @@ class Connection:
         tail.first_xmit = rec.first_xmit
         tail.sacked, tail.lost, tail.ever_retrans = rec.sacked, rec.lost, rec.ever_retrans
         old = rec.pcount
-        rec.end, rec.fin, rec.pcount = mid, False, 1
+        rec.end, rec.fin, rec.pcount = mid, False, max(1, -(-first_len // self.mss))
         delta = rec.pcount + tail.pcount - old
         self.packets_out += delta
         if rec.sacked:
@@ -872,6 +886,12 @@ class Connection:
             tail.retrans = True
         idx = self.rtx.index(rec)
         self.rtx.insert(idx + 1, tail)
+        # The tail was sent when the head was: it joins the send-time order right after
+        # it (tcp_fragment's tcp_tsorted_anchor), or RACK could never mark it lost.
+        for pos in range(len(self.tsorted) - 1, -1, -1):
+            if self.tsorted[pos][1] is rec:
+                self.tsorted.insert(pos + 1, (self.tsorted[pos][0], tail))
+                break
 
     # ------------------------------------------------------------------ timers
 

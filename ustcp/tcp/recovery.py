@@ -181,7 +181,11 @@ def sacktag(conn: Connection, now: float, blocks: tuple[tuple[int, int], ...], a
         if after(right, conn.snd_nxt) or before(left, seq_add(conn.snd_una, -conn.max_window)):
             c.inc(Mib.TcpExtTCPSACKDiscard)
             continue
-        for rec in list(conn.rtx):
+        rtx = conn.rtx
+        i = 0
+        while i < len(rtx):  # by index: a split's tail is looked at next
+            rec = rtx[i]
+            i += 1
             if rec.sacked or before_eq(rec.end, left):
                 continue
             if after_eq(rec.start, right):
@@ -442,7 +446,9 @@ def xmit_retransmit_queue(conn: Connection, now: float) -> None:
         if conn.in_flight() >= conn.ccs.snd_cwnd:
             break
         if rec.lost and not rec.retrans and not rec.sacked:
-            conn.retransmit(now, rec)
+            # As many segments of the record as cwnd allows, in one packet.
+            segs = min(conn.ccs.snd_cwnd - conn.in_flight(), conn.tso_segs(conn.mss))
+            conn.retransmit(now, rec, segs)
             conn.host.counters.inc(
                 Mib.TcpExtTCPFastRetrans if conn.ccs.ca_state == CA_RECOVERY
                 else Mib.TcpExtTCPLossRetransmit if conn.ccs.ca_state == CA_LOSS

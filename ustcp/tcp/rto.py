@@ -107,6 +107,11 @@ class RtoEstimator:
         self.rto_us = min(self.srtt_us + self._rttvar, TCP_RTO_MAX_US)
 
     @property
+    def srtt8_us(self) -> int:
+        """Linux's srtt_us: eight times the smoothed RTT in µs (0 before a sample)."""
+        return self._srtt8
+
+    @property
     def rttvar_us(self) -> int:
         """RFC 6298 RTTVAR in microseconds (tcpi_rttvar)."""
         return self._mdev >> 2

@@ -1,0 +1,60 @@
+"""How big each transmitted packet may be: Linux's TSO sizing, as pure functions.
+
+Linux hands the device packets of several MSS (TSO/GSO, always on for TCP since 4.x) and
+sizes them so that one packet is about a millisecond of the flow's pacing rate
+(``tcp_tso_autosize``), at least ``tcp_min_tso_segs`` segments, and never more than half
+the congestion window (``tcp_cwnd_test``). The pacing rate itself is twice (slow start)
+or 1.2 times (congestion avoidance) the current rate cwnd * mss / srtt
+(``tcp_update_pacing_rate``). The engine sizes what it sends the same way whether or not
+the link can take GSO packets: without GSO it cuts each packet into MSS segments itself
+(``wire.tcp.gso_segments``), as Linux's software GSO would.
+
+A packet of more than one segment carries PSH on its last segment (Linux 6.18: measured on
+this machine's kernel, every multi-segment TSO packet it sends has PSH, e.g. the google
+``fast_recovery/prr-ss-30pkt-lost1_4`` exchange); a single-segment packet has PSH only when
+it ends a write (``tcp_push``).
+"""
+
+from __future__ import annotations
+
+from ..config import StackConfig
+
+GSO_LEGACY_MAX_SIZE = 65536  # sk_gso_max_size of a device without a GSO limit of its own
+GSO_MAX_SEGS = 65535
+SK_PACING_SHIFT = 10  # sk_pacing_shift: a TSO packet holds about 1/1024 s of the rate
+_NO_PACING_LIMIT = (1 << 64) - 1  # sk_pacing_rate before the first RTT sample (~0UL)
+
+
+def pacing_rate(config: StackConfig, mss: int, cwnd: int, ssthresh: int, packets_out: int,
+                srtt8_us: int) -> int:
+    """sk_pacing_rate in bytes per second (tcp_update_pacing_rate); ``srtt8_us`` is
+    Linux's srtt_us (eight times the smoothed RTT in microseconds), 0 before a sample."""
+    rate = mss * ((1_000_000 // 100) << 3)
+    rate *= config.tcp_pacing_ss_ratio if cwnd < ssthresh // 2 else config.tcp_pacing_ca_ratio
+    rate *= max(cwnd, packets_out)
+    if srtt8_us:
+        rate //= srtt8_us
+    return min(rate, _NO_PACING_LIMIT)
+
+
+def tso_segs(config: StackConfig, mss: int, rate: int, min_rtt_us: int,
+             gso_max_size: int) -> int:
+    """Segments one packet may hold (tcp_tso_segs, tcp_tso_autosize): the bytes the pacing
+    rate sends in 1/1024 s, plus more for a short path (gso_max_size >> (min_rtt_us >>
+    tcp_tso_rtt_log)), capped at the device's GSO size, at least tcp_min_tso_segs."""
+    gso = gso_max_size or GSO_LEGACY_MAX_SIZE
+    size = rate >> SK_PACING_SHIFT
+    if min_rtt_us:  # tcp_min_rtt() is ~0U before a sample: no bonus then
+        shift = min_rtt_us >> config.tcp_tso_rtt_log
+        if shift < 32:
+            size += gso >> shift
+    size = min(size, gso)
+    return min(max(size // max(mss, 1), config.tcp_min_tso_segs), GSO_MAX_SEGS)
+
+
+def cwnd_quota(cwnd: int, in_flight: int) -> int:
+    """Segments the congestion window lets one packet carry (tcp_cwnd_test): what is left
+    of cwnd, but no more than half of it, so that one burst never fills the window."""
+    if in_flight >= cwnd:
+        return 0
+    return min(max(cwnd >> 1, 1), cwnd - in_flight)
