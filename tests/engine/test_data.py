@@ -346,3 +346,32 @@ def test_gso_super_packets_count_as_their_wire_segments() -> None:
     assert wire == 14 > len(sent)  # 20,000 bytes in 1448-byte segments
     assert net.a.counters["TcpOutSegs"] - out_before == wire
     assert client.segs_out - segs_before == wire
+
+
+def test_msg_more_holds_the_tail_until_a_write_without_it(net: Net) -> None:
+    # tcp_push with MSG_MORE: no PSH mark and TCP_NAGLE_CORK for that push, even with
+    # TCP_NODELAY; the next write without MSG_MORE sends all of it, marked.
+    _, client, _server = open_pair(net)
+    client.sockopts.nodelay = True
+    mark = len(net.log)
+    client.send(net.now, b"m" * 40, more=True)
+    client.send(net.now, b"m" * 60, more=True)
+    net.run(net.now + 0.01)
+    assert not [s for s in net.log[mark:] if s.src == A_IP and s.seg.payload]
+    client.send(net.now, b"e" * 5)
+    net.run(net.now + 0.001)
+    data = [s.seg for s in net.log[mark:] if s.src == A_IP and s.seg.payload]
+    assert [(len(s.payload), bool(s.flags & PSH)) for s in data] == [(105, True)]
+
+
+def test_setting_nodelay_pushes_what_msg_more_held_without_psh(net: Net) -> None:
+    _, client, _server = open_pair(net)
+    mark = len(net.log)
+    client.send(net.now, b"m" * 40, more=True)
+    net.run(net.now + 0.01)
+    assert not [s for s in net.log[mark:] if s.src == A_IP and s.seg.payload]
+    client.sockopts.nodelay = True
+    client.push_pending(net.now, nagle_push=True)  # what setsockopt(TCP_NODELAY, 1) does
+    net.run(net.now + 0.001)
+    data = [s.seg for s in net.log[mark:] if s.src == A_IP and s.seg.payload]
+    assert [(len(s.payload), bool(s.flags & PSH)) for s in data] == [(40, False)]

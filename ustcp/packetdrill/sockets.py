@@ -83,7 +83,8 @@ class ScriptSocket:
 # option goes to the socket layer.
 RUNNER_OPTIONS = {"IP_TOS": SYMBOLS["SOL_IP"], "IP_MTU_DISCOVER": SYMBOLS["SOL_IP"],
                   "SO_ZEROCOPY": SYMBOLS["SOL_SOCKET"]}
-SEND_FLAGS = SYMBOLS["MSG_DONTWAIT"] | SYMBOLS["MSG_NOSIGNAL"] | SYMBOLS["MSG_ZEROCOPY"]
+SEND_FLAGS = SYMBOLS["MSG_DONTWAIT"] | SYMBOLS["MSG_NOSIGNAL"] | SYMBOLS["MSG_ZEROCOPY"] \
+    | SYMBOLS["MSG_MORE"]
 RECV_FLAGS = SYMBOLS["MSG_DONTWAIT"]
 CONNECTED = frozenset(State) - {State.SYN_SENT, State.SYN_RECV, State.CLOSE, State.LISTEN}
 
@@ -330,7 +331,7 @@ class Sockets:
             nonlocal sent
             while sent < size:
                 try:
-                    taken = conn.send(t, bytes(size - sent))
+                    taken = conn.send(t, bytes(size - sent), bool(flags & SYMBOLS["MSG_MORE"]))
                 except BlockingIOError:
                     taken = 0
                 if not taken:

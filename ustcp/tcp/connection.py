@@ -150,6 +150,11 @@ class Connection:
         self.fin_sent = False
         self.fin_acked = False
         self.snd_sml = 0  # end of the last small segment sent (Nagle, Minshall's variant)
+        # Where the last write without MSG_MORE ended (tcp_mark_push): the segment ending
+        # there carries PSH; None once a MSG_MORE write has appended to that unsent data.
+        self.psh_mark: int | None = None
+        self.nagle_cork = False  # this push is a MSG_MORE write's (TCP_NAGLE_CORK)
+        self.nagle_push = False  # TCP_NAGLE_PUSH: NODELAY set or cork removed, until new data
         self.rtx: deque[TxRecord] = deque()
         self.packets_out = 0
         self.sacked_out = 0
@@ -366,8 +371,10 @@ class Connection:
         want = 2 * max(self.ccs.snd_cwnd, self.reordering + 1) * (self.mss + 200)
         return max(default, min(hi, want * 2))
 
-    def send(self, now: float, data: bytes | bytearray | memoryview) -> int:
-        """Queue application data; returns how many bytes were taken (0 when full)."""
+    def send(self, now: float, data: bytes | bytearray | memoryview, more: bool = False) -> int:
+        """Queue application data; returns how many bytes were taken (0 when full).
+        ``more`` is MSG_MORE: no PSH mark, and a sub-MSS tail waits as under TCP_CORK for
+        this push (tcp_push with TCP_NAGLE_CORK); the next ACK's push uses plain Nagle."""
         self._raise_pending_error()
         if self.fin_queued or self.state not in _DATA_STATES:
             if self.state in (State.SYN_SENT, State.SYN_RECV):
@@ -377,7 +384,16 @@ class Connection:
         if n:
             self.snd_buf.append(data if n == len(data) else memoryview(data)[:n])
             self.write_seq = seq_add(self.write_seq, n)
-            self._push(now)
+            self.nagle_push = False  # new data queued (tcp_skb_entail)
+            if not more:
+                self.psh_mark = self.write_seq  # tcp_mark_push
+            elif self.psh_mark is not None and after(self.psh_mark, self.snd_nxt):
+                self.psh_mark = None  # appended to the marked skb, which loses its PSH
+            self.nagle_cork = more
+            try:
+                self._push(now)
+            finally:
+                self.nagle_cork = False
         self.host.touch(self)
         return n
 
@@ -751,7 +767,9 @@ class Connection:
     def _nagle_holds(self, size: int) -> bool:
         """Nagle's algorithm with Minshall's variant (RFC 896, Linux tcp_nagle_check):
         hold a small segment while an earlier small segment is unacknowledged."""
-        if self.sockopts.cork:
+        if self.nagle_push:
+            return False
+        if self.sockopts.cork or self.nagle_cork:
             return True
         if self.sockopts.nodelay:
             return False
@@ -799,7 +817,7 @@ class Connection:
         flags = ACK
         if fin:
             flags |= FIN
-        if size and seq_add(seq, size) == self.write_seq:
+        if size and seq_add(seq, size) == self.psh_mark:
             flags |= PSH
         seg = self._segment(now, flags, seq, payload)
         pcount = max(1, -(-size // self.mss))
@@ -847,7 +865,7 @@ class Connection:
             payload = self.snd_buf.peek(seq_diff(rec.start, self.snd_una), size) \
                 if size else b""
             flags = ACK | (FIN if rec.fin else 0)
-            if size and seq_add(rec.start, size) == self.write_seq:
+            if size and seq_add(rec.start, size) == self.psh_mark:
                 flags |= PSH
             self._emit_packet(now, self._segment(now, flags, rec.start, payload))
         if not rec.retrans:
@@ -1110,9 +1128,11 @@ class Connection:
             self.t_keepalive = now + max(self.keepalive_time - elapsed, 0.0)
         self.host.touch(self)
 
-    def push_pending(self, now: float) -> None:
+    def push_pending(self, now: float, nagle_push: bool) -> None:
         """TCP_NODELAY set or TCP_CORK cleared: send what Nagle or the cork held back
-        (tcp_push_pending_frames)."""
+        (tcp_push_pending_frames). ``nagle_push`` (TCP_NAGLE_PUSH: NODELAY set, or the
+        cork removed with NODELAY on) sends even what a MSG_MORE write held back."""
+        self.nagle_push = self.nagle_push or nagle_push
         self._push(now)
         self.host.touch(self)
 

@@ -169,11 +169,11 @@ class Sock:
         if optname == socket.TCP_NODELAY:
             opts.nodelay = bool(val)
             if val and conn is not None:
-                conn.push_pending(now)
+                conn.push_pending(now, nagle_push=True)  # __tcp_sock_set_nodelay
         elif optname == socket.TCP_CORK:
             opts.cork = bool(val)
             if not val and conn is not None:
-                conn.push_pending(now)
+                conn.push_pending(now, nagle_push=opts.nodelay)  # __tcp_sock_set_cork
         elif optname == socket.TCP_MAXSEG:
             opts.maxseg = _ranged(val, TCP_MIN_MSS, MAX_TCP_WINDOW) if val else 0
         elif optname == socket.TCP_KEEPIDLE:
