@@ -8,6 +8,7 @@ script's backtick ``sysctl -q net.ipv4.name=value`` lines go through the same pa
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_challenge_ack_limit": (0, INT_MAX),
     "tcp_invalid_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies
     "tcp_ecn": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
+    "tcp_fastopen": (0, INT_MAX),  # proc_dointvec: the bit flags of tcp/fastopen.py
     "ip_default_ttl": (1, 255),  # ip_ttl_min, ip_ttl_max
     "busy_poll": (0, INT_MAX),  # extra1 = SYSCTL_ZERO
     "busy_read": (0, INT_MAX),
@@ -77,6 +79,25 @@ IGNORED: dict[str, str] = {
     "tcp_min_rtt_wlen": "min_rtt is the minimum over the connection's life, not a window",
     "tcp_ecn": "ECN is not negotiated (no ECE/CWR, no ECT marks)",
 }
+
+
+_FASTOPEN_KEY = re.compile(r"([0-9a-fA-F]{1,8})-([0-9a-fA-F]{1,8})-([0-9a-fA-F]{1,8})-"
+                           r"([0-9a-fA-F]{1,8})")
+
+
+def parse_fastopen_keys(text: str) -> tuple[bytes, ...]:
+    """``tcp_fastopen_key``: a primary and an optional backup key, each four 32-bit hex words
+    stored little-endian (proc_tcp_fastopen_key, sscanf_key); raises ValueError."""
+    parts = text.split(",")
+    if len(parts) > 2:
+        raise ValueError("at most a primary and a backup Fast Open key")
+    keys = []
+    for part in parts:
+        m = _FASTOPEN_KEY.fullmatch(part.strip())
+        if not m:
+            raise ValueError(f"bad Fast Open key {part!r} (xxxxxxxx-xxxxxxxx-xxxxxxxx-xxxxxxxx)")
+        keys.append(b"".join(int(word, 16).to_bytes(4, "little") for word in m.groups()))
+    return tuple(keys)
 
 
 def _triple(name: str, value: str) -> tuple[int, int, int]:
@@ -144,6 +165,11 @@ class StackConfig:
     # --- RFC 5961 and rate limits ---
     tcp_challenge_ack_limit: int = 2147483647
     tcp_invalid_ratelimit: int = 500
+    # --- TCP Fast Open (RFC 7413; tcp/fastopen.py): 0x1 client, 0x2 server, 0x4 client
+    # without cookie, 0x200 server without cookie, 0x400 every listener; the key is
+    # "xxxxxxxx-xxxxxxxx-xxxxxxxx-xxxxxxxx[,backup]", "" for a random one ---
+    tcp_fastopen: int = 1
+    tcp_fastopen_key: str = ""
     # --- misc ---
     tcp_ecn: int = 0
     ip_default_ttl: int = 64
@@ -174,6 +200,8 @@ class StackConfig:
                 parsed = value.strip()
                 if name == "tcp_congestion_control" and parsed not in ("reno", "cubic"):
                     raise SysctlError(f"tcp_congestion_control: reno or cubic, got {value!r}")
+                if name == "tcp_fastopen_key":
+                    parse_fastopen_keys(parsed)  # ValueError: EINVAL (proc_tcp_fastopen_key)
         except ValueError as exc:
             if isinstance(exc, SysctlError):
                 raise

@@ -38,6 +38,8 @@ MARKERS: dict[str, list[str]] = {
     "syn-retries": ["SYN seq=0", "[retransmission]", "error ETIMEDOUT", "t= 127.0 s"],
     "linger": ["close=0.", "close=2.", "FIN-WAIT-2", "FIN-WAIT-1", "[retransmission]",
                "timer:(on,"],
+    "fastopen": ["FO ", "TcpExtTCPFastOpenCookieReqd", "TcpExtTCPFastOpenPassive",
+                 "TcpExtTCPFastOpenActive +1", "net.ipv4.tcp_fastopen = 1027"],
     "orphan-retries": ["FIN-WAIT-1", "FIN,ACK seq=1", "[retransmission]", "──RST,ACK",
                        "net.ipv4.tcp_orphan_retries = 3"],
     "fin-timeout": ["FIN-WAIT-2", "timer:(timewait,", "CLOSE-WAIT", "TcpExtTCPAbortOnLinger"],

@@ -120,8 +120,6 @@ def test_unmapped_ts_ecr_is_reported() -> None:
 @pytest.mark.parametrize(("line", "reason"), [
     ("+0 setsockopt(3, SOL_TCP, TCP_FASTOPEN_CONNECT, [1], 4) = 0",
      "socket option SOL_TCP/TCP_FASTOPEN_CONNECT"),
-    ("+0 setsockopt(3, SOL_TCP, TCP_FASTOPEN, [1], 4) = 0",
-     "socket option SOL_TCP/TCP_FASTOPEN"),
     ("+0 send(3, ..., 40, MSG_FASTOPEN) = 40", "send flag MSG_FASTOPEN"),
     ("+0 `ifconfig tun0 mtu 5060`", "shell command 'ifconfig tun0 mtu 5060'"),
     ("+0 epoll_create(1) = 5", "system call epoll_create"),

@@ -66,6 +66,8 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           "retries:run"),
     Topic("linger", "close() with SO_LINGER {1, T}: blocks for the FIN's ACK or T seconds",
           "linger:run"),
+    Topic("fastopen", "TCP Fast Open: a cookie, then the request in the SYN (curl)",
+          "fastopen:run"),
     Topic("orphan-retries", "an orphan's FIN never acknowledged (tcp_orphan_retries)",
           "orphans:orphan_retries"),
     Topic("fin-timeout", "an orphaned FIN_WAIT2 whose peer never closes (tcp_fin_timeout)",

@@ -135,7 +135,7 @@ class Daemon:
     """``ustcp serve`` inside ``ns`` with a pcap and JSON debug logs in ``workdir``."""
 
     def __init__(self, ns: Namespace, workdir: Path, name: str, *, apps: list[str],
-                 sysctls: dict[str, int] | None = None, impair: str | None = None,
+                 sysctls: dict[str, int | str] | None = None, impair: str | None = None,
                  offload: bool = True) -> None:
         self.ns = ns
         self.pcap = workdir / f"{name}.pcap"

@@ -35,6 +35,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import dpkt
 
+from ..wire.tcp import OPT_FASTOPEN
+
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 _FLAG_NAMES = ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"), (ACK, "ACK"),
                (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"))
@@ -244,6 +246,8 @@ def format_options(raw: bytes, peer_isn: int, *, ts_values: bool = False) -> str
             blocks = [f"{(edges[i] - peer_isn) % MOD}:{(edges[i + 1] - peer_isn) % MOD}"
                       for i in range(0, len(edges), 2)]
             parts.append("sack " + " ".join(blocks))
+        elif kind == OPT_FASTOPEN:
+            parts.append(f"FO {data.hex()}".rstrip())  # RFC 7413: a cookie, or a request
         else:
             parts.append(f"opt-{kind}")
     return ",".join(parts)

@@ -17,8 +17,11 @@ from ..wire.tcp import (
     ACK,
     CWR,
     ECE,
+    FASTOPEN_EXP_MAGIC,
     FIN,
     OPT_EOL,
+    OPT_EXP,
+    OPT_FASTOPEN,
     OPT_MSS,
     OPT_NOP,
     OPT_SACK,
@@ -94,6 +97,16 @@ def encode_script_options(specs: tuple[TcpOptionSpec, ...], sack_offset: int = 0
             val, script_ecr = spec.values
             out += struct.pack("!BBII", OPT_TIMESTAMP, 10, val % MOD32,
                                (script_ecr if ecr is None else ecr) % MOD32)
+        elif spec.name in ("FO", "FOEXP"):
+            try:
+                cookie = bytes.fromhex(spec.blob)
+            except ValueError as exc:
+                raise MappingError(f"Fast Open cookie {spec.blob!r} is not hex") from exc
+            if spec.name == "FO":
+                out += bytes((OPT_FASTOPEN, 2 + len(cookie))) + cookie
+            else:
+                out += bytes((OPT_EXP, 4 + len(cookie))) + \
+                    struct.pack("!H", FASTOPEN_EXP_MAGIC) + cookie
         else:
             raise MappingError(f"TCP option {spec.name} is not supported")
     while len(out) % 4:
@@ -144,6 +157,10 @@ def render_options(options: list[WireOption]) -> str:
         elif opt.kind == OPT_TIMESTAMP and len(opt.data) == 8:
             val, ecr = struct.unpack("!II", opt.data)
             parts.append(f"TS val {val} ecr {ecr}")
+        elif opt.kind == OPT_FASTOPEN:
+            parts.append(f"FO {opt.data.hex()}".rstrip())
+        elif opt.kind == OPT_EXP and opt.data[:2] == struct.pack("!H", FASTOPEN_EXP_MAGIC):
+            parts.append(f"FOEXP {opt.data[2:].hex()}".rstrip())
         else:
             parts.append(f"kind {opt.kind} {opt.data.hex()}")
     return "<" + ",".join(parts) + ">"

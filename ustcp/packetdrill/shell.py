@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Sysctls of Linux features the stack does not have, which a script's profile sets without
-# depending on them (the AccECN option, the Fast Open key).
+# depending on them (the AccECN option, F-RTO, FACK, TSO deferral, notsent_lowat).
 IGNORED_SYSCTLS = frozenset({
     "tcp_ecn_option",
-    "tcp_fastopen_key", "tcp_fastopen", "tcp_frto", "tcp_fack", "tcp_tso_win_divisor",
+    "tcp_frto", "tcp_fack", "tcp_tso_win_divisor",
     "tcp_notsent_lowat",
 })
 

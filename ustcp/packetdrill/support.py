@@ -24,8 +24,7 @@ KNOWN_OPTIONS = frozenset({
     "local_ip", "remote_ip", "gateway_ip", "netmask_ip", "send_omit_free",
 })
 IP_VERSIONS = ("ipv4", "ipv4-mapped-ipv6", "ipv6")
-_OPTION_NAMES = {"FO": "TCP Fast Open", "FOEXP": "TCP Fast Open", "md5": "TCP MD5 signatures",
-                 "ECN": "the AccECN option"}
+_OPTION_NAMES = {"md5": "TCP MD5 signatures", "ECN": "the AccECN option"}
 _SEND_CALLS = {"send": 3, "sendto": 3, "sendmsg": 2}
 
 

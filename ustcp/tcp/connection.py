@@ -153,6 +153,7 @@ class Connection:
         # Where the last write without MSG_MORE ended (tcp_mark_push): the segment ending
         # there carries PSH; None once a MSG_MORE write has appended to that unsent data.
         self.psh_mark: int | None = None
+        self.fastopen_child = False  # made by a Fast Open SYN (tp->syn_fastopen_child)
         self.nagle_cork = False  # this push is a MSG_MORE write's (TCP_NAGLE_CORK)
         self.nagle_push = False  # TCP_NAGLE_PUSH: NODELAY set or cork removed, until new data
         self.rtx: deque[TxRecord] = deque()
@@ -275,6 +276,42 @@ class Connection:
     def adopt_request(self, req: RequestSock, ack_seg: TcpSegment, now: float) -> None:
         """Passive open completed: take over a SYN-queue entry whose handshake the final
         ACK has just completed (Linux tcp_create_openreq_child, tcp_rcv_synrecv_state)."""
+        self._take_request(req, now)
+        self.snd_wnd = ack_seg.window << self.snd_wscale
+        self.max_window = self.snd_wnd
+        self.snd_wl1 = ack_seg.seq
+        self.snd_wl2 = ack_seg.ack
+        if not req.num_timeout and req.synack_sent is not None:
+            self.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))  # tcp_synack_rtt_meas
+        self._init_transfer(now)
+        # The child is born in SYN_RECV (inet_csk_clone_lock) and the ACK makes it
+        # ESTABLISHED: both show in the trace, as in Linux's inet_sock_set_state.
+        self.set_state(now, State.SYN_RECV)
+        self.set_state(now, State.ESTABLISHED)
+
+    def adopt_fastopen(self, req: RequestSock, syn: TcpSegment, now: float,
+                       cookie: bytes | None, exp: bool) -> None:
+        """A Fast Open SYN with a valid cookie (tcp_fastopen_create_child): the connection
+        exists at once, in SYN_RECV, its SYN's data readable; our SYN-ACK acknowledges the
+        data and, when the cookie was made with the backup key, hands a fresh one."""
+        self._take_request(req, now)
+        self.fastopen_child = True
+        self.snd_una = req.iss
+        self.snd_nxt = seq_add(req.iss, 1)
+        self.rtx.append(TxRecord(req.iss, self.snd_nxt, 1, now, syn=True))
+        self.packets_out = 1
+        self.snd_wnd = syn.window  # a SYN's window is never scaled (RFC 7323 2.2)
+        self.max_window = self.snd_wnd
+        self.snd_wl1 = syn.seq
+        self._init_transfer(now)
+        self.set_state(now, State.SYN_RECV)
+        if syn.payload:
+            self._queue_in_order(now, syn, syn.payload)  # tcp_fastopen_add_skb
+        self._send_synack(now, cookie, exp)
+        self._ack_sent(now)
+
+    def _take_request(self, req: RequestSock, now: float) -> None:
+        """What a child takes from its request sock (tcp_create_openreq_child)."""
         self.iss, self.irs = req.iss, req.irs
         self._init_send_seq(req.iss)
         self.snd_una = seq_add(req.iss, 1)
@@ -294,17 +331,6 @@ class Connection:
         self.rcv_wscale = req.rcv_wscale if self.wscale_ok else 0
         self.mss_clamp = req.snd_mss
         self._set_mss()
-        self.snd_wnd = ack_seg.window << self.snd_wscale
-        self.max_window = self.snd_wnd
-        self.snd_wl1 = ack_seg.seq
-        self.snd_wl2 = ack_seg.ack
-        if not req.num_timeout and req.synack_sent is not None:
-            self.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))  # tcp_synack_rtt_meas
-        self._init_transfer(now)
-        # The child is born in SYN_RECV (inet_csk_clone_lock) and the ACK makes it
-        # ESTABLISHED: both show in the trace, as in Linux's inet_sock_set_state.
-        self.set_state(now, State.SYN_RECV)
-        self.set_state(now, State.ESTABLISHED)
 
     def _init_send_seq(self, iss: int) -> None:
         self.snd_una = iss
@@ -356,10 +382,17 @@ class Connection:
         return max(0, self.sndbuf() - len(self.snd_buf))
 
     @property
+    def _may_send(self) -> bool:
+        """ESTABLISHED or CLOSE_WAIT, or a Fast Open child before the handshake's ACK
+        (tcp_sendmsg: tcp_passive_fastopen may send in SYN_RECV)."""
+        return self.state in _DATA_STATES or (self.fastopen_child
+                                              and self.state == State.SYN_RECV)
+
+    @property
     def writable(self) -> bool:
         if self.error is not None or self.fin_queued or self.state == State.CLOSE:
             return True
-        return self.state in _DATA_STATES and self.send_space > 0
+        return self._may_send and self.send_space > 0
 
     def sndbuf(self) -> int:
         """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
@@ -376,7 +409,7 @@ class Connection:
         ``more`` is MSG_MORE: no PSH mark, and a sub-MSS tail waits as under TCP_CORK for
         this push (tcp_push with TCP_NAGLE_CORK); the next ACK's push uses plain Nagle."""
         self._raise_pending_error()
-        if self.fin_queued or self.state not in _DATA_STATES:
+        if self.fin_queued or not self._may_send:
             if self.state in (State.SYN_SENT, State.SYN_RECV):
                 raise BlockingIOError(errno.EAGAIN, "connection not yet established")
             raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
@@ -697,7 +730,7 @@ class Connection:
 
     def _push(self, now: float) -> None:
         """Send what the windows allow (tcp_write_xmit)."""
-        if self.state not in _SEND_STATES:
+        if self.state not in _SEND_STATES and not self._may_send:
             return
         ccs = self.ccs
         if self.write_seq == self.snd_nxt and not (self.fin_queued and not self.fin_sent):
@@ -811,9 +844,14 @@ class Connection:
             seg.gso_size = self.mss
         self._emit(now, seg)
 
+    def _buf_offset(self, seq: int) -> int:
+        """Where ``seq`` sits in the send buffer, which starts at the first unacknowledged
+        data byte: past our SYN while it is unacknowledged (a Fast Open child's data)."""
+        return seq_diff(seq, self.snd_una) - (self.snd_una == self.iss)
+
     def _send_new(self, now: float, size: int, fin: bool) -> TcpSegment:
         seq = self.snd_nxt
-        payload = self.snd_buf.peek(seq_diff(seq, self.snd_una), size) if size else b""
+        payload = self.snd_buf.peek(self._buf_offset(seq), size) if size else b""
         flags = ACK
         if fin:
             flags |= FIN
@@ -856,13 +894,16 @@ class Connection:
         split after that many segments, and what is resent leaves as one packet)."""
         size = seq_diff(rec.end, rec.start) - (1 if rec.fin else 0) - (1 if rec.syn else 0)
         if rec.syn:
-            self._send_syn(now)
+            if self.state == State.SYN_RECV:
+                self._send_synack(now)  # a Fast Open child's SYN-ACK, without a cookie
+            else:
+                self._send_syn(now)
         else:
             mss = self._current_mss()
             if size > mss * segs:
                 self.split(rec, mss * segs)
                 size = mss * segs
-            payload = self.snd_buf.peek(seq_diff(rec.start, self.snd_una), size) \
+            payload = self.snd_buf.peek(self._buf_offset(rec.start), size) \
                 if size else b""
             flags = ACK | (FIN if rec.fin else 0)
             if size and seq_add(rec.start, size) == self.psh_mark:
@@ -1268,12 +1309,14 @@ class Connection:
             self.set_state(now, State.SYN_RECV)
             self._send_synack(now)
 
-    def _send_synack(self, now: float) -> None:
+    def _send_synack(self, now: float, fastopen: bytes | None = None,
+                     exp: bool = False) -> None:
         ts_val = self.ts_now(now) if self.ts_ok else None
         seg = syn_segment(self.local_port, self.remote_port, self.iss, self.rcv_nxt,
                           rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
                           ts_val=ts_val, ts_ecr=self.ts_recent, sack=self.sack_ok,
                           wscale=self.wscale_ok)
+        seg.options.fastopen, seg.options.fastopen_exp = fastopen, exp
         self.segs_out += 1
         self.host.emit(self.local_ip, self.remote_ip, seg)
         self.arm_rto(now)
@@ -1375,7 +1418,8 @@ class Connection:
             self.snd_una = seg.ack
             self.t_rto = None
             self.backoff = self.retransmits = 0
-            self._init_transfer(now)
+            if not self.fastopen_child:  # a Fast Open child began its transfer at birth
+                self._init_transfer(now)
             self.set_state(now, State.ESTABLISHED)
         if not ack.process_ack(self, now, seg):
             return

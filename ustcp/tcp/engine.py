@@ -27,6 +27,7 @@ from ..mib import Counters, Mib
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
+from .fastopen import FastOpenKeys
 from .host import Timed, Wakeable
 from .isn import IsnGenerator
 from .listener import Listener
@@ -56,6 +57,8 @@ class TcpEngine:
         self.isn = IsnGenerator(key)
         self.cookie_secrets = syncookies.SyncookieSecrets(
             key[:16] if key is not None else None)
+        self._fastopen_keys = FastOpenKeys("", key[16:] if key is not None else None)
+        self._fastopen_default = self._fastopen_keys.keys[0]
         self.connections: dict[Key, Connection] = {}
         self.listeners: dict[tuple[bytes, int], Listener] = {}
         self.time_wait = TimeWaitTable(self)
@@ -225,6 +228,13 @@ class TcpEngine:
 
     def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
         self.time_wait.add(now, entry, name, rto)
+
+    def fastopen_keys(self) -> FastOpenKeys:
+        # Made again when the sysctl changes; the random default is drawn once.
+        if self._fastopen_keys.text != self.config.tcp_fastopen_key:
+            self._fastopen_keys = FastOpenKeys(self.config.tcp_fastopen_key,
+                                               self._fastopen_default)
+        return self._fastopen_keys
 
     def _find_listener(self, ip: bytes, port: int) -> Listener | None:
         return self.listeners.get((ip, port)) or self.listeners.get((ANY, port))

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from ..config import StackConfig
 from ..mib import Counters
 from ..wire.tcp import TcpSegment
+from .fastopen import FastOpenKeys
 from .isn import IsnGenerator
 from .syncookies import SyncookieSecrets
 from .timewait import TimeWaitEntry
@@ -69,3 +70,6 @@ class Host(Protocol):
 
     def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
         """A connection's TIME_WAIT state, kept by the host's table."""
+
+    def fastopen_keys(self) -> FastOpenKeys:
+        """The Fast Open cookie keys, as net.ipv4.tcp_fastopen_key sets them now."""

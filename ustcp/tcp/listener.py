@@ -27,7 +27,7 @@ import structlog
 
 from ..mib import Mib
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpSegment
-from . import syncookies
+from . import fastopen, syncookies
 from .connection import Connection
 from .options import (
     TS_OPTION_LEN,
@@ -41,6 +41,7 @@ from .options import (
 )
 from .request import RequestSock
 from .seq import after, seq_add
+from .states import State
 
 if TYPE_CHECKING:
     from .host import Host
@@ -66,6 +67,8 @@ class Listener:
         self.waiter: Any = None
         self.closed = False
         self.last_overflow = -1e9  # tcp_synq_overflow: when cookies were last needed
+        # Fast Open children not yet past SYN_RECV: the Fast Open queue (fastopenq.qlen)
+        self.fastopen_pending: list[Connection] = []
         self.heap_when: float | None = None
         self._timers: list[tuple[float, int, tuple[bytes, int, bytes, int]]] = []
         self._tick = itertools.count()
@@ -146,6 +149,9 @@ class Listener:
             c.inc(Mib.TcpExtPAWSPassive)  # LINUX_MIB_PAWSPASSIVEREJECTED
             return
         req = self._make_request(now, local_ip, remote_ip, seg)
+        if not want_cookie and (seg.options.fastopen is not None or seg.payload) \
+                and self._try_fastopen(now, req, seg):
+            return  # a Fast Open child (never with syncookies: tcp_conn_request)
         if want_cookie:
             req.iss, req.snd_mss = syncookies.cookie_init_sequence(
                 e.cookie_secrets, now, remote_ip, seg.src_port, local_ip, self.port, seg.seq,
@@ -161,6 +167,68 @@ class Listener:
         req.expires = now + TCP_TIMEOUT_INIT
         heapq.heappush(self._timers, (req.expires, next(self._tick), key))
         self._send_synack(now, req)
+
+    def fastopen_max_qlen(self) -> int:
+        cfg = self.host.config
+        return fastopen.listener_queue_len(cfg.tcp_fastopen, self.sockopts.fastopen,
+                                           self.backlog, cfg.somaxconn)
+
+    def _try_fastopen(self, now: float, req: RequestSock, seg: TcpSegment) -> bool:
+        """tcp_try_fastopen: a cookie request gets a cookie on the SYN-ACK of an ordinary
+        handshake; a valid cookie (or none, with 0x200) makes the connection at once.
+        False: go on with the ordinary handshake (``req`` then says what the SYN-ACK
+        carries). The SYN's data is acknowledged only by a Fast Open child's SYN-ACK."""
+        e = self.host
+        c = e.counters
+        cfg = e.config
+        foc = seg.options.fastopen
+        if foc is not None and not foc:
+            c.inc(Mib.TcpExtTCPFastOpenCookieReqd)
+        if not fastopen.server_enabled(cfg.tcp_fastopen) or not self._fastopen_queue_ok():
+            return False
+        keys = e.fastopen_keys()
+        req.fastopen_exp = seg.options.fastopen_exp
+        alt_key = False
+        if not cfg.tcp_fastopen & fastopen.TFO_SERVER_COOKIE_NOT_REQD:
+            if foc is None:
+                return False
+            if not foc:
+                req.fastopen_cookie = keys.cookie(req.remote_ip, req.local_ip)
+                return False
+            check = keys.check(foc, req.remote_ip, req.local_ip)
+            if not check.valid:
+                c.inc(Mib.TcpExtTCPFastOpenPassiveFail)
+                req.fastopen_cookie = keys.cookie(req.remote_ip, req.local_ip)
+                return False
+            alt_key = check.alt_key
+        child = Connection(e, req.local_ip, req.local_port, req.remote_ip, req.remote_port,
+                           req.sockopts, now)
+        self.register(child)
+        if alt_key:
+            c.inc(Mib.TcpExtTCPFastOpenPassiveAltKey)
+        c.inc(Mib.TcpExtTCPFastOpenPassive)
+        c.inc(Mib.TcpPassiveOpens)
+        child.adopt_fastopen(req, seg, now,
+                             keys.cookie(req.remote_ip, req.local_ip) if alt_key else None,
+                             req.fastopen_exp)
+        self.fastopen_pending.append(child)
+        self.accept_queue.append(child)
+        log.debug("fastopen", conn=child.name, data=len(seg.payload))
+        e.touch(child)
+        e.wake(self)
+        return True
+
+    def _fastopen_queue_ok(self) -> bool:
+        """tcp_fastopen_queue_check: room in the Fast Open queue of this listener."""
+        max_qlen = self.fastopen_max_qlen()
+        if not max_qlen:
+            return False
+        self.fastopen_pending = [conn for conn in self.fastopen_pending
+                                 if conn.state == State.SYN_RECV]
+        if len(self.fastopen_pending) >= max_qlen:
+            self.host.counters.inc(Mib.TcpExtTCPFastOpenListenOverflow)
+            return False
+        return True
 
     def _make_request(self, now: float, local_ip: bytes, remote_ip: bytes,
                       seg: TcpSegment) -> RequestSock:
@@ -199,6 +267,7 @@ class Listener:
                           rcv_wnd=req.rcv_wnd, mss=req.advmss, rcv_wscale=req.rcv_wscale,
                           ts_val=ts_val, ts_ecr=req.ts_recent, sack=req.sack_ok,
                           wscale=req.snd_wscale is not None)
+        seg.options.fastopen, seg.options.fastopen_exp = req.fastopen_cookie, req.fastopen_exp
         req.synack_sent = now
         e.emit(req.local_ip, req.remote_ip, seg)
 

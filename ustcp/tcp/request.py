@@ -34,6 +34,8 @@ class RequestSock:
     num_timeout: int = 0  # SYN-ACK retransmissions so far
     expires: float = 0.0  # next SYN-ACK retransmission
     from_cookie: bool = False
+    fastopen_cookie: bytes | None = None  # a Fast Open cookie for the SYN-ACK to carry
+    fastopen_exp: bool = False  # in the experimental option form, as the client asked
     acked: bool = False  # a bare final ACK was held back by TCP_DEFER_ACCEPT
 
     @property

@@ -68,7 +68,7 @@ OPTIONS: dict[int, frozenset[int]] = {
     IPPROTO_TCP: frozenset({
         socket.TCP_NODELAY, socket.TCP_CORK, socket.TCP_MAXSEG, socket.TCP_KEEPIDLE,
         socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_LINGER2, socket.TCP_DEFER_ACCEPT,
-        socket.TCP_QUICKACK, socket.TCP_CONGESTION, socket.TCP_INFO}),
+        socket.TCP_QUICKACK, socket.TCP_CONGESTION, socket.TCP_INFO, socket.TCP_FASTOPEN}),
 }
 
 _PRE_ESTABLISHED = (State.SYN_SENT, State.SYN_RECV)
@@ -189,6 +189,11 @@ class Sock:
             opts.linger2 = -1 if val < 0 else min(val, TCP_FIN_TIMEOUT_MAX) if val else None
         elif optname == socket.TCP_DEFER_ACCEPT:
             opts.defer_accept = max(val, 0)
+        elif optname == socket.TCP_FASTOPEN:
+            # Only before or in LISTEN (do_tcp_setsockopt: TCPF_CLOSE | TCPF_LISTEN).
+            if conn is not None or val < 0:
+                raise os_error(errno.EINVAL)
+            opts.fastopen = val
         elif optname == socket.TCP_QUICKACK:
             if conn is not None:
                 conn.set_quickack(now, val)
@@ -264,6 +269,8 @@ class Sock:
             return -1 if linger2 is not None and linger2 < 0 else linger2 or cfg.tcp_fin_timeout
         if optname == socket.TCP_DEFER_ACCEPT:
             return retrans_to_secs(secs_to_retrans(opts.defer_accept))
+        if optname == socket.TCP_FASTOPEN:
+            return opts.fastopen
         if optname == socket.TCP_QUICKACK:
             return int(not (conn.pingpong if conn is not None else self.pingpong))
         if optname == socket.TCP_CONGESTION:

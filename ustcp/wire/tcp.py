@@ -34,6 +34,11 @@ OPT_WSCALE = 3
 OPT_SACK_PERMITTED = 4
 OPT_SACK = 5
 OPT_TIMESTAMP = 8
+OPT_FASTOPEN = 34  # RFC 7413 4.1.1
+OPT_EXP = 254  # RFC 6994 experimental option; Fast Open's before kind 34 was assigned
+FASTOPEN_EXP_MAGIC = 0xF989
+FASTOPEN_COOKIE_MIN = 4  # bytes (RFC 7413 4.1.1: 4 to 16, even)
+FASTOPEN_COOKIE_MAX = 16
 
 TCP_HEADER_LEN = 20
 MAX_WSCALE = 14  # RFC 7323 2.3
@@ -49,6 +54,10 @@ class TcpOptions:
     sack_blocks: tuple[tuple[int, int], ...] = ()
     ts_val: int | None = None
     ts_ecr: int = 0
+    # TCP Fast Open (RFC 7413): None when absent, b"" a cookie request, else the cookie;
+    # fastopen_exp: sent as the experimental 0xF989 option (kind 254) instead of kind 34.
+    fastopen: bytes | None = None
+    fastopen_exp: bool = False
 
 
 @dataclass(slots=True)
@@ -213,6 +222,19 @@ def _apply_option(opts: TcpOptions, kind: int, raw: bytes, i: int, size: int) ->
         opts.sack_blocks = tuple(_SACK_BLOCK.iter_unpack(raw[i + 2:i + size]))
     elif kind == OPT_TIMESTAMP and size == 10:  # RFC 7323 3.2
         opts.ts_val, opts.ts_ecr = _TS.unpack_from(raw, i + 2)
+    elif kind == OPT_FASTOPEN:
+        _apply_fastopen(opts, raw[i + 2:i + size], exp=False)
+    elif kind == OPT_EXP and size >= 4 and _U16.unpack_from(raw, i + 2)[0] == FASTOPEN_EXP_MAGIC:
+        _apply_fastopen(opts, raw[i + 4:i + size], exp=True)
+
+
+def _apply_fastopen(opts: TcpOptions, cookie: bytes, *, exp: bool) -> None:
+    """A Fast Open option (tcp_parse_fastopen_option): empty is a cookie request, 4 to 16
+    even bytes a cookie; another length is ignored."""
+    if not cookie or (FASTOPEN_COOKIE_MIN <= len(cookie) <= FASTOPEN_COOKIE_MAX
+                      and not len(cookie) % 2):
+        opts.fastopen = cookie
+        opts.fastopen_exp = exp
 
 
 def option_kinds(buf: BytesLike) -> list[int]:
@@ -250,7 +272,19 @@ def _encode_syn_options(opts: TcpOptions) -> bytes:
         parts.append(_NOP_NOP_SACKOK)
     if opts.wscale is not None:
         parts.append(_NOP_WSCALE + bytes((opts.wscale,)))
+    if opts.fastopen is not None:
+        parts.append(encode_fastopen(opts.fastopen, opts.fastopen_exp))
     return b"".join(parts)
+
+
+def encode_fastopen(cookie: bytes, exp: bool) -> bytes:
+    """The Fast Open option last, as tcp_options_write puts it, with two NOPs after it
+    when its length is 2 mod 4 (an empty request, an 8-byte cookie)."""
+    if exp:
+        option = bytes((OPT_EXP, 4 + len(cookie))) + _U16.pack(FASTOPEN_EXP_MAGIC) + cookie
+    else:
+        option = bytes((OPT_FASTOPEN, 2 + len(cookie))) + cookie
+    return option + _NOP_NOP if len(option) & 3 == 2 else option
 
 
 def _encode_sack(blocks: tuple[tuple[int, int], ...], limit: int) -> bytes:

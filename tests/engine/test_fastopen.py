@@ -1,0 +1,142 @@
+"""TCP Fast Open, server side (RFC 7413; listener.Listener._try_fastopen): small packetdrill
+scripts on the engine, the same the kernel target runs, and the queue limit by hand."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from ustcp.config import StackConfig
+from ustcp.mib import Counters, Mib
+from ustcp.packetdrill.parser import parse_script
+from ustcp.packetdrill.runner import Result, Runner
+from ustcp.tcp.engine import TcpEngine
+from ustcp.tcp.fastopen import FastOpenKeys
+from ustcp.tcp.options import SockOpts
+from ustcp.tcp.states import State
+from ustcp.wire.tcp import ACK, SYN, TcpOptions, TcpSegment
+
+KEY = "a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4"
+COOKIE = "3021b9d889017eeb"  # KEY's cookie for 192.0.2.1 -> 192.168.0.1, as Linux's
+
+LISTEN = f"""\
+`sysctl -q net.ipv4.tcp_fastopen=%s
+sysctl -q net.ipv4.tcp_fastopen_key={KEY}
+sysctl -q net.ipv4.tcp_timestamps=0`
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 setsockopt(3, SOL_TCP, TCP_FASTOPEN, [5], 4) = 0
++0 getsockopt(3, SOL_TCP, TCP_FASTOPEN, [5], [4]) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 `nstat -n`
+"""
+
+
+def run(text: str, flags: str = "0x2") -> Result:
+    return Runner(parse_script(LISTEN % flags + text), Path("."), "inline").run()
+
+
+def test_a_cookie_request_gets_the_cookie_on_an_ordinary_handshake() -> None:
+    result = run(f"""\
++0 < S 0:10(10) win 32792 <mss 1460,sackOK,nop,nop,FO,nop,nop>
++0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,FO {COOKIE},nop,nop>
++0 `nstat | grep -q "TcpExtTCPFastOpenCookieReqd *1 "`
++.01 < . 1:1(0) ack 1 win 257
++0 accept(3, ..., ...) = 4
++0 `nstat | grep -q TcpExtTCPFastOpenPassive || true`
+""")
+    assert result.status == "pass", result.message
+
+
+def test_a_valid_cookie_delivers_the_syn_data_to_accept_at_once() -> None:
+    result = run(f"""\
++0 < S 1000:1010(10) win 32792 <mss 1460,sackOK,nop,nop,FO {COOKIE},nop,nop>
++0 > S. 0:0(0) ack 1011 <mss 1460,nop,nop,sackOK>
++0 accept(3, ..., ...) = 4
++0 %{{ assert tcpi_state == TCP_SYN_RECV, tcpi_state }}%
++0 read(4, ..., 100) = 10
++0 write(4, ..., 20) = 20
++0 > P. 1:21(20) ack 11
++.01 < . 11:11(0) ack 21 win 257
++0 %{{ assert tcpi_state == TCP_ESTABLISHED, tcpi_state }}%
++0 `nstat | grep -q "TcpExtTCPFastOpenPassive *1 "`
+""")
+    assert result.status == "pass", result.message
+
+
+def test_the_experimental_option_is_answered_in_its_own_form() -> None:
+    result = run(f"""\
++0 < S 0:0(0) win 32792 <mss 1460,sackOK,nop,nop,FOEXP,nop,nop>
++0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,FOEXP {COOKIE}>
+""")
+    assert result.status == "pass", result.message
+
+
+def test_a_wrong_cookie_falls_back_and_hands_the_right_one() -> None:
+    # The SYN-ACK acknowledges the SYN only (ack 1): the client must send its data again.
+    result = run(f"""\
++0 < S 0:10(10) win 32792 <mss 1460,sackOK,nop,nop,FO 0102030405060708,nop,nop>
++0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,FO {COOKIE},nop,nop>
++0 `nstat | grep -q "TcpExtTCPFastOpenPassiveFail *1 "`
++.01 < . 1:1(0) ack 1 win 257
++0 accept(3, ..., ...) = 4
++0 %{{ assert tcpi_state == TCP_ESTABLISHED, tcpi_state }}%
+""")
+    assert result.status == "pass", result.message
+
+
+@pytest.mark.parametrize("flags", ["0x1", "0x0"])
+def test_no_server_bit_no_cookie(flags: str) -> None:
+    result = run("""\
++0 < S 0:0(0) win 32792 <mss 1460,sackOK,nop,nop,FO,nop,nop>
++0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK>
++0 `nstat | grep -q "TcpExtTCPFastOpenCookieReqd *1 "`
+""", flags)
+    assert result.status == "pass", result.message
+
+
+def test_no_cookie_needed_with_0x200() -> None:
+    result = run("""\
++0 < S 1000:1010(10) win 32792 <mss 1460,sackOK,nop,nop>
++0 > S. 0:0(0) ack 1011 <mss 1460,nop,nop,sackOK>
++0 accept(3, ..., ...) = 4
++0 read(4, ..., 100) = 10
+""", "0x202")
+    assert result.status == "pass", result.message
+
+
+def test_a_backup_key_cookie_is_accepted_and_replaced() -> None:
+    text = (LISTEN % "0x2").replace(KEY, "00000001-00000002-00000003-00000004," + KEY)
+    fresh = FastOpenKeys("00000001-00000002-00000003-00000004").cookie(
+        socket.inet_aton("192.0.2.1"), socket.inet_aton("192.168.0.1")).hex()
+    result = Runner(parse_script(text + f"""\
++0 < S 1000:1010(10) win 32792 <mss 1460,sackOK,nop,nop,FO {COOKIE},nop,nop>
++0 > S. 0:0(0) ack 1011 <mss 1460,nop,nop,sackOK,FO {fresh},nop,nop>
++0 `nstat | grep -q "TcpExtTCPFastOpenPassiveAltKey *1 "`
+"""), Path("."), "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_the_fast_open_queue_is_bounded_by_its_length() -> None:
+    cfg = StackConfig()
+    cfg.set("tcp_fastopen", "0x2")
+    cfg.set("tcp_fastopen_key", KEY)
+    counters = Counters()
+    engine = TcpEngine(cfg, counters, seed=1)
+    local, remote = socket.inet_aton("192.168.0.1"), socket.inet_aton("192.0.2.1")
+    listener = engine.listen(0.0, local, 8080, 10, SockOpts(fastopen=1))
+    cookie = bytes.fromhex(COOKIE)
+    for port in (40001, 40002):
+        syn = TcpSegment(port, 8080, 1000, 0, SYN, 32792,
+                         TcpOptions(mss=1460, fastopen=cookie), b"0123456789")
+        engine.on_segment(0.0, remote, local, syn)
+    synacks = [seg for _, _, seg in engine.take_output() if seg.flags == SYN | ACK]
+    assert [seg.ack - 1000 for seg in synacks] == [11, 1]  # the second one's data not acked
+    assert counters[Mib.TcpExtTCPFastOpenPassive] == 1
+    assert counters[Mib.TcpExtTCPFastOpenListenOverflow] == 1
+    child = listener.accept()
+    assert child is not None and child.state == State.SYN_RECV
+    assert child.recv(0.0, 100) == b"0123456789"
