@@ -12,7 +12,7 @@ from ustcp.config import StackConfig
 from ustcp.mib import Counters, Mib
 from ustcp.packetdrill.parser import parse_script
 from ustcp.packetdrill.runner import Result, Runner
-from ustcp.tcp.engine import TcpEngine
+from ustcp.tcp.engine import FASTOPEN_CACHE_MAX, TcpEngine
 from ustcp.tcp.fastopen import FastOpenKeys
 from ustcp.tcp.options import SockOpts
 from ustcp.tcp.states import State
@@ -140,3 +140,63 @@ def test_the_fast_open_queue_is_bounded_by_its_length() -> None:
     child = listener.accept()
     assert child is not None and child.state == State.SYN_RECV
     assert child.recv(0.0, 100) == b"0123456789"
+
+
+CLIENT = """\
+`sysctl -q net.ipv4.tcp_timestamps=0
+sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 setsockopt(3, SOL_TCP, TCP_FASTOPEN_CONNECT, [1], 4) = 0
++0 connect(3, ..., ...) = -1 EINPROGRESS (Operation is now in progress)
++0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>
++.01 < S. 123:123(0) ack 1 win 14600 <mss 1460,nop,nop,sackOK,nop,wscale 6,FO abcd1234,nop,nop>
++0 > . 1:1(0) ack 1
++0 close(3) = 0
++0 > F. 1:1(0) ack 1
++.01 < F. 1:1(0) ack 2 win 92
++0 > . 2:2(0) ack 2
++0 `nstat -n`
++0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4
++0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 sendto(4, ..., 100, MSG_FASTOPEN, ..., ...) = 100
++0 > S 0:100(100) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO abcd1234,nop,nop>
+"""
+
+
+def test_client_asks_for_a_cookie_then_sends_data_in_the_syn() -> None:
+    # The same exchange passes on this machine's kernel (--target both).
+    result = Runner(parse_script(CLIENT + """\
++.01 < S. 456:456(0) ack 101 win 14600 <mss 1460,nop,nop,sackOK,nop,wscale 6>
++0 > . 101:101(0) ack 1
++0 `nstat | grep -q "TcpExtTCPFastOpenActive *1 "`
+"""), Path("."), "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_client_data_the_syn_ack_does_not_cover_goes_again_at_once() -> None:
+    result = Runner(parse_script(CLIENT + """\
++.01 < S. 456:456(0) ack 1 win 14600 <mss 1460,nop,nop,sackOK,nop,wscale 6>
++0 > P. 1:101(100) ack 1
++0 `nstat | grep -q "TcpExtTCPFastOpenActiveFail *1 "`
+"""), Path("."), "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_with_a_cookie_connect_waits_for_the_first_write() -> None:
+    result = Runner(parse_script(CLIENT.replace(
+        "+0 sendto(4, ..., 100, MSG_FASTOPEN, ..., ...) = 100\n",
+        "+0 setsockopt(4, SOL_TCP, TCP_FASTOPEN_CONNECT, [1], 4) = 0\n"
+        "+0 connect(4, ..., ...) = 0\n+.05 write(4, ..., 100) = 100\n")), Path("."),
+        "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_the_client_cookie_cache_is_bounded() -> None:
+
+    engine = TcpEngine(StackConfig(), Counters(), seed=1)
+    for i in range(FASTOPEN_CACHE_MAX + 1):
+        engine.fastopen_cache_set(i.to_bytes(4, "big"), b"abcd")
+    assert engine.fastopen_cookie((0).to_bytes(4, "big")) is None  # the oldest went
+    assert engine.fastopen_cookie(FASTOPEN_CACHE_MAX.to_bytes(4, "big")) == b"abcd"
+    assert len(engine._fastopen_cache) == FASTOPEN_CACHE_MAX

@@ -118,9 +118,8 @@ def test_unmapped_ts_ecr_is_reported() -> None:
 
 
 @pytest.mark.parametrize(("line", "reason"), [
-    ("+0 setsockopt(3, SOL_TCP, TCP_FASTOPEN_CONNECT, [1], 4) = 0",
-     "socket option SOL_TCP/TCP_FASTOPEN_CONNECT"),
-    ("+0 send(3, ..., 40, MSG_FASTOPEN) = 40", "send flag MSG_FASTOPEN"),
+    ("+0 setsockopt(3, SOL_TCP, 99, [1], 4) = 0", "socket option SOL_TCP/99"),
+    ("+0 send(3, ..., 40, 0x80) = 40", "send flag 0x80"),
     ("+0 `ifconfig tun0 mtu 5060`", "shell command 'ifconfig tun0 mtu 5060'"),
     ("+0 epoll_create(1) = 5", "system call epoll_create"),
     ("+0 < [ect0] S 0:0(0) win 100", "IP header fields [ect0]"),

@@ -20,7 +20,9 @@ from typing import ClassVar, Protocol
 
 from ..tcp.connection import Connection
 from ..tcp.engine import TcpEngine
+from ..tcp.fastopen import TFO_CLIENT_NO_COOKIE
 from ..tcp.listener import Listener
+from ..tcp.seq import seq_add, seq_diff
 from ..tcp.sock import OPTIONS, Sock
 from ..tcp.states import State
 from .ast import (
@@ -69,6 +71,7 @@ class ScriptSocket:
     port: int | None = None
     ip_options: dict[str, int] = field(default_factory=dict)  # IP_TOS etc., no wire effect
     zerocopy: bool = False
+    deferred: bool = False  # TCP_FASTOPEN_CONNECT with a cookie: the SYN waits for data
 
     @property
     def conn(self) -> Connection | None:
@@ -84,7 +87,7 @@ class ScriptSocket:
 RUNNER_OPTIONS = {"IP_TOS": SYMBOLS["SOL_IP"], "IP_MTU_DISCOVER": SYMBOLS["SOL_IP"],
                   "SO_ZEROCOPY": SYMBOLS["SOL_SOCKET"]}
 SEND_FLAGS = SYMBOLS["MSG_DONTWAIT"] | SYMBOLS["MSG_NOSIGNAL"] | SYMBOLS["MSG_ZEROCOPY"] \
-    | SYMBOLS["MSG_MORE"]
+    | SYMBOLS["MSG_MORE"] | SYMBOLS["MSG_FASTOPEN"]
 RECV_FLAGS = SYMBOLS["MSG_DONTWAIT"]
 CONNECTED = frozenset(State) - {State.SYN_SENT, State.SYN_RECV, State.CLOSE, State.LISTEN}
 
@@ -241,11 +244,16 @@ class Sockets:
             if sock.conn.state == State.SYN_SENT:
                 raise os_error(errno.EALREADY)
             raise os_error(errno.EISCONN)
-        conn = self.engine.connect(now, self.local_ip, self.remote_ip, CONNECT_PORT,
-                                   local_port=sock.port, sockopts=sock.sock.opts)
-        sock.sock.conn = conn
-        self.info_conn = conn
-        self.hooks.on_connect()
+        fastopen = None
+        if sock.sock.opts.fastopen_connect:
+            # tcp_fastopen_defer_connect: with a cookie (or 0x4) connect() returns at once
+            # and the first write sends the SYN with its data; else the SYN asks for one.
+            if self.engine.fastopen_cookie(self.remote_ip) is not None or \
+                    self.engine.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE:
+                sock.deferred = True
+                return 0
+            fastopen = b""
+        conn = self.open_connection(now, sock, fastopen)
 
         def attempt(t: float) -> int:
             err = conn.take_error()
@@ -259,6 +267,47 @@ class Sockets:
 
         if sock.nonblocking:
             raise os_error(errno.EINPROGRESS)
+        return attempt(now)
+
+    def open_connection(self, now: float, sock: ScriptSocket,
+                        fastopen: bytes | None) -> Connection:
+        conn = self.engine.connect(now, self.local_ip, self.remote_ip, CONNECT_PORT,
+                                   local_port=sock.port, sockopts=sock.sock.opts,
+                                   fastopen=fastopen)
+        sock.sock.conn = conn
+        sock.deferred = False
+        self.info_conn = conn
+        self.hooks.on_connect()
+        return conn
+
+    def fastopen_send(self, now: float, sock: ScriptSocket, size: int) -> int:
+        """sendto(MSG_FASTOPEN), or the first write after a deferred connect
+        (tcp_sendmsg_fastopen): the connect happens now, with the data for the SYN. A
+        non-blocking socket returns what the SYN carried, or EINPROGRESS when it carried
+        none; a blocking one waits for the handshake and sends the rest."""
+        conn = self.open_connection(now, sock, bytes(size))
+        in_syn = conn.fastopen_syn_data
+        queued = seq_diff(conn.write_seq, seq_add(conn.iss, 1))
+        if sock.nonblocking:
+            if not in_syn:
+                raise os_error(errno.EINPROGRESS)
+            return in_syn
+        sent = queued
+
+        def attempt(t: float) -> int:
+            nonlocal sent
+            err = conn.take_error()
+            if err is not None:
+                raise err
+            if conn.state not in CONNECTED:
+                raise WouldBlock(attempt)
+            while sent < size:
+                taken = conn.send(t, bytes(size - sent))
+                if not taken:
+                    raise WouldBlock(attempt)
+                sent += taken
+            return size
+
         return attempt(now)
 
     def close(self, now: float, spec: SyscallSpec) -> int:
@@ -324,6 +373,8 @@ class Sockets:
                    name: str) -> int:
         if flags & ~SEND_FLAGS:
             raise Unsupported(f"{name} flags {flags:#x}")
+        if sock.conn is None and (sock.deferred or flags & SYMBOLS["MSG_FASTOPEN"]):
+            return self.fastopen_send(now, sock, size)
         conn = self.conn_of(sock)
         sent = 0
 

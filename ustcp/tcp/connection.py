@@ -36,6 +36,7 @@ from .congestion.base import (
     CcState,
     CwndEvent,
 )
+from .fastopen import TFO_CLIENT_ENABLE, TFO_CLIENT_NO_COOKIE
 from .options import (
     MAX_TCP_WINDOW,
     TS_OPTION_LEN,
@@ -154,6 +155,8 @@ class Connection:
         # there carries PSH; None once a MSG_MORE write has appended to that unsent data.
         self.psh_mark: int | None = None
         self.fastopen_child = False  # made by a Fast Open SYN (tp->syn_fastopen_child)
+        self.fastopen_req = False  # an active open asking for Fast Open (tp->fastopen_req)
+        self.fastopen_syn_data = 0  # bytes our SYN carried (tp->syn_data)
         self.nagle_cork = False  # this push is a MSG_MORE write's (TCP_NAGLE_CORK)
         self.nagle_push = False  # TCP_NAGLE_PUSH: NODELAY set or cork removed, until new data
         self.rtx: deque[TxRecord] = deque()
@@ -251,10 +254,13 @@ class Connection:
 
     # ------------------------------------------------------------------ set-up
 
-    def start_connect(self, now: float, reused: TimeWaitEntry | None = None) -> None:
+    def start_connect(self, now: float, reused: TimeWaitEntry | None = None,
+                      fastopen: bytes | None = None) -> None:
         """Active open (RFC 9293 3.10.1): send SYN, enter SYN_SENT. Taking over a
         TIME_WAIT entry (tcp_tw_reuse), start after everything the old incarnation sent
-        and keep its TS.Recent (tcp_twsk_unique)."""
+        and keep its TS.Recent (tcp_twsk_unique). ``fastopen`` (MSG_FASTOPEN's data, or
+        b"" for TCP_FASTOPEN_CONNECT): a Fast Open SYN when tcp_fastopen allows the
+        client (RFC 7413 4.1: the data rides in the SYN if a cookie is cached)."""
         e = self.host
         if reused is not None:
             self.iss = seq_add(reused.snd_nxt, 65535 + 2) or 1
@@ -268,6 +274,13 @@ class Connection:
         self.advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)  # TCP_MAXSEG before connect
         self.rcv_wscale = rcv_wscale_for(self.config, self.sockopts)
         self.rcv_wnd = initial_rcv_wnd(self.config, self.sockopts, self._advmss_payload())
+        if fastopen is not None and self.config.tcp_fastopen & TFO_CLIENT_ENABLE:
+            self.fastopen_req = True
+            if fastopen:
+                n = min(len(fastopen), self.sndbuf())
+                self.snd_buf.append(fastopen[:n])
+                self.write_seq = seq_add(self.write_seq, n)
+                self.psh_mark = self.write_seq
         self.set_state(now, State.SYN_SENT)
         e.counters.inc(Mib.TcpActiveOpens)
         self.retrans_stamp = now
@@ -706,13 +719,41 @@ class Connection:
                           rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
                           ts_val=ts_val, ts_ecr=0, sack=bool(cfg.tcp_sack),
                           wscale=bool(cfg.tcp_window_scaling))
-        if not self.rtx:
+        first = not self.rtx
+        if first:
             self.rtx.append(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True))
             self.packets_out = 1
             self.snd_nxt = seq_add(self.iss, 1)
+        if self.fastopen_req:
+            self._fastopen_syn(now, seg, first)
         self.segs_out += 1
         self.host.emit(self.local_ip, self.remote_ip, seg)
         self.arm_rto(now)
+
+    def _fastopen_syn(self, now: float, seg: TcpSegment, first: bool) -> None:
+        """A Fast Open SYN (tcp_send_syn_data): with a cached cookie (or tcp_fastopen 0x4)
+        the first SYN carries the cookie and what fits of the data (the MSS less the full
+        option space); else it asks for a cookie. The data is its own record, so that a
+        retransmitted SYN goes without it, as Linux splits the SYN-data skb."""
+        cookie = self.host.fastopen_cookie(self.remote_ip)
+        if cookie is None and not self.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE:
+            seg.options.fastopen = b""  # a cookie request
+            return
+        seg.options.fastopen = cookie
+        if not first:
+            return
+        size = min(seq_diff(self.write_seq, self.snd_nxt), self.host.mss_for_mtu - 40)
+        if size <= 0:
+            return
+        seg.payload = self.snd_buf.peek(0, size)
+        end = seq_add(self.snd_nxt, size)
+        rec = TxRecord(self.snd_nxt, end, 1, now)
+        self.rtx.append(rec)
+        self.tsorted.append((now, rec))
+        self.packets_out += 1
+        self.snd_nxt = end
+        self.fastopen_syn_data = size
+        self.bytes_sent += size
 
     def _current_mss(self) -> int:
         """Payload room of the next segment: the MSS less the SACK blocks it will carry,
@@ -1287,6 +1328,7 @@ class Connection:
         self._set_mss()
         if flags & ACK:
             # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check).
+            syn_data_acked = self.fastopen_syn_data and after(seg.ack, seq_add(self.iss, 1))
             ack.clean_rtx(self, now, seg.ack, seg, self.snd_una)
             self.snd_una = seg.ack
             self.snd_wnd = seg.window  # a SYN's window is never scaled (RFC 7323 2.2)
@@ -1300,7 +1342,9 @@ class Connection:
             self._init_transfer(now)
             self.set_state(now, State.ESTABLISHED)
             self._enter_quickack()
-            self._send_ack(now)
+            if not (self.fastopen_req and
+                    self._rcv_fastopen_synack(now, seg, bool(syn_data_acked))):
+                self._send_ack(now)  # else the data sent again carries the ACK
             self._push(now)
         else:
             # Simultaneous open (RFC 9293 3.10.7.3, figure 8): SYN_RECV, send SYN-ACK.
@@ -1308,6 +1352,23 @@ class Connection:
             self.snd_wl1 = seg.seq
             self.set_state(now, State.SYN_RECV)
             self._send_synack(now)
+
+    def _rcv_fastopen_synack(self, now: float, seg: TcpSegment, acked: bool) -> bool:
+        """tcp_rcv_fastopen_synack: keep the server's cookie for next time; data the
+        SYN-ACK did not acknowledge is sent again at once (True: it was)."""
+        self.fastopen_req = False
+        c = self.host.counters
+        if seg.options.fastopen:
+            self.host.fastopen_cache_set(self.remote_ip, seg.options.fastopen)
+        if not self.fastopen_syn_data:
+            return False
+        if acked:
+            c.inc(Mib.TcpExtTCPFastOpenActive)
+            return False
+        c.inc(Mib.TcpExtTCPFastOpenActiveFail)
+        self.retransmit(now, self.rtx[0])
+        self.arm_rto(now)  # tcp_rearm_rto
+        return True
 
     def _send_synack(self, now: float, fastopen: bytes | None = None,
                      exp: bool = False) -> None:

@@ -39,6 +39,7 @@ log = structlog.get_logger("ustcp.tcp")
 
 ANY = b"\0\0\0\0"
 EPHEMERAL_PORTS = (32768, 60999)  # net.ipv4.ip_local_port_range
+FASTOPEN_CACHE_MAX = 1024  # servers whose Fast Open cookie the client keeps
 
 Key = tuple[bytes, int, bytes, int]
 Output = tuple[bytes, bytes, TcpSegment]
@@ -59,6 +60,7 @@ class TcpEngine:
             key[:16] if key is not None else None)
         self._fastopen_keys = FastOpenKeys("", key[16:] if key is not None else None)
         self._fastopen_default = self._fastopen_keys.keys[0]
+        self._fastopen_cache: dict[bytes, bytes] = {}  # server address -> its cookie
         self.connections: dict[Key, Connection] = {}
         self.listeners: dict[tuple[bytes, int], Listener] = {}
         self.time_wait = TimeWaitTable(self)
@@ -158,8 +160,10 @@ class TcpEngine:
         return listener
 
     def connect(self, now: float, local_ip: bytes, remote_ip: bytes, remote_port: int,
-                local_port: int | None = None, sockopts: SockOpts | None = None) -> Connection:
-        """Active open: choose a port (tcp_v4_connect / __inet_hash_connect), send SYN."""
+                local_port: int | None = None, sockopts: SockOpts | None = None,
+                fastopen: bytes | None = None) -> Connection:
+        """Active open: choose a port (tcp_v4_connect / __inet_hash_connect), send SYN
+        (a Fast Open SYN with ``fastopen``, see Connection.start_connect)."""
         opts = sockopts or SockOpts()
         reused = None
         if local_port is None:
@@ -174,7 +178,7 @@ class TcpEngine:
                     raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
         conn = Connection(self, local_ip, local_port, remote_ip, remote_port, opts, now)
         self.register(conn)
-        conn.start_connect(now, reused)
+        conn.start_connect(now, reused, fastopen)
         self.touch(conn)
         return conn
 
@@ -228,6 +232,16 @@ class TcpEngine:
 
     def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
         self.time_wait.add(now, entry, name, rto)
+
+    def fastopen_cookie(self, remote_ip: bytes) -> bytes | None:
+        return self._fastopen_cache.get(remote_ip)
+
+    def fastopen_cache_set(self, remote_ip: bytes, cookie: bytes) -> None:
+        cache = self._fastopen_cache
+        cache.pop(remote_ip, None)
+        if len(cache) >= FASTOPEN_CACHE_MAX:
+            del cache[next(iter(cache))]  # the oldest (tcp_metrics reclaims the same way)
+        cache[remote_ip] = cookie
 
     def fastopen_keys(self) -> FastOpenKeys:
         # Made again when the sysctl changes; the random default is drawn once.

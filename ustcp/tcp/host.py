@@ -73,3 +73,9 @@ class Host(Protocol):
 
     def fastopen_keys(self) -> FastOpenKeys:
         """The Fast Open cookie keys, as net.ipv4.tcp_fastopen_key sets them now."""
+
+    def fastopen_cookie(self, remote_ip: bytes) -> bytes | None:
+        """The cookie a server gave us (the client's cache, Linux's tcp_metrics)."""
+
+    def fastopen_cache_set(self, remote_ip: bytes, cookie: bytes) -> None:
+        """Remember a server's cookie."""

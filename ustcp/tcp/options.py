@@ -36,6 +36,7 @@ class SockOpts:
     keepcnt: int = 0  # TCP_KEEPCNT, 0 = net.ipv4.tcp_keepalive_probes
     congestion: str | None = None  # TCP_CONGESTION, None = net.ipv4.tcp_congestion_control
     fastopen: int = 0  # TCP_FASTOPEN (listeners): the Fast Open queue's length, 0 = off
+    fastopen_connect: bool = False  # TCP_FASTOPEN_CONNECT: connect() may wait for the data
 
     def copy(self) -> SockOpts:
         return dataclasses.replace(self)

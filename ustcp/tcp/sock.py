@@ -21,6 +21,7 @@ import struct
 from ..config import StackConfig
 from .congestion import AVAILABLE
 from .connection import Connection
+from .fastopen import TFO_CLIENT_ENABLE
 from .listener import Listener
 from .options import (
     TCP_MIN_MSS,
@@ -46,6 +47,7 @@ MAX_TCP_KEEPINTVL = 32767
 MAX_TCP_KEEPCNT = 127
 TCP_FIN_TIMEOUT_MAX = 120  # seconds: the largest TCP_LINGER2
 TCP_CA_NAME_MAX = 16
+TCP_FASTOPEN_CONNECT = 30  # include/uapi/linux/tcp.h (Python's socket module lacks it)
 
 SIOCINQ = 0x541B  # = FIONREAD
 SIOCOUTQ = 0x5411  # = TIOCOUTQ
@@ -68,7 +70,8 @@ OPTIONS: dict[int, frozenset[int]] = {
     IPPROTO_TCP: frozenset({
         socket.TCP_NODELAY, socket.TCP_CORK, socket.TCP_MAXSEG, socket.TCP_KEEPIDLE,
         socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_LINGER2, socket.TCP_DEFER_ACCEPT,
-        socket.TCP_QUICKACK, socket.TCP_CONGESTION, socket.TCP_INFO, socket.TCP_FASTOPEN}),
+        socket.TCP_QUICKACK, socket.TCP_CONGESTION, socket.TCP_INFO, socket.TCP_FASTOPEN,
+        TCP_FASTOPEN_CONNECT}),
 }
 
 _PRE_ESTABLISHED = (State.SYN_SENT, State.SYN_RECV)
@@ -189,6 +192,15 @@ class Sock:
             opts.linger2 = -1 if val < 0 else min(val, TCP_FIN_TIMEOUT_MAX) if val else None
         elif optname == socket.TCP_DEFER_ACCEPT:
             opts.defer_accept = max(val, 0)
+        elif optname == TCP_FASTOPEN_CONNECT:
+            # do_tcp_setsockopt: 0 or 1, only with the client bit, only before connect().
+            if not 0 <= val <= 1:
+                raise os_error(errno.EINVAL)
+            if not self.config.tcp_fastopen & TFO_CLIENT_ENABLE:
+                raise os_error(errno.EOPNOTSUPP)
+            if conn is not None or self.listener is not None:
+                raise os_error(errno.EINVAL)
+            opts.fastopen_connect = bool(val)
         elif optname == socket.TCP_FASTOPEN:
             # Only before or in LISTEN (do_tcp_setsockopt: TCPF_CLOSE | TCPF_LISTEN).
             if conn is not None or val < 0:
@@ -271,6 +283,8 @@ class Sock:
             return retrans_to_secs(secs_to_retrans(opts.defer_accept))
         if optname == socket.TCP_FASTOPEN:
             return opts.fastopen
+        if optname == TCP_FASTOPEN_CONNECT:
+            return int(opts.fastopen_connect)
         if optname == socket.TCP_QUICKACK:
             return int(not (conn.pingpong if conn is not None else self.pingpong))
         if optname == socket.TCP_CONGESTION:

@@ -230,11 +230,19 @@ class KernelSockets:
 
     def transfer(self, spec: SyscallSpec, libc_call: Callable[..., int]) -> Thunk:
         """``(fd, buf, size[, flags])`` through libc's recv or send (read and write are
-        those with flags 0); a NULL ``buf`` is passed on as NULL."""
+        those with flags 0); a NULL ``buf`` is passed on as NULL. A sendto with
+        MSG_FASTOPEN connects: it goes to the script's remote address."""
         sock = self.sock(spec.args[0])
         size = self.arg(spec, 2)
         flags = self.arg(spec, 3)
         null = is_null(spec.args[1])
+        if flags & SYMBOLS["MSG_FASTOPEN"] and not null:
+            self.hooks.on_connect()
+            self.info_fd = evaluate(spec.args[0])
+
+            def fastopen() -> int:
+                return sock.sendto(bytes(size), flags, (REMOTE_ADDR, CONNECT_PORT))
+            return fastopen
 
         def call() -> int:
             buf = None if null else ctypes.create_string_buffer(max(size, 1))
