@@ -62,7 +62,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_keepalive_probes": (0, U8_MAX),
     "tcp_challenge_ack_limit": (0, INT_MAX),
     "tcp_invalid_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies
-    "tcp_ecn": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
+    "tcp_ecn": (0, 5),  # SYSCTL_ZERO, SYSCTL_FIVE (3 to 5: AccECN, Linux 6.18)
+    "tcp_ecn_fallback": (0, 1),
     "tcp_fastopen": (0, INT_MAX),  # proc_dointvec: the bit flags of tcp/fastopen.py
     "ip_default_ttl": (1, 255),  # ip_ttl_min, ip_ttl_max
     "busy_poll": (0, INT_MAX),  # extra1 = SYSCTL_ZERO
@@ -77,7 +78,6 @@ TRIPLE_MIN = {"tcp_rmem": 4096, "tcp_wmem": 1}
 # nothing in ustcp, with the reason. Every other knob changes behaviour and has a test.
 IGNORED: dict[str, str] = {
     "tcp_min_rtt_wlen": "min_rtt is the minimum over the connection's life, not a window",
-    "tcp_ecn": "ECN is not negotiated (no ECE/CWR, no ECT marks)",
 }
 
 
@@ -170,8 +170,10 @@ class StackConfig:
     # "xxxxxxxx-xxxxxxxx-xxxxxxxx-xxxxxxxx[,backup]", "" for a random one ---
     tcp_fastopen: int = 1
     tcp_fastopen_key: str = ""
+    # --- ECN (RFC 3168; tcp/ecn.py): 0 off, 1 ask and accept, 2 accept when asked ---
+    tcp_ecn: int = 2
+    tcp_ecn_fallback: int = 1
     # --- misc ---
-    tcp_ecn: int = 0
     ip_default_ttl: int = 64
     # --- busy polling (µs): net.core.busy_poll, the receive loop spins on the link before
     # it sleeps; net.core.busy_read, a reader that finds nothing polls the link itself ---

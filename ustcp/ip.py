@@ -29,6 +29,8 @@ from .wire.tcp import ChecksumMode, TcpSegment, build_tcp, parse_tcp
 
 log = structlog.get_logger("ustcp.ip")
 
+IP_ECN_MASK = 0x3  # the low two bits of the TOS byte (RFC 3168 5)
+IP_ECN_CE = 0x3
 ICMP_QUEUE_LIMIT = 256  # echo replies waiting for take_frames; more are dropped and counted
 
 # Linux's per-type ICMP counters (include/uapi/linux/snmp.h ICMP_MIB_*) for the common types.
@@ -104,6 +106,9 @@ class IpLayer:
             c.inc(drop_for_reason(exc.reason))
             log.debug("drop", reason=exc.reason, src=socket.inet_ntoa(hdr.src))
             return
+        seg.ecn = hdr.tos & IP_ECN_MASK
+        if seg.ecn == IP_ECN_CE:
+            c.inc(Mib.IpExtInCEPkts)
         self.engine.on_segment(now, hdr.src, hdr.dst, seg)
 
     def _deliver_icmp(self, hdr: IPv4Header, payload: memoryview) -> None:
@@ -172,7 +177,8 @@ class IpLayer:
         # ip_select_ident_segs), so reserve as many IDs as segments.
         segments = -(-size // gso) if gso else 1
         ip = build_ipv4_header(src, dst, PROTO_TCP, len(tcp) + size,
-                               ttl=self.config.ip_default_ttl, ident=self._next_ident(segments))
+                               ttl=self.config.ip_default_ttl, ident=self._next_ident(segments),
+                               tos=seg.ecn)
         return b"".join((ip, tcp, payload)), gso
 
     def _next_ident(self, count: int) -> int:

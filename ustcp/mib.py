@@ -43,6 +43,7 @@ class Mib:
     IpInUnknownProtos = _next()
     IpInDelivers = _next()
     IpOutRequests = _next()
+    IpExtInCEPkts = _next()  # IPSTATS_MIB_CEPKTS: arrived with Congestion Experienced
     IcmpInMsgs = _next()
     IcmpInErrors = _next()
     IcmpInCsumErrors = _next()
@@ -165,6 +166,7 @@ class Mib:
     UstcpImpairLoss = _next()
     UstcpImpairDuplicate = _next()
     UstcpImpairCorrupt = _next()
+    UstcpImpairCE = _next()
     UstcpImpairReorder = _next()
     UstcpImpairQueueDrops = _next()
 

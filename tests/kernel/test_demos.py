@@ -38,6 +38,7 @@ MARKERS: dict[str, list[str]] = {
     "syn-retries": ["SYN seq=0", "[retransmission]", "error ETIMEDOUT", "t= 127.0 s"],
     "linger": ["close=0.", "close=2.", "FIN-WAIT-2", "FIN-WAIT-1", "[retransmission]",
                "timer:(on,"],
+    "ecn": ["SYN,ECE,CWR", "net.ipv4.tcp_ecn = 2", "UstcpImpairCE", "IpExtInCEPkts +"],
     "fastopen": ["FO ", "TcpExtTCPFastOpenCookieReqd", "TcpExtTCPFastOpenPassive",
                  "TcpExtTCPFastOpenActive +1", "net.ipv4.tcp_fastopen = 1027"],
     "orphan-retries": ["FIN-WAIT-1", "FIN,ACK seq=1", "[retransmission]", "──RST,ACK",

@@ -148,4 +148,4 @@ def test_epoll_on_the_kernel_and_a_skip_on_the_engine_is_not_a_disagreement(
     row = next(line for line in done.stdout.splitlines()
                if line.split()[:1] == [str(script)] and len(line.split()) == 4)
     assert row.split()[1:] == ["pass", "skip", "-"], row
-    assert "ustcp skipped: system call epoll_create" in done.stdout
+    assert "ustcp skipped: unsupported: system call epoll_create" in done.stdout

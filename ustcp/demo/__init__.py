@@ -68,6 +68,8 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           "linger:run"),
     Topic("fastopen", "TCP Fast Open: a cookie, then the request in the SYN (curl)",
           "fastopen:run"),
+    Topic("ecn", "ECN: CE marks echoed with ECE, answered with CWR, no retransmission",
+          "ecn:run"),
     Topic("orphan-retries", "an orphan's FIN never acknowledged (tcp_orphan_retries)",
           "orphans:orphan_retries"),
     Topic("fin-timeout", "an orphaned FIN_WAIT2 whose peer never closes (tcp_fin_timeout)",

@@ -12,6 +12,8 @@ A spec is a comma-separated list of ``key=value`` settings::
 - ``jitter``: uniform +/- variation of the delay; like netem's, it may reorder frames;
 - ``reorder``: probability a frame is held ``reorder_delay`` (default 1ms) longer, so that
   later frames overtake it (``%``);
+- ``ce``: probability an ECN-capable frame (ECT(0) or ECT(1)) is marked Congestion
+  Experienced instead (``%``), as a router running AQM with ECN would (netem's ``ecn``);
 - ``rate``: link rate (``bit``, ``kbit``, ``mbit``, ``gbit``): each frame occupies the link
   for its serialization time and later frames queue behind it;
 - ``limit``: frames that may wait in the delay queue; more are dropped (default 1000);
@@ -38,7 +40,7 @@ from typing import NamedTuple
 
 from ..mib import Counters, Mib
 
-_PERCENT_KEYS = ("loss", "duplicate", "corrupt", "reorder")
+_PERCENT_KEYS = ("loss", "duplicate", "corrupt", "reorder", "ce")
 _TIME_KEYS = ("delay", "jitter", "reorder_delay")
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 _RATE_UNITS = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
@@ -58,6 +60,7 @@ class ImpairmentSpec:
     duplicate: float = 0.0
     corrupt: float = 0.0
     reorder: float = 0.0
+    ce: float = 0.0  # probability an ECN-capable frame is marked CE (netem's ecn with loss)
     delay: float = 0.0
     jitter: float = 0.0
     reorder_delay: float = 0.001
@@ -188,10 +191,13 @@ class Impairer:
         deliveries = []
         for _ in range(copies):
             data: bytes | memoryview = frame
+            if spec.ce and _ect(frame) and rng.random() < spec.ce:
+                self.counters.inc(Mib.UstcpImpairCE)
+                data = mark_ce(frame)
             corrupted = bool(spec.corrupt) and rng.random() < spec.corrupt
             if corrupted:
                 self.counters.inc(Mib.UstcpImpairCorrupt)
-                data = self._corrupt(frame)
+                data = self._corrupt(data)
             at = depart + spec.delay
             if spec.jitter:
                 at = max(depart, at + rng.uniform(-spec.jitter, spec.jitter))
@@ -213,3 +219,23 @@ class Impairer:
         pos = rng.randrange(ihl) if in_header else rng.randrange(ihl, len(buf))
         buf[pos] ^= rng.randrange(1, 256)
         return bytes(buf)
+
+
+def _ect(frame: bytes | memoryview) -> bool:
+    """An IPv4 frame whose ECN field says ECN-capable (ECT(0) or ECT(1))."""
+    return len(frame) >= 20 and frame[0] >> 4 == 4 and frame[1] & 0x3 in (1, 2)
+
+
+def mark_ce(frame: bytes | memoryview) -> bytes:
+    """The frame with its ECN field set to CE (RFC 3168 5) and the IPv4 header checksum
+    updated incrementally (RFC 1624 3: HC' = ~(~HC + ~m + m'), m the header's first
+    16-bit word, whose low byte is the TOS)."""
+    buf = bytearray(frame)
+    old = buf[0] << 8 | buf[1]
+    buf[1] |= 0x3
+    csum = (~int.from_bytes(buf[10:12], "big") & 0xFFFF) + (~old & 0xFFFF) \
+        + (buf[0] << 8 | buf[1])
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    buf[10:12] = (~csum & 0xFFFF).to_bytes(2, "big")
+    return bytes(buf)

@@ -206,6 +206,17 @@ class Flow:
         return 0 if is_syn else self.remote_isn
 
 
+# packetdrill's IP ECN field notation (parser.y ip_ecn): [noecn], [ect0], [ect1], [ce],
+# and [ect01] for "either ECT" on outbound packets.
+ECN_CODEPOINTS = {"[noecn]": (0,), "[ect0]": (2,), "[ect1]": (1,), "[ce]": (3,),
+                  "[ect01]": (1, 2)}
+
+
+def script_ecn(spec: PacketSpec) -> tuple[int, ...] | None:
+    """The ECN codepoints the packet's ``[...]`` allows; None when it says nothing."""
+    return ECN_CODEPOINTS.get(spec.ip_info.replace(" ", "")) if spec.ip_info else None
+
+
 def inbound_segment(spec: PacketSpec, flow: Flow, ts_ecr_scaled: bool) -> TcpSegment:
     """The live segment for an inbound script packet, through the wire parser."""
     flags = flag_bits(spec.flags)
@@ -227,6 +238,7 @@ def inbound_segment(spec: PacketSpec, flow: Flow, ts_ecr_scaled: bool) -> TcpSeg
                           spec.urg_ptr) + raw_options
     seg = parse_tcp(header + bytes(spec.payload_len), b"", b"", verify_checksum=False)
     seg.payload = bytes(seg.payload)
+    seg.ecn = (script_ecn(spec) or (0,))[0]
     return seg
 
 

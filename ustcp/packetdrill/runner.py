@@ -37,12 +37,14 @@ from .ast import (
 from .code import CodeFailure, CodeRunner
 from .match import compare, fragment_problem, record_timestamps
 from .packets import (
+    ECN_CODEPOINTS,
     Actual,
     Flow,
     MappingError,
     flag_bits,
     inbound_segment,
     render_spec,
+    script_ecn,
     to_script_space,
 )
 from .parser import ParseError, UnsupportedSyntax, parse_file
@@ -52,6 +54,7 @@ from .suites import Suite, suite_for
 from .support import IP_VERSIONS, command_plans, unsupported_reason
 from .symbols import Unsupported, evaluate, render_expr
 
+ECN_NAMES = {values[0]: name for name, values in ECN_CODEPOINTS.items() if len(values) == 1}
 TOLERANCE_USECS = 4000
 TOLERANCE_PERCENT = 12.5
 OUTBOUND_HORIZON = 120.0  # how far past its window to look for a late packet
@@ -467,6 +470,10 @@ class Runner:
                 actual))
         record_timestamps(spec, last, flow)
         problem = compare(spec, actual, flow, self.ts_tick_us, self.tol_us / 1e6)
+        ecn_field = script_ecn(spec)
+        if not problem and ecn_field is not None and first.ecn not in ecn_field:
+            problem = f"IP ECN field: expected {spec.ip_info} actual " \
+                      f"{ECN_NAMES.get(first.ecn, first.ecn)}"
         if problem:
             raise ScriptFailure(event.line, self.mismatch(problem, spec, actual))
         self.verify_time(event, start, end, fragments[-1].time, "outbound packet", tol)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .ast import CommandSpec, PacketSpec, Script, SyscallSpec
+from .packets import script_ecn
 from .shell import ShellPlan, plan_command
 from .sockets import SEND_FLAGS, Sockets, sockopt_support
 from .symbols import SYMBOLS, Unsupported, evaluate
@@ -71,12 +72,12 @@ def unsupported_reason(script: Script, plans: dict[int, ShellPlan],
 
 
 def _packet_reason(packet: PacketSpec) -> str | None:
-    if packet.ip_info:
+    if packet.ip_info and script_ecn(packet) is None:
         return f"IP header fields {packet.ip_info}"
     if packet.ports is not None:
         return "explicit TCP ports"
-    if set(packet.flags) & set("EWA"):
-        return "ECN flags"
+    if "A" in packet.flags:
+        return "the AccECN AE flag"
     if packet.ace is not None:
         return "the AccECN ACE field"
     for option in packet.options or ():

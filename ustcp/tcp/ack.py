@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..mib import Mib
-from ..wire.tcp import FIN, SYN, TcpSegment
+from ..wire.tcp import ECE, FIN, SYN, TcpSegment
 from . import recovery
 from .congestion.base import CA_OPEN
+from .ecn import TCP_ECN_OK
 from .seq import after, before, seq_add, seq_diff
 from .states import State
 from .timers import XmitTimer
@@ -73,12 +74,16 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     if conn.tlp_high_seq is not None:
         recovery.process_tlp_ack(conn, now, ack, acked_pkts, newly_sacked, seg)
     newly_lost = 0
+    # An ECN echo (tcp_ecn_rcv_ecn_echo: FLAG_ECE).
+    # With nothing in flight the ACK takes tcp_ack's no_queue path: no state machine.
+    ece = bool(conn.ecn_flags & TCP_ECN_OK and seg.flags & ECE and not seg.flags & SYN
+               and prior_packets)
     # tcp_ack_is_dubious: a duplicate ACK (no progress, no data, no window update), one
-    # with SACK information, or any ACK outside CA_Open goes through the recovery state
-    # machine; a clean ACK in CA_Open cannot prove a loss.
+    # with SACK information or an ECN echo, or any ACK outside CA_Open goes through the
+    # recovery state machine; a clean ACK in CA_Open cannot prove a loss.
     if not (una_advanced or window_update or seg.payload) or seg.options.sack_blocks \
-            or conn.ccs.ca_state != CA_OPEN:
-        newly_lost = recovery.fastretrans_alert(conn, now, prior_una)
+            or ece or conn.ccs.ca_state != CA_OPEN:
+        newly_lost = recovery.fastretrans_alert(conn, now, prior_una, ece)
     recovery.cong_control(conn, now, acked_pkts, newly_sacked, newly_lost, una_advanced)
     if conn.lost_out > conn.retrans_out:
         recovery.xmit_retransmit_queue(conn, now)  # tcp_xmit_recovery

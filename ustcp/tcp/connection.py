@@ -27,8 +27,19 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..mib import Mib
-from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment, gso_segments
-from . import ack, recovery, tso
+from ..wire.tcp import (
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    TcpOptions,
+    TcpSegment,
+    gso_segments,
+)
+from . import ack, ecn, recovery, tso
 from .buffers import ReceiveBuffer, SendBuffer
 from .congestion import make_congestion_control
 from .congestion.base import (
@@ -155,6 +166,7 @@ class Connection:
         # there carries PSH; None once a MSG_MORE write has appended to that unsent data.
         self.psh_mark: int | None = None
         self.fastopen_child = False  # made by a Fast Open SYN (tp->syn_fastopen_child)
+        self.ecn_flags = 0  # tcp/ecn.py TCP_ECN_* (tp->ecn_flags)
         self.fastopen_req = False  # an active open asking for Fast Open (tp->fastopen_req)
         self.fastopen_syn_data = 0  # bytes our SYN carried (tp->syn_data)
         self.nagle_cork = False  # this push is a MSG_MORE write's (TCP_NAGLE_CORK)
@@ -344,6 +356,7 @@ class Connection:
         self.rcv_wscale = req.rcv_wscale if self.wscale_ok else 0
         self.mss_clamp = req.snd_mss
         self._set_mss()
+        self.ecn_flags = ecn.TCP_ECN_OK if req.ecn_ok else 0
 
     def _init_send_seq(self, iss: int) -> None:
         self.snd_una = iss
@@ -683,6 +696,8 @@ class Connection:
             if blocks:
                 opts.sack_blocks = tuple(blocks[:3 if self.ts_ok else 4])
         window = self._select_window() if flags & ACK else 0
+        if self.ecn_flags & ecn.TCP_ECN_DEMAND_CWR and flags & ACK:
+            flags |= ECE  # echo the CE mark until the peer's CWR (tcp_ecn_send)
         return TcpSegment(self.local_port, self.remote_port, seq,
                           self.rcv_nxt if flags & ACK else 0, flags, window, opts, payload)
 
@@ -720,6 +735,10 @@ class Connection:
                           ts_val=ts_val, ts_ecr=0, sack=bool(cfg.tcp_sack),
                           wscale=bool(cfg.tcp_window_scaling))
         first = not self.rtx
+        if first and ecn.client_wants_ecn(cfg):
+            self.ecn_flags = ecn.TCP_ECN_OK  # tcp_ecn_send_syn
+        if self.ecn_flags & ecn.TCP_ECN_OK and (first or not cfg.tcp_ecn_fallback):
+            seg.flags |= ECE | CWR  # a retransmitted SYN goes without (tcp_ecn_clear_syn)
         if first:
             self.rtx.append(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True))
             self.packets_out = 1
@@ -899,6 +918,11 @@ class Connection:
         if size and seq_add(seq, size) == self.psh_mark:
             flags |= PSH
         seg = self._segment(now, flags, seq, payload)
+        if size and self.ecn_flags & ecn.TCP_ECN_OK:
+            seg.ecn = ecn.ECT0  # new data only (tcp_ecn_send: INET_ECN_xmit)
+            if self.ecn_flags & ecn.TCP_ECN_QUEUE_CWR:
+                self.ecn_flags &= ~ecn.TCP_ECN_QUEUE_CWR
+                seg.flags |= CWR
         pcount = max(1, -(-size // self.mss))
         end = seq_add(seq, size + (1 if fin else 0))
         if not self.packets_out:
@@ -1108,6 +1132,7 @@ class Connection:
             return
         c.inc(Mib.TcpExtTCPTimeouts)
         self.tlp_high_seq = None  # an RTO ends the loss-probe episode (tcp_retransmit_timer)
+        self.ecn_queue_cwr()  # tcp_enter_loss, for the SYN too
         if self.state == State.SYN_SENT:
             self.retransmits += 1
             self.backoff += 1
@@ -1255,12 +1280,34 @@ class Connection:
         """A segment for this connection (RFC 9293 3.10.7)."""
         self.segs_in += 1
         state = self.state
+        if self.ecn_flags & ecn.TCP_ECN_OK and seg.payload and state != State.SYN_SENT:
+            self._ecn_rcv(seg)
         if state == State.ESTABLISHED and self._header_predicted(seg):
             self._rcv_predicted(now, seg)
         elif state == State.SYN_SENT:
             self._rcv_syn_sent(now, seg)
         elif state != State.CLOSE:
             self._rcv_synchronized(now, seg)
+
+    def ecn_queue_cwr(self) -> None:
+        """Every cwnd reduction (loss, recovery, an ECN echo) tells an ECN peer with CWR on
+        the next new data segment (tcp_ecn_queue_cwr)."""
+        if self.ecn_flags & ecn.TCP_ECN_OK:
+            self.ecn_flags |= ecn.TCP_ECN_QUEUE_CWR
+
+    def _ecn_rcv(self, seg: TcpSegment) -> None:
+        """The peer's CWR ends our ECE echo (tcp_ecn_accept_cwr); a CE mark starts it,
+        with quick ACKs, since the sender may have a tiny cwnd (tcp_ecn_check_ce)."""
+        if seg.flags & CWR:
+            self.ecn_flags &= ~ecn.TCP_ECN_DEMAND_CWR
+            self.ack_now = True
+        if seg.ecn == ecn.CE:
+            if not self.ecn_flags & ecn.TCP_ECN_DEMAND_CWR:
+                self._enter_quickack()
+                self.ecn_flags |= ecn.TCP_ECN_DEMAND_CWR
+            self.ecn_flags |= ecn.TCP_ECN_SEEN
+        elif seg.ecn:
+            self.ecn_flags |= ecn.TCP_ECN_SEEN
 
     def _header_predicted(self, seg: TcpSegment) -> bool:
         """Header prediction (Van Jacobson's, Linux tcp_rcv_established's fast path): the
@@ -1326,6 +1373,8 @@ class Connection:
             self.rcv_wscale = 0
         self.mss_clamp = peer_mss(opts)
         self._set_mss()
+        if flags & ACK and (not flags & ECE or flags & CWR):
+            self.ecn_flags = 0  # tcp_ecn_rcv_synack: the server did not agree
         if flags & ACK:
             # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check).
             syn_data_acked = self.fastopen_syn_data and after(seg.ack, seq_add(self.iss, 1))
@@ -1378,6 +1427,8 @@ class Connection:
                           ts_val=ts_val, ts_ecr=self.ts_recent, sack=self.sack_ok,
                           wscale=self.wscale_ok)
         seg.options.fastopen, seg.options.fastopen_exp = fastopen, exp
+        if self.ecn_flags & ecn.TCP_ECN_OK:
+            seg.flags |= ECE  # tcp_ecn_make_synack
         self.segs_out += 1
         self.host.emit(self.local_ip, self.remote_ip, seg)
         self.arm_rto(now)
@@ -1724,6 +1775,10 @@ class Connection:
             options |= 2  # TCPI_OPT_SACK
         if self.wscale_ok:
             options |= 4  # TCPI_OPT_WSCALE
+        if self.ecn_flags & ecn.TCP_ECN_OK:
+            options |= ecn.TCPI_OPT_ECN
+        if self.ecn_flags & ecn.TCP_ECN_SEEN:
+            options |= ecn.TCPI_OPT_ECN_SEEN
         rto = self.rto_value()
         return {
             "tcpi_state": int(self.state),

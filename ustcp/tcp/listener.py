@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..mib import Mib
-from ..wire.tcp import ACK, FIN, RST, SYN, TcpSegment
-from . import fastopen, syncookies
+from ..wire.tcp import ACK, CWR, ECE, FIN, RST, SYN, TcpSegment
+from . import ecn, fastopen, syncookies
 from .connection import Connection
 from .options import (
     TS_OPTION_LEN,
@@ -250,7 +250,8 @@ class Listener:
             ts_ok=ts_ok, ts_recent=opts.ts_val or 0,
             ts_offset=e.isn.ts_offset(local_ip, remote_ip),
             rcv_wnd=initial_rcv_wnd(cfg, self.sockopts, payload_mss),
-            sockopts=self.sockopts.copy(), created=now)
+            sockopts=self.sockopts.copy(), created=now,
+            ecn_ok=ecn.server_accepts_ecn(cfg, seg.flags & (ECE | CWR) == ECE | CWR, seg.ecn))
 
     def _send_synack(self, now: float, req: RequestSock) -> None:
         """tcp_make_synack: options in Linux's order, window never scaled."""
@@ -268,6 +269,8 @@ class Listener:
                           ts_val=ts_val, ts_ecr=req.ts_recent, sack=req.sack_ok,
                           wscale=req.snd_wscale is not None)
         seg.options.fastopen, seg.options.fastopen_exp = req.fastopen_cookie, req.fastopen_exp
+        if req.ecn_ok and not req.from_cookie:
+            seg.flags |= ECE  # tcp_ecn_make_synack
         req.synack_sent = now
         e.emit(req.local_ip, req.remote_ip, seg)
 

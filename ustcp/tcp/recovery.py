@@ -355,11 +355,12 @@ def mark_record_lost(conn: Connection, rec: TxRecord) -> None:
         conn.retrans_out -= rec.pcount
 
 
-def fastretrans_alert(conn: Connection, now: float, prior_una: int) -> int:
+def fastretrans_alert(conn: Connection, now: float, prior_una: int, ece: bool = False) -> int:
     """The loss-recovery state machine (tcp_fastretrans_alert) for a dubious ACK: leaves
     recovery once everything outstanding at its start is acked, detects losses (RACK,
-    RFC 6675 or NewReno, RFC 6582) and enters recovery when one is proven. Returns the
-    packets newly marked lost."""
+    RFC 6675 or NewReno, RFC 6582) and enters recovery when one is proven; an ECN echo
+    (``ece``) that proves no loss enters CWR (tcp_try_to_open). Returns the packets newly
+    marked lost."""
     ccs = conn.ccs
     state = ccs.ca_state
     # Leave a recovery episode once everything outstanding at its start is acked.
@@ -369,8 +370,14 @@ def fastretrans_alert(conn: Connection, now: float, prior_una: int) -> int:
             ccs.snd_cwnd_cnt = 0
         set_ca_state(conn, CA_OPEN)
         state = CA_OPEN
-    elif (state == CA_LOSS and not before(conn.snd_una, conn.high_seq)) or (
-            state == CA_CWR and after(conn.snd_una, conn.high_seq)):
+    elif state == CA_CWR and after(conn.snd_una, conn.high_seq):
+        # CWR is held until something above high_seq is acked, so that the CWR bit has
+        # reached the receiver (tcp_fastretrans_alert); then cwnd = ssthresh.
+        ccs.snd_cwnd = ccs.snd_ssthresh  # tcp_end_cwnd_reduction
+        ccs.snd_cwnd_cnt = 0
+        set_ca_state(conn, CA_OPEN)
+        state = CA_OPEN
+    elif state == CA_LOSS and not before(conn.snd_una, conn.high_seq):
         set_ca_state(conn, CA_OPEN)
         state = CA_OPEN
     lost_before = conn.lost_out
@@ -378,7 +385,11 @@ def fastretrans_alert(conn: Connection, now: float, prior_una: int) -> int:
         mark_lost(conn, now, after(conn.snd_una, prior_una))
     if conn.lost_out and state in (CA_OPEN, CA_DISORDER, CA_CWR):
         enter_recovery(conn, now)  # tcp_time_to_recover: the loss is proven
-    elif state == CA_OPEN and conn.sacked_out:
+        return max(0, conn.lost_out - lost_before)
+    if ece and state in (CA_OPEN, CA_DISORDER):
+        enter_cwr(conn, now)
+        return max(0, conn.lost_out - lost_before)
+    if state == CA_OPEN and conn.sacked_out:
         set_ca_state(conn, CA_DISORDER)
     elif state == CA_DISORDER and not conn.sacked_out:
         set_ca_state(conn, CA_OPEN)
@@ -399,6 +410,23 @@ def cong_control(conn: Connection, now: float, acked: int, sacked: int, newly_lo
         conn.cc.cong_avoid(ccs, now, conn.snd_una, delivered)
 
 
+def enter_cwr(conn: Connection, now: float) -> None:
+    """Congestion Window Reduced after an ECN echo (tcp_enter_cwr, RFC 3168 6.1.2): the
+    response to a loss, once per window, with nothing to retransmit; CWR goes out on the
+    next new data segment."""
+    ccs = conn.ccs
+    ccs.prior_cwnd = ccs.snd_cwnd
+    ccs.snd_ssthresh = conn.cc.ssthresh(ccs)
+    conn.prior_cwnd = ccs.snd_cwnd
+    conn.prr_delivered = 0
+    conn.prr_out = 0
+    conn.high_seq = conn.snd_nxt
+    conn.ecn_queue_cwr()
+    set_ca_state(conn, CA_CWR)
+    log.debug("cwr", conn=conn.name, cwnd=ccs.snd_cwnd, ssthresh=ccs.snd_ssthresh,
+              t=round(now, 6))
+
+
 def enter_recovery(conn: Connection, now: float) -> None:
     """Fast recovery starts (tcp_enter_recovery, RFC 5681 3.2 / RFC 6675 5)."""
     ccs = conn.ccs
@@ -410,6 +438,7 @@ def enter_recovery(conn: Connection, now: float) -> None:
     conn.prr_out = 0
     conn.high_seq = conn.snd_nxt
     conn.tlp_high_seq = None  # tcp_init_cwnd_reduction
+    conn.ecn_queue_cwr()
     set_ca_state(conn, CA_RECOVERY)
     conn.host.counters.inc(
         Mib.TcpExtTCPSackRecovery if conn.sack_ok else Mib.TcpExtTCPRenoRecovery)

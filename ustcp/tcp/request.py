@@ -36,6 +36,7 @@ class RequestSock:
     from_cookie: bool = False
     fastopen_cookie: bytes | None = None  # a Fast Open cookie for the SYN-ACK to carry
     fastopen_exp: bool = False  # in the experimental option form, as the client asked
+    ecn_ok: bool = False  # the SYN asked for ECN and we agree (inet_rsk(req)->ecn_ok)
     acked: bool = False  # a bare final ACK was held back by TCP_DEFER_ACCEPT
 
     @property

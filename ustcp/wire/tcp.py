@@ -76,6 +76,9 @@ class TcpSegment:
     # Outbound only: when non-zero and smaller than len(payload), the link segments the
     # payload into gso_size pieces (virtio-net GSO); 0 means send as one segment.
     gso_size: int = 0
+    # The IP header's ECN field (RFC 3168 5): 0 Not-ECT, 2 ECT(0), 1 ECT(1), 3 CE; what
+    # arrived (inbound) or what to send (outbound).
+    ecn: int = 0
 
     @property
     def pcount(self) -> int:
@@ -106,7 +109,7 @@ def gso_segments(seg: TcpSegment, size: int) -> list[TcpSegment]:
             flags &= ~CWR
         out.append(TcpSegment(seg.src_port, seg.dst_port, (seg.seq + i * size) & 0xFFFFFFFF,
                               seg.ack, flags, seg.window, seg.options,
-                              view[i * size:(i + 1) * size], seg.urg_ptr))
+                              view[i * size:(i + 1) * size], seg.urg_ptr, ecn=seg.ecn))
     return out
 
 

@@ -105,7 +105,7 @@ class Tun:
         tcp = build_tcp(seg, REMOTE_IP, LOCAL_IP, checksum="full")
         self.ident = (self.ident + 1) & 0xFFFF
         ip = build_ipv4_header(REMOTE_IP, LOCAL_IP, PROTO_TCP, len(tcp) + len(seg.payload),
-                               ttl=64, ident=self.ident)
+                               ttl=64, ident=self.ident, tos=seg.ecn)
         os.write(self.fd, NO_OFFLOAD + ip + tcp + bytes(seg.payload))
 
     def _read_loop(self) -> None:
@@ -143,4 +143,5 @@ def parse_outbound(frame: bytes) -> TcpSegment | None:
     except ParseError:
         return None
     seg.payload = bytes(seg.payload)
+    seg.ecn = header.tos & 0x3
     return seg
