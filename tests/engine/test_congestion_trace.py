@@ -86,7 +86,7 @@ def test_rto_collapses_cwnd_to_one() -> None:
     assert client.ccs.snd_ssthresh == max(cwnd // 2, 2)
     cut["on"] = False
     net.run(net.now + 5.0)
-    assert client.ccs.ca_state == 0 and client.packets_out == 0
+    assert client.ccs.ca_state == 0 and client.rtx.packets_out == 0
 
 
 def test_sender_silly_window_avoidance_waits_for_a_full_segment() -> None:

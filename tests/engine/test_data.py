@@ -152,8 +152,8 @@ def test_bulk_transfer_through_loss_keeps_data_intact() -> None:
         assert net.a.counters["TcpRetransSegs"] > 0
         net.run(net.now + 5.0)
         # The scoreboard drains to zero once everything is acknowledged.
-        assert (client.packets_out, client.sacked_out, client.lost_out,
-                client.retrans_out) == (0, 0, 0, 0)
+        assert (client.rtx.packets_out, client.rtx.sacked_out, client.rtx.lost_out,
+                client.rtx.retrans_out) == (0, 0, 0, 0)
         assert client.ccs.ca_state == 0
 
 
@@ -182,7 +182,7 @@ def test_zero_window_persist_probes_back_off_and_recover() -> None:
     net.run(net.now + 0.007)  # the window update arrives, data leaves, no ACK yet
     # tcp_ack_probe: the opened window ends the probing and forgets its backoff, so the
     # data now in flight is timed by the plain RTO.
-    assert client.packets_out and client.backoff == 0
+    assert client.rtx.packets_out and client.backoff == 0
     assert client.rto_value() == client.rtt.rto
     while len(received) < len(data):
         if sent < len(data):
@@ -299,10 +299,10 @@ def test_send_time_queue_stays_as_short_as_the_flight(sack: int) -> None:
         server.send(net.now, b"!")
         net.run(net.now + 0.01)
         assert drain(client, net.now) == b"!"
-        assert len(server.tsorted) <= len(server.rtx) + 1, i
+        assert len(server.rtx.tsorted) <= len(server.rtx.records) + 1, i
     data = payload(1 << 20)
     assert transfer(net, server, client, data) == data
-    assert len(server.tsorted) <= len(server.rtx) + 1
+    assert len(server.rtx.tsorted) <= len(server.rtx.records) + 1
 
 
 def test_window_stays_shut_until_a_sixteenth_of_a_large_buffer_is_free() -> None:

@@ -10,6 +10,7 @@ send the same segments and end in the same state.
 from __future__ import annotations
 
 import copy
+from operator import attrgetter
 from typing import Any
 
 import pytest
@@ -26,8 +27,8 @@ from .util import open_pair
 
 # The state a segment can change, compared field by field.
 _FIELDS = ("state", "snd_una", "snd_nxt", "snd_wnd", "snd_wl1", "snd_wl2", "max_window",
-           "rcv_nxt", "rcv_wnd", "rcv_wup", "ts_recent", "packets_out", "sacked_out",
-           "lost_out", "retrans_out", "bytes_acked", "bytes_received", "data_segs_in",
+           "rcv_nxt", "rcv_wnd", "rcv_wup", "ts_recent", "rtx.packets_out", "rtx.sacked_out",
+           "rtx.lost_out", "rtx.retrans_out", "bytes_acked", "bytes_received", "data_segs_in",
            "ack_scheduled", "ack_now", "quick", "pingpong", "t_rto", "t_delack", "t_probe0",
            "xmit_timer", "pending_dsack", "delivered", "backoff", "probes_out")
 
@@ -48,7 +49,7 @@ def _established() -> tuple[Net, Connection, Connection]:
 def _snapshot(conn: Connection, engine: TcpEngine) -> dict[str, Any]:
     out = [(s.seq, s.ack, s.flags, s.window, bytes(s.payload), s.options)
            for _, _, s in engine.take_output()]
-    return {"fields": {f: getattr(conn, f) for f in _FIELDS}, "out": out,
+    return {"fields": {f: attrgetter(f)(conn) for f in _FIELDS}, "out": out,
             "buffered": len(conn.rcv_buf), "cwnd": conn.ccs.snd_cwnd,
             "counters": engine.counters.snapshot()}
 

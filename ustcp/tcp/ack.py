@@ -30,7 +30,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
     """tcp_ack: returns False when the segment is to be dropped."""
     ack = seg.ack
     prior_una = conn.snd_una
-    prior_packets = conn.packets_out
+    prior_packets = conn.rtx.packets_out
     if after(ack, conn.snd_nxt):
         conn.host.counters.inc(Mib.UstcpDropAckUnsent)
         return False  # Linux drops it without an ACK (tcp_ack: invalid_ack)
@@ -46,7 +46,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
         conn.ts_recent_stamp = now
     window_update = update_window(conn, seg)
     newly_sacked = 0
-    prior_fack = conn.highest_sack if conn.sacked_out else prior_una
+    prior_fack = conn.rtx.fack(prior_una)
     if conn.sack_ok and seg.options.sack_blocks:
         newly_sacked = recovery.sacktag(conn, now, seg.options.sack_blocks, ack)
     acked_pkts = 0
@@ -60,13 +60,13 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
         conn.retrans_stamp = 0.0
         if not conn.sack_ok:
             # Dupacks already stood for delivered segments (tcp_remove_reno_sacks).
-            prior_sacked = conn.sacked_out
-            recovery.remove_reno_sacks(conn, acked_pkts)
+            prior_sacked = conn.rtx.sacked_out
+            conn.rtx.remove_reno_sacks(acked_pkts)
             acked_pkts = max(acked_pkts - prior_sacked, 1)
         conn.probes_out = 0
         conn.host.wake(conn)
     elif not conn.sack_ok and is_dupack(conn, seg, prior_una):
-        recovery.add_reno_sack(conn)
+        conn.rtx.add_reno_sack()
         newly_sacked = 1
     if not prior_packets:
         ack_probe(conn, now)  # tcp_ack's no_queue: nothing was in flight
@@ -80,7 +80,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
             or conn.ccs.ca_state != CA_OPEN:
         newly_lost = recovery.fastretrans_alert(conn, now, prior_una)
     recovery.cong_control(conn, now, acked_pkts, newly_sacked, newly_lost, una_advanced)
-    if conn.lost_out > conn.retrans_out:
+    if conn.rtx.lost_out > conn.rtx.retrans_out:
         recovery.xmit_retransmit_queue(conn, now)  # tcp_xmit_recovery
     if una_advanced and conn.xmit_timer != XmitTimer.REO_TIMEOUT:
         conn.set_xmit_timer(now)
@@ -107,7 +107,7 @@ def ack_probe(conn: Connection, now: float) -> None:
 def is_dupack(conn: Connection, seg: TcpSegment, prior_una: int) -> bool:
     """RFC 5681 2: same ACK, no data, no window change, data outstanding."""
     return (seg.ack == prior_una and not seg.payload and not seg.flags & (SYN | FIN)
-            and conn.packets_out > 0
+            and conn.rtx.packets_out > 0
             and (seg.window << conn.snd_wscale) == conn.snd_wnd)
 
 
@@ -138,44 +138,28 @@ def clean_rtx(conn: Connection, now: float, ack: int, seg: TcpSegment, prior_fac
     last_ackt: float | None = None  # latest: the congestion control's (ca_rtt_us)
     reord: int | None = None
     delivered = 0  # acked now and not SACKed before (tcp_newly_delivered)
-    while conn.rtx:
-        rec = conn.rtx[0]
+    rtx = conn.rtx
+    records = rtx.records
+    while records:
+        rec = records[0]
         if after(rec.end, ack):
             if after(ack, rec.start) and not rec.syn:
                 # Partially acknowledged (tcp_trim_head).
-                trimmed = seq_diff(ack, rec.start)
-                acked_bytes += trimmed
-                remaining = seq_diff(rec.end, ack) - (1 if rec.fin else 0)
-                new_pcount = max(1, -(-remaining // conn.mss))
-                delta = rec.pcount - new_pcount
+                acked_bytes += seq_diff(ack, rec.start)
+                delta = rtx.trim_head(rec, ack, conn.mss)
                 acked_pkts += delta
                 if not rec.sacked:
                     delivered += delta
-                conn.packets_out -= delta
-                for flag, attr in ((rec.sacked, "sacked_out"), (rec.lost, "lost_out"),
-                                   (rec.retrans, "retrans_out")):
-                    if flag:
-                        setattr(conn, attr, getattr(conn, attr) - delta)
-                rec.start = ack
-                rec.pcount = new_pcount
                 recovery.rack_advance(conn, now, rec)
                 if not rec.ever_retrans:
                     first_ackt = rec.xmit if first_ackt is None else first_ackt
                     last_ackt = rec.xmit
             break
-        conn.rtx.popleft()
-        rec.done = True
+        rtx.pop_head()
         recovery.rack_advance(conn, now, rec)
         acked_pkts += rec.pcount
         if not rec.sacked:
             delivered += rec.pcount
-        conn.packets_out -= rec.pcount
-        if rec.sacked:
-            conn.sacked_out -= rec.pcount
-        if rec.lost:
-            conn.lost_out -= rec.pcount
-        if rec.retrans:
-            conn.retrans_out -= rec.pcount
         span = seq_diff(rec.end, rec.start)
         if rec.fin:
             conn.fin_acked = True
@@ -194,7 +178,7 @@ def clean_rtx(conn: Connection, now: float, ack: int, seg: TcpSegment, prior_fac
     # Keep the send-time queue as short as the retransmission queue: without this, a
     # connection whose ACKs never leave data outstanding (request/response) or that
     # runs without SACK (no RACK) would only ever append to it.
-    recovery.rack_prune(conn)
+    rtx.prune_tsorted()
     if acked_bytes:
         conn.snd_buf.consume(acked_bytes)
         conn.bytes_acked += acked_bytes
@@ -215,7 +199,7 @@ def clean_rtx(conn: Connection, now: float, ack: int, seg: TcpSegment, prior_fac
         conn.ccs.min_rtt_us = conn.rtt.min_rtt_us
     if acked_pkts:
         conn.cc.pkts_acked(conn.ccs, now, acked_pkts, ca_rtt_us)
-    conn.ccs.packets_out = conn.packets_out
+    conn.ccs.packets_out = conn.rtx.packets_out
     return delivered
 
 

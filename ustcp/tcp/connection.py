@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -49,6 +48,7 @@ from .options import (
     syn_segment,
 )
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
+from .rtxqueue import RtxQueue, TxRecord
 from .seq import after, before, before_eq, seq_add, seq_diff
 from .states import State
 from .timers import XmitTimer
@@ -75,41 +75,6 @@ _RCV_DATA_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT
 # leaves (CLOSING, LAST_ACK).
 _SEND_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
                           State.CLOSING, State.LAST_ACK})
-
-
-class TxRecord:
-    """One transmitted segment in the retransmission queue (Linux: an skb in the rtx queue
-    with its TCP_SKB_CB sacked bits)."""
-
-    __slots__ = (
-        "done",
-        "end",
-        "ever_retrans",
-        "fin",
-        "first_xmit",
-        "lost",
-        "pcount",
-        "retrans",
-        "sacked",
-        "start",
-        "syn",
-        "xmit",
-    )
-
-    def __init__(self, start: int, end: int, pcount: int, now: float, *, syn: bool = False,
-                 fin: bool = False) -> None:
-        self.start = start
-        self.end = end
-        self.pcount = pcount
-        self.xmit = now
-        self.first_xmit = now
-        self.syn = syn
-        self.fin = fin
-        self.sacked = False
-        self.lost = False
-        self.retrans = False  # retransmitted and not yet acknowledged or SACKed
-        self.ever_retrans = False  # Karn's rule: no RTT sample from this record
-        self.done = False  # acknowledged and gone from the retransmission queue
 
 
 class Connection:
@@ -150,11 +115,7 @@ class Connection:
         self.fin_sent = False
         self.fin_acked = False
         self.snd_sml = 0  # end of the last small segment sent (Nagle, Minshall's variant)
-        self.rtx: deque[TxRecord] = deque()
-        self.packets_out = 0
-        self.sacked_out = 0
-        self.lost_out = 0
-        self.retrans_out = 0
+        self.rtx = RtxQueue()  # the retransmission queue and SACK scoreboard
         # Receive sequence space.
         self.irs = 0
         self.rcv_nxt = 0
@@ -213,13 +174,11 @@ class Connection:
         self.high_seq = 0
         self.prior_cwnd = 0
         # RACK (RFC 8985, Linux tcp_recovery.c) and TLP.
-        self.tsorted: deque[tuple[float, TxRecord]] = deque()  # records by send time
         self.rack_mstamp = -1.0  # send time of the most recently sent delivered record
         self.rack_end_seq = 0
         self.rack_rtt_us = 0
         self.rack_advanced = False
         self.reord_seen = 0
-        self.highest_sack = 0  # end of the highest SACKed record
         self.tlp_high_seq: int | None = None
         self.tlp_retrans = False
         self.prr_delivered = 0
@@ -657,9 +616,9 @@ class Connection:
                           rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
                           ts_val=ts_val, ts_ecr=0, sack=bool(cfg.tcp_sack),
                           wscale=bool(cfg.tcp_window_scaling))
-        if not self.rtx:
-            self.rtx.append(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True))
-            self.packets_out = 1
+        if not self.rtx.records:
+            self.rtx.add(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True),
+                         timed=False)
             self.snd_nxt = seq_add(self.iss, 1)
         self.segs_out += 1
         self.host.emit(self.local_ip, self.remote_ip, seg)
@@ -677,7 +636,7 @@ class Connection:
 
     def in_flight(self) -> int:
         """Packets in flight (tcp_packets_in_flight, RFC 6675 "pipe")."""
-        return self.packets_out - (self.sacked_out + self.lost_out) + self.retrans_out
+        return self.rtx.in_flight()
 
     def _push(self, now: float) -> None:
         """Send what the windows allow (tcp_write_xmit)."""
@@ -694,7 +653,7 @@ class Connection:
         sent_any = False
         last: TcpSegment | None = None
         first_seq = self.snd_nxt
-        idle = not self.packets_out
+        idle = not self.rtx.packets_out
         while True:
             unsent = seq_diff(self.write_seq, self.snd_nxt)
             want_fin = self.fin_queued and not self.fin_sent
@@ -718,7 +677,7 @@ class Connection:
             fin = want_fin and size == unsent
             if not size and not fin:
                 break
-            if fin and not size and avail <= 0 and self.snd_wnd == 0 and self.packets_out:
+            if fin and not size and avail <= 0 and self.snd_wnd == 0 and self.rtx.packets_out:
                 break
             if idle and not sent_any and self.config.tcp_slow_start_after_idle:
                 self._cwnd_restart_after_idle(now)
@@ -741,9 +700,9 @@ class Connection:
         """Remember whether this flight was limited by cwnd rather than by the application
         (tcp_cwnd_validate, RFC 7661): only then may cwnd grow."""
         if not before(self.snd_una, self.cwnd_usage_seq) or is_cwnd_limited or (
-                not self.cwnd_limited and self.packets_out > self.max_packets_out):
+                not self.cwnd_limited and self.rtx.packets_out > self.max_packets_out):
             self.cwnd_limited = is_cwnd_limited
-            self.max_packets_out = self.packets_out
+            self.max_packets_out = self.rtx.packets_out
             self.cwnd_usage_seq = self.snd_nxt
 
     def is_cwnd_limited(self) -> bool:
@@ -760,7 +719,7 @@ class Connection:
             return True
         if self.sockopts.nodelay:
             return False
-        return bool(self.packets_out) and after(self.snd_sml, self.snd_una)
+        return bool(self.rtx.packets_out) and after(self.snd_sml, self.snd_una)
 
     def _cwnd_restart_after_idle(self, now: float) -> None:
         """RFC 5681 4.1 / tcp_cwnd_restart: after an idle period longer than the RTO,
@@ -790,12 +749,10 @@ class Connection:
         if size > self.mss:
             seg.gso_size = self.mss
         end = seq_add(seq, size + (1 if fin else 0))
-        if not self.packets_out:
+        if not self.rtx.packets_out:
             self.cc.cwnd_event(self.ccs, now, CwndEvent.TX_START)
         rec = TxRecord(seq, end, pcount, now, fin=fin)
-        self.rtx.append(rec)
-        self.tsorted.append((now, rec))
-        self.packets_out += pcount
+        self.rtx.add(rec)
         self.snd_nxt = end
         self.ccs.snd_nxt = end
         if fin:
@@ -836,14 +793,9 @@ class Connection:
             if size and seq_add(rec.start, size) == self.write_seq:
                 flags |= PSH
             self._emit(now, self._segment(now, flags, rec.start, payload))
-        if not rec.retrans:
-            rec.retrans = True
-            self.retrans_out += rec.pcount
+        self.rtx.mark_retransmitted(rec, now)
         if self.ccs.ca_state == CA_RECOVERY:
             self.prr_out += rec.pcount
-        rec.ever_retrans = True
-        rec.xmit = now
-        self.tsorted.append((now, rec))
         self.total_retrans += rec.pcount
         self.bytes_retrans += size
         self.host.counters.inc(Mib.TcpRetransSegs, rec.pcount)
@@ -854,24 +806,7 @@ class Connection:
 
     def split(self, rec: TxRecord, first_len: int) -> None:
         """Split a record after ``first_len`` bytes (tcp_fragment)."""
-        mid = seq_add(rec.start, first_len)
-        tail_len = seq_diff(rec.end, mid) - (1 if rec.fin else 0)
-        tail = TxRecord(mid, rec.end, max(1, -(-tail_len // self.mss)), rec.xmit, fin=rec.fin)
-        tail.first_xmit = rec.first_xmit
-        tail.sacked, tail.lost, tail.ever_retrans = rec.sacked, rec.lost, rec.ever_retrans
-        old = rec.pcount
-        rec.end, rec.fin, rec.pcount = mid, False, 1
-        delta = rec.pcount + tail.pcount - old
-        self.packets_out += delta
-        if rec.sacked:
-            self.sacked_out += delta
-        if rec.lost:
-            self.lost_out += delta
-        if rec.retrans:
-            self.retrans_out += delta
-            tail.retrans = True
-        idx = self.rtx.index(rec)
-        self.rtx.insert(idx + 1, tail)
+        self.rtx.split(rec, first_len, self.mss)
 
     # ------------------------------------------------------------------ timers
 
@@ -930,13 +865,13 @@ class Connection:
     def rto_deadline(self, now: float) -> float:
         """When the RTO would fire, counted from the send time of the oldest outstanding
         record (tcp_rto_delta_us)."""
-        head = self.rtx[0].xmit if self.rtx else now
+        head = self.rtx.records[0].xmit if self.rtx.records else now
         return head + self.rto_value()
 
     def set_xmit_timer(self, now: float) -> None:
         """After an ACK that advanced SND.UNA: a loss probe if one is due, else the RTO
         restarted (RFC 6298 5.3, tcp_set_xmit_timer)."""
-        if not self.packets_out:
+        if not self.rtx.packets_out:
             self.t_rto = None
         elif not recovery.schedule_loss_probe(self, now, advancing_rto=True):
             self.arm_rto(now)
@@ -974,7 +909,7 @@ class Connection:
 
     def _retransmit_timer(self, now: float) -> None:
         """The RTO fired (RFC 6298 5.4-5.7, tcp_retransmit_timer)."""
-        if not self.rtx:
+        if not self.rtx.records:
             return
         c = self.host.counters
         if self._write_timeout(now):
@@ -991,11 +926,11 @@ class Connection:
         if self.state == State.SYN_SENT:
             self.retransmits += 1
             self.backoff += 1
-            self.retransmit(now, self.rtx[0])
+            self.retransmit(now, self.rtx.records[0])
             self.arm_rto(now)
             return
         recovery.enter_loss(self, now)
-        self.retransmit(now, self.rtx[0])
+        self.retransmit(now, self.rtx.records[0])
         self.backoff += 1
         self.retransmits += 1
         self.arm_rto(now)
@@ -1005,7 +940,7 @@ class Connection:
         flight (tcp_check_probe_timer); RFC 9293 3.8.6.1."""
         unsent = seq_diff(self.write_seq, self.snd_nxt) > 0 or (
             self.fin_queued and not self.fin_sent)
-        if self.packets_out or not unsent:
+        if self.rtx.packets_out or not unsent:
             self.t_probe0 = None
             self.probes_out = 0
             return
@@ -1019,7 +954,7 @@ class Connection:
 
     def _probe_timer(self, now: float) -> None:
         """Zero-window probe (tcp_probe_timer / tcp_send_probe0 / tcp_write_wakeup)."""
-        if self.packets_out or self.state not in _SEND_STATES:
+        if self.rtx.packets_out or self.state not in _SEND_STATES:
             self.probes_out = 0
             return
         max_probes = self.config.tcp_retries2
@@ -1060,7 +995,7 @@ class Connection:
             return
         idle = now - max(self.last_data_recv, self.last_ack_recv)
         keepalive_time = self.keepalive_time
-        if self.packets_out or seq_diff(self.write_seq, self.snd_nxt) > 0 \
+        if self.rtx.packets_out or seq_diff(self.write_seq, self.snd_nxt) > 0 \
                 or idle < keepalive_time:
             self.t_keepalive = now + max(keepalive_time - idle, 1.0)
             return
@@ -1593,10 +1528,10 @@ class Connection:
             "tcpi_ato": int(self.ato * 1e6),
             "tcpi_snd_mss": self.mss,
             "tcpi_rcv_mss": self.rcv_mss,
-            "tcpi_unacked": self.packets_out,
-            "tcpi_sacked": self.sacked_out,
-            "tcpi_lost": self.lost_out,
-            "tcpi_retrans": self.retrans_out,
+            "tcpi_unacked": self.rtx.packets_out,
+            "tcpi_sacked": self.rtx.sacked_out,
+            "tcpi_lost": self.rtx.lost_out,
+            "tcpi_retrans": self.rtx.retrans_out,
             "tcpi_last_data_recv": int((now - self.last_data_recv) * 1000),
             "tcpi_last_ack_recv": int((now - self.last_ack_recv) * 1000),
             "tcpi_pmtu": self.host.mss_for_mtu + 40,

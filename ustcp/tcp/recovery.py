@@ -1,5 +1,5 @@
-"""Loss recovery: the SACK scoreboard, RACK-TLP, fast recovery with PRR, NewReno without
-SACK, and the RTO's loss state.
+"""Loss recovery over the SACK scoreboard (:mod:`ustcp.tcp.rtxqueue`): RACK-TLP, fast
+recovery with PRR, NewReno without SACK, and the RTO's loss state.
 
 Functions on a :class:`~ustcp.tcp.connection.Connection`, the way Linux keeps
 tcp_recovery.c and the recovery half of tcp_input.c apart from the rest of the socket:
@@ -13,8 +13,8 @@ tcp_recovery.c and the recovery half of tcp_input.c apart from the rest of the s
   for dubious ACKs only: it enters and leaves CA_Recovery; :func:`cong_control` then sets
   cwnd with PRR (:func:`cwnd_reduction`, RFC 6937) or grows it through the congestion
   control, and :func:`xmit_retransmit_queue` resends what is marked lost;
-- without SACK, duplicate ACKs count as SACKed segments (:func:`add_reno_sack`), which gives
-  limited transmit (RFC 3042) and NewReno's partial ACKs (RFC 6582);
+- without SACK, duplicate ACKs count as SACKed segments (``RtxQueue.add_reno_sack``),
+  which gives limited transmit (RFC 3042) and NewReno's partial ACKs (RFC 6582);
 - :func:`enter_loss` is what an RTO does to the scoreboard and cwnd (tcp_enter_loss).
 """
 
@@ -36,11 +36,12 @@ from .congestion.base import (
     CwndEvent,
 )
 from .rto import TCP_RTO_MIN
-from .seq import after, after_eq, before, before_eq, seq_add, seq_diff
+from .seq import after, before, before_eq, seq_add, seq_diff
 from .timers import XmitTimer
 
 if TYPE_CHECKING:
-    from .connection import Connection, TxRecord
+    from .connection import Connection
+    from .rtxqueue import TxRecord
 
 log = structlog.get_logger("ustcp.tcp")
 
@@ -50,11 +51,11 @@ def schedule_loss_probe(conn: Connection, now: float, *, advancing_rto: bool) ->
     plus a delayed-ACK allowance when one packet is in flight, never after the RTO."""
     cfg = conn.config
     if conn.tlp_high_seq is not None or cfg.tcp_early_retrans not in (3, 4) \
-            or not conn.packets_out or not conn.sack_ok \
+            or not conn.rtx.packets_out or not conn.sack_ok \
             or conn.ccs.ca_state not in (CA_OPEN, CA_CWR) or not conn.rtt.has_sample:
         return False
     srtt = conn.rtt.srtt_us / 1e6
-    pto = 2 * srtt + (TCP_RTO_MIN if conn.packets_out == 1 else 0.002)
+    pto = 2 * srtt + (TCP_RTO_MIN if conn.rtx.packets_out == 1 else 0.002)
     rto_left = conn.rto_value() if advancing_rto else conn.rto_deadline(now) - now
     if rto_left > 0:
         pto = min(pto, rto_left)
@@ -71,13 +72,7 @@ def enter_loss(conn: Connection, now: float) -> None:
         ccs.prior_cwnd = ccs.snd_cwnd
         ccs.snd_ssthresh = conn.cc.ssthresh(ccs)
         conn.cc.cwnd_event(ccs, now, CwndEvent.LOSS)
-    for rec in conn.rtx:
-        if rec.retrans:
-            rec.retrans = False
-            conn.retrans_out -= rec.pcount
-        if not rec.sacked and not rec.lost:
-            rec.lost = True
-            conn.lost_out += rec.pcount
+    conn.rtx.mark_all_lost()
     ccs.snd_cwnd = conn.in_flight() + 1
     ccs.snd_cwnd_cnt = 0
     conn.high_seq = conn.snd_nxt
@@ -114,7 +109,7 @@ def process_tlp_ack(conn: Connection, now: float, ack: int, acked: int, sacked: 
 def send_loss_probe(conn: Connection, now: float) -> None:
     """The PTO fired (RFC 8985 7.3, tcp_send_loss_probe): send one new segment if the
     windows allow, else retransmit the last one; then the RTO takes over."""
-    if not conn.packets_out:
+    if not conn.rtx.packets_out:
         return
     before_nxt = conn.snd_nxt
     if seq_diff(conn.write_seq, conn.snd_nxt) > 0:
@@ -125,11 +120,11 @@ def send_loss_probe(conn: Connection, now: float) -> None:
     if conn.snd_nxt != before_nxt:
         conn.tlp_retrans = False
     else:
-        last = conn.rtx[-1]
+        last = conn.rtx.records[-1]
         if last.pcount > 1:
             conn.split(last, seq_diff(last.end, last.start) - (1 if last.fin else 0)
                         - conn.mss * (last.pcount - 1))
-            last = conn.rtx[-1]
+            last = conn.rtx.records[-1]
         if last.sacked:
             conn.arm_rto(now)
             return
@@ -138,28 +133,6 @@ def send_loss_probe(conn: Connection, now: float) -> None:
     conn.tlp_high_seq = conn.snd_nxt
     conn.host.counters.inc(Mib.TcpExtTCPLossProbes)
     conn.arm_rto(now)
-
-
-def add_reno_sack(conn: Connection) -> None:
-    """Without SACK, each duplicate ACK stands for one segment that left the network
-    (Linux tcp_add_reno_sack): it lowers the packets in flight, which is what lets
-    limited transmit (RFC 3042) send new data on the first two dupacks."""
-    conn.sacked_out += 1
-    limit_reno_sacked(conn)
-
-
-def remove_reno_sacks(conn: Connection, acked: int) -> None:
-    """One ACK fills a hole; the rest of what it acks eats duplicate ACKs
-    (tcp_remove_reno_sacks)."""
-    if acked > 0:
-        conn.sacked_out = 0 if acked - 1 >= conn.sacked_out else conn.sacked_out - (acked - 1)
-    limit_reno_sacked(conn)
-
-
-def limit_reno_sacked(conn: Connection) -> None:
-    holes = min(max(conn.lost_out, 1), conn.packets_out)
-    if conn.sacked_out + holes > conn.packets_out:
-        conn.sacked_out = max(0, conn.packets_out - holes)
 
 
 def sacktag(conn: Connection, now: float, blocks: tuple[tuple[int, int], ...], ack: int) -> int:
@@ -175,44 +148,20 @@ def sacktag(conn: Connection, now: float, blocks: tuple[tuple[int, int], ...], a
         c.inc(Mib.TcpExtTCPDSACKRecv)
         blocks = blocks[1:]
     # Linux walks the blocks in sequence order (tcp_sacktag_write_queue).
+    rtx = conn.rtx
+    tagged: list[TxRecord] = []
     for left, right in sorted(blocks, key=lambda b: seq_diff(b[0], conn.snd_una)):
         if not after(right, left):
             continue
         if after(right, conn.snd_nxt) or before(left, seq_add(conn.snd_una, -conn.max_window)):
             c.inc(Mib.TcpExtTCPSACKDiscard)
             continue
-        for rec in list(conn.rtx):
-            if rec.sacked or before_eq(rec.end, left):
-                continue
-            if after_eq(rec.start, right):
-                break
-            if before(rec.start, left):
-                if not before(seq_add(rec.start, conn.mss), rec.end):
-                    continue
-                conn.split(rec, (seq_diff(left, rec.start) // conn.mss) * conn.mss
-                            or conn.mss)
-                continue
-            if after(rec.end, right):
-                cut = (seq_diff(right, rec.start) // conn.mss) * conn.mss
-                if cut <= 0:
-                    continue
-                conn.split(rec, cut)
-            if not rec.ever_retrans and conn.sacked_out and before(
-                    rec.start, conn.highest_sack):
-                # A hole below the highest SACK filled by an original: reordering.
-                reord = rec.start if reord is None or before(rec.start, reord) else reord
-            rec.sacked = True
-            conn.sacked_out += rec.pcount
-            newly += rec.pcount
-            if not conn.sacked_out - rec.pcount or after(rec.end, conn.highest_sack):
-                conn.highest_sack = rec.end
-            rack_advance(conn, now, rec)
-            if rec.lost:
-                rec.lost = False
-                conn.lost_out -= rec.pcount
-            if rec.retrans:
-                rec.retrans = False
-                conn.retrans_out -= rec.pcount
+        low = rtx.sack_range(left, right, conn.mss, tagged)
+        if low is not None and (reord is None or before(low, reord)):
+            reord = low
+    for rec in tagged:
+        newly += rec.pcount
+        rack_advance(conn, now, rec)
     conn.delivered += newly
     if reord is not None:
         check_sack_reordering(conn, reord)
@@ -222,7 +171,7 @@ def sacktag(conn: Connection, now: float, blocks: tuple[tuple[int, int], ...], a
 def check_sack_reordering(conn: Connection, low_seq: int) -> None:
     """Data below the highest SACK arrived late: the path reorders. Raise the
     reordering degree to the distance seen (tcp_check_sack_reordering)."""
-    fack = conn.highest_sack if conn.sacked_out else conn.snd_una
+    fack = conn.rtx.fack(conn.snd_una)
     if not before(low_seq, fack):
         return
     metric = seq_diff(fack, low_seq)
@@ -251,18 +200,9 @@ def rack_reo_wnd(conn: Connection) -> float:
     """The reordering window (RFC 8985 6.2 step 4, tcp_rack_reo_wnd): none while in
     recovery or once `reordering` packets are SACKed, unless reordering was seen."""
     if not conn.reord_seen and (conn.ccs.ca_state >= CA_RECOVERY
-                                or conn.sacked_out >= conn.reordering):
+                                or conn.rtx.sacked_out >= conn.reordering):
         return 0.0
     return min(conn.rtt.min_rtt_us / 4, conn.rtt.srtt_us) / 1e6
-
-
-def rack_prune(conn: Connection) -> None:
-    """Drop the oldest entries of the send-time queue that no longer take part in loss
-    detection: acknowledged, SACKed, or superseded by a retransmission (RFC 8985's
-    time-ordered list, Linux tcp_rack_detect_loss's tsorted_sent_queue walk)."""
-    ts = conn.tsorted
-    while ts and (ts[0][1].done or ts[0][1].sacked or ts[0][0] != ts[0][1].xmit):
-        ts.popleft()
 
 
 def rack_detect_loss(conn: Connection, now: float) -> bool:
@@ -276,8 +216,8 @@ def rack_detect_loss(conn: Connection, now: float) -> bool:
     rack_rtt = conn.rack_rtt_us / 1e6
     marked = False
     wait = 0.0
-    rack_prune(conn)
-    ts = conn.tsorted
+    conn.rtx.prune_tsorted()
+    ts = conn.rtx.tsorted
     for xmit, rec in ts:  # send order; nothing below changes ts
         if rec.done or rec.sacked or xmit != rec.xmit:
             continue
@@ -288,7 +228,7 @@ def rack_detect_loss(conn: Connection, now: float) -> bool:
             break
         remaining = rack_rtt + reo_wnd - (now - xmit)
         if remaining <= 1e-9:
-            mark_record_lost(conn, rec)
+            conn.rtx.mark_lost(rec)
             marked = True
         else:
             wait = max(wait, remaining)
@@ -307,7 +247,7 @@ def rack_reo_timeout(conn: Connection, now: float) -> None:
             enter_recovery(conn, now)
             cwnd_reduction(conn, 1, 0, False)
         xmit_retransmit_queue(conn, now)
-    if conn.t_rto is None and conn.packets_out:
+    if conn.t_rto is None and conn.rtx.packets_out:
         conn.arm_rto(now)
 
 
@@ -316,39 +256,29 @@ def mark_lost(conn: Connection, now: float, snd_una_advanced: bool) -> bool:
     `reordering` packets above it were SACKed (RFC 6675 IsLost). Without SACK (NewReno,
     tcp_newreno_mark_lost): the head after `reordering` duplicate ACKs, and again on
     each partial ACK during recovery (RFC 6582). Returns True if any was marked."""
-    if not conn.rtx:
+    if not conn.rtx.records:
         return False
     if conn.sack_ok and conn.config.tcp_recovery & 1:
         return rack_detect_loss(conn, now)
     if conn.sack_ok:
         marked = False
         sacked_above = 0
-        for rec in reversed(conn.rtx):
+        for rec in reversed(conn.rtx.records):
             if rec.sacked:
                 sacked_above += rec.pcount
             elif sacked_above >= conn.reordering and not rec.lost:
-                mark_record_lost(conn, rec)
+                conn.rtx.mark_lost(rec)
                 marked = True
         return marked
     state = conn.ccs.ca_state
-    head = conn.rtx[0]
-    if head.lost or not ((state < CA_RECOVERY and conn.sacked_out >= conn.reordering)
+    head = conn.rtx.records[0]
+    if head.lost or not ((state < CA_RECOVERY and conn.rtx.sacked_out >= conn.reordering)
                          or (state == CA_RECOVERY and snd_una_advanced)):
         return False
     if head.pcount > 1:
         conn.split(head, conn.mss)
-    mark_record_lost(conn, head)
+    conn.rtx.mark_lost(head)
     return True
-
-
-def mark_record_lost(conn: Connection, rec: TxRecord) -> None:
-    """tcp_mark_skb_lost: a lost retransmission becomes retransmittable again."""
-    if not rec.lost:
-        rec.lost = True
-        conn.lost_out += rec.pcount
-    if rec.retrans:
-        rec.retrans = False
-        conn.retrans_out -= rec.pcount
 
 
 def fastretrans_alert(conn: Connection, now: float, prior_una: int) -> int:
@@ -369,16 +299,16 @@ def fastretrans_alert(conn: Connection, now: float, prior_una: int) -> int:
             state == CA_CWR and after(conn.snd_una, conn.high_seq)):
         set_ca_state(conn, CA_OPEN)
         state = CA_OPEN
-    lost_before = conn.lost_out
+    lost_before = conn.rtx.lost_out
     if state != CA_LOSS or conn.sack_ok:
         mark_lost(conn, now, after(conn.snd_una, prior_una))
-    if conn.lost_out and state in (CA_OPEN, CA_DISORDER, CA_CWR):
+    if conn.rtx.lost_out and state in (CA_OPEN, CA_DISORDER, CA_CWR):
         enter_recovery(conn, now)  # tcp_time_to_recover: the loss is proven
-    elif state == CA_OPEN and conn.sacked_out:
+    elif state == CA_OPEN and conn.rtx.sacked_out:
         set_ca_state(conn, CA_DISORDER)
-    elif state == CA_DISORDER and not conn.sacked_out:
+    elif state == CA_DISORDER and not conn.rtx.sacked_out:
         set_ca_state(conn, CA_OPEN)
-    return max(0, conn.lost_out - lost_before)
+    return max(0, conn.rtx.lost_out - lost_before)
 
 
 def cong_control(conn: Connection, now: float, acked: int, sacked: int, newly_lost: int,
@@ -390,7 +320,7 @@ def cong_control(conn: Connection, now: float, acked: int, sacked: int, newly_lo
     if ccs.ca_state in (CA_RECOVERY, CA_CWR):
         cwnd_reduction(conn, delivered, newly_lost, una_advanced)
     elif acked or (delivered and conn.reordering > conn.config.tcp_reordering):
-        ccs.packets_out = conn.packets_out
+        ccs.packets_out = conn.rtx.packets_out
         ccs.is_cwnd_limited = conn.is_cwnd_limited()
         conn.cc.cong_avoid(ccs, now, conn.snd_una, delivered)
 
@@ -438,7 +368,7 @@ def cwnd_reduction(conn: Connection, delivered: int, newly_lost: int, una_advanc
 def xmit_retransmit_queue(conn: Connection, now: float) -> None:
     """Retransmit records marked lost while the congestion window allows
     (tcp_xmit_retransmit_queue)."""
-    for rec in list(conn.rtx):
+    for rec in list(conn.rtx.records):
         if conn.in_flight() >= conn.ccs.snd_cwnd:
             break
         if rec.lost and not rec.retrans and not rec.sacked:
@@ -447,5 +377,5 @@ def xmit_retransmit_queue(conn: Connection, now: float) -> None:
                 Mib.TcpExtTCPFastRetrans if conn.ccs.ca_state == CA_RECOVERY
                 else Mib.TcpExtTCPLossRetransmit if conn.ccs.ca_state == CA_LOSS
                 else Mib.TcpExtTCPSlowStartRetrans)
-    if conn.t_rto is None and conn.packets_out:
+    if conn.t_rto is None and conn.rtx.packets_out:
         conn.arm_rto(now)
