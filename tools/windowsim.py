@@ -232,7 +232,7 @@ class WindowSim:
         c = self.sender
         assert c is not None
         ccs = c.ccs
-        rcv_q = len(self.receiver.rcv_buf) if self.receiver is not None else 0
+        rcv_q = len(self.receiver.rcv.rcv_buf) if self.receiver is not None else 0
         self.samples.append(Sample(
             t=self.now, cwnd=ccs.snd_cwnd, ssthresh=ccs.snd_ssthresh,
             in_flight=c.in_flight(),  # the engine's own "pipe"

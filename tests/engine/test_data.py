@@ -56,8 +56,8 @@ def test_every_second_full_segment_is_acked_at_once(net: Net) -> None:
     _, client, server = open_pair(net)
     client.send(net.now, b"w" * 10)
     net.run(net.now + 0.1)
-    server.quick = 0
-    server.rcv_mss = 1448
+    server.rcv.quick = 0
+    server.rcv.rcv_mss = 1448
     mark = len(net.log)
     client.send(net.now, b"f" * (4 * 1448))
     net.run(net.now + 0.011)
@@ -70,9 +70,9 @@ def test_every_second_full_segment_is_acked_at_once(net: Net) -> None:
 def test_delayed_ack_waits_40ms_once_quickacks_are_spent() -> None:
     net = Net()
     _, client, server = open_pair(net)
-    server.quick = 0  # the quick-ack credit of a new connection is spent
-    server.ato = 0.04
-    server.pingpong = 1
+    server.rcv.quick = 0  # the quick-ack credit of a new connection is spent
+    server.rcv.ato = 0.04
+    server.rcv.pingpong = 1
     mark = len(net.log)
     client.send(net.now, b"b" * 10)
     sent_at = net.now
@@ -217,12 +217,12 @@ def test_receive_buffer_grows_for_a_reader_that_keeps_up() -> None:
     data = payload(8_000_000, 9)
     assert transfer(net, client, server, data, step=0.005) == data
     rmem_default, rmem_max = net.config_b.tcp_rmem[1], net.config_b.tcp_rmem[2]
-    assert rmem_default < server.rcvbuf <= rmem_max  # tcp_moderate_rcvbuf
-    assert max(s.seg.window << server.rcv_wscale for s in net.sent_by(B_IP)) > 65535 * 2
+    assert rmem_default < server.rcv.rcvbuf <= rmem_max  # tcp_moderate_rcvbuf
+    assert max(s.seg.window << server.rcv.rcv_wscale for s in net.sent_by(B_IP)) > 65535 * 2
     net.config_b.tcp_moderate_rcvbuf = 0
     _, client2, server2 = open_pair(net, port=81)
     assert transfer(net, client2, server2, data[:2_000_000], step=0.005) == data[:2_000_000]
-    assert server2.rcvbuf == rmem_default
+    assert server2.rcv.rcvbuf == rmem_default
 
 
 def test_reader_that_stops_gets_a_zero_window_not_drops() -> None:
@@ -231,13 +231,13 @@ def test_reader_that_stops_gets_a_zero_window_not_drops() -> None:
     net = Net()
     _, client, server = open_pair(net)
     client.sockopts.sndbuf = 8 << 20
-    assert server.rcv_wscale == 7
+    assert server.rcv.rcv_wscale == 7
     client.send(net.now, payload(1_000_000))
     net.run(net.now + 5.0)
     assert net.b.counters["TcpExtTCPRcvQDrop"] == 0
     assert net.b.counters["TcpExtTCPToZeroWindowAdv"] >= 1
     assert client.snd_wnd == 0 and net.a.counters["TcpExtTCPWinProbe"] >= 1
-    assert len(server.rcv_buf) >= server.rcvbuf - (1 << server.rcv_wscale)
+    assert len(server.rcv.rcv_buf) >= server.rcv.rcvbuf - (1 << server.rcv.rcv_wscale)
 
 
 def test_a_large_window_scale_cannot_grow_the_buffer_of_a_reader_that_stopped() -> None:
@@ -250,13 +250,13 @@ def test_a_large_window_scale_cannot_grow_the_buffer_of_a_reader_that_stopped() 
     config = StackConfig(tcp_rmem=(4096, 131072, 1 << 28))
     net = Net(config_a=config, config_b=config)
     _, client, server = open_pair(net)
-    assert server.rcv_wscale == 13
+    assert server.rcv.rcv_wscale == 13
     client.sockopts.sndbuf = 8 << 20
     data = payload(3_000_000)
     assert client.send(net.now, data) == len(data)
     net.run(net.now + 20.0)
-    assert server.rcvbuf < len(server.rcv_buf) <= server.rcvbuf + 8192
-    assert net.b.counters["TcpExtTCPRcvQDrop"] >= 1 and server.rcv_wnd == 0
+    assert server.rcv.rcvbuf < len(server.rcv.rcv_buf) <= server.rcv.rcvbuf + 8192
+    assert net.b.counters["TcpExtTCPRcvQDrop"] >= 1 and server.rcv.rcv_wnd == 0
     received = bytearray()
     while len(received) < len(data) and net.now < 300.0:
         received += drain(server, net.now)
@@ -323,7 +323,7 @@ def test_window_stays_shut_until_a_sixteenth_of_a_large_buffer_is_free() -> None
     assert all(s.seg.window == 0 for s in net.log[mark:] if s.src == B_IP)
     server.recv(net.now, 200_000)
     net.run(net.now + 0.5)
-    assert any(s.seg.window << server.rcv_wscale >= 100_000
+    assert any(s.seg.window << server.rcv.rcv_wscale >= 100_000
                for s in net.log[mark:] if s.src == B_IP)
 
 

@@ -112,7 +112,7 @@ def test_rcvbuf_on_a_live_connection(net: Net) -> None:
     _, client, _ = open_pair(net)
     s = sock_of(net, client)
     s.setsockopt(net.now, SOL, socket.SO_RCVBUF, 10000)
-    assert client.rcvbuf == 20000 == s.getsockopt(net.now, SOL, socket.SO_RCVBUF)
+    assert client.rcv.rcvbuf == 20000 == s.getsockopt(net.now, SOL, socket.SO_RCVBUF)
 
 
 def test_tcp_info_bytes_and_maxseg(net: Net) -> None:
@@ -136,7 +136,7 @@ def test_quickack_sends_the_delayed_ack(net: Net) -> None:
     client.send(net.now, b"q" * 100)
     net.run(net.now + 0.006)  # arrived at the server, whose ACK waits
     assert drain(server, net.now) == b"q" * 100
-    assert server.t_delack is not None  # read, and still not acknowledged
+    assert server.rcv.t_delack is not None  # read, and still not acknowledged
     mark = len(net.log)
     ss.setsockopt(net.now, TCP, socket.TCP_QUICKACK, 1)
     net.flush()

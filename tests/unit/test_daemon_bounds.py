@@ -37,9 +37,14 @@ def test_memory_is_trimmed_once_a_burst_has_drained() -> None:
     assert calls == [0]
 
 
-class FakeConnection:
+class FakeReceiver:
     def __init__(self) -> None:
         self.bytes_received = 0
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.rcv = FakeReceiver()
         self.bytes_acked = 0
 
 

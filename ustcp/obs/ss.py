@@ -130,7 +130,7 @@ def _skmem(conn: Connection) -> dict[str, int]:
     data waiting to be read, w the data not yet acknowledged; t (bytes in the device's
     queue), f (forward allocation), o (option memory), bl (backlog) and d (drops) have no
     counterpart here and stay 0."""
-    return {"r": len(conn.rcv_buf), "rb": conn.rcvbuf, "t": 0, "tb": conn.sndbuf(), "f": 0,
+    return {"r": len(conn.rcv.rcv_buf), "rb": conn.rcv.rcvbuf, "t": 0, "tb": conn.sndbuf(), "f": 0,
             "w": max(0, seq_diff(conn.write_seq, conn.snd_una)), "o": 0, "bl": 0, "d": 0}
 
 
@@ -154,7 +154,7 @@ def _listener_rows(listener: Listener, now: float) -> list[Row]:
 
 def _connection_row(conn: Connection, now: float) -> Row:
     return {
-        "state": conn.state.ss_name, "recv_q": len(conn.rcv_buf),
+        "state": conn.state.ss_name, "recv_q": len(conn.rcv.rcv_buf),
         "send_q": max(0, seq_diff(conn.write_seq, conn.snd_una)),
         "local": _endpoint(conn.local_ip, conn.local_port),
         "peer": _endpoint(conn.remote_ip, conn.remote_port),

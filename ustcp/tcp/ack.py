@@ -38,12 +38,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
         conn.send_challenge_ack(now)  # RFC 5961 5.2
         return False
     conn.last_ack_recv = now
-    # RFC 7323 4.3: TS.Recent from a segment covering RCV.WUP, once the ACK is known
-    # to be acceptable (tcp_ack with FLAG_UPDATE_TS_RECENT, tcp_replace_ts_recent).
-    opts = seg.options
-    if conn.ts_ok and opts.ts_val is not None and not after(seg.seq, conn.rcv_wup):
-        conn.ts_recent = opts.ts_val
-        conn.ts_recent_stamp = now
+    conn.rcv.replace_ts_recent(now, seg)  # RFC 7323 4.3, once the ACK is acceptable
     window_update = update_window(conn, seg)
     newly_sacked = 0
     prior_fack = conn.rtx.fack(prior_una)
@@ -188,9 +183,9 @@ def clean_rtx(conn: Connection, now: float, ack: int, seg: TcpSegment, prior_fac
     if first_ackt is not None and last_ackt is not None:
         rtt_us = max(1, int((now - first_ackt) * 1e6))
         ca_rtt_us = max(1, int((now - last_ackt) * 1e6))
-    elif conn.ts_ok and seg.options.ts_ecr and acked_pkts:
+    elif conn.rcv.ts_ok and seg.options.ts_ecr and acked_pkts:
         # RFC 7323 4.1: RTT from TSecr when every acked segment was retransmitted.
-        rtt_ms = seq_diff(conn.ts_now(now), seg.options.ts_ecr)
+        rtt_ms = seq_diff(conn.rcv.ts_now(now), seg.options.ts_ecr)
         if 0 <= rtt_ms < 3_600_000:
             rtt_us = ca_rtt_us = max(1, rtt_ms * 1000)
     if rtt_us > 0:

@@ -28,7 +28,7 @@ import structlog
 from ..mib import Mib
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
 from . import ack, recovery
-from .buffers import ReceiveBuffer, SendBuffer
+from .buffers import SendBuffer
 from .congestion import make_congestion_control
 from .congestion.base import (
     CA_RECOVERY,
@@ -36,17 +36,16 @@ from .congestion.base import (
     CwndEvent,
 )
 from .options import (
-    MAX_TCP_WINDOW,
     TS_OPTION_LEN,
     SockOpts,
     clamped_advmss,
     initial_rcv_wnd,
     peer_mss,
     rcv_wscale_for,
-    rcvbuf_size,
     sndbuf_size,
     syn_segment,
 )
+from .receiver import DATA_FIN, TCP_INIT_CWND, Receiver
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .rtxqueue import RtxQueue, TxRecord
 from .seq import after, before, before_eq, seq_add, seq_diff
@@ -60,14 +59,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ustcp.tcp")
 
-TCP_DELACK_MIN = 0.04
-TCP_DELACK_MAX = 0.2
-TCP_ATO_MIN = 0.04
-TCP_MAX_QUICKACKS = 16
 TCP_PAWS_24DAYS = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent expires
 TCP_PAWS_WINDOW = 1  # ticks of TSval lag PAWS tolerates
-TCP_INIT_CWND = 10  # RFC 6928
-TCP_RESOURCE_PROBE_INTERVAL = 0.5
 _DATA_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 _RCV_DATA_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
 # States with data or a FIN that may still be waiting to go out: after close() or
@@ -116,54 +109,23 @@ class Connection:
         self.fin_acked = False
         self.snd_sml = 0  # end of the last small segment sent (Nagle, Minshall's variant)
         self.rtx = RtxQueue()  # the retransmission queue and SACK scoreboard
-        # Receive sequence space.
-        self.irs = 0
-        self.rcv_nxt = 0
-        self.rcv_wnd = 0
-        self.rcv_wup = 0  # RCV.NXT when the window was last announced
-        self.rcv_wscale = 0
-        self.rcv_buf = ReceiveBuffer()
-        self.rcvbuf = rcvbuf_size(cfg, sockopts)
-        self.rcv_ssthresh = 0
-        self.window_clamp = 0
-        # Receive-buffer autotuning (Linux rcvq_space, tcp_rcv_space_adjust).
-        self.copied = 0  # bytes the application has read
-        self.rcvq_space = 0
-        self.rcvq_copied = 0
-        self.rcvq_time = now
-        self.rcv_rtt = 0.0  # the receiver's RTT estimate, from TSecr
-        self.fin_received = False
-        self.ofo_fin: int | None = None  # sequence number of an out-of-order FIN
-        self.pending_dsack: tuple[int, int] | None = None
+        self.rtt = RtoEstimator()
+        self.rcv = Receiver(cfg, host.counters, sockopts, host.mss_for_mtu, now,
+                            rtt=self.rtt, rto_value=self.rto_value, wake=self._wake)
         # MSS.
         self.mss_clamp = 536  # what the peer announced
-        self.advmss = host.mss_for_mtu  # what we announced
         self.mss = 536  # effective send MSS: payload bytes per segment, options excluded
-        self.rcv_mss = 536  # estimate of the peer's segment size (icsk_ack.rcv_mss)
         # Options.
-        self.ts_ok = False
-        self.ts_recent = 0
-        self.ts_recent_stamp = 0.0
-        self.ts_offset = 0
         self.sack_ok = False
         self.wscale_ok = False
-        # ACK scheduling (Linux icsk_ack).
-        self.ato = 0.0
-        self.quick = 0
-        self.pingpong = 0
-        self.lrcvtime = now
-        self.ack_now = False  # ICSK_ACK_NOW: a one-time immediate ACK is due
-        self.ack_scheduled = False
         self.last_oow_ack = -1e9
         # Retransmission and persist timers.
-        self.rtt = RtoEstimator()
         self.backoff = 0
         self.retransmits = 0  # consecutive timeouts (icsk_retransmits)
         self.retrans_stamp = 0.0
         self.probes_out = 0
         self.t_rto: float | None = None  # the retransmit timer, which also serves as
         self.xmit_timer = XmitTimer.RTO  # ... the loss probe and the RACK reorder timer
-        self.t_delack: float | None = None
         self.t_probe0: float | None = None
         self.t_keepalive: float | None = None
         self.t_linger: float | None = None  # orphaned FIN_WAIT2 lifetime
@@ -190,16 +152,13 @@ class Connection:
         self.cwnd_usage_seq = 0
         # Statistics (tcp_info, ss).
         self.bytes_acked = 0
-        self.bytes_received = 0
         self.bytes_sent = 0
         self.bytes_retrans = 0
         self.segs_in = 0
         self.segs_out = 0
-        self.data_segs_in = 0
         self.data_segs_out = 0
         self.total_retrans = 0
         self.delivered = 0
-        self.last_data_recv = now
         self.last_ack_recv = now
 
     # ------------------------------------------------------------------ set-up
@@ -211,16 +170,16 @@ class Connection:
         e = self.host
         if reused is not None:
             self.iss = seq_add(reused.snd_nxt, 65535 + 2) or 1
-            self.ts_recent = reused.ts_recent
-            self.ts_recent_stamp = reused.ts_recent_stamp
+            self.rcv.inherit_ts_recent(reused.ts_recent, reused.ts_recent_stamp)
         else:
             self.iss = e.isn.isn(now, self.local_ip, self.local_port, self.remote_ip,
                                  self.remote_port)
-        self.ts_offset = e.isn.ts_offset(self.local_ip, self.remote_ip)
+        rcv = self.rcv
+        rcv.set_ts_offset(e.isn.ts_offset(self.local_ip, self.remote_ip))
         self._init_send_seq(self.iss)
-        self.advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)  # TCP_MAXSEG before connect
-        self.rcv_wscale = rcv_wscale_for(self.config, self.sockopts)
-        self.rcv_wnd = initial_rcv_wnd(self.config, self.sockopts, self._advmss_payload())
+        rcv.set_advmss(clamped_advmss(e.mss_for_mtu, self.sockopts))  # TCP_MAXSEG before connect
+        rcv.set_window(rcv_wscale_for(self.config, self.sockopts),
+                       initial_rcv_wnd(self.config, self.sockopts, rcv.advmss_payload()))
         self.set_state(now, State.SYN_SENT)
         e.counters.inc(Mib.TcpActiveOpens)
         self.retrans_stamp = now
@@ -229,23 +188,20 @@ class Connection:
     def adopt_request(self, req: RequestSock, ack_seg: TcpSegment, now: float) -> None:
         """Passive open completed: take over a SYN-queue entry whose handshake the final
         ACK has just completed (Linux tcp_create_openreq_child, tcp_rcv_synrecv_state)."""
-        self.iss, self.irs = req.iss, req.irs
+        rcv = self.rcv
+        self.iss = req.iss
+        rcv.init_seq(req.irs)
         self._init_send_seq(req.iss)
         self.snd_una = seq_add(req.iss, 1)
         self.snd_nxt = self.snd_una
         self.write_seq = self.snd_una
-        self.rcv_nxt = seq_add(req.irs, 1)
-        self.rcv_wup = self.rcv_nxt
-        self.rcv_wnd = req.rcv_wnd
-        self.advmss = req.advmss
-        self.ts_ok = req.ts_ok
-        self.ts_offset = req.ts_offset
-        self.ts_recent = req.ts_recent
-        self.ts_recent_stamp = now
+        rcv.set_advmss(req.advmss)
+        rcv.set_ts_offset(req.ts_offset)
+        rcv.set_timestamps(req.ts_ok, req.ts_recent, now)
         self.sack_ok = req.sack_ok
         self.wscale_ok = req.snd_wscale is not None
         self.snd_wscale = req.snd_wscale or 0
-        self.rcv_wscale = req.rcv_wscale if self.wscale_ok else 0
+        rcv.set_window(req.rcv_wscale if self.wscale_ok else 0, req.rcv_wnd)
         self.mss_clamp = req.snd_mss
         self._set_mss()
         self.snd_wnd = ack_seg.window << self.snd_wscale
@@ -267,34 +223,25 @@ class Connection:
         self.snd_sml = iss
         self.high_seq = iss
 
-    def _advmss_payload(self) -> int:
-        return self.advmss - (TS_OPTION_LEN if self.config.tcp_timestamps else 0)
-
     def _set_mss(self) -> None:
         """Effective send MSS (tcp_sync_mss / tcp_current_mss): the peer's MSS, the user's
         TCP_MAXSEG clamp, less the timestamp option every segment carries."""
-        mss = min(self.mss_clamp, self.advmss)
+        mss = min(self.mss_clamp, self.rcv.advmss)
         if self.sockopts.maxseg:
             mss = min(mss, self.sockopts.maxseg)
-        if self.ts_ok:
+        if self.rcv.ts_ok:
             mss -= TS_OPTION_LEN
         self.mss = max(mss, 48)
         self.ccs.mss = self.mss
 
     def _init_transfer(self, now: float) -> None:
         """Buffers, windows and congestion state once synchronized (tcp_init_transfer)."""
-        self.rcv_ssthresh = self.rcv_wnd
-        self.window_clamp = self.rcvbuf
-        self.rcvq_space = min(self.rcv_wnd, TCP_INIT_CWND * self.advmss)
-        self.rcvq_time = now
-        rcv_mss = min(self.advmss, self.mss, self.rcv_wnd // 2, 536)
-        self.rcv_mss = max(rcv_mss, 88)  # tcp_initialize_rcv_mss
+        self.rcv.init_transfer(now, self.mss)
         self.ccs.snd_cwnd = TCP_INIT_CWND
         self.ccs.snd_una = self.snd_una
         self.ccs.snd_nxt = self.snd_nxt
         self.cc.init(self.ccs, now)
         self.last_send = now
-        self.last_data_recv = now
         if self.sockopts.keepalive:
             self.t_keepalive = now + self.keepalive_time
 
@@ -302,7 +249,7 @@ class Connection:
 
     @property
     def readable(self) -> bool:
-        return bool(len(self.rcv_buf)) or self.fin_received or self.error is not None \
+        return bool(len(self.rcv.rcv_buf)) or self.rcv.fin_received or self.error is not None \
             or self.state == State.CLOSE
 
     @property
@@ -342,16 +289,14 @@ class Connection:
 
     def recv(self, now: float, max_bytes: int) -> bytes:
         """Read up to ``max_bytes``; ``b""`` at end of stream; BlockingIOError when empty."""
-        if len(self.rcv_buf):
-            was_window = self._receive_window()
-            data = self.rcv_buf.pull(max_bytes)
-            self.copied += len(data)
-            self._rcv_space_adjust(now)
-            self._cleanup_rbuf(now, was_window)
+        if len(self.rcv.rcv_buf):
+            data, ack_due = self.rcv.read(now, max_bytes, self.state in _RCV_DATA_STATES)
+            if ack_due:
+                self._send_ack(now)
             self.host.touch(self)
             return data
         self._raise_pending_error()
-        if self.fin_received or self.rcv_shutdown or self.state == State.CLOSE:
+        if self.rcv.fin_received or self.rcv_shutdown or self.state == State.CLOSE:
             return b""
         if self.state in (State.SYN_SENT, State.SYN_RECV):
             raise BlockingIOError(errno.EAGAIN, "connection not yet established")
@@ -366,42 +311,6 @@ class Connection:
     def _raise_pending_error(self) -> None:
         if self.error is not None:
             raise self.take_error()  # type: ignore[misc]
-
-    def _rcv_space_adjust(self, now: float) -> None:
-        """Dynamic right-sizing (Linux tcp_rcv_space_adjust, tcp_moderate_rcvbuf): once
-        per receiver RTT, if the application read more than last time, grow the receive
-        buffer to twice that (plus headroom), up to tcp_rmem[2], so the window never
-        limits a reader that keeps up."""
-        rtt = self.rcv_rtt or (self.rtt.srtt_us / 1e6 if self.rtt.has_sample else 0.0)
-        if not rtt or now - self.rcvq_time < rtt:
-            return
-        copied = self.copied - self.rcvq_copied
-        if copied > self.rcvq_space > 0:
-            if self.config.tcp_moderate_rcvbuf and not self.sockopts.rcvbuf:
-                rcvwin = 2 * copied + 16 * self.advmss
-                rcvwin += 2 * (rcvwin * (copied - self.rcvq_space) // self.rcvq_space)
-                rcvbuf = min(rcvwin, self.config.tcp_rmem[2])
-                if rcvbuf > self.rcvbuf:
-                    self.rcvbuf = rcvbuf
-                    self.window_clamp = rcvbuf
-            self.rcvq_space = copied
-        self.rcvq_copied = self.copied
-        self.rcvq_time = now
-
-    def _cleanup_rbuf(self, now: float, was_window: int) -> None:
-        """After the application read (tcp_cleanup_rbuf): send the once-per-two-segments
-        ACK that arrival skipped because the data was still unread, or a window update when
-        reading opened the window a lot (at least twice what the peer sees)."""
-        if self.state not in _RCV_DATA_STATES:
-            return
-        if self.ack_scheduled and seq_diff(self.rcv_nxt, self.rcv_wup) > self.rcv_mss:
-            self._send_ack(now)
-            return
-        if was_window * 2 > self.window_clamp:
-            return
-        new_window = self._select_window_raw()
-        if new_window and new_window >= 2 * was_window:
-            self._send_ack(now)
 
     def shutdown(self, now: float, how: int) -> None:
         """shutdown(2): SHUT_WR sends FIN after the queued data and keeps receiving."""
@@ -424,14 +333,14 @@ class Connection:
         self.orphan = True
         self.rcv_shutdown = True
         e = self.host
-        unread = self.rcv_buf.discard()
+        unread = self.rcv.discard()
         linger = self.sockopts.linger
         if self.state in (State.CLOSE, State.TIME_WAIT):
             e.touch(self)
             return
         if self.state == State.SYN_SENT:
             self.finish(now)
-        elif unread or (self.fin_received and self.ofo_fin is not None):
+        elif unread or (self.rcv.fin_received and self.rcv.ofo_fin is not None):
             e.counters.inc(Mib.TcpExtTCPAbortOnClose)
             self._send_active_reset(now)
             self.finish(now)
@@ -461,7 +370,7 @@ class Connection:
         if self.state not in (State.CLOSE, State.SYN_SENT, State.TIME_WAIT):
             self._send_active_reset(now)
         self.orphan = True
-        self.rcv_buf.discard()
+        self.rcv.discard()
         if self.state != State.CLOSE:
             self.finish(now)
         self.host.touch(self)
@@ -489,12 +398,16 @@ class Connection:
         log.debug("state_change", conn=self.name, old=old.name, new=new.name, t=round(now, 6))
         self.host.wake(self)
 
+    def _wake(self) -> None:
+        self.host.wake(self)
+
     def finish(self, now: float) -> None:
         """The connection is finished (tcp_done): forget it, stop every timer."""
         if self.state in (State.SYN_SENT, State.SYN_RECV):
             self.host.counters.inc(Mib.TcpAttemptFails)
         self.set_state(now, State.CLOSE)
-        self.t_rto = self.t_delack = self.t_probe0 = self.t_keepalive = self.t_linger = None
+        self.t_rto = self.t_probe0 = self.t_keepalive = self.t_linger = None
+        self.rcv.stop_delack()
         if self.orphan_counted:
             self.orphan_counted = False
             self.host.orphan_count -= 1
@@ -507,98 +420,33 @@ class Connection:
 
     def ts_now(self, now: float) -> int:
         """Our TSval: a millisecond clock plus a per-connection offset (RFC 7323 5.4)."""
-        return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
-
-    def _receive_window(self) -> int:
-        """What the peer may still send (tcp_receive_window)."""
-        win = seq_diff(seq_add(self.rcv_wup, self.rcv_wnd), self.rcv_nxt)
-        return max(win, 0)
-
-    def _free_space(self) -> int:
-        used = len(self.rcv_buf) + self.rcv_buf.ofo_bytes
-        return max(0, self.rcvbuf - used)
-
-    def _select_window_raw(self) -> int:
-        """The window we would offer now, in bytes (Linux __tcp_select_window)."""
-        mss = self.rcv_mss
-        free_space = self._free_space()
-        allowed_space = self.rcvbuf
-        full_space = min(self.window_clamp, allowed_space)
-        if free_space < full_space // 2:
-            self.quick = 0
-            # Never let the window grow by the scale's rounding once space is short.
-            free_space &= ~((1 << self.rcv_wscale) - 1)
-            if free_space < mss or free_space < allowed_space >> 4:
-                # Receiver-side SWS avoidance (RFC 9293 3.8.6.2.2); with a large buffer
-                # Linux moves to a zero window below 1/16 of it, before memory runs out.
-                return 0
-        free_space = min(free_space, self.rcv_ssthresh)
-        if self.rcv_wscale:
-            unit = 1 << self.rcv_wscale
-            return (free_space + unit - 1) & ~(unit - 1)
-        window = self.rcv_wnd
-        if window <= free_space - mss or window > free_space:
-            window = (free_space // mss) * mss
-        elif mss == full_space and free_space > window + (full_space >> 1):
-            window = free_space
-        return window
-
-    def _select_window(self) -> int:
-        """The 16-bit window field for a segment we send; the window never shrinks
-        (RFC 9293 3.8.6.2.2, tcp_select_window)."""
-        cur_win = self._receive_window()
-        new_win = self._select_window_raw()
-        if new_win < cur_win:
-            unit = 1 << self.rcv_wscale
-            new_win = (cur_win + unit - 1) & ~(unit - 1)
-        if not new_win:
-            c = self.host.counters
-            c.inc(Mib.TcpExtTCPWantZeroWindowAdv)
-            if self.rcv_wnd:
-                c.inc(Mib.TcpExtTCPToZeroWindowAdv)
-        elif not self.rcv_wnd and self.state != State.SYN_SENT:
-            self.host.counters.inc(Mib.TcpExtTCPFromZeroWindowAdv)
-        self.rcv_wnd = new_win
-        self.rcv_wup = self.rcv_nxt
-        new_win = min(new_win, MAX_TCP_WINDOW << self.rcv_wscale)
-        return new_win >> self.rcv_wscale
+        return (int(now * 1000) + self.rcv.ts_offset) & 0xFFFFFFFF
 
     # ------------------------------------------------------------------ output
 
     def _segment(self, now: float, flags: int, seq: int, payload: bytes | memoryview = b"",
                  *, with_sack: bool = True) -> TcpSegment:
         opts = TcpOptions()
-        if self.ts_ok:
-            opts.ts_val = self.ts_now(now)
-            opts.ts_ecr = self.ts_recent
-        if with_sack and self.sack_ok and flags & ACK and (
-                self.rcv_buf.ofo or self.pending_dsack is not None):
-            blocks = []
-            if self.pending_dsack is not None and self.config.tcp_dsack:
-                blocks.append(self.pending_dsack)
-            blocks += self.rcv_buf.sack_blocks(4)
+        rcv = self.rcv
+        if rcv.ts_ok:
+            opts.ts_val = rcv.ts_now(now)
+            opts.ts_ecr = rcv.ts_recent
+        if not flags & ACK:
+            return TcpSegment(self.local_port, self.remote_port, seq, 0, flags, 0, opts,
+                              payload)
+        if with_sack and self.sack_ok and (rcv.rcv_buf.ofo or rcv.pending_dsack is not None):
+            blocks = rcv.sack_blocks(3 if rcv.ts_ok else 4, bool(self.config.tcp_dsack))
             if blocks:
-                opts.sack_blocks = tuple(blocks[:3 if self.ts_ok else 4])
-        window = self._select_window() if flags & ACK else 0
-        return TcpSegment(self.local_port, self.remote_port, seq,
-                          self.rcv_nxt if flags & ACK else 0, flags, window, opts, payload)
+                opts.sack_blocks = tuple(blocks)
+        window = rcv.select_window(self.state == State.SYN_SENT)
+        return TcpSegment(self.local_port, self.remote_port, seq, rcv.rcv_nxt, flags, window,
+                          opts, payload)
 
     def _emit(self, now: float, seg: TcpSegment) -> None:
         self.segs_out += seg.pcount  # tcpi_segs_out counts wire segments, as Linux's
         if seg.flags & ACK:
-            self._ack_sent(now)
+            self.rcv.ack_sent()
         self.host.emit(self.local_ip, self.remote_ip, seg)
-
-    def _ack_sent(self, now: float) -> None:
-        """Every segment we send carries the ACK (tcp_event_ack_sent)."""
-        self.pending_dsack = None
-        if self.quick:
-            self.quick -= 1
-            if not self.quick:
-                self.ato = TCP_ATO_MIN
-        self.ack_now = False
-        self.ack_scheduled = False
-        self.t_delack = None
 
     def _send_ack(self, now: float) -> None:
         self._emit(now, self._segment(now, ACK, self.snd_nxt))
@@ -611,11 +459,11 @@ class Connection:
 
     def _send_syn(self, now: float) -> None:
         cfg = self.config
-        ts_val = self.ts_now(now) if cfg.tcp_timestamps else None
+        ts_val = self.rcv.ts_now(now) if cfg.tcp_timestamps else None
         seg = syn_segment(self.local_port, self.remote_port, self.iss, None,
-                          rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
-                          ts_val=ts_val, ts_ecr=0, sack=bool(cfg.tcp_sack),
-                          wscale=bool(cfg.tcp_window_scaling))
+                          rcv_wnd=self.rcv.rcv_wnd, mss=self.rcv.advmss,
+                          rcv_wscale=self.rcv.rcv_wscale, ts_val=ts_val, ts_ecr=0,
+                          sack=bool(cfg.tcp_sack), wscale=bool(cfg.tcp_window_scaling))
         if not self.rtx.records:
             self.rtx.add(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True),
                          timed=False)
@@ -629,10 +477,10 @@ class Connection:
         so that no frame outgrows the path MTU (tcp_current_mss)."""
         if not self.sack_ok:
             return self.mss
-        blocks = len(self.rcv_buf.ofo) + (self.pending_dsack is not None)
+        blocks = self.rcv.sack_block_count()
         if not blocks:
             return self.mss
-        return self.mss - 4 - 8 * min(blocks, 3 if self.ts_ok else 4)
+        return self.mss - 4 - 8 * min(blocks, 3 if self.rcv.ts_ok else 4)
 
     def in_flight(self) -> int:
         """Packets in flight (tcp_packets_in_flight, RFC 6675 "pipe")."""
@@ -767,14 +615,8 @@ class Connection:
         self._emit(now, seg)
         if self.t_rto is None or self.xmit_timer == XmitTimer.LOSS_PROBE:
             self.arm_rto(now)  # tcp_event_new_data_sent
-        self._note_pingpong(now)
+        self.rcv.note_data_sent(now)
         return seg
-
-    def _note_pingpong(self, now: float) -> None:
-        """A reply within ATO of the last received segment means an interactive flow
-        (tcp_event_data_sent): delayed ACKs may then wait longer."""
-        if now - self.lrcvtime < self.ato:
-            self.pingpong = 1
 
     def retransmit(self, now: float, rec: TxRecord) -> None:
         """Resend one record (tcp_retransmit_skb); a record larger than one MSS is split so
@@ -815,13 +657,13 @@ class Connection:
         if self.state == State.CLOSE:
             return None
         best: float | None = None
-        for t in (self.t_rto, self.t_delack, self.t_probe0, self.t_keepalive, self.t_linger):
+        for t in (self.t_rto, self.rcv.t_delack, self.t_probe0, self.t_keepalive, self.t_linger):
             if t is not None and (best is None or t < best):
                 best = t
         return best
 
     def on_timer(self, now: float) -> None:
-        if self.t_delack is not None and self.t_delack <= now:
+        if self.rcv.t_delack is not None and self.rcv.t_delack <= now:
             self._delack_timer(now)
         if self.t_rto is not None and self.t_rto <= now:
             self.t_rto = None
@@ -878,16 +720,10 @@ class Connection:
 
     def _delack_timer(self, now: float) -> None:
         """tcp_delack_timer_handler: send the delayed ACK and adapt ATO."""
-        self.t_delack = None
-        if not self.ack_scheduled or self.state == State.CLOSE:
-            return
-        if self.pingpong:
-            self.pingpong = 0
-            self.ato = TCP_ATO_MIN
-        else:
-            self.ato = min(self.ato * 2, self.rto_value())
-        self.host.counters.inc(Mib.TcpExtDelayedACKs)
-        self._send_ack(now)
+        if self.state == State.CLOSE:
+            self.rcv.stop_delack()
+        elif self.rcv.delack_timer():
+            self._send_ack(now)
 
     def _write_timeout(self, now: float) -> bool:
         """Has the connection retransmitted long enough to give up (tcp_write_timeout)?"""
@@ -993,7 +829,7 @@ class Connection:
         """SO_KEEPALIVE probes (tcp_keepalive_timer), RFC 9293 3.8.4."""
         if not self.sockopts.keepalive or self.state != State.ESTABLISHED:
             return
-        idle = now - max(self.last_data_recv, self.last_ack_recv)
+        idle = now - max(self.rcv.last_data_recv, self.last_ack_recv)
         keepalive_time = self.keepalive_time
         if self.rtx.packets_out or seq_diff(self.write_seq, self.snd_nxt) > 0 \
                 or idle < keepalive_time:
@@ -1021,7 +857,7 @@ class Connection:
         if not self.sockopts.keepalive:
             self.t_keepalive = None
         elif self.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
-            elapsed = now - max(self.last_data_recv, self.last_ack_recv)
+            elapsed = now - max(self.rcv.last_data_recv, self.last_ack_recv)
             self.t_keepalive = now + max(self.keepalive_time - elapsed, 0.0)
         self.host.touch(self)
 
@@ -1035,15 +871,11 @@ class Connection:
         """TCP_QUICKACK (__tcp_sock_set_quickack): 0 enters pingpong (delayed ACKs); any other
         value leaves it and sends an ACK that is due (tcp_cleanup_rbuf with ICSK_ACK_PUSHED);
         an even value re-enters pingpong after that ACK."""
+        send = self.rcv.quickack(value, self.state in (State.ESTABLISHED, State.CLOSE_WAIT))
         if not value:
-            self.pingpong = 1
             return
-        self.pingpong = 0
-        if self.state in (State.ESTABLISHED, State.CLOSE_WAIT) and self.t_delack is not None:
-            if not len(self.rcv_buf) or seq_diff(self.rcv_nxt, self.rcv_wup) > self.rcv_mss:
-                self._send_ack(now)
-            if not value & 1:
-                self.pingpong = 1
+        if send:
+            self._send_ack(now)
         self.host.touch(self)
 
     def set_congestion_control(self, now: float, name: str) -> None:
@@ -1081,29 +913,28 @@ class Connection:
         as it was, holds no SACK blocks and passes PAWS, its data fits the window and the
         buffer, and nothing is out of order. Such a segment needs none of the acceptability
         checks."""
-        if seg.flags & ~PSH != ACK or seg.seq != self.rcv_nxt or self.rcv_buf.ofo:
+        rcv = self.rcv
+        if seg.flags & ~PSH != ACK or seg.seq != rcv.rcv_nxt or rcv.rcv_buf.ofo:
             return False
         if (seg.window << self.snd_wscale) != self.snd_wnd or not self.snd_wnd:
             return False
         opts = seg.options
         if opts.sack_blocks:
             return False
-        if self.ts_ok and (opts.ts_val is None or seq_diff(opts.ts_val, self.ts_recent) < 0):
+        if rcv.ts_ok and (opts.ts_val is None or seq_diff(opts.ts_val, rcv.ts_recent) < 0):
             return False
         if after(seg.ack, self.snd_nxt) or before(seg.ack, self.snd_una):
             return False
         # Its data fits the window and the buffer (Linux checks sk_forward_alloc); else
-        # the slow path applies _rcv_room.
+        # the slow path applies the receiver's _rcv_room.
         size = len(seg.payload)
-        return size <= self._receive_window() and len(self.rcv_buf) + size <= self.rcvbuf
+        return size <= rcv.receive_window() and len(rcv.rcv_buf) + size <= rcv.rcvbuf
 
     def _rcv_predicted(self, now: float, seg: TcpSegment) -> None:
         """The fast path: the ACK as always, then the data straight onto the queue."""
         ack.process_ack(self, now, seg)
         if seg.payload:
-            self.data_segs_in += 1
-            self.last_data_recv = now
-            self._queue_in_order(now, seg, seg.payload)
+            self.rcv.queue_in_order(now, seg, seg.payload)
         self._push(now)
         self._ack_snd_check(now)
 
@@ -1124,19 +955,16 @@ class Connection:
         if not flags & SYN:
             return
         opts = seg.options
-        self.irs = seg.seq
-        self.rcv_nxt = seq_add(seg.seq, 1)
-        self.rcv_wup = self.rcv_nxt
+        rcv = self.rcv
+        rcv.init_seq(seg.seq)
         cfg = self.config
-        self.ts_ok = bool(cfg.tcp_timestamps) and opts.ts_val is not None
-        if self.ts_ok:
-            self.ts_recent = opts.ts_val or 0
-            self.ts_recent_stamp = now
+        rcv.set_timestamps(bool(cfg.tcp_timestamps) and opts.ts_val is not None,
+                           opts.ts_val or 0, now)
         self.sack_ok = bool(cfg.tcp_sack) and opts.sack_permitted
         self.wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
         self.snd_wscale = min(opts.wscale or 0, 14) if self.wscale_ok else 0
         if not self.wscale_ok:
-            self.rcv_wscale = 0
+            rcv.set_window(0, rcv.rcv_wnd)
         self.mss_clamp = peer_mss(opts)
         self._set_mss()
         if flags & ACK:
@@ -1153,7 +981,7 @@ class Connection:
             self.retrans_stamp = 0.0
             self._init_transfer(now)
             self.set_state(now, State.ESTABLISHED)
-            self._enter_quickack()
+            rcv.enter_quickack()
             self._send_ack(now)
             self._push(now)
         else:
@@ -1164,28 +992,20 @@ class Connection:
             self._send_synack(now)
 
     def _send_synack(self, now: float) -> None:
-        ts_val = self.ts_now(now) if self.ts_ok else None
-        seg = syn_segment(self.local_port, self.remote_port, self.iss, self.rcv_nxt,
-                          rcv_wnd=self.rcv_wnd, mss=self.advmss, rcv_wscale=self.rcv_wscale,
-                          ts_val=ts_val, ts_ecr=self.ts_recent, sack=self.sack_ok,
-                          wscale=self.wscale_ok)
+        ts_val = self.rcv.ts_now(now) if self.rcv.ts_ok else None
+        seg = syn_segment(self.local_port, self.remote_port, self.iss, self.rcv.rcv_nxt,
+                          rcv_wnd=self.rcv.rcv_wnd, mss=self.rcv.advmss,
+                          rcv_wscale=self.rcv.rcv_wscale, ts_val=ts_val,
+                          ts_ecr=self.rcv.ts_recent, sack=self.sack_ok, wscale=self.wscale_ok)
         self.segs_out += 1
         self.host.emit(self.local_ip, self.remote_ip, seg)
         self.arm_rto(now)
-
-    def _sequence_ok(self, seg: TcpSegment) -> bool:
-        """RFC 9293 3.10.7.4 acceptability, as Linux tcp_sequence checks it: the segment
-        must not end before RCV.WUP nor start beyond the right edge of the window."""
-        end = seq_add(seg.seq, seg.seg_len)
-        if before(end, self.rcv_wup):
-            return False
-        return not after(seg.seq, seq_add(self.rcv_nxt, self._receive_window()))
 
     def _send_dupack_limited(self, now: float, seg: TcpSegment) -> None:
         """ACK an unacceptable segment, rate-limited for pure ACKs and SYNs
         (tcp_send_dupack, tcp_oow_rate_limited with tcp_invalid_ratelimit)."""
         if seg.payload and not seg.flags & SYN:
-            self._enter_quickack()
+            self.rcv.enter_quickack()
             self._send_ack(now)
             return
         if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
@@ -1213,13 +1033,13 @@ class Connection:
         (TCP_PAWS_WINDOW), or the segment is a reordered duplicate ACK (tcp_paws_discard,
         tcp_disordered_ack)."""
         opts = seg.options
-        if not self.ts_ok or opts.ts_val is None or not self.ts_recent:
+        if not self.rcv.ts_ok or opts.ts_val is None or not self.rcv.ts_recent:
             return False
-        lag = seq_diff(self.ts_recent, opts.ts_val)
-        if lag <= TCP_PAWS_WINDOW or now - self.ts_recent_stamp > TCP_PAWS_24DAYS:
+        lag = seq_diff(self.rcv.ts_recent, opts.ts_val)
+        if lag <= TCP_PAWS_WINDOW or now - self.rcv.ts_recent_stamp > TCP_PAWS_24DAYS:
             return False
         disordered_ack = (seg.flags & (ACK | SYN | FIN | RST) == ACK and not seg.payload
-                          and seg.seq == self.rcv_nxt and seg.ack == self.snd_una
+                          and seg.seq == self.rcv.rcv_nxt and seg.ack == self.snd_una
                           and (seg.window << self.snd_wscale) == self.snd_wnd
                           and lag <= self.rto_value() * 1024)
         return not disordered_ack
@@ -1233,7 +1053,7 @@ class Connection:
             self._send_dupack_limited(now, seg)
             return
         # 2. Sequence number acceptable?
-        if not self._sequence_ok(seg):
+        if not self.rcv.sequence_ok(seg):
             if flags & RST:
                 c.inc(Mib.UstcpDropRstOutOfWindow)
                 return
@@ -1247,7 +1067,7 @@ class Connection:
             return
         # 3. RST (RFC 5961 3.2): only an exact match resets; else a challenge ACK.
         if flags & RST:
-            if seg.seq == self.rcv_nxt:
+            if seg.seq == self.rcv.rcv_nxt:
                 self._reset_by_peer(now)
             else:
                 self.send_challenge_ack(now)
@@ -1279,15 +1099,16 @@ class Connection:
         # 6/7. Data and FIN.
         end = seq_add(seg.seq, len(seg.payload))
         if self.rcv_shutdown and self.state in (State.FIN_WAIT1, State.FIN_WAIT2) \
-                and seg.payload and after(end, self.rcv_nxt):
+                and seg.payload and after(end, self.rcv.rcv_nxt):
             # Data for a socket that can no longer read it (tcp_rcv_state_process).
             c.inc(Mib.TcpExtTCPAbortOnData)
             self._send_active_reset(now)
             self._set_error(errno.ECONNRESET)
             self.finish(now)
             return
-        if seg.payload or flags & FIN:
-            self._data_queue(now, seg)
+        if (seg.payload or flags & FIN) and self.rcv.data_queue(
+                now, seg, self.state in _RCV_DATA_STATES) == DATA_FIN:
+            self._fin_state(now)
         self._push(now)
         self._ack_snd_check(now)
 
@@ -1302,205 +1123,39 @@ class Connection:
         elif not self.orphan:
             self._set_error(errno.ECONNRESET)
         log.info("reset_received", conn=self.name, state=self.state.name)
-        self.rcv_buf.discard()
+        self.rcv.discard()
         self.finish(now)
 
     def enter_time_wait(self, now: float) -> None:
         """Hand the connection to the TIME_WAIT table (tcp_time_wait) and finish it."""
+        rcv = self.rcv
         self.host.enter_time_wait(now, TimeWaitEntry(
-            key=self.key, snd_nxt=self.snd_nxt, rcv_nxt=self.rcv_nxt,
-            rcv_wnd=min(self.rcv_wnd >> self.rcv_wscale, 65535), rcv_wscale=self.rcv_wscale,
-            ts_ok=self.ts_ok, ts_recent=self.ts_recent, ts_recent_stamp=self.ts_recent_stamp,
-            ts_offset=self.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN),
+            key=self.key, snd_nxt=self.snd_nxt, rcv_nxt=rcv.rcv_nxt,
+            rcv_wnd=min(rcv.rcv_wnd >> rcv.rcv_wscale, 65535), rcv_wscale=rcv.rcv_wscale,
+            ts_ok=rcv.ts_ok, ts_recent=rcv.ts_recent, ts_recent_stamp=rcv.ts_recent_stamp,
+            ts_offset=rcv.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN),
             self.name, self.rtt.rto)
         self.finish(now)
 
     # ------------------------------------------------------------------ receiving data
 
-    def _enter_quickack(self) -> None:
-        """tcp_enter_quickack_mode: ACK the next segments at once."""
-        quickacks = self.rcv_wnd // (2 * max(self.rcv_mss, 1)) or 2
-        self.quick = max(self.quick, min(quickacks, TCP_MAX_QUICKACKS))
-        self.pingpong = 0
-        self.ato = TCP_ATO_MIN
-        self.ack_now = True
-        self.ack_scheduled = True
-
-    def _event_data_recv(self, now: float, length: int) -> None:
-        """Adapt ATO and quick-ack credit to the arrival pattern (tcp_event_data_recv)."""
-        if not self.ato:
-            quickacks = self.rcv_wnd // (2 * max(self.rcv_mss, 1)) or 2
-            self.quick = max(self.quick, min(quickacks, TCP_MAX_QUICKACKS))
-            self.ato = TCP_ATO_MIN
-        else:
-            m = now - self.lrcvtime
-            if m <= TCP_ATO_MIN / 2:
-                self.ato = self.ato / 2 + TCP_ATO_MIN / 2
-            elif m < self.ato:
-                self.ato = min(self.ato / 2 + m, self.rto_value())
-            elif m > self.rto_value():
-                quickacks = self.rcv_wnd // (2 * max(self.rcv_mss, 1)) or 2
-                self.quick = max(self.quick, min(quickacks, TCP_MAX_QUICKACKS))
-        self.lrcvtime = now
-        if length >= self.rcv_mss:
-            self.rcv_mss = min(length, self.advmss)  # tcp_measure_rcv_mss
-        if self.rcv_ssthresh < self.window_clamp and self._free_space() > self.rcv_ssthresh:
-            self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.advmss, self.window_clamp)
-
-    def _rcv_room(self, seq: int) -> int:
-        """Bytes from ``seq`` we can take: what the buffer has free, and the window already
-        promised (a window is a promise; rounding it to the scale unit may exceed the
-        buffer by a little, which the buffer absorbs) up to a bound past the buffer: the
-        never-shrinking window creeps by the rounding on every ACK, and with a scale unit
-        above the MSS it would never close (Linux's memory check, tcp_try_rmem_schedule,
-        bounds it the same way). The bound is one scale unit or a sixteenth of the buffer,
-        the free space below which the window is already zero (_select_window_raw)."""
-        used = len(self.rcv_buf) + self.rcv_buf.ofo_bytes
-        promised = seq_diff(seq_add(self.rcv_nxt, self._receive_window()), seq)
-        slack = max(1 << self.rcv_wscale, self.rcvbuf >> 4)
-        return max(self.rcvbuf - used, min(promised, self.rcvbuf + slack - used))
-
-    def _rcv_rtt_measure(self, now: float, ts_ecr: int) -> None:
-        """The receiver's RTT from the echo of our TSval (tcp_rcv_rtt_measure_ts)."""
-        sample = seq_diff(self.ts_now(now), ts_ecr) / 1000.0
-        if 0 < sample < 60.0:
-            self.rcv_rtt = sample if not self.rcv_rtt else self.rcv_rtt * 7 / 8 + sample / 8
-
-    def _data_queue(self, now: float, seg: TcpSegment) -> None:
-        """Accept segment text and FIN (RFC 9293 3.10.7.4 seventh/eighth; tcp_data_queue)."""
-        c = self.host.counters
-        payload = seg.payload
-        seq = seg.seq
-        length = len(payload)
-        fin = bool(seg.flags & FIN)
-        self.ack_scheduled = True
-        if self.state not in _RCV_DATA_STATES:
-            return  # data after the peer's FIN (RFC 9293: ignore)
-        if length:
-            self.data_segs_in += 1
-            self.last_data_recv = now
-        end = seq_add(seq, length)
-        if before(seq, self.rcv_nxt):
-            if not after(end, self.rcv_nxt) and not (fin and end == self.rcv_nxt):
-                # A complete duplicate: D-SACK it and ACK at once (tcp_data_queue).
-                if length:
-                    self.pending_dsack = (seq, end)
-                    c.inc(Mib.TcpExtDelayedACKLost)
-                self._enter_quickack()
-                return
-            # Partial overlap: D-SACK the old part, keep the rest.
-            self.pending_dsack = (seq, self.rcv_nxt)
-            skip = seq_diff(self.rcv_nxt, seq)
-            payload = memoryview(payload)[skip:]
-            seq = self.rcv_nxt
-            length = len(payload)
-        if seq == self.rcv_nxt:
-            if length and self._receive_window() == 0:
-                c.inc(Mib.TcpExtTCPZeroWindowDrop)
-                self._enter_quickack()
-                return
-            room = self._rcv_room(seq)
-            if length > room:
-                c.inc(Mib.TcpExtTCPRcvQDrop)
-                self._enter_quickack()
-                # Out of memory: offer a zero window at once, shrinking it (Linux
-                # ICSK_ACK_NOMEM in tcp_select_window); the sender probes until we read.
-                self.rcv_wnd, self.rcv_wup = 0, self.rcv_nxt
-                if room <= 0:
-                    return
-                payload, length, fin = memoryview(payload)[:room], room, False
-                end = seq_add(seq, room)
-            if length:
-                self._queue_in_order(now, seg, payload)
-            if fin:
-                self._rcv_fin(now)
-            if self.rcv_buf.ofo:
-                for chunk in self.rcv_buf.ofo_pop_ready(self.rcv_nxt):
-                    self.rcv_buf.push(chunk)
-                    self.rcv_nxt = seq_add(self.rcv_nxt, len(chunk))
-                    self.bytes_received += len(chunk)
-                if not self.rcv_buf.ofo:
-                    self.ack_now = True  # RFC 5681 4.2: ACK at once when a gap fills
-                if self.ofo_fin is not None and self.ofo_fin == self.rcv_nxt:
-                    self.ofo_fin = None
-                    self._rcv_fin(now)
-            self.host.wake(self)
-            return
-        # Out of order (tcp_data_queue_ofo): queue it, ACK at once with SACK.
-        if length > self._rcv_room(seq) or (length and not self.rcv_buf.ofo_schedule(
-                self.rcv_nxt, seq, length, self.rcvbuf, c)):
-            c.inc(Mib.TcpExtTCPOFODrop)
-            self.ack_now = True
-            return
-        c.inc(Mib.TcpExtTCPOFOQueue)
-        if length:
-            dsack = self.rcv_buf.ofo_insert(self.rcv_nxt, seq, payload)
-            if dsack is not None:
-                self.pending_dsack = dsack
-                c.inc(Mib.TcpExtTCPOFOMerge)  # every byte was already queued
-        if fin:
-            self.ofo_fin = end
-        self.ack_now = True
-
-    def _queue_in_order(self, now: float, seg: TcpSegment, payload: bytes | memoryview) -> None:
-        """Data that starts at RCV.NXT and fits: onto the receive queue (tcp_queue_rcv)."""
-        length = len(payload)
-        self.ack_scheduled = True
-        self.rcv_buf.push(payload)
-        self.rcv_nxt = seq_add(self.rcv_nxt, length)
-        self.bytes_received += length
-        self._event_data_recv(now, length)
-        if self.ts_ok and seg.options.ts_ecr:
-            self._rcv_rtt_measure(now, seg.options.ts_ecr)
-        self.host.wake(self)
-
-    def _rcv_fin(self, now: float) -> None:
-        """The peer's FIN is in order (tcp_fin)."""
-        self.rcv_nxt = seq_add(self.rcv_nxt, 1)
-        self.fin_received = True
-        self.ack_scheduled = True
-        self.host.wake(self)
+    def _fin_state(self, now: float) -> None:
+        """The peer's FIN is in order (tcp_fin): where it moves the state."""
         if self.state == State.ESTABLISHED:
             self.set_state(now, State.CLOSE_WAIT)
-            self.pingpong = 1
+            self.rcv.set_pingpong(True)
         elif self.state == State.FIN_WAIT1:
             # Simultaneous close (RFC 9293 3.6): our FIN is not yet acknowledged.
-            self.ack_now = True
+            self.rcv.schedule_ack_now()
             self.set_state(now, State.CLOSING)
         elif self.state == State.FIN_WAIT2:
             self._send_ack(now)
             self.enter_time_wait(now)
 
     def _ack_snd_check(self, now: float) -> None:
-        """Send the ACK now or delay it (__tcp_ack_snd_check)."""
-        if not self.ack_scheduled or self.state == State.CLOSE:
-            return
-        if self.ack_now or self.rcv_buf.ofo or (self.quick and not self.pingpong) or (
-                seq_diff(self.rcv_nxt, self.rcv_wup) > self.rcv_mss
-                and self._select_window_raw() >= self.rcv_wnd):
+        """Send the ACK now or delay it (__tcp_ack_snd_check, the receiver decides)."""
+        if self.state != State.CLOSE and self.rcv.ack_snd_check(now):
             self._send_ack(now)
-            return
-        self._send_delayed_ack(now)
-
-    def _send_delayed_ack(self, now: float) -> None:
-        """Arm the delayed-ACK timer (tcp_send_delayed_ack, RFC 9293 3.8.6.3)."""
-        ato = self.ato
-        if ato > TCP_DELACK_MIN:
-            max_ato = TCP_DELACK_MAX if self.pingpong else 0.5
-            if self.rtt.has_sample:
-                rtt = max(self.rtt.srtt_us / 1e6, TCP_DELACK_MIN)
-                max_ato = min(max_ato, rtt)
-            ato = min(ato, max_ato)
-        if ato <= 0:
-            self._send_ack(now)
-            return
-        timeout = now + ato
-        if self.t_delack is not None:
-            if self.t_delack <= now + ato / 4:
-                self._send_ack(now)
-                return
-            timeout = min(timeout, self.t_delack)
-        self.t_delack = timeout
 
     # ------------------------------------------------------------------ introspection
 
@@ -1508,7 +1163,7 @@ class Connection:
         """A struct tcp_info snapshot with Linux's field names (include/uapi/linux/tcp.h)."""
         ccs = self.ccs
         options = 0
-        if self.ts_ok:
+        if self.rcv.ts_ok:
             options |= 1  # TCPI_OPT_TIMESTAMPS
         if self.sack_ok:
             options |= 2  # TCPI_OPT_SACK
@@ -1523,40 +1178,40 @@ class Connection:
             "tcpi_backoff": self.backoff,
             "tcpi_options": options,
             "tcpi_snd_wscale": self.snd_wscale,
-            "tcpi_rcv_wscale": self.rcv_wscale,
+            "tcpi_rcv_wscale": self.rcv.rcv_wscale,
             "tcpi_rto": int(rto * 1e6),
-            "tcpi_ato": int(self.ato * 1e6),
+            "tcpi_ato": int(self.rcv.ato * 1e6),
             "tcpi_snd_mss": self.mss,
-            "tcpi_rcv_mss": self.rcv_mss,
+            "tcpi_rcv_mss": self.rcv.rcv_mss,
             "tcpi_unacked": self.rtx.packets_out,
             "tcpi_sacked": self.rtx.sacked_out,
             "tcpi_lost": self.rtx.lost_out,
             "tcpi_retrans": self.rtx.retrans_out,
-            "tcpi_last_data_recv": int((now - self.last_data_recv) * 1000),
+            "tcpi_last_data_recv": int((now - self.rcv.last_data_recv) * 1000),
             "tcpi_last_ack_recv": int((now - self.last_ack_recv) * 1000),
             "tcpi_pmtu": self.host.mss_for_mtu + 40,
-            "tcpi_rcv_ssthresh": self.rcv_ssthresh,
+            "tcpi_rcv_ssthresh": self.rcv.rcv_ssthresh,
             "tcpi_rtt": self.rtt.srtt_us,
             "tcpi_rttvar": self.rtt.rttvar_us,
             "tcpi_snd_ssthresh": ccs.snd_ssthresh,
             "tcpi_snd_cwnd": ccs.snd_cwnd,
-            "tcpi_advmss": self.advmss - (TS_OPTION_LEN if self.ts_ok else 0),
+            "tcpi_advmss": self.rcv.advmss - (TS_OPTION_LEN if self.rcv.ts_ok else 0),
             "tcpi_reordering": self.reordering,
-            "tcpi_rcv_space": self.rcv_wnd,
+            "tcpi_rcv_space": self.rcv.rcv_wnd,
             "tcpi_total_retrans": self.total_retrans,
             "tcpi_bytes_acked": self.bytes_acked,
-            "tcpi_bytes_received": self.bytes_received,
+            "tcpi_bytes_received": self.rcv.bytes_received,
             "tcpi_bytes_sent": self.bytes_sent,
             "tcpi_bytes_retrans": self.bytes_retrans,
             "tcpi_segs_out": self.segs_out,
             "tcpi_segs_in": self.segs_in,
-            "tcpi_data_segs_in": self.data_segs_in,
+            "tcpi_data_segs_in": self.rcv.data_segs_in,
             "tcpi_data_segs_out": self.data_segs_out,
             "tcpi_notsent_bytes": max(0, seq_diff(self.write_seq, self.snd_nxt)),
             "tcpi_min_rtt": self.rtt.min_rtt_us,
             "tcpi_delivered": self.delivered,
             "tcpi_snd_wnd": self.snd_wnd,
-            "tcpi_rcv_wnd": self.rcv_wnd,
+            "tcpi_rcv_wnd": self.rcv.rcv_wnd,
             "tcpi_reord_seen": self.reord_seen,
         }
 
