@@ -65,7 +65,7 @@ def test_syn_on_established_connection_gets_challenge_ack(net: Net) -> None:
 
 def test_ack_too_old_gets_challenge_ack_and_is_dropped(net: Net) -> None:
     _, client, server = open_pair(net)
-    old = (server.snd_una - server.max_window - 10) & 0xFFFFFFFF
+    old = (server.snd.snd_una - server.snd.max_window - 10) & 0xFFFFFFFF
     seg = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, old, ACK, 1000, payload=b"zz")
     replies = inject(net, seg)
     assert [r.flags for r in replies] == [ACK]
@@ -74,7 +74,7 @@ def test_ack_too_old_gets_challenge_ack_and_is_dropped(net: Net) -> None:
 
 def test_ack_of_unsent_data_is_dropped(net: Net) -> None:
     _, client, server = open_pair(net)
-    ahead = (server.snd_nxt + 1000) & 0xFFFFFFFF
+    ahead = (server.snd.snd_nxt + 1000) & 0xFFFFFFFF
     seg = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, ahead, ACK, 1000, payload=b"zz")
     inject(net, seg)
     assert server.rcv.rcv_nxt == seg.seq

@@ -109,7 +109,7 @@ def test_tw_reuse_lets_an_active_open_take_the_port_after_one_second() -> None:
     net.run(net.now + 1.5)
     again = net.a.connect(net.now, A_IP, B_IP, 80, local_port=port)
     # The new incarnation starts after everything the old one sent (tcp_twsk_unique).
-    assert again.iss == (entry.snd_nxt + 65537) & 0xFFFFFFFF
+    assert again.snd.iss == (entry.snd_nxt + 65537) & 0xFFFFFFFF
     net.run(net.now + 0.5)
     assert again.state == State.ESTABLISHED
     net.config_a.tcp_tw_reuse = 0
@@ -128,7 +128,7 @@ def test_paws_drops_old_duplicate_and_accepts_after_24_days_idle(net: Net) -> No
     net.run(net.now + 0.1)
     assert drain(server, net.now) == b"fresh"
     old_ts = (server.rcv.ts_recent - 10) & 0xFFFFFFFF
-    dup = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, server.snd_nxt, ACK, 1000,
+    dup = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, server.snd.snd_nxt, ACK, 1000,
                      TcpOptions(ts_val=old_ts, ts_ecr=0), b"stale")
     net.b.on_segment(net.now, A_IP, B_IP, dup)
     assert net.b.counters["TcpExtPAWSEstab"] == 1
@@ -145,14 +145,14 @@ def test_paws_tolerates_one_tick_and_reordered_duplicate_acks(net: Net) -> None:
     net.run(net.now + 0.1)
     drain(server, net.now)
     one_tick_old = (server.rcv.ts_recent - 1) & 0xFFFFFFFF
-    seg = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, server.snd_nxt, ACK, 0,
+    seg = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, server.snd.snd_nxt, ACK, 0,
                      TcpOptions(ts_val=one_tick_old), b"lag")
-    seg.window = server.snd_wnd >> server.snd_wscale
+    seg.window = server.snd.snd_wnd >> server.snd.snd_wscale
     net.b.on_segment(net.now, A_IP, B_IP, seg)
     assert server.recv(net.now, 10) == b"lag"  # TCP_PAWS_WINDOW: one tick is fine
     old = (server.rcv.ts_recent - 50) & 0xFFFFFFFF
-    dupack = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, server.snd_una, ACK,
-                        server.snd_wnd >> server.snd_wscale, TcpOptions(ts_val=old))
+    dupack = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, server.snd.snd_una, ACK,
+                        server.snd.snd_wnd >> server.snd.snd_wscale, TcpOptions(ts_val=old))
     net.b.on_segment(net.now, A_IP, B_IP, dupack)
     assert net.b.counters["TcpExtPAWSEstab"] == 0  # tcp_disordered_ack: not a duplicate
 

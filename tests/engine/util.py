@@ -53,5 +53,5 @@ def one_byte(client: Connection, now: float, offset: int, byte: bytes) -> TcpSeg
         opts.ts_val = client.rcv.ts_now(now)
         opts.ts_ecr = client.rcv.ts_recent
     return TcpSegment(client.local_port, client.remote_port,
-                      (client.snd_nxt + offset) & 0xFFFFFFFF, client.rcv.rcv_nxt, ACK,
+                      (client.snd.snd_nxt + offset) & 0xFFFFFFFF, client.rcv.rcv_nxt, ACK,
                       client.rcv.rcv_wnd >> client.rcv.rcv_wscale, opts, byte)

@@ -38,13 +38,13 @@ def check_connection(conn: Connection) -> None:
     """Invariants of one connection, whatever happened to it."""
     if conn.state in (State.SYN_SENT, State.CLOSE):
         return
-    in_flight = seq_diff(conn.snd_nxt, conn.snd_una)
-    assert 0 <= in_flight <= len(conn.snd_buf) + 2, ("SND.UNA <= SND.NXT", in_flight)
+    in_flight = seq_diff(conn.snd.snd_nxt, conn.snd.snd_una)
+    assert 0 <= in_flight <= len(conn.snd.snd_buf) + 2, ("SND.UNA <= SND.NXT", in_flight)
     # write_seq is not moved by the FIN: once the FIN is acknowledged it is SND.UNA - 1.
-    assert -1 <= seq_diff(conn.write_seq, conn.snd_una) <= len(conn.snd_buf) + 1
-    assert len(conn.snd_buf) <= max(conn.config.tcp_wmem[2], conn.sockopts.sndbuf * 2)
+    assert -1 <= seq_diff(conn.snd.write_seq, conn.snd.snd_una) <= len(conn.snd.snd_buf) + 1
+    assert len(conn.snd.snd_buf) <= max(conn.config.tcp_wmem[2], conn.sockopts.sndbuf * 2)
     assert 0 <= conn.rcv.rcv_wnd <= MAX_WINDOW
-    assert 0 <= conn.snd_wnd <= MAX_WINDOW
+    assert 0 <= conn.snd.snd_wnd <= MAX_WINDOW
     assert conn.rcv.rcvbuf <= max(conn.config.tcp_rmem[2], conn.sockopts.rcvbuf * 2, 2304)
     buf = conn.rcv.rcv_buf
     # In-order data passes the buffer by the window's rounding at most (Connection._rcv_room);
@@ -205,7 +205,7 @@ OPTIONS = st.builds(
 SEGMENTS = st.lists(st.tuples(
     FLAGS,
     st.tuples(st.sampled_from(("rcv.rcv_nxt", "window_edge", "far")), NEAR, FAR),
-    st.tuples(st.sampled_from(("snd_una", "snd_nxt", "far")), NEAR, FAR),
+    st.tuples(st.sampled_from(("snd.snd_una", "snd.snd_nxt", "far")), NEAR, FAR),
     st.sampled_from((0, 1, 100, 65535)),
     OPTIONS,
     st.sampled_from((0, 1, 2, 100, 1448, 5000)),

@@ -1,19 +1,16 @@
-"""One TCP connection: the transmission control block and its state machine.
+"""One TCP connection: the state machine and the user calls.
 
 Sans-IO: every method takes ``now`` and reports what it does through its host
 (``host.Host``: segments to send, objects to wake, timers to arm). The structure follows
 RFC 9293 3.10 ("Event Processing") with Linux's choices where the RFCs leave room; comments
 name the Linux function a rule comes from (net/ipv4/tcp_input.c, tcp_output.c, tcp_timer.c).
 
-Sequence space on the send side::
-
-      SND.UNA            SND.NXT                 write_seq
-    ----|------------------|-----------------------|-------
-        | sent, unacked    | written, not yet sent |
-        |<------- send_buf (bytes from SND.UNA) ------>|
-
-Congestion accounting is in packets like Linux (tcpi_snd_cwnd): a transmitted segment of
-``n`` bytes counts ceil(n / MSS) packets, so a 64 KB GSO segment is many packets.
+The connection owns the state (:meth:`Connection.set_state`, Linux tcp_set_state), the
+handshake's option negotiation, the segment-arrival checks (tcp_validate_incoming: PAWS,
+sequence, RST, SYN), header prediction, the keepalive and FIN_WAIT2 timers, the close path
+and the user calls. The send half is a :class:`~ustcp.tcp.sender.Sender` (``conn.snd``)
+and the receive half a :class:`~ustcp.tcp.receiver.Receiver` (``conn.rcv``), as gVisor's
+endpoint holds its snd and rcv: each alone writes its own fields.
 """
 
 from __future__ import annotations
@@ -26,15 +23,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..mib import Mib
-from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment
 from . import ack, recovery
-from .buffers import SendBuffer
-from .congestion import make_congestion_control
-from .congestion.base import (
-    CA_RECOVERY,
-    CcState,
-    CwndEvent,
-)
+from .ack import ACK_CHALLENGE, ACK_OK
 from .options import (
     TS_OPTION_LEN,
     SockOpts,
@@ -42,12 +33,10 @@ from .options import (
     initial_rcv_wnd,
     peer_mss,
     rcv_wscale_for,
-    sndbuf_size,
-    syn_segment,
 )
-from .receiver import DATA_FIN, TCP_INIT_CWND, Receiver
-from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
-from .rtxqueue import RtxQueue, TxRecord
+from .receiver import DATA_FIN, Receiver
+from .rto import RtoEstimator
+from .sender import Sender
 from .seq import after, before, before_eq, seq_add, seq_diff
 from .states import State
 from .timers import XmitTimer
@@ -63,11 +52,6 @@ TCP_PAWS_24DAYS = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent e
 TCP_PAWS_WINDOW = 1  # ticks of TSval lag PAWS tolerates
 _DATA_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 _RCV_DATA_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
-# States with data or a FIN that may still be waiting to go out: after close() or
-# shutdown(SHUT_WR) the FIN follows queued data, and the peer's FIN may arrive before it
-# leaves (CLOSING, LAST_ACK).
-_SEND_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
-                          State.CLOSING, State.LAST_ACK})
 
 
 class Connection:
@@ -93,73 +77,19 @@ class Connection:
         self.orphan_counted = False  # counted against tcp_max_orphans
         self.rcv_shutdown = False  # SHUT_RD or close()
         self.created = now
-        # Send sequence space (RFC 9293 3.3.1).
-        self.iss = 0
-        self.snd_una = 0
-        self.snd_nxt = 0
-        self.write_seq = 0  # sequence number after the last byte the application wrote
-        self.snd_wnd = 0
-        self.snd_wl1 = 0
-        self.snd_wl2 = 0
-        self.max_window = 0
-        self.snd_wscale = 0
-        self.snd_buf = SendBuffer()
-        self.fin_queued = False  # shutdown(SHUT_WR) or close(): FIN follows the data
-        self.fin_sent = False
-        self.fin_acked = False
-        self.snd_sml = 0  # end of the last small segment sent (Nagle, Minshall's variant)
-        self.rtx = RtxQueue()  # the retransmission queue and SACK scoreboard
-        self.rtt = RtoEstimator()
-        self.rcv = Receiver(cfg, host.counters, sockopts, host.mss_for_mtu, now,
-                            rtt=self.rtt, rto_value=self.rto_value, wake=self._wake)
-        # MSS.
-        self.mss_clamp = 536  # what the peer announced
-        self.mss = 536  # effective send MSS: payload bytes per segment, options excluded
-        # Options.
-        self.sack_ok = False
-        self.wscale_ok = False
-        self.last_oow_ack = -1e9
-        # Retransmission and persist timers.
-        self.backoff = 0
-        self.retransmits = 0  # consecutive timeouts (icsk_retransmits)
-        self.retrans_stamp = 0.0
-        self.probes_out = 0
-        self.t_rto: float | None = None  # the retransmit timer, which also serves as
-        self.xmit_timer = XmitTimer.RTO  # ... the loss probe and the RACK reorder timer
-        self.t_probe0: float | None = None
+        self.wscale_ok = False  # window scaling agreed (tcpi_options)
+        self.last_oow_ack = -1e9  # the last out-of-window or challenge ACK we sent
         self.t_keepalive: float | None = None
         self.t_linger: float | None = None  # orphaned FIN_WAIT2 lifetime
         self.heap_when: float | None = None  # the host's bookkeeping
-        # Congestion control (Linux tcp_sock fields, in packets).
-        self.cc = make_congestion_control(sockopts.congestion or cfg.tcp_congestion_control)
-        self.ccs = CcState(mss=536)
-        self.high_seq = 0
-        self.prior_cwnd = 0
-        # RACK (RFC 8985, Linux tcp_recovery.c) and TLP.
-        self.rack_mstamp = -1.0  # send time of the most recently sent delivered record
-        self.rack_end_seq = 0
-        self.rack_rtt_us = 0
-        self.rack_advanced = False
-        self.reord_seen = 0
-        self.tlp_high_seq: int | None = None
-        self.tlp_retrans = False
-        self.prr_delivered = 0
-        self.prr_out = 0
-        self.reordering = cfg.tcp_reordering
-        self.last_send = now
-        self.cwnd_limited = False
-        self.max_packets_out = 0
-        self.cwnd_usage_seq = 0
-        # Statistics (tcp_info, ss).
-        self.bytes_acked = 0
-        self.bytes_sent = 0
-        self.bytes_retrans = 0
         self.segs_in = 0
-        self.segs_out = 0
-        self.data_segs_out = 0
-        self.total_retrans = 0
-        self.delivered = 0
-        self.last_ack_recv = now
+        # The two halves (gVisor's snd/rcv): each alone writes its fields. The RTT
+        # estimator is the sender's; the receiver reads it (ATO, autotuning).
+        rtt = RtoEstimator()
+        self.rcv = Receiver(cfg, host.counters, sockopts, host.mss_for_mtu, now,
+                            rtt=rtt, rto_value=self._rto_value, wake=self._wake)
+        self.snd = Sender(host, self, self.rcv, rtt, self.key, self.name, sockopts, now,
+                          wake=self._wake)
 
     # ------------------------------------------------------------------ set-up
 
@@ -169,79 +99,45 @@ class Connection:
         and keep its TS.Recent (tcp_twsk_unique)."""
         e = self.host
         if reused is not None:
-            self.iss = seq_add(reused.snd_nxt, 65535 + 2) or 1
+            iss = seq_add(reused.snd_nxt, 65535 + 2) or 1
             self.rcv.inherit_ts_recent(reused.ts_recent, reused.ts_recent_stamp)
         else:
-            self.iss = e.isn.isn(now, self.local_ip, self.local_port, self.remote_ip,
-                                 self.remote_port)
+            iss = e.isn.isn(now, self.local_ip, self.local_port, self.remote_ip,
+                            self.remote_port)
         rcv = self.rcv
         rcv.set_ts_offset(e.isn.ts_offset(self.local_ip, self.remote_ip))
-        self._init_send_seq(self.iss)
+        self.snd.init_seq(iss)
         rcv.set_advmss(clamped_advmss(e.mss_for_mtu, self.sockopts))  # TCP_MAXSEG before connect
         rcv.set_window(rcv_wscale_for(self.config, self.sockopts),
                        initial_rcv_wnd(self.config, self.sockopts, rcv.advmss_payload()))
         self.set_state(now, State.SYN_SENT)
         e.counters.inc(Mib.TcpActiveOpens)
-        self.retrans_stamp = now
-        self._send_syn(now)
+        self.snd.start(now)
 
     def adopt_request(self, req: RequestSock, ack_seg: TcpSegment, now: float) -> None:
         """Passive open completed: take over a SYN-queue entry whose handshake the final
         ACK has just completed (Linux tcp_create_openreq_child, tcp_rcv_synrecv_state)."""
         rcv = self.rcv
-        self.iss = req.iss
         rcv.init_seq(req.irs)
-        self._init_send_seq(req.iss)
-        self.snd_una = seq_add(req.iss, 1)
-        self.snd_nxt = self.snd_una
-        self.write_seq = self.snd_una
         rcv.set_advmss(req.advmss)
         rcv.set_ts_offset(req.ts_offset)
         rcv.set_timestamps(req.ts_ok, req.ts_recent, now)
-        self.sack_ok = req.sack_ok
         self.wscale_ok = req.snd_wscale is not None
-        self.snd_wscale = req.snd_wscale or 0
         rcv.set_window(req.rcv_wscale if self.wscale_ok else 0, req.rcv_wnd)
-        self.mss_clamp = req.snd_mss
-        self._set_mss()
-        self.snd_wnd = ack_seg.window << self.snd_wscale
-        self.max_window = self.snd_wnd
-        self.snd_wl1 = ack_seg.seq
-        self.snd_wl2 = ack_seg.ack
+        self.snd.adopt(req.iss, req.sack_ok, req.snd_wscale or 0, req.snd_mss, ack_seg)
         if not req.num_timeout and req.synack_sent is not None:
-            self.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))  # tcp_synack_rtt_meas
+            # tcp_synack_rtt_meas
+            self.snd.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))
         self._init_transfer(now)
         # The child is born in SYN_RECV (inet_csk_clone_lock) and the ACK makes it
         # ESTABLISHED: both show in the trace, as in Linux's inet_sock_set_state.
         self.set_state(now, State.SYN_RECV)
         self.set_state(now, State.ESTABLISHED)
 
-    def _init_send_seq(self, iss: int) -> None:
-        self.snd_una = iss
-        self.snd_nxt = iss
-        self.write_seq = seq_add(iss, 1)
-        self.snd_sml = iss
-        self.high_seq = iss
-
-    def _set_mss(self) -> None:
-        """Effective send MSS (tcp_sync_mss / tcp_current_mss): the peer's MSS, the user's
-        TCP_MAXSEG clamp, less the timestamp option every segment carries."""
-        mss = min(self.mss_clamp, self.rcv.advmss)
-        if self.sockopts.maxseg:
-            mss = min(mss, self.sockopts.maxseg)
-        if self.rcv.ts_ok:
-            mss -= TS_OPTION_LEN
-        self.mss = max(mss, 48)
-        self.ccs.mss = self.mss
-
     def _init_transfer(self, now: float) -> None:
         """Buffers, windows and congestion state once synchronized (tcp_init_transfer)."""
-        self.rcv.init_transfer(now, self.mss)
-        self.ccs.snd_cwnd = TCP_INIT_CWND
-        self.ccs.snd_una = self.snd_una
-        self.ccs.snd_nxt = self.snd_nxt
-        self.cc.init(self.ccs, now)
-        self.last_send = now
+        self.rcv.init_transfer(now, self.snd.mss)
+        self.snd.init_transfer(now)
         if self.sockopts.keepalive:
             self.t_keepalive = now + self.keepalive_time
 
@@ -253,37 +149,19 @@ class Connection:
             or self.state == State.CLOSE
 
     @property
-    def send_space(self) -> int:
-        return max(0, self.sndbuf() - len(self.snd_buf))
-
-    @property
     def writable(self) -> bool:
-        if self.error is not None or self.fin_queued or self.state == State.CLOSE:
+        if self.error is not None or self.snd.fin_queued or self.state == State.CLOSE:
             return True
-        return self.state in _DATA_STATES and self.send_space > 0
-
-    def sndbuf(self) -> int:
-        """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
-        congestion window, between tcp_wmem[1] and tcp_wmem[2]."""
-        locked = sndbuf_size(self.sockopts)
-        if locked:
-            return locked
-        _, default, hi = self.config.tcp_wmem
-        want = 2 * max(self.ccs.snd_cwnd, self.reordering + 1) * (self.mss + 200)
-        return max(default, min(hi, want * 2))
+        return self.state in _DATA_STATES and self.snd.send_space > 0
 
     def send(self, now: float, data: bytes | bytearray | memoryview) -> int:
         """Queue application data; returns how many bytes were taken (0 when full)."""
         self._raise_pending_error()
-        if self.fin_queued or self.state not in _DATA_STATES:
+        if self.snd.fin_queued or self.state not in _DATA_STATES:
             if self.state in (State.SYN_SENT, State.SYN_RECV):
                 raise BlockingIOError(errno.EAGAIN, "connection not yet established")
             raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
-        n = min(len(data), self.send_space)
-        if n:
-            self.snd_buf.append(data if n == len(data) else memoryview(data)[:n])
-            self.write_seq = seq_add(self.write_seq, n)
-            self._push(now)
+        n = self.snd.write(now, data)
         self.host.touch(self)
         return n
 
@@ -292,7 +170,7 @@ class Connection:
         if len(self.rcv.rcv_buf):
             data, ack_due = self.rcv.read(now, max_bytes, self.state in _RCV_DATA_STATES)
             if ack_due:
-                self._send_ack(now)
+                self.snd.send_ack(now)
             self.host.touch(self)
             return data
         self._raise_pending_error()
@@ -319,7 +197,7 @@ class Connection:
         if how in (socket.SHUT_WR, socket.SHUT_RDWR):
             if self.state in (State.SYN_SENT,):
                 self.finish(now)
-            elif self.state in _DATA_STATES and not self.fin_queued:
+            elif self.state in _DATA_STATES and not self.snd.fin_queued:
                 self._queue_fin(now)
         self.host.wake(self)
         self.host.touch(self)
@@ -342,24 +220,24 @@ class Connection:
             self.finish(now)
         elif unread or (self.rcv.fin_received and self.rcv.ofo_fin is not None):
             e.counters.inc(Mib.TcpExtTCPAbortOnClose)
-            self._send_active_reset(now)
+            self.snd.send_active_reset(now)
             self.finish(now)
         elif linger is not None and linger[0] and linger[1] == 0:
             e.counters.inc(Mib.TcpExtTCPAbortOnData)
-            self._send_active_reset(now)
+            self.snd.send_active_reset(now)
             self.finish(now)
         elif e.orphan_count >= self.config.tcp_max_orphans:
             # tcp_close: the FIN goes first, then tcp_check_oom finds too many orphans and
             # the connection is reset and dropped at once.
-            if self.state in _DATA_STATES and not self.fin_queued:
+            if self.state in _DATA_STATES and not self.snd.fin_queued:
                 self._queue_fin(now)
             e.counters.inc(Mib.TcpExtTCPAbortOnMemory)
-            self._send_active_reset(now)
+            self.snd.send_active_reset(now)
             self.finish(now)
         else:
             e.orphan_count += 1
             self.orphan_counted = True
-            if self.state in _DATA_STATES and not self.fin_queued:
+            if self.state in _DATA_STATES and not self.snd.fin_queued:
                 self._queue_fin(now)
             elif self.state == State.FIN_WAIT2:
                 self.arm_linger(now)
@@ -368,7 +246,7 @@ class Connection:
     def abort(self, now: float) -> None:
         """close() with SO_LINGER {on, 0}: send RST, skip TIME_WAIT (Linux tcp_disconnect)."""
         if self.state not in (State.CLOSE, State.SYN_SENT, State.TIME_WAIT):
-            self._send_active_reset(now)
+            self.snd.send_active_reset(now)
         self.orphan = True
         self.rcv.discard()
         if self.state != State.CLOSE:
@@ -377,10 +255,10 @@ class Connection:
 
     def _queue_fin(self, now: float) -> None:
         """Queue our FIN behind the data (tcp_send_fin) and move on in the state diagram."""
-        self.fin_queued = True
+        self.snd.queue_fin()
         self.set_state(now, State.FIN_WAIT1 if self.state == State.ESTABLISHED
                         else State.LAST_ACK)
-        self._push(now)
+        self.snd.push(now)
 
     # ------------------------------------------------------------------ state and helpers
 
@@ -401,12 +279,16 @@ class Connection:
     def _wake(self) -> None:
         self.host.wake(self)
 
+    def _rto_value(self) -> float:
+        return self.snd.rto_value()
+
     def finish(self, now: float) -> None:
         """The connection is finished (tcp_done): forget it, stop every timer."""
         if self.state in (State.SYN_SENT, State.SYN_RECV):
             self.host.counters.inc(Mib.TcpAttemptFails)
         self.set_state(now, State.CLOSE)
-        self.t_rto = self.t_probe0 = self.t_keepalive = self.t_linger = None
+        self.t_keepalive = self.t_linger = None
+        self.snd.stop_timers()
         self.rcv.stop_delack()
         if self.orphan_counted:
             self.orphan_counted = False
@@ -418,238 +300,6 @@ class Connection:
         self.error = OSError(err, os.strerror(err)) if err not in _ERRNO_TYPES \
             else _ERRNO_TYPES[err](err, os.strerror(err))
 
-    def ts_now(self, now: float) -> int:
-        """Our TSval: a millisecond clock plus a per-connection offset (RFC 7323 5.4)."""
-        return (int(now * 1000) + self.rcv.ts_offset) & 0xFFFFFFFF
-
-    # ------------------------------------------------------------------ output
-
-    def _segment(self, now: float, flags: int, seq: int, payload: bytes | memoryview = b"",
-                 *, with_sack: bool = True) -> TcpSegment:
-        opts = TcpOptions()
-        rcv = self.rcv
-        if rcv.ts_ok:
-            opts.ts_val = rcv.ts_now(now)
-            opts.ts_ecr = rcv.ts_recent
-        if not flags & ACK:
-            return TcpSegment(self.local_port, self.remote_port, seq, 0, flags, 0, opts,
-                              payload)
-        if with_sack and self.sack_ok and (rcv.rcv_buf.ofo or rcv.pending_dsack is not None):
-            blocks = rcv.sack_blocks(3 if rcv.ts_ok else 4, bool(self.config.tcp_dsack))
-            if blocks:
-                opts.sack_blocks = tuple(blocks)
-        window = rcv.select_window(self.state == State.SYN_SENT)
-        return TcpSegment(self.local_port, self.remote_port, seq, rcv.rcv_nxt, flags, window,
-                          opts, payload)
-
-    def _emit(self, now: float, seg: TcpSegment) -> None:
-        self.segs_out += seg.pcount  # tcpi_segs_out counts wire segments, as Linux's
-        if seg.flags & ACK:
-            self.rcv.ack_sent()
-        self.host.emit(self.local_ip, self.remote_ip, seg)
-
-    def _send_ack(self, now: float) -> None:
-        self._emit(now, self._segment(now, ACK, self.snd_nxt))
-
-    def _send_active_reset(self, now: float) -> None:
-        """RST for a connection we abort (tcp_send_active_reset): carries ACK and TS."""
-        self.host.counters.inc(Mib.TcpOutRsts)
-        seg = self._segment(now, RST | ACK, self.snd_nxt, with_sack=False)
-        self.host.emit(self.local_ip, self.remote_ip, seg)
-
-    def _send_syn(self, now: float) -> None:
-        cfg = self.config
-        ts_val = self.rcv.ts_now(now) if cfg.tcp_timestamps else None
-        seg = syn_segment(self.local_port, self.remote_port, self.iss, None,
-                          rcv_wnd=self.rcv.rcv_wnd, mss=self.rcv.advmss,
-                          rcv_wscale=self.rcv.rcv_wscale, ts_val=ts_val, ts_ecr=0,
-                          sack=bool(cfg.tcp_sack), wscale=bool(cfg.tcp_window_scaling))
-        if not self.rtx.records:
-            self.rtx.add(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True),
-                         timed=False)
-            self.snd_nxt = seq_add(self.iss, 1)
-        self.segs_out += 1
-        self.host.emit(self.local_ip, self.remote_ip, seg)
-        self.arm_rto(now)
-
-    def _current_mss(self) -> int:
-        """Payload room of the next segment: the MSS less the SACK blocks it will carry,
-        so that no frame outgrows the path MTU (tcp_current_mss)."""
-        if not self.sack_ok:
-            return self.mss
-        blocks = self.rcv.sack_block_count()
-        if not blocks:
-            return self.mss
-        return self.mss - 4 - 8 * min(blocks, 3 if self.rcv.ts_ok else 4)
-
-    def in_flight(self) -> int:
-        """Packets in flight (tcp_packets_in_flight, RFC 6675 "pipe")."""
-        return self.rtx.in_flight()
-
-    def _push(self, now: float) -> None:
-        """Send what the windows allow (tcp_write_xmit)."""
-        if self.state not in _SEND_STATES:
-            return
-        ccs = self.ccs
-        if self.write_seq == self.snd_nxt and not (self.fin_queued and not self.fin_sent):
-            # Nothing queued (most calls after an ACK): only the bookkeeping below.
-            self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
-            self._check_probe_timer(now)
-            return
-        mss = self._current_mss()
-        gso_max = self.host.gso_max_size
-        sent_any = False
-        last: TcpSegment | None = None
-        first_seq = self.snd_nxt
-        idle = not self.rtx.packets_out
-        while True:
-            unsent = seq_diff(self.write_seq, self.snd_nxt)
-            want_fin = self.fin_queued and not self.fin_sent
-            if unsent <= 0 and not want_fin:
-                break
-            quota = ccs.snd_cwnd - self.in_flight()
-            if quota <= 0 and not (want_fin and unsent <= 0):
-                break  # a lone FIN is not held by cwnd (tcp_cwnd_test)
-            wnd_end = seq_add(self.snd_una, self.snd_wnd)
-            avail = seq_diff(wnd_end, self.snd_nxt)
-            max_segs = min(quota, max(1, gso_max // mss)) if gso_max else 1
-            size = min(unsent, mss * max_segs)
-            if size > avail:
-                # The first MSS must fit in the window (tcp_snd_wnd_test).
-                if avail < min(mss, unsent) or avail <= 0:
-                    break
-                size = avail if avail < mss else (avail // mss) * mss
-            if size and size < mss and size == unsent and not want_fin \
-                    and self._nagle_holds(size):
-                break
-            fin = want_fin and size == unsent
-            if not size and not fin:
-                break
-            if fin and not size and avail <= 0 and self.snd_wnd == 0 and self.rtx.packets_out:
-                break
-            if idle and not sent_any and self.config.tcp_slow_start_after_idle:
-                self._cwnd_restart_after_idle(now)
-            last = self._send_new(now, size, fin)
-            if not sent_any:
-                first_seq = last.seq
-            sent_any = True
-        if last is not None and len(last.payload) and last.seq != first_seq:
-            # A burst of several segments leaves as one GSO packet in Linux, and the
-            # packet's PSH ends up on its last segment (tcp_gso_segment).
-            last.flags |= PSH
-        if sent_any:
-            self.last_send = now
-            ccs.lsndtime = now
-            recovery.schedule_loss_probe(self, now, advancing_rto=False)
-        self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
-        self._check_probe_timer(now)
-
-    def _cwnd_validate(self, is_cwnd_limited: bool) -> None:
-        """Remember whether this flight was limited by cwnd rather than by the application
-        (tcp_cwnd_validate, RFC 7661): only then may cwnd grow."""
-        if not before(self.snd_una, self.cwnd_usage_seq) or is_cwnd_limited or (
-                not self.cwnd_limited and self.rtx.packets_out > self.max_packets_out):
-            self.cwnd_limited = is_cwnd_limited
-            self.max_packets_out = self.rtx.packets_out
-            self.cwnd_usage_seq = self.snd_nxt
-
-    def is_cwnd_limited(self) -> bool:
-        """tcp_is_cwnd_limited: in slow start, grow cwnd to twice what was in flight."""
-        ccs = self.ccs
-        if self.cwnd_limited:
-            return True
-        return ccs.snd_cwnd < ccs.snd_ssthresh and ccs.snd_cwnd < 2 * self.max_packets_out
-
-    def _nagle_holds(self, size: int) -> bool:
-        """Nagle's algorithm with Minshall's variant (RFC 896, Linux tcp_nagle_check):
-        hold a small segment while an earlier small segment is unacknowledged."""
-        if self.sockopts.cork:
-            return True
-        if self.sockopts.nodelay:
-            return False
-        return bool(self.rtx.packets_out) and after(self.snd_sml, self.snd_una)
-
-    def _cwnd_restart_after_idle(self, now: float) -> None:
-        """RFC 5681 4.1 / tcp_cwnd_restart: after an idle period longer than the RTO,
-        cwnd is cut back to the restart window."""
-        idle = now - self.last_send
-        rto = self.rtt.rto
-        if idle <= rto or not self.rtt.has_sample:
-            return
-        self.cc.cwnd_event(self.ccs, now, CwndEvent.CWND_RESTART)
-        restart = min(TCP_INIT_CWND, self.ccs.snd_cwnd)
-        cwnd = self.ccs.snd_cwnd
-        while idle > rto and cwnd > restart:
-            cwnd >>= 1
-            idle -= rto
-        self.ccs.snd_cwnd = max(cwnd, restart)
-
-    def _send_new(self, now: float, size: int, fin: bool) -> TcpSegment:
-        seq = self.snd_nxt
-        payload = self.snd_buf.peek(seq_diff(seq, self.snd_una), size) if size else b""
-        flags = ACK
-        if fin:
-            flags |= FIN
-        if size and seq_add(seq, size) == self.write_seq:
-            flags |= PSH
-        seg = self._segment(now, flags, seq, payload)
-        pcount = max(1, -(-size // self.mss))
-        if size > self.mss:
-            seg.gso_size = self.mss
-        end = seq_add(seq, size + (1 if fin else 0))
-        if not self.rtx.packets_out:
-            self.cc.cwnd_event(self.ccs, now, CwndEvent.TX_START)
-        rec = TxRecord(seq, end, pcount, now, fin=fin)
-        self.rtx.add(rec)
-        self.snd_nxt = end
-        self.ccs.snd_nxt = end
-        if fin:
-            self.fin_sent = True
-        if size < self.mss:
-            self.snd_sml = end
-        if size:
-            self.bytes_sent += size
-            self.data_segs_out += pcount
-        if self.ccs.ca_state == CA_RECOVERY:
-            self.prr_out += pcount
-        self._emit(now, seg)
-        if self.t_rto is None or self.xmit_timer == XmitTimer.LOSS_PROBE:
-            self.arm_rto(now)  # tcp_event_new_data_sent
-        self.rcv.note_data_sent(now)
-        return seg
-
-    def retransmit(self, now: float, rec: TxRecord) -> None:
-        """Resend one record (tcp_retransmit_skb); a record larger than one MSS is split so
-        that retransmissions are MSS-sized."""
-        size = seq_diff(rec.end, rec.start) - (1 if rec.fin else 0) - (1 if rec.syn else 0)
-        if rec.syn:
-            self._send_syn(now)
-        else:
-            mss = self._current_mss()
-            if size > mss:
-                self.split(rec, mss)
-                size = mss
-            payload = self.snd_buf.peek(seq_diff(rec.start, self.snd_una), size) \
-                if size else b""
-            flags = ACK | (FIN if rec.fin else 0)
-            if size and seq_add(rec.start, size) == self.write_seq:
-                flags |= PSH
-            self._emit(now, self._segment(now, flags, rec.start, payload))
-        self.rtx.mark_retransmitted(rec, now)
-        if self.ccs.ca_state == CA_RECOVERY:
-            self.prr_out += rec.pcount
-        self.total_retrans += rec.pcount
-        self.bytes_retrans += size
-        self.host.counters.inc(Mib.TcpRetransSegs, rec.pcount)
-        if not self.retrans_stamp:
-            self.retrans_stamp = rec.first_xmit
-        log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
-                  len=size, ca_state=self.ccs.ca_state, t=round(now, 6))
-
-    def split(self, rec: TxRecord, first_len: int) -> None:
-        """Split a record after ``first_len`` bytes (tcp_fragment)."""
-        self.rtx.split(rec, first_len, self.mss)
-
     # ------------------------------------------------------------------ timers
 
     @property
@@ -657,7 +307,8 @@ class Connection:
         if self.state == State.CLOSE:
             return None
         best: float | None = None
-        for t in (self.t_rto, self.rcv.t_delack, self.t_probe0, self.t_keepalive, self.t_linger):
+        snd = self.snd
+        for t in (snd.t_rto, self.rcv.t_delack, snd.t_probe0, self.t_keepalive, self.t_linger):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -665,17 +316,16 @@ class Connection:
     def on_timer(self, now: float) -> None:
         if self.rcv.t_delack is not None and self.rcv.t_delack <= now:
             self._delack_timer(now)
-        if self.t_rto is not None and self.t_rto <= now:
-            self.t_rto = None
-            kind, self.xmit_timer = self.xmit_timer, XmitTimer.RTO
+        snd = self.snd
+        if snd.t_rto is not None and snd.t_rto <= now:
+            kind = snd.take_xmit_timer()
             if kind == XmitTimer.LOSS_PROBE:
-                recovery.send_loss_probe(self, now)
+                recovery.send_loss_probe(snd, now)
             elif kind == XmitTimer.REO_TIMEOUT:
-                recovery.rack_reo_timeout(self, now)
+                recovery.rack_reo_timeout(snd, now)
             else:
                 self._retransmit_timer(now)
-        if self.t_probe0 is not None and self.t_probe0 <= now:
-            self.t_probe0 = None
+        if snd.t_probe0 is not None and snd.t_probe0 <= now:
             self._probe_timer(now)
         if self.t_keepalive is not None and self.t_keepalive <= now:
             self.t_keepalive = None
@@ -686,162 +336,50 @@ class Connection:
                 self.host.counters.inc(Mib.TcpExtTCPAbortOnLinger)
                 self.finish(now)
 
-    def rto_value(self) -> float:
-        return self.rtt.backed_off(self.backoff)
-
-    def reset_xmit_timer(self, what: int, when: float) -> None:
-        """Arm the transmit timer in mode ``what`` (a :class:`XmitTimer`), as
-        inet_csk_reset_xmit_timer: the retransmission timeout, the loss probe and the RACK
-        reorder timeout share one timer (the mode says what its expiry does); the
-        zero-window probe is kept on a timer of its own (Linux shares that one too, but it
-        only runs with nothing in flight)."""
-        if what == XmitTimer.PROBE0:
-            self.t_probe0 = when
-        else:
-            self.t_rto = when
-            self.xmit_timer = what
-
-    def arm_rto(self, now: float) -> None:
-        self.reset_xmit_timer(XmitTimer.RTO, now + self.rto_value())
-
-    def rto_deadline(self, now: float) -> float:
-        """When the RTO would fire, counted from the send time of the oldest outstanding
-        record (tcp_rto_delta_us)."""
-        head = self.rtx.records[0].xmit if self.rtx.records else now
-        return head + self.rto_value()
-
-    def set_xmit_timer(self, now: float) -> None:
-        """After an ACK that advanced SND.UNA: a loss probe if one is due, else the RTO
-        restarted (RFC 6298 5.3, tcp_set_xmit_timer)."""
-        if not self.rtx.packets_out:
-            self.t_rto = None
-        elif not recovery.schedule_loss_probe(self, now, advancing_rto=True):
-            self.arm_rto(now)
-
     def _delack_timer(self, now: float) -> None:
         """tcp_delack_timer_handler: send the delayed ACK and adapt ATO."""
         if self.state == State.CLOSE:
             self.rcv.stop_delack()
         elif self.rcv.delack_timer():
-            self._send_ack(now)
-
-    def _write_timeout(self, now: float) -> bool:
-        """Has the connection retransmitted long enough to give up (tcp_write_timeout)?"""
-        cfg = self.config
-        if self.state in (State.SYN_SENT, State.SYN_RECV):
-            return self.retransmits >= cfg.tcp_syn_retries
-        boundary = cfg.tcp_retries2
-        if self.orphan:
-            boundary = cfg.tcp_orphan_retries or (8 if self.rto_value() < TCP_RTO_MAX else 0)
-        if not self.retransmits:
-            return False
-        # tcp_model_timeout: how long `boundary` doublings from TCP_RTO_MIN take.
-        thresh = 9  # ilog2(TCP_RTO_MAX / TCP_RTO_MIN)
-        if boundary <= thresh:
-            timeout = ((2 << boundary) - 1) * TCP_RTO_MIN
-        else:
-            timeout = ((2 << thresh) - 1) * TCP_RTO_MIN + (boundary - thresh) * TCP_RTO_MAX
-        return now - self.retrans_stamp >= timeout - 1e-9
+            self.snd.send_ack(now)
 
     def _retransmit_timer(self, now: float) -> None:
-        """The RTO fired (RFC 6298 5.4-5.7, tcp_retransmit_timer)."""
-        if not self.rtx.records:
+        """The RTO fired: the sender retransmits, or it has tried long enough and the
+        connection ends (tcp_retransmit_timer, tcp_write_err)."""
+        if not self.snd.retransmit_timer(now):
             return
-        c = self.host.counters
-        if self._write_timeout(now):
-            c.inc(Mib.TcpExtTCPAbortOnTimeout)
-            if self.orphan and self.state != State.SYN_SENT:
-                self._send_active_reset(now)
-            self._set_error(errno.ETIMEDOUT)
-            log.info("timeout", conn=self.name, state=self.state.name,
-                     retransmits=self.retransmits)
-            self.finish(now)
-            return
-        c.inc(Mib.TcpExtTCPTimeouts)
-        self.tlp_high_seq = None  # an RTO ends the loss-probe episode (tcp_retransmit_timer)
-        if self.state == State.SYN_SENT:
-            self.retransmits += 1
-            self.backoff += 1
-            self.retransmit(now, self.rtx.records[0])
-            self.arm_rto(now)
-            return
-        recovery.enter_loss(self, now)
-        self.retransmit(now, self.rtx.records[0])
-        self.backoff += 1
-        self.retransmits += 1
-        self.arm_rto(now)
-
-    def _check_probe_timer(self, now: float) -> None:
-        """Arm the persist timer when data waits on a closed window with nothing in
-        flight (tcp_check_probe_timer); RFC 9293 3.8.6.1."""
-        unsent = seq_diff(self.write_seq, self.snd_nxt) > 0 or (
-            self.fin_queued and not self.fin_sent)
-        if self.rtx.packets_out or not unsent:
-            self.t_probe0 = None
-            self.probes_out = 0
-            return
-        if self.t_probe0 is None:
-            self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_when(now))
-
-    def probe0_when(self, now: float) -> float:
-        """When the next zero-window probe is due (tcp_probe0_when): the backed-off RTO,
-        kept within TCP_RTO_MIN and TCP_RTO_MAX."""
-        return now + min(max(self.rto_value(), TCP_RTO_MIN), TCP_RTO_MAX)
+        self.host.counters.inc(Mib.TcpExtTCPAbortOnTimeout)
+        if self.orphan and self.state != State.SYN_SENT:
+            self.snd.send_active_reset(now)
+        self._set_error(errno.ETIMEDOUT)
+        log.info("timeout", conn=self.name, state=self.state.name,
+                 retransmits=self.snd.retransmits)
+        self.finish(now)
 
     def _probe_timer(self, now: float) -> None:
-        """Zero-window probe (tcp_probe_timer / tcp_send_probe0 / tcp_write_wakeup)."""
-        if self.rtx.packets_out or self.state not in _SEND_STATES:
-            self.probes_out = 0
-            return
-        max_probes = self.config.tcp_retries2
-        if self.orphan:
-            max_probes = self.config.tcp_orphan_retries or 8
-        if self.probes_out >= max_probes:
+        """The persist timer fired: the sender probes the window, or the probes ran out
+        and the connection ends (tcp_probe_timer)."""
+        if self.snd.probe_timer(now):
             self.host.counters.inc(Mib.TcpExtTCPAbortOnTimeout)
             self._set_error(errno.ETIMEDOUT)
             self.finish(now)
-            return
-        self.probes_out += 1
-        self.host.counters.inc(Mib.TcpExtTCPWinProbe)
-        avail = seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
-        unsent = seq_diff(self.write_seq, self.snd_nxt)
-        if avail > 0 and unsent > 0:
-            # The window opened a little: send what fits, even less than an MSS
-            # (tcp_write_wakeup), instead of waiting for a window that may never grow.
-            last = self._send_new(now, min(avail, self._current_mss(), unsent), fin=False)
-            last.flags |= PSH
-            return
-        # A segment with an old sequence number and no data elicits an ACK with the
-        # current window (tcp_xmit_probe_skb).
-        self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
-        self.backoff += 1
-        self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_when(now))
-
-    def push_ignoring_nagle(self, now: float) -> None:
-        nodelay, cork = self.sockopts.nodelay, self.sockopts.cork
-        self.sockopts.nodelay, self.sockopts.cork = True, False
-        try:
-            self._push(now)
-        finally:
-            self.sockopts.nodelay, self.sockopts.cork = nodelay, cork
 
     def _keepalive_timer(self, now: float) -> None:
         """SO_KEEPALIVE probes (tcp_keepalive_timer), RFC 9293 3.8.4."""
         if not self.sockopts.keepalive or self.state != State.ESTABLISHED:
             return
-        idle = now - max(self.rcv.last_data_recv, self.last_ack_recv)
+        idle = now - max(self.rcv.last_data_recv, self.snd.last_ack_recv)
         keepalive_time = self.keepalive_time
-        if self.rtx.packets_out or seq_diff(self.write_seq, self.snd_nxt) > 0 \
+        if self.snd.rtx.packets_out or seq_diff(self.snd.write_seq, self.snd.snd_nxt) > 0 \
                 or idle < keepalive_time:
             self.t_keepalive = now + max(keepalive_time - idle, 1.0)
             return
-        if self.probes_out >= (self.sockopts.keepcnt or self.config.tcp_keepalive_probes):
-            self._send_active_reset(now)
+        if self.snd.probes_out >= (self.sockopts.keepcnt or self.config.tcp_keepalive_probes):
+            self.snd.send_active_reset(now)
             self._set_error(errno.ETIMEDOUT)
             self.finish(now)
             return
-        self.probes_out += 1
-        self._emit(now, self._segment(now, ACK, seq_add(self.snd_una, -1)))
+        self.snd.keepalive_probe(now)
         self.t_keepalive = now + (self.sockopts.keepintvl or self.config.tcp_keepalive_intvl)
 
     @property
@@ -857,14 +395,14 @@ class Connection:
         if not self.sockopts.keepalive:
             self.t_keepalive = None
         elif self.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
-            elapsed = now - max(self.rcv.last_data_recv, self.last_ack_recv)
+            elapsed = now - max(self.rcv.last_data_recv, self.snd.last_ack_recv)
             self.t_keepalive = now + max(self.keepalive_time - elapsed, 0.0)
         self.host.touch(self)
 
     def push_pending(self, now: float) -> None:
         """TCP_NODELAY set or TCP_CORK cleared: send what Nagle or the cork held back
         (tcp_push_pending_frames)."""
-        self._push(now)
+        self.snd.push(now)
         self.host.touch(self)
 
     def set_quickack(self, now: float, value: int) -> None:
@@ -875,15 +413,8 @@ class Connection:
         if not value:
             return
         if send:
-            self._send_ack(now)
+            self.snd.send_ack(now)
         self.host.touch(self)
-
-    def set_congestion_control(self, now: float, name: str) -> None:
-        """TCP_CONGESTION on a connection (tcp_reinit_congestion_control): a fresh instance
-        of the algorithm, initialised at once when the connection is synchronized."""
-        self.cc = make_congestion_control(name)
-        if self.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
-            self.cc.init(self.ccs, now)
 
     def arm_linger(self, now: float) -> None:
         """An orphan in FIN_WAIT2 waits tcp_fin_timeout (or TCP_LINGER2) for the peer's FIN,
@@ -916,14 +447,14 @@ class Connection:
         rcv = self.rcv
         if seg.flags & ~PSH != ACK or seg.seq != rcv.rcv_nxt or rcv.rcv_buf.ofo:
             return False
-        if (seg.window << self.snd_wscale) != self.snd_wnd or not self.snd_wnd:
+        if (seg.window << self.snd.snd_wscale) != self.snd.snd_wnd or not self.snd.snd_wnd:
             return False
         opts = seg.options
         if opts.sack_blocks:
             return False
         if rcv.ts_ok and (opts.ts_val is None or seq_diff(opts.ts_val, rcv.ts_recent) < 0):
             return False
-        if after(seg.ack, self.snd_nxt) or before(seg.ack, self.snd_una):
+        if after(seg.ack, self.snd.snd_nxt) or before(seg.ack, self.snd.snd_una):
             return False
         # Its data fits the window and the buffer (Linux checks sk_forward_alloc); else
         # the slow path applies the receiver's _rcv_room.
@@ -932,17 +463,18 @@ class Connection:
 
     def _rcv_predicted(self, now: float, seg: TcpSegment) -> None:
         """The fast path: the ACK as always, then the data straight onto the queue."""
-        ack.process_ack(self, now, seg)
+        ack.process_ack(self.snd, now, seg)  # never ACK_DROP here: the ACK was predicted
         if seg.payload:
             self.rcv.queue_in_order(now, seg, seg.payload)
-        self._push(now)
+        self.snd.push(now)
         self._ack_snd_check(now)
 
     def _rcv_syn_sent(self, now: float, seg: TcpSegment) -> None:
         """RFC 9293 3.10.7.3 (tcp_rcv_synsent_state_process)."""
         flags = seg.flags
         e = self.host
-        if flags & ACK and not (after(seg.ack, self.iss) and before_eq(seg.ack, self.snd_nxt)):
+        snd = self.snd
+        if flags & ACK and not (after(seg.ack, snd.iss) and before_eq(seg.ack, snd.snd_nxt)):
             if not flags & RST:
                 e.send_reset_for(self.local_ip, self.remote_ip, seg)
             return
@@ -960,59 +492,39 @@ class Connection:
         cfg = self.config
         rcv.set_timestamps(bool(cfg.tcp_timestamps) and opts.ts_val is not None,
                            opts.ts_val or 0, now)
-        self.sack_ok = bool(cfg.tcp_sack) and opts.sack_permitted
         self.wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
-        self.snd_wscale = min(opts.wscale or 0, 14) if self.wscale_ok else 0
         if not self.wscale_ok:
             rcv.set_window(0, rcv.rcv_wnd)
-        self.mss_clamp = peer_mss(opts)
-        self._set_mss()
+        snd.peer_syn_options(bool(cfg.tcp_sack) and opts.sack_permitted,
+                             min(opts.wscale or 0, 14) if self.wscale_ok else 0, peer_mss(opts))
         if flags & ACK:
-            # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check).
-            ack.clean_rtx(self, now, seg.ack, seg, self.snd_una)
-            self.snd_una = seg.ack
-            self.snd_wnd = seg.window  # a SYN's window is never scaled (RFC 7323 2.2)
-            self.max_window = self.snd_wnd
-            self.snd_wl1 = seg.seq
-            self.snd_wl2 = seg.ack
-            self.backoff = 0
-            self.retransmits = 0
-            self.t_rto = None
-            self.retrans_stamp = 0.0
+            # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check); a SYN's
+            # window is never scaled (RFC 7323 2.2).
+            ack.clean_rtx(snd, now, seg.ack, seg, snd.snd_una)
+            snd.handshake_acked(seg, seg.window, synsent=True)
             self._init_transfer(now)
             self.set_state(now, State.ESTABLISHED)
             rcv.enter_quickack()
-            self._send_ack(now)
-            self._push(now)
+            self.snd.send_ack(now)
+            self.snd.push(now)
         else:
             # Simultaneous open (RFC 9293 3.10.7.3, figure 8): SYN_RECV, send SYN-ACK.
-            self.snd_wnd = seg.window
-            self.snd_wl1 = seg.seq
+            snd.simultaneous_syn(seg)
             self.set_state(now, State.SYN_RECV)
-            self._send_synack(now)
-
-    def _send_synack(self, now: float) -> None:
-        ts_val = self.rcv.ts_now(now) if self.rcv.ts_ok else None
-        seg = syn_segment(self.local_port, self.remote_port, self.iss, self.rcv.rcv_nxt,
-                          rcv_wnd=self.rcv.rcv_wnd, mss=self.rcv.advmss,
-                          rcv_wscale=self.rcv.rcv_wscale, ts_val=ts_val,
-                          ts_ecr=self.rcv.ts_recent, sack=self.sack_ok, wscale=self.wscale_ok)
-        self.segs_out += 1
-        self.host.emit(self.local_ip, self.remote_ip, seg)
-        self.arm_rto(now)
+            snd.send_synack(now, self.wscale_ok)
 
     def _send_dupack_limited(self, now: float, seg: TcpSegment) -> None:
         """ACK an unacceptable segment, rate-limited for pure ACKs and SYNs
         (tcp_send_dupack, tcp_oow_rate_limited with tcp_invalid_ratelimit)."""
         if seg.payload and not seg.flags & SYN:
             self.rcv.enter_quickack()
-            self._send_ack(now)
+            self.snd.send_ack(now)
             return
         if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
             self.host.counters.inc(Mib.TcpExtTCPACKSkippedSeq)
             return
         self.last_oow_ack = now
-        self._send_ack(now)
+        self.snd.send_ack(now)
 
     def send_challenge_ack(self, now: float) -> None:
         """RFC 5961 challenge ACK (tcp_send_challenge_ack), per-socket and global limits."""
@@ -1025,7 +537,7 @@ class Connection:
             return
         self.last_oow_ack = now
         c.inc(Mib.TcpExtTCPChallengeACK)
-        self._send_ack(now)
+        self.snd.send_ack(now)
 
     def _paws_reject(self, now: float, seg: TcpSegment) -> bool:
         """RFC 7323 5.3 R1: a TSval older than TS.Recent marks an old duplicate, unless
@@ -1039,9 +551,9 @@ class Connection:
         if lag <= TCP_PAWS_WINDOW or now - self.rcv.ts_recent_stamp > TCP_PAWS_24DAYS:
             return False
         disordered_ack = (seg.flags & (ACK | SYN | FIN | RST) == ACK and not seg.payload
-                          and seg.seq == self.rcv.rcv_nxt and seg.ack == self.snd_una
-                          and (seg.window << self.snd_wscale) == self.snd_wnd
-                          and lag <= self.rto_value() * 1024)
+                          and seg.seq == self.rcv.rcv_nxt and seg.ack == self.snd.snd_una
+                          and (seg.window << self.snd.snd_wscale) == self.snd.snd_wnd
+                          and lag <= self.snd.rto_value() * 1024)
         return not disordered_ack
 
     def _rcv_synchronized(self, now: float, seg: TcpSegment) -> None:
@@ -1082,18 +594,20 @@ class Connection:
             c.inc(Mib.UstcpDropNoAck)
             return
         if self.state == State.SYN_RECV:
-            if not (after(seg.ack, self.snd_una) and before_eq(seg.ack, self.snd_nxt)):
+            if not (after(seg.ack, self.snd.snd_una) and before_eq(seg.ack, self.snd.snd_nxt)):
                 self.host.send_reset_for(self.local_ip, self.remote_ip, seg)
                 return
-            self.snd_wnd = seg.window << self.snd_wscale
-            ack.clean_rtx(self, now, seg.ack, seg, self.snd_una)
-            self.snd_una = seg.ack
-            self.t_rto = None
-            self.backoff = self.retransmits = 0
+            snd = self.snd
+            ack.clean_rtx(snd, now, seg.ack, seg, snd.snd_una)
+            snd.handshake_acked(seg, seg.window << snd.snd_wscale, synsent=False)
             self._init_transfer(now)
             self.set_state(now, State.ESTABLISHED)
-        if not ack.process_ack(self, now, seg):
+        verdict = ack.process_ack(self.snd, now, seg)
+        if verdict != ACK_OK:
+            if verdict == ACK_CHALLENGE:
+                self.send_challenge_ack(now)  # RFC 5961 5.2
             return
+        self._state_after_ack(now)
         if self.state == State.CLOSE:
             return
         # 6/7. Data and FIN.
@@ -1102,15 +616,29 @@ class Connection:
                 and seg.payload and after(end, self.rcv.rcv_nxt):
             # Data for a socket that can no longer read it (tcp_rcv_state_process).
             c.inc(Mib.TcpExtTCPAbortOnData)
-            self._send_active_reset(now)
+            self.snd.send_active_reset(now)
             self._set_error(errno.ECONNRESET)
             self.finish(now)
             return
         if (seg.payload or flags & FIN) and self.rcv.data_queue(
                 now, seg, self.state in _RCV_DATA_STATES) == DATA_FIN:
             self._fin_state(now)
-        self._push(now)
+        self.snd.push(now)
         self._ack_snd_check(now)
+
+    def _state_after_ack(self, now: float) -> None:
+        """Transitions driven by the ACK of our FIN (RFC 9293 3.10.7.4)."""
+        if not self.snd.fin_acked:
+            return
+        if self.state == State.FIN_WAIT1:
+            self.set_state(now, State.FIN_WAIT2)
+            self.snd.stop_rto()
+            if self.orphan:
+                self.arm_linger(now)
+        elif self.state == State.CLOSING:
+            self.enter_time_wait(now)
+        elif self.state == State.LAST_ACK:
+            self.finish(now)
 
     def _reset_by_peer(self, now: float) -> None:
         """A valid RST (RFC 9293 3.10.7.4, Linux tcp_reset)."""
@@ -1130,11 +658,11 @@ class Connection:
         """Hand the connection to the TIME_WAIT table (tcp_time_wait) and finish it."""
         rcv = self.rcv
         self.host.enter_time_wait(now, TimeWaitEntry(
-            key=self.key, snd_nxt=self.snd_nxt, rcv_nxt=rcv.rcv_nxt,
+            key=self.key, snd_nxt=self.snd.snd_nxt, rcv_nxt=rcv.rcv_nxt,
             rcv_wnd=min(rcv.rcv_wnd >> rcv.rcv_wscale, 65535), rcv_wscale=rcv.rcv_wscale,
             ts_ok=rcv.ts_ok, ts_recent=rcv.ts_recent, ts_recent_stamp=rcv.ts_recent_stamp,
             ts_offset=rcv.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN),
-            self.name, self.rtt.rto)
+            self.name, self.snd.rtt.rto)
         self.finish(now)
 
     # ------------------------------------------------------------------ receiving data
@@ -1149,70 +677,70 @@ class Connection:
             self.rcv.schedule_ack_now()
             self.set_state(now, State.CLOSING)
         elif self.state == State.FIN_WAIT2:
-            self._send_ack(now)
+            self.snd.send_ack(now)
             self.enter_time_wait(now)
 
     def _ack_snd_check(self, now: float) -> None:
         """Send the ACK now or delay it (__tcp_ack_snd_check, the receiver decides)."""
         if self.state != State.CLOSE and self.rcv.ack_snd_check(now):
-            self._send_ack(now)
+            self.snd.send_ack(now)
 
     # ------------------------------------------------------------------ introspection
 
     def tcp_info(self, now: float) -> dict[str, int]:
         """A struct tcp_info snapshot with Linux's field names (include/uapi/linux/tcp.h)."""
-        ccs = self.ccs
+        ccs = self.snd.ccs
         options = 0
         if self.rcv.ts_ok:
             options |= 1  # TCPI_OPT_TIMESTAMPS
-        if self.sack_ok:
+        if self.snd.sack_ok:
             options |= 2  # TCPI_OPT_SACK
         if self.wscale_ok:
             options |= 4  # TCPI_OPT_WSCALE
-        rto = self.rto_value()
+        rto = self.snd.rto_value()
         return {
             "tcpi_state": int(self.state),
             "tcpi_ca_state": ccs.ca_state,
-            "tcpi_retransmits": self.retransmits,
-            "tcpi_probes": self.probes_out,
-            "tcpi_backoff": self.backoff,
+            "tcpi_retransmits": self.snd.retransmits,
+            "tcpi_probes": self.snd.probes_out,
+            "tcpi_backoff": self.snd.backoff,
             "tcpi_options": options,
-            "tcpi_snd_wscale": self.snd_wscale,
+            "tcpi_snd_wscale": self.snd.snd_wscale,
             "tcpi_rcv_wscale": self.rcv.rcv_wscale,
             "tcpi_rto": int(rto * 1e6),
             "tcpi_ato": int(self.rcv.ato * 1e6),
-            "tcpi_snd_mss": self.mss,
+            "tcpi_snd_mss": self.snd.mss,
             "tcpi_rcv_mss": self.rcv.rcv_mss,
-            "tcpi_unacked": self.rtx.packets_out,
-            "tcpi_sacked": self.rtx.sacked_out,
-            "tcpi_lost": self.rtx.lost_out,
-            "tcpi_retrans": self.rtx.retrans_out,
+            "tcpi_unacked": self.snd.rtx.packets_out,
+            "tcpi_sacked": self.snd.rtx.sacked_out,
+            "tcpi_lost": self.snd.rtx.lost_out,
+            "tcpi_retrans": self.snd.rtx.retrans_out,
             "tcpi_last_data_recv": int((now - self.rcv.last_data_recv) * 1000),
-            "tcpi_last_ack_recv": int((now - self.last_ack_recv) * 1000),
+            "tcpi_last_ack_recv": int((now - self.snd.last_ack_recv) * 1000),
             "tcpi_pmtu": self.host.mss_for_mtu + 40,
             "tcpi_rcv_ssthresh": self.rcv.rcv_ssthresh,
-            "tcpi_rtt": self.rtt.srtt_us,
-            "tcpi_rttvar": self.rtt.rttvar_us,
+            "tcpi_rtt": self.snd.rtt.srtt_us,
+            "tcpi_rttvar": self.snd.rtt.rttvar_us,
             "tcpi_snd_ssthresh": ccs.snd_ssthresh,
             "tcpi_snd_cwnd": ccs.snd_cwnd,
             "tcpi_advmss": self.rcv.advmss - (TS_OPTION_LEN if self.rcv.ts_ok else 0),
-            "tcpi_reordering": self.reordering,
+            "tcpi_reordering": self.snd.reordering,
             "tcpi_rcv_space": self.rcv.rcv_wnd,
-            "tcpi_total_retrans": self.total_retrans,
-            "tcpi_bytes_acked": self.bytes_acked,
+            "tcpi_total_retrans": self.snd.total_retrans,
+            "tcpi_bytes_acked": self.snd.bytes_acked,
             "tcpi_bytes_received": self.rcv.bytes_received,
-            "tcpi_bytes_sent": self.bytes_sent,
-            "tcpi_bytes_retrans": self.bytes_retrans,
-            "tcpi_segs_out": self.segs_out,
+            "tcpi_bytes_sent": self.snd.bytes_sent,
+            "tcpi_bytes_retrans": self.snd.bytes_retrans,
+            "tcpi_segs_out": self.snd.segs_out,
             "tcpi_segs_in": self.segs_in,
             "tcpi_data_segs_in": self.rcv.data_segs_in,
-            "tcpi_data_segs_out": self.data_segs_out,
-            "tcpi_notsent_bytes": max(0, seq_diff(self.write_seq, self.snd_nxt)),
-            "tcpi_min_rtt": self.rtt.min_rtt_us,
-            "tcpi_delivered": self.delivered,
-            "tcpi_snd_wnd": self.snd_wnd,
+            "tcpi_data_segs_out": self.snd.data_segs_out,
+            "tcpi_notsent_bytes": max(0, seq_diff(self.snd.write_seq, self.snd.snd_nxt)),
+            "tcpi_min_rtt": self.snd.rtt.min_rtt_us,
+            "tcpi_delivered": self.snd.delivered,
+            "tcpi_snd_wnd": self.snd.snd_wnd,
             "tcpi_rcv_wnd": self.rcv.rcv_wnd,
-            "tcpi_reord_seen": self.reord_seen,
+            "tcpi_reord_seen": self.snd.reord_seen,
         }
 
 
