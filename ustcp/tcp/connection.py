@@ -38,7 +38,7 @@ from .receiver import DATA_FIN, Receiver
 from .rto import RtoEstimator
 from .sender import Sender
 from .seq import after, before, before_eq, seq_add, seq_diff
-from .states import State
+from .states import LEGAL, State
 from .timers import XmitTimer
 from .timewait import TCP_TIMEWAIT_LEN, TimeWaitEntry
 
@@ -263,9 +263,13 @@ class Connection:
     # ------------------------------------------------------------------ state and helpers
 
     def set_state(self, now: float, new: State) -> None:
+        """The one place the state changes (tcp_set_state); a change the state diagram
+        (states.TRANSITIONS) does not have is a bug."""
         old = self.state
         if old == new:
             return
+        if new not in LEGAL[old]:
+            raise IllegalTransition(f"{self.name}: {old.name} -> {new.name}")
         self.state = new
         c = self.host.counters
         if new == State.ESTABLISHED:
@@ -656,6 +660,8 @@ class Connection:
 
     def enter_time_wait(self, now: float) -> None:
         """Hand the connection to the TIME_WAIT table (tcp_time_wait) and finish it."""
+        if State.TIME_WAIT not in LEGAL[self.state]:
+            raise IllegalTransition(f"{self.name}: {self.state.name} -> TIME_WAIT")
         rcv = self.rcv
         self.host.enter_time_wait(now, TimeWaitEntry(
             key=self.key, snd_nxt=self.snd.snd_nxt, rcv_nxt=rcv.rcv_nxt,
@@ -742,6 +748,10 @@ class Connection:
             "tcpi_rcv_wnd": self.rcv.rcv_wnd,
             "tcpi_reord_seen": self.snd.reord_seen,
         }
+
+
+class IllegalTransition(AssertionError):
+    """A state change the state diagram does not have: a bug in the engine."""
 
 
 _ERRNO_TYPES: dict[int, type[OSError]] = {
