@@ -286,8 +286,8 @@ class Sockets:
         non-blocking socket returns what the SYN carried, or EINPROGRESS when it carried
         none; a blocking one waits for the handshake and sends the rest."""
         conn = self.open_connection(now, sock, bytes(size))
-        in_syn = conn.fastopen_syn_data
-        queued = seq_diff(conn.write_seq, seq_add(conn.iss, 1))
+        in_syn = conn.snd.fastopen_syn_data
+        queued = seq_diff(conn.snd.write_seq, seq_add(conn.snd.iss, 1))
         if sock.nonblocking:
             if not in_syn:
                 raise os_error(errno.EINPROGRESS)
