@@ -11,25 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.nsutil import daemon, in_ns, netns, ustcp_cmd
+from ustcp.demo import ecn as ecn_demo
 
 pytestmark = pytest.mark.kernel
 
 TCPI_OPT_ECN = 8
-# A kernel-side client: connect with tcp_ecn=1, print TCP_INFO's options byte, read the
-# body of a GET, print its length.
-CLIENT = """
-import socket, sys
-s = socket.create_connection((sys.argv[1], 80), timeout=20)
-s.sendall(b"GET /bytes/" + sys.argv[2].encode()
-          + b" HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
-info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-total = 0
-while chunk := s.recv(65536):
-    total += len(chunk)
-print(info[5], total)
-"""
-
-
 def kernel_counter(ns: str, name: str) -> int:
     done = in_ns(ns, "nstat", "-asz", name, timeout=20)
     rows = [line.split() for line in done.stdout.decode().splitlines()[1:]]
@@ -42,7 +28,7 @@ def test_kernel_client_negotiates_ecn_and_ce_marks_slow_the_sender(tmp_path: Pat
         assert in_ns(ns, "sysctl", "-q", "-w", "net.ipv4.tcp_ecn=1").returncode == 0
         ce_before = kernel_counter(ns, "IpExtInCEPkts")
         size = 3_000_000
-        done = d.run("python3", "-c", CLIENT, d.addr, str(size), timeout=60)
+        done = d.run("python3", "-c", ecn_demo.CLIENT, d.addr, str(size), timeout=60)
         assert done.returncode == 0, done.stderr
         options, total = (int(x) for x in done.stdout.split())
         assert options & TCPI_OPT_ECN, options  # the kernel's TCP_INFO: ECN negotiated

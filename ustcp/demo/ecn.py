@@ -21,6 +21,8 @@ nothing, because nothing was lost. Here the kernel (net.ipv4.tcp_ecn=1) asks for
 SYN, the stack (tcp_ecn=2: accept when asked) agrees in its SYN-ACK, and the stack's link
 marks 3 % of its ECN-capable frames CE on their way to the kernel (--impair out:ce=3%).
 """
+# The kernel-side client (also used by tests/kernel/test_ecn.py): GET, then print TCP_INFO's
+# options byte and the bytes read.
 CLIENT = """
 import socket, sys
 s = socket.create_connection((sys.argv[1], 80), timeout=20)
@@ -34,12 +36,6 @@ print(info[5], total)
 """
 
 
-def _kernel_counter(ns: Namespace, name: str) -> int:
-    out = ns.run(["nstat", "-asz", name], check=True).stdout
-    rows = [line.split() for line in out.splitlines()[1:]]
-    return next((int(row[1]) for row in rows if row and row[0] == name), 0)
-
-
 def run(story: Story, workdir: Path) -> None:
     story.para(STORY)
     with Namespace("ecn") as ns:
@@ -47,12 +43,12 @@ def run(story: Story, workdir: Path) -> None:
                         sysctls={"tcp_ecn": 2})
         try:
             ns.run(["sysctl", "-q", "-w", "net.ipv4.tcp_ecn=1"], check=True)
-            ce_before = _kernel_counter(ns, "IpExtInCEPkts")
+            ce_before = ns.kernel_counter("IpExtInCEPkts")
             daemon.nstat_reset()
             story.step(f"the kernel downloads {SIZE:,} bytes from http://{STACK_ADDR}/")
             done = ns.run([sys.executable, "-c", CLIENT, STACK_ADDR, str(SIZE)], check=True)
             options, total = (int(x) for x in done.stdout.split())
-            ce = _kernel_counter(ns, "IpExtInCEPkts") - ce_before
+            ce = ns.kernel_counter("IpExtInCEPkts") - ce_before
             deltas = daemon.nstat_deltas()
             knobs = daemon.sysctl("tcp_ecn", "tcp_ecn_fallback")
         finally:

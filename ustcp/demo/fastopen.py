@@ -26,12 +26,6 @@ acknowledged and the client sends it again. Here the stack is the server
 """
 
 
-def _kernel_counter(ns: Namespace, name: str) -> int:
-    out = ns.run(["nstat", "-asz", name], check=True).stdout
-    rows = [line.split() for line in out.splitlines()[1:]]
-    return next((int(row[1]) for row in rows if row and row[0] == name), 0)
-
-
 def run(story: Story, workdir: Path) -> None:
     story.para(STORY)
     with Namespace("fastopen") as ns:
@@ -40,7 +34,7 @@ def run(story: Story, workdir: Path) -> None:
         try:
             ns.run(["sysctl", "-q", "-w", "net.ipv4.tcp_fastopen=1"], check=True)
             ns.run(["ip", "tcp_metrics", "flush", "all"])
-            active_before = _kernel_counter(ns, "TcpExtTCPFastOpenActive")
+            active_before = ns.kernel_counter("TcpExtTCPFastOpenActive")
             daemon.nstat_reset()
             codes = []
             for attempt in ("asks for a cookie", "sends its request in the SYN"):
@@ -52,7 +46,7 @@ def run(story: Story, workdir: Path) -> None:
             metrics = ns.run(["ip", "tcp_metrics", "show", STACK_ADDR]).stdout
             story.command(f"ip tcp_metrics show {STACK_ADDR}   # the kernel keeps the cookie")
             story.block(metrics)
-            active = _kernel_counter(ns, "TcpExtTCPFastOpenActive") - active_before
+            active = ns.kernel_counter("TcpExtTCPFastOpenActive") - active_before
             deltas = daemon.nstat_deltas()
             knobs = daemon.sysctl("tcp_fastopen", "tcp_fastopen_key")
         finally:

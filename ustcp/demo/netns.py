@@ -116,6 +116,12 @@ class Namespace:
         done = self.python("ustcp.demo.peer", *args, timeout=timeout)
         return json.loads(done.stdout)
 
+    def kernel_counter(self, name: str) -> int:
+        """The namespace's own kernel counter ``name``, absolute (``nstat -asz``)."""
+        out = self.run(["nstat", "-asz", name], check=True).stdout
+        rows = [line.split() for line in out.splitlines()[1:]]
+        return next((int(row[1]) for row in rows if row and row[0] == name), 0)
+
     def spawn_peer(self, *args: str) -> subprocess.Popen[bytes]:
         """Start a kernel-side action whose JSON lines are read from its stdout."""
         return self.spawn([sys.executable, "-m", "ustcp.demo.peer", *args],

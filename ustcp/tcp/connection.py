@@ -130,13 +130,7 @@ class Connection:
     def adopt_request(self, req: RequestSock, ack_seg: TcpSegment, now: float) -> None:
         """Passive open completed: take over a SYN-queue entry whose handshake the final
         ACK has just completed (Linux tcp_create_openreq_child, tcp_rcv_synrecv_state)."""
-        rcv = self.rcv
-        rcv.init_seq(req.irs)
-        rcv.set_advmss(req.advmss)
-        rcv.set_ts_offset(req.ts_offset)
-        rcv.set_timestamps(req.ts_ok, req.ts_recent, now)
-        self.wscale_ok = req.snd_wscale is not None
-        rcv.set_window(req.rcv_wscale if self.wscale_ok else 0, req.rcv_wnd)
+        self._take_request(req, now)
         self.snd.adopt(req.iss, req.sack_ok, req.snd_wscale or 0, req.snd_mss, ack_seg)
         self.snd.ecn_flags = ecn.TCP_ECN_OK if req.ecn_ok else 0
         if not req.num_timeout and req.synack_sent is not None:
@@ -154,12 +148,7 @@ class Connection:
         exists at once, in SYN_RECV, its SYN's data readable; our SYN-ACK acknowledges the
         data and, when the cookie was made with the backup key, hands a fresh one."""
         rcv = self.rcv
-        rcv.init_seq(req.irs)
-        rcv.set_advmss(req.advmss)
-        rcv.set_ts_offset(req.ts_offset)
-        rcv.set_timestamps(req.ts_ok, req.ts_recent, now)
-        self.wscale_ok = req.snd_wscale is not None
-        rcv.set_window(req.rcv_wscale if self.wscale_ok else 0, req.rcv_wnd)
+        self._take_request(req, now)
         snd = self.snd
         snd.init_seq(req.iss)
         snd.peer_syn_options(req.sack_ok, req.snd_wscale or 0, req.snd_mss)
@@ -176,6 +165,16 @@ class Connection:
             rcv.queue_in_order(now, syn, syn.payload)  # tcp_fastopen_add_skb
         snd.send_synack(now, self.wscale_ok, cookie, exp)
         rcv.ack_sent()
+
+    def _take_request(self, req: RequestSock, now: float) -> None:
+        """What a child's receive side takes from its request (tcp_create_openreq_child)."""
+        rcv = self.rcv
+        rcv.init_seq(req.irs)
+        rcv.set_advmss(req.advmss)
+        rcv.set_ts_offset(req.ts_offset)
+        rcv.set_timestamps(req.ts_ok, req.ts_recent, now)
+        self.wscale_ok = req.snd_wscale is not None
+        rcv.set_window(req.rcv_wscale if self.wscale_ok else 0, req.rcv_wnd)
 
     def _init_transfer(self, now: float) -> None:
         """Buffers, windows and congestion state once synchronized (tcp_init_transfer)."""

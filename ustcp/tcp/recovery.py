@@ -294,18 +294,27 @@ def cong_control(snd: Sender, now: float, acked: int, sacked: int, newly_lost: i
         snd.cc.cong_avoid(ccs, now, snd.snd_una, delivered)
 
 
+def init_cwnd_reduction(snd: Sender) -> None:
+    """What recovery and CWR share (tcp_init_cwnd_reduction): ssthresh from the congestion
+    control, PRR's counters from zero, the episode ends above snd_nxt, and an ECN peer
+    hears of it (CWR on the next new data)."""
+    ccs = snd.ccs
+    ccs.snd_ssthresh = snd.cc.ssthresh(ccs)
+    snd.prior_cwnd = ccs.snd_cwnd
+    snd.prr_delivered = 0
+    snd.prr_out = 0
+    snd.high_seq = snd.snd_nxt
+    snd.tlp_high_seq = None
+    snd.ecn_queue_cwr()
+
+
 def enter_cwr(snd: Sender, now: float) -> None:
     """Congestion Window Reduced after an ECN echo (tcp_enter_cwr, RFC 3168 6.1.2): the
     response to a loss, once per window, with nothing to retransmit; CWR goes out on the
     next new data segment."""
     ccs = snd.ccs
     ccs.prior_cwnd = ccs.snd_cwnd
-    ccs.snd_ssthresh = snd.cc.ssthresh(ccs)
-    snd.prior_cwnd = ccs.snd_cwnd
-    snd.prr_delivered = 0
-    snd.prr_out = 0
-    snd.high_seq = snd.snd_nxt
-    snd.ecn_queue_cwr()
+    init_cwnd_reduction(snd)
     snd.set_ca_state(CA_CWR)
     log.debug("cwr", snd=snd.name, cwnd=ccs.snd_cwnd, ssthresh=ccs.snd_ssthresh,
               t=round(now, 6))
@@ -316,13 +325,7 @@ def enter_recovery(snd: Sender, now: float) -> None:
     ccs = snd.ccs
     ccs.prior_cwnd = ccs.snd_cwnd
     ccs.prior_ssthresh = ccs.snd_ssthresh
-    ccs.snd_ssthresh = snd.cc.ssthresh(ccs)
-    snd.prior_cwnd = ccs.snd_cwnd
-    snd.prr_delivered = 0
-    snd.prr_out = 0
-    snd.high_seq = snd.snd_nxt
-    snd.tlp_high_seq = None  # tcp_init_cwnd_reduction
-    snd.ecn_queue_cwr()
+    init_cwnd_reduction(snd)
     snd.set_ca_state(CA_RECOVERY)
     snd.host.counters.inc(
         Mib.TcpExtTCPSackRecovery if snd.sack_ok else Mib.TcpExtTCPRenoRecovery)
