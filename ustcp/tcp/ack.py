@@ -103,8 +103,9 @@ def ack_probe(snd: Sender, now: float) -> None:
     if not after(head_end, seq_add(snd.snd_una, snd.snd_wnd)):
         snd.backoff = 0
         snd.t_probe0 = None
+        snd.probes_tstamp = None
     elif snd.t_probe0 is not None:
-        snd.reset_xmit_timer(XmitTimer.PROBE0, snd.probe0_when(now))
+        snd.reset_xmit_timer(XmitTimer.PROBE0, snd.probe0_deadline(now))
 
 
 def is_dupack(snd: Sender, seg: TcpSegment, prior_una: int) -> bool:

@@ -37,6 +37,7 @@ class SockOpts:
     congestion: str | None = None  # TCP_CONGESTION, None = net.ipv4.tcp_congestion_control
     fastopen: int = 0  # TCP_FASTOPEN (listeners): the Fast Open queue's length, 0 = off
     fastopen_connect: bool = False  # TCP_FASTOPEN_CONNECT: connect() may wait for the data
+    user_timeout: int = 0  # TCP_USER_TIMEOUT, ms: give up after this long unacknowledged
 
     def copy(self) -> SockOpts:
         return dataclasses.replace(self)

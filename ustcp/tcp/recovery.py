@@ -88,7 +88,7 @@ def send_loss_probe(snd: Sender, now: float) -> None:
         if last.sacked:
             snd.arm_rto(now)
             return
-        snd.retransmit(now, last)
+        snd.retransmit(now, last, probe=True)
         snd.tlp_retrans = True
     snd.tlp_high_seq = snd.snd_nxt
     snd.host.counters.inc(Mib.TcpExtTCPLossProbes)

@@ -119,6 +119,7 @@ class Sender:
         "owner",
         "prior_cwnd",
         "probes_out",
+        "probes_tstamp",
         "prr_delivered",
         "prr_out",
         "psh_mark",
@@ -205,6 +206,7 @@ class Sender:
         self.retransmits = 0  # consecutive timeouts (icsk_retransmits)
         self.retrans_stamp = 0.0
         self.probes_out = 0  # zero-window or keepalive probes unanswered (icsk_probes_out)
+        self.probes_tstamp: float | None = None  # the first unanswered window probe
         self.t_rto: float | None = None  # the retransmit timer, which also serves as
         self.xmit_timer = XmitTimer.RTO  # ... the loss probe and the RACK reorder timer
         self.t_probe0: float | None = None
@@ -552,9 +554,15 @@ class Sender:
         self.rcv.note_data_sent(now)
         return seg
 
-    def retransmit(self, now: float, rec: TxRecord, segs: int = 1) -> None:
+    def retransmit(self, now: float, rec: TxRecord, segs: int = 1, *,
+                   probe: bool = False) -> None:
         """Resend one record, at most ``segs`` MSS of it (tcp_retransmit_skb: the record is
-        split after that many segments, and what is resent leaves as one packet)."""
+        split after that many segments, and what is resent leaves as one packet). The
+        first retransmission stamps ``retrans_stamp`` with its own send time (the skb's
+        timestamp once sent, in tcp_retransmit_skb), from which tcp_retries2 and
+        TCP_USER_TIMEOUT count; a loss ``probe`` does not (Linux's TLP calls
+        __tcp_retransmit_skb, which leaves it). Measured: with TCP_USER_TIMEOUT 1000 ms,
+        Linux 6.18 gives up 1 s after its first RTO retransmission."""
         size = seq_diff(rec.end, rec.start) - (1 if rec.fin else 0) - (1 if rec.syn else 0)
         if rec.syn:
             if self.owner.state == State.SYN_RECV:
@@ -578,8 +586,8 @@ class Sender:
         self.total_retrans += rec.pcount
         self.bytes_retrans += size
         self.host.counters.inc(Mib.TcpRetransSegs, rec.pcount)
-        if not self.retrans_stamp:
-            self.retrans_stamp = rec.first_xmit
+        if not self.retrans_stamp and not probe:
+            self.retrans_stamp = now
         log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
                   len=size, ca_state=self.ccs.ca_state, t=round(now, 6))
 
@@ -620,8 +628,13 @@ class Sender:
             self.arm_rto(now)
 
     def write_timeout(self, now: float) -> bool:
-        """Has the connection retransmitted long enough to give up (tcp_write_timeout)?"""
+        """Has the connection retransmitted long enough to give up (tcp_write_timeout)?
+        With TCP_USER_TIMEOUT: once that long has passed since the first retransmission's
+        original send (retransmits_timed_out with its timeout)."""
         cfg = self.config
+        user_timeout = self.sockopts.user_timeout
+        if user_timeout and self.retransmits:
+            return (now - self.retrans_stamp) * 1000 >= user_timeout - 1e-6
         if self.owner.state in (State.SYN_SENT, State.SYN_RECV):
             return self.retransmits >= cfg.tcp_syn_retries
         boundary = cfg.tcp_retries2
@@ -658,8 +671,18 @@ class Sender:
         self.retransmit(now, self.rtx.records[0])
         self.backoff += 1
         self.retransmits += 1
-        self.arm_rto(now)
+        self.reset_xmit_timer(XmitTimer.RTO, now + self._clamp_to_user_timeout(
+            now, self.rto_value(), self.retrans_stamp))
         return False
+
+    def _clamp_to_user_timeout(self, now: float, wait: float, since: float) -> float:
+        """tcp_clamp_rto_to_user_timeout / tcp_clamp_probe0_to_user_timeout: the next
+        timer fires no later than TCP_USER_TIMEOUT after ``since`` (at least 2 ms later)."""
+        user_timeout = self.sockopts.user_timeout
+        if not user_timeout:
+            return wait
+        remaining = user_timeout / 1000 - (now - since)
+        return min(wait, max(remaining, 0.002))
 
     def check_probe_timer(self, now: float) -> None:
         """Arm the persist timer when data waits on a closed window with nothing in
@@ -669,6 +692,7 @@ class Sender:
         if self.rtx.packets_out or not unsent:
             self.t_probe0 = None
             self.probes_out = 0
+            self.probes_tstamp = None
             return
         if self.t_probe0 is None:
             self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_when(now))
@@ -685,6 +709,13 @@ class Sender:
         if self.rtx.packets_out or self.owner.state not in SEND_STATES:
             self.probes_out = 0
             return False
+        # TCP_USER_TIMEOUT bounds the probing too, from the first probe on (tcp_probe_timer:
+        # icsk_probes_tstamp); without it a peer that answers probes keeps us forever.
+        if self.probes_tstamp is None:
+            self.probes_tstamp = now
+        elif self.sockopts.user_timeout and \
+                (now - self.probes_tstamp) * 1000 >= self.sockopts.user_timeout - 1e-6:
+            return True
         max_probes = self.config.tcp_retries2
         if self.owner.orphan:
             max_probes = self.config.tcp_orphan_retries or 8
@@ -702,8 +733,16 @@ class Sender:
             return False
         self._xmit_probe(now)
         self.backoff += 1
-        self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_when(now))
+        self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_deadline(now))
         return False
+
+    def probe0_deadline(self, now: float) -> float:
+        """The next probe: the backed-off RTO, no later than TCP_USER_TIMEOUT after the
+        first probe (tcp_clamp_probe0_to_user_timeout)."""
+        when = self.probe0_when(now)
+        if self.probes_tstamp is None:
+            return when
+        return now + self._clamp_to_user_timeout(now, when - now, self.probes_tstamp)
 
     def _xmit_probe(self, now: float) -> None:
         """A segment with an old sequence number and no data elicits an ACK with the

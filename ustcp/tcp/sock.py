@@ -71,7 +71,7 @@ OPTIONS: dict[int, frozenset[int]] = {
         socket.TCP_NODELAY, socket.TCP_CORK, socket.TCP_MAXSEG, socket.TCP_KEEPIDLE,
         socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_LINGER2, socket.TCP_DEFER_ACCEPT,
         socket.TCP_QUICKACK, socket.TCP_CONGESTION, socket.TCP_INFO, socket.TCP_FASTOPEN,
-        TCP_FASTOPEN_CONNECT}),
+        TCP_FASTOPEN_CONNECT, socket.TCP_USER_TIMEOUT}),
 }
 
 _PRE_ESTABLISHED = (State.SYN_SENT, State.SYN_RECV)
@@ -192,6 +192,10 @@ class Sock:
             opts.linger2 = -1 if val < 0 else min(val, TCP_FIN_TIMEOUT_MAX) if val else None
         elif optname == socket.TCP_DEFER_ACCEPT:
             opts.defer_accept = max(val, 0)
+        elif optname == socket.TCP_USER_TIMEOUT:
+            if val < 0:
+                raise os_error(errno.EINVAL)  # tcp_sock_set_user_timeout
+            opts.user_timeout = val
         elif optname == TCP_FASTOPEN_CONNECT:
             # do_tcp_setsockopt: 0 or 1, only with the client bit, only before connect().
             if not 0 <= val <= 1:
@@ -285,6 +289,8 @@ class Sock:
             return opts.fastopen
         if optname == TCP_FASTOPEN_CONNECT:
             return int(opts.fastopen_connect)
+        if optname == socket.TCP_USER_TIMEOUT:
+            return opts.user_timeout
         if optname == socket.TCP_QUICKACK:
             return int(not (conn.rcv.pingpong if conn is not None else self.pingpong))
         if optname == socket.TCP_CONGESTION:
