@@ -57,7 +57,7 @@ def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
         snd.ccs.snd_una = ack
         snd.backoff = 0
         snd.retransmits = 0
-        snd.retrans_stamp = 0.0
+        snd.retrans_stamp = snd.uto_stamp = 0.0
         if not snd.sack_ok:
             # Dupacks already stood for delivered segments (tcp_remove_reno_sacks).
             prior_sacked = snd.rtx.sacked_out

@@ -153,6 +153,7 @@ class Sender:
         "tlp_high_seq",
         "tlp_retrans",
         "total_retrans",
+        "uto_stamp",
         "wake",
         "write_seq",
         "xmit_timer",
@@ -205,6 +206,7 @@ class Sender:
         self.backoff = 0
         self.retransmits = 0  # consecutive timeouts (icsk_retransmits)
         self.retrans_stamp = 0.0
+        self.uto_stamp = 0.0  # the first RTO-driven retransmission: TCP_USER_TIMEOUT's start
         self.probes_out = 0  # zero-window or keepalive probes unanswered (icsk_probes_out)
         self.probes_tstamp: float | None = None  # the first unanswered window probe
         self.t_rto: float | None = None  # the retransmit timer, which also serves as
@@ -558,11 +560,9 @@ class Sender:
                    probe: bool = False) -> None:
         """Resend one record, at most ``segs`` MSS of it (tcp_retransmit_skb: the record is
         split after that many segments, and what is resent leaves as one packet). The
-        first retransmission stamps ``retrans_stamp`` with its own send time (the skb's
-        timestamp once sent, in tcp_retransmit_skb), from which tcp_retries2 and
-        TCP_USER_TIMEOUT count; a loss ``probe`` does not (Linux's TLP calls
-        __tcp_retransmit_skb, which leaves it). Measured: with TCP_USER_TIMEOUT 1000 ms,
-        Linux 6.18 gives up 1 s after its first RTO retransmission."""
+        first one that is not a loss ``probe`` stamps ``uto_stamp``: TCP_USER_TIMEOUT
+        counts from there (measured: Linux 6.18 with 1000 ms gives up 1 s after its first
+        RTO retransmission, the loss probe before it not counted)."""
         size = seq_diff(rec.end, rec.start) - (1 if rec.fin else 0) - (1 if rec.syn else 0)
         if rec.syn:
             if self.owner.state == State.SYN_RECV:
@@ -586,8 +586,10 @@ class Sender:
         self.total_retrans += rec.pcount
         self.bytes_retrans += size
         self.host.counters.inc(Mib.TcpRetransSegs, rec.pcount)
-        if not self.retrans_stamp and not probe:
-            self.retrans_stamp = now
+        if not self.retrans_stamp:
+            self.retrans_stamp = rec.first_xmit
+        if not self.uto_stamp and not probe:
+            self.uto_stamp = now
         log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
                   len=size, ca_state=self.ccs.ca_state, t=round(now, 6))
 
@@ -634,7 +636,7 @@ class Sender:
         cfg = self.config
         user_timeout = self.sockopts.user_timeout
         if user_timeout and self.retransmits:
-            return (now - self.retrans_stamp) * 1000 >= user_timeout - 1e-6
+            return (now - self.uto_stamp) * 1000 >= user_timeout - 1e-6
         if self.owner.state in (State.SYN_SENT, State.SYN_RECV):
             return self.retransmits >= cfg.tcp_syn_retries
         boundary = cfg.tcp_retries2
@@ -672,7 +674,7 @@ class Sender:
         self.backoff += 1
         self.retransmits += 1
         self.reset_xmit_timer(XmitTimer.RTO, now + self._clamp_to_user_timeout(
-            now, self.rto_value(), self.retrans_stamp))
+            now, self.rto_value(), self.uto_stamp))
         return False
 
     def _clamp_to_user_timeout(self, now: float, wait: float, since: float) -> float:
@@ -832,7 +834,7 @@ class Sender:
             self.max_window = window
             self.snd_wl1 = seg.seq
             self.snd_wl2 = seg.ack
-            self.retrans_stamp = 0.0
+            self.retrans_stamp = self.uto_stamp = 0.0
         self.backoff = 0
         self.retransmits = 0
         self.t_rto = None
