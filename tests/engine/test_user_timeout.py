@@ -10,7 +10,9 @@ from pathlib import Path
 from ustcp.packetdrill.parser import parse_script
 from ustcp.packetdrill.runner import Runner
 
-RETRANSMIT = """\
+# A passive open whose final ACK announces a window (the format argument), then
+# TCP_USER_TIMEOUT = 1000 ms.
+OPEN = """\
 `sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
 0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
 +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
@@ -18,9 +20,12 @@ RETRANSMIT = """\
 +0 listen(3, 1) = 0
 +0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
 +0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
-+.1 < . 1:1(0) ack 1 win 257
++.1 < . 1:1(0) ack 1 win %d
 +0 accept(3, ..., ...) = 4
 +0 setsockopt(4, SOL_TCP, TCP_USER_TIMEOUT, [1000], 4) = 0
+"""
+
+RETRANSMIT = OPEN % 257 + """\
 +0 getsockopt(4, SOL_TCP, TCP_USER_TIMEOUT, [1000], [4]) = 0
 +0 write(4, ..., 1000) = 1000
 +0 > P. 1:1001(1000) ack 1
@@ -32,17 +37,7 @@ RETRANSMIT = """\
 +0 read(4, ..., 1000) = -1 ETIMEDOUT (Connection timed out)
 """
 
-ZERO_WINDOW = """\
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
-+0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
-+.1 < . 1:1(0) ack 1 win 0
-+0 accept(3, ..., ...) = 4
-+0 setsockopt(4, SOL_TCP, TCP_USER_TIMEOUT, [1000], 4) = 0
+ZERO_WINDOW = OPEN % 0 + """\
 +0 write(4, ..., 1000) = 1000
 // Zero-window probes, answered with a zero window: TCP_USER_TIMEOUT bounds them from the
 // first probe on.
