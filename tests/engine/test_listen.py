@@ -202,7 +202,7 @@ def test_a_duplicate_ack_after_data_completes_a_cookie_and_no_byte_is_lost() -> 
     for _ in range(4):
         assert peer.listener.accept() is not None
     conn = peer.listener.accept()
-    assert conn is not None and conn.rcv_nxt == 1001
+    assert conn is not None and conn.rcv.rcv_nxt == 1001
     peer.ack(10, cookie_synack, data=b"x")  # the byte, retransmitted at ISN + 1
     assert conn.recv(peer.now, 10) == b"x"
 

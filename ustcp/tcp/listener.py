@@ -16,8 +16,6 @@ inet_connection_sock.c, syncookies.c), with the same knobs and counters:
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -41,6 +39,7 @@ from .options import (
 )
 from .request import RequestSock
 from .seq import after, seq_add
+from .timers import TimerHeap
 
 if TYPE_CHECKING:
     from .host import Host
@@ -67,8 +66,7 @@ class Listener:
         self.closed = False
         self.last_overflow = -1e9  # tcp_synq_overflow: when cookies were last needed
         self.heap_when: float | None = None
-        self._timers: list[tuple[float, int, tuple[bytes, int, bytes, int]]] = []
-        self._tick = itertools.count()
+        self._timers: TimerHeap[tuple[bytes, int, bytes, int]] = TimerHeap()  # SYN queue
         self.name = f"{socket.inet_ntoa(local_ip)}:{port}"
 
     def set_backlog(self, backlog: int) -> None:
@@ -159,7 +157,7 @@ class Listener:
             req.iss = tw_isn
         self.syn_queue[key] = req
         req.expires = now + TCP_TIMEOUT_INIT
-        heapq.heappush(self._timers, (req.expires, next(self._tick), key))
+        self._timers.push(req.expires, key)
         self._send_synack(now, req)
 
     def _make_request(self, now: float, local_ip: bytes, remote_ip: bytes,
@@ -348,26 +346,21 @@ class Listener:
 
     # ------------------------------------------------------------------ timers
 
+    def _live(self, key: tuple[bytes, int, bytes, int], when: float) -> bool:
+        req = self.syn_queue.get(key)
+        return req is not None and req.expires == when
+
     @property
     def deadline(self) -> float | None:
-        while self._timers:
-            when, _, key = self._timers[0]
-            req = self.syn_queue.get(key)
-            if req is not None and req.expires == when:
-                return when
-            heapq.heappop(self._timers)
-        return None
+        return self._timers.next_deadline(self._live)
 
     def on_timer(self, now: float) -> None:
         """SYN-ACK retransmission (reqsk_timer_handler): 1, 2, 4, ... s; the entry goes
         after tcp_synack_retries retransmissions."""
         e = self.host
         retries = e.config.tcp_synack_retries
-        while self._timers and self._timers[0][0] <= now:
-            when, _, key = heapq.heappop(self._timers)
-            req = self.syn_queue.get(key)
-            if req is None or req.expires != when:
-                continue
+        for key in self._timers.pop_due(now, self._live):
+            req = self.syn_queue[key]
             # syn_ack_recalc: with TCP_DEFER_ACCEPT, an ACKed entry waits quietly for
             # data until the deferral period ends.
             defer = self.defer_accept_retrans
@@ -385,7 +378,7 @@ class Listener:
                 e.counters.inc(Mib.TcpRetransSegs)
                 self._send_synack(now, req)
             req.expires = now + min(TCP_TIMEOUT_INIT * (1 << req.num_timeout), 120.0)
-            heapq.heappush(self._timers, (req.expires, next(self._tick), key))
+            self._timers.push(req.expires, key)
 
     def close(self, now: float) -> None:
         """close(2) on a listener (inet_csk_listen_stop): half-open entries vanish (their
