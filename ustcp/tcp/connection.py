@@ -31,7 +31,7 @@ from .options import (
     SockOpts,
     clamped_advmss,
     initial_rcv_wnd,
-    peer_mss,
+    peer_offer,
     rcv_wscale_for,
 )
 from .receiver import DATA_FIN, Receiver
@@ -487,13 +487,13 @@ class Connection:
         rcv = self.rcv
         rcv.init_seq(seg.seq)
         cfg = self.config
-        rcv.set_timestamps(bool(cfg.tcp_timestamps) and opts.ts_val is not None,
-                           opts.ts_val or 0, now)
-        self.wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
+        # The window and MSS we announced went out with our SYN; the rest is agreed now.
+        neg = peer_offer(cfg, self.sockopts, self.host.mss_for_mtu, opts)
+        rcv.set_timestamps(neg.ts_ok, opts.ts_val or 0, now)
+        self.wscale_ok = neg.snd_wscale is not None
         if not self.wscale_ok:
             rcv.no_wscale()
-        snd.peer_syn_options(bool(cfg.tcp_sack) and opts.sack_permitted,
-                             min(opts.wscale or 0, 14) if self.wscale_ok else 0, peer_mss(opts))
+        snd.peer_syn_options(neg.sack_ok, neg.snd_wscale or 0, neg.snd_mss)
         if flags & ACK:
             # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check); a SYN's
             # window is never scaled (RFC 7323 2.2).
