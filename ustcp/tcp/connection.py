@@ -743,7 +743,7 @@ class Connection:
         }
 
 
-class IllegalTransition(AssertionError):
+class IllegalTransition(Exception):
     """A state change the state diagram does not have: a bug in the engine."""
 
 
