@@ -117,9 +117,11 @@ def peer_mss(opts: TcpOptions) -> int:
     return max(opts.mss, TCP_MIN_MSS)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Negotiated:
-    """What a handshake agreed: each option on only when both sides offered it."""
+    """What a handshake agreed: each option on only when both sides offered it. (Not
+    frozen: a frozen dataclass's __init__ costs a setattr call per field, and a SYN flood
+    builds one per SYN.)"""
 
     ts_ok: bool
     sack_ok: bool

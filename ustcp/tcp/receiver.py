@@ -402,9 +402,10 @@ class Receiver:
         self.ack_scheduled = True
         self.data_segs_in += 1
         self.last_data_recv = now
-        self._push(now, seg, payload)
+        self._queue_rcv(now, seg, payload)
 
-    def _push(self, now: float, seg: TcpSegment, payload: bytes | memoryview) -> None:
+    def _queue_rcv(self, now: float, seg: TcpSegment, payload: bytes | memoryview) -> None:
+        """In-order bytes onto the receive queue (tcp_queue_rcv, tcp_event_data_recv)."""
         length = len(payload)
         self.rcv_buf.push(payload)
         self.rcv_nxt = seq_add(self.rcv_nxt, length)
@@ -462,7 +463,7 @@ class Receiver:
                 end = seq_add(seq, room)
             if length:
                 self.ack_scheduled = True
-                self._push(now, seg, payload)
+                self._queue_rcv(now, seg, payload)
             result = DATA_NONE
             if fin:
                 self._rcv_fin()
