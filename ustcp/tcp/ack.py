@@ -63,7 +63,7 @@ def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
             snd.rtx.remove_reno_sacks(acked_pkts)
             acked_pkts = max(acked_pkts - prior_sacked, 1)
         snd.probes_out = 0
-        snd.wake()
+        snd.host.wake(snd.owner)
     elif not snd.sack_ok and is_dupack(snd, seg, prior_una):
         snd.rtx.add_reno_sack()
         newly_sacked = 1
@@ -116,7 +116,7 @@ def update_window(snd: Sender, seg: TcpSegment) -> bool:
     if after(seg.ack, snd.snd_una) or after(seg.seq, snd.snd_wl1) or (
             seg.seq == snd.snd_wl1 and (nwin > snd.snd_wnd or not nwin)):
         if nwin != snd.snd_wnd:
-            snd.wake()
+            snd.host.wake(snd.owner)
         snd.snd_wnd = nwin
         snd.snd_wl1 = seg.seq
         snd.snd_wl2 = seg.ack

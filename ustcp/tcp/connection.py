@@ -31,7 +31,7 @@ from .options import (
     SockOpts,
     clamped_advmss,
     initial_rcv_wnd,
-    peer_mss,
+    peer_offer,
     rcv_wscale_for,
 )
 from .receiver import DATA_FIN, Receiver
@@ -86,10 +86,8 @@ class Connection:
         # The two halves (gVisor's snd/rcv): each alone writes its fields. The RTT
         # estimator is the sender's; the receiver reads it (ATO, autotuning).
         rtt = RtoEstimator()
-        self.rcv = Receiver(cfg, host.counters, sockopts, host.mss_for_mtu, now,
-                            rtt=rtt, rto_value=self._rto_value, wake=self._wake)
-        self.snd = Sender(host, self, self.rcv, rtt, self.key, self.name, sockopts, now,
-                          wake=self._wake)
+        self.rcv = Receiver(host, self, sockopts, now, rtt=rtt, rto_value=self._rto_value)
+        self.snd = Sender(host, self, self.rcv, rtt, self.key, self.name, sockopts, now)
 
     # ------------------------------------------------------------------ set-up
 
@@ -104,12 +102,12 @@ class Connection:
         else:
             iss = e.isn.isn(now, self.local_ip, self.local_port, self.remote_ip,
                             self.remote_port)
-        rcv = self.rcv
-        rcv.set_ts_offset(e.isn.ts_offset(self.local_ip, self.remote_ip))
         self.snd.init_seq(iss)
-        rcv.set_advmss(clamped_advmss(e.mss_for_mtu, self.sockopts))  # TCP_MAXSEG before connect
-        rcv.set_window(rcv_wscale_for(self.config, self.sockopts),
-                       initial_rcv_wnd(self.config, self.sockopts, rcv.advmss_payload()))
+        cfg, opts = self.config, self.sockopts
+        self.rcv.start_active(e.isn.ts_offset(self.local_ip, self.remote_ip),
+                              clamped_advmss(e.mss_for_mtu, opts),  # TCP_MAXSEG before connect
+                              rcv_wscale_for(cfg, opts),
+                              lambda mss: initial_rcv_wnd(cfg, opts, mss))
         self.set_state(now, State.SYN_SENT)
         e.counters.inc(Mib.TcpActiveOpens)
         self.snd.start(now)
@@ -117,13 +115,10 @@ class Connection:
     def adopt_request(self, req: RequestSock, ack_seg: TcpSegment, now: float) -> None:
         """Passive open completed: take over a SYN-queue entry whose handshake the final
         ACK has just completed (Linux tcp_create_openreq_child, tcp_rcv_synrecv_state)."""
-        rcv = self.rcv
-        rcv.init_seq(req.irs)
-        rcv.set_advmss(req.advmss)
-        rcv.set_ts_offset(req.ts_offset)
-        rcv.set_timestamps(req.ts_ok, req.ts_recent, now)
         self.wscale_ok = req.snd_wscale is not None
-        rcv.set_window(req.rcv_wscale if self.wscale_ok else 0, req.rcv_wnd)
+        self.rcv.start_passive(req.irs, req.ts_offset, req.advmss,
+                               req.rcv_wscale if self.wscale_ok else 0, req.rcv_wnd,
+                               req.ts_ok, req.ts_recent, now)
         self.snd.adopt(req.iss, req.sack_ok, req.snd_wscale or 0, req.snd_mss, ack_seg)
         if not req.num_timeout and req.synack_sent is not None:
             # tcp_synack_rtt_meas
@@ -278,9 +273,6 @@ class Connection:
                 State.ESTABLISHED, State.CLOSE_WAIT):
             c.dec(Mib.TcpCurrEstab)
         log.debug("state_change", conn=self.name, old=old.name, new=new.name, t=round(now, 6))
-        self.host.wake(self)
-
-    def _wake(self) -> None:
         self.host.wake(self)
 
     def _rto_value(self) -> float:
@@ -451,14 +443,15 @@ class Connection:
         rcv = self.rcv
         if seg.flags & ~PSH != ACK or seg.seq != rcv.rcv_nxt or rcv.rcv_buf.ofo:
             return False
-        if (seg.window << self.snd.snd_wscale) != self.snd.snd_wnd or not self.snd.snd_wnd:
+        snd = self.snd
+        if (seg.window << snd.snd_wscale) != snd.snd_wnd or not snd.snd_wnd:
             return False
         opts = seg.options
         if opts.sack_blocks:
             return False
         if rcv.ts_ok and (opts.ts_val is None or seq_diff(opts.ts_val, rcv.ts_recent) < 0):
             return False
-        if after(seg.ack, self.snd.snd_nxt) or before(seg.ack, self.snd.snd_una):
+        if after(seg.ack, snd.snd_nxt) or before(seg.ack, snd.snd_una):
             return False
         # Its data fits the window and the buffer (Linux checks sk_forward_alloc); else
         # the slow path applies the receiver's _rcv_room.
@@ -494,13 +487,13 @@ class Connection:
         rcv = self.rcv
         rcv.init_seq(seg.seq)
         cfg = self.config
-        rcv.set_timestamps(bool(cfg.tcp_timestamps) and opts.ts_val is not None,
-                           opts.ts_val or 0, now)
-        self.wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
+        # The window and MSS we announced went out with our SYN; the rest is agreed now.
+        neg = peer_offer(cfg, self.sockopts, self.host.mss_for_mtu, opts)
+        rcv.set_timestamps(neg.ts_ok, opts.ts_val or 0, now)
+        self.wscale_ok = neg.snd_wscale is not None
         if not self.wscale_ok:
-            rcv.set_window(0, rcv.rcv_wnd)
-        snd.peer_syn_options(bool(cfg.tcp_sack) and opts.sack_permitted,
-                             min(opts.wscale or 0, 14) if self.wscale_ok else 0, peer_mss(opts))
+            rcv.no_wscale()
+        snd.peer_syn_options(neg.sack_ok, neg.snd_wscale or 0, neg.snd_mss)
         if flags & ACK:
             # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check); a SYN's
             # window is never scaled (RFC 7323 2.2).
@@ -750,7 +743,7 @@ class Connection:
         }
 
 
-class IllegalTransition(AssertionError):
+class IllegalTransition(Exception):
     """A state change the state diagram does not have: a bug in the engine."""
 
 

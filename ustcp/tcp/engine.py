@@ -12,13 +12,10 @@ address or on the wildcard address; with none, a RST (RFC 9293 3.10.7.1).
 from __future__ import annotations
 
 import errno
-import heapq
-import itertools
 import os
 import random
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import structlog
 
@@ -32,6 +29,7 @@ from .isn import IsnGenerator
 from .listener import Listener
 from .options import SockOpts
 from .seq import seq_add
+from .timers import TimerHeap
 from .timewait import TimeWaitEntry, TimeWaitTable
 
 log = structlog.get_logger("ustcp.tcp")
@@ -62,9 +60,9 @@ class TcpEngine:
         self.orphan_count = 0
         self._output: list[Output] = []
         self._wakeups: set[Wakeable] = set()
-        self._timers: list[tuple[float, int, Any]] = []
-        self._tick = itertools.count()
-        self._earliest: float | None = None
+        # Connections and listeners by their deadline (Timed.heap_when is the live one),
+        # and the TIME_WAIT table by its next expiry.
+        self._timers: TimerHeap[Timed | TimeWaitTable] = TimerHeap()
         self._challenge_second = -1
         self._challenge_count = 0
 
@@ -78,27 +76,21 @@ class TcpEngine:
         woken, self._wakeups = self._wakeups, set()
         return woken
 
+    def _live(self, obj: Timed | TimeWaitTable, when: float) -> bool:
+        if isinstance(obj, TimeWaitTable):
+            return obj.next_deadline() == when
+        return obj.heap_when == when
+
     def next_deadline(self) -> float | None:
-        while self._timers:
-            when, _, obj = self._timers[0]
-            if obj is self.time_wait:
-                if self.time_wait.next_deadline() == when:
-                    return when
-            elif obj.heap_when == when:
-                return when
-            heapq.heappop(self._timers)
-        return None
+        return self._timers.next_deadline(self._live)
 
     def on_timers(self, now: float) -> None:
-        while self._timers and self._timers[0][0] <= now:
-            when, _, obj = heapq.heappop(self._timers)
-            if obj is self.time_wait:
-                self.time_wait.expire(now)
-                nxt = self.time_wait.next_deadline()
+        for obj in self._timers.pop_due(now, self._live):
+            if isinstance(obj, TimeWaitTable):
+                obj.expire(now)
+                nxt = obj.next_deadline()
                 if nxt is not None:
                     self.note_deadline(nxt)
-                continue
-            if obj.heap_when != when:
                 continue
             obj.heap_when = None
             obj.on_timer(now)
@@ -245,10 +237,10 @@ class TcpEngine:
             return
         if obj.heap_when is None or deadline < obj.heap_when:
             obj.heap_when = deadline
-            heapq.heappush(self._timers, (deadline, next(self._tick), obj))
+            self._timers.push(deadline, obj)
 
     def note_deadline(self, when: float) -> None:
-        heapq.heappush(self._timers, (when, next(self._tick), self.time_wait))
+        self._timers.push(when, self.time_wait)
 
     def challenge_ack_allowed(self, now: float) -> bool:
         """The global tcp_challenge_ack_limit per second (RFC 5961 7)."""

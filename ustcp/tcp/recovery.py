@@ -74,7 +74,7 @@ def send_loss_probe(snd: Sender, now: float) -> None:
     before_nxt = snd.snd_nxt
     if seq_diff(snd.write_seq, snd.snd_nxt) > 0:
         cwnd = snd.ccs.snd_cwnd
-        snd.ccs.snd_cwnd = snd.in_flight() + 1
+        snd.ccs.snd_cwnd = snd.rtx.in_flight() + 1
         snd.push_ignoring_nagle(now)
         snd.ccs.snd_cwnd = max(cwnd, snd.ccs.snd_cwnd - 1)
     if snd.snd_nxt != before_nxt:
@@ -200,9 +200,9 @@ def rack_detect_loss(snd: Sender, now: float) -> bool:
 def rack_reo_timeout(snd: Sender, now: float) -> None:
     """The reorder timer fired (tcp_rack_reo_timeout): detect, recover, retransmit."""
     snd.rack_advanced = True
-    prior_in_flight = snd.in_flight()
+    prior_in_flight = snd.rtx.in_flight()
     rack_detect_loss(snd, now)
-    if snd.in_flight() != prior_in_flight:
+    if snd.rtx.in_flight() != prior_in_flight:
         if snd.ccs.ca_state != CA_RECOVERY:
             enter_recovery(snd, now)
             cwnd_reduction(snd, 1, 0, False)
@@ -311,7 +311,7 @@ def cwnd_reduction(snd: Sender, delivered: int, newly_lost: int, una_advanced: b
     if delivered <= 0 or not snd.prior_cwnd:
         return
     snd.prr_delivered += delivered
-    in_flight = snd.in_flight()
+    in_flight = snd.rtx.in_flight()
     delta = ccs.snd_ssthresh - in_flight
     if delta < 0:
         dividend = ccs.snd_ssthresh * snd.prr_delivered + snd.prior_cwnd - 1
@@ -329,7 +329,7 @@ def xmit_retransmit_queue(snd: Sender, now: float) -> None:
     """Retransmit records marked lost while the congestion window allows
     (tcp_xmit_retransmit_queue)."""
     for rec in list(snd.rtx.records):
-        if snd.in_flight() >= snd.ccs.snd_cwnd:
+        if snd.rtx.in_flight() >= snd.ccs.snd_cwnd:
             break
         if rec.lost and not rec.retrans and not rec.sacked:
             snd.retransmit(now, rec)

@@ -31,7 +31,6 @@ tcp_schedule_loss_probe, tcp_enter_loss, tcp_sync_mss, tcp_sndbuf_expand.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -50,7 +49,7 @@ from .congestion.base import (
     CcState,
     CwndEvent,
 )
-from .host import Host
+from .host import Host, Wakeable
 from .options import TS_OPTION_LEN, SockOpts, sndbuf_size, syn_segment
 from .receiver import TCP_INIT_CWND, Receiver
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
@@ -68,8 +67,9 @@ SEND_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
                          State.CLOSING, State.LAST_ACK})
 
 
-class Owner(Protocol):
-    """What the sender reads of the connection that holds it (never writes)."""
+class Owner(Wakeable, Protocol):
+    """What the sender reads of the connection that holds it (never writes); the host
+    wakes it when writers may have room or its status changed."""
 
     @property
     def state(self) -> State: ...
@@ -142,14 +142,13 @@ class Sender:
         "tlp_high_seq",
         "tlp_retrans",
         "total_retrans",
-        "wake",
         "write_seq",
         "xmit_timer",
     )
 
     def __init__(self, host: Host, owner: Owner, rcv: Receiver, rtt: RtoEstimator,
                  key: tuple[bytes, int, bytes, int], name: str, sockopts: SockOpts,
-                 now: float, *, wake: Callable[[], None]) -> None:
+                 now: float) -> None:
         cfg: StackConfig = host.config
         self.host = host
         self.config = cfg
@@ -158,7 +157,6 @@ class Sender:
         self.local_ip, self.local_port, self.remote_ip, self.remote_port = key
         self.name = name
         self.sockopts = sockopts
-        self.wake = wake  # writers may have room, or the connection's status changed
         # Send sequence space (RFC 9293 3.3.1).
         self.iss = 0
         self.snd_una = 0
@@ -309,14 +307,11 @@ class Sender:
         so that no frame outgrows the path MTU (tcp_current_mss)."""
         if not self.sack_ok:
             return self.mss
-        blocks = self.rcv.sack_block_count()
+        rcv = self.rcv
+        blocks = len(rcv.rcv_buf.ofo) + (rcv.pending_dsack is not None)
         if not blocks:
             return self.mss
         return self.mss - 4 - 8 * min(blocks, 3 if self.rcv.ts_ok else 4)
-
-    def in_flight(self) -> int:
-        """Packets in flight (tcp_packets_in_flight, RFC 6675 "pipe")."""
-        return self.rtx.in_flight()
 
     def push(self, now: float) -> None:
         """Send what the windows allow (tcp_write_xmit)."""
@@ -325,7 +320,7 @@ class Sender:
         ccs = self.ccs
         if self.write_seq == self.snd_nxt and not (self.fin_queued and not self.fin_sent):
             # Nothing queued (most calls after an ACK): only the bookkeeping below.
-            self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
+            self._cwnd_validate(self.rtx.in_flight() >= ccs.snd_cwnd)
             self.check_probe_timer(now)
             return
         mss = self.current_mss()
@@ -339,7 +334,7 @@ class Sender:
             want_fin = self.fin_queued and not self.fin_sent
             if unsent <= 0 and not want_fin:
                 break
-            quota = ccs.snd_cwnd - self.in_flight()
+            quota = ccs.snd_cwnd - self.rtx.in_flight()
             if quota <= 0 and not (want_fin and unsent <= 0):
                 break  # a lone FIN is not held by cwnd (tcp_cwnd_test)
             wnd_end = seq_add(self.snd_una, self.snd_wnd)
@@ -373,7 +368,7 @@ class Sender:
             self.last_send = now
             ccs.lsndtime = now
             self.schedule_loss_probe(now, advancing_rto=False)
-        self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
+        self._cwnd_validate(self.rtx.in_flight() >= ccs.snd_cwnd)
         self.check_probe_timer(now)
 
     def _cwnd_validate(self, is_cwnd_limited: bool) -> None:
@@ -756,7 +751,7 @@ class Sender:
             ccs.snd_ssthresh = self.cc.ssthresh(ccs)
             self.cc.cwnd_event(ccs, now, CwndEvent.LOSS)
         self.rtx.mark_all_lost()
-        ccs.snd_cwnd = self.in_flight() + 1
+        ccs.snd_cwnd = self.rtx.in_flight() + 1
         ccs.snd_cwnd_cnt = 0
         self.high_seq = self.snd_nxt
         self.set_ca_state(CA_LOSS)
