@@ -1,22 +1,29 @@
-"""The network layer: IPv4 frames in, engine segments out, and back; ICMP echo.
+"""The network layer: IPv4 and IPv6 frames in, engine segments out, and back; ICMP and
+ICMPv6 echo; the kernel side's neighbour discovery, MLD and router messages counted.
 
-Receive checks follow Linux's order (ip_rcv_core, ip_route_input, ip_local_deliver) and
-count under the same nstat names. Nothing here raises out of :meth:`IpLayer.on_frame`:
-malformed input is counted and dropped.
+Receive checks follow Linux's order (ip_rcv_core, ip_route_input, ip_local_deliver; ipv6_rcv,
+ip6_input_finish) and count under the same nstat names. Nothing here raises out of
+:meth:`IpLayer.on_frame`: malformed input is counted and dropped, or answered as RFC 8200 says
+(an ICMPv6 parameter problem).
+
+The engine never sees the IP version: addresses are 4 or 16 packed bytes, and the TCP
+checksum's pseudo-header sum is the same integer fold for both.
 """
 
 from __future__ import annotations
 
-import socket
 from typing import Protocol
 
 import structlog
 
 from .config import StackConfig
 from .mib import Counters, Mib, drop_for_reason
+from .wire import icmpv6
+from .wire.addr import ntop
 from .wire.checksum import BytesLike
 from .wire.errors import ParseError
 from .wire.icmp import ECHO_REPLY, ECHO_REQUEST, build_echo_reply, parse_icmp
+from .wire.icmpv6 import Icmpv6Message, build_error, parse_icmpv6
 from .wire.ipv4 import (
     PROTO_ICMP,
     PROTO_TCP,
@@ -24,6 +31,18 @@ from .wire.ipv4 import (
     build_ipv4_header,
     is_fragment,
     parse_ipv4,
+)
+from .wire.ipv6 import (
+    NEXTHDR_ICMP,
+    NEXTHDR_NONE,
+    NEXTHDR_TCP,
+    PARAM_UNK_NEXTHDR,
+    IPv6Header,
+    ParamProblem,
+    build_ipv6_header,
+    is_multicast,
+    parse_ipv6,
+    skip_exthdr,
 )
 from .wire.tcp import ChecksumMode, TcpSegment, build_tcp, parse_tcp
 
@@ -37,6 +56,29 @@ _ICMP_IN_MIB = {0: Mib.IcmpInEchoReps, 3: Mib.IcmpInDestUnreachs, 4: Mib.IcmpInS
                 12: Mib.IcmpInParmProbs, 13: Mib.IcmpInTimestamps, 14: Mib.IcmpInTimestampReps}
 
 
+# ICMP6_MIB_* by type (net/ipv6/proc.c snmp6_icmp6_list): what each received type counts
+_ICMP6_IN_MIB = {
+    icmpv6.DEST_UNREACH: Mib.Icmp6InDestUnreachs, icmpv6.PKT_TOOBIG: Mib.Icmp6InPktTooBigs,
+    icmpv6.TIME_EXCEED: Mib.Icmp6InTimeExcds, icmpv6.PARAMPROB: Mib.Icmp6InParmProblems,
+    icmpv6.ECHO_REQUEST: Mib.Icmp6InEchos, icmpv6.ECHO_REPLY: Mib.Icmp6InEchoReplies,
+    icmpv6.MLD_QUERY: Mib.Icmp6InGroupMembQueries,
+    icmpv6.MLD_REPORT: Mib.Icmp6InGroupMembResponses,
+    icmpv6.MLD_REDUCTION: Mib.Icmp6InGroupMembReductions,
+    icmpv6.ROUTER_SOLICIT: Mib.Icmp6InRouterSolicits,
+    icmpv6.ROUTER_ADVERT: Mib.Icmp6InRouterAdvertisements,
+    icmpv6.NEIGHBOUR_SOLICIT: Mib.Icmp6InNeighborSolicits,
+    icmpv6.NEIGHBOUR_ADVERT: Mib.Icmp6InNeighborAdvertisements,
+    icmpv6.REDIRECT: Mib.Icmp6InRedirects, icmpv6.MLD2_REPORT: Mib.Icmp6InMLDv2Reports,
+}
+# What a host on a point-to-point TUN link ignores: the kernel's router solicitations and MLD
+# reports on a new device, duplicate address detection (RFC 4862 5.4) and neighbour
+# discovery, which a link without link-layer addresses does not need (RFC 4861 3.2).
+_ICMP6_IGNORED = frozenset((
+    icmpv6.MLD_QUERY, icmpv6.MLD_REPORT, icmpv6.MLD_REDUCTION, icmpv6.ROUTER_SOLICIT,
+    icmpv6.ROUTER_ADVERT, icmpv6.NEIGHBOUR_SOLICIT, icmpv6.NEIGHBOUR_ADVERT, icmpv6.REDIRECT,
+    icmpv6.MLD2_REPORT))
+
+
 class SegmentEngine(Protocol):
     """What the IP layer needs of ``ustcp.tcp.engine.TcpEngine``."""
 
@@ -47,11 +89,9 @@ class SegmentEngine(Protocol):
         ...
 
 
-log = structlog.get_logger("ustcp.ip")
-
-
 class IpLayer:
-    """IPv4 for one host with the addresses ``local_addrs`` (4 packed bytes each)."""
+    """IPv4 and IPv6 for one host with the addresses ``local_addrs`` (4 or 16 packed bytes
+    each)."""
 
     def __init__(self, engine: SegmentEngine, counters: Counters, local_addrs: set[bytes],
                  config: StackConfig, *, tx_csum_offload: bool = False) -> None:
@@ -69,8 +109,7 @@ class IpLayer:
         """One frame from the link. ``csum_verified``: the link vouches for the TCP checksum
         (virtio-net NEEDS_CSUM or DATA_VALID). The segment's payload is a view of ``frame``."""
         if frame and frame[0] >> 4 == 6:
-            # The kernel sends router solicitations on a new TUN at once.
-            self.counters.inc(Mib.UstcpDropIPv6)
+            self._on_ipv6(now, frame, csum_verified)
             return
         c = self.counters
         c.inc(Mib.IpInReceives)
@@ -85,26 +124,26 @@ class IpLayer:
         elif is_fragment(hdr):
             c.inc(Mib.UstcpDropFragment)  # no reassembly: DF is what TCP peers set
         elif hdr.proto == PROTO_TCP:
-            self._deliver_tcp(now, hdr, payload, csum_verified)
+            c.inc(Mib.IpInDelivers)  # Linux counts delivery to the protocol, even if it drops
+            self._deliver_tcp(now, hdr.src, hdr.dst, payload, csum_verified)
         elif hdr.proto == PROTO_ICMP:
             self._deliver_icmp(hdr, payload)
         else:
             c.inc(Mib.IpInUnknownProtos)
 
-    def _deliver_tcp(self, now: float, hdr: IPv4Header, payload: memoryview,
+    def _deliver_tcp(self, now: float, src: bytes, dst: bytes, payload: memoryview,
                      csum_verified: bool) -> None:
         c = self.counters
-        c.inc(Mib.IpInDelivers)  # Linux counts delivery to the protocol, even if it drops
         try:
-            seg = parse_tcp(payload, hdr.src, hdr.dst, verify_checksum=not csum_verified)
+            seg = parse_tcp(payload, src, dst, verify_checksum=not csum_verified)
         except ParseError as exc:
             if exc.reason == "tcp_bad_checksum":
                 c.inc(Mib.TcpInCsumErrors)
             c.inc(Mib.TcpInErrs)
             c.inc(drop_for_reason(exc.reason))
-            log.debug("drop", reason=exc.reason, src=socket.inet_ntoa(hdr.src))
+            log.debug("drop", reason=exc.reason, src=ntop(src))
             return
-        self.engine.on_segment(now, hdr.src, hdr.dst, seg)
+        self.engine.on_segment(now, src, dst, seg)
 
     def _deliver_icmp(self, hdr: IPv4Header, payload: memoryview) -> None:
         c = self.counters
@@ -125,11 +164,16 @@ class IpLayer:
         if msg.icmp_type == ECHO_REQUEST:
             self._queue_echo_reply(hdr, build_echo_reply(msg))
 
+    def _icmp_queue_full(self) -> bool:
+        if len(self._icmp_out) >= ICMP_QUEUE_LIMIT:
+            self.counters.inc(Mib.UstcpDropIcmpQueueFull)
+            return True
+        return False
+
     def _queue_echo_reply(self, request: IPv4Header, icmp: bytes) -> None:
         """RFC 1122 3.2.2.6: reply from the address pinged, with the request's data."""
         c = self.counters
-        if len(self._icmp_out) >= ICMP_QUEUE_LIMIT:
-            c.inc(Mib.UstcpDropIcmpQueueFull)
+        if self._icmp_queue_full():
             return
         # Linux's ICMP socket sends without DF (IP_PMTUDISC_DONT) and with the request's TOS.
         ip = build_ipv4_header(request.dst, request.src, PROTO_ICMP, len(icmp),
@@ -139,6 +183,111 @@ class IpLayer:
         c.inc(Mib.IcmpOutMsgs)
         c.icmp_msg_out[ECHO_REPLY] += 1
         c.inc(Mib.IcmpOutEchoReps)
+
+    # ------------------------------------------------------------------ IPv6
+
+    def _on_ipv6(self, now: float, frame: BytesLike, csum_verified: bool) -> None:
+        """ipv6_rcv, then ip6_input_finish's walk to the upper layer."""
+        c = self.counters
+        c.inc(Mib.Ip6InReceives)
+        try:
+            hdr, payload = parse_ipv6(frame)
+        except ParamProblem as exc:
+            c.inc(Mib.Ip6InHdrErrors)
+            c.inc(drop_for_reason(exc.reason))
+            src, dst = bytes(frame[8:24]), bytes(frame[24:40])
+            if dst in self.local_addrs or exc.always or not is_multicast(dst):
+                self._icmp6_error(src, dst, icmpv6.PARAMPROB, exc.code, exc.pointer, frame)
+            return
+        except ParseError as exc:
+            c.inc(Mib.Ip6InTruncatedPkts if exc.reason == "ip6_truncated"
+                  else Mib.Ip6InHdrErrors)
+            c.inc(drop_for_reason(exc.reason))
+            return
+        multicast = is_multicast(hdr.dst)
+        if multicast:
+            c.inc(Mib.Ip6InMcastPkts)  # all-nodes, solicited-node, MLD: ICMPv6 only
+        elif hdr.dst not in self.local_addrs:
+            c.inc(Mib.Ip6InAddrErrors)  # not ours, and we do not forward
+            return
+        if hdr.fragment is not None:
+            c.inc(Mib.UstcpDropFragment)
+            return
+        proto = hdr.next_header
+        if proto == NEXTHDR_TCP and not multicast:
+            c.inc(Mib.Ip6InDelivers)
+            self._deliver_tcp(now, hdr.src, hdr.dst, payload, csum_verified)
+        elif proto == NEXTHDR_ICMP:
+            c.inc(Mib.Ip6InDelivers)
+            self._deliver_icmp6(hdr, payload, multicast)
+        elif proto == NEXTHDR_NONE:
+            c.inc(Mib.Ip6InDelivers)  # nothing follows (RFC 8200 4.7)
+        else:
+            # ip6_protocol_deliver_rcu: no handler, a parameter problem at the Next Header
+            # field that named it (RFC 8200 4), not to multicast.
+            c.inc(Mib.Ip6InUnknownProtos)
+            if not multicast:
+                self._icmp6_error(hdr.src, hdr.dst, icmpv6.PARAMPROB, PARAM_UNK_NEXTHDR,
+                                  hdr.next_header_offset, frame)
+
+    def _deliver_icmp6(self, hdr: IPv6Header, payload: memoryview, multicast: bool) -> None:
+        """icmpv6_rcv: echo answered (to our unicast address), errors counted, the link's
+        neighbour discovery, MLD and router messages counted and ignored."""
+        c = self.counters
+        c.inc(Mib.Icmp6InMsgs)
+        try:
+            msg = parse_icmpv6(payload, hdr.src, hdr.dst)
+        except ParseError as exc:
+            if exc.reason == "icmp_bad_checksum":
+                c.inc(Mib.Icmp6InCsumErrors)
+            c.inc(Mib.Icmp6InErrors)
+            c.inc(drop_for_reason(exc.reason))
+            return
+        c.icmp6_msg_in[msg.icmp_type] += 1
+        name = _ICMP6_IN_MIB.get(msg.icmp_type)
+        if name is not None:
+            c.inc(name)
+        if msg.icmp_type in _ICMP6_IGNORED:
+            c.inc(Mib.UstcpDropIcmp6NotOurs)
+        elif msg.icmp_type == icmpv6.ECHO_REQUEST and not multicast:
+            self._queue_echo6_reply(hdr, msg)
+
+    def _queue_echo6_reply(self, request: IPv6Header, msg: Icmpv6Message) -> None:
+        """RFC 4443 4.2: from the address pinged, the request's identifier and data, with the
+        request's traffic class (icmpv6_echo_reply)."""
+        if self._icmp_queue_full():
+            return
+        icmp = icmpv6.build_echo_reply(request.dst, request.src, msg)
+        self._queue_icmp6(request.dst, request.src, icmp, icmpv6.ECHO_REPLY,
+                          request.traffic_class)
+        self.counters.inc(Mib.Icmp6OutEchoReplies)
+
+    def _icmp6_error(self, src: bytes, dst: bytes, icmp_type: int, code: int, rest: int,
+                     invoking: BytesLike) -> None:
+        """An ICMPv6 error about ``invoking`` (received from ``src`` for ``dst``). RFC 4443
+        2.4 (e): never about an ICMPv6 error, nor to an unspecified or multicast source."""
+        if src == bytes(16) or is_multicast(src) or self._icmp_queue_full():
+            return
+        upper = skip_exthdr(invoking)  # is_ineligible: an error, or nothing to tell by
+        if upper is None or (upper[0] == NEXTHDR_ICMP and (
+                upper[1] >= len(invoking) or invoking[upper[1]] < icmpv6.INFO_MSG_MIN)):
+            return
+        ours = dst if dst in self.local_addrs else next(
+            (a for a in self.local_addrs if len(a) == 16), None)
+        if ours is None:
+            return
+        self._queue_icmp6(ours, src, build_error(ours, src, icmp_type, code, rest, invoking),
+                          icmp_type, 0)
+        if icmp_type == icmpv6.PARAMPROB:
+            self.counters.inc(Mib.Icmp6OutParmProblems)
+
+    def _queue_icmp6(self, src: bytes, dst: bytes, icmp: bytes, icmp_type: int,
+                     traffic_class: int) -> None:
+        ip = build_ipv6_header(src, dst, NEXTHDR_ICMP, len(icmp), traffic_class=traffic_class)
+        self._icmp_out.append(ip + icmp)
+        c = self.counters
+        c.inc(Mib.Icmp6OutMsgs)
+        c.icmp6_msg_out[icmp_type] += 1
 
     # ------------------------------------------------------------------ transmit
 
@@ -150,6 +299,8 @@ class IpLayer:
             return []  # the common case after most user calls: nothing to send
         frames = [(frame, 0) for frame in self._icmp_out]
         self._icmp_out = []
+        c = self.counters
+        v6 = sum(frame[0] >> 4 == 6 for frame, _ in frames)
         for src, dst, seg in segments:
             # The send path contains what the receive path contains: a segment that cannot
             # be built is counted and dropped (its data stays queued for retransmission),
@@ -157,9 +308,13 @@ class IpLayer:
             try:
                 frames.append(self._tcp_frame(src, dst, seg))
             except Exception:
-                self.counters.inc(Mib.UstcpInternalErrors)
+                c.inc(Mib.UstcpInternalErrors)
                 log.exception("internal_error", where="tcp_frame", length=len(seg.payload))
-        self.counters.inc(Mib.IpOutRequests, len(frames))
+                continue
+            if len(src) == 16:
+                v6 += 1
+        c.inc(Mib.Ip6OutRequests, v6)
+        c.inc(Mib.IpOutRequests, len(frames) - v6)
         return frames
 
     def _tcp_frame(self, src: bytes, dst: bytes, seg: TcpSegment) -> tuple[bytes, int]:
@@ -168,6 +323,9 @@ class IpLayer:
         size = len(payload)
         gso = seg.gso_size if size > seg.gso_size > 0 else 0
         tcp = build_tcp(seg, src, dst, checksum=self.tcp_checksum)
+        if len(src) == 16:
+            ip = build_ipv6_header(src, dst, NEXTHDR_TCP, len(tcp) + size)
+            return b"".join((ip, tcp, payload)), gso
         # Each segment the device cuts from a super-packet takes the next IP ID (Linux:
         # ip_select_ident_segs), so reserve as many IDs as segments.
         segments = -(-size // gso) if gso else 1

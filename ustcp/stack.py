@@ -27,6 +27,7 @@ same for a segment the IP layer cannot build and a batch the link fails to send.
 
 from __future__ import annotations
 
+import errno
 import math
 import time
 
@@ -74,23 +75,24 @@ class Waiters:
             for task in tasks:
                 trio.lowlevel.reschedule(task)
 
-IPV4_TCP_HEADERS = 40  # MSS = MTU minus the IPv4 and TCP headers without options
 BUSY_POLL_SLICE = 10e-6  # the longest a spin keeps the other tasks waiting (s)
 
 
 class Stack:
-    """One host with the address ``local_addr`` (4 packed bytes) on ``link``."""
+    """One host with the address ``local_addr`` (4 packed bytes) and, when dual-stack,
+    ``local_addr6`` (16 packed bytes) on ``link``."""
 
     def __init__(self, link: Link, config: StackConfig, counters: Counters, local_addr: bytes,
-                 *, seed: int | None = None) -> None:
+                 *, seed: int | None = None, local_addr6: bytes | None = None) -> None:
         self.link = link
         self.config = config
         self.counters = counters
         self.local_addr = local_addr
-        self.engine = TcpEngine(config, counters, seed=seed,
-                                mss_for_mtu=link.mtu - IPV4_TCP_HEADERS,
+        self.local_addr6 = local_addr6
+        self.engine = TcpEngine(config, counters, seed=seed, mtu=link.mtu,
                                 gso_max_size=link.gso_max_size)
-        self.ip = IpLayer(self.engine, counters, {local_addr}, config,
+        addrs = {local_addr} if local_addr6 is None else {local_addr, local_addr6}
+        self.ip = IpLayer(self.engine, counters, addrs, config,
                           tx_csum_offload=link.tx_csum_offload)
         self._timer_scope: trio.CancelScope | None = None
         self._busy_readers = 0  # tasks in busy_read: the receive loop leaves them the link
@@ -132,6 +134,14 @@ class Stack:
             conn.abort(now)
         self.kick()
         return len(live)
+
+    def source_for(self, remote_ip: bytes) -> bytes:
+        """The local address to connect from: the one of ``remote_ip``'s version."""
+        if len(remote_ip) == 16:
+            if self.local_addr6 is None:
+                raise OSError(errno.ENETUNREACH, "no IPv6 address on this stack")
+            return self.local_addr6
+        return self.local_addr
 
     def open_connections(self) -> int:
         """Connections not yet closed (TIME_WAIT aside)."""

@@ -191,7 +191,7 @@ class Runner:
 
     def start(self) -> None:
         self.engine = TcpEngine(self.config, Counters(), seed=SEED,
-                                mss_for_mtu=self.mtu - 40, gso_max_size=0)
+                                mtu=self.mtu, gso_max_size=0)
         self.sockets = Sockets(self.engine, self)
 
     def deliver(self, seg: TcpSegment) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..mib import Mib
+from ..wire.addr import endpoint
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
 from . import ack, recovery
 from .buffers import ReceiveBuffer, SendBuffer
@@ -125,8 +126,7 @@ class Connection:
         self.remote_ip = remote_ip
         self.remote_port = remote_port
         self.key = (local_ip, local_port, remote_ip, remote_port)
-        self.name = (f"{socket.inet_ntoa(local_ip)}:{local_port}>"
-                     f"{socket.inet_ntoa(remote_ip)}:{remote_port}")
+        self.name = f"{endpoint(local_ip, local_port)}>{endpoint(remote_ip, remote_port)}"
         self.sockopts = sockopts
         self.state = State.CLOSE
         self.waiter: Any = None  # owned by the API layer
@@ -176,7 +176,7 @@ class Connection:
         self.pending_dsack: tuple[int, int] | None = None
         # MSS.
         self.mss_clamp = 536  # what the peer announced
-        self.advmss = host.mss_for_mtu  # what we announced
+        self.advmss = host.mss_for(remote_ip)  # what we announced
         self.mss = 536  # effective send MSS: payload bytes per segment, options excluded
         self.rcv_mss = 536  # estimate of the peer's segment size (icsk_ack.rcv_mss)
         # Options.
@@ -259,7 +259,8 @@ class Connection:
                                  self.remote_port)
         self.ts_offset = e.isn.ts_offset(self.local_ip, self.remote_ip)
         self._init_send_seq(self.iss)
-        self.advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)  # TCP_MAXSEG before connect
+        # TCP_MAXSEG set before connect clamps it
+        self.advmss = clamped_advmss(e.mss_for(self.remote_ip), self.sockopts)
         self.rcv_wscale = rcv_wscale_for(self.config, self.sockopts)
         self.rcv_wnd = initial_rcv_wnd(self.config, self.sockopts, self._advmss_payload())
         self.set_state(now, State.SYN_SENT)
@@ -1599,7 +1600,7 @@ class Connection:
             "tcpi_retrans": self.retrans_out,
             "tcpi_last_data_recv": int((now - self.last_data_recv) * 1000),
             "tcpi_last_ack_recv": int((now - self.last_ack_recv) * 1000),
-            "tcpi_pmtu": self.host.mss_for_mtu + 40,
+            "tcpi_pmtu": self.host.path_mtu(self.remote_ip),
             "tcpi_rcv_ssthresh": self.rcv_ssthresh,
             "tcpi_rtt": self.rtt.srtt_us,
             "tcpi_rttvar": self.rtt.rttvar_us,

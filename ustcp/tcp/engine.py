@@ -16,7 +16,6 @@ import heapq
 import itertools
 import os
 import random
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ import structlog
 
 from ..config import StackConfig
 from ..mib import Counters, Mib
+from ..wire.addr import ANY6, any_for, endpoint
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
@@ -36,19 +36,22 @@ from .timewait import TimeWaitEntry, TimeWaitTable
 
 log = structlog.get_logger("ustcp.tcp")
 
-ANY = b"\0\0\0\0"
 EPHEMERAL_PORTS = (32768, 60999)  # net.ipv4.ip_local_port_range
 
 Key = tuple[bytes, int, bytes, int]
 Output = tuple[bytes, bytes, TcpSegment]
 
+# The IP and TCP headers without options: MSS = path MTU less these (tcp_mtu_to_mss)
+IPV4_TCP_HEADERS = 40
+IPV6_TCP_HEADERS = 60
+
 
 class TcpEngine:
     def __init__(self, config: StackConfig, counters: Counters, *, seed: int | None = None,
-                 mss_for_mtu: int = 1460, gso_max_size: int = 0) -> None:
+                 mtu: int = 1500, gso_max_size: int = 0) -> None:
         self.config = config
         self.counters = counters
-        self.mss_for_mtu = mss_for_mtu
+        self.mtu = mtu
         self.gso_max_size = gso_max_size
         rng = random.Random(seed) if seed is not None else random.SystemRandom()
         self.rng = rng
@@ -146,7 +149,7 @@ class TcpEngine:
         port 0 does (inet_csk_get_port)."""
         if port == 0:
             port = self._pick_listen_port()
-        if (local_ip, port) in self.listeners or (ANY, port) in self.listeners:
+        if (local_ip, port) in self.listeners or (any_for(local_ip), port) in self.listeners:
             raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
         listener = Listener(self, local_ip, port, backlog, sockopts or SockOpts(),
                             register=self.register)
@@ -227,7 +230,24 @@ class TcpEngine:
         self.time_wait.add(now, entry, name, rto)
 
     def _find_listener(self, ip: bytes, port: int) -> Listener | None:
-        return self.listeners.get((ip, port)) or self.listeners.get((ANY, port))
+        """The listener on the address, else on its family's wildcard, else (for IPv4) on
+        the IPv6 wildcard unless it is IPV6_V6ONLY (inet6_bind: ``::`` takes both)."""
+        found = self.listeners.get((ip, port)) or self.listeners.get((any_for(ip), port))
+        if found is None and len(ip) == 4:
+            dual = self.listeners.get((ANY6, port))
+            if dual is not None and not dual.sockopts.v6only:
+                return dual
+        return found
+
+    def path_mtu(self, remote_ip: bytes) -> int:
+        """The MTU towards ``remote_ip`` (the link's)."""
+        return self.mtu
+
+    def mss_for(self, remote_ip: bytes) -> int:
+        """The MSS the path MTU towards ``remote_ip`` allows without options
+        (tcp_mtu_to_mss): less 40 bytes of headers over IPv4, 60 over IPv6."""
+        headers = IPV6_TCP_HEADERS if len(remote_ip) == 16 else IPV4_TCP_HEADERS
+        return self.path_mtu(remote_ip) - headers
 
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         self.counters.inc(Mib.TcpOutSegs, seg.pcount)  # __tcp_transmit_skb: per wire segment
@@ -270,6 +290,6 @@ class TcpEngine:
             rst = TcpSegment(seg.dst_port, seg.src_port, 0, seq_add(seg.seq, seg.seg_len),
                              RST | ACK, 0)
         self.counters.inc(Mib.TcpOutRsts)
-        log.debug("reset_sent", peer=f"{socket.inet_ntoa(remote_ip)}:{seg.src_port}",
+        log.debug("reset_sent", peer=endpoint(remote_ip, seg.src_port),
                   port=seg.dst_port)
         self.emit(local_ip, remote_ip, rst)

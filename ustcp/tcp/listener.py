@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import socket
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..mib import Mib
+from ..wire.addr import endpoint
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
@@ -69,7 +69,7 @@ class Listener:
         self.heap_when: float | None = None
         self._timers: list[tuple[float, int, tuple[bytes, int, bytes, int]]] = []
         self._tick = itertools.count()
-        self.name = f"{socket.inet_ntoa(local_ip)}:{port}"
+        self.name = endpoint(local_ip, port)
 
     def set_backlog(self, backlog: int) -> None:
         """listen(2): the accept queue holds min(backlog, somaxconn) (Linux
@@ -169,7 +169,7 @@ class Listener:
         opts = seg.options
         ts_ok = bool(cfg.tcp_timestamps) and opts.ts_val is not None
         wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
-        advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)
+        advmss = clamped_advmss(e.mss_for(remote_ip), self.sockopts)
         rcv_wscale = rcv_wscale_for(cfg, self.sockopts) if wscale_ok else 0
         payload_mss = advmss - (TS_OPTION_LEN if ts_ok else 0)
         return RequestSock(
@@ -256,7 +256,7 @@ class Listener:
             ts_ok = True
             sack_ok = decoded.sack_ok
             snd_wscale = decoded.snd_wscale
-        advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)
+        advmss = clamped_advmss(e.mss_for(remote_ip), self.sockopts)
         return RequestSock(
             local_ip=local_ip, local_port=self.port, remote_ip=remote_ip,
             remote_port=seg.src_port, iss=cookie, irs=peer_isn, snd_mss=mss, advmss=advmss,
@@ -367,7 +367,7 @@ class Listener:
                 self._drop_request(req)
                 e.counters.inc(Mib.UstcpSynRecvTimeout)
                 log.debug("syn_recv_timeout", listener=self.name,
-                          peer=f"{socket.inet_ntoa(req.remote_ip)}:{req.remote_port}")
+                          peer=endpoint(req.remote_ip, req.remote_port))
                 continue
             req.num_timeout += 1
             if resend:
