@@ -1,0 +1,141 @@
+"""The daemon over IPv6 against the Linux kernel: curl -6, nc -6, ping -6, 20 MB each way
+with hashes, ``ustcp connect`` to a kernel server on a v6 literal, ss and nstat showing v6.
+
+One dual-stack daemon (the default: ``--addr6 fd77::2``, ``--peer6 fd77::1/64``) serves the
+module's tests in a namespace of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kernel.nsutil import (
+    Daemon,
+    daemon,
+    in_ns,
+    kernel_unavailable,
+    netns,
+    peer_cmd,
+    ustcp_cmd,
+)
+from ustcp.apps.http import content
+from ustcp.defaults import DEFAULT_ADDR6, DEFAULT_PEER6
+
+pytestmark = pytest.mark.kernel
+
+MB20 = 20_000_000
+ADDR6 = DEFAULT_ADDR6
+PEER6 = DEFAULT_PEER6.partition("/")[0]
+URL = f"http://[{ADDR6}]"
+
+
+@pytest.fixture(scope="module")
+def v6_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    if kernel_unavailable() is not None:
+        pytest.skip(f"kernel tests: {kernel_unavailable()}")
+    log = tmp_path_factory.mktemp("daemon6") / "serve.log"
+    with netns() as ns, daemon(ns, log) as d:
+        yield d
+
+
+def curl6(d: Daemon, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    return d.run("curl", "-6", "-s", "-S", "-m", str(int(timeout) - 5), *args, timeout=timeout)
+
+
+def nstat(d: Daemon) -> dict[str, int]:
+    done = d.run(*ustcp_cmd("nstat", "-a", "-s", "--json"))
+    assert done.returncode == 0, done.stderr
+    counters: dict[str, int] = json.loads(done.stdout)["kernel"]
+    return counters
+
+
+def test_curl_6_downloads_20mb_with_the_right_hash(v6_daemon: Daemon) -> None:
+    done = curl6(v6_daemon, f"{URL}/bytes/{MB20}")
+    assert done.returncode == 0, done.stderr
+    expected = hashlib.sha256()
+    for chunk in content(MB20):
+        expected.update(chunk)
+    assert len(done.stdout) == MB20
+    assert hashlib.sha256(done.stdout).digest() == expected.digest()
+
+
+def test_curl_6_uploads_20mb_with_the_right_hash(v6_daemon: Daemon, tmp_path: Path) -> None:
+    body = os.urandom(MB20)
+    path = tmp_path / "body"
+    path.write_bytes(body)
+    done = curl6(v6_daemon, "--data-binary", f"@{path}",
+                 "-H", "Content-Type: application/octet-stream", f"{URL}/sha256")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode() == hashlib.sha256(body).hexdigest()
+
+
+def test_ping_6(v6_daemon: Daemon) -> None:
+    if shutil.which("ping") is None:
+        pytest.skip("ping is not installed (make sysdeps)")
+    before = nstat(v6_daemon)
+    done = v6_daemon.run("ping", "-6", "-c", "3", "-W", "2", ADDR6, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert b" 0% packet loss" in done.stdout
+    after = nstat(v6_daemon)
+    assert after["Icmp6InEchos"] - before.get("Icmp6InEchos", 0) == 3
+    assert after["Icmp6OutEchoReplies"] - before.get("Icmp6OutEchoReplies", 0) == 3
+    assert after["Icmp6InType128"] - before.get("Icmp6InType128", 0) == 3
+
+
+def test_nc_6_echo(v6_daemon: Daemon) -> None:
+    if shutil.which("nc") is None:
+        pytest.skip("nc is not installed (make sysdeps)")
+    data = os.urandom(200_000).hex().encode()
+    done = v6_daemon.run("nc", "-6", "-N", "-w", "10", ADDR6, "7", input=data, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == data
+
+
+def test_python_echo_over_v6(v6_daemon: Daemon) -> None:
+    done = v6_daemon.run(*peer_cmd("echo", ADDR6, "7", str(2_000_000)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == "ok"
+
+
+def test_closed_port_is_refused_at_once(v6_daemon: Daemon) -> None:
+    done = v6_daemon.run(*peer_cmd("refused", ADDR6, "81"), timeout=30)
+    outcome, seconds = done.stdout.decode().split()
+    assert outcome == "ConnectionRefusedError"
+    assert float(seconds) < 0.9
+
+
+def test_ss_and_nstat_show_v6(v6_daemon: Daemon) -> None:
+    done = v6_daemon.run(*ustcp_cmd("ss", "-ta", "--json"))
+    assert done.returncode == 0, done.stderr
+    listening = {s["local"] for s in json.loads(done.stdout) if s["state"] == "LISTEN"}
+    assert {f"[{ADDR6}]:80", "10.77.0.2:80"} <= listening
+    counters = nstat(v6_daemon)
+    assert counters["Ip6InReceives"] > 0 and counters["Ip6OutRequests"] > 0
+    filtered = v6_daemon.run(*ustcp_cmd("ss", "-tl", "--json", "src", f"[{ADDR6}]:80"))
+    assert [s["local"] for s in json.loads(filtered.stdout)] == [f"[{ADDR6}]:80"]
+
+
+def test_connect_6_to_a_kernel_server() -> None:
+    data = os.urandom(1_000_000)
+    with netns() as ns:
+        server = subprocess.Popen(["ip", "netns", "exec", ns, *peer_cmd("serve", "5000")],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline() == b"listening\n"
+            done = in_ns(ns, *ustcp_cmd("connect", PEER6, "5000", "--tun", "ustcpc6"),
+                         input=data, timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
+            assert server.wait(30) == 0
+        finally:
+            server.kill()
+            server.wait()
