@@ -59,6 +59,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_invalid_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies
     "tcp_ecn": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
     "ip_default_ttl": (1, 255),  # ip_ttl_min, ip_ttl_max
+    "icmp_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies, ms
+    "icmp_ratemask": (0, INT_MAX),
     "busy_poll": (0, INT_MAX),  # extra1 = SYSCTL_ZERO
     "busy_read": (0, INT_MAX),
 }
@@ -137,6 +139,13 @@ class StackConfig:
     # --- misc ---
     tcp_ecn: int = 0
     ip_default_ttl: int = 64
+    # --- ICMP errors the stack sends (net/ipv4/icmp.c icmpv4_xrlim_allow): per destination
+    # one every icmp_ratelimit ms after a burst of 6, for the types whose bit is set in
+    # icmp_ratemask (0x1818: destination unreachable, source quench, time exceeded,
+    # parameter problem). ICMPv6 errors take the same interval with Linux's default v6 mask
+    # (every error but packet too big) ---
+    icmp_ratelimit: int = 1000
+    icmp_ratemask: int = 0x1818
     # --- busy polling (µs): net.core.busy_poll, the receive loop spins on the link before
     # it sleeps; net.core.busy_read, a reader that finds nothing polls the link itself ---
     busy_poll: int = 0

@@ -12,21 +12,24 @@ checksum's pseudo-header sum is the same integer fold for both.
 
 from __future__ import annotations
 
+import errno
+import struct
 from typing import Protocol
 
 import structlog
 
 from .config import StackConfig
-from .mib import Counters, Mib, drop_for_reason
-from .wire import icmpv6
+from .mib import Counters, Mib, MibId, drop_for_reason
+from .wire import icmp, icmpv6
 from .wire.addr import ntop
-from .wire.checksum import BytesLike
+from .wire.checksum import BytesLike, ones_sum, pseudo_header_sum
 from .wire.errors import ParseError
-from .wire.icmp import ECHO_REPLY, ECHO_REQUEST, build_echo_reply, parse_icmp
+from .wire.icmp import ECHO_REPLY, ECHO_REQUEST, IcmpMessage, build_echo_reply, parse_icmp
 from .wire.icmpv6 import Icmpv6Message, build_error, parse_icmpv6
 from .wire.ipv4 import (
     PROTO_ICMP,
     PROTO_TCP,
+    PROTO_UDP,
     IPv4Header,
     build_ipv4_header,
     is_fragment,
@@ -36,6 +39,7 @@ from .wire.ipv6 import (
     NEXTHDR_ICMP,
     NEXTHDR_NONE,
     NEXTHDR_TCP,
+    NEXTHDR_UDP,
     PARAM_UNK_NEXTHDR,
     IPv6Header,
     ParamProblem,
@@ -48,7 +52,10 @@ from .wire.tcp import ChecksumMode, TcpSegment, build_tcp, parse_tcp
 
 log = structlog.get_logger("ustcp.ip")
 
-ICMP_QUEUE_LIMIT = 256  # echo replies waiting for take_frames; more are dropped and counted
+ICMP_QUEUE_LIMIT = 256  # ICMP messages waiting for take_frames; more are dropped and counted
+XRLIM_BURST_FACTOR = 6  # inet_peer_xrlim_allow: a burst of six errors, then one per interval
+RATELIMIT_PEERS_MAX = 4096  # destinations the ICMP rate limiter remembers (oldest forgotten)
+ICMP6_RATEMASK = ~(1 << icmpv6.PKT_TOOBIG) & ((1 << icmpv6.INFO_MSG_MIN) - 1)  # "0-1,3-127"
 
 # Linux's per-type ICMP counters (include/uapi/linux/snmp.h ICMP_MIB_*) for the common types.
 _ICMP_IN_MIB = {0: Mib.IcmpInEchoReps, 3: Mib.IcmpInDestUnreachs, 4: Mib.IcmpInSrcQuenchs,
@@ -85,8 +92,41 @@ class SegmentEngine(Protocol):
     def on_segment(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         ...
 
+    def on_icmp_error(self, now: float, local_ip: bytes, local_port: int, remote_ip: bytes,
+                      remote_port: int, seq: int, err: int, fatal: bool) -> bool:
+        ...
+
     def take_output(self) -> list[tuple[bytes, bytes, TcpSegment]]:
         ...
+
+
+class IcmpRateLimit:
+    """inet_peer_xrlim_allow: a token bucket per destination, filled at one token per
+    second of time, holding at most :data:`XRLIM_BURST_FACTOR` intervals; an error costs
+    one interval. The table keeps the :data:`RATELIMIT_PEERS_MAX` most recent destinations
+    (Linux's inet_peer cache is bounded by its own GC)."""
+
+    __slots__ = ("_peers",)
+
+    def __init__(self) -> None:
+        self._peers: dict[bytes, tuple[float, float]] = {}  # dst -> (tokens, last update)
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def allow(self, now: float, dst: bytes, interval: float) -> bool:
+        if interval <= 0:
+            return True
+        cap = XRLIM_BURST_FACTOR * interval
+        tokens, last = self._peers.pop(dst, (cap, now))
+        tokens = min(tokens + now - last, cap)
+        allowed = tokens >= interval
+        if allowed:
+            tokens -= interval
+        self._peers[dst] = (tokens, now)  # re-inserted: the most recent is last
+        if len(self._peers) > RATELIMIT_PEERS_MAX:
+            del self._peers[next(iter(self._peers))]
+        return allowed
 
 
 class IpLayer:
@@ -102,6 +142,7 @@ class IpLayer:
         self.tcp_checksum: ChecksumMode = "partial" if tx_csum_offload else "full"
         self._ident = 0
         self._icmp_out: list[bytes] = []
+        self.ratelimit = IcmpRateLimit()
 
     # ------------------------------------------------------------------ receive
 
@@ -127,9 +168,16 @@ class IpLayer:
             c.inc(Mib.IpInDelivers)  # Linux counts delivery to the protocol, even if it drops
             self._deliver_tcp(now, hdr.src, hdr.dst, payload, csum_verified)
         elif hdr.proto == PROTO_ICMP:
-            self._deliver_icmp(hdr, payload)
+            self._deliver_icmp(now, hdr, payload)
+        elif hdr.proto == PROTO_UDP:
+            c.inc(Mib.IpInDelivers)
+            if csum_verified or self._udp_checksum_ok(hdr.src, hdr.dst, payload,
+                                                      Mib.UdpInCsumErrors):
+                c.inc(Mib.UdpNoPorts)  # __udp4_lib_rcv: no socket, port unreachable
+                self._icmp_unreach(now, hdr, frame, icmp.PORT_UNREACH)
         else:
-            c.inc(Mib.IpInUnknownProtos)
+            c.inc(Mib.IpInUnknownProtos)  # ip_protocol_deliver_rcu: protocol unreachable
+            self._icmp_unreach(now, hdr, frame, icmp.PROT_UNREACH)
 
     def _deliver_tcp(self, now: float, src: bytes, dst: bytes, payload: memoryview,
                      csum_verified: bool) -> None:
@@ -145,7 +193,7 @@ class IpLayer:
             return
         self.engine.on_segment(now, src, dst, seg)
 
-    def _deliver_icmp(self, hdr: IPv4Header, payload: memoryview) -> None:
+    def _deliver_icmp(self, now: float, hdr: IPv4Header, payload: memoryview) -> None:
         c = self.counters
         c.inc(Mib.IpInDelivers)
         c.inc(Mib.IcmpInMsgs)
@@ -163,6 +211,72 @@ class IpLayer:
             c.inc(name)
         if msg.icmp_type == ECHO_REQUEST:
             self._queue_echo_reply(hdr, build_echo_reply(msg))
+        elif msg.icmp_type in (icmp.DEST_UNREACH, icmp.TIME_EXCEEDED, icmp.PARAMETERPROB):
+            self._icmp_error_in(now, msg)
+
+    def _icmp_error_in(self, now: float, msg: IcmpMessage) -> None:
+        """icmp_unreach, then tcp_v4_err: the quoted header and 8 bytes of TCP name the
+        connection and the sequence number; the type and code give the errno."""
+        quoted = msg.data
+        ihl = (quoted[0] & 0x0F) * 4 if quoted else 0
+        if len(quoted) < 20 or quoted[0] >> 4 != 4 or ihl < 20 or len(quoted) < ihl + 8:
+            self.counters.inc(Mib.IcmpInErrors)  # too little quoted to name a socket
+            return
+        if quoted[9] != PROTO_TCP:
+            return  # no UDP or raw sockets to tell
+        code = msg.code
+        if msg.icmp_type == icmp.DEST_UNREACH:
+            if code >= len(icmp.UNREACH_ERRORS) or code == icmp.FRAG_NEEDED:
+                return  # FRAG_NEEDED is path MTU discovery's
+            err = icmp.UNREACH_ERRORS[code][0]
+            fatal = code in (0, 1)  # tcp_req_err's abort: network or host unreachable
+        elif msg.icmp_type == icmp.TIME_EXCEEDED:
+            err, fatal = errno.EHOSTUNREACH, True
+        else:
+            err, fatal = errno.EPROTO, True
+        self._tcp_error(now, quoted, 12, 16, ihl, err, fatal, Mib.IcmpInErrors)
+
+    def _tcp_error(self, now: float, quoted: BytesLike, src_at: int, dst_at: int, tcp_at: int,
+                   err: int, fatal: bool, in_errors: MibId) -> None:
+        """Hand the engine the error about the TCP segment quoted at ``tcp_at`` (its source
+        is our address, its destination the peer's)."""
+        width = dst_at - src_at
+        local, remote = bytes(quoted[src_at:dst_at]), bytes(quoted[dst_at:dst_at + width])
+        sport, dport, seq = struct.unpack_from("!HHI", quoted, tcp_at)
+        if not self.engine.on_icmp_error(now, local, sport, remote, dport, seq, err, fatal):
+            self.counters.inc(in_errors)  # tcp_v4_err/tcp_v6_err: no socket
+
+    def _udp_checksum_ok(self, src: bytes, dst: bytes, payload: memoryview,
+                         csum_errors: MibId) -> bool:
+        """__udp4_lib_rcv / __udp6_lib_rcv before the lookup: a short datagram or a bad
+        checksum is dropped without an answer (a zero checksum is "none" over IPv4 only).
+        Not called for a frame whose checksum the link vouched for (it may be partial)."""
+        if len(payload) < 8 or int.from_bytes(payload[4:6], "big") > len(payload):
+            return False
+        if (payload[6] or payload[7] or len(src) == 16) and ones_sum(
+                payload, pseudo_header_sum(src, dst, PROTO_UDP, len(payload))) != 0xFFFF:
+            self.counters.inc(csum_errors)
+            return False
+        return True
+
+    def _icmp_unreach(self, now: float, hdr: IPv4Header, frame: BytesLike, code: int) -> None:
+        """icmp_send: a destination unreachable about ``frame`` to its source, rate-limited
+        (icmpv4_xrlim_allow); never to an unspecified, multicast or broadcast source."""
+        c = self.counters
+        if hdr.src[0] == 0 or hdr.src[0] >= 224 or self._icmp_queue_full():
+            return
+        if self.config.icmp_ratemask >> icmp.DEST_UNREACH & 1 and not self.ratelimit.allow(
+                now, hdr.src, self.config.icmp_ratelimit / 1000):
+            c.inc(Mib.IcmpOutRateLimitHost)
+            return
+        message = icmp.build_error(icmp.DEST_UNREACH, code, 0, memoryview(frame)[:hdr.total_length])
+        ip = build_ipv4_header(hdr.dst, hdr.src, PROTO_ICMP, len(message),
+                               ttl=self.config.ip_default_ttl, ident=self._next_ident(1),
+                               tos=hdr.tos, dont_fragment=False)
+        self._icmp_out.append(ip + message)
+        c.inc(Mib.IcmpOutMsgs)
+        c.icmp_msg_out[icmp.DEST_UNREACH] += 1
+        c.inc(Mib.IcmpOutDestUnreachs)
 
     def _icmp_queue_full(self) -> bool:
         if len(self._icmp_out) >= ICMP_QUEUE_LIMIT:
@@ -197,7 +311,8 @@ class IpLayer:
             c.inc(drop_for_reason(exc.reason))
             src, dst = bytes(frame[8:24]), bytes(frame[24:40])
             if dst in self.local_addrs or exc.always or not is_multicast(dst):
-                self._icmp6_error(src, dst, icmpv6.PARAMPROB, exc.code, exc.pointer, frame)
+                self._icmp6_error(now, src, dst, icmpv6.PARAMPROB, exc.code, exc.pointer,
+                                  frame)
             return
         except ParseError as exc:
             c.inc(Mib.Ip6InTruncatedPkts if exc.reason == "ip6_truncated"
@@ -219,18 +334,26 @@ class IpLayer:
             self._deliver_tcp(now, hdr.src, hdr.dst, payload, csum_verified)
         elif proto == NEXTHDR_ICMP:
             c.inc(Mib.Ip6InDelivers)
-            self._deliver_icmp6(hdr, payload, multicast)
+            self._deliver_icmp6(now, hdr, payload, multicast)
         elif proto == NEXTHDR_NONE:
             c.inc(Mib.Ip6InDelivers)  # nothing follows (RFC 8200 4.7)
+        elif proto == NEXTHDR_UDP and not multicast:
+            c.inc(Mib.Ip6InDelivers)
+            if csum_verified or self._udp_checksum_ok(hdr.src, hdr.dst, payload,
+                                                      Mib.Udp6InCsumErrors):
+                c.inc(Mib.Udp6NoPorts)
+                self._icmp6_error(now, hdr.src, hdr.dst, icmpv6.DEST_UNREACH,
+                                  icmpv6.UNREACH_PORT, 0, frame)
         else:
             # ip6_protocol_deliver_rcu: no handler, a parameter problem at the Next Header
             # field that named it (RFC 8200 4), not to multicast.
             c.inc(Mib.Ip6InUnknownProtos)
             if not multicast:
-                self._icmp6_error(hdr.src, hdr.dst, icmpv6.PARAMPROB, PARAM_UNK_NEXTHDR,
+                self._icmp6_error(now, hdr.src, hdr.dst, icmpv6.PARAMPROB, PARAM_UNK_NEXTHDR,
                                   hdr.next_header_offset, frame)
 
-    def _deliver_icmp6(self, hdr: IPv6Header, payload: memoryview, multicast: bool) -> None:
+    def _deliver_icmp6(self, now: float, hdr: IPv6Header, payload: memoryview,
+                       multicast: bool) -> None:
         """icmpv6_rcv: echo answered (to our unicast address), errors counted, the link's
         neighbour discovery, MLD and router messages counted and ignored."""
         c = self.counters
@@ -251,6 +374,21 @@ class IpLayer:
             c.inc(Mib.UstcpDropIcmp6NotOurs)
         elif msg.icmp_type == icmpv6.ECHO_REQUEST and not multicast:
             self._queue_echo6_reply(hdr, msg)
+        elif msg.icmp_type in (icmpv6.DEST_UNREACH, icmpv6.TIME_EXCEED, icmpv6.PARAMPROB):
+            self._icmp6_error_in(now, msg)
+
+    def _icmp6_error_in(self, now: float, msg: Icmpv6Message) -> None:
+        """icmpv6_notify, then tcp_v6_err: the quoted packet's extension headers skipped to
+        its TCP header."""
+        quoted = msg.data
+        upper = skip_exthdr(quoted) if len(quoted) >= 40 and quoted[0] >> 4 == 6 else None
+        if upper is None or len(quoted) < upper[1] + 8:
+            self.counters.inc(Mib.Icmp6InErrors)
+            return
+        if upper[0] != NEXTHDR_TCP:
+            return
+        err, fatal = icmpv6.error_to_errno(msg.icmp_type, msg.code)
+        self._tcp_error(now, quoted, 8, 24, upper[1], err, fatal, Mib.Icmp6InErrors)
 
     def _queue_echo6_reply(self, request: IPv6Header, msg: Icmpv6Message) -> None:
         """RFC 4443 4.2: from the address pinged, the request's identifier and data, with the
@@ -262,10 +400,11 @@ class IpLayer:
                           request.traffic_class)
         self.counters.inc(Mib.Icmp6OutEchoReplies)
 
-    def _icmp6_error(self, src: bytes, dst: bytes, icmp_type: int, code: int, rest: int,
-                     invoking: BytesLike) -> None:
+    def _icmp6_error(self, now: float, src: bytes, dst: bytes, icmp_type: int, code: int,
+                     rest: int, invoking: BytesLike) -> None:
         """An ICMPv6 error about ``invoking`` (received from ``src`` for ``dst``). RFC 4443
-        2.4 (e): never about an ICMPv6 error, nor to an unspecified or multicast source."""
+        2.4 (e): never about an ICMPv6 error, nor to an unspecified or multicast source;
+        rate-limited (RFC 4443 2.4 (f), icmpv6_xrlim_allow)."""
         if src == bytes(16) or is_multicast(src) or self._icmp_queue_full():
             return
         upper = skip_exthdr(invoking)  # is_ineligible: an error, or nothing to tell by
@@ -276,10 +415,14 @@ class IpLayer:
             (a for a in self.local_addrs if len(a) == 16), None)
         if ours is None:
             return
+        if ICMP6_RATEMASK >> icmp_type & 1 and not self.ratelimit.allow(
+                now, src, self.config.icmp_ratelimit / 1000):
+            self.counters.inc(Mib.Icmp6OutRateLimitHost)
+            return
         self._queue_icmp6(ours, src, build_error(ours, src, icmp_type, code, rest, invoking),
                           icmp_type, 0)
-        if icmp_type == icmpv6.PARAMPROB:
-            self.counters.inc(Mib.Icmp6OutParmProblems)
+        self.counters.inc(Mib.Icmp6OutParmProblems if icmp_type == icmpv6.PARAMPROB
+                          else Mib.Icmp6OutDestUnreachs)
 
     def _queue_icmp6(self, src: bytes, dst: bytes, icmp: bytes, icmp_type: int,
                      traffic_class: int) -> None:

@@ -19,8 +19,8 @@ addresses), extension headers walked before the upper layer, ICMPv6 for echo and
 TCP itself is the same engine; it learns from its host what the path allows, and over IPv6
 that is 20 bytes less: MSS 1500 - 40 - 20 = 1440 instead of 1460. Whatever the kernel says to
 a new IPv6 link on its own (router solicitations, MLD reports, duplicate address detection)
-the stack counts and drops. Here the kernel pings the stack over IPv6 and downloads {SIZE:,} bytes with
-curl -6.
+the stack counts and drops. Here the kernel pings the stack over IPv6 and downloads
+{SIZE:,} bytes with curl -6.
 """
 
 

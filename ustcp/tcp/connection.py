@@ -50,7 +50,7 @@ from .options import (
     syn_segment,
 )
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
-from .seq import after, before, before_eq, seq_add, seq_diff
+from .seq import after, before, before_eq, between, seq_add, seq_diff
 from .states import State
 from .timers import XmitTimer
 from .timewait import TCP_TIMEWAIT_LEN, TimeWaitEntry
@@ -131,6 +131,7 @@ class Connection:
         self.state = State.CLOSE
         self.waiter: Any = None  # owned by the API layer
         self.error: OSError | None = None
+        self.err_soft = 0  # sk_err_soft: the last ICMP error, reported if we time out
         self.orphan = False  # the application closed it (Linux SOCK_DEAD)
         self.orphan_counted = False  # counted against tcp_max_orphans
         self.rcv_shutdown = False  # SHUT_RD or close()
@@ -544,6 +545,8 @@ class Connection:
         self.host.wake(self)
 
     def _set_error(self, err: int) -> None:
+        if err == errno.ETIMEDOUT and self.err_soft:
+            err = self.err_soft  # tcp_write_err: the ICMP error that explains the timeout
         self.error = OSError(err, os.strerror(err)) if err not in _ERRNO_TYPES \
             else _ERRNO_TYPES[err](err, os.strerror(err))
 
@@ -1569,6 +1572,25 @@ class Connection:
         self.t_delack = timeout
 
     # ------------------------------------------------------------------ introspection
+
+    # ------------------------------------------------------------------ ICMP errors
+
+    def on_icmp_error(self, now: float, seq: int, err: int) -> None:
+        """An ICMP error quoting our segment ``seq`` (tcp_v4_err, tcp_v6_err; RFC 5927 4.1):
+        outside SND.UNA..SND.NXT it is dropped (TcpExtOutOfWindowIcmps). During the
+        handshake any error ends the attempt with its errno, as Linux does (RFC 5461 4.1:
+        connect() fails at once, EHOSTUNREACH, ECONNREFUSED); later it is only remembered
+        (sk_err_soft) and reported if the connection times out."""
+        if not between(self.snd_una, seq, self.snd_nxt):
+            self.host.counters.inc(Mib.TcpExtOutOfWindowIcmps)
+            return
+        if self.state in (State.SYN_SENT, State.SYN_RECV):
+            self._set_error(err)
+            log.info("icmp_error", conn=self.name, state=self.state.name,
+                     error=errno.errorcode.get(err, str(err)))
+            self.finish(now)
+            return
+        self.err_soft = err
 
     def tcp_info(self, now: float) -> dict[str, int]:
         """A struct tcp_info snapshot with Linux's field names (include/uapi/linux/tcp.h)."""

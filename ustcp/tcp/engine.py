@@ -141,6 +141,24 @@ class TcpEngine:
         c.inc(Mib.UstcpNoSocket)
         self.send_reset_for(dst_ip, src_ip, seg)
 
+    def on_icmp_error(self, now: float, local_ip: bytes, local_port: int, remote_ip: bytes,
+                      remote_port: int, seq: int, err: int, fatal: bool) -> bool:
+        """An ICMP or ICMPv6 error quoting a segment we sent from ``local_ip:local_port`` to
+        ``remote_ip:remote_port`` with sequence number ``seq`` (tcp_v4_err, tcp_v6_err):
+        ``err`` is the errno it converts to, ``fatal`` whether a half-open request dies of
+        it. False when no socket matches (the IP layer counts it as an ICMP input error);
+        a TIME_WAIT entry ignores it."""
+        key = (local_ip, local_port, remote_ip, remote_port)
+        conn = self.connections.get(key)
+        if conn is not None:
+            conn.on_icmp_error(now, seq, err)
+            self.touch(conn)
+            return True
+        if key in self.time_wait.entries:
+            return True
+        listener = self._find_listener(local_ip, local_port)
+        return listener is not None and listener.on_icmp_error(now, key, seq, fatal)
+
     # ------------------------------------------------------------------ user side
 
     def listen(self, now: float, local_ip: bytes, port: int, backlog: int,

@@ -332,6 +332,22 @@ class Listener:
         e.touch(conn)  # the host touches what it hands a segment to: this one it did not
         e.wake(self)
 
+    def on_icmp_error(self, now: float, key: tuple[bytes, int, bytes, int], seq: int,
+                      fatal: bool) -> bool:
+        """tcp_req_err: an ICMP error about our SYN-ACK. It must quote the request's ISN
+        (else TcpExtOutOfWindowIcmps); a fatal one drops the request (TcpExtListenDrops),
+        others leave it to its SYN-ACK timer. False when no request matches."""
+        req = self.syn_queue.get(key)
+        if req is None:
+            return False
+        c = self.host.counters
+        if seq != req.iss:
+            c.inc(Mib.TcpExtOutOfWindowIcmps)
+        elif fatal:
+            self._drop_request(req)
+            c.inc(Mib.TcpExtListenDrops)
+        return True
+
     def _drop_request(self, req: RequestSock) -> None:
         self.syn_queue.pop(req.key, None)
 

@@ -7,6 +7,7 @@ building need the packet's addresses.
 
 from __future__ import annotations
 
+import errno
 import struct
 from dataclasses import dataclass
 
@@ -45,6 +46,32 @@ UNREACH_ADDR = 3
 UNREACH_PORT = 4
 UNREACH_POLICY_FAIL = 5
 UNREACH_REJECT_ROUTE = 6
+
+# icmpv6_err_convert (net/ipv6/icmp.c): the errno each destination unreachable code gives a
+# socket and whether it is fatal; the other error types below.
+UNREACH_ERRORS: tuple[tuple[int, bool], ...] = (
+    (errno.ENETUNREACH, False),  # 0 no route to destination
+    (errno.EACCES, True),        # 1 administratively prohibited
+    (errno.EHOSTUNREACH, False),  # 2 beyond scope of source address
+    (errno.EHOSTUNREACH, False),  # 3 address unreachable
+    (errno.ECONNREFUSED, True),  # 4 port unreachable
+    (errno.EACCES, True),        # 5 source address failed ingress/egress policy
+    (errno.EACCES, True),        # 6 reject route to destination
+)
+
+
+def error_to_errno(icmp_type: int, code: int) -> tuple[int, bool]:
+    """icmpv6_err_convert: ``(errno, fatal)`` for an error message."""
+    if icmp_type == DEST_UNREACH:
+        return UNREACH_ERRORS[code] if code < len(UNREACH_ERRORS) else (errno.EPROTO, False)
+    if icmp_type == PKT_TOOBIG:
+        return errno.EMSGSIZE, False
+    if icmp_type == PARAMPROB:
+        return errno.EPROTO, True
+    if icmp_type == TIME_EXCEED:
+        return errno.EHOSTUNREACH, False
+    return errno.EPROTO, False
+
 
 _HDR = struct.Struct("!BBHI")
 
