@@ -60,6 +60,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_ecn": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
     "ip_default_ttl": (1, 255),  # ip_ttl_min, ip_ttl_max
     "icmp_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies, ms
+    "min_pmtu": (68, INT_MAX),  # net.ipv4.route.min_pmtu: extra1 = ip_min_valid_pmtu
+    "mtu_expires": (0, JIFFIES_SEC_MAX),  # net.ipv4.route.mtu_expires
     "icmp_ratemask": (0, INT_MAX),
     "busy_poll": (0, INT_MAX),  # extra1 = SYSCTL_ZERO
     "busy_read": (0, INT_MAX),
@@ -146,6 +148,10 @@ class StackConfig:
     # (every error but packet too big) ---
     icmp_ratelimit: int = 1000
     icmp_ratemask: int = 0x1818
+    # --- path MTU discovery (net.ipv4.route.*, RFC 1191; docs/icmp-pmtu.md): the lowest
+    # path MTU an ICMP may teach, and how long a learned one lasts (s) ---
+    min_pmtu: int = 552
+    mtu_expires: int = 600
     # --- busy polling (µs): net.core.busy_poll, the receive loop spins on the link before
     # it sleeps; net.core.busy_read, a reader that finds nothing polls the link itself ---
     busy_poll: int = 0
@@ -153,7 +159,7 @@ class StackConfig:
 
     def set(self, name: str, value: str) -> None:
         """Set one sysctl from its textual form, as ``sysctl -w`` would."""
-        name = name.removeprefix("net.ipv4.").removeprefix("net.core.")
+        name = name.removeprefix("net.ipv4.").removeprefix("net.core.").removeprefix("route.")
         fields = {f.name: f for f in dataclasses.fields(self)}
         if name not in fields:
             raise SysctlError(f"unknown sysctl {name!r}")
@@ -188,7 +194,8 @@ class StackConfig:
             if not sep:
                 raise SysctlError(f"expected NAME=VALUE, got {item!r}")
             self.set(name.strip(), value)
-            short = name.strip().removeprefix("net.ipv4.").removeprefix("net.core.")
+            short = name.strip().removeprefix("net.ipv4.").removeprefix("net.core.") \
+                .removeprefix("route.")
             if short in IGNORED:
                 warnings.append(f"warning: sysctl {short} is accepted but ignored: "
                                 f"{IGNORED[short]}")

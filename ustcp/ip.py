@@ -93,7 +93,8 @@ class SegmentEngine(Protocol):
         ...
 
     def on_icmp_error(self, now: float, local_ip: bytes, local_port: int, remote_ip: bytes,
-                      remote_port: int, seq: int, err: int, fatal: bool) -> bool:
+                      remote_port: int, seq: int, err: int, fatal: bool,
+                      mtu: int | None = None) -> bool:
         ...
 
     def take_output(self) -> list[tuple[bytes, bytes, TcpSegment]]:
@@ -225,25 +226,29 @@ class IpLayer:
         if quoted[9] != PROTO_TCP:
             return  # no UDP or raw sockets to tell
         code = msg.code
+        mtu = None
         if msg.icmp_type == icmp.DEST_UNREACH:
-            if code >= len(icmp.UNREACH_ERRORS) or code == icmp.FRAG_NEEDED:
-                return  # FRAG_NEEDED is path MTU discovery's
+            if code >= len(icmp.UNREACH_ERRORS):
+                return
+            if code == icmp.FRAG_NEEDED:
+                mtu = msg.seq  # RFC 1191 4: the next-hop MTU, the low half of the rest
             err = icmp.UNREACH_ERRORS[code][0]
             fatal = code in (0, 1)  # tcp_req_err's abort: network or host unreachable
         elif msg.icmp_type == icmp.TIME_EXCEEDED:
             err, fatal = errno.EHOSTUNREACH, True
         else:
             err, fatal = errno.EPROTO, True
-        self._tcp_error(now, quoted, 12, 16, ihl, err, fatal, Mib.IcmpInErrors)
+        self._tcp_error(now, quoted, 12, 16, ihl, err, fatal, Mib.IcmpInErrors, mtu)
 
     def _tcp_error(self, now: float, quoted: BytesLike, src_at: int, dst_at: int, tcp_at: int,
-                   err: int, fatal: bool, in_errors: MibId) -> None:
+                   err: int, fatal: bool, in_errors: MibId, mtu: int | None = None) -> None:
         """Hand the engine the error about the TCP segment quoted at ``tcp_at`` (its source
         is our address, its destination the peer's)."""
         width = dst_at - src_at
         local, remote = bytes(quoted[src_at:dst_at]), bytes(quoted[dst_at:dst_at + width])
         sport, dport, seq = struct.unpack_from("!HHI", quoted, tcp_at)
-        if not self.engine.on_icmp_error(now, local, sport, remote, dport, seq, err, fatal):
+        if not self.engine.on_icmp_error(now, local, sport, remote, dport, seq, err, fatal,
+                                         mtu):
             self.counters.inc(in_errors)  # tcp_v4_err/tcp_v6_err: no socket
 
     def _udp_checksum_ok(self, src: bytes, dst: bytes, payload: memoryview,
@@ -374,7 +379,7 @@ class IpLayer:
             c.inc(Mib.UstcpDropIcmp6NotOurs)
         elif msg.icmp_type == icmpv6.ECHO_REQUEST and not multicast:
             self._queue_echo6_reply(hdr, msg)
-        elif msg.icmp_type in (icmpv6.DEST_UNREACH, icmpv6.TIME_EXCEED, icmpv6.PARAMPROB):
+        elif msg.icmp_type < icmpv6.INFO_MSG_MIN:
             self._icmp6_error_in(now, msg)
 
     def _icmp6_error_in(self, now: float, msg: Icmpv6Message) -> None:
@@ -387,8 +392,12 @@ class IpLayer:
             return
         if upper[0] != NEXTHDR_TCP:
             return
+        if msg.icmp_type not in (icmpv6.DEST_UNREACH, icmpv6.PKT_TOOBIG, icmpv6.TIME_EXCEED,
+                                 icmpv6.PARAMPROB):
+            return
         err, fatal = icmpv6.error_to_errno(msg.icmp_type, msg.code)
-        self._tcp_error(now, quoted, 8, 24, upper[1], err, fatal, Mib.Icmp6InErrors)
+        mtu = msg.rest if msg.icmp_type == icmpv6.PKT_TOOBIG else None
+        self._tcp_error(now, quoted, 8, 24, upper[1], err, fatal, Mib.Icmp6InErrors, mtu)
 
     def _queue_echo6_reply(self, request: IPv6Header, msg: Icmpv6Message) -> None:
         """RFC 4443 4.2: from the address pinged, the request's identifier and data, with the

@@ -205,6 +205,7 @@ class Mib:
     UstcpImpairCorrupt = _next()
     UstcpImpairReorder = _next()
     UstcpImpairQueueDrops = _next()
+    UstcpImpairPmtuDrops = _next()
 
 
 MIB_MAX = next(_ids)

@@ -113,3 +113,40 @@ def test_rate_limit_table_is_bounded() -> None:
     assert len(limit) == RATELIMIT_PEERS_MAX
     # the oldest were forgotten: a forgotten peer gets a fresh burst
     assert all(limit.allow(0.0, (0).to_bytes(4, "big"), 1.0) for _ in range(6))
+
+
+# ------------------------------------------------------------------ --impair pmtu=
+
+
+def test_pmtu_impairment_parses_outbound_only() -> None:
+    from ustcp.link.impair import parse_impairments
+
+    spec_in, spec_out = parse_impairments("pmtu=1280")
+    assert spec_in is None and spec_out is not None
+    assert (spec_out.pmtu, spec_out.pmtu_blackhole, spec_out.only_pmtu) == (1280, False, True)
+    _, spec_out = parse_impairments("pmtu=1280:blackhole,delay=1ms")
+    assert spec_out is not None and spec_out.pmtu_blackhole and not spec_out.only_pmtu
+    for bad in ("in:pmtu=1280", "pmtu=60", "pmtu=1280:hole", "pmtu=x"):
+        with pytest.raises(ValueError):
+            parse_impairments(bad)
+
+
+def test_too_big_judges_segments_and_df() -> None:
+    from ustcp.link.impair import too_big, too_big_reply
+    from ustcp.wire import icmp
+
+    big = build_ipv4_header(US, PEER, 6, 1400, ttl=64, ident=1) + bytes(1400)
+    no_df = build_ipv4_header(US, PEER, 6, 1400, ttl=64, ident=1, dont_fragment=False) \
+        + bytes(1400)
+    assert too_big(big, 0, 1280) and not too_big(no_df, 0, 1280)
+    assert not too_big(big, 0, 1500)
+    gso = bytearray(build_ipv4_header(US, PEER, 6, 20 + 5000, ttl=64, ident=1) + bytes(5020))
+    gso[20 + 12] = 5 << 4  # a 20-byte TCP header
+    assert not too_big(bytes(gso), 1240, 1280) and too_big(bytes(gso), 1241, 1280)
+    reply = dpkt.ip.IP(too_big_reply(big, 1280))
+    assert (reply.src, reply.dst, reply.data.type, reply.data.code) == (PEER, US, 3, 4)
+    assert reply.data.data.mtu == 1280 and icmp.MAX_QUOTE == 548
+    v6 = build_ipv6_header(US6, PEER6, 6, 1300) + bytes(1300)
+    assert too_big(v6, 0, 1280)
+    msg = parse_icmpv6(too_big_reply(v6, 1280)[40:], PEER6, US6)
+    assert (msg.icmp_type, msg.rest, len(msg.data)) == (2, 1280, 1232)

@@ -41,7 +41,8 @@ class FakeEngine:
         return out
 
     def on_icmp_error(self, now: float, local_ip: bytes, local_port: int, remote_ip: bytes,
-                      remote_port: int, seq: int, err: int, fatal: bool) -> bool:
+                      remote_port: int, seq: int, err: int, fatal: bool,
+                      mtu: int | None = None) -> bool:
         self.errors.append((local_ip, local_port, remote_ip, remote_port, seq, err, fatal))
         return self.error_matches
 

@@ -27,12 +27,15 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..mib import Mib
+from ..pmtu import IPV6_MIN_MTU
 from ..wire.addr import endpoint
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
 from . import ack, recovery
 from .buffers import ReceiveBuffer, SendBuffer
 from .congestion import make_congestion_control
 from .congestion.base import (
+    CA_CWR,
+    CA_LOSS,
     CA_RECOVERY,
     CcState,
     CwndEvent,
@@ -51,7 +54,7 @@ from .options import (
 )
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .seq import after, before, before_eq, between, seq_add, seq_diff
-from .states import State
+from .states import SYNCHRONIZED, State
 from .timers import XmitTimer
 from .timewait import TCP_TIMEWAIT_LEN, TimeWaitEntry
 
@@ -132,6 +135,7 @@ class Connection:
         self.waiter: Any = None  # owned by the API layer
         self.error: OSError | None = None
         self.err_soft = 0  # sk_err_soft: the last ICMP error, reported if we time out
+        self.pmtu_cookie = host.path_mtu(remote_ip)  # icsk_pmtu_cookie: the MSS's path MTU
         self.orphan = False  # the application closed it (Linux SOCK_DEAD)
         self.orphan_counted = False  # counted against tcp_max_orphans
         self.rcv_shutdown = False  # SHUT_RD or close()
@@ -314,9 +318,11 @@ class Connection:
         return self.advmss - (TS_OPTION_LEN if self.config.tcp_timestamps else 0)
 
     def _set_mss(self) -> None:
-        """Effective send MSS (tcp_sync_mss / tcp_current_mss): the peer's MSS, the user's
-        TCP_MAXSEG clamp, less the timestamp option every segment carries."""
-        mss = min(self.mss_clamp, self.advmss)
+        """Effective send MSS (tcp_sync_mss / tcp_current_mss): what the path MTU allows,
+        the peer's MSS, the user's TCP_MAXSEG clamp, less the timestamp option every segment
+        carries."""
+        self.pmtu_cookie = self.host.path_mtu(self.remote_ip)
+        mss = min(self.mss_clamp, self.host.mss_for(self.remote_ip))
         if self.sockopts.maxseg:
             mss = min(mss, self.sockopts.maxseg)
         if self.ts_ok:
@@ -1591,6 +1597,63 @@ class Connection:
             self.finish(now)
             return
         self.err_soft = err
+
+    def on_packet_too_big(self, now: float, seq: int, mtu: int) -> None:
+        """ICMP "fragmentation needed" / ICMPv6 "packet too big" quoting ``seq``
+        (tcp_v4_err's ICMP_FRAG_NEEDED, tcp_v6_err's ICMPV6_PKT_TOOBIG): in the window, it
+        lowers the path MTU, in any state (it never ends a handshake)."""
+        if not between(self.snd_una, seq, self.snd_nxt):
+            self.host.counters.inc(Mib.TcpExtOutOfWindowIcmps)
+            return
+        if len(self.remote_ip) == 16 and mtu < IPV6_MIN_MTU:
+            return  # tcp_v6_err: below the minimum IPv6 link MTU, a forgery
+        self.mtu_reduced(now, mtu)
+
+    def mtu_reduced(self, now: float, mtu: int) -> None:
+        """tcp_v4_mtu_reduced / tcp_v6_mtu_reduced: tell the route, and if the path MTU fell
+        below what the MSS was made for, lower the MSS and resend at once what no longer
+        fits (tcp_simple_retransmit), the "fast" path MTU discovery."""
+        if self.state == State.CLOSE:
+            return
+        pmtu = self.host.update_pmtu(now, self.remote_ip, mtu)
+        if mtu < pmtu:
+            self.err_soft = errno.EMSGSIZE  # held at min_pmtu: may not recover
+        if self.pmtu_cookie > pmtu:
+            log.info("mtu_reduced", conn=self.name, pmtu=pmtu, was=self.pmtu_cookie)
+            self.sync_mss(now)
+            self._simple_retransmit(now)
+
+    def sync_mss(self, now: float) -> None:
+        """The path MTU changed (lowered by an ICMP, or back up when it expired): the send
+        MSS follows once synchronized (tcp_sync_mss); before, the handshake's segments are
+        small and the MSS is set when it completes."""
+        if self.state in SYNCHRONIZED:
+            self._set_mss()
+        else:
+            self.pmtu_cookie = self.host.path_mtu(self.remote_ip)
+
+    def _simple_retransmit(self, now: float) -> None:
+        """tcp_simple_retransmit: every segment longer than the new MSS is lost; loss state
+        without a cwnd reduction (the units changed, not the data in flight), and the
+        retransmission queue goes out at once in new-MSS pieces."""
+        mss = self._current_mss()
+        for rec in self.rtx:
+            size = seq_diff(rec.end, rec.start) - rec.syn - rec.fin
+            if not rec.done and not rec.sacked and size > 0 and -(-size // rec.pcount) > mss:
+                recovery.mark_record_lost(self, rec)
+        if not self.lost_out:
+            return
+        if not self.sack_ok:
+            recovery.limit_reno_sacked(self)
+        ccs = self.ccs
+        if ccs.ca_state != CA_LOSS:
+            self.high_seq = self.snd_nxt
+            if ccs.ca_state not in (CA_CWR, CA_RECOVERY):  # tcp_current_ssthresh
+                ccs.snd_ssthresh = max(ccs.snd_ssthresh,
+                                       (ccs.snd_cwnd >> 1) + (ccs.snd_cwnd >> 2))
+            ccs.prior_ssthresh = 0
+            recovery.set_ca_state(self, CA_LOSS)
+        recovery.xmit_retransmit_queue(self, now)
 
     def tcp_info(self, now: float) -> dict[str, int]:
         """A struct tcp_info snapshot with Linux's field names (include/uapi/linux/tcp.h)."""

@@ -23,6 +23,7 @@ import structlog
 
 from ..config import StackConfig
 from ..mib import Counters, Mib
+from ..pmtu import PathMtuCache
 from ..wire.addr import ANY6, any_for, endpoint
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import syncookies
@@ -46,12 +47,32 @@ IPV4_TCP_HEADERS = 40
 IPV6_TCP_HEADERS = 60
 
 
+class _PmtuExpiry:
+    """The path MTU table's place in the engine's timer heap."""
+
+    __slots__ = ("engine", "heap_when")
+
+    def __init__(self, engine: TcpEngine) -> None:
+        self.engine = engine
+        self.heap_when: float | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        return self.engine.pmtu.deadline
+
+    def on_timer(self, now: float) -> None:
+        gone = self.engine.pmtu.expire(now)
+        if gone:
+            self.engine.pmtu_expired(now, gone)
+
+
 class TcpEngine:
     def __init__(self, config: StackConfig, counters: Counters, *, seed: int | None = None,
                  mtu: int = 1500, gso_max_size: int = 0) -> None:
         self.config = config
         self.counters = counters
-        self.mtu = mtu
+        self.pmtu = PathMtuCache(config, mtu)
+        self._pmtu_timer = _PmtuExpiry(self)
         self.gso_max_size = gso_max_size
         rng = random.Random(seed) if seed is not None else random.SystemRandom()
         self.rng = rng
@@ -142,16 +163,21 @@ class TcpEngine:
         self.send_reset_for(dst_ip, src_ip, seg)
 
     def on_icmp_error(self, now: float, local_ip: bytes, local_port: int, remote_ip: bytes,
-                      remote_port: int, seq: int, err: int, fatal: bool) -> bool:
+                      remote_port: int, seq: int, err: int, fatal: bool,
+                      mtu: int | None = None) -> bool:
         """An ICMP or ICMPv6 error quoting a segment we sent from ``local_ip:local_port`` to
         ``remote_ip:remote_port`` with sequence number ``seq`` (tcp_v4_err, tcp_v6_err):
         ``err`` is the errno it converts to, ``fatal`` whether a half-open request dies of
-        it. False when no socket matches (the IP layer counts it as an ICMP input error);
-        a TIME_WAIT entry ignores it."""
+        it, ``mtu`` the next-hop MTU of a "fragmentation needed" / "packet too big". False
+        when no socket matches (the IP layer counts it as an ICMP input error); a TIME_WAIT
+        entry ignores it."""
         key = (local_ip, local_port, remote_ip, remote_port)
         conn = self.connections.get(key)
         if conn is not None:
-            conn.on_icmp_error(now, seq, err)
+            if mtu is not None:
+                conn.on_packet_too_big(now, seq, mtu)
+            else:
+                conn.on_icmp_error(now, seq, err)
             self.touch(conn)
             return True
         if key in self.time_wait.entries:
@@ -258,8 +284,22 @@ class TcpEngine:
         return found
 
     def path_mtu(self, remote_ip: bytes) -> int:
-        """The MTU towards ``remote_ip`` (the link's)."""
-        return self.mtu
+        """The MTU towards ``remote_ip``: the link's, or less if an ICMP taught so."""
+        return self.pmtu.get(remote_ip)
+
+    def update_pmtu(self, now: float, remote_ip: bytes, mtu: int) -> int:
+        """Learn a smaller path MTU (inet_csk_update_pmtu); the path MTU now."""
+        pmtu = self.pmtu.update(now, remote_ip, mtu)
+        self.touch(self._pmtu_timer)
+        return pmtu
+
+    def pmtu_expired(self, now: float, dsts: list[bytes]) -> None:
+        """Learned path MTUs ran out: connections to those hosts resync their MSS."""
+        gone = set(dsts)
+        for conn in list(self.connections.values()):
+            if conn.remote_ip in gone:
+                conn.sync_mss(now)
+                self.touch(conn)
 
     def mss_for(self, remote_ip: bytes) -> int:
         """The MSS the path MTU towards ``remote_ip`` allows without options

@@ -49,6 +49,9 @@ class Host(Protocol):
     def mss_for(self, remote_ip: bytes) -> int:
         """The MSS that path MTU allows, less the headers of ``remote_ip``'s IP version."""
 
+    def update_pmtu(self, now: float, remote_ip: bytes, mtu: int) -> int:
+        """An ICMP taught a smaller path MTU towards ``remote_ip``; the path MTU now."""
+
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         """A segment for the network."""
 
