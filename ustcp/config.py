@@ -60,6 +60,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_ecn": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
     "ip_default_ttl": (1, 255),  # ip_ttl_min, ip_ttl_max
     "icmp_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies, ms
+    "ipfrag_high_thresh": (0, INT_MAX),  # extra1 = &ipfrag_low_thresh in Linux
+    "ipfrag_time": (0, JIFFIES_SEC_MAX),
     "min_pmtu": (68, INT_MAX),  # net.ipv4.route.min_pmtu: extra1 = ip_min_valid_pmtu
     "mtu_expires": (0, JIFFIES_SEC_MAX),  # net.ipv4.route.mtu_expires
     "icmp_ratemask": (0, INT_MAX),
@@ -152,6 +154,10 @@ class StackConfig:
     # path MTU an ICMP may teach, and how long a learned one lasts (s) ---
     min_pmtu: int = 552
     mtu_expires: int = 600
+    # --- reassembly (net.ipv4.ipfrag_*; IPv6 takes the same values): the memory queued
+    # fragments may hold (bytes), and how long a datagram may take to complete (s) ---
+    ipfrag_high_thresh: int = 4 * 1024 * 1024
+    ipfrag_time: int = 30
     # --- busy polling (µs): net.core.busy_poll, the receive loop spins on the link before
     # it sleeps; net.core.busy_read, a reader that finds nothing polls the link itself ---
     busy_poll: int = 0

@@ -19,6 +19,7 @@ from typing import Protocol
 import structlog
 
 from .config import StackConfig
+from .frag import MAX_DATAGRAM, Outcome, Reassembler
 from .mib import Counters, Mib, MibId, drop_for_reason
 from .wire import icmp, icmpv6
 from .wire.addr import ntop
@@ -27,11 +28,14 @@ from .wire.errors import ParseError
 from .wire.icmp import ECHO_REPLY, ECHO_REQUEST, IcmpMessage, build_echo_reply, parse_icmp
 from .wire.icmpv6 import Icmpv6Message, build_error, parse_icmpv6
 from .wire.ipv4 import (
+    FLAG_MF,
+    FRAG_OFFSET_MASK,
     PROTO_ICMP,
     PROTO_TCP,
     PROTO_UDP,
     IPv4Header,
     build_ipv4_header,
+    fragment_ipv4,
     is_fragment,
     parse_ipv4,
 )
@@ -40,10 +44,12 @@ from .wire.ipv6 import (
     NEXTHDR_NONE,
     NEXTHDR_TCP,
     NEXTHDR_UDP,
+    PARAM_HDR_FIELD,
     PARAM_UNK_NEXTHDR,
     IPv6Header,
     ParamProblem,
     build_ipv6_header,
+    fragment_ipv6,
     is_multicast,
     parse_ipv6,
     skip_exthdr,
@@ -84,6 +90,11 @@ _ICMP6_IGNORED = frozenset((
     icmpv6.MLD_QUERY, icmpv6.MLD_REPORT, icmpv6.MLD_REDUCTION, icmpv6.ROUTER_SOLICIT,
     icmpv6.ROUTER_ADVERT, icmpv6.NEIGHBOUR_SOLICIT, icmpv6.NEIGHBOUR_ADVERT, icmpv6.REDIRECT,
     icmpv6.MLD2_REPORT))
+
+
+_ICMP6_OUT_MIB = {icmpv6.PARAMPROB: Mib.Icmp6OutParmProblems,
+                  icmpv6.DEST_UNREACH: Mib.Icmp6OutDestUnreachs,
+                  icmpv6.TIME_EXCEED: Mib.Icmp6OutTimeExcds}
 
 
 class SegmentEngine(Protocol):
@@ -135,7 +146,8 @@ class IpLayer:
     each)."""
 
     def __init__(self, engine: SegmentEngine, counters: Counters, local_addrs: set[bytes],
-                 config: StackConfig, *, tx_csum_offload: bool = False) -> None:
+                 config: StackConfig, *, tx_csum_offload: bool = False,
+                 mtu: int = 1500) -> None:
         self.engine = engine
         self.counters = counters
         self.local_addrs = local_addrs
@@ -144,6 +156,10 @@ class IpLayer:
         self._ident = 0
         self._icmp_out: list[bytes] = []
         self.ratelimit = IcmpRateLimit()
+        self.reasm4 = Reassembler(config)
+        self.reasm6 = Reassembler(config)
+        self.mtu = mtu  # ICMP messages longer than this (echo replies) are fragmented
+        self._frag_ident = 0
 
     # ------------------------------------------------------------------ receive
 
@@ -164,8 +180,40 @@ class IpLayer:
         if hdr.dst not in self.local_addrs:
             c.inc(Mib.IpInAddrErrors)  # not ours, and we do not forward
         elif is_fragment(hdr):
-            c.inc(Mib.UstcpDropFragment)  # no reassembly: DF is what TCP peers set
-        elif hdr.proto == PROTO_TCP:
+            self._defrag4(now, hdr, frame, payload)
+        else:
+            self._deliver4(now, hdr, frame, payload, csum_verified)
+
+    def _defrag4(self, now: float, hdr: IPv4Header, frame: BytesLike,
+                 payload: memoryview) -> None:
+        """ip_defrag: queue the fragment; a complete datagram is delivered as if it had
+        come whole (its checksums verified here, whatever the link said)."""
+        c = self.counters
+        c.inc(Mib.IpReasmReqds)
+        more = bool(hdr.flags_frag & FLAG_MF)
+        data = bytes(payload[:len(payload) & ~7] if more else payload)  # ip_frag_queue
+        key = (hdr.src, hdr.dst, hdr.proto, hdr.ident)
+        outcome, datagram = self.reasm4.add(now, key, (hdr.flags_frag & FRAG_OFFSET_MASK) * 8,
+                                            data, more, bytes(frame[:hdr.total_length]))
+        if outcome is Outcome.QUEUED or outcome is Outcome.DUPLICATE:
+            return
+        if outcome is not Outcome.DONE:
+            if outcome is Outcome.OVERLAP:
+                c.inc(Mib.IpExtReasmOverlaps)
+            c.inc(Mib.IpReasmFails)
+            return
+        c.inc(Mib.IpReasmOKs)
+        whole = build_ipv4_header(hdr.src, hdr.dst, hdr.proto, len(datagram), ttl=hdr.ttl,
+                                  ident=hdr.ident, tos=hdr.tos, dont_fragment=False) + datagram
+        hdr = IPv4Header(hdr.src, hdr.dst, hdr.proto, hdr.ttl, hdr.ident, hdr.tos, len(whole),
+                         20, 0)
+        self._deliver4(now, hdr, whole, memoryview(whole)[20:], False)
+
+    def _deliver4(self, now: float, hdr: IPv4Header, frame: BytesLike, payload: memoryview,
+                  csum_verified: bool) -> None:
+        """ip_local_deliver: to the protocol."""
+        c = self.counters
+        if hdr.proto == PROTO_TCP:
             c.inc(Mib.IpInDelivers)  # Linux counts delivery to the protocol, even if it drops
             self._deliver_tcp(now, hdr.src, hdr.dst, payload, csum_verified)
         elif hdr.proto == PROTO_ICMP:
@@ -175,10 +223,10 @@ class IpLayer:
             if csum_verified or self._udp_checksum_ok(hdr.src, hdr.dst, payload,
                                                       Mib.UdpInCsumErrors):
                 c.inc(Mib.UdpNoPorts)  # __udp4_lib_rcv: no socket, port unreachable
-                self._icmp_unreach(now, hdr, frame, icmp.PORT_UNREACH)
+                self._icmp_error4(now, hdr, frame, icmp.DEST_UNREACH, icmp.PORT_UNREACH)
         else:
             c.inc(Mib.IpInUnknownProtos)  # ip_protocol_deliver_rcu: protocol unreachable
-            self._icmp_unreach(now, hdr, frame, icmp.PROT_UNREACH)
+            self._icmp_error4(now, hdr, frame, icmp.DEST_UNREACH, icmp.PROT_UNREACH)
 
     def _deliver_tcp(self, now: float, src: bytes, dst: bytes, payload: memoryview,
                      csum_verified: bool) -> None:
@@ -264,24 +312,26 @@ class IpLayer:
             return False
         return True
 
-    def _icmp_unreach(self, now: float, hdr: IPv4Header, frame: BytesLike, code: int) -> None:
-        """icmp_send: a destination unreachable about ``frame`` to its source, rate-limited
+    def _icmp_error4(self, now: float, hdr: IPv4Header, frame: BytesLike, icmp_type: int,
+                     code: int) -> None:
+        """icmp_send: an error about ``frame`` to its source, rate-limited
         (icmpv4_xrlim_allow); never to an unspecified, multicast or broadcast source."""
         c = self.counters
         if hdr.src[0] == 0 or hdr.src[0] >= 224 or self._icmp_queue_full():
             return
-        if self.config.icmp_ratemask >> icmp.DEST_UNREACH & 1 and not self.ratelimit.allow(
+        if self.config.icmp_ratemask >> icmp_type & 1 and not self.ratelimit.allow(
                 now, hdr.src, self.config.icmp_ratelimit / 1000):
             c.inc(Mib.IcmpOutRateLimitHost)
             return
-        message = icmp.build_error(icmp.DEST_UNREACH, code, 0, memoryview(frame)[:hdr.total_length])
+        message = icmp.build_error(icmp_type, code, 0, memoryview(frame)[:hdr.total_length])
         ip = build_ipv4_header(hdr.dst, hdr.src, PROTO_ICMP, len(message),
                                ttl=self.config.ip_default_ttl, ident=self._next_ident(1),
                                tos=hdr.tos, dont_fragment=False)
         self._icmp_out.append(ip + message)
         c.inc(Mib.IcmpOutMsgs)
-        c.icmp_msg_out[icmp.DEST_UNREACH] += 1
-        c.inc(Mib.IcmpOutDestUnreachs)
+        c.icmp_msg_out[icmp_type] += 1
+        c.inc(Mib.IcmpOutDestUnreachs if icmp_type == icmp.DEST_UNREACH
+              else Mib.IcmpOutTimeExcds)
 
     def _icmp_queue_full(self) -> bool:
         if len(self._icmp_out) >= ICMP_QUEUE_LIMIT:
@@ -330,9 +380,55 @@ class IpLayer:
         elif hdr.dst not in self.local_addrs:
             c.inc(Mib.Ip6InAddrErrors)  # not ours, and we do not forward
             return
-        if hdr.fragment is not None:
-            c.inc(Mib.UstcpDropFragment)
+        frag = hdr.fragment
+        if frag is not None and (frag.offset or frag.more):
+            self._defrag6(now, hdr, frame, payload)
             return
+        self._deliver6(now, hdr, frame, payload, csum_verified, multicast)
+
+    def _defrag6(self, now: float, hdr: IPv6Header, frame: BytesLike,
+                 payload: memoryview) -> None:
+        """ipv6_frag_rcv: the fragmentable part queued; a complete datagram is parsed again
+        as one packet (its extension headers after the fragment header walked then)."""
+        c = self.counters
+        c.inc(Mib.Ip6ReasmReqds)
+        frag = hdr.fragment
+        assert frag is not None
+        if frag.more and len(payload) & 7:
+            # RFC 8200 4.5: a non-final fragment must be a multiple of 8 bytes long
+            c.inc(Mib.Ip6InHdrErrors)
+            self._icmp6_error(now, hdr.src, hdr.dst, icmpv6.PARAMPROB, PARAM_HDR_FIELD, 4,
+                              frame)
+            return
+        if frag.offset + len(payload) > MAX_DATAGRAM:
+            c.inc(Mib.Ip6InHdrErrors)
+            self._icmp6_error(now, hdr.src, hdr.dst, icmpv6.PARAMPROB, PARAM_HDR_FIELD,
+                              frag.header_offset + 2, frame)
+            return
+        outcome, datagram = self.reasm6.add(
+            now, (hdr.src, hdr.dst, frag.ident), frag.offset, bytes(payload), frag.more,
+            bytes(frame[:40 + hdr.payload_length]))
+        if outcome is Outcome.QUEUED or outcome is Outcome.DUPLICATE:
+            return
+        if outcome is not Outcome.DONE:
+            c.inc(Mib.Ip6ReasmFails)
+            return
+        c.inc(Mib.Ip6ReasmOKs)
+        whole = build_ipv6_header(hdr.src, hdr.dst, hdr.next_header, len(datagram),
+                                  hop_limit=hdr.hop_limit,
+                                  traffic_class=hdr.traffic_class) + datagram
+        try:
+            hdr, payload = parse_ipv6(whole)
+        except ParseError as exc:  # the extension headers after the fragment header
+            c.inc(Mib.Ip6InHdrErrors)
+            c.inc(drop_for_reason(exc.reason))
+            return
+        self._deliver6(now, hdr, whole, payload, False, False)
+
+    def _deliver6(self, now: float, hdr: IPv6Header, frame: BytesLike, payload: memoryview,
+                  csum_verified: bool, multicast: bool) -> None:
+        """ip6_protocol_deliver_rcu: to the upper layer."""
+        c = self.counters
         proto = hdr.next_header
         if proto == NEXTHDR_TCP and not multicast:
             c.inc(Mib.Ip6InDelivers)
@@ -430,8 +526,7 @@ class IpLayer:
             return
         self._queue_icmp6(ours, src, build_error(ours, src, icmp_type, code, rest, invoking),
                           icmp_type, 0)
-        self.counters.inc(Mib.Icmp6OutParmProblems if icmp_type == icmpv6.PARAMPROB
-                          else Mib.Icmp6OutDestUnreachs)
+        self.counters.inc(_ICMP6_OUT_MIB[icmp_type])
 
     def _queue_icmp6(self, src: bytes, dst: bytes, icmp: bytes, icmp_type: int,
                      traffic_class: int) -> None:
@@ -441,6 +536,32 @@ class IpLayer:
         c.inc(Mib.Icmp6OutMsgs)
         c.icmp6_msg_out[icmp_type] += 1
 
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline(self) -> float | None:
+        """When the oldest reassembly queue times out."""
+        if not self.reasm4 and not self.reasm6:
+            return None  # the common case, on every flush
+        deadlines = [d for d in (self.reasm4.deadline, self.reasm6.deadline) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def on_timers(self, now: float) -> None:
+        """ip_expire / ip6_frag_expire: queues past ipfrag_time are dropped; the sender of a
+        datagram whose first fragment came is told (time exceeded, fragment reassembly)."""
+        c = self.counters
+        for first in self.reasm4.expire(now):
+            c.inc(Mib.IpReasmTimeout)
+            c.inc(Mib.IpReasmFails)
+            if first is not None:
+                hdr, _ = parse_ipv4(first)
+                self._icmp_error4(now, hdr, first, icmp.TIME_EXCEEDED, icmp.EXC_FRAGTIME)
+        for first in self.reasm6.expire(now):
+            c.inc(Mib.Ip6ReasmTimeout)
+            c.inc(Mib.Ip6ReasmFails)
+            if first is not None:
+                self._icmp6_error(now, first[8:24], first[24:40], icmpv6.TIME_EXCEED,
+                                  icmpv6.EXC_FRAGTIME, 0, first)
+
     # ------------------------------------------------------------------ transmit
 
     def take_frames(self) -> list[tuple[bytes, int]]:
@@ -449,7 +570,7 @@ class IpLayer:
         segments = self.engine.take_output()
         if not segments and not self._icmp_out:
             return []  # the common case after most user calls: nothing to send
-        frames = [(frame, 0) for frame in self._icmp_out]
+        frames = [(piece, 0) for frame in self._icmp_out for piece in self._fit(frame)]
         self._icmp_out = []
         c = self.counters
         v6 = sum(frame[0] >> 4 == 6 for frame, _ in frames)
@@ -468,6 +589,16 @@ class IpLayer:
         c.inc(Mib.Ip6OutRequests, v6)
         c.inc(Mib.IpOutRequests, len(frames) - v6)
         return frames
+
+    def _fit(self, frame: bytes) -> list[bytes]:
+        """An ICMP message as it fits the link: fragmented when longer than its MTU (a
+        reply to a large ping), as Linux's ICMP socket does; TCP never needs this."""
+        if len(frame) <= self.mtu:
+            return [frame]
+        if frame[0] >> 4 == 6:
+            self._frag_ident = (self._frag_ident + 1) & 0xFFFFFFFF
+            return fragment_ipv6(frame, self.mtu, self._frag_ident)
+        return fragment_ipv4(frame, self.mtu)
 
     def _tcp_frame(self, src: bytes, dst: bytes, seg: TcpSegment) -> tuple[bytes, int]:
         """IP header, TCP header and payload joined: the payload's only copy."""

@@ -4,7 +4,8 @@
 
 - the receive loop takes a batch of frames from the link, hands each to the IP layer, then
   flushes once for the whole batch;
-- the timer loop sleeps until the engine's next deadline and runs its timers.
+- the timer loop sleeps until the engine's (or the IP layer's reassembly) next deadline and
+  runs their timers.
 
 Busy polling (Linux's net.core.busy_poll and net.core.busy_read, in µs; both 0 by default)
 spins on the link instead of sleeping: a sleeping vCPU takes tens of µs to wake, and a
@@ -93,7 +94,7 @@ class Stack:
                                 gso_max_size=link.gso_max_size)
         addrs = {local_addr} if local_addr6 is None else {local_addr, local_addr6}
         self.ip = IpLayer(self.engine, counters, addrs, config,
-                          tx_csum_offload=link.tx_csum_offload)
+                          tx_csum_offload=link.tx_csum_offload, mtu=link.mtu)
         self._timer_scope: trio.CancelScope | None = None
         self._busy_readers = 0  # tasks in busy_read: the receive loop leaves them the link
 
@@ -118,8 +119,8 @@ class Stack:
                 waiters.unpark_all()
         scope = self._timer_scope
         if scope is not None:
-            deadline = self.engine.next_deadline()
-            if deadline is not None and deadline < scope.deadline:
+            deadline = self._next_deadline()
+            if deadline < scope.deadline:
                 scope.deadline = deadline
 
     def reset_all(self) -> int:
@@ -212,15 +213,23 @@ class Stack:
             if now >= spin_until or (reader is None and self._busy_readers):
                 return False
 
+    def _next_deadline(self) -> float:
+        """The engine's next timer or the IP layer's (reassembly), whichever is first."""
+        deadline, reasm = self.engine.next_deadline(), self.ip.next_deadline()
+        if reasm is not None and (deadline is None or reasm < deadline):
+            deadline = reasm
+        return math.inf if deadline is None else deadline
+
     async def _timer_loop(self) -> None:
         engine = self.engine
         while True:
-            deadline = engine.next_deadline()
-            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+            with trio.CancelScope(deadline=self._next_deadline()) as scope:
                 self._timer_scope = scope
                 try:
                     await trio.sleep_forever()
                 finally:
                     self._timer_scope = None
-            engine.on_timers(trio.current_time())
+            now = trio.current_time()
+            engine.on_timers(now)
+            self.ip.on_timers(now)
             self.kick()

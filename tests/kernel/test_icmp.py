@@ -5,6 +5,7 @@ ECONNREFUSED from the stack's port unreachable."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -57,3 +58,18 @@ def test_kernel_udp_socket_is_refused_by_the_stacks_port_unreachable(
         shared_daemon: Daemon, addr: str) -> None:
     done = shared_daemon.run(sys.executable, "-c", UDP_PROBE, addr, timeout=30)
     assert done.stdout.decode().strip() == "refused", done.stderr
+
+
+@pytest.mark.parametrize("addr", ["10.77.0.2", "fd77::2"])
+def test_large_ping_is_reassembled_and_answered_in_fragments(shared_daemon: Daemon,
+                                                             addr: str) -> None:
+    """The kernel fragments a 3000-byte ping; the stack reassembles it and fragments its
+    reply, which the kernel reassembles."""
+    v6 = ":" in addr
+    before = json.loads(shared_daemon.run(*ustcp_cmd("nstat", "-as", "--json")).stdout)
+    done = shared_daemon.run("ping", "-6" if v6 else "-4", "-c", "2", "-s", "3000", "-W", "3",
+                             addr, timeout=30)
+    assert done.returncode == 0 and b" 0% packet loss" in done.stdout, done.stdout
+    after = json.loads(shared_daemon.run(*ustcp_cmd("nstat", "-as", "--json")).stdout)
+    name = "Ip6ReasmOKs" if v6 else "IpReasmOKs"
+    assert after["kernel"][name] - before["kernel"].get(name, 0) == 2

@@ -158,11 +158,11 @@ def test_not_our_address() -> None:
 
 
 @pytest.mark.parametrize("flags_frag", [0x2000, 0x0001, 0x2000 | 0x0010])
-def test_fragments_are_dropped(flags_frag: int) -> None:
+def test_a_lone_fragment_is_queued(flags_frag: int) -> None:
     ip, engine, counters = make()
     ip.on_frame(0.0, tcp_frame(SEG, flags_frag=flags_frag))
-    assert engine.received == []
-    only(counters, "IpInReceives", "UstcpDropFragment")
+    assert engine.received == [] and len(ip.reasm4) == 1
+    only(counters, "IpInReceives", "IpReasmReqds")
 
 
 def test_unknown_protocol_gets_protocol_unreachable() -> None:

@@ -274,12 +274,14 @@ def test_no_next_header() -> None:
     only(counters, "Ip6InReceives", "Ip6InDelivers")
 
 
-def test_fragments_are_dropped() -> None:
+def test_atomic_fragment_is_a_whole_packet_and_a_first_fragment_waits() -> None:
+    """RFC 6946: offset 0 without M is no fragment at all; with M it is queued."""
     ip, engine, counters = make()
-    frag = struct.pack("!BxHI", 6, 0 | 1, 77)
-    ip.on_frame(0.0, packet(44, frag + tcp6()))
-    assert engine.received == []
-    only(counters, "Ip6InReceives", "UstcpDropFragment")
+    ip.on_frame(0.0, packet(44, struct.pack("!BxHI", 6, 0, 77) + tcp6()))
+    assert [seg for *_, seg in engine.received] == [SEG]
+    ip.on_frame(0.0, packet(44, struct.pack("!BxHI", 6, 1, 78) + tcp6()[:32]))
+    assert len(engine.received) == 1 and len(ip.reasm6) == 1
+    assert counters["Ip6ReasmReqds"] == 1
 
 
 # ------------------------------------------------------------------ ICMPv6

@@ -22,6 +22,7 @@ ICMP_HEADER_LEN = 8
 PROT_UNREACH = 2
 PORT_UNREACH = 3
 FRAG_NEEDED = 4
+EXC_FRAGTIME = 1  # time exceeded: fragment reassembly time exceeded
 # RFC 1812 4.3.2.3: an error quotes as much of the invoking packet as fits in 576 bytes
 MAX_QUOTE = 576 - 20 - ICMP_HEADER_LEN
 

@@ -38,6 +38,8 @@ REDIRECT = 137
 MLD2_REPORT = 143
 INFO_MSG_MIN = 128  # types below are errors (RFC 4443 2.1)
 
+EXC_FRAGTIME = 1  # time exceeded: fragment reassembly time exceeded (RFC 4443 3.3)
+
 # Destination unreachable codes (RFC 4443 3.1)
 UNREACH_NOROUTE = 0
 UNREACH_ADM_PROHIBITED = 1

@@ -220,3 +220,21 @@ def build_ipv6_header(src: bytes, dst: bytes, next_header: int, payload_len: int
         raise ValueError(f"IPv6 payload length {payload_len} exceeds {MAX_PAYLOAD_LENGTH}")
     vtf = 6 << 28 | traffic_class << 20 | flow_label
     return _HDR.pack(vtf, payload_len, next_header, hop_limit, src, dst)
+
+
+def fragment_ipv6(frame: bytes, mtu: int, ident: int) -> list[bytes]:
+    """RFC 8200 4.5's fragmentation at the source of a packet with no extension headers
+    into packets of at most ``mtu`` bytes, each with a fragment header (ip6_fragment); used
+    for ICMPv6 only, the stack never fragments TCP."""
+    src, dst, nexthdr, hop_limit = frame[8:24], frame[24:40], frame[6], frame[7]
+    traffic_class = int.from_bytes(frame[0:2], "big") >> 4 & 0xFF
+    payload = memoryview(frame)[IPV6_HEADER_LEN:]
+    room = (mtu - IPV6_HEADER_LEN - 8) & ~7
+    pieces = []
+    for start in range(0, len(payload), room):
+        chunk = payload[start:start + room]
+        more = 1 if start + room < len(payload) else 0
+        header = build_ipv6_header(bytes(src), bytes(dst), NEXTHDR_FRAGMENT, 8 + len(chunk),
+                                   hop_limit=hop_limit, traffic_class=traffic_class)
+        pieces.append(header + _FRAG.pack(nexthdr, start | more, ident) + bytes(chunk))
+    return pieces
