@@ -62,6 +62,13 @@ RANGES: dict[str, tuple[int, int]] = {
     "icmp_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies, ms
     "ipfrag_high_thresh": (0, INT_MAX),  # extra1 = &ipfrag_low_thresh in Linux
     "ipfrag_time": (0, JIFFIES_SEC_MAX),
+    "tcp_mtu_probing": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
+    "tcp_base_mss": (1, INT_MAX),
+    "tcp_mtu_probe_floor": (48, 65535),  # tcp_min_snd_mss_min, tcp_min_snd_mss_max
+    "tcp_min_snd_mss": (48, 65535),
+    "tcp_probe_threshold": (1, INT_MAX),
+    "tcp_probe_interval": (0, 2**32 - 1),  # proc_douintvec_minmax, seconds
+    "tcp_retries1": (0, U8_MAX),
     "min_pmtu": (68, INT_MAX),  # net.ipv4.route.min_pmtu: extra1 = ip_min_valid_pmtu
     "mtu_expires": (0, JIFFIES_SEC_MAX),  # net.ipv4.route.mtu_expires
     "icmp_ratemask": (0, INT_MAX),
@@ -152,6 +159,17 @@ class StackConfig:
     icmp_ratemask: int = 0x1818
     # --- path MTU discovery (net.ipv4.route.*, RFC 1191; docs/icmp-pmtu.md): the lowest
     # path MTU an ICMP may teach, and how long a learned one lasts (s) ---
+    # --- packetization-layer path MTU discovery (RFC 4821, tcp_mtu_probing; tcp/mtu_probe.py):
+    # 0 off, 1 after a black hole is suspected (tcp_retries1's worth of retransmitting),
+    # 2 always; where the search starts and its floor (MSS bytes), the narrowest range
+    # still probed (bytes), and how often to search again (s) ---
+    tcp_mtu_probing: int = 0
+    tcp_base_mss: int = 1024
+    tcp_mtu_probe_floor: int = 48
+    tcp_min_snd_mss: int = 48
+    tcp_probe_threshold: int = 8
+    tcp_probe_interval: int = 600
+    tcp_retries1: int = 3
     min_pmtu: int = 552
     mtu_expires: int = 600
     # --- reassembly (net.ipv4.ipfrag_*; IPv6 takes the same values): the memory queued

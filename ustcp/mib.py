@@ -165,6 +165,8 @@ class Mib:
     TcpExtTCPFromZeroWindowAdv = _next()
     TcpExtTCPZeroWindowDrop = _next()
     TcpExtOutOfWindowIcmps = _next()
+    TcpExtTCPMTUPSuccess = _next()
+    TcpExtTCPMTUPFail = _next()
     # UDP_MIB_* (Udp..., Udp6...): the stack has no UDP sockets; every datagram is refused
     UdpNoPorts = _next()
     UdpInCsumErrors = _next()

@@ -121,3 +121,23 @@ def test_closed_port_beyond_the_router_refused_by_icmp(routed: tuple[Daemon, str
         reply, seconds = dial(d, host, 81)
         assert reply.startswith("error ECONNREFUSED"), reply
         assert seconds < 5
+
+
+@pytest.mark.parametrize("probing", [1])
+def test_black_hole_survived_with_tcp_mtu_probing(tmp_path: Path, probing: int) -> None:
+    """--impair pmtu=1280:blackhole drops the stack's big segments without a word; with
+    tcp_mtu_probing=1 the stack suspects a black hole after tcp_retries1's worth of
+    retransmitting, falls back to tcp_base_mss and probes up (RFC 4821)."""
+    size = 1_000_000
+    with netns() as ns, daemon(ns, tmp_path / "serve.log", "--impair", "pmtu=1280:blackhole",
+                               "--sysctl", f"tcp_mtu_probing={probing}") as d:
+        out = tmp_path / "body"
+        done = d.run("curl", "-s", "-S", "-m", "50", "-o", str(out),
+                     f"http://10.77.0.2/bytes/{size}", timeout=60)
+        assert done.returncode == 0, done.stderr
+        counters = json.loads(d.run(*ustcp_cmd("nstat", "-a", "--json")).stdout)["kernel"]
+    expected = hashlib.sha256()
+    for chunk in content(size):
+        expected.update(chunk)
+    assert hashlib.sha256(out.read_bytes()).digest() == expected.digest()
+    assert counters["UstcpImpairPmtuDrops"] > 0 and counters["TcpExtTCPMTUPSuccess"] > 0

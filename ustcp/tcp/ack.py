@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..mib import Mib
 from ..wire.tcp import FIN, SYN, TcpSegment
-from . import recovery
+from . import mtu_probe, recovery
 from .congestion.base import CA_OPEN
 from .seq import after, before, seq_add, seq_diff
 from .states import State
@@ -55,6 +55,7 @@ def process_ack(conn: Connection, now: float, seg: TcpSegment) -> bool:
         acked_pkts = clean_rtx(conn, now, ack, seg, prior_fack)
         conn.snd_una = ack
         conn.ccs.snd_una = ack
+        mtu_probe.on_ack(conn, now)  # the probe acknowledged: the MSS may rise (RFC 4821)
         conn.backoff = 0
         conn.retransmits = 0
         conn.retrans_stamp = 0.0

@@ -30,7 +30,7 @@ from ..mib import Mib
 from ..pmtu import IPV6_MIN_MTU
 from ..wire.addr import endpoint
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
-from . import ack, recovery
+from . import ack, mtu_probe, recovery
 from .buffers import ReceiveBuffer, SendBuffer
 from .congestion import make_congestion_control
 from .congestion.base import (
@@ -136,6 +136,7 @@ class Connection:
         self.error: OSError | None = None
         self.err_soft = 0  # sk_err_soft: the last ICMP error, reported if we time out
         self.pmtu_cookie = host.path_mtu(remote_ip)  # icsk_pmtu_cookie: the MSS's path MTU
+        self.mtup = mtu_probe.init(self, now)  # RFC 4821's search state (icsk_mtup)
         self.orphan = False  # the application closed it (Linux SOCK_DEAD)
         self.orphan_counted = False  # counted against tcp_max_orphans
         self.rcv_shutdown = False  # SHUT_RD or close()
@@ -322,7 +323,8 @@ class Connection:
         the peer's MSS, the user's TCP_MAXSEG clamp, less the timestamp option every segment
         carries."""
         self.pmtu_cookie = self.host.path_mtu(self.remote_ip)
-        mss = min(self.mss_clamp, self.host.mss_for(self.remote_ip))
+        mss = mtu_probe.clamp(self, min(self.mss_clamp, self.host.mss_for(self.remote_ip)),
+                              self.pmtu_cookie)
         if self.sockopts.maxseg:
             mss = min(mss, self.sockopts.maxseg)
         if self.ts_ok:
@@ -699,6 +701,7 @@ class Connection:
             self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
             self._check_probe_timer(now)
             return
+        mtu_probe.maybe_send_probe(self, now)  # RFC 4821: one larger segment ahead of the data
         mss = self._current_mss()
         gso_max = self.host.gso_max_size
         sent_any = False
@@ -972,9 +975,13 @@ class Connection:
         boundary = cfg.tcp_retries2
         if self.orphan:
             boundary = cfg.tcp_orphan_retries or (8 if self.rto_value() < TCP_RTO_MAX else 0)
+        return self.retransmits_timed_out(now, boundary)
+
+    def retransmits_timed_out(self, now: float, boundary: int) -> bool:
+        """retransmits_timed_out: retransmitting for as long as ``boundary`` doublings of
+        the RTO from TCP_RTO_MIN take (tcp_model_timeout)?"""
         if not self.retransmits:
             return False
-        # tcp_model_timeout: how long `boundary` doublings from TCP_RTO_MIN take.
         thresh = 9  # ilog2(TCP_RTO_MAX / TCP_RTO_MIN)
         if boundary <= thresh:
             timeout = ((2 << boundary) - 1) * TCP_RTO_MIN
@@ -997,6 +1004,8 @@ class Connection:
             self.finish(now)
             return
         c.inc(Mib.TcpExtTCPTimeouts)
+        if self.state != State.SYN_SENT:
+            mtu_probe.on_rto(self, now)  # a lost probe; a black hole suspected (RFC 4821)
         self.tlp_high_seq = None  # an RTO ends the loss-probe episode (tcp_retransmit_timer)
         if self.state == State.SYN_SENT:
             self.retransmits += 1
@@ -1621,7 +1630,7 @@ class Connection:
         if self.pmtu_cookie > pmtu:
             log.info("mtu_reduced", conn=self.name, pmtu=pmtu, was=self.pmtu_cookie)
             self.sync_mss(now)
-            self._simple_retransmit(now)
+            self.simple_retransmit(now)
 
     def sync_mss(self, now: float) -> None:
         """The path MTU changed (lowered by an ICMP, or back up when it expired): the send
@@ -1632,7 +1641,16 @@ class Connection:
         else:
             self.pmtu_cookie = self.host.path_mtu(self.remote_ip)
 
-    def _simple_retransmit(self, now: float) -> None:
+    def send_probe(self, now: float, size: int) -> TcpSegment:
+        """A new-data segment of ``size`` bytes, above the MSS: one packet, neither split
+        into MSS pieces nor cut by GSO (an RFC 4821 probe)."""
+        saved, self.mss = self.mss, size
+        try:
+            return self._send_new(now, size, False)
+        finally:
+            self.mss = saved
+
+    def simple_retransmit(self, now: float) -> None:
         """tcp_simple_retransmit: every segment longer than the new MSS is lost; loss state
         without a cwnd reduction (the units changed, not the data in flight), and the
         retransmission queue goes out at once in new-MSS pieces."""

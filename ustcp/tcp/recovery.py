@@ -26,6 +26,7 @@ import structlog
 
 from ..mib import Mib
 from ..wire.tcp import TcpSegment
+from . import mtu_probe
 from .congestion.base import (
     CA_CWR,
     CA_DISORDER,
@@ -356,6 +357,8 @@ def fastretrans_alert(conn: Connection, now: float, prior_una: int) -> int:
     recovery once everything outstanding at its start is acked, detects losses (RACK,
     RFC 6675 or NewReno, RFC 6582) and enters recovery when one is proven. Returns the
     packets newly marked lost."""
+    if mtu_probe.on_dubious_ack(conn, now):
+        return 0  # the MTU probe was lost: no cwnd reduction (RFC 4821 7.6.2)
     ccs = conn.ccs
     state = ccs.ca_state
     # Leave a recovery episode once everything outstanding at its start is acked.

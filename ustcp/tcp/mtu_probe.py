@@ -1,0 +1,191 @@
+"""Packetization-layer path MTU discovery (RFC 4821, Linux's tcp_mtu_probing): TCP finds the
+path MTU itself, for paths that drop large segments without an ICMP (black holes).
+
+State per connection (:class:`MtuProbe`, Linux ``icsk_mtup``): the search range
+``search_low``..``search_high`` in MTU bytes, and the probe in flight. The knobs:
+
+- ``tcp_mtu_probing``: 0 off; 1 on once a black hole is suspected; 2 always on;
+- ``tcp_base_mss`` (1024): where the search starts (the MSS is held at ``search_low``'s
+  while probing is on);
+- ``tcp_mtu_probe_floor`` (48): the least MSS a black hole may push ``search_low`` to;
+- ``tcp_probe_threshold`` (8): stop probing when the range is narrower than this;
+- ``tcp_probe_interval`` (600 s): after this, search again from the current MSS up to the
+  path MTU (a path may have grown);
+- ``tcp_retries1`` (3): after retransmitting for as long as 3 doublings of the minimum RTO
+  take, a black hole is suspected (tcp_write_timeout's ``retransmits_timed_out``).
+
+The functions work on the :class:`~ustcp.tcp.connection.Connection` as ``recovery.py``'s
+do; the connection calls them from its MSS sync, its send loop, its RTO and ACK paths.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..mib import Mib
+from .congestion.base import CA_CWR, CA_OPEN
+from .options import TS_OPTION_LEN
+from .seq import after, seq_add, seq_diff
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+log = structlog.get_logger("ustcp.tcp")
+
+TCP_HEADER = 20
+PROBE_MIN_CWND = 11  # tcp_mtu_probe: cwnd must be at least this
+
+
+class MtuProbe:
+    """icsk_mtup and tp->mtu_probe: the search range (MTU bytes) and the probe in flight."""
+
+    __slots__ = ("enabled", "probe_seq_end", "probe_seq_start", "probe_size",
+                 "probe_timestamp", "search_high", "search_low")
+
+    def __init__(self, enabled: bool, search_low: int, search_high: int, now: float) -> None:
+        self.enabled = enabled
+        self.search_low = search_low
+        self.search_high = search_high
+        self.probe_size = 0  # the MTU being probed, 0 when no probe is out
+        self.probe_timestamp = now
+        self.probe_seq_start = 0
+        self.probe_seq_end = 0
+
+
+def _headers(conn: Connection) -> int:
+    return (40 if len(conn.remote_ip) == 16 else 20) + TCP_HEADER
+
+
+def mtu_to_mss(conn: Connection, mtu: int) -> int:
+    """__tcp_mtu_to_mss: payload room of a segment without options."""
+    return max(mtu - _headers(conn), conn.config.tcp_min_snd_mss)
+
+
+def mss_to_mtu(conn: Connection, mss: int) -> int:
+    return mss + _headers(conn)
+
+
+def init(conn: Connection, now: float) -> MtuProbe:
+    """tcp_mtup_init."""
+    cfg = conn.config
+    return MtuProbe(cfg.tcp_mtu_probing > 1, mss_to_mtu(conn, cfg.tcp_base_mss),
+                    conn.host.path_mtu(conn.remote_ip), now)
+
+
+def clamp(conn: Connection, mss: int, pmtu: int) -> int:
+    """tcp_sync_mss's part: the search cannot go above the path MTU, and while probing is on
+    the MSS is held at what ``search_low`` allows."""
+    mtup = conn.mtup
+    mtup.search_high = min(mtup.search_high, pmtu)
+    if mtup.enabled:
+        mss = min(mss, mtu_to_mss(conn, mtup.search_low))
+    return mss
+
+
+def black_hole(conn: Connection, now: float) -> None:
+    """tcp_mtu_probing: retransmissions are timing out. The first time probing turns on
+    (the MSS falls to tcp_base_mss's); after that each suspicion halves ``search_low``'s MSS
+    (no lower than tcp_mtu_probe_floor)."""
+    cfg, mtup = conn.config, conn.mtup
+    if not cfg.tcp_mtu_probing:
+        return
+    if not mtup.enabled:
+        mtup.enabled = True
+        mtup.probe_timestamp = now
+    else:
+        mss = mtu_to_mss(conn, mtup.search_low) >> 1
+        mss = max(min(cfg.tcp_base_mss, mss), cfg.tcp_mtu_probe_floor, cfg.tcp_min_snd_mss)
+        mtup.search_low = mss_to_mtu(conn, mss)
+    log.info("mtu_black_hole", conn=conn.name, search_low=mtup.search_low)
+    conn.sync_mss(now)
+
+
+def on_rto(conn: Connection, now: float) -> None:
+    """The RTO fired: a probe that was the first unacknowledged segment failed; and after
+    tcp_retries1's worth of retransmitting, a black hole is suspected."""
+    mtup = conn.mtup
+    if mtup.probe_size and conn.snd_una == mtup.probe_seq_start:
+        _probe_failed(conn)
+    if conn.retransmits_timed_out(now, conn.config.tcp_retries1):
+        black_hole(conn, now)
+
+
+def maybe_send_probe(conn: Connection, now: float) -> None:
+    """tcp_mtu_probe: with probing on, the connection calm (open state, cwnd >= 11, no SACK
+    blocks to send), no probe out and enough queued data, one segment of the MTU halfway up
+    the search range goes out ahead of the data; the rest follows at the current MSS."""
+    mtup, ccs = conn.mtup, conn.ccs
+    if not mtup.enabled or mtup.probe_size or ccs.ca_state != CA_OPEN \
+            or ccs.snd_cwnd < PROBE_MIN_CWND or conn.rcv_buf.ofo or conn.pending_dsack:
+        return
+    probe_mtu = (mtup.search_high + mtup.search_low) >> 1
+    ts = TS_OPTION_LEN if conn.ts_ok else 0
+    size = mtu_to_mss(conn, probe_mtu) - ts
+    if probe_mtu > mtup.search_high or mtup.search_high - mtup.search_low < \
+            conn.config.tcp_probe_threshold or size <= conn.mss:
+        _check_reprobe(conn, now)
+        return
+    unsent = seq_diff(conn.write_seq, conn.snd_nxt)
+    window = seq_diff(seq_add(conn.snd_una, conn.snd_wnd), conn.snd_nxt)
+    if unsent < size + (conn.reordering + 1) * conn.mss or window < size \
+            or conn.in_flight() + 2 > ccs.snd_cwnd:
+        return
+    seg = conn.send_probe(now, size)
+    mtup.probe_size = probe_mtu
+    mtup.probe_seq_start, mtup.probe_seq_end = seg.seq, conn.snd_nxt
+    ccs.snd_cwnd -= 1  # tcp_mtu_probe: the probe costs one (given back if it fails)
+    log.debug("mtu_probe", conn=conn.name, probe_mtu=probe_mtu, size=size)
+
+
+def on_ack(conn: Connection, now: float) -> None:
+    """tcp_clean_rtx_queue: the probe is acknowledged: ``search_low`` rises to it, the MSS
+    with it, cwnd kept in bytes (tcp_mtup_probe_success)."""
+    mtup = conn.mtup
+    if not mtup.probe_size or after(mtup.probe_seq_end, conn.snd_una):
+        return
+    ccs = conn.ccs
+    old_mtu = mss_to_mtu(conn, conn.mss + (TS_OPTION_LEN if conn.ts_ok else 0))
+    ccs.snd_cwnd = max(1, ccs.snd_cwnd * old_mtu // mtup.probe_size)
+    ccs.snd_cwnd_cnt = 0
+    mtup.search_low = mtup.probe_size
+    mtup.probe_size = 0
+    conn.host.counters.inc(Mib.TcpExtTCPMTUPSuccess)
+    log.info("mtu_probe_success", conn=conn.name, search_low=mtup.search_low)
+    conn.sync_mss(now)
+
+
+def on_dubious_ack(conn: Connection, now: float) -> bool:
+    """tcp_fastretrans_alert's first check: the probe is the first hole, so it was lost:
+    no cwnd reduction, ``search_high`` falls below it, and what no longer fits is resent.
+    True when handled so."""
+    mtup = conn.mtup
+    if conn.ccs.ca_state >= CA_CWR or not mtup.probe_size \
+            or conn.snd_una != mtup.probe_seq_start:
+        return False
+    _probe_failed(conn)
+    conn.ccs.snd_cwnd += 1
+    conn.simple_retransmit(now)
+    return True
+
+
+def _probe_failed(conn: Connection) -> None:
+    mtup = conn.mtup
+    mtup.search_high = mtup.probe_size - 1
+    mtup.probe_size = 0
+    conn.host.counters.inc(Mib.TcpExtTCPMTUPFail)
+    log.info("mtu_probe_failed", conn=conn.name, search_high=mtup.search_high)
+
+
+def _check_reprobe(conn: Connection, now: float) -> None:
+    """tcp_mtu_check_reprobe: after tcp_probe_interval, search again from the current MSS up
+    to the path MTU."""
+    mtup = conn.mtup
+    if now - mtup.probe_timestamp < conn.config.tcp_probe_interval:
+        return
+    mtup.search_high = conn.host.path_mtu(conn.remote_ip)
+    mtup.search_low = mss_to_mtu(conn, conn.mss + (TS_OPTION_LEN if conn.ts_ok else 0))
+    mtup.probe_size = 0
+    mtup.probe_timestamp = now
+
