@@ -249,19 +249,29 @@ class IpLayer:
         try:
             msg = parse_icmp(payload)
         except ParseError as exc:
-            if exc.reason == "icmp_bad_checksum":
-                c.inc(Mib.IcmpInCsumErrors)
-            c.inc(Mib.IcmpInErrors)
-            c.inc(drop_for_reason(exc.reason))
+            self._icmp_parse_error(exc, Mib.IcmpInCsumErrors, Mib.IcmpInErrors)
             return
-        c.icmp_msg_in[msg.icmp_type] += 1
-        name = _ICMP_IN_MIB.get(msg.icmp_type)
-        if name is not None:
-            c.inc(name)
+        self._count_type(c.icmp_msg_in, _ICMP_IN_MIB, msg.icmp_type)
         if msg.icmp_type == ECHO_REQUEST:
             self._queue_echo_reply(hdr, build_echo_reply(msg))
         elif msg.icmp_type in (icmp.DEST_UNREACH, icmp.TIME_EXCEEDED, icmp.PARAMETERPROB):
             self._icmp_error_in(now, msg)
+
+    def _icmp_parse_error(self, exc: ParseError, csum_errors: MibId,
+                          in_errors: MibId) -> None:
+        """An ICMP or ICMPv6 message that does not parse: InErrors (and InCsumErrors)."""
+        c = self.counters
+        if exc.reason == "icmp_bad_checksum":
+            c.inc(csum_errors)
+        c.inc(in_errors)
+        c.inc(drop_for_reason(exc.reason))
+
+    def _count_type(self, table: list[int], names: dict[int, MibId], icmp_type: int) -> None:
+        """The per-type table (IcmpMsgInType8, Icmp6InType128) and the named counter."""
+        table[icmp_type] += 1
+        name = names.get(icmp_type)
+        if name is not None:
+            self.counters.inc(name)
 
     def _icmp_error_in(self, now: float, msg: IcmpMessage) -> None:
         """icmp_unreach, then tcp_v4_err: the quoted header and 8 bytes of TCP name the
@@ -462,15 +472,9 @@ class IpLayer:
         try:
             msg = parse_icmpv6(payload, hdr.src, hdr.dst)
         except ParseError as exc:
-            if exc.reason == "icmp_bad_checksum":
-                c.inc(Mib.Icmp6InCsumErrors)
-            c.inc(Mib.Icmp6InErrors)
-            c.inc(drop_for_reason(exc.reason))
+            self._icmp_parse_error(exc, Mib.Icmp6InCsumErrors, Mib.Icmp6InErrors)
             return
-        c.icmp6_msg_in[msg.icmp_type] += 1
-        name = _ICMP6_IN_MIB.get(msg.icmp_type)
-        if name is not None:
-            c.inc(name)
+        self._count_type(c.icmp6_msg_in, _ICMP6_IN_MIB, msg.icmp_type)
         if msg.icmp_type in _ICMP6_IGNORED:
             c.inc(Mib.UstcpDropIcmp6NotOurs)
         elif msg.icmp_type == icmpv6.ECHO_REQUEST and not multicast:

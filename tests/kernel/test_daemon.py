@@ -22,6 +22,7 @@ import pytest
 from tests.kernel.nsutil import (
     PEER_ADDR,
     Daemon,
+    connect_to_kernel_server,
     daemon,
     in_ns,
     netns,
@@ -140,20 +141,7 @@ def test_ss_lists_the_listeners(shared_daemon: Daemon) -> None:
 
 
 def test_connect_to_a_kernel_server(empty_ns: str) -> None:
-    data = os.urandom(1_000_000)
-    server = subprocess.Popen(["ip", "netns", "exec", empty_ns, *peer_cmd("serve", "5000")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert server.stdout is not None
-        assert server.stdout.readline() == b"listening\n"
-        done = in_ns(empty_ns, *ustcp_cmd("connect", PEER_ADDR, "5000", "--tun", "ustcpc0"),
-                     input=data, timeout=60)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
-        assert server.wait(30) == 0
-    finally:
-        server.kill()
-        server.wait()
+    connect_to_kernel_server(empty_ns, PEER_ADDR, "ustcpc0")
 
 
 def test_connect_refused_is_one_line_and_status_1(empty_ns: str) -> None:

@@ -1,8 +1,8 @@
 """The daemon over IPv6 against the Linux kernel: curl -6, nc -6, ping -6, 20 MB each way
 with hashes, ``ustcp connect`` to a kernel server on a v6 literal, ss and nstat showing v6.
 
-One dual-stack daemon (the default: ``--addr6 fd77::2``, ``--peer6 fd77::1/64``) serves the
-module's tests in a namespace of its own.
+One daemon with the defaults, dual-stack (``--addr6 fd77::2``, ``--peer6 fd77::1/64``),
+serves the module's tests in a namespace of its own.
 """
 
 from __future__ import annotations
@@ -12,20 +12,11 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.kernel.nsutil import (
-    Daemon,
-    daemon,
-    in_ns,
-    kernel_unavailable,
-    netns,
-    peer_cmd,
-    ustcp_cmd,
-)
+from tests.kernel.nsutil import Daemon, connect_to_kernel_server, peer_cmd, ustcp_cmd
 from ustcp.apps.http import content
 from ustcp.defaults import DEFAULT_ADDR6, DEFAULT_PEER6
 
@@ -38,12 +29,9 @@ URL = f"http://[{ADDR6}]"
 
 
 @pytest.fixture(scope="module")
-def v6_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    if kernel_unavailable() is not None:
-        pytest.skip(f"kernel tests: {kernel_unavailable()}")
-    log = tmp_path_factory.mktemp("daemon6") / "serve.log"
-    with netns() as ns, daemon(ns, log) as d:
-        yield d
+def v6_daemon(shared_daemon: Daemon) -> Daemon:
+    """The module's daemon: dual-stack is the default."""
+    return shared_daemon
 
 
 def curl6(d: Daemon, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -123,19 +111,5 @@ def test_ss_and_nstat_show_v6(v6_daemon: Daemon) -> None:
     assert [s["local"] for s in json.loads(filtered.stdout)] == [f"[{ADDR6}]:80"]
 
 
-def test_connect_6_to_a_kernel_server() -> None:
-    data = os.urandom(1_000_000)
-    with netns() as ns:
-        server = subprocess.Popen(["ip", "netns", "exec", ns, *peer_cmd("serve", "5000")],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            assert server.stdout is not None
-            assert server.stdout.readline() == b"listening\n"
-            done = in_ns(ns, *ustcp_cmd("connect", PEER6, "5000", "--tun", "ustcpc6"),
-                         input=data, timeout=60)
-            assert done.returncode == 0, done.stderr
-            assert done.stdout.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
-            assert server.wait(30) == 0
-        finally:
-            server.kill()
-            server.wait()
+def test_connect_6_to_a_kernel_server(empty_ns: str) -> None:
+    connect_to_kernel_server(empty_ns, PEER6, "ustcpc6")
