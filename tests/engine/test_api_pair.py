@@ -479,7 +479,7 @@ async def test_dual_stack_listener_and_v6_literals_with_loss(autojump_clock: Moc
         server = await listener.accept()
         assert server.remote_address == (A_ADDR6, v6.local_address[1])
         assert v6.socket.family == socket.AF_INET6 and v4.socket.family == socket.AF_INET
-        assert v6.connection.advmss == 1500 - 60
+        assert v6.connection.rcv.advmss == 1500 - 60
         await exchange(v6, server, MB)
         assert b.counters["Ip6InReceives"] > 0 and a.counters["TcpRetransSegs"] > 0
         with pytest.raises(OSError):

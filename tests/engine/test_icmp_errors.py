@@ -30,7 +30,7 @@ def test_any_error_ends_syn_sent_with_its_errno(err: int, kind: type[OSError]) -
     """tcp_v4_err: in SYN_SENT the attempt ends at once, soft error or hard (RFC 5461 4.1)."""
     engine = TcpEngine(StackConfig(), Counters(), seed=1)
     conn = engine.connect(0.0, A_IP, B_IP, 80)
-    assert engine.on_icmp_error(0.5, A_IP, conn.local_port, B_IP, 80, conn.iss, err, False)
+    assert engine.on_icmp_error(0.5, A_IP, conn.local_port, B_IP, 80, conn.snd.iss, err, False)
     assert conn.state == State.CLOSE and conn.key not in engine.connections
     error = conn.take_error()
     assert type(error) is kind and error.errno == err
@@ -40,7 +40,7 @@ def test_any_error_ends_syn_sent_with_its_errno(err: int, kind: type[OSError]) -
 def test_error_outside_snd_una_snd_nxt_is_dropped() -> None:
     engine = TcpEngine(StackConfig(), Counters(), seed=1)
     conn = engine.connect(0.0, A_IP, B_IP, 80)
-    for seq in (conn.iss - 1, conn.iss + 2):
+    for seq in (conn.snd.iss - 1, conn.snd.iss + 2):
         engine.on_icmp_error(0.5, A_IP, conn.local_port, B_IP, 80, seq & 0xFFFFFFFF,
                              errno.ECONNREFUSED, True)
     assert conn.state == State.SYN_SENT and conn.take_error() is None
@@ -53,7 +53,7 @@ def test_established_remembers_a_soft_error_and_reports_it_on_timeout() -> None:
     net.filter = lambda sent: 0  # the path dies
     client.send(net.now, b"x" * 1000)
     net.run(net.now + 0.01)
-    net.a.on_icmp_error(net.now, A_IP, client.local_port, B_IP, 80, client.snd_una,
+    net.a.on_icmp_error(net.now, A_IP, client.local_port, B_IP, 80, client.snd.snd_una,
                         errno.EHOSTUNREACH, False)
     assert client.state == State.ESTABLISHED and client.take_error() is None
     assert client.err_soft == errno.EHOSTUNREACH

@@ -26,8 +26,8 @@ def test_handshake_announces_the_v6_mss(net: Net) -> None:
     _, client, server = open_pair(net, a_ip=A_IP6, b_ip=B_IP6)
     syn = net.log[0].seg
     assert syn.options.mss == 1500 - 60  # tcp_v6 MSS: 40 bytes of IPv6 header, 20 of TCP
-    assert client.advmss == server.advmss == 1440
-    assert client.mss == server.mss == 1440 - 12  # timestamps on
+    assert client.rcv.advmss == server.rcv.advmss == 1440
+    assert client.snd.mss == server.snd.mss == 1440 - 12  # timestamps on
     assert client.name == f"[fd00::1]:{client.local_port}>[fd00::2]:80"
     assert client.tcp_info(net.now)["tcpi_pmtu"] == 1500
     assert all(len(s.src) == len(s.dst) == 16 for s in net.log)
@@ -71,7 +71,7 @@ def test_syncookies_use_the_v6_mss_table(peer_mss: int, cookie_mss: int) -> None
     assert engine.counters["TcpExtSyncookiesRecv"] == 1
     conn = listener.accept()
     assert conn is not None
-    assert conn.mss_clamp == cookie_mss and conn.sack_ok and conn.snd_wscale == 7
+    assert conn.snd.mss_clamp == cookie_mss and conn.snd.sack_ok and conn.snd.snd_wscale == 7
     assert conn.recv(2.0, 100) == b"v6 cookie"
 
 
@@ -96,7 +96,7 @@ def test_time_wait_reopen_and_tw_reuse_over_v6() -> None:
     entry = net.a.time_wait.entries[client.key]
     net.run(net.now + 1.5)
     again = net.a.connect(net.now, A_IP6, B_IP6, 80, local_port=client.local_port)
-    assert again.iss == (entry.snd_nxt + 65537) & 0xFFFFFFFF  # tcp_twsk_unique
+    assert again.snd.iss == (entry.snd_nxt + 65537) & 0xFFFFFFFF  # tcp_twsk_unique
     net.run(net.now + 0.5)
     assert again.state == State.ESTABLISHED
     assert client.key not in net.a.time_wait.entries  # reused
@@ -107,8 +107,8 @@ def test_paws_over_v6(net: Net) -> None:
     client.send(net.now, b"fresh")
     net.run(net.now + 0.1)
     assert drain(server, net.now) == b"fresh"
-    dup = TcpSegment(client.local_port, 80, server.rcv_nxt, server.snd_nxt, ACK, 1000,
-                     TcpOptions(ts_val=(server.ts_recent - 10) & 0xFFFFFFFF, ts_ecr=0),
+    dup = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, server.snd.snd_nxt, ACK, 1000,
+                     TcpOptions(ts_val=(server.rcv.ts_recent - 10) & 0xFFFFFFFF, ts_ecr=0),
                      b"stale")
     net.b.on_segment(net.now, A_IP6, B_IP6, dup)
     assert net.b.counters["TcpExtPAWSEstab"] == 1

@@ -151,8 +151,8 @@ def test_syn_queue_full_with_cookies_answers_statelessly() -> None:
     assert conn is not None
     assert conn.recv(peer.now, 100) == b"via cookie"
     # With timestamps, window scale and SACK came back from the TSval bits.
-    assert conn.ts_ok and conn.sack_ok and conn.snd_wscale == 7
-    assert conn.mss == 1460 - 12
+    assert conn.rcv.ts_ok and conn.snd.sack_ok and conn.snd.snd_wscale == 7
+    assert conn.snd.mss == 1460 - 12
 
 
 def test_ack_of_a_cookie_completes_although_a_later_copy_of_the_syn_made_an_entry() -> None:
@@ -202,7 +202,7 @@ def test_a_duplicate_ack_after_data_completes_a_cookie_and_no_byte_is_lost() -> 
     for _ in range(4):
         assert peer.listener.accept() is not None
     conn = peer.listener.accept()
-    assert conn is not None and conn.rcv_nxt == 1001
+    assert conn is not None and conn.rcv.rcv_nxt == 1001
     peer.ack(10, cookie_synack, data=b"x")  # the byte, retransmitted at ISN + 1
     assert conn.recv(peer.now, 10) == b"x"
 
@@ -224,7 +224,7 @@ def test_syncookies_always_keeps_options_without_timestamps_loses_them() -> None
     peer.ack(1, synack, ts=False)
     conn = peer.listener.accept()
     assert conn is not None
-    assert not conn.ts_ok and not conn.sack_ok and not conn.wscale_ok  # as in Linux
+    assert not conn.rcv.ts_ok and not conn.snd.sack_ok and not conn.wscale_ok  # as in Linux
 
 
 def test_forged_or_stale_cookie_is_rejected() -> None:
@@ -309,6 +309,6 @@ def test_maxseg_clamps_what_we_announce_on_both_paths(syncookies: int) -> None:
     conn = peer.listener.accept()
     assert conn is not None
     assert peer.counters["TcpExtSyncookiesRecv"] == (1 if syncookies else 0)
-    assert conn.advmss == 1000
+    assert conn.rcv.advmss == 1000
     assert conn.tcp_info(peer.now)["tcpi_advmss"] == 1000 - 12
-    assert conn.mss == 1000 - 12
+    assert conn.snd.mss == 1000 - 12

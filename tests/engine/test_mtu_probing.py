@@ -34,7 +34,7 @@ def test_black_hole_stalls_without_probing() -> None:
     client.send(net.now, os.urandom(100_000))
     net.run(net.now + 60)
     assert drain(server, net.now) == b""  # every full-sized segment vanished
-    assert client.mss == 1448 and net.a.counters["TcpExtTCPTimeouts"] >= 5
+    assert client.snd.mss == 1448 and net.a.counters["TcpExtTCPTimeouts"] >= 5
 
 
 def test_black_hole_survived_with_tcp_mtu_probing_1() -> None:
@@ -45,9 +45,9 @@ def test_black_hole_survived_with_tcp_mtu_probing_1() -> None:
     assert transfer(net, client, server, data, limit=120) == data
     # black hole suspected after tcp_retries1 (3 s of retransmitting): MSS to base_mss's,
     # then probes climb to within tcp_probe_threshold of the hole's 1280
-    assert client.mtup.enabled and net.now - start < 10
-    assert HOLE - 52 - 8 <= client.mss <= HOLE - 52
-    assert client.mtup.search_high - client.mtup.search_low < 8
+    assert client.snd.mtup.enabled and net.now - start < 10
+    assert HOLE - 52 - 8 <= client.snd.mss <= HOLE - 52
+    assert client.snd.mtup.search_high - client.snd.mtup.search_low < 8
     assert net.a.counters["TcpExtTCPMTUPFail"] >= 1  # a probe above 1280 was lost
     assert net.a.counters["TcpExtTCPMTUPSuccess"] >= 2
     late = [s for s in net.log if s.src == A_IP and s.t > net.now - 0.5 and s.seg.payload]
@@ -59,11 +59,11 @@ def test_probing_2_starts_at_base_mss_and_climbs_to_the_path_mtu() -> None:
     config.tcp_mtu_probing = 2
     net = Net(config_a=config)
     _, client, server = open_pair(net)
-    assert client.mss == 1024 - 12  # held at search_low from the start
+    assert client.snd.mss == 1024 - 12  # held at search_low from the start
     data = os.urandom(2_000_000)
     assert transfer(net, client, server, data, limit=120) == data
     assert net.a.counters["TcpExtTCPMTUPSuccess"] >= 2
-    assert client.mss > 1400 and client.mtup.search_low > 1450
+    assert client.snd.mss > 1400 and client.snd.mtup.search_low > 1450
     assert client.state == State.ESTABLISHED
 
 
@@ -75,5 +75,5 @@ def test_lost_probe_lowers_search_high_and_keeps_cwnd() -> None:
     data = os.urandom(1_000_000)
     assert transfer(net, client, server, data, limit=120) == data
     assert net.a.counters["TcpExtTCPMTUPFail"] >= 1
-    assert client.mtup.search_high < 1500 and client.mss <= HOLE - 52
+    assert client.snd.mtup.search_high < 1500 and client.snd.mss <= HOLE - 52
     assert net.a.counters["TcpExtTCPMTUPSuccess"] >= 1  # found something above 1064

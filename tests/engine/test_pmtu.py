@@ -35,28 +35,28 @@ def loaded(net: Net, client: Connection, size: int = 60_000) -> None:
     net.delay = 0.05
     client.send(net.now, b"x" * size)
     net.run(net.now + 0.001)
-    assert client.packets_out > 1
+    assert client.snd.rtx.packets_out > 1
 
 
 def too_big(net: Net, client: Connection, mtu: int, seq: int | None = None) -> bool:
-    return net.a.on_icmp_error(net.now, *client.key, client.snd_una if seq is None else seq,
+    return net.a.on_icmp_error(net.now, *client.key, client.snd.snd_una if seq is None else seq,
                                errno.EMSGSIZE, False, mtu)
 
 
 def test_in_window_packet_too_big_lowers_the_mss_and_resends_at_once(net: Net) -> None:
     _, client, server = open_pair(net)
-    assert client.mss == 1448 and client.tcp_info(net.now)["tcpi_pmtu"] == 1500
+    assert client.snd.mss == 1448 and client.tcp_info(net.now)["tcpi_pmtu"] == 1500
     loaded(net, client)
     before = net.a.counters["TcpRetransSegs"]
     sent = len(net.log)
     assert too_big(net, client, 1280)
-    assert client.mss == 1280 - 40 - 12 and client.pmtu_cookie == 1280
+    assert client.snd.mss == 1280 - 40 - 12 and client.snd.pmtu_cookie == 1280
     assert client.tcp_info(net.now)["tcpi_pmtu"] == 1280
-    assert client.ccs.ca_state == CA_LOSS
+    assert client.snd.ccs.ca_state == CA_LOSS
     net.flush()
     resent = [s.seg for s in net.log[sent:] if s.seg.payload]
     assert resent and all(len(s.payload) <= 1228 for s in resent)  # at once, same instant
-    assert resent[0].seq == client.snd_una
+    assert resent[0].seq == client.snd.snd_una
     assert net.a.counters["TcpRetransSegs"] > before
     net.run(net.now + 5)
     assert drain(server, net.now) == b"x" * 60_000
@@ -66,10 +66,10 @@ def test_in_window_packet_too_big_lowers_the_mss_and_resends_at_once(net: Net) -
 def test_out_of_window_or_larger_changes_nothing(net: Net) -> None:
     _, client, _ = open_pair(net)
     loaded(net, client)
-    assert too_big(net, client, 1280, seq=(client.snd_nxt + 1000) & 0xFFFFFFFF)
+    assert too_big(net, client, 1280, seq=(client.snd.snd_nxt + 1000) & 0xFFFFFFFF)
     assert net.a.counters["TcpExtOutOfWindowIcmps"] == 1
     assert too_big(net, client, 9000)  # only lowers
-    assert client.mss == 1448 and net.a.path_mtu(client.remote_ip) == 1500
+    assert client.snd.mss == 1448 and net.a.path_mtu(client.remote_ip) == 1500
 
 
 def test_min_pmtu_floor_and_soft_error(net: Net) -> None:
@@ -77,26 +77,26 @@ def test_min_pmtu_floor_and_soft_error(net: Net) -> None:
     loaded(net, client)
     too_big(net, client, 300)
     assert net.a.path_mtu(client.remote_ip) == 552  # net.ipv4.route.min_pmtu
-    assert client.mss == 552 - 40 - 12 and client.err_soft == errno.EMSGSIZE
+    assert client.snd.mss == 552 - 40 - 12 and client.err_soft == errno.EMSGSIZE
 
 
 def test_ipv6_below_1280_is_ignored_and_1280_accepted(net: Net) -> None:
     _, client, _ = open_pair(net, a_ip=A_IP6, b_ip=B_IP6)
     loaded(net, client)
     too_big(net, client, 1000)
-    assert client.mss == 1440 - 12
+    assert client.snd.mss == 1440 - 12
     too_big(net, client, 1280)
-    assert client.mss == 1280 - 60 - 12
+    assert client.snd.mss == 1280 - 60 - 12
 
 
 def test_handshake_survives_packet_too_big() -> None:
     net = Net()
     net.b.listen(0.0, B_IP, 80, 4)
     client = net.a.connect(0.0, A_IP, B_IP, 80)
-    assert too_big(net, client, 1280, seq=client.iss)
+    assert too_big(net, client, 1280, seq=client.snd.iss)
     assert client.state == State.SYN_SENT  # frag needed never ends a handshake
     net.run(1.0)
-    assert client.state == State.ESTABLISHED and client.mss == 1280 - 40 - 12
+    assert client.state == State.ESTABLISHED and client.snd.mss == 1280 - 40 - 12
 
 
 def test_learned_mtu_expires_and_the_mss_comes_back() -> None:
@@ -106,10 +106,10 @@ def test_learned_mtu_expires_and_the_mss_comes_back() -> None:
     loaded(net, client)
     too_big(net, client, 1280)
     net.run(net.now + 599)
-    assert client.mss == 1228 and client.state == State.ESTABLISHED
+    assert client.snd.mss == 1228 and client.state == State.ESTABLISHED
     net.run(net.now + 2)
     assert net.a.path_mtu(client.remote_ip) == 1500 and len(net.a.pmtu) == 0
-    assert client.mss == 1448 and client.pmtu_cookie == 1500
+    assert client.snd.mss == 1448 and client.snd.pmtu_cookie == 1500
 
 
 def test_cache_is_bounded() -> None:
@@ -155,7 +155,7 @@ async def test_download_over_a_1280_path(autojump_clock: MockClock, v6: bool) ->
             nursery.cancel_scope.cancel()
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
     conn = client.connection
-    assert conn.mss == 1280 - (60 if v6 else 40) - 12
+    assert conn.snd.mss == 1280 - (60 if v6 else 40) - 12
     assert conn.tcp_info(trio.current_time())["tcpi_pmtu"] == 1280
     assert ca["UstcpImpairPmtuDrops"] >= 1
     assert ca["Icmp6InPktTooBigs" if v6 else "IcmpInDestUnreachs"] == ca["UstcpImpairPmtuDrops"]

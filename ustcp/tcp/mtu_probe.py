@@ -20,17 +20,17 @@ do; the connection calls them from its MSS sync, its send loop, its RTO and ACK 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
+from ..config import StackConfig
 from ..mib import Mib
-from .congestion.base import CA_CWR, CA_OPEN
+from ..wire.tcp import TcpSegment
+from .congestion.base import CA_CWR, CA_OPEN, CcState
+from .host import Host
 from .options import TS_OPTION_LEN
 from .seq import after, seq_add, seq_diff
-
-if TYPE_CHECKING:
-    from .connection import Connection
 
 log = structlog.get_logger("ustcp.tcp")
 
@@ -54,27 +54,61 @@ class MtuProbe:
         self.probe_seq_end = 0
 
 
-def _headers(conn: Connection) -> int:
+class _ReceiveSide(Protocol):
+    @property
+    def ts_ok(self) -> bool: ...
+
+    def sack_block_count(self) -> int: ...
+
+
+class Probing(Protocol):
+    """What the search needs of the sender (``sender.Sender``)."""
+
+    config: StackConfig
+    host: Host
+    name: str
+    remote_ip: bytes
+    mss: int
+    ccs: CcState
+    reordering: int
+    write_seq: int
+    snd_nxt: int
+    snd_una: int
+    snd_wnd: int
+    mtup: MtuProbe
+
+    @property
+    def rcv(self) -> _ReceiveSide: ...
+
+    def in_flight(self) -> int: ...
+
+    def resync_mss(self, now: float) -> None: ...
+
+    def send_probe(self, now: float, size: int) -> TcpSegment: ...
+
+    def retransmits_timed_out(self, now: float, boundary: int) -> bool: ...
+
+
+def _headers(conn: Probing) -> int:
     return (40 if len(conn.remote_ip) == 16 else 20) + TCP_HEADER
 
 
-def mtu_to_mss(conn: Connection, mtu: int) -> int:
+def mtu_to_mss(conn: Probing, mtu: int) -> int:
     """__tcp_mtu_to_mss: payload room of a segment without options."""
     return max(mtu - _headers(conn), conn.config.tcp_min_snd_mss)
 
 
-def mss_to_mtu(conn: Connection, mss: int) -> int:
+def mss_to_mtu(conn: Probing, mss: int) -> int:
     return mss + _headers(conn)
 
 
-def init(conn: Connection, now: float) -> MtuProbe:
+def init(config: StackConfig, remote_ip: bytes, path_mtu: int, now: float) -> MtuProbe:
     """tcp_mtup_init."""
-    cfg = conn.config
-    return MtuProbe(cfg.tcp_mtu_probing > 1, mss_to_mtu(conn, cfg.tcp_base_mss),
-                    conn.host.path_mtu(conn.remote_ip), now)
+    headers = (40 if len(remote_ip) == 16 else 20) + TCP_HEADER
+    return MtuProbe(config.tcp_mtu_probing > 1, config.tcp_base_mss + headers, path_mtu, now)
 
 
-def clamp(conn: Connection, mss: int, pmtu: int) -> int:
+def clamp(conn: Probing, mss: int, pmtu: int) -> int:
     """tcp_sync_mss's part: the search cannot go above the path MTU, and while probing is on
     the MSS is held at what ``search_low`` allows."""
     mtup = conn.mtup
@@ -84,7 +118,7 @@ def clamp(conn: Connection, mss: int, pmtu: int) -> int:
     return mss
 
 
-def black_hole(conn: Connection, now: float) -> None:
+def black_hole(conn: Probing, now: float) -> None:
     """tcp_mtu_probing: retransmissions are timing out. The first time probing turns on
     (the MSS falls to tcp_base_mss's); after that each suspicion halves ``search_low``'s MSS
     (no lower than tcp_mtu_probe_floor)."""
@@ -99,10 +133,10 @@ def black_hole(conn: Connection, now: float) -> None:
         mss = max(min(cfg.tcp_base_mss, mss), cfg.tcp_mtu_probe_floor, cfg.tcp_min_snd_mss)
         mtup.search_low = mss_to_mtu(conn, mss)
     log.info("mtu_black_hole", conn=conn.name, search_low=mtup.search_low)
-    conn.sync_mss(now)
+    conn.resync_mss(now)
 
 
-def on_rto(conn: Connection, now: float) -> None:
+def on_rto(conn: Probing, now: float) -> None:
     """The RTO fired: a probe that was the first unacknowledged segment failed; and after
     tcp_retries1's worth of retransmitting, a black hole is suspected."""
     mtup = conn.mtup
@@ -112,16 +146,16 @@ def on_rto(conn: Connection, now: float) -> None:
         black_hole(conn, now)
 
 
-def maybe_send_probe(conn: Connection, now: float) -> None:
+def maybe_send_probe(conn: Probing, now: float) -> None:
     """tcp_mtu_probe: with probing on, the connection calm (open state, cwnd >= 11, no SACK
     blocks to send), no probe out and enough queued data, one segment of the MTU halfway up
     the search range goes out ahead of the data; the rest follows at the current MSS."""
     mtup, ccs = conn.mtup, conn.ccs
     if not mtup.enabled or mtup.probe_size or ccs.ca_state != CA_OPEN \
-            or ccs.snd_cwnd < PROBE_MIN_CWND or conn.rcv_buf.ofo or conn.pending_dsack:
+            or ccs.snd_cwnd < PROBE_MIN_CWND or conn.rcv.sack_block_count():
         return
     probe_mtu = (mtup.search_high + mtup.search_low) >> 1
-    ts = TS_OPTION_LEN if conn.ts_ok else 0
+    ts = TS_OPTION_LEN if conn.rcv.ts_ok else 0
     size = mtu_to_mss(conn, probe_mtu) - ts
     if probe_mtu > mtup.search_high or mtup.search_high - mtup.search_low < \
             conn.config.tcp_probe_threshold or size <= conn.mss:
@@ -139,38 +173,37 @@ def maybe_send_probe(conn: Connection, now: float) -> None:
     log.debug("mtu_probe", conn=conn.name, probe_mtu=probe_mtu, size=size)
 
 
-def on_ack(conn: Connection, now: float) -> None:
+def on_ack(conn: Probing, now: float) -> None:
     """tcp_clean_rtx_queue: the probe is acknowledged: ``search_low`` rises to it, the MSS
     with it, cwnd kept in bytes (tcp_mtup_probe_success)."""
     mtup = conn.mtup
     if not mtup.probe_size or after(mtup.probe_seq_end, conn.snd_una):
         return
     ccs = conn.ccs
-    old_mtu = mss_to_mtu(conn, conn.mss + (TS_OPTION_LEN if conn.ts_ok else 0))
+    old_mtu = mss_to_mtu(conn, conn.mss + (TS_OPTION_LEN if conn.rcv.ts_ok else 0))
     ccs.snd_cwnd = max(1, ccs.snd_cwnd * old_mtu // mtup.probe_size)
     ccs.snd_cwnd_cnt = 0
     mtup.search_low = mtup.probe_size
     mtup.probe_size = 0
     conn.host.counters.inc(Mib.TcpExtTCPMTUPSuccess)
     log.info("mtu_probe_success", conn=conn.name, search_low=mtup.search_low)
-    conn.sync_mss(now)
+    conn.resync_mss(now)
 
 
-def on_dubious_ack(conn: Connection, now: float) -> bool:
+def probe_lost(conn: Probing) -> bool:
     """tcp_fastretrans_alert's first check: the probe is the first hole, so it was lost:
-    no cwnd reduction, ``search_high`` falls below it, and what no longer fits is resent.
-    True when handled so."""
+    ``search_high`` falls below it and the cwnd the probe took comes back; the caller
+    resends what no longer fits (tcp_simple_retransmit). True when so."""
     mtup = conn.mtup
     if conn.ccs.ca_state >= CA_CWR or not mtup.probe_size \
             or conn.snd_una != mtup.probe_seq_start:
         return False
     _probe_failed(conn)
     conn.ccs.snd_cwnd += 1
-    conn.simple_retransmit(now)
     return True
 
 
-def _probe_failed(conn: Connection) -> None:
+def _probe_failed(conn: Probing) -> None:
     mtup = conn.mtup
     mtup.search_high = mtup.probe_size - 1
     mtup.probe_size = 0
@@ -178,14 +211,14 @@ def _probe_failed(conn: Connection) -> None:
     log.info("mtu_probe_failed", conn=conn.name, search_high=mtup.search_high)
 
 
-def _check_reprobe(conn: Connection, now: float) -> None:
+def _check_reprobe(conn: Probing, now: float) -> None:
     """tcp_mtu_check_reprobe: after tcp_probe_interval, search again from the current MSS up
     to the path MTU."""
     mtup = conn.mtup
     if now - mtup.probe_timestamp < conn.config.tcp_probe_interval:
         return
     mtup.search_high = conn.host.path_mtu(conn.remote_ip)
-    mtup.search_low = mss_to_mtu(conn, conn.mss + (TS_OPTION_LEN if conn.ts_ok else 0))
+    mtup.search_low = mss_to_mtu(conn, conn.mss + (TS_OPTION_LEN if conn.rcv.ts_ok else 0))
     mtup.probe_size = 0
     mtup.probe_timestamp = now
 
