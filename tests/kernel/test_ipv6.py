@@ -1,5 +1,6 @@
-"""The daemon over IPv6 against the Linux kernel: curl -6, nc -6, ping -6, 20 MB each way
-with hashes, ``ustcp connect`` to a kernel server on a v6 literal, ss and nstat showing v6.
+"""The daemon over IPv6 against the Linux kernel: nc -6, ping -6, ``ustcp connect`` to a
+kernel server on a v6 literal, ss and nstat showing v6 (curl -6 with 20 MB each way and
+their hashes is in test_daemon.py, beside curl -4).
 
 One daemon with the defaults, dual-stack (``--addr6 fd77::2``, ``--peer6 fd77::1/64``),
 serves the module's tests in a namespace of its own.
@@ -7,25 +8,19 @@ serves the module's tests in a namespace of its own.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.kernel.nsutil import Daemon, connect_to_kernel_server, peer_cmd, ustcp_cmd
-from ustcp.apps.http import content
 from ustcp.defaults import DEFAULT_ADDR6, DEFAULT_PEER6
 
 pytestmark = pytest.mark.kernel
 
-MB20 = 20_000_000
 ADDR6 = DEFAULT_ADDR6
 PEER6 = DEFAULT_PEER6.partition("/")[0]
-URL = f"http://[{ADDR6}]"
 
 
 @pytest.fixture(scope="module")
@@ -34,35 +29,11 @@ def v6_daemon(shared_daemon: Daemon) -> Daemon:
     return shared_daemon
 
 
-def curl6(d: Daemon, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    return d.run("curl", "-6", "-s", "-S", "-m", str(int(timeout) - 5), *args, timeout=timeout)
-
-
 def nstat(d: Daemon) -> dict[str, int]:
     done = d.run(*ustcp_cmd("nstat", "-a", "-s", "--json"))
     assert done.returncode == 0, done.stderr
     counters: dict[str, int] = json.loads(done.stdout)["kernel"]
     return counters
-
-
-def test_curl_6_downloads_20mb_with_the_right_hash(v6_daemon: Daemon) -> None:
-    done = curl6(v6_daemon, f"{URL}/bytes/{MB20}")
-    assert done.returncode == 0, done.stderr
-    expected = hashlib.sha256()
-    for chunk in content(MB20):
-        expected.update(chunk)
-    assert len(done.stdout) == MB20
-    assert hashlib.sha256(done.stdout).digest() == expected.digest()
-
-
-def test_curl_6_uploads_20mb_with_the_right_hash(v6_daemon: Daemon, tmp_path: Path) -> None:
-    body = os.urandom(MB20)
-    path = tmp_path / "body"
-    path.write_bytes(body)
-    done = curl6(v6_daemon, "--data-binary", f"@{path}",
-                 "-H", "Content-Type: application/octet-stream", f"{URL}/sha256")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.decode() == hashlib.sha256(body).hexdigest()
 
 
 def test_ping_6(v6_daemon: Daemon) -> None:
