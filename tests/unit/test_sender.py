@@ -30,11 +30,16 @@ class FakeHost:
         self.config = config
         self.counters = Counters()
         self.isn = IsnGenerator(b"k" * 32)
-        self.mss_for_mtu = MSS
         self.gso_max_size = 0
         self.orphan_count = 0
         self.sent: list[TcpSegment] = []
         self.woken = 0
+
+    def path_mtu(self, remote_ip: bytes) -> int:
+        return MSS + 40
+
+    def mss_for(self, remote_ip: bytes) -> int:
+        return MSS
 
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         self.sent.append(seg)
@@ -56,7 +61,8 @@ def make_sender(iss: int, *, sack: bool = True, **cfg: Any) -> tuple[Sender, Fak
     owner = FakeOwner()
     rtt = RtoEstimator()
     box: list[Sender] = []
-    rcv = Receiver(host, owner, SockOpts(nodelay=True), 0.0, rtt=rtt,  # type: ignore[arg-type]
+    rcv = Receiver(host, owner, SockOpts(nodelay=True), 0.0,  # type: ignore[arg-type]
+                   advmss=MSS, rtt=rtt,
                    rto_value=lambda: box[0].rto_value())
     rcv.init_seq(5000)
     snd = Sender(host, owner, rcv, rtt, (b"\x0a\0\0\x01", 1, b"\x0a\0\0\x02", 2),  # type: ignore[arg-type]

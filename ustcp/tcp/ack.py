@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..mib import Mib
 from ..wire.tcp import FIN, SYN, TcpSegment
-from . import recovery
+from . import mtu_probe, recovery
 from .congestion.base import CA_OPEN
 from .seq import after, before, seq_add, seq_diff
 from .timers import XmitTimer
@@ -54,6 +54,7 @@ def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
         acked_pkts = clean_rtx(snd, now, ack, seg, prior_fack)
         snd.snd_una = ack
         snd.ccs.snd_una = ack
+        mtu_probe.on_ack(snd, now)  # the probe acknowledged: the MSS may rise (RFC 4821)
         snd.backoff = 0
         snd.retransmits = 0
         snd.retrans_stamp = 0.0

@@ -16,7 +16,6 @@ inet_connection_sock.c, syncookies.c), with the same knobs and counters:
 
 from __future__ import annotations
 
-import socket
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..mib import Mib
+from ..wire.addr import endpoint
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
@@ -65,7 +65,7 @@ class Listener:
         self.last_overflow = -1e9  # tcp_synq_overflow: when cookies were last needed
         self.heap_when: float | None = None
         self._timers: TimerHeap[tuple[bytes, int, bytes, int]] = TimerHeap()  # SYN queue
-        self.name = f"{socket.inet_ntoa(local_ip)}:{port}"
+        self.name = endpoint(local_ip, port)
 
     def set_backlog(self, backlog: int) -> None:
         """listen(2): the accept queue holds min(backlog, somaxconn) (Linux
@@ -161,7 +161,7 @@ class Listener:
     def _make_request(self, now: float, local_ip: bytes, remote_ip: bytes,
                       seg: TcpSegment) -> RequestSock:
         e = self.host
-        neg = peer_offer(e.config, self.sockopts, e.mss_for_mtu, seg.options)
+        neg = peer_offer(e.config, self.sockopts, e.mss_for(remote_ip), seg.options)
         return self._request(now, local_ip, remote_ip, seg,
                              e.isn.isn(now, local_ip, self.port, remote_ip, seg.src_port),
                              seg.seq, neg)
@@ -253,7 +253,7 @@ class Listener:
             if decoded is None:
                 return None  # cookie_timestamp_decode failed: Linux drops it, RST follows
             ts, sack, snd_wscale = True, decoded.sack_ok, decoded.snd_wscale
-        neg = negotiate(e.config, self.sockopts, e.mss_for_mtu, ts=ts, sack=sack,
+        neg = negotiate(e.config, self.sockopts, e.mss_for(remote_ip), ts=ts, sack=sack,
                         wscale=snd_wscale, mss=mss)
         return self._request(now, local_ip, remote_ip, seg, cookie, peer_isn, neg,
                              from_cookie=True)
@@ -328,6 +328,22 @@ class Listener:
         e.touch(conn)  # the host touches what it hands a segment to: this one it did not
         e.wake(self)
 
+    def on_icmp_error(self, now: float, key: tuple[bytes, int, bytes, int], seq: int,
+                      fatal: bool) -> bool:
+        """tcp_req_err: an ICMP error about our SYN-ACK. It must quote the request's ISN
+        (else TcpExtOutOfWindowIcmps); a fatal one drops the request (TcpExtListenDrops),
+        others leave it to its SYN-ACK timer. False when no request matches."""
+        req = self.syn_queue.get(key)
+        if req is None:
+            return False
+        c = self.host.counters
+        if seq != req.iss:
+            c.inc(Mib.TcpExtOutOfWindowIcmps)
+        elif fatal:
+            self._drop_request(req)
+            c.inc(Mib.TcpExtListenDrops)
+        return True
+
     def _drop_request(self, req: RequestSock) -> None:
         self.syn_queue.pop(req.key, None)
 
@@ -358,7 +374,7 @@ class Listener:
                 self._drop_request(req)
                 e.counters.inc(Mib.UstcpSynRecvTimeout)
                 log.debug("syn_recv_timeout", listener=self.name,
-                          peer=f"{socket.inet_ntoa(req.remote_ip)}:{req.remote_port}")
+                          peer=endpoint(req.remote_ip, req.remote_port))
                 continue
             req.num_timeout += 1
             if resend:

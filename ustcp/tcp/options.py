@@ -35,6 +35,7 @@ class SockOpts:
     keepintvl: int = 0  # TCP_KEEPINTVL seconds, 0 = net.ipv4.tcp_keepalive_intvl
     keepcnt: int = 0  # TCP_KEEPCNT, 0 = net.ipv4.tcp_keepalive_probes
     congestion: str | None = None  # TCP_CONGESTION, None = net.ipv4.tcp_congestion_control
+    v6only: bool = False  # IPV6_V6ONLY: a listener on :: takes IPv6 only, not IPv4 too
 
     def copy(self) -> SockOpts:
         return dataclasses.replace(self)

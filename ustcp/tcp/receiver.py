@@ -86,7 +86,7 @@ class Receiver:
     )
 
     def __init__(self, host: Host, owner: Wakeable, sockopts: SockOpts, now: float, *,
-                 rtt: RtoEstimator, rto_value: Callable[[], float]) -> None:
+                 advmss: int, rtt: RtoEstimator, rto_value: Callable[[], float]) -> None:
         config = host.config
         self.host = host
         self.owner = owner  # the connection: the host wakes its readers
@@ -116,7 +116,7 @@ class Receiver:
         self.fin_received = False
         self.ofo_fin: int | None = None  # sequence number of an out-of-order FIN
         self.pending_dsack: tuple[int, int] | None = None
-        self.advmss = host.mss_for_mtu  # the MSS we announced
+        self.advmss = advmss  # the MSS we announce (the route's, host.mss_for)
         self.rcv_mss = 536  # estimate of the peer's segment size (icsk_ack.rcv_mss)
         # Timestamps (RFC 7323): our clock's offset and what we echo.
         self.ts_ok = False
@@ -280,6 +280,10 @@ class Receiver:
             blocks.append(self.pending_dsack)
         blocks += self.rcv_buf.sack_blocks(4)
         return blocks[:max_blocks]
+
+    def sack_block_count(self) -> int:
+        """How many SACK blocks the next ACK may carry (for tcp_current_mss)."""
+        return len(self.rcv_buf.ofo) + (self.pending_dsack is not None)
 
     def sequence_ok(self, seg: TcpSegment) -> bool:
         """RFC 9293 3.10.7.4 acceptability, as Linux tcp_sequence checks it: the segment

@@ -38,6 +38,7 @@ import structlog
 from ..config import StackConfig
 from ..mib import Mib
 from ..wire.tcp import ACK, FIN, PSH, RST, TcpOptions, TcpSegment
+from . import mtu_probe
 from .buffers import SendBuffer
 from .congestion import make_congestion_control
 from .congestion.base import (
@@ -55,7 +56,7 @@ from .receiver import TCP_INIT_CWND, Receiver
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .rtxqueue import RtxQueue, TxRecord
 from .seq import after, before, seq_add, seq_diff
-from .states import State
+from .states import SYNCHRONIZED, State
 from .timers import XmitTimer
 
 log = structlog.get_logger("ustcp.tcp")
@@ -107,8 +108,10 @@ class Sender:
         "max_window",
         "mss",
         "mss_clamp",
+        "mtup",
         "name",
         "owner",
+        "pmtu_cookie",
         "prior_cwnd",
         "probes_out",
         "prr_delivered",
@@ -177,6 +180,8 @@ class Sender:
         # MSS.
         self.mss_clamp = 536  # what the peer announced
         self.mss = 536  # effective send MSS: payload bytes per segment, options excluded
+        self.pmtu_cookie = host.path_mtu(self.remote_ip)  # icsk_pmtu_cookie: the MSS's MTU
+        self.mtup = mtu_probe.init(cfg, self.remote_ip, self.pmtu_cookie, now)  # icsk_mtup
         # Retransmission and persist timers.
         self.rtt = rtt
         self.backoff = 0
@@ -228,11 +233,13 @@ class Sender:
         self.high_seq = iss
 
     def sync_mss(self, mss_clamp: int) -> None:
-        """Effective send MSS (tcp_sync_mss / tcp_current_mss): the peer's MSS
-        (``mss_clamp``), the user's TCP_MAXSEG clamp, less the timestamp option every
-        segment carries."""
+        """Effective send MSS (tcp_sync_mss / tcp_current_mss): what the path MTU allows
+        (and PLPMTUD's search, mtu_probe.clamp), the peer's MSS (``mss_clamp``), the user's
+        TCP_MAXSEG clamp, less the timestamp option every segment carries."""
         self.mss_clamp = mss_clamp
-        mss = min(mss_clamp, self.rcv.advmss)
+        self.pmtu_cookie = self.host.path_mtu(self.remote_ip)
+        mss = mtu_probe.clamp(self, min(mss_clamp, self.host.mss_for(self.remote_ip)),
+                              self.pmtu_cookie)
         if self.sockopts.maxseg:
             mss = min(mss, self.sockopts.maxseg)
         if self.rcv.ts_ok:
@@ -307,8 +314,7 @@ class Sender:
         so that no frame outgrows the path MTU (tcp_current_mss)."""
         if not self.sack_ok:
             return self.mss
-        rcv = self.rcv
-        blocks = len(rcv.rcv_buf.ofo) + (rcv.pending_dsack is not None)
+        blocks = self.rcv.sack_block_count()
         if not blocks:
             return self.mss
         return self.mss - 4 - 8 * min(blocks, 3 if self.rcv.ts_ok else 4)
@@ -323,6 +329,7 @@ class Sender:
             self._cwnd_validate(self.rtx.in_flight() >= ccs.snd_cwnd)
             self.check_probe_timer(now)
             return
+        mtu_probe.maybe_send_probe(self, now)  # RFC 4821: one larger segment ahead of the data
         mss = self.current_mss()
         gso_max = self.host.gso_max_size
         sent_any = False
@@ -517,6 +524,11 @@ class Sender:
         boundary = cfg.tcp_retries2
         if self.owner.orphan:
             boundary = cfg.tcp_orphan_retries or (8 if self.rto_value() < TCP_RTO_MAX else 0)
+        return self.retransmits_timed_out(now, boundary)
+
+    def retransmits_timed_out(self, now: float, boundary: int) -> bool:
+        """retransmits_timed_out: retransmitting for as long as ``boundary`` doublings of
+        the RTO from TCP_RTO_MIN take?"""
         if not self.retransmits:
             return False
         # tcp_model_timeout: how long `boundary` doublings from TCP_RTO_MIN take.
@@ -536,6 +548,8 @@ class Sender:
         if self.write_timeout(now):
             return True
         self.host.counters.inc(Mib.TcpExtTCPTimeouts)
+        if self.owner.state != State.SYN_SENT:
+            mtu_probe.on_rto(self, now)  # a lost probe; a black hole suspected (RFC 4821)
         self.tlp_high_seq = None  # an RTO ends the loss-probe episode (tcp_retransmit_timer)
         if self.owner.state == State.SYN_SENT:
             self.retransmits += 1
@@ -755,6 +769,35 @@ class Sender:
         ccs.snd_cwnd_cnt = 0
         self.high_seq = self.snd_nxt
         self.set_ca_state(CA_LOSS)
+
+    # ------------------------------------------------------------------ path MTU
+
+    def pmtu_lowered(self, pmtu: int) -> bool:
+        """The path MTU fell to ``pmtu``: if the MSS was made for more, it follows
+        (tcp_v4_mtu_reduced's tail). True when it did: the caller resends what no longer
+        fits (recovery.simple_retransmit)."""
+        if self.pmtu_cookie <= pmtu:
+            return False
+        log.info("mtu_reduced", conn=self.name, pmtu=pmtu, was=self.pmtu_cookie)
+        if self.owner.state in SYNCHRONIZED:
+            self.sync_mss(self.mss_clamp)
+        else:
+            self.pmtu_cookie = pmtu  # the handshake's segments are small
+        return True
+
+    def resync_mss(self, now: float) -> None:
+        """PLPMTUD moved the search range: the MSS follows (tcp_sync_mss)."""
+        if self.owner.state in SYNCHRONIZED:
+            self.sync_mss(self.mss_clamp)
+
+    def send_probe(self, now: float, size: int) -> TcpSegment:
+        """A new-data segment of ``size`` bytes, above the MSS: one packet, neither split
+        into MSS pieces nor cut by GSO (an RFC 4821 probe)."""
+        saved, self.mss = self.mss, size
+        try:
+            return self._send_new(now, size, False)
+        finally:
+            self.mss = saved
 
     def set_ca_state(self, new: int) -> None:
         """tcp_set_ca_state: the congestion control hears of it first."""
