@@ -44,6 +44,11 @@ class Mib:
     IpInDelivers = _next()
     IpOutRequests = _next()
     IpExtInCEPkts = _next()  # IPSTATS_MIB_CEPKTS: arrived with Congestion Experienced
+    IpReasmReqds = _next()
+    IpReasmOKs = _next()
+    IpReasmFails = _next()
+    IpReasmTimeout = _next()
+    IpExtReasmOverlaps = _next()
     IcmpInMsgs = _next()
     IcmpInErrors = _next()
     IcmpInCsumErrors = _next()
@@ -58,6 +63,46 @@ class Mib:
     IcmpInTimestampReps = _next()
     IcmpOutMsgs = _next()
     IcmpOutEchoReps = _next()
+    IcmpOutDestUnreachs = _next()
+    IcmpOutTimeExcds = _next()
+    IcmpOutRateLimitHost = _next()  # icmpv4_xrlim_allow refused (Linux 6.x)
+    # IPSTATS_MIB_* and ICMP6_MIB_* of IPv6 (/proc/net/snmp6: Ip6..., Icmp6...)
+    Ip6InReceives = _next()
+    Ip6InHdrErrors = _next()
+    Ip6InAddrErrors = _next()
+    Ip6InUnknownProtos = _next()
+    Ip6InTruncatedPkts = _next()
+    Ip6InDelivers = _next()
+    Ip6InMcastPkts = _next()
+    Ip6OutRequests = _next()
+    Ip6ReasmReqds = _next()
+    Ip6ReasmOKs = _next()
+    Ip6ReasmFails = _next()
+    Ip6ReasmTimeout = _next()
+    Icmp6InMsgs = _next()
+    Icmp6InErrors = _next()
+    Icmp6InCsumErrors = _next()
+    Icmp6InDestUnreachs = _next()
+    Icmp6InPktTooBigs = _next()
+    Icmp6InTimeExcds = _next()
+    Icmp6InParmProblems = _next()
+    Icmp6InEchos = _next()
+    Icmp6InEchoReplies = _next()
+    Icmp6InGroupMembQueries = _next()
+    Icmp6InGroupMembResponses = _next()
+    Icmp6InGroupMembReductions = _next()
+    Icmp6InRouterSolicits = _next()
+    Icmp6InRouterAdvertisements = _next()
+    Icmp6InNeighborSolicits = _next()
+    Icmp6InNeighborAdvertisements = _next()
+    Icmp6InRedirects = _next()
+    Icmp6InMLDv2Reports = _next()
+    Icmp6OutMsgs = _next()
+    Icmp6OutEchoReplies = _next()
+    Icmp6OutParmProblems = _next()
+    Icmp6OutDestUnreachs = _next()
+    Icmp6OutTimeExcds = _next()
+    Icmp6OutRateLimitHost = _next()
     # TCP_MIB_* (Tcp...)
     TcpActiveOpens = _next()
     TcpPassiveOpens = _next()
@@ -128,14 +173,27 @@ class Mib:
     TcpExtTCPToZeroWindowAdv = _next()
     TcpExtTCPFromZeroWindowAdv = _next()
     TcpExtTCPZeroWindowDrop = _next()
+    TcpExtOutOfWindowIcmps = _next()
+    TcpExtTCPMTUPSuccess = _next()
+    TcpExtTCPMTUPFail = _next()
+    # UDP_MIB_* (Udp..., Udp6...): the stack has no UDP sockets; every datagram is refused
+    UdpNoPorts = _next()
+    UdpInCsumErrors = _next()
+    Udp6NoPorts = _next()
+    Udp6InCsumErrors = _next()
     # ustcp's own: drops and events Linux has no counter for
-    UstcpDropIPv6 = _next()
-    UstcpDropFragment = _next()
     UstcpDropIpShort = _next()
     UstcpDropIpVersion = _next()
     UstcpDropIpBadIhl = _next()
     UstcpDropIpBadChecksum = _next()
     UstcpDropIpBadLength = _next()
+    UstcpDropIp6Short = _next()
+    UstcpDropIp6Truncated = _next()
+    UstcpDropIp6ExtShort = _next()
+    UstcpDropIp6BadOption = _next()
+    UstcpDropIp6UnknownOption = _next()
+    UstcpDropIp6Routing = _next()
+    UstcpDropIcmp6NotOurs = _next()  # neighbour discovery, MLD, router messages: not a router
     UstcpDropTcpShort = _next()
     UstcpDropTcpBadDoff = _next()
     UstcpDropTcpBadChecksum = _next()
@@ -169,6 +227,7 @@ class Mib:
     UstcpImpairCE = _next()
     UstcpImpairReorder = _next()
     UstcpImpairQueueDrops = _next()
+    UstcpImpairPmtuDrops = _next()
 
 
 MIB_MAX = next(_ids)
@@ -183,6 +242,8 @@ ALWAYS_SHOWN = (
     Mib.IpInReceives, Mib.IpInDelivers, Mib.IpOutRequests, Mib.IpInHdrErrors,
     Mib.IpInAddrErrors, Mib.IpInUnknownProtos,
     Mib.IcmpInMsgs, Mib.IcmpOutMsgs, Mib.IcmpInEchos, Mib.IcmpOutEchoReps,
+    Mib.Ip6InReceives, Mib.Ip6InDelivers, Mib.Ip6OutRequests, Mib.Icmp6InMsgs,
+    Mib.Icmp6OutMsgs,
     Mib.TcpActiveOpens, Mib.TcpPassiveOpens, Mib.TcpAttemptFails, Mib.TcpEstabResets,
     Mib.TcpCurrEstab, Mib.TcpInSegs, Mib.TcpOutSegs, Mib.TcpRetransSegs, Mib.TcpInErrs,
     Mib.TcpOutRsts, Mib.TcpInCsumErrors,
@@ -194,6 +255,8 @@ ALWAYS_SHOWN = (
 
 ICMP_MSG_IN = "IcmpMsgInType"
 ICMP_MSG_OUT = "IcmpMsgOutType"
+ICMP6_MSG_IN = "Icmp6InType"  # /proc/net/snmp6's per-type counters (icmpv6msg_statistics)
+ICMP6_MSG_OUT = "Icmp6OutType"
 
 
 @functools.cache
@@ -207,12 +270,18 @@ class Counters:
     """One stack's counters: a list indexed by :class:`Mib`, plus the per-type ICMP table.
     Monotonic, except the gauge TcpCurrEstab."""
 
-    __slots__ = ("icmp_msg_in", "icmp_msg_out", "values")
+    __slots__ = ("icmp6_msg_in", "icmp6_msg_out", "icmp_msg_in", "icmp_msg_out", "values")
 
     def __init__(self) -> None:
         self.values = [0] * MIB_MAX
         self.icmp_msg_in = [0] * 256
         self.icmp_msg_out = [0] * 256
+        self.icmp6_msg_in = [0] * 256
+        self.icmp6_msg_out = [0] * 256
+
+    def _tables(self) -> tuple[tuple[str, list[int]], ...]:
+        return ((ICMP_MSG_IN, self.icmp_msg_in), (ICMP_MSG_OUT, self.icmp_msg_out),
+                (ICMP6_MSG_IN, self.icmp6_msg_in), (ICMP6_MSG_OUT, self.icmp6_msg_out))
 
     def inc(self, mib: MibId, n: int = 1) -> None:
         self.values[mib] += n
@@ -222,15 +291,15 @@ class Counters:
 
     def total(self) -> int:
         """The sum of every counter: a step that moved none was not counted anywhere."""
-        return sum(self.values) + sum(self.icmp_msg_in) + sum(self.icmp_msg_out)
+        return sum(self.values) + sum(sum(table) for _, table in self._tables())
 
     def __getitem__(self, name: str | MibId) -> int:
         """A counter by its Mib index or its nstat name (``"TcpInSegs"``,
         ``"IcmpMsgInType8"``); a name the stack does not have is a KeyError."""
         if isinstance(name, int):
             return self.values[name]
-        for prefix, table in ((ICMP_MSG_IN, self.icmp_msg_in), (ICMP_MSG_OUT, self.icmp_msg_out)):
-            if name.startswith(prefix):
+        for prefix, table in self._tables():
+            if name.startswith(prefix) and name[len(prefix):].isdigit():
                 return table[int(name[len(prefix):])]
         return self.values[BY_NAME[name]]
 
@@ -239,7 +308,7 @@ class Counters:
         out = {NAMES[i]: v for i, v in enumerate(self.values) if v}
         for i in ALWAYS_SHOWN:
             out.setdefault(NAMES[i], 0)
-        for prefix, table in ((ICMP_MSG_IN, self.icmp_msg_in), (ICMP_MSG_OUT, self.icmp_msg_out)):
+        for prefix, table in self._tables():
             for icmp_type, v in enumerate(table):
                 if v:
                     out[f"{prefix}{icmp_type}"] = v

@@ -40,6 +40,16 @@ from .symbols import SYMBOLS, Unsupported, evaluate, symbol_name
 
 LOCAL_IP = pysocket.inet_aton("192.168.0.1")
 REMOTE_IP = pysocket.inet_aton("192.0.2.1")
+# The addresses of Linux's packetdrill runner (tools/testing/selftests/net/packetdrill/
+# ksft_runner.sh) for --ip_version=ipv6; ipv4-mapped-ipv6 sends IPv4 from AF_INET6 sockets.
+LOCAL_IP6 = pysocket.inet_pton(pysocket.AF_INET6, "fd3d:a0b:17d6::1")
+REMOTE_IP6 = pysocket.inet_pton(pysocket.AF_INET6, "fd3d:fa7b:d17d::1")
+IP_VERSIONS = ("ipv4", "ipv6", "ipv4-mapped-ipv6")
+
+
+def addresses(ip_version: str) -> tuple[bytes, bytes]:
+    """``(local, remote)`` for an ``--ip_version``."""
+    return (LOCAL_IP6, REMOTE_IP6) if ip_version == "ipv6" else (LOCAL_IP, REMOTE_IP)
 BIND_PORT = 8080  # packetdrill's --bind_port and --connect_port defaults
 CONNECT_PORT = 8080
 
@@ -136,12 +146,16 @@ class Sockets:
     }
     HANDLED = frozenset(CALLS)
 
-    def __init__(self, engine: TcpEngine, hooks: Hooks, local_ip: bytes = LOCAL_IP,
-                 remote_ip: bytes = REMOTE_IP) -> None:
+    def __init__(self, engine: TcpEngine, hooks: Hooks, ip_version: str = "ipv4",
+                 local_ip: bytes | None = None, remote_ip: bytes | None = None) -> None:
         self.engine = engine
         self.hooks = hooks
-        self.local_ip = local_ip  # --local_ip, --remote_ip
-        self.remote_ip = remote_ip
+        local, remote = addresses(ip_version)
+        self.local_ip = local_ip or local  # --local_ip, --remote_ip
+        self.remote_ip = remote_ip or remote
+        # packetdrill opens AF_INET6 sockets for a script's AF_INET in the IPv6 modes
+        self.domains = (None, SYMBOLS["AF_INET"]) if ip_version == "ipv4" \
+            else (None, SYMBOLS["AF_INET"], SYMBOLS["AF_INET6"])
         self.fds: dict[int, ScriptSocket] = {}
         self.info_conn: Connection | None = None  # the socket %{ }% blocks look at
 
@@ -189,8 +203,8 @@ class Sockets:
 
     def socket(self, now: float, spec: SyscallSpec) -> int:
         domain = evaluate(spec.args[0]) if spec.args else None
-        if domain not in (None, SYMBOLS["AF_INET"]):
-            raise Unsupported("IPv6 sockets")
+        if domain not in self.domains:
+            raise Unsupported("IPv6 sockets (run with --ip_version=ipv6)")
         wanted = spec.result.value if isinstance(spec.result, IntExpr) else -1
         fd = wanted if wanted >= 0 and wanted not in self.fds else max(self.fds, default=2) + 1
         self.fds[fd] = ScriptSocket(fd, Sock(self.engine.config))

@@ -13,7 +13,7 @@ from pathlib import Path
 from .ast import CommandSpec, PacketSpec, Script, SyscallSpec
 from .packets import script_ecn
 from .shell import ShellPlan, plan_command
-from .sockets import SEND_FLAGS, Sockets, sockopt_support
+from .sockets import IP_VERSIONS, SEND_FLAGS, Sockets, sockopt_support
 from .symbols import SYMBOLS, Unsupported, evaluate
 
 # --option=value lines the runner honours (packetdrill config.c): the ports and addresses
@@ -24,7 +24,6 @@ KNOWN_OPTIONS = frozenset({
     "strict_segments", "bind_port", "connect_port", "mtu", "mss", "ip_version", "verbose",
     "local_ip", "remote_ip", "gateway_ip", "netmask_ip", "send_omit_free",
 })
-IP_VERSIONS = ("ipv4", "ipv4-mapped-ipv6", "ipv6")
 _OPTION_NAMES = {"md5": "TCP MD5 signatures", "ECN": "the AccECN option"}
 _SEND_CALLS = {"send": 3, "sendto": 3, "sendmsg": 2}
 
@@ -53,9 +52,8 @@ def unsupported_reason(script: Script, plans: dict[int, ShellPlan],
     for name, value in script.options:
         if name not in KNOWN_OPTIONS:
             return f"option --{name}"
-        if name == "ip_version" and value in IP_VERSIONS and value != "ipv4":
-            return f"--ip_version={value} (the runner speaks IPv4 only until the stack has " \
-                   "IPv6)"
+        if name == "ip_version" and value not in IP_VERSIONS:
+            return f"--ip_version={value}"
     for plan in plans.values():
         if plan.unsupported:
             return plan.unsupported[0]
