@@ -90,7 +90,11 @@ def test_syn_flood(cookies: int, tmp_path: Path) -> None:
     assert int(sent["sent"]) >= RATE * DURATION * 0.8  # type: ignore[call-overload]
     assert len(ok) >= 2
     if cookies == 0:
-        assert delta["TcpExtListenDrops"] > RATE  # the queue is full: SYNs are dropped
+        # The queue is full: most SYNs the daemon reads are dropped (95 % of 174,116 read on
+        # a quiet machine; the few slots that free up are requests the kernel's host
+        # unreachables for the spoofed sources ended, tcp_req_err). Relative to what was
+        # read: at load 6 the daemon read 30,000 and "more than RATE" failed.
+        assert delta["TcpExtListenDrops"] > delta["TcpInSegs"] // 2
         assert delta.get("TcpExtSyncookiesSent", 0) == 0
     else:
         assert all(ok), ok  # every curl served during the flood
