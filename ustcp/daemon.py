@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 import trio
 
-from ustcp import __version__
+from ustcp import ENGINE, __version__
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
 from ustcp.apps import DEFAULT_PORTS, Handler
 from ustcp.apps.http import DEADLINES as HTTP_DEADLINES
@@ -214,8 +214,8 @@ def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> str:
     where = f"network namespace {ns!r}" if ns else "this network namespace"
     lines = [
         f"ustcp {__version__} serving on {args.addr} (device {args.tun}, kernel side "
-        f"{args.peer}, mtu {args.mtu}, offload {'on' if link.gso_max_size else 'off'}) "
-        f"in {where}",
+        f"{args.peer}, mtu {args.mtu}, offload {'on' if link.gso_max_size else 'off'}, "
+        f"engine {ENGINE}) in {where}",
         "apps: " + " ".join(f"{app.port}={app.label}" for app in apps),
         "reach it with:",
     ]
@@ -241,7 +241,7 @@ def _announce(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> None
     (stdout stays free for ``--pcap -``)."""
     if args.log_format == "json":
         log.info("serving", addr=args.addr, tun=args.tun, peer=args.peer, mtu=args.mtu,
-                 offload=bool(link.gso_max_size), netns=_netns_name() or None,
+                 offload=bool(link.gso_max_size), engine=ENGINE, netns=_netns_name() or None,
                  apps={app.port: app.label for app in apps})
     else:
         print(_banner(args, apps, link), file=sys.stderr, flush=True)
