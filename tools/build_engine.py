@@ -9,7 +9,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# Importing ustcp picks an engine; this tool only builds one: no "stale build" notice.
+os.environ["USTCP_ENGINE"] = "pure"
 
 from ustcp.compiled import BUILD_DIR, StaleBuild, build, check_build
 

@@ -56,7 +56,7 @@ INTERPRETED = frozenset({"__init__.py", "tcpinfo.py"})
 def _compiled_sources() -> tuple[str, ...]:
     """Paths relative to the checkout's root, as mypycify takes them: every module of
     ``wire/`` and ``tcp/`` but :data:`INTERPRETED`, the IP layer and the counters."""
-    found = [p for sub in ("wire", "tcp") for p in sorted((PACKAGE_DIR / sub).glob("*.py"))
+    found = [p for sub in ("wire", "tcp") for p in sorted((PACKAGE_DIR / sub).rglob("*.py"))
              if p.name not in INTERPRETED]
     found += [PACKAGE_DIR / "ip.py", PACKAGE_DIR / "mib.py"]
     return tuple(p.relative_to(ROOT).as_posix() for p in found)
