@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ..debuglog import DEBUG
 from ..mib import Mib
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
 from . import ack, recovery
@@ -527,7 +528,9 @@ class Connection:
         elif old in (State.ESTABLISHED, State.CLOSE_WAIT) and new not in (
                 State.ESTABLISHED, State.CLOSE_WAIT):
             c.dec(Mib.TcpCurrEstab)
-        log.debug("state_change", conn=self.name, old=old.name, new=new.name, t=round(now, 6))
+        if DEBUG.on:  # the arguments cost more than the filtered call
+            log.debug("state_change", conn=self.name, old=old.name, new=new.name,
+                      t=round(now, 6))
         self.host.wake(self)
 
     def finish(self, now: float) -> None:
