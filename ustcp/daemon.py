@@ -328,14 +328,17 @@ class IdleReaper:
     idle live ones); without it a connection whose peer went silent, or whose echo was
     lost with every retransmission, would hold its task and memory forever.
 
-    One task sweeps all connections every ``timeout / 4`` seconds and pushes back the
-    deadline of those that made progress, so a connection ends between 1 and 1.25 timeouts
-    after its last byte; there is no per-connection timer task."""
+    One task sweeps all connections every ``timeout / 4`` seconds and cancels those that
+    made no progress for ``timeout``, so a connection ends between 1 and 1.25 timeouts
+    after its last byte; there is no per-connection timer task, and the per-connection
+    cancel scope has no deadline (a deadline would cost trio a heap entry per connection
+    and one more per push-back)."""
 
     def __init__(self, timeout: float, counters: Counters) -> None:
         self.timeout = timeout
         self.counters = counters
-        self.watched: dict[Connection, tuple[trio.CancelScope, int]] = {}
+        # conn -> its handler's scope, its progress at the last sweep, and when it moved
+        self.watched: dict[Connection, tuple[trio.CancelScope, int, float]] = {}
 
     @staticmethod
     def _progress(conn: Connection) -> int:
@@ -347,8 +350,8 @@ class IdleReaper:
 
         async def run(stream: TCPStream) -> None:
             conn = stream.connection
-            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
-                self.watched[conn] = (scope, self._progress(conn))
+            with trio.CancelScope() as scope:
+                self.watched[conn] = (scope, self._progress(conn), trio.current_time())
                 try:
                     await handler(stream)
                 finally:
@@ -364,11 +367,13 @@ class IdleReaper:
         while True:
             await trio.sleep(self.timeout / 4)
             now = trio.current_time()
-            for conn, (scope, seen) in self.watched.items():
+            for conn, (scope, seen, moved) in self.watched.items():
                 progress = self._progress(conn)
                 if progress != seen:
-                    self.watched[conn] = (scope, progress)  # same key: safe while iterating
-                    scope.deadline = now + self.timeout
+                    # same key: safe while iterating
+                    self.watched[conn] = (scope, progress, now)
+                elif now - moved >= self.timeout:
+                    scope.cancel()
 
 
 class MemoryTrimmer:
