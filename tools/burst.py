@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="read the daemon's RSS with every connection open")
     parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
                         help="an extra argument for ustcp serve (repeatable)")
+    parser.add_argument("--counters", action="store_true",
+                        help="print the daemon's counters that moved in each round")
     parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
     parser.add_argument("--client", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -242,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             pid = daemon_pid(ns)
             for n in range(1, args.rounds + 1):
                 rss_before = rss_kb(pid)
-                drops_before = control(ns, "nstat")["counters"].get("UstcpTunTxDropped", 0)
+                before = control(ns, "nstat")["counters"]
+                drops_before = before.get("UstcpTunTxDropped", 0)
                 peer = subprocess.Popen(
                     ["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()),
                      "--client", ADDR, str(port), str(args.connections), str(args.timeout),
@@ -276,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['rss_after_kb'] // 1024} MB after close "
                       f"({(row['rss_after_kb'] - rss_before) / args.connections:+.1f} KB/conn)",
                       flush=True)
+                if args.counters:
+                    moved = {k: v - before.get(k, 0) for k, v in counters.items()
+                             if v != before.get(k, 0)}
+                    print("  " + " ".join(f"{k}={v}" for k, v in sorted(moved.items())),
+                          flush=True)
         finally:
             proc.terminate()
             try:

@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ustcp.packetdrill.cli import quiet_engine_logs  # noqa: E402
+from ustcp.packetdrill.scripts import quiet_engine_logs  # noqa: E402
 from ustcp.packetdrill.table import load_table, run_suite, write_table  # noqa: E402
 
 ROOT = REPO.parent / "shared" / "conformance"

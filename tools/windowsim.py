@@ -146,7 +146,7 @@ class WindowSim:
             return True
         if self.sender is None or not seg.payload:
             return False
-        start = seq_diff(seg.seq, self.sender.iss + 1)
+        start = seq_diff(seg.seq, self.sender.snd.iss + 1)
         end = start + len(seg.payload)
         if self._drops and self.now >= self._drops[0] and start >= self._highest_sent:
             self._drops.pop(0)
@@ -178,7 +178,7 @@ class WindowSim:
     def _flush(self) -> None:
         for src, dst, seg in self.a.take_output():
             if self.sender is not None and not seg.payload and \
-                    seg.seq == (self.sender.snd_una - 1) & 0xFFFFFFFF:
+                    seg.seq == (self.sender.snd.snd_una - 1) & 0xFFFFFFFF:
                 self.events.append(Event(self.now, "probe", seg.seq))
             self._send_a_to_b(src, dst, seg)
         for src, dst, seg in self.b.take_output():
@@ -229,10 +229,10 @@ class WindowSim:
     # ------------------------------------------------------------------ recording
 
     def _sample(self, seg: TcpSegment) -> None:
-        c = self.sender
-        assert c is not None
+        assert self.sender is not None
+        c = self.sender.snd
         ccs = c.ccs
-        rcv_q = len(self.receiver.rcv_buf) if self.receiver is not None else 0
+        rcv_q = len(self.receiver.rcv.rcv_buf) if self.receiver is not None else 0
         self.samples.append(Sample(
             t=self.now, cwnd=ccs.snd_cwnd, ssthresh=ccs.snd_ssthresh,
             in_flight=c.in_flight(),  # the engine's own "pipe"
@@ -296,7 +296,7 @@ class WindowSim:
         assert self.receiver is not None
         return Result(self.samples, self.events, self.sender, self.receiver,
                       self.a.counters, self.b.counters, self.delivered, self.now,
-                      self.sender.mss)
+                      self.sender.snd.mss)
 
 
 def run_transfer(path: PathConfig, reader: ReaderConfig, total_bytes: int, *,

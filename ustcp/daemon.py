@@ -342,7 +342,7 @@ class IdleReaper:
 
     @staticmethod
     def _progress(conn: Connection) -> int:
-        return conn.bytes_received + conn.bytes_acked
+        return conn.rcv.bytes_received + conn.snd.bytes_acked
 
     def wrap(self, handler: Handler) -> Callable[[TCPStream], Awaitable[None]]:
         if not self.timeout:

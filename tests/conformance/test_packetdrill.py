@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ustcp.packetdrill.cli import find_scripts, quiet_engine_logs
 from ustcp.packetdrill.runner import run_file
+from ustcp.packetdrill.scripts import find_scripts, quiet_engine_logs
 from ustcp.packetdrill.table import load_table
 
 ROOT = Path(__file__).parents[2].parent / "shared" / "conformance"

@@ -154,7 +154,7 @@ async def test_linger_close_over_unread_data_resets_at_once(autojump_clock: Mock
     async with lingering_pair() as (client, server, _plug, a):
         await server.send_all(b"unread")
         with trio.fail_after(1):
-            while not len(client.connection.rcv_buf):
+            while not len(client.connection.rcv.rcv_buf):
                 await trio.sleep(0.01)
         start = trio.current_time()
         await client.aclose()

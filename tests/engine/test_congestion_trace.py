@@ -28,10 +28,10 @@ def test_slow_start_doubles_cwnd_every_round_trip() -> None:
     for rnd in range(1, 5):
         net.run(start + rnd * 0.1 + 0.001)
         drain(server, net.now)
-        samples.append(client.ccs.snd_cwnd)
+        samples.append(client.snd.ccs.snd_cwnd)
     # 10 -> 20 -> 40 -> 80 -> 160: every ACKed packet adds one (RFC 5681 3.1 with ABC).
     assert samples == [20, 40, 80, 160]
-    assert client.ccs.snd_ssthresh == TCP_INFINITE_SSTHRESH
+    assert client.snd.ccs.snd_ssthresh == TCP_INFINITE_SSTHRESH
 
 
 def lose_once(net: Net, target: dict[str, int]) -> None:
@@ -56,16 +56,16 @@ def test_fast_retransmit_sets_ssthresh_by_the_algorithm(cc: str, expected) -> No
     client.send(net.now, bulk(200_000))
     net.run(net.now + 0.2)
     drain(server, net.now)
-    target["seq"] = client.snd_nxt
-    client.send(net.now, bulk(40 * client.mss))
+    target["seq"] = client.snd.snd_nxt
+    client.send(net.now, bulk(40 * client.snd.mss))
     net.run(net.now + 1.0)
     assert net.a.counters["TcpExtTCPSackRecovery"] == 1
     assert net.a.counters["TcpExtTCPTimeouts"] == 0
-    entry_cwnd = client.ccs.prior_cwnd  # cwnd when recovery began
+    entry_cwnd = client.snd.ccs.prior_cwnd  # cwnd when recovery began
     assert entry_cwnd >= 10
-    assert client.ccs.snd_ssthresh == max(expected(entry_cwnd), 2)
-    assert client.ccs.ca_state == 0
-    assert client.ccs.snd_cwnd >= client.ccs.snd_ssthresh  # recovery ended at ssthresh
+    assert client.snd.ccs.snd_ssthresh == max(expected(entry_cwnd), 2)
+    assert client.snd.ccs.ca_state == 0
+    assert client.snd.ccs.snd_cwnd >= client.snd.ccs.snd_ssthresh  # recovery ended at ssthresh
 
 
 def test_rto_collapses_cwnd_to_one() -> None:
@@ -76,17 +76,17 @@ def test_rto_collapses_cwnd_to_one() -> None:
     client.sockopts.sndbuf = 8 << 20
     client.send(net.now, bulk(100_000))
     net.run(net.now + 0.2)
-    cwnd = client.ccs.snd_cwnd
+    cwnd = client.snd.ccs.snd_cwnd
     cut["on"] = True
-    client.send(net.now, bulk(20 * client.mss))
-    net.run(net.now + client.rto_value() + 0.3)
+    client.send(net.now, bulk(20 * client.snd.mss))
+    net.run(net.now + client.snd.rto_value() + 0.3)
     assert net.a.counters["TcpExtTCPTimeouts"] >= 1
-    assert client.ccs.ca_state == CA_LOSS
-    assert client.ccs.snd_cwnd == 1
-    assert client.ccs.snd_ssthresh == max(cwnd // 2, 2)
+    assert client.snd.ccs.ca_state == CA_LOSS
+    assert client.snd.ccs.snd_cwnd == 1
+    assert client.snd.ccs.snd_ssthresh == max(cwnd // 2, 2)
     cut["on"] = False
     net.run(net.now + 5.0)
-    assert client.ccs.ca_state == 0 and client.packets_out == 0
+    assert client.snd.ccs.ca_state == 0 and client.snd.rtx.packets_out == 0
 
 
 def test_sender_silly_window_avoidance_waits_for_a_full_segment() -> None:
@@ -100,6 +100,6 @@ def test_sender_silly_window_avoidance_waits_for_a_full_segment() -> None:
     # Never a runt while more data waits: every segment but the last is a full MSS
     # (the window must fit a whole segment, RFC 9293 3.8.6.2.1, Linux tcp_snd_wnd_test),
     # and the receiver never offers less than one (RFC 9293 3.8.6.2.2).
-    assert all(size == client.mss for size in sizes[:-1])
-    assert all(s.seg.window == 0 or s.seg.window >= client.mss
+    assert all(size == client.snd.mss for size in sizes[:-1])
+    assert all(s.seg.window == 0 or s.seg.window >= client.snd.mss
                for s in net.log if s.src != A_IP)

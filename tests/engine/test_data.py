@@ -56,13 +56,13 @@ def test_every_second_full_segment_is_acked_at_once(net: Net) -> None:
     _, client, server = open_pair(net)
     client.send(net.now, b"w" * 10)
     net.run(net.now + 0.1)
-    server.quick = 0
-    server.rcv_mss = 1448
+    server.rcv.quick = 0
+    server.rcv.rcv_mss = 1448
     mark = len(net.log)
     client.send(net.now, b"f" * (4 * 1448))
     net.run(net.now + 0.011)
     acks = [s for s in net.log[mark:] if s.src == B_IP]
-    assert [s.seg.ack - client.snd_una for s in acks][:0] == []
+    assert [s.seg.ack - client.snd.snd_una for s in acks][:0] == []
     assert len(acks) == 2
     assert all(s.t == net.log[mark].t + net.delay for s in acks)
 
@@ -70,9 +70,9 @@ def test_every_second_full_segment_is_acked_at_once(net: Net) -> None:
 def test_delayed_ack_waits_40ms_once_quickacks_are_spent() -> None:
     net = Net()
     _, client, server = open_pair(net)
-    server.quick = 0  # the quick-ack credit of a new connection is spent
-    server.ato = 0.04
-    server.pingpong = 1
+    server.rcv.quick = 0  # the quick-ack credit of a new connection is spent
+    server.rcv.ato = 0.04
+    server.rcv.pingpong = 1
     mark = len(net.log)
     client.send(net.now, b"b" * 10)
     sent_at = net.now
@@ -101,7 +101,7 @@ def test_retransmission_timeout_with_exponential_backoff() -> None:
     cut["on"] = False
     net.run(net.now + 20.0)
     assert drain(server, net.now) == b"warm-uplost"
-    assert client.ccs.snd_cwnd >= 1
+    assert client.snd.ccs.snd_cwnd >= 1
 
 
 def test_fast_retransmit_after_three_sacks_halves_cwnd_with_reno() -> None:
@@ -121,14 +121,14 @@ def test_fast_retransmit_after_three_sacks_halves_cwnd_with_reno() -> None:
     _, client, server = open_pair(net)
     client.send(net.now, payload(20 * 1448))
     net.run(net.now + 1)
-    target["seq"] = client.snd_nxt  # lose the first segment of the next flight
-    cwnd_before = client.ccs.snd_cwnd
+    target["seq"] = client.snd.snd_nxt  # lose the first segment of the next flight
+    cwnd_before = client.snd.ccs.snd_cwnd
     data = payload(30 * 1448, 3)
     client.send(net.now, data)
     net.run(net.now + 0.011)  # SACKs are back, the hole is retransmitted
-    assert client.ccs.ca_state in (3, 0)
-    assert client.ccs.snd_ssthresh == max(cwnd_before // 2, 2) or \
-        client.ccs.snd_ssthresh == max(client.prior_cwnd // 2, 2)
+    assert client.snd.ccs.ca_state in (3, 0)
+    assert client.snd.ccs.snd_ssthresh == max(cwnd_before // 2, 2) or \
+        client.snd.ccs.snd_ssthresh == max(client.snd.prior_cwnd // 2, 2)
     net.run(net.now + 2)
     assert net.a.counters["TcpExtTCPSackRecovery"] == 1
     assert net.a.counters["TcpExtTCPTimeouts"] == 0
@@ -152,9 +152,9 @@ def test_bulk_transfer_through_loss_keeps_data_intact() -> None:
         assert net.a.counters["TcpRetransSegs"] > 0
         net.run(net.now + 5.0)
         # The scoreboard drains to zero once everything is acknowledged.
-        assert (client.packets_out, client.sacked_out, client.lost_out,
-                client.retrans_out) == (0, 0, 0, 0)
-        assert client.ccs.ca_state == 0
+        assert (client.snd.rtx.packets_out, client.snd.rtx.sacked_out, client.snd.rtx.lost_out,
+                client.snd.rtx.retrans_out) == (0, 0, 0, 0)
+        assert client.snd.ccs.ca_state == 0
 
 
 def test_zero_window_persist_probes_back_off_and_recover() -> None:
@@ -164,9 +164,9 @@ def test_zero_window_persist_probes_back_off_and_recover() -> None:
     data = payload(100_000)
     sent = client.send(net.now, data)
     net.run(net.now + 30.0)
-    assert client.snd_wnd == 0
+    assert client.snd.snd_wnd == 0
     probes = [s for s in net.sent_by(A_IP) if not s.seg.payload and
-              s.seg.seq == (client.snd_una - 1) & 0xFFFFFFFF]
+              s.seg.seq == (client.snd.snd_una - 1) & 0xFFFFFFFF]
     assert len(probes) >= 3
     gaps = [b.t - a.t for a, b in itertools.pairwise(probes)]
     assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
@@ -177,13 +177,13 @@ def test_zero_window_persist_probes_back_off_and_recover() -> None:
     for earlier, later in itertools.pairwise(gaps[2:]):
         assert later - rtt == pytest.approx(2 * (earlier - rtt), abs=0.002)
     assert net.a.counters["TcpExtTCPWinProbe"] >= 3
-    assert client.backoff >= 3
+    assert client.snd.backoff >= 3
     received = drain(server, net.now)
     net.run(net.now + 0.007)  # the window update arrives, data leaves, no ACK yet
     # tcp_ack_probe: the opened window ends the probing and forgets its backoff, so the
     # data now in flight is timed by the plain RTO.
-    assert client.packets_out and client.backoff == 0
-    assert client.rto_value() == client.rtt.rto
+    assert client.snd.rtx.packets_out and client.snd.backoff == 0
+    assert client.snd.rto_value() == client.snd.rtt.rto
     while len(received) < len(data):
         if sent < len(data):
             sent += client.send(net.now, data[sent:])
@@ -217,12 +217,12 @@ def test_receive_buffer_grows_for_a_reader_that_keeps_up() -> None:
     data = payload(8_000_000, 9)
     assert transfer(net, client, server, data, step=0.005) == data
     rmem_default, rmem_max = net.config_b.tcp_rmem[1], net.config_b.tcp_rmem[2]
-    assert rmem_default < server.rcvbuf <= rmem_max  # tcp_moderate_rcvbuf
-    assert max(s.seg.window << server.rcv_wscale for s in net.sent_by(B_IP)) > 65535 * 2
+    assert rmem_default < server.rcv.rcvbuf <= rmem_max  # tcp_moderate_rcvbuf
+    assert max(s.seg.window << server.rcv.rcv_wscale for s in net.sent_by(B_IP)) > 65535 * 2
     net.config_b.tcp_moderate_rcvbuf = 0
     _, client2, server2 = open_pair(net, port=81)
     assert transfer(net, client2, server2, data[:2_000_000], step=0.005) == data[:2_000_000]
-    assert server2.rcvbuf == rmem_default
+    assert server2.rcv.rcvbuf == rmem_default
 
 
 def test_reader_that_stops_gets_a_zero_window_not_drops() -> None:
@@ -231,13 +231,13 @@ def test_reader_that_stops_gets_a_zero_window_not_drops() -> None:
     net = Net()
     _, client, server = open_pair(net)
     client.sockopts.sndbuf = 8 << 20
-    assert server.rcv_wscale == 7
+    assert server.rcv.rcv_wscale == 7
     client.send(net.now, payload(1_000_000))
     net.run(net.now + 5.0)
     assert net.b.counters["TcpExtTCPRcvQDrop"] == 0
     assert net.b.counters["TcpExtTCPToZeroWindowAdv"] >= 1
-    assert client.snd_wnd == 0 and net.a.counters["TcpExtTCPWinProbe"] >= 1
-    assert len(server.rcv_buf) >= server.rcvbuf - (1 << server.rcv_wscale)
+    assert client.snd.snd_wnd == 0 and net.a.counters["TcpExtTCPWinProbe"] >= 1
+    assert len(server.rcv.rcv_buf) >= server.rcv.rcvbuf - (1 << server.rcv.rcv_wscale)
 
 
 def test_a_large_window_scale_cannot_grow_the_buffer_of_a_reader_that_stopped() -> None:
@@ -250,13 +250,13 @@ def test_a_large_window_scale_cannot_grow_the_buffer_of_a_reader_that_stopped() 
     config = StackConfig(tcp_rmem=(4096, 131072, 1 << 28))
     net = Net(config_a=config, config_b=config)
     _, client, server = open_pair(net)
-    assert server.rcv_wscale == 13
+    assert server.rcv.rcv_wscale == 13
     client.sockopts.sndbuf = 8 << 20
     data = payload(3_000_000)
     assert client.send(net.now, data) == len(data)
     net.run(net.now + 20.0)
-    assert server.rcvbuf < len(server.rcv_buf) <= server.rcvbuf + 8192
-    assert net.b.counters["TcpExtTCPRcvQDrop"] >= 1 and server.rcv_wnd == 0
+    assert server.rcv.rcvbuf < len(server.rcv.rcv_buf) <= server.rcv.rcvbuf + 8192
+    assert net.b.counters["TcpExtTCPRcvQDrop"] >= 1 and server.rcv.rcv_wnd == 0
     received = bytearray()
     while len(received) < len(data) and net.now < 300.0:
         received += drain(server, net.now)
@@ -299,10 +299,10 @@ def test_send_time_queue_stays_as_short_as_the_flight(sack: int) -> None:
         server.send(net.now, b"!")
         net.run(net.now + 0.01)
         assert drain(client, net.now) == b"!"
-        assert len(server.tsorted) <= len(server.rtx) + 1, i
+        assert len(server.snd.rtx.tsorted) <= len(server.snd.rtx.records) + 1, i
     data = payload(1 << 20)
     assert transfer(net, server, client, data) == data
-    assert len(server.tsorted) <= len(server.rtx) + 1
+    assert len(server.snd.rtx.tsorted) <= len(server.snd.rtx.records) + 1
 
 
 def test_window_stays_shut_until_a_sixteenth_of_a_large_buffer_is_free() -> None:
@@ -315,15 +315,15 @@ def test_window_stays_shut_until_a_sixteenth_of_a_large_buffer_is_free() -> None
     client.sockopts.sndbuf = 8 << 20
     client.send(net.now, payload(3 << 20))
     net.run(net.now + 5.0)
-    assert client.snd_wnd == 0
+    assert client.snd.snd_wnd == 0
     mark = len(net.log)
     server.recv(net.now, 20_000)
     net.run(net.now + 0.5)
-    assert client.snd_wnd == 0
+    assert client.snd.snd_wnd == 0
     assert all(s.seg.window == 0 for s in net.log[mark:] if s.src == B_IP)
     server.recv(net.now, 200_000)
     net.run(net.now + 0.5)
-    assert any(s.seg.window << server.rcv_wscale >= 100_000
+    assert any(s.seg.window << server.rcv.rcv_wscale >= 100_000
                for s in net.log[mark:] if s.src == B_IP)
 
 
@@ -333,7 +333,7 @@ def test_gso_super_packets_count_as_their_wire_segments() -> None:
     net = Net()
     net.a = TcpEngine(net.config_a, Counters(), seed=1, gso_max_size=65536)
     _, client, _server = open_pair(net)
-    out_before, segs_before = net.a.counters["TcpOutSegs"], client.segs_out
+    out_before, segs_before = net.a.counters["TcpOutSegs"], client.snd.segs_out
     mark = len(net.log)
     client.send(net.now, b"z" * 20_000)
     net.run(net.now + 1.0)
@@ -342,4 +342,4 @@ def test_gso_super_packets_count_as_their_wire_segments() -> None:
     wire = sum(-(-len(seg.payload) // seg.gso_size) if seg.gso_size else 1 for seg in sent)
     assert wire == 14 > len(sent)  # 20,000 bytes in 1448-byte segments
     assert net.a.counters["TcpOutSegs"] - out_before == wire
-    assert client.segs_out - segs_before == wire
+    assert client.snd.segs_out - segs_before == wire

@@ -53,7 +53,7 @@ def test_options_off_by_sysctl() -> None:
     assert synack.options.ts_val is None
     assert not synack.options.sack_permitted and synack.options.wscale is None
     assert client.tcp_info(net.now)["tcpi_options"] & 7 == 0
-    assert client.mss == 1460
+    assert client.snd.mss == 1460
 
 
 def test_syn_retransmission_schedule_and_timeout() -> None:
@@ -107,4 +107,4 @@ def test_handshake_and_data_across_sequence_wrap(isn: int) -> None:
         received += drain(server, net.now)
     assert bytes(received) == data
     net.run(net.now + 1.0)
-    assert client.snd_una == (isn + 1 + len(data)) & 0xFFFFFFFF
+    assert client.snd.snd_una == (isn + 1 + len(data)) & 0xFFFFFFFF

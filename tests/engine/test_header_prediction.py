@@ -10,6 +10,7 @@ send the same segments and end in the same state.
 from __future__ import annotations
 
 import copy
+from operator import attrgetter
 from typing import Any
 
 import pytest
@@ -25,11 +26,13 @@ from .harness import A_IP, B_IP, Net
 from .util import open_pair
 
 # The state a segment can change, compared field by field.
-_FIELDS = ("state", "snd_una", "snd_nxt", "snd_wnd", "snd_wl1", "snd_wl2", "max_window",
-           "rcv_nxt", "rcv_wnd", "rcv_wup", "ts_recent", "packets_out", "sacked_out",
-           "lost_out", "retrans_out", "bytes_acked", "bytes_received", "data_segs_in",
-           "ack_scheduled", "ack_now", "quick", "pingpong", "t_rto", "t_delack", "t_probe0",
-           "xmit_timer", "pending_dsack", "delivered", "backoff", "probes_out")
+_FIELDS = ("state", "snd.snd_una", "snd.snd_nxt", "snd.snd_wnd", "snd.snd_wl1", "snd.snd_wl2",
+           "snd.max_window", "rcv.rcv_nxt", "rcv.rcv_wnd", "rcv.rcv_wup", "rcv.ts_recent",
+           "snd.rtx.packets_out", "snd.rtx.sacked_out", "snd.rtx.lost_out",
+           "snd.rtx.retrans_out", "snd.bytes_acked", "rcv.bytes_received", "rcv.data_segs_in",
+           "rcv.ack_scheduled", "rcv.ack_now", "rcv.quick", "rcv.pingpong", "snd.t_rto",
+           "rcv.t_delack", "snd.t_probe0", "snd.xmit_timer", "rcv.pending_dsack",
+           "snd.delivered", "snd.backoff", "snd.probes_out")
 
 
 def _established() -> tuple[Net, Connection, Connection]:
@@ -48,8 +51,8 @@ def _established() -> tuple[Net, Connection, Connection]:
 def _snapshot(conn: Connection, engine: TcpEngine) -> dict[str, Any]:
     out = [(s.seq, s.ack, s.flags, s.window, bytes(s.payload), s.options)
            for _, _, s in engine.take_output()]
-    return {"fields": {f: getattr(conn, f) for f in _FIELDS}, "out": out,
-            "buffered": len(conn.rcv_buf), "cwnd": conn.ccs.snd_cwnd,
+    return {"fields": {f: attrgetter(f)(conn) for f in _FIELDS}, "out": out,
+            "buffered": len(conn.rcv.rcv_buf), "cwnd": conn.snd.ccs.snd_cwnd,
             "counters": engine.counters.snapshot()}
 
 
@@ -68,14 +71,14 @@ def test_fast_path_equals_full_path(seq_off: int, ack_off: int, flags: int,
                                     sack: bool, length: int) -> None:
     net, client, server = _established()
     now = net.now + 0.005
-    una = server.snd_una
-    window = 0 if window_delta == "zero" else (server.snd_wnd >> server.snd_wscale) + int(
+    una = server.snd.snd_una
+    window = 0 if window_delta == "zero" else (server.snd.snd_wnd >> server.snd.snd_wscale) + int(
         window_delta)
-    ts_val = None if ts_delta is None else (client.ts_now(now) + ts_delta) & 0xFFFFFFFF
-    opts = TcpOptions(ts_val=ts_val, ts_ecr=server.ts_now(now) if ts_val is not None else 0,
+    ts_val = None if ts_delta is None else (client.rcv.ts_now(now) + ts_delta) & 0xFFFFFFFF
+    opts = TcpOptions(ts_val=ts_val, ts_ecr=server.rcv.ts_now(now) if ts_val is not None else 0,
                       sack_blocks=((seq_add(una, 1448), seq_add(una, 2896)),) if sack else ())
     seg = TcpSegment(client.local_port, client.remote_port,
-                     seq_add(server.rcv_nxt, seq_off), seq_add(una, ack_off), flags,
+                     seq_add(server.rcv.rcv_nxt, seq_off), seq_add(una, ack_off), flags,
                      max(0, min(window, 0xFFFF)), opts, bytes(length))
     twin_engine = copy.deepcopy(net.b)
     twin = twin_engine.connections[server.key]
@@ -111,7 +114,7 @@ def test_the_prediction_takes_the_common_segments() -> None:
 @pytest.mark.parametrize("flags", [ACK | FIN, ACK | RST, ACK | SYN])
 def test_control_flags_always_take_the_full_path(flags: int) -> None:
     net, client, server = _established()
-    seg = TcpSegment(client.local_port, client.remote_port, server.rcv_nxt, server.snd_una,
-                     flags, server.snd_wnd >> server.snd_wscale,
-                     TcpOptions(ts_val=client.ts_now(net.now), ts_ecr=0))
+    seg = TcpSegment(client.local_port, client.remote_port, server.rcv.rcv_nxt, server.snd.snd_una,
+                     flags, server.snd.snd_wnd >> server.snd.snd_wscale,
+                     TcpOptions(ts_val=client.rcv.ts_now(net.now), ts_ecr=0))
     assert not server._header_predicted(seg)

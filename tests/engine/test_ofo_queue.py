@@ -50,9 +50,9 @@ def test_100000_one_byte_holes_take_linear_cpu_and_stay_bounded() -> None:
     data = random.Random(5).randbytes(200_000)
     spent = inject_holes(net, client, data, list(range(1, 200_000, 2)), CPU_BUDGET)
     assert spent < CPU_BUDGET
-    buf = server.rcv_buf
-    assert buf.ofo_truesize <= server.rcvbuf
-    assert len(buf.ofo) == server.rcvbuf // (1 + OFO_PIECE_OVERHEAD)  # 510 at 128 KB
+    buf = server.rcv.rcv_buf
+    assert buf.ofo_truesize <= server.rcv.rcvbuf
+    assert len(buf.ofo) == server.rcv.rcvbuf // (1 + OFO_PIECE_OVERHEAD)  # 510 at 128 KB
     c = net.b.counters
     assert c["TcpExtTCPOFOQueue"] == len(buf.ofo)
     assert c["TcpExtTCPOFODrop"] > 0  # the rest: in the window, no memory for them
@@ -73,13 +73,13 @@ def test_queue_is_pruned_from_the_top_and_data_stays_intact(order: str) -> None:
         offsets.reverse()
     else:
         random.Random(7).shuffle(offsets)
-    buf = server.rcv_buf
+    buf = server.rcv.rcv_buf
     peak = []
     for part in range(3):
         inject_holes(net, client, data, offsets[part * 4_000:(part + 1) * 4_000], CPU_BUDGET)
-        assert buf.ofo_truesize <= server.rcvbuf
+        assert buf.ofo_truesize <= server.rcv.rcvbuf
         peak.append(len(buf.ofo))
-    assert max(peak) <= server.rcvbuf // (1 + OFO_PIECE_OVERHEAD)
+    assert max(peak) <= server.rcv.rcvbuf // (1 + OFO_PIECE_OVERHEAD)
     c = net.b.counters
     assert c["TcpExtOfoPruned"] > 0 and c["TcpExtPruneCalled"] >= c["TcpExtOfoPruned"]
     assert len(buf.recent) <= 4

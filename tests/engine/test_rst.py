@@ -30,7 +30,7 @@ def test_no_rst_in_reply_to_rst(net: Net) -> None:
 
 def test_rst_exact_sequence_resets(net: Net) -> None:
     _, client, server = open_pair(net)
-    seg = TcpSegment(client.local_port, 80, server.rcv_nxt, 0, RST, 0)
+    seg = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, 0, RST, 0)
     assert inject(net, seg) == []
     assert server.state == State.CLOSE
     assert isinstance(server.error, ConnectionResetError)
@@ -38,17 +38,17 @@ def test_rst_exact_sequence_resets(net: Net) -> None:
 
 def test_rst_in_window_but_not_exact_gets_challenge_ack(net: Net) -> None:
     _, client, server = open_pair(net)
-    seg = TcpSegment(client.local_port, 80, (server.rcv_nxt + 100) & 0xFFFFFFFF, 0, RST, 0)
+    seg = TcpSegment(client.local_port, 80, (server.rcv.rcv_nxt + 100) & 0xFFFFFFFF, 0, RST, 0)
     replies = inject(net, seg)
     assert server.state == State.ESTABLISHED
     assert [r.flags for r in replies] == [ACK]
-    assert replies[0].ack == server.rcv_nxt
+    assert replies[0].ack == server.rcv.rcv_nxt
     assert net.b.counters["TcpExtTCPChallengeACK"] == 1
 
 
 def test_rst_out_of_window_is_ignored(net: Net) -> None:
     _, client, server = open_pair(net)
-    seg = TcpSegment(client.local_port, 80, (server.rcv_nxt + 10_000_000) & 0xFFFFFFFF, 0,
+    seg = TcpSegment(client.local_port, 80, (server.rcv.rcv_nxt + 10_000_000) & 0xFFFFFFFF, 0,
                      RST, 0)
     assert inject(net, seg) == []
     assert server.state == State.ESTABLISHED
@@ -65,17 +65,17 @@ def test_syn_on_established_connection_gets_challenge_ack(net: Net) -> None:
 
 def test_ack_too_old_gets_challenge_ack_and_is_dropped(net: Net) -> None:
     _, client, server = open_pair(net)
-    old = (server.snd_una - server.max_window - 10) & 0xFFFFFFFF
-    seg = TcpSegment(client.local_port, 80, server.rcv_nxt, old, ACK, 1000, payload=b"zz")
+    old = (server.snd.snd_una - server.snd.max_window - 10) & 0xFFFFFFFF
+    seg = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, old, ACK, 1000, payload=b"zz")
     replies = inject(net, seg)
     assert [r.flags for r in replies] == [ACK]
-    assert server.rcv_nxt == seg.seq  # the data was not accepted
+    assert server.rcv.rcv_nxt == seg.seq  # the data was not accepted
 
 
 def test_ack_of_unsent_data_is_dropped(net: Net) -> None:
     _, client, server = open_pair(net)
-    ahead = (server.snd_nxt + 1000) & 0xFFFFFFFF
-    seg = TcpSegment(client.local_port, 80, server.rcv_nxt, ahead, ACK, 1000, payload=b"zz")
+    ahead = (server.snd.snd_nxt + 1000) & 0xFFFFFFFF
+    seg = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, ahead, ACK, 1000, payload=b"zz")
     inject(net, seg)
-    assert server.rcv_nxt == seg.seq
+    assert server.rcv.rcv_nxt == seg.seq
     assert net.b.counters["UstcpDropAckUnsent"] == 1

@@ -78,7 +78,7 @@ def test_keepalive_with_keepidle_probes_then_times_out(net: Net) -> None:
     times = [p.t - start for p in probes]
     assert len(times) == 3 and 9.9 < times[0] <= 10.0  # idle counts from the last receipt
     assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == [2.0, 2.0]
-    assert all(p.seg.seq == (client.snd_una - 1) % (1 << 32) for p in probes)
+    assert all(p.seg.seq == (client.snd.snd_una - 1) % (1 << 32) for p in probes)
     rst = [s for s in net.log if s.src == A_IP and s.seg.flags & RST]
     assert [round(r.t - probes[-1].t, 6) for r in rst] == [2.0]
     assert client.state == State.CLOSE
@@ -105,14 +105,14 @@ def test_sndbuf_minimum_is_applied(net: Net) -> None:
     s = sock_of(net, client)
     s.setsockopt(net.now, SOL, socket.SO_SNDBUF, 1)
     assert s.getsockopt(net.now, SOL, socket.SO_SNDBUF) == 4608
-    assert client.send_space == 4608  # was 2: the doubled request without the minimum
+    assert client.snd.send_space == 4608  # was 2: the doubled request without the minimum
 
 
 def test_rcvbuf_on_a_live_connection(net: Net) -> None:
     _, client, _ = open_pair(net)
     s = sock_of(net, client)
     s.setsockopt(net.now, SOL, socket.SO_RCVBUF, 10000)
-    assert client.rcvbuf == 20000 == s.getsockopt(net.now, SOL, socket.SO_RCVBUF)
+    assert client.rcv.rcvbuf == 20000 == s.getsockopt(net.now, SOL, socket.SO_RCVBUF)
 
 
 def test_tcp_info_bytes_and_maxseg(net: Net) -> None:
@@ -136,12 +136,12 @@ def test_quickack_sends_the_delayed_ack(net: Net) -> None:
     client.send(net.now, b"q" * 100)
     net.run(net.now + 0.006)  # arrived at the server, whose ACK waits
     assert drain(server, net.now) == b"q" * 100
-    assert server.t_delack is not None  # read, and still not acknowledged
+    assert server.rcv.t_delack is not None  # read, and still not acknowledged
     mark = len(net.log)
     ss.setsockopt(net.now, TCP, socket.TCP_QUICKACK, 1)
     net.flush()
     acks = [x for x in net.log[mark:] if x.src == B_IP and x.seg.flags & ACK]
-    assert len(acks) == 1 and acks[0].seg.ack == client.snd_nxt
+    assert len(acks) == 1 and acks[0].seg.ack == client.snd.snd_nxt
 
 
 def test_congestion_control_on_a_live_connection(net: Net) -> None:
@@ -149,7 +149,7 @@ def test_congestion_control_on_a_live_connection(net: Net) -> None:
     s = sock_of(net, client)
     assert s.getsockopt(net.now, TCP, socket.TCP_CONGESTION, 16) == b"cubic".ljust(16, b"\0")
     s.setsockopt(net.now, TCP, socket.TCP_CONGESTION, b"reno")
-    assert client.cc.name == "reno"
+    assert client.snd.cc.name == "reno"
     assert s.getsockopt(net.now, TCP, socket.TCP_CONGESTION, 16) == b"reno".ljust(16, b"\0")
 
 

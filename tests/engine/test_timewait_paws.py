@@ -43,7 +43,7 @@ def test_new_syn_with_higher_sequence_reopens_time_wait(net: Net) -> None:
     assert server.key in net.b.time_wait.entries
     entry = net.b.time_wait.entries[server.key]
     syn = TcpSegment(client.local_port, 80, (entry.rcv_nxt + 100000) & 0xFFFFFFFF, 0, SYN,
-                     64240, TcpOptions(mss=1460, ts_val=(client.ts_recent + 1000)))
+                     64240, TcpOptions(mss=1460, ts_val=(client.rcv.ts_recent + 1000)))
     net.b.on_segment(net.now, A_IP, B_IP, syn)
     out = [s for _, _, s in net.b.take_output()]
     assert [s.flags for s in out] == [SYN | ACK]
@@ -109,7 +109,7 @@ def test_tw_reuse_lets_an_active_open_take_the_port_after_one_second() -> None:
     net.run(net.now + 1.5)
     again = net.a.connect(net.now, A_IP, B_IP, 80, local_port=port)
     # The new incarnation starts after everything the old one sent (tcp_twsk_unique).
-    assert again.iss == (entry.snd_nxt + 65537) & 0xFFFFFFFF
+    assert again.snd.iss == (entry.snd_nxt + 65537) & 0xFFFFFFFF
     net.run(net.now + 0.5)
     assert again.state == State.ESTABLISHED
     net.config_a.tcp_tw_reuse = 0
@@ -127,12 +127,12 @@ def test_paws_drops_old_duplicate_and_accepts_after_24_days_idle(net: Net) -> No
     client.send(net.now, b"fresh")
     net.run(net.now + 0.1)
     assert drain(server, net.now) == b"fresh"
-    old_ts = (server.ts_recent - 10) & 0xFFFFFFFF
-    dup = TcpSegment(client.local_port, 80, server.rcv_nxt, server.snd_nxt, ACK, 1000,
+    old_ts = (server.rcv.ts_recent - 10) & 0xFFFFFFFF
+    dup = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, server.snd.snd_nxt, ACK, 1000,
                      TcpOptions(ts_val=old_ts, ts_ecr=0), b"stale")
     net.b.on_segment(net.now, A_IP, B_IP, dup)
     assert net.b.counters["TcpExtPAWSEstab"] == 1
-    assert server.rcv_buf.pull(100) == b""
+    assert server.rcv.rcv_buf.pull(100) == b""
     later = net.now + TCP_PAWS_24DAYS + 1
     net.b.on_segment(later, A_IP, B_IP, dup)
     assert net.b.counters["TcpExtPAWSEstab"] == 1
@@ -144,15 +144,15 @@ def test_paws_tolerates_one_tick_and_reordered_duplicate_acks(net: Net) -> None:
     client.send(net.now, b"fresh")
     net.run(net.now + 0.1)
     drain(server, net.now)
-    one_tick_old = (server.ts_recent - 1) & 0xFFFFFFFF
-    seg = TcpSegment(client.local_port, 80, server.rcv_nxt, server.snd_nxt, ACK, 0,
+    one_tick_old = (server.rcv.ts_recent - 1) & 0xFFFFFFFF
+    seg = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, server.snd.snd_nxt, ACK, 0,
                      TcpOptions(ts_val=one_tick_old), b"lag")
-    seg.window = server.snd_wnd >> server.snd_wscale
+    seg.window = server.snd.snd_wnd >> server.snd.snd_wscale
     net.b.on_segment(net.now, A_IP, B_IP, seg)
     assert server.recv(net.now, 10) == b"lag"  # TCP_PAWS_WINDOW: one tick is fine
-    old = (server.ts_recent - 50) & 0xFFFFFFFF
-    dupack = TcpSegment(client.local_port, 80, server.rcv_nxt, server.snd_una, ACK,
-                        server.snd_wnd >> server.snd_wscale, TcpOptions(ts_val=old))
+    old = (server.rcv.ts_recent - 50) & 0xFFFFFFFF
+    dupack = TcpSegment(client.local_port, 80, server.rcv.rcv_nxt, server.snd.snd_una, ACK,
+                        server.snd.snd_wnd >> server.snd.snd_wscale, TcpOptions(ts_val=old))
     net.b.on_segment(net.now, A_IP, B_IP, dupack)
     assert net.b.counters["TcpExtPAWSEstab"] == 0  # tcp_disordered_ack: not a duplicate
 
@@ -165,7 +165,7 @@ def _syn_from(client: Connection, port: int, ts_val: int | None) -> TcpSegment:
 
 def test_tw_recycle_off_ignores_other_clocks_behind_one_address(net: Net) -> None:
     client, server = close_server_first(net)
-    net.b.on_segment(net.now, A_IP, B_IP, _syn_from(client, 50001, client.ts_recent - 100_000))
+    net.b.on_segment(net.now, A_IP, B_IP, _syn_from(client, 50001, client.rcv.ts_recent - 100_000))
     assert [s.flags for _, _, s in net.b.take_output()] == [SYN | ACK]
     assert net.b.time_wait.entries[server.key].expires - net.now > 59
     assert not net.b.time_wait.peer_stamps

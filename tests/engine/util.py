@@ -49,9 +49,9 @@ def one_byte(client: Connection, now: float, offset: int, byte: bytes) -> TcpSeg
     """A segment of ``byte`` at ``offset`` bytes past the client's SND.NXT, as the client
     would send it (its timestamps, its ACK), for injecting straight into the peer's engine."""
     opts = TcpOptions()
-    if client.ts_ok:
-        opts.ts_val = client.ts_now(now)
-        opts.ts_ecr = client.ts_recent
+    if client.rcv.ts_ok:
+        opts.ts_val = client.rcv.ts_now(now)
+        opts.ts_ecr = client.rcv.ts_recent
     return TcpSegment(client.local_port, client.remote_port,
-                      (client.snd_nxt + offset) & 0xFFFFFFFF, client.rcv_nxt, ACK,
-                      client.rcv_wnd >> client.rcv_wscale, opts, byte)
+                      (client.snd.snd_nxt + offset) & 0xFFFFFFFF, client.rcv.rcv_nxt, ACK,
+                      client.rcv.rcv_wnd >> client.rcv.rcv_wscale, opts, byte)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+from operator import attrgetter
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -37,26 +38,26 @@ def check_connection(conn: Connection) -> None:
     """Invariants of one connection, whatever happened to it."""
     if conn.state in (State.SYN_SENT, State.CLOSE):
         return
-    in_flight = seq_diff(conn.snd_nxt, conn.snd_una)
-    assert 0 <= in_flight <= len(conn.snd_buf) + 2, ("SND.UNA <= SND.NXT", in_flight)
+    in_flight = seq_diff(conn.snd.snd_nxt, conn.snd.snd_una)
+    assert 0 <= in_flight <= len(conn.snd.snd_buf) + 2, ("SND.UNA <= SND.NXT", in_flight)
     # write_seq is not moved by the FIN: once the FIN is acknowledged it is SND.UNA - 1.
-    assert -1 <= seq_diff(conn.write_seq, conn.snd_una) <= len(conn.snd_buf) + 1
-    assert len(conn.snd_buf) <= max(conn.config.tcp_wmem[2], conn.sockopts.sndbuf * 2)
-    assert 0 <= conn.rcv_wnd <= MAX_WINDOW
-    assert 0 <= conn.snd_wnd <= MAX_WINDOW
-    assert conn.rcvbuf <= max(conn.config.tcp_rmem[2], conn.sockopts.rcvbuf * 2, 2304)
-    buf = conn.rcv_buf
+    assert -1 <= seq_diff(conn.snd.write_seq, conn.snd.snd_una) <= len(conn.snd.snd_buf) + 1
+    assert len(conn.snd.snd_buf) <= max(conn.config.tcp_wmem[2], conn.sockopts.sndbuf * 2)
+    assert 0 <= conn.rcv.rcv_wnd <= MAX_WINDOW
+    assert 0 <= conn.snd.snd_wnd <= MAX_WINDOW
+    assert conn.rcv.rcvbuf <= max(conn.config.tcp_rmem[2], conn.sockopts.rcvbuf * 2, 2304)
+    buf = conn.rcv.rcv_buf
     # In-order data passes the buffer by the window's rounding at most (Connection._rcv_room);
     # out-of-order data never passes the buffer.
-    assert len(buf) <= conn.rcvbuf + max(1 << conn.rcv_wscale, conn.rcvbuf >> 4)
-    assert buf.ofo_truesize <= conn.rcvbuf
+    assert len(buf) <= conn.rcv.rcvbuf + max(1 << conn.rcv.rcv_wscale, conn.rcv.rcvbuf >> 4)
+    assert buf.ofo_truesize <= conn.rcv.rcvbuf
     check_ofo(conn)
 
 
 def check_ofo(conn: Connection) -> None:
     """The out-of-order queue is sorted, disjoint, not adjacent, beyond RCV.NXT, and its
     byte and piece counts are true; the SACK order holds at most four of its ranges."""
-    buf, rcv_nxt = conn.rcv_buf, conn.rcv_nxt
+    buf, rcv_nxt = conn.rcv.rcv_buf, conn.rcv.rcv_nxt
     prev_end = 0
     nbytes = pieces = 0
     for blk in buf.ofo:
@@ -203,8 +204,8 @@ OPTIONS = st.builds(
 )
 SEGMENTS = st.lists(st.tuples(
     FLAGS,
-    st.tuples(st.sampled_from(("rcv_nxt", "window_edge", "far")), NEAR, FAR),
-    st.tuples(st.sampled_from(("snd_una", "snd_nxt", "far")), NEAR, FAR),
+    st.tuples(st.sampled_from(("rcv.rcv_nxt", "window_edge", "far")), NEAR, FAR),
+    st.tuples(st.sampled_from(("snd.snd_una", "snd.snd_nxt", "far")), NEAR, FAR),
     st.sampled_from((0, 1, 100, 65535)),
     OPTIONS,
     st.sampled_from((0, 1, 2, 100, 1448, 5000)),
@@ -219,7 +220,8 @@ def _abs(conn: Connection, anchor: tuple[str, int, int]) -> int:
     name, delta, far = anchor
     if name == "far":
         return far
-    base = seq_add(conn.rcv_nxt, conn.rcv_wnd) if name == "window_edge" else getattr(conn, name)
+    base = seq_add(conn.rcv.rcv_nxt, conn.rcv.rcv_wnd) if name == "window_edge" \
+        else attrgetter(name)(conn)
     return seq_add(base, delta)
 
 

@@ -21,9 +21,14 @@ import pytest
 from tests.kernel.nsutil import ROOT, Daemon, daemon, netns
 
 RATE, DURATION = 20_000, 10
+# s a curl (and the TCP_INFO probe) may take. The flood keeps the device queue full, so a
+# frame of theirs may be dropped at the device like the flood's own (the daemon reads
+# 7,000-20,000 SYN/s depending on the machine's load); SYN retransmissions at 1, 3 and 7 s
+# then bring it in. 4 s failed 1 curl in 18 with the machine loaded (load 6 on 2 cores).
+CURL_TIMEOUT = 12
 TCP_INFO = r"""
 import socket, sys
-s = socket.create_connection((sys.argv[1], 80), timeout=10)
+s = socket.create_connection((sys.argv[1], 80), timeout=CURL_TIMEOUT)
 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
 assert s.recv(100).startswith(b"HTTP/1.1 200")
@@ -50,10 +55,11 @@ def flood_and_curl(d: Daemon) -> tuple[dict[str, object], list[bool], list[int]]
     try:
         time.sleep(1.0)  # let the SYN queue fill first
         while flood.poll() is None:
-            done = d.run("curl", "-s", "-o", "/dev/null", "-m", "4", "-w", "%{http_code}",
-                         f"http://{d.addr}/", timeout=20)
+            done = d.run("curl", "-s", "-o", "/dev/null", "-m", str(CURL_TIMEOUT), "-w",
+                         "%{http_code}", f"http://{d.addr}/", timeout=CURL_TIMEOUT + 10)
             ok.append(done.stdout == b"200")
-            info = d.run(sys.executable, "-c", TCP_INFO, d.addr, timeout=20)
+            info = d.run(sys.executable, "-c", TCP_INFO.replace("CURL_TIMEOUT", str(CURL_TIMEOUT)),
+                         d.addr, timeout=CURL_TIMEOUT + 10)
             if info.returncode == 0:
                 options.append(int(info.stdout))
             time.sleep(0.3)
@@ -90,10 +96,11 @@ def test_syn_flood(cookies: int, tmp_path: Path) -> None:
         assert all(ok), ok  # every curl served during the flood
         assert delta["TcpExtSyncookiesSent"] > RATE  # the flood was answered with cookies
         # Each round makes two connections (curl, then the TCP_INFO probe). With
-        # tcp_syncookies=2 every one comes back through a cookie; with =1 only those whose
-        # SYN found the queue full do: a SYN that meets a slot just freed (a request dropped
-        # by a RST or its SYN-ACK timer) takes the normal path, as in Linux.
-        assert delta["TcpExtSyncookiesRecv"] >= (2 * len(ok) if cookies == 2 else 1)
+        # tcp_syncookies=2 every one that completed came back through a cookie; with =1 only
+        # those whose SYN found the queue full do: a SYN that meets a slot just freed (a
+        # request dropped by a RST or its SYN-ACK timer) takes the normal path, as in Linux.
+        served = len(ok) + len(options)  # the curls (all served) and the probes that were
+        assert delta["TcpExtSyncookiesRecv"] >= (served if cookies == 2 else 1)
         assert delta.get("TcpExtTCPReqQFullDrop", 0) == 0
     if cookies == 2:
         assert options and all(o & 7 == 7 for o in options), options

@@ -37,10 +37,20 @@ def test_memory_is_trimmed_once_a_burst_has_drained() -> None:
     assert calls == [0]
 
 
-class FakeConnection:
+class FakeReceiver:
     def __init__(self) -> None:
         self.bytes_received = 0
+
+
+class FakeSender:
+    def __init__(self) -> None:
         self.bytes_acked = 0
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.rcv = FakeReceiver()
+        self.snd = FakeSender()
 
 
 class FakeStream:
@@ -70,7 +80,7 @@ async def test_the_idle_reaper_ends_idle_handlers_and_spares_busy_ones(
     async def keep_busy() -> None:
         for _ in range(20):  # a byte acknowledged every second
             await trio.sleep(1)
-            busy.connection.bytes_acked += 1
+            busy.connection.snd.bytes_acked += 1
 
     wrapped = reaper.wrap(handler)
     async with trio.open_nursery() as nursery:

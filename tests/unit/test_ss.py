@@ -36,10 +36,10 @@ def test_estab_during_a_transfer_shows_cwnd_and_the_retransmission_timer(net: Ne
     assert row["local"] == "10.0.0.2:80" and row["peer"] == f"10.0.0.1:{client.local_port}"
     assert row["send_q"] > 0
     info = row["info"]
-    assert info["cwnd"] == server.ccs.snd_cwnd > 10  # grew from the initial window
+    assert info["cwnd"] == server.snd.ccs.snd_cwnd > 10  # grew from the initial window
     assert info["ts"] and info["sack"] and info["wscale"] == [7, 7]
     assert info["mss"] == 1448 and info["bytes_acked"] > 0
-    assert info["rtt"] == pytest.approx(server.rtt.srtt_us / 1000)
+    assert info["rtt"] == pytest.approx(server.snd.rtt.srtt_us / 1000)
     assert row["timer"]["name"] == "on" and 0 < row["timer"]["expires_ms"] <= info["rto"]
 
     lines = format_table(rows).splitlines()

@@ -81,14 +81,18 @@ def test_wrong_tuple_or_isn_rejected(peer_isn: int, mss: int) -> None:
     assert _check(peer_isn ^ 0x80000000, cookie) is None
 
 
-def test_small_offsets_move_the_mss_index() -> None:
-    # The index is added, not hashed (secure_tcp_syn_cookie): cookie+1 or peer_isn-1 reads as
-    # the next table entry, a property of Linux's layout; past the table it is rejected.
+def test_an_offset_cookie_moves_the_index_an_offset_isn_fails() -> None:
+    # The index is added to H1 (secure_tcp_syn_cookie): cookie+1 reads as the next table
+    # entry, a property of Linux's layout; past the table it is rejected.
     cookie, _ = _make(1000, 536)
     assert _check(1000, cookie + 1) == 1300
-    assert _check(999, cookie) == 1300
-    assert _check(1001, cookie) is None  # index -1 wraps to 0xFFFFFF
     assert _check(1000, cookie + 4) is None
+    # peer_isn is inside H1 (ustcp, not Linux): an ISN one off either way fails, where
+    # Linux reads the neighbouring index (the duplicate ACK after one byte of data).
+    assert _check(999, cookie) is None
+    assert _check(1001, cookie) is None
+    cookie, _ = _make(1000, 1460)
+    assert _check(1001, cookie) is None
 
 
 def test_forgery_rate_is_small() -> None:
@@ -136,7 +140,7 @@ def test_counter_in_top_eight_bits() -> None:
         h0 = SECRETS.cookie_hash(PEER, PEER_PORT, US, US_PORT, 0, 0)
         rest = (cookie - h0 - 0xDEADBEEF) & 0xFFFFFFFF
         assert rest >> COOKIEBITS == minutes & 0xFF
-        h1 = SECRETS.cookie_hash(PEER, PEER_PORT, US, US_PORT, minutes, 1)
+        h1 = SECRETS.cookie_hash(PEER, PEER_PORT, US, US_PORT, minutes, 1, 0xDEADBEEF)
         assert (rest - h1) & ((1 << COOKIEBITS) - 1) == MSSTAB.index(1300)
 
 

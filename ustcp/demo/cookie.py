@@ -71,7 +71,7 @@ def explain(convs: list[Conversation], log: Path, seed: int = 1) -> tuple[Conver
             f"SYN-ACK seq {synack.seq} = hash0(4-tuple) + client ISN {syn.seq} + 0x{rest:08x}",
             f"  0x{rest:08x}: top 8 bits 0x{rest >> syncookies.COOKIEBITS:02x} = the minute "
             f"counter (engine time {now:.0f} s / 60 = {int(now // 60)}, mod 256); low 24 "
-            "bits = hash1(4-tuple, counter) + MSS index",
+            "bits = hash1(4-tuple, counter, client ISN) + MSS index",
             f"client ACK ack {ack.ack}: cookie + 1; cookie_check with the daemon's keys at "
             f"that time finds MSS {mss} (index {syncookies.mss_index(mss)} of "
             f"{list(syncookies.MSSTAB)})",

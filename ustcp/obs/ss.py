@@ -84,14 +84,14 @@ def _timer(name: str, deadline: float, now: float, count: int) -> dict[str, Any]
 
 
 def _conn_timer(conn: Connection, now: float) -> dict[str, Any] | None:
-    if conn.t_rto is not None:
-        return _timer("on", conn.t_rto, now, conn.retransmits)
-    if conn.t_probe0 is not None:
-        return _timer("persist", conn.t_probe0, now, conn.probes_out)
+    if conn.snd.t_rto is not None:
+        return _timer("on", conn.snd.t_rto, now, conn.snd.retransmits)
+    if conn.snd.t_probe0 is not None:
+        return _timer("persist", conn.snd.t_probe0, now, conn.snd.probes_out)
     if conn.t_linger is not None:
         return _timer("timewait", conn.t_linger, now, 0)
     if conn.t_keepalive is not None:
-        return _timer("keepalive", conn.t_keepalive, now, conn.probes_out)
+        return _timer("keepalive", conn.t_keepalive, now, conn.snd.probes_out)
     return None
 
 
@@ -104,7 +104,7 @@ def _info(conn: Connection, now: float) -> dict[str, Any]:
     ti = conn.tcp_info(now)
     options = ti["tcpi_options"]
     return {
-        "ts": bool(options & 1), "sack": bool(options & 2), "cong": conn.cc.name,
+        "ts": bool(options & 1), "sack": bool(options & 2), "cong": conn.snd.cc.name,
         "wscale": [ti["tcpi_snd_wscale"], ti["tcpi_rcv_wscale"]] if options & 4 else None,
         "rto": _ms(ti["tcpi_rto"]), "backoff": ti["tcpi_backoff"],
         "rtt": _ms(ti["tcpi_rtt"]), "rttvar": _ms(ti["tcpi_rttvar"]), "ato": _ms(ti["tcpi_ato"]),
@@ -130,8 +130,9 @@ def _skmem(conn: Connection) -> dict[str, int]:
     data waiting to be read, w the data not yet acknowledged; t (bytes in the device's
     queue), f (forward allocation), o (option memory), bl (backlog) and d (drops) have no
     counterpart here and stay 0."""
-    return {"r": len(conn.rcv_buf), "rb": conn.rcvbuf, "t": 0, "tb": conn.sndbuf(), "f": 0,
-            "w": max(0, seq_diff(conn.write_seq, conn.snd_una)), "o": 0, "bl": 0, "d": 0}
+    return {"r": len(conn.rcv.rcv_buf), "rb": conn.rcv.rcvbuf, "t": 0,
+            "tb": conn.snd.sndbuf(), "f": 0,
+            "w": max(0, seq_diff(conn.snd.write_seq, conn.snd.snd_una)), "o": 0, "bl": 0, "d": 0}
 
 
 def _listener_rows(listener: Listener, now: float) -> list[Row]:
@@ -154,8 +155,8 @@ def _listener_rows(listener: Listener, now: float) -> list[Row]:
 
 def _connection_row(conn: Connection, now: float) -> Row:
     return {
-        "state": conn.state.ss_name, "recv_q": len(conn.rcv_buf),
-        "send_q": max(0, seq_diff(conn.write_seq, conn.snd_una)),
+        "state": conn.state.ss_name, "recv_q": len(conn.rcv.rcv_buf),
+        "send_q": max(0, seq_diff(conn.snd.write_seq, conn.snd.snd_una)),
         "local": _endpoint(conn.local_ip, conn.local_port),
         "peer": _endpoint(conn.remote_ip, conn.remote_port),
         "timer": _conn_timer(conn, now), "info": _info(conn, now),

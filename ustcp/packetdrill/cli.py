@@ -9,35 +9,12 @@ only when the kernel and ustcp agree on every script both ran (``kernel/compare.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
-import structlog
-
 from .runner import Result, run_file
-
-
-@contextmanager
-def quiet_engine_logs() -> Iterator[None]:
-    """The engine's debug events would drown the report (-v shows the exchange instead);
-    the previous structlog configuration comes back afterwards."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
-
-
-def find_scripts(paths: Sequence[Path]) -> Iterator[Path]:
-    for path in paths:
-        if path.is_dir():
-            yield from sorted(path.rglob("*.pkt"))
-        else:
-            yield path
+from .scripts import find_scripts, quiet_engine_logs
 
 
 def run_paths(paths: Sequence[Path]) -> Iterator[Result]:

@@ -11,8 +11,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from .cli import find_scripts
 from .runner import Result, run_file
+from .scripts import find_scripts
 
 
 def run_suite(root: Path) -> Iterator[tuple[str, Result]]:

@@ -209,20 +209,27 @@ class Listener:
                    seg: TcpSegment) -> None:
         """A segment for the listening socket that is not a plain SYN (tcp_v4_do_rcv on a
         LISTEN socket and tcp_check_req for SYN-queue entries)."""
-        e = self.host
-        c = e.counters
-        flags = seg.flags
         key = (local_ip, self.port, remote_ip, seg.src_port)
         req = self.syn_queue.get(key)
         if req is not None:
             self._check_req(now, req, seg)
             return
+        self._no_request(now, remote_ip, local_ip, seg, seq_add(seg.seq, -1))
+
+    def _no_request(self, now: float, remote_ip: bytes, local_ip: bytes,
+                    seg: TcpSegment, peer_isn: int) -> None:
+        """tcp_v4_do_rcv on the LISTEN socket itself: a valid cookie ACK completes a
+        connection, a RST is dropped, anything else is answered with RST. ``peer_isn`` is
+        the ISN the cookie must have been made for."""
+        e = self.host
+        c = e.counters
+        flags = seg.flags
         if flags & RST:
             c.inc(Mib.UstcpListenRst)  # nothing to reset (Linux: discarded in LISTEN)
             return
         if flags & ACK and not flags & SYN and e.config.tcp_syncookies and \
                 now - self.last_overflow < TCP_SYNCOOKIE_VALID:
-            req = self._cookie_check(now, local_ip, remote_ip, seg)
+            req = self._cookie_check(now, local_ip, remote_ip, seg, peer_isn)
             if req is not None:
                 self._complete(now, req, seg)
                 return
@@ -230,12 +237,11 @@ class Listener:
         e.send_reset_for(local_ip, remote_ip, seg)
 
     def _cookie_check(self, now: float, local_ip: bytes, remote_ip: bytes,
-                      seg: TcpSegment) -> RequestSock | None:
+                      seg: TcpSegment, peer_isn: int) -> RequestSock | None:
         """cookie_v4_check: rebuild the request from a valid cookie ACK."""
         e = self.host
         c = e.counters
         cookie = seq_add(seg.ack, -1)
-        peer_isn = seq_add(seg.seq, -1)
         mss = syncookies.cookie_check(e.cookie_secrets, now, remote_ip, seg.src_port,
                                       local_ip, self.port, peer_isn, cookie)
         if mss is None:
@@ -280,7 +286,12 @@ class Listener:
             self._send_synack(now, req)
             return
         if flags & ACK and seg.ack != seq_add(req.iss, 1):
-            e.send_reset_for(req.local_ip, req.remote_ip, seg)  # not our SYN-ACK
+            # Not this entry's SYN-ACK: tcp_check_req hands it back to the listener ("return
+            # sk"), where it may be the ACK of a cookie sent for an earlier copy of the SYN
+            # while the queue was full (cookie_v4_check); if not, it gets RST there. The
+            # entry knows the peer's ISN: a duplicate ACK sent after data (seq past ISN + 1)
+            # still completes, and the connection starts where the peer's data does.
+            self._no_request(now, req.remote_ip, req.local_ip, seg, req.irs)
             return
         rcv_nxt = seq_add(req.irs, 1)
         end = seq_add(seg.seq, seg.seg_len)

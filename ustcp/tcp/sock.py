@@ -147,7 +147,7 @@ class Sock:
         elif optname == socket.SO_RCVBUF:
             opts.rcvbuf = max(min(val & 0xFFFFFFFF, RMEM_MAX), 1)
             if conn is not None:
-                conn.rcvbuf = rcvbuf_size(self.config, opts)
+                conn.rcv.set_rcvbuf(rcvbuf_size(self.config, opts))
         else:
             raise os_error(errno.ENOPROTOOPT)
 
@@ -163,7 +163,7 @@ class Sock:
                 raise os_error(errno.ENOENT)
             opts.congestion = name
             if conn is not None:
-                conn.set_congestion_control(now, name)
+                conn.snd.set_congestion_control(now, name)
             return
         val = _int_value(value)
         if optname == socket.TCP_NODELAY:
@@ -251,7 +251,7 @@ class Sock:
         if optname == socket.TCP_MAXSEG:
             # mss_cache once connected; before, the user's clamp or TCP_MSS_DEFAULT.
             if conn is not None and conn.state not in _NOT_CONNECTED:
-                return conn.mss
+                return conn.snd.mss
             return opts.maxseg or TCP_MSS_DEFAULT
         if optname == socket.TCP_KEEPIDLE:
             return opts.keepidle or cfg.tcp_keepalive_time
@@ -265,9 +265,9 @@ class Sock:
         if optname == socket.TCP_DEFER_ACCEPT:
             return retrans_to_secs(secs_to_retrans(opts.defer_accept))
         if optname == socket.TCP_QUICKACK:
-            return int(not (conn.pingpong if conn is not None else self.pingpong))
+            return int(not (conn.rcv.pingpong if conn is not None else self.pingpong))
         if optname == socket.TCP_CONGESTION:
-            name = conn.cc.name if conn is not None \
+            name = conn.snd.cc.name if conn is not None \
                 else opts.congestion or cfg.tcp_congestion_control
             return name.encode().ljust(TCP_CA_NAME_MAX, b"\0")
         if optname == socket.TCP_INFO:
@@ -294,15 +294,15 @@ class Sock:
             return POLLOUT | POLLWRNORM | POLLHUP
         state = conn.state
         closed = state == State.CLOSE
-        rcv_shut = closed or conn.rcv_shutdown or conn.fin_received
-        snd_shut = closed or conn.fin_queued
+        rcv_shut = closed or conn.rcv_shutdown or conn.rcv.fin_received
+        snd_shut = closed or conn.snd.fin_queued
         mask = 0
         if closed or (rcv_shut and snd_shut):
             mask |= POLLHUP
         if rcv_shut:
             mask |= POLLIN | POLLRDNORM | POLLRDHUP
         if state not in _PRE_ESTABLISHED:
-            if len(conn.rcv_buf):
+            if len(conn.rcv.rcv_buf):
                 mask |= POLLIN | POLLRDNORM
             if snd_shut or conn.writable:
                 mask |= POLLOUT | POLLWRNORM
@@ -321,10 +321,10 @@ class Sock:
         if conn is None or conn.state in _PRE_ESTABLISHED:
             return 0
         if request == SIOCINQ:
-            return len(conn.rcv_buf)
+            return len(conn.rcv.rcv_buf)
         if request == SIOCOUTQ:
-            return (conn.write_seq - conn.snd_una) % (1 << 32)
-        return (conn.write_seq - conn.snd_nxt) % (1 << 32)
+            return (conn.snd.write_seq - conn.snd.snd_una) % (1 << 32)
+        return (conn.snd.write_seq - conn.snd.snd_nxt) % (1 << 32)
 
     # ------------------------------------------------------------------ shutdown, close
 

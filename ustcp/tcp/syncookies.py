@@ -4,12 +4,21 @@ When the SYN queue is full (or ``tcp_syncookies=2``) a listener keeps no state f
 encodes what it must remember in the ISN of its SYN-ACK, and rebuilds the request from the
 ACK that echoes it. Layout of the 32-bit cookie (secure_tcp_syn_cookie)::
 
-    cookie = H0(4-tuple) + peer_isn + (count << 24) + ((H1(4-tuple, count) + mss_index) mod 2^24)
+    cookie = H0(4-tuple) + peer_isn + (count << 24)
+             + ((H1(4-tuple, count, peer_isn) + mss_index) mod 2^24)
 
 all mod 2^32. ``count`` is a minute counter (tcp_cookie_time: jiffies / (60 * HZ), here
 ``now // 60``); its low 8 bits sit in the top 8 bits of the cookie once H0 and peer_isn are
 subtracted, so the check recovers the counter, rejects it when it is MAX_SYNCOOKIE_AGE or
 more minutes old, and then recovers the 2-bit MSS index from the low 24 bits.
+
+One departure from Linux: Linux's H1 does not cover peer_isn, so an ACK whose sequence is one
+past the ISN's successor (a duplicate ACK sent after one byte of data) recovers the
+neighbouring MSS index and passes; the connection then starts one byte late and that byte is
+lost without a trace. ustcp puts peer_isn into H1, so such an ACK fails the check (counted
+SyncookiesFailed, answered with RST) instead. A 10,000-connection burst (tools/burst.py)
+lost the one byte of 507 connections so before the listener checked the cookie against the
+ISN it knew (listener.py, _no_request).
 
 The keyed hash: Linux uses SipHash-2-4 over (saddr, daddr, sport << 16 | dport, count) with
 two 128-bit keys drawn once at first use (net_get_random_once) and never changed. Python's
@@ -85,10 +94,11 @@ class SyncookieSecrets:
             )
 
     def cookie_hash(self, src_ip: bytes, src_port: int, dst_ip: bytes, dst_port: int,
-                    count: int, c: int) -> int:
-        """cookie_hash: a 32-bit keyed hash of the 4-tuple and ``count`` under key ``c``."""
+                    count: int, c: int, peer_isn: int = 0) -> int:
+        """cookie_hash: a 32-bit keyed hash of the 4-tuple, ``count`` and ``peer_isn``
+        under key ``c``."""
         msg = (src_ip + dst_ip + ((src_port << 16) | dst_port).to_bytes(4, "big")
-               + (count & _U32).to_bytes(4, "big"))
+               + (count & _U32).to_bytes(4, "big") + (peer_isn & _U32).to_bytes(4, "big"))
         return int.from_bytes(
             hashlib.blake2b(msg, key=self._keys[c], digest_size=4).digest(), "big")
 
@@ -115,7 +125,7 @@ def cookie_init_sequence(secrets: SyncookieSecrets, now: float,
     idx = mss_index(mss)
     count = tcp_cookie_time(now)
     h0 = secrets.cookie_hash(src_ip, src_port, dst_ip, dst_port, 0, 0)
-    h1 = secrets.cookie_hash(src_ip, src_port, dst_ip, dst_port, count, 1)
+    h1 = secrets.cookie_hash(src_ip, src_port, dst_ip, dst_port, count, 1, peer_isn)
     cookie = h0 + peer_isn + (count << COOKIEBITS) + ((h1 + idx) & COOKIEMASK)
     return cookie & _U32, MSSTAB[idx]
 
@@ -135,7 +145,7 @@ def cookie_check(secrets: SyncookieSecrets, now: float,
     diff = (count - (rest >> COOKIEBITS)) & (_U32 >> COOKIEBITS)
     if diff >= MAX_SYNCOOKIE_AGE:
         return None
-    h1 = secrets.cookie_hash(src_ip, src_port, dst_ip, dst_port, count - diff, 1)
+    h1 = secrets.cookie_hash(src_ip, src_port, dst_ip, dst_port, count - diff, 1, peer_isn)
     idx = (rest - h1) & COOKIEMASK
     return MSSTAB[idx] if idx < len(MSSTAB) else None
 

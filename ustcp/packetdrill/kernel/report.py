@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import find_scripts, quiet_engine_logs
 from ..runner import Result, run_file
+from ..scripts import find_scripts, quiet_engine_logs
 from . import compare
 from .jitter import describe
 from .known import known_difference

@@ -1,0 +1,768 @@
+"""The sending half of a connection (Linux tcp_output.c, the sender's side of tcp_input.c
+and tcp_timer.c's retransmission and persist timers; gVisor's snd.go).
+
+Sequence space on the send side::
+
+      SND.UNA            SND.NXT                 write_seq
+    ----|------------------|-----------------------|-------
+        | sent, unacked    | written, not yet sent |
+        |<------- snd_buf (bytes from SND.UNA) ------>|
+
+:class:`Sender` alone writes SND.UNA, SND.NXT, SND.WND and the window-update marks, the
+send buffer, the retransmission queue (through :class:`~ustcp.tcp.rtxqueue.RtxQueue`),
+the RTT estimator and the RTO's backoff, the transmit timer (RTO, loss probe, reorder
+timeout) and the persist timer, the congestion state (cwnd, ssthresh, the CA state, PRR,
+RACK, TLP) and the send statistics. It builds every segment the connection sends,
+taking the ACK number, the window and the timestamps from the :class:`Receiver`.
+
+What an ACK does to it is :mod:`ustcp.tcp.ack` (tcp_ack); loss recovery is
+:mod:`ustcp.tcp.recovery` (tcp_fastretrans_alert, RACK-TLP, PRR): functions over a
+Sender, the way Linux keeps them in other files. Congestion accounting is in packets like
+Linux (tcpi_snd_cwnd): a transmitted segment of ``n`` bytes counts ceil(n / MSS) packets,
+so a 64 KB GSO segment is many packets.
+
+Functions here, by Linux name: tcp_write_xmit (:meth:`Sender.push`), tcp_transmit_skb
+(:meth:`Sender.segment`), tcp_retransmit_skb, tcp_fragment (through the queue),
+tcp_nagle_check, tcp_cwnd_validate, tcp_cwnd_restart, tcp_event_new_data_sent,
+inet_csk_reset_xmit_timer (:meth:`Sender.reset_xmit_timer`), tcp_set_xmit_timer,
+tcp_retransmit_timer, tcp_write_timeout, tcp_probe_timer, tcp_send_probe0,
+tcp_schedule_loss_probe, tcp_enter_loss, tcp_sync_mss, tcp_sndbuf_expand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+
+from ..config import StackConfig
+from ..mib import Mib
+from ..wire.tcp import ACK, FIN, PSH, RST, TcpOptions, TcpSegment
+from .buffers import SendBuffer
+from .congestion import make_congestion_control
+from .congestion.base import (
+    CA_CWR,
+    CA_DISORDER,
+    CA_LOSS,
+    CA_OPEN,
+    CA_RECOVERY,
+    CcState,
+    CwndEvent,
+)
+from .host import Host
+from .options import TS_OPTION_LEN, SockOpts, sndbuf_size, syn_segment
+from .receiver import TCP_INIT_CWND, Receiver
+from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
+from .rtxqueue import RtxQueue, TxRecord
+from .seq import after, before, seq_add, seq_diff
+from .states import State
+from .timers import XmitTimer
+
+log = structlog.get_logger("ustcp.tcp")
+
+# States with data or a FIN that may still be waiting to go out: after close() or
+# shutdown(SHUT_WR) the FIN follows queued data, and the peer's FIN may arrive before it
+# leaves (CLOSING, LAST_ACK).
+SEND_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
+                         State.CLOSING, State.LAST_ACK})
+
+
+class Owner(Protocol):
+    """What the sender reads of the connection that holds it (never writes)."""
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def orphan(self) -> bool: ...
+
+
+class Sender:
+    """The send side of one connection."""
+
+    __slots__ = (
+        "backoff",
+        "bytes_acked",
+        "bytes_retrans",
+        "bytes_sent",
+        "cc",
+        "ccs",
+        "config",
+        "cwnd_limited",
+        "cwnd_usage_seq",
+        "data_segs_out",
+        "delivered",
+        "fin_acked",
+        "fin_queued",
+        "fin_sent",
+        "high_seq",
+        "host",
+        "iss",
+        "last_ack_recv",
+        "last_send",
+        "local_ip",
+        "local_port",
+        "max_packets_out",
+        "max_window",
+        "mss",
+        "mss_clamp",
+        "name",
+        "owner",
+        "prior_cwnd",
+        "probes_out",
+        "prr_delivered",
+        "prr_out",
+        "rack_advanced",
+        "rack_end_seq",
+        "rack_mstamp",
+        "rack_rtt_us",
+        "rcv",
+        "remote_ip",
+        "remote_port",
+        "reord_seen",
+        "reordering",
+        "retrans_stamp",
+        "retransmits",
+        "rtt",
+        "rtx",
+        "sack_ok",
+        "segs_out",
+        "snd_buf",
+        "snd_nxt",
+        "snd_sml",
+        "snd_una",
+        "snd_wl1",
+        "snd_wl2",
+        "snd_wnd",
+        "snd_wscale",
+        "sockopts",
+        "t_probe0",
+        "t_rto",
+        "tlp_high_seq",
+        "tlp_retrans",
+        "total_retrans",
+        "wake",
+        "write_seq",
+        "xmit_timer",
+    )
+
+    def __init__(self, host: Host, owner: Owner, rcv: Receiver, rtt: RtoEstimator,
+                 key: tuple[bytes, int, bytes, int], name: str, sockopts: SockOpts,
+                 now: float, *, wake: Callable[[], None]) -> None:
+        cfg: StackConfig = host.config
+        self.host = host
+        self.config = cfg
+        self.owner = owner
+        self.rcv = rcv
+        self.local_ip, self.local_port, self.remote_ip, self.remote_port = key
+        self.name = name
+        self.sockopts = sockopts
+        self.wake = wake  # writers may have room, or the connection's status changed
+        # Send sequence space (RFC 9293 3.3.1).
+        self.iss = 0
+        self.snd_una = 0
+        self.snd_nxt = 0
+        self.write_seq = 0  # sequence number after the last byte the application wrote
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_window = 0
+        self.snd_wscale = 0
+        self.snd_buf = SendBuffer()
+        self.fin_queued = False  # shutdown(SHUT_WR) or close(): FIN follows the data
+        self.fin_sent = False
+        self.fin_acked = False
+        self.snd_sml = 0  # end of the last small segment sent (Nagle, Minshall's variant)
+        self.rtx = RtxQueue()  # the retransmission queue and SACK scoreboard
+        self.sack_ok = False
+        # MSS.
+        self.mss_clamp = 536  # what the peer announced
+        self.mss = 536  # effective send MSS: payload bytes per segment, options excluded
+        # Retransmission and persist timers.
+        self.rtt = rtt
+        self.backoff = 0
+        self.retransmits = 0  # consecutive timeouts (icsk_retransmits)
+        self.retrans_stamp = 0.0
+        self.probes_out = 0  # zero-window or keepalive probes unanswered (icsk_probes_out)
+        self.t_rto: float | None = None  # the retransmit timer, which also serves as
+        self.xmit_timer = XmitTimer.RTO  # ... the loss probe and the RACK reorder timer
+        self.t_probe0: float | None = None
+        # Congestion control (Linux tcp_sock fields, in packets).
+        self.cc = make_congestion_control(sockopts.congestion or cfg.tcp_congestion_control)
+        self.ccs = CcState(mss=536)
+        self.high_seq = 0
+        self.prior_cwnd = 0
+        # RACK (RFC 8985, Linux tcp_recovery.c) and TLP.
+        self.rack_mstamp = -1.0  # send time of the most recently sent delivered record
+        self.rack_end_seq = 0
+        self.rack_rtt_us = 0
+        self.rack_advanced = False
+        self.reord_seen = 0
+        self.tlp_high_seq: int | None = None
+        self.tlp_retrans = False
+        self.prr_delivered = 0
+        self.prr_out = 0
+        self.reordering = cfg.tcp_reordering
+        self.last_send = now
+        self.cwnd_limited = False
+        self.max_packets_out = 0
+        self.cwnd_usage_seq = 0
+        # Statistics (tcp_info, ss).
+        self.bytes_acked = 0
+        self.bytes_sent = 0
+        self.bytes_retrans = 0
+        self.segs_out = 0
+        self.data_segs_out = 0
+        self.total_retrans = 0
+        self.delivered = 0
+        self.last_ack_recv = now
+
+    # ------------------------------------------------------------------ set-up
+
+    def init_seq(self, iss: int) -> None:
+        """Our ISN: SND.UNA and SND.NXT start there, the SYN takes one number."""
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.write_seq = seq_add(iss, 1)
+        self.snd_sml = iss
+        self.high_seq = iss
+
+    def sync_mss(self, mss_clamp: int) -> None:
+        """Effective send MSS (tcp_sync_mss / tcp_current_mss): the peer's MSS
+        (``mss_clamp``), the user's TCP_MAXSEG clamp, less the timestamp option every
+        segment carries."""
+        self.mss_clamp = mss_clamp
+        mss = min(mss_clamp, self.rcv.advmss)
+        if self.sockopts.maxseg:
+            mss = min(mss, self.sockopts.maxseg)
+        if self.rcv.ts_ok:
+            mss -= TS_OPTION_LEN
+        self.mss = max(mss, 48)
+        self.ccs.mss = self.mss
+
+    @property
+    def send_space(self) -> int:
+        return max(0, self.sndbuf() - len(self.snd_buf))
+
+    def sndbuf(self) -> int:
+        """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
+        congestion window, between tcp_wmem[1] and tcp_wmem[2]."""
+        locked = sndbuf_size(self.sockopts)
+        if locked:
+            return locked
+        _, default, hi = self.config.tcp_wmem
+        want = 2 * max(self.ccs.snd_cwnd, self.reordering + 1) * (self.mss + 200)
+        return max(default, min(hi, want * 2))
+
+    def segment(self, now: float, flags: int, seq: int, payload: bytes | memoryview = b"",
+                 *, with_sack: bool = True) -> TcpSegment:
+        opts = TcpOptions()
+        rcv = self.rcv
+        if rcv.ts_ok:
+            opts.ts_val = rcv.ts_now(now)
+            opts.ts_ecr = rcv.ts_recent
+        if not flags & ACK:
+            return TcpSegment(self.local_port, self.remote_port, seq, 0, flags, 0, opts,
+                              payload)
+        if with_sack and self.sack_ok and (rcv.rcv_buf.ofo or rcv.pending_dsack is not None):
+            blocks = rcv.sack_blocks(3 if rcv.ts_ok else 4, bool(self.config.tcp_dsack))
+            if blocks:
+                opts.sack_blocks = tuple(blocks)
+        window = rcv.select_window(self.owner.state == State.SYN_SENT)
+        return TcpSegment(self.local_port, self.remote_port, seq, rcv.rcv_nxt, flags, window,
+                          opts, payload)
+
+    def emit(self, now: float, seg: TcpSegment) -> None:
+        self.segs_out += seg.pcount  # tcpi_segs_out counts wire segments, as Linux's
+        if seg.flags & ACK:
+            self.rcv.ack_sent()
+        self.host.emit(self.local_ip, self.remote_ip, seg)
+
+    def send_ack(self, now: float) -> None:
+        self.emit(now, self.segment(now, ACK, self.snd_nxt))
+
+    def send_active_reset(self, now: float) -> None:
+        """RST for a connection we abort (tcp_send_active_reset): carries ACK and TS."""
+        self.host.counters.inc(Mib.TcpOutRsts)
+        seg = self.segment(now, RST | ACK, self.snd_nxt, with_sack=False)
+        self.host.emit(self.local_ip, self.remote_ip, seg)
+
+    def send_syn(self, now: float) -> None:
+        cfg = self.config
+        ts_val = self.rcv.ts_now(now) if cfg.tcp_timestamps else None
+        seg = syn_segment(self.local_port, self.remote_port, self.iss, None,
+                          rcv_wnd=self.rcv.rcv_wnd, mss=self.rcv.advmss,
+                          rcv_wscale=self.rcv.rcv_wscale, ts_val=ts_val, ts_ecr=0,
+                          sack=bool(cfg.tcp_sack), wscale=bool(cfg.tcp_window_scaling))
+        if not self.rtx.records:
+            self.rtx.add(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True),
+                         timed=False)
+            self.snd_nxt = seq_add(self.iss, 1)
+        self.segs_out += 1
+        self.host.emit(self.local_ip, self.remote_ip, seg)
+        self.arm_rto(now)
+
+    def current_mss(self) -> int:
+        """Payload room of the next segment: the MSS less the SACK blocks it will carry,
+        so that no frame outgrows the path MTU (tcp_current_mss)."""
+        if not self.sack_ok:
+            return self.mss
+        blocks = self.rcv.sack_block_count()
+        if not blocks:
+            return self.mss
+        return self.mss - 4 - 8 * min(blocks, 3 if self.rcv.ts_ok else 4)
+
+    def in_flight(self) -> int:
+        """Packets in flight (tcp_packets_in_flight, RFC 6675 "pipe")."""
+        return self.rtx.in_flight()
+
+    def push(self, now: float) -> None:
+        """Send what the windows allow (tcp_write_xmit)."""
+        if self.owner.state not in SEND_STATES:
+            return
+        ccs = self.ccs
+        if self.write_seq == self.snd_nxt and not (self.fin_queued and not self.fin_sent):
+            # Nothing queued (most calls after an ACK): only the bookkeeping below.
+            self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
+            self.check_probe_timer(now)
+            return
+        mss = self.current_mss()
+        gso_max = self.host.gso_max_size
+        sent_any = False
+        last: TcpSegment | None = None
+        first_seq = self.snd_nxt
+        idle = not self.rtx.packets_out
+        while True:
+            unsent = seq_diff(self.write_seq, self.snd_nxt)
+            want_fin = self.fin_queued and not self.fin_sent
+            if unsent <= 0 and not want_fin:
+                break
+            quota = ccs.snd_cwnd - self.in_flight()
+            if quota <= 0 and not (want_fin and unsent <= 0):
+                break  # a lone FIN is not held by cwnd (tcp_cwnd_test)
+            wnd_end = seq_add(self.snd_una, self.snd_wnd)
+            avail = seq_diff(wnd_end, self.snd_nxt)
+            max_segs = min(quota, max(1, gso_max // mss)) if gso_max else 1
+            size = min(unsent, mss * max_segs)
+            if size > avail:
+                # The first MSS must fit in the window (tcp_snd_wnd_test).
+                if avail < min(mss, unsent) or avail <= 0:
+                    break
+                size = avail if avail < mss else (avail // mss) * mss
+            if size and size < mss and size == unsent and not want_fin \
+                    and self._nagle_holds(size):
+                break
+            fin = want_fin and size == unsent
+            if not size and not fin:
+                break
+            if fin and not size and avail <= 0 and self.snd_wnd == 0 and self.rtx.packets_out:
+                break
+            if idle and not sent_any and self.config.tcp_slow_start_after_idle:
+                self._cwnd_restart_after_idle(now)
+            last = self._send_new(now, size, fin)
+            if not sent_any:
+                first_seq = last.seq
+            sent_any = True
+        if last is not None and len(last.payload) and last.seq != first_seq:
+            # A burst of several segments leaves as one GSO packet in Linux, and the
+            # packet's PSH ends up on its last segment (tcp_gso_segment).
+            last.flags |= PSH
+        if sent_any:
+            self.last_send = now
+            ccs.lsndtime = now
+            self.schedule_loss_probe(now, advancing_rto=False)
+        self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
+        self.check_probe_timer(now)
+
+    def _cwnd_validate(self, is_cwnd_limited: bool) -> None:
+        """Remember whether this flight was limited by cwnd rather than by the application
+        (tcp_cwnd_validate, RFC 7661): only then may cwnd grow."""
+        if not before(self.snd_una, self.cwnd_usage_seq) or is_cwnd_limited or (
+                not self.cwnd_limited and self.rtx.packets_out > self.max_packets_out):
+            self.cwnd_limited = is_cwnd_limited
+            self.max_packets_out = self.rtx.packets_out
+            self.cwnd_usage_seq = self.snd_nxt
+
+    def is_cwnd_limited(self) -> bool:
+        """tcp_is_cwnd_limited: in slow start, grow cwnd to twice what was in flight."""
+        ccs = self.ccs
+        if self.cwnd_limited:
+            return True
+        return ccs.snd_cwnd < ccs.snd_ssthresh and ccs.snd_cwnd < 2 * self.max_packets_out
+
+    def _nagle_holds(self, size: int) -> bool:
+        """Nagle's algorithm with Minshall's variant (RFC 896, Linux tcp_nagle_check):
+        hold a small segment while an earlier small segment is unacknowledged."""
+        if self.sockopts.cork:
+            return True
+        if self.sockopts.nodelay:
+            return False
+        return bool(self.rtx.packets_out) and after(self.snd_sml, self.snd_una)
+
+    def _cwnd_restart_after_idle(self, now: float) -> None:
+        """RFC 5681 4.1 / tcp_cwnd_restart: after an idle period longer than the RTO,
+        cwnd is cut back to the restart window."""
+        idle = now - self.last_send
+        rto = self.rtt.rto
+        if idle <= rto or not self.rtt.has_sample:
+            return
+        self.cc.cwnd_event(self.ccs, now, CwndEvent.CWND_RESTART)
+        restart = min(TCP_INIT_CWND, self.ccs.snd_cwnd)
+        cwnd = self.ccs.snd_cwnd
+        while idle > rto and cwnd > restart:
+            cwnd >>= 1
+            idle -= rto
+        self.ccs.snd_cwnd = max(cwnd, restart)
+
+    def _send_new(self, now: float, size: int, fin: bool) -> TcpSegment:
+        seq = self.snd_nxt
+        payload = self.snd_buf.peek(seq_diff(seq, self.snd_una), size) if size else b""
+        flags = ACK
+        if fin:
+            flags |= FIN
+        if size and seq_add(seq, size) == self.write_seq:
+            flags |= PSH
+        seg = self.segment(now, flags, seq, payload)
+        pcount = max(1, -(-size // self.mss))
+        if size > self.mss:
+            seg.gso_size = self.mss
+        end = seq_add(seq, size + (1 if fin else 0))
+        if not self.rtx.packets_out:
+            self.cc.cwnd_event(self.ccs, now, CwndEvent.TX_START)
+        rec = TxRecord(seq, end, pcount, now, fin=fin)
+        self.rtx.add(rec)
+        self.snd_nxt = end
+        self.ccs.snd_nxt = end
+        if fin:
+            self.fin_sent = True
+        if size < self.mss:
+            self.snd_sml = end
+        if size:
+            self.bytes_sent += size
+            self.data_segs_out += pcount
+        if self.ccs.ca_state == CA_RECOVERY:
+            self.prr_out += pcount
+        self.emit(now, seg)
+        if self.t_rto is None or self.xmit_timer == XmitTimer.LOSS_PROBE:
+            self.arm_rto(now)  # tcp_event_new_data_sent
+        self.rcv.note_data_sent(now)
+        return seg
+
+    def retransmit(self, now: float, rec: TxRecord) -> None:
+        """Resend one record (tcp_retransmit_skb); a record larger than one MSS is split so
+        that retransmissions are MSS-sized."""
+        size = seq_diff(rec.end, rec.start) - (1 if rec.fin else 0) - (1 if rec.syn else 0)
+        if rec.syn:
+            self.send_syn(now)
+        else:
+            mss = self.current_mss()
+            if size > mss:
+                self.split(rec, mss)
+                size = mss
+            payload = self.snd_buf.peek(seq_diff(rec.start, self.snd_una), size) \
+                if size else b""
+            flags = ACK | (FIN if rec.fin else 0)
+            if size and seq_add(rec.start, size) == self.write_seq:
+                flags |= PSH
+            self.emit(now, self.segment(now, flags, rec.start, payload))
+        self.rtx.mark_retransmitted(rec, now)
+        if self.ccs.ca_state == CA_RECOVERY:
+            self.prr_out += rec.pcount
+        self.total_retrans += rec.pcount
+        self.bytes_retrans += size
+        self.host.counters.inc(Mib.TcpRetransSegs, rec.pcount)
+        if not self.retrans_stamp:
+            self.retrans_stamp = rec.first_xmit
+        log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
+                  len=size, ca_state=self.ccs.ca_state, t=round(now, 6))
+
+    def split(self, rec: TxRecord, first_len: int) -> None:
+        """Split a record after ``first_len`` bytes (tcp_fragment)."""
+        self.rtx.split(rec, first_len, self.mss)
+
+    def rto_value(self) -> float:
+        return self.rtt.backed_off(self.backoff)
+
+    def reset_xmit_timer(self, what: int, when: float) -> None:
+        """Arm the transmit timer in mode ``what`` (a :class:`XmitTimer`), as
+        inet_csk_reset_xmit_timer: the retransmission timeout, the loss probe and the RACK
+        reorder timeout share one timer (the mode says what its expiry does); the
+        zero-window probe is kept on a timer of its own (Linux shares that one too, but it
+        only runs with nothing in flight)."""
+        if what == XmitTimer.PROBE0:
+            self.t_probe0 = when
+        else:
+            self.t_rto = when
+            self.xmit_timer = what
+
+    def arm_rto(self, now: float) -> None:
+        self.reset_xmit_timer(XmitTimer.RTO, now + self.rto_value())
+
+    def rto_deadline(self, now: float) -> float:
+        """When the RTO would fire, counted from the send time of the oldest outstanding
+        record (tcp_rto_delta_us)."""
+        head = self.rtx.records[0].xmit if self.rtx.records else now
+        return head + self.rto_value()
+
+    def set_xmit_timer(self, now: float) -> None:
+        """After an ACK that advanced SND.UNA: a loss probe if one is due, else the RTO
+        restarted (RFC 6298 5.3, tcp_set_xmit_timer)."""
+        if not self.rtx.packets_out:
+            self.t_rto = None
+        elif not self.schedule_loss_probe(now, advancing_rto=True):
+            self.arm_rto(now)
+
+    def write_timeout(self, now: float) -> bool:
+        """Has the connection retransmitted long enough to give up (tcp_write_timeout)?"""
+        cfg = self.config
+        if self.owner.state in (State.SYN_SENT, State.SYN_RECV):
+            return self.retransmits >= cfg.tcp_syn_retries
+        boundary = cfg.tcp_retries2
+        if self.owner.orphan:
+            boundary = cfg.tcp_orphan_retries or (8 if self.rto_value() < TCP_RTO_MAX else 0)
+        if not self.retransmits:
+            return False
+        # tcp_model_timeout: how long `boundary` doublings from TCP_RTO_MIN take.
+        thresh = 9  # ilog2(TCP_RTO_MAX / TCP_RTO_MIN)
+        if boundary <= thresh:
+            timeout = ((2 << boundary) - 1) * TCP_RTO_MIN
+        else:
+            timeout = ((2 << thresh) - 1) * TCP_RTO_MIN + (boundary - thresh) * TCP_RTO_MAX
+        return now - self.retrans_stamp >= timeout - 1e-9
+
+    def retransmit_timer(self, now: float) -> bool:
+        """The RTO fired (RFC 6298 5.4-5.7, tcp_retransmit_timer). Returns True when the
+        connection has retransmitted long enough (tcp_write_timeout): the connection then
+        gives up."""
+        if not self.rtx.records:
+            return False
+        if self.write_timeout(now):
+            return True
+        self.host.counters.inc(Mib.TcpExtTCPTimeouts)
+        self.tlp_high_seq = None  # an RTO ends the loss-probe episode (tcp_retransmit_timer)
+        if self.owner.state == State.SYN_SENT:
+            self.retransmits += 1
+            self.backoff += 1
+            self.retransmit(now, self.rtx.records[0])
+            self.arm_rto(now)
+            return False
+        self.enter_loss(now)
+        self.retransmit(now, self.rtx.records[0])
+        self.backoff += 1
+        self.retransmits += 1
+        self.arm_rto(now)
+        return False
+
+    def check_probe_timer(self, now: float) -> None:
+        """Arm the persist timer when data waits on a closed window with nothing in
+        flight (tcp_check_probe_timer); RFC 9293 3.8.6.1."""
+        unsent = seq_diff(self.write_seq, self.snd_nxt) > 0 or (
+            self.fin_queued and not self.fin_sent)
+        if self.rtx.packets_out or not unsent:
+            self.t_probe0 = None
+            self.probes_out = 0
+            return
+        if self.t_probe0 is None:
+            self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_when(now))
+
+    def probe0_when(self, now: float) -> float:
+        """When the next zero-window probe is due (tcp_probe0_when): the backed-off RTO,
+        kept within TCP_RTO_MIN and TCP_RTO_MAX."""
+        return now + min(max(self.rto_value(), TCP_RTO_MIN), TCP_RTO_MAX)
+
+    def probe_timer(self, now: float) -> bool:
+        """Zero-window probe (tcp_probe_timer / tcp_send_probe0 / tcp_write_wakeup).
+        Returns True when the probes ran out: the connection then gives up."""
+        self.t_probe0 = None
+        if self.rtx.packets_out or self.owner.state not in SEND_STATES:
+            self.probes_out = 0
+            return False
+        max_probes = self.config.tcp_retries2
+        if self.owner.orphan:
+            max_probes = self.config.tcp_orphan_retries or 8
+        if self.probes_out >= max_probes:
+            return True
+        self.probes_out += 1
+        self.host.counters.inc(Mib.TcpExtTCPWinProbe)
+        avail = seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
+        unsent = seq_diff(self.write_seq, self.snd_nxt)
+        if avail > 0 and unsent > 0:
+            # The window opened a little: send what fits, even less than an MSS
+            # (tcp_write_wakeup), instead of waiting for a window that may never grow.
+            last = self._send_new(now, min(avail, self.current_mss(), unsent), fin=False)
+            last.flags |= PSH
+            return False
+        self._xmit_probe(now)
+        self.backoff += 1
+        self.reset_xmit_timer(XmitTimer.PROBE0, self.probe0_when(now))
+        return False
+
+    def _xmit_probe(self, now: float) -> None:
+        """A segment with an old sequence number and no data elicits an ACK with the
+        current window (tcp_xmit_probe_skb)."""
+        self.emit(now, self.segment(now, ACK, seq_add(self.snd_una, -1)))
+
+    def keepalive_probe(self, now: float) -> None:
+        """One keepalive probe (tcp_write_wakeup from tcp_keepalive_timer); it shares
+        icsk_probes_out with the persist timer."""
+        self.probes_out += 1
+        self._xmit_probe(now)
+
+    def push_ignoring_nagle(self, now: float) -> None:
+        """Send what the windows allow, Nagle and the cork aside (the loss probe's new
+        data, tcp_push_one)."""
+        nodelay, cork = self.sockopts.nodelay, self.sockopts.cork
+        self.sockopts.nodelay, self.sockopts.cork = True, False
+        try:
+            self.push(now)
+        finally:
+            self.sockopts.nodelay, self.sockopts.cork = nodelay, cork
+
+    def send_synack(self, now: float, wscale_ok: bool) -> None:
+        """Our SYN-ACK of a simultaneous open (tcp_rcv_synsent_state_process)."""
+        ts_val = self.rcv.ts_now(now) if self.rcv.ts_ok else None
+        seg = syn_segment(self.local_port, self.remote_port, self.iss, self.rcv.rcv_nxt,
+                          rcv_wnd=self.rcv.rcv_wnd, mss=self.rcv.advmss,
+                          rcv_wscale=self.rcv.rcv_wscale, ts_val=ts_val,
+                          ts_ecr=self.rcv.ts_recent, sack=self.sack_ok, wscale=wscale_ok)
+        self.segs_out += 1
+        self.host.emit(self.local_ip, self.remote_ip, seg)
+        self.arm_rto(now)
+
+    def set_congestion_control(self, now: float, name: str) -> None:
+        """TCP_CONGESTION on a connection (tcp_reinit_congestion_control): a fresh instance
+        of the algorithm, initialised at once when the connection is synchronized."""
+        self.cc = make_congestion_control(name)
+        if self.owner.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
+            self.cc.init(self.ccs, now)
+
+    # ------------------------------------------------------------------ the handshake
+
+    def start(self, now: float) -> None:
+        """Active open: the first SYN (tcp_connect)."""
+        self.retrans_stamp = now
+        self.send_syn(now)
+
+    def adopt(self, iss: int, sack_ok: bool, snd_wscale: int, mss_clamp: int,
+              ack_seg: TcpSegment) -> None:
+        """A passive open's final ACK (tcp_create_openreq_child): the SYN-ACK is
+        acknowledged, the window is the ACK's, scaled."""
+        self.init_seq(iss)
+        self.snd_una = seq_add(iss, 1)
+        self.snd_nxt = self.snd_una
+        self.write_seq = self.snd_una
+        self.sack_ok = sack_ok
+        self.snd_wscale = snd_wscale
+        self.sync_mss(mss_clamp)
+        self.snd_wnd = ack_seg.window << self.snd_wscale
+        self.max_window = self.snd_wnd
+        self.snd_wl1 = ack_seg.seq
+        self.snd_wl2 = ack_seg.ack
+
+    def peer_syn_options(self, sack_ok: bool, snd_wscale: int, mss_clamp: int) -> None:
+        """The peer's SYN (or SYN-ACK) options that shape what we send."""
+        self.sack_ok = sack_ok
+        self.snd_wscale = snd_wscale
+        self.sync_mss(mss_clamp)
+
+    def simultaneous_syn(self, seg: TcpSegment) -> None:
+        """A SYN in SYN_SENT (simultaneous open): its window is never scaled."""
+        self.snd_wnd = seg.window
+        self.snd_wl1 = seg.seq
+
+    def handshake_acked(self, seg: TcpSegment, window: int, *, synsent: bool) -> None:
+        """Our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check, 3.10.7.4 in SYN_RECV):
+        SND.UNA moves past it, the window starts and the SYN's timer stops. In SYN_SENT
+        the SYN-ACK also sets the window-update marks (tcp_rcv_synsent_state_process)."""
+        self.snd_una = seg.ack
+        self.snd_wnd = window
+        if synsent:
+            self.max_window = window
+            self.snd_wl1 = seg.seq
+            self.snd_wl2 = seg.ack
+            self.retrans_stamp = 0.0
+        self.backoff = 0
+        self.retransmits = 0
+        self.t_rto = None
+
+    def init_transfer(self, now: float) -> None:
+        """Congestion state once synchronized (tcp_init_transfer)."""
+        self.ccs.snd_cwnd = TCP_INIT_CWND
+        self.ccs.snd_una = self.snd_una
+        self.ccs.snd_nxt = self.snd_nxt
+        self.cc.init(self.ccs, now)
+        self.last_send = now
+
+    # ------------------------------------------------------------------ the application
+
+    def write(self, now: float, data: bytes | bytearray | memoryview) -> int:
+        """Queue application data and send what the windows allow (tcp_sendmsg); returns
+        how many bytes were taken (0 when the buffer is full)."""
+        n = min(len(data), self.send_space)
+        if n:
+            self.snd_buf.append(data if n == len(data) else memoryview(data)[:n])
+            self.write_seq = seq_add(self.write_seq, n)
+            self.push(now)
+        return n
+
+    def queue_fin(self) -> None:
+        """Our FIN follows the queued data (tcp_send_fin); the next push sends it."""
+        self.fin_queued = True
+
+    def unsent(self) -> int:
+        """Bytes written and not yet sent (tcpi_notsent_bytes, SIOCOUTQNSD)."""
+        return max(0, seq_diff(self.write_seq, self.snd_nxt))
+
+    # ------------------------------------------------------------------ timers
+
+    def take_xmit_timer(self) -> int:
+        """The transmit timer fired: returns its mode (a :class:`XmitTimer`), disarmed."""
+        kind, self.xmit_timer = self.xmit_timer, XmitTimer.RTO
+        self.t_rto = None
+        return kind
+
+    def stop_rto(self) -> None:
+        self.t_rto = None
+
+    def stop_timers(self) -> None:
+        """The connection is finished (tcp_done): no transmit or persist timer."""
+        self.t_rto = self.t_probe0 = None
+
+    def schedule_loss_probe(self, now: float, *, advancing_rto: bool) -> bool:
+        """Arm the tail loss probe (RFC 8985 7.2, tcp_schedule_loss_probe): PTO = 2*SRTT,
+        plus a delayed-ACK allowance when one packet is in flight, never after the RTO."""
+        cfg = self.config
+        if self.tlp_high_seq is not None or cfg.tcp_early_retrans not in (3, 4) \
+                or not self.rtx.packets_out or not self.sack_ok \
+                or self.ccs.ca_state not in (CA_OPEN, CA_CWR) or not self.rtt.has_sample:
+            return False
+        srtt = self.rtt.srtt_us / 1e6
+        pto = 2 * srtt + (TCP_RTO_MIN if self.rtx.packets_out == 1 else 0.002)
+        rto_left = self.rto_value() if advancing_rto else self.rto_deadline(now) - now
+        if rto_left > 0:
+            pto = min(pto, rto_left)
+        self.reset_xmit_timer(XmitTimer.LOSS_PROBE, now + pto)
+        return True
+
+    def enter_loss(self, now: float) -> None:
+        """RTO recovery (tcp_enter_loss): everything not SACKed is lost, cwnd = 1."""
+        ccs = self.ccs
+        if ccs.ca_state <= CA_DISORDER or not before(self.snd_una, self.high_seq) or (
+                ccs.ca_state == CA_LOSS and not self.retransmits):
+            ccs.prior_ssthresh = ccs.snd_ssthresh
+            ccs.prior_cwnd = ccs.snd_cwnd
+            ccs.snd_ssthresh = self.cc.ssthresh(ccs)
+            self.cc.cwnd_event(ccs, now, CwndEvent.LOSS)
+        self.rtx.mark_all_lost()
+        ccs.snd_cwnd = self.in_flight() + 1
+        ccs.snd_cwnd_cnt = 0
+        self.high_seq = self.snd_nxt
+        self.set_ca_state(CA_LOSS)
+
+    def set_ca_state(self, new: int) -> None:
+        """tcp_set_ca_state: the congestion control hears of it first."""
+        if self.ccs.ca_state != new:
+            self.cc.set_state(self.ccs, new)
+            self.ccs.ca_state = new
