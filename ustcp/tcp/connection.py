@@ -753,8 +753,9 @@ class Connection:
         }
 
 
-class IllegalTransition(AssertionError):
-    """A state change the state diagram does not have: a bug in the engine."""
+class IllegalTransition(Exception):
+    """A state change the state diagram does not have: a bug in the engine. (An Exception,
+    not an AssertionError: mypyc compiles subclasses of Exception, not of AssertionError.)"""
 
 
 _ERRNO_TYPES: dict[int, type[OSError]] = {
