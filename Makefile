@@ -16,7 +16,7 @@ PYTHON_HEADERS := $(PYTHON) -c 'import os, sys, sysconfig; \
 # The suite runs on the compiled engine; this part of it runs again on pure Python
 PURE_TESTS ?= tests/unit tests/engine tests/conformance
 
-.PHONY: venv sysdeps compiled run demo test flake lint clean distclean
+.PHONY: venv sysdeps compiled run demo test bench flake lint clean distclean
 
 venv: $(VENV)/.installed
 
@@ -57,6 +57,12 @@ test: venv sysdeps compiled
 	$(VENV)/bin/mypy
 	USTCP_ENGINE=compiled $(VENV)/bin/pytest -q
 	USTCP_ENGINE=pure $(VENV)/bin/pytest -q $(PURE_TESTS)
+
+# docs/performance.md's table: ustcp (compiled, busy polling, pure Python) against the kernel's
+# TCP and a raw TUN ceiling, in namespaces of its own: `sudo make bench` (~10 min; ARGS="--quick")
+bench: venv sysdeps compiled
+	test -x $(VENV)/bin/py-spy || $(VENV)/bin/pip install -q -e '.[bench]'
+	$(VENV)/bin/python tools/bench.py --busy-poll 50 --repeat 3 $(ARGS)
 
 # The chosen tests N times, each run in a fresh pytest process; every failure reported:
 # `sudo make flake TESTS=tests/kernel N=20`
