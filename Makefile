@@ -62,7 +62,7 @@ test: venv sysdeps compiled
 # TCP and a raw TUN ceiling, in namespaces of its own: `sudo make bench` (~10 min; ARGS="--quick")
 bench: venv sysdeps compiled
 	test -x $(VENV)/bin/py-spy || $(VENV)/bin/pip install -q -e '.[bench]'
-	$(VENV)/bin/python tools/bench.py --busy-poll 50 --repeat 3 $(ARGS)
+	$(VENV)/bin/python tools/bench.py --busy-poll 50 --workers 2 --repeat 3 $(ARGS)
 
 # The chosen tests N times, each run in a fresh pytest process; every failure reported:
 # `sudo make flake TESTS=tests/kernel N=20`

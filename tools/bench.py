@@ -413,9 +413,15 @@ class Settings:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (/proc/PID/stat)."""
+    """User + system CPU time of process ``pid`` and its live children (the workers of
+    ``serve --workers``) so far (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return own + sum(_cpu_seconds(int(child)) for child in children)
 
 
 def _operations(scenario: str, r: dict[str, Any]) -> float:
@@ -504,6 +510,7 @@ class Variant:
     label: str
     engine: str
     sysctls: tuple[str, ...] = ()
+    workers: int = 1
 
 
 def measure_ustcp(offload: str, variant: Variant, scenarios: list[str], s: Settings,
@@ -515,7 +522,8 @@ def measure_ustcp(offload: str, variant: Variant, scenarios: list[str], s: Setti
         sysctls = (*s.sysctls, *variant.sysctls)
         cmd = ["env", f"USTCP_ENGINE={variant.engine}", sys.executable, "-m", "ustcp.cli",
                "serve", "--log-format", "json", "--log-level", "warning", "--offload", offload,
-               "--mtu", "1500", *(arg for sysctl in sysctls for arg in ("--sysctl", sysctl))]
+               "--mtu", "1500", "--workers", str(variant.workers),
+               *(arg for sysctl in sysctls for arg in ("--sysctl", sysctl))]
         with background(ns, cmd, log, http_ready(ns)) as daemon:
             for sc in scenarios:
                 out[sc] = run_client(ns, sc, USTCP_ADDR, s, daemon.pid)
@@ -757,6 +765,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--busy-poll", type=int, metavar="US",
                    help="also run the compiled engine with busy_poll=US and busy_read=US "
                         "(the default is off: this says whether it should be)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="also run the compiled engine with `serve --workers N`")
     p.add_argument("--repeat", type=int, default=1,
                    help="run every client N times: median and spread (default 1)")
     p.add_argument("--skip", choices=("kernel", "ceiling"), action="append", default=[],
@@ -779,6 +789,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.busy_poll:
         variants.insert(1, Variant(f"busy {a.busy_poll}", "compiled",
                                    (f"busy_poll={a.busy_poll}", f"busy_read={a.busy_poll}")))
+    if a.workers and a.workers > 1:
+        variants.insert(1, Variant(f"{a.workers} workers", "compiled", (), a.workers))
     if any(v.engine == "compiled" for v in variants):
         try:
             check_build()
