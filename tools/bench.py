@@ -3,6 +3,7 @@
     sudo .venv/bin/python tools/bench.py [--quick] [--json FILE] [--only SCENARIO]
                                          [--offload on|off|both] [--profile DIR]
                                          [--engine compiled|pure|both] [--repeat N]
+                                         [--busy-poll US] [--workers N]
                                          [--sysctl NAME=VALUE ...]
 
 Every scenario is measured three ways in the same invocation:
@@ -10,7 +11,8 @@ Every scenario is measured three ways in the same invocation:
 - ``ustcp``: ``ustcp serve`` in a fresh namespace, a Python kernel-socket client in the same
   namespace talking to 10.77.0.2 through the TUN device; once per engine (``--engine``,
   default both: the mypyc-compiled engine of ``make compiled`` and pure Python, chosen with
-  ``USTCP_ENGINE``);
+  ``USTCP_ENGINE``); ``--busy-poll US`` adds the compiled engine with busy_poll=US and
+  busy_read=US, ``--workers N`` the compiled engine with ``serve --workers N``;
 - ``kernel``: two fresh namespaces joined by a veth pair (10.78.0.1 <-> 10.78.0.2), a Python
   server in the second one speaking the same protocols with the kernel's TCP (discard sink,
   chargen and ``GET /bytes/N`` sources, 1-byte echo, accept-and-close), the same client in

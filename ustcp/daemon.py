@@ -556,39 +556,42 @@ def _serve_workers(args: argparse.Namespace, setup: Setup) -> int:
     first = _open_tun(args, Counters(), multi_queue=True)
 
     def run_worker(worker: Worker) -> int:
-        status = 0
-        try:
+        def body() -> int:
             trio.run(_serve, args, setup, worker)
-        except* Refusal as group:
-            refusal = group.exceptions[0]
-            assert isinstance(refusal, Refusal)
-            print(f"ustcp: worker {worker.index}: {refusal}", file=sys.stderr)
-            status = refusal.status
-        except* KeyboardInterrupt:
-            pass
-        return status
+            return 0
+
+        return _exit_status(body, f"ustcp: worker {worker.index}")
 
     return supervise(args.workers, args.seed, first.close_fd, run_worker)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``serve`` or ``connect``; the process exit status."""
+def _exit_status(body: Callable[[], int], who: str = "ustcp") -> int:
+    """``body()``'s exit status; a Refusal is one line on stderr and its status, Ctrl-C 0."""
     status = 0
     try:
+        status = body()
+    except* Refusal as group:
+        refusal = group.exceptions[0]
+        assert isinstance(refusal, Refusal)
+        print(f"{who}: {refusal}", file=sys.stderr)
+        status = refusal.status
+    except* KeyboardInterrupt:
+        pass
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``serve`` or ``connect``; the process exit status."""
+
+    def body() -> int:
         setup = _check(args)
         configure_logging(args.log_format, args.log_level)
         if setup.config.tcp_tw_recycle:
             log.warning("tcp_tw_recycle", note="removed in Linux 4.12: its per-host PAWS "
                         "drops the SYNs of clients behind a NAT; ustcp keeps it to show why")
         if args.command == "serve" and args.workers > 1:
-            status = _serve_workers(args, setup)
-        else:
-            trio.run(_serve if args.command == "serve" else _connect, args, setup)
-    except* Refusal as group:
-        refusal = group.exceptions[0]
-        assert isinstance(refusal, Refusal)
-        print(f"ustcp: {refusal}", file=sys.stderr)
-        status = refusal.status
-    except* KeyboardInterrupt:
-        pass
-    return status
+            return _serve_workers(args, setup)
+        trio.run(_serve if args.command == "serve" else _connect, args, setup)
+        return 0
+
+    return _exit_status(body)
