@@ -235,7 +235,7 @@ class WindowSim:
         rcv_q = len(self.receiver.rcv.rcv_buf) if self.receiver is not None else 0
         self.samples.append(Sample(
             t=self.now, cwnd=ccs.snd_cwnd, ssthresh=ccs.snd_ssthresh,
-            in_flight=c.in_flight(),  # the engine's own "pipe"
+            in_flight=c.rtx.in_flight(),  # the engine's own "pipe"
             snd_una=seq_diff(c.snd_una, c.iss + 1), snd_nxt=seq_diff(c.snd_nxt, c.iss + 1),
             snd_wnd=c.snd_wnd, rcv_wnd=seg.window << c.snd_wscale, ca_state=ccs.ca_state,
             srtt_ms=c.rtt.srtt_us / 1000, rto_s=c.rtt.backed_off(c.backoff),

@@ -36,8 +36,10 @@ from .sockfacade import StreamSocket
 from .stack import Stack, Waiters
 from .tcp.connection import Connection
 from .tcp.listener import Listener
+from .tcp.options import SockOpts
 from .tcp.sock import Sock
 from .tcp.states import SYNCHRONIZED, State
+from .wire.addr import ntop, pton
 
 log = structlog.get_logger("ustcp.api")
 
@@ -95,12 +97,12 @@ class TCPStream(trio.abc.HalfCloseableStream):
     @property
     def local_address(self) -> tuple[str, int]:
         conn = self.connection
-        return socket.inet_ntoa(conn.local_ip), conn.local_port
+        return ntop(conn.local_ip), conn.local_port
 
     @property
     def remote_address(self) -> tuple[str, int]:
         conn = self.connection
-        return socket.inet_ntoa(conn.remote_ip), conn.remote_port
+        return ntop(conn.remote_ip), conn.remote_port
 
     @property
     def socket(self) -> StreamSocket:
@@ -262,7 +264,7 @@ class TCPListener(trio.abc.Listener[TCPStream]):
 
     @property
     def local_address(self) -> tuple[str, int]:
-        return socket.inet_ntoa(self.listener.local_ip), self.listener.port
+        return ntop(self.listener.local_ip), self.listener.port
 
     async def accept(self) -> TCPStream:
         parked = False  # a park is the schedule point; only an immediate accept yields
@@ -289,16 +291,28 @@ class TCPListener(trio.abc.Listener[TCPStream]):
 
 
 async def open_tcp_listeners(stack: Stack, port: int, *, host: str = "0.0.0.0",
-                             backlog: int | None = None) -> list[TCPListener]:
-    """Listen on ``host:port`` (IPv4 literal; ``0.0.0.0`` = any; port 0 = a free ephemeral
-    port, see ``local_address``) and return the listener in a list, as
+                             backlog: int | None = None,
+                             v6only: bool = False) -> list[TCPListener]:
+    """Listen on ``host:port`` (an IPv4 or IPv6 literal; ``0.0.0.0`` = any IPv4 address,
+    ``::`` = any address of either version unless ``v6only`` (IPV6_V6ONLY); port 0 = a free
+    ephemeral port, see ``local_address``) and return the listener in a list, as
     ``trio.open_tcp_listeners`` does, for ``trio.serve_listeners``."""
-    local_ip = socket.inet_pton(socket.AF_INET, host)
+    local_ip = _literal(host)
     await trio.lowlevel.checkpoint()
     listener = stack.engine.listen(trio.current_time(), local_ip, port,
-                                   MAX_BACKLOG if backlog is None else min(backlog, MAX_BACKLOG))
+                                   MAX_BACKLOG if backlog is None else min(backlog, MAX_BACKLOG),
+                                   SockOpts(v6only=v6only))
     stack.kick()
     return [TCPListener(stack, listener)]
+
+
+def _literal(host: str) -> bytes:
+    """An address literal, packed; ``OSError(EINVAL)`` for anything else, as
+    ``socket.inet_pton`` (no name resolution here)."""
+    try:
+        return pton(host)
+    except ValueError as exc:
+        raise OSError(errno.EINVAL, f"not an IPv4 or IPv6 address literal: {host!r}") from exc
 
 
 async def serve_listeners(handler: Callable[[StreamT], Awaitable[object]],
@@ -362,12 +376,13 @@ async def _run_handler(stream: StreamT, handler: Callable[[StreamT], Awaitable[o
 
 async def open_tcp_stream(stack: Stack, host: str, port: int, *,
                           local_port: int | None = None) -> TCPStream:
-    """Active open to ``host:port`` (an IPv4 literal). Returns once the handshake completes;
-    raises the connection's ``OSError`` (``ConnectionRefusedError`` on a RST,
-    ``TimeoutError`` when the SYN retries run out). Cancelling abandons the attempt."""
-    remote_ip = socket.inet_pton(socket.AF_INET, host)
-    conn = stack.engine.connect(trio.current_time(), stack.local_addr, remote_ip, port,
-                                local_port)
+    """Active open to ``host:port`` (an IPv4 or IPv6 literal, from the stack's address of
+    that version). Returns once the handshake completes; raises the connection's ``OSError``
+    (``ConnectionRefusedError`` on a RST, ``TimeoutError`` when the SYN retries run out).
+    Cancelling abandons the attempt."""
+    remote_ip = _literal(host)
+    conn = stack.engine.connect(trio.current_time(), stack.source_for(remote_ip), remote_ip,
+                                port, local_port)
     waiters = _waiters(conn)
     stack.kick()
     try:

@@ -16,7 +16,15 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ustcp import __version__
-from ustcp.defaults import DEFAULT_ADDR, DEFAULT_MTU, DEFAULT_PEER, DEFAULT_TUN, LEVELS
+from ustcp.defaults import (
+    DEFAULT_ADDR,
+    DEFAULT_ADDR6,
+    DEFAULT_MTU,
+    DEFAULT_PEER,
+    DEFAULT_PEER6,
+    DEFAULT_TUN,
+    LEVELS,
+)
 from ustcp.obs import ctl
 
 DEFAULT_SHUTDOWN_GRACE = 3.0  # seconds
@@ -47,6 +55,11 @@ def _add_link_options(p: argparse.ArgumentParser, log_level: str) -> None:
                    help=f"the stack's own IPv4 address (default {DEFAULT_ADDR})")
     p.add_argument("--peer", default=DEFAULT_PEER, metavar="KERNEL_IP/PREFIX",
                    help=f"the kernel's side of the device (default {DEFAULT_PEER})")
+    p.add_argument("--addr6", default=DEFAULT_ADDR6, metavar="STACK_IP6",
+                   help=f"the stack's own IPv6 address (default {DEFAULT_ADDR6}; "
+                        "'none': IPv4 only)")
+    p.add_argument("--peer6", default=DEFAULT_PEER6, metavar="KERNEL_IP6/PREFIX",
+                   help=f"the kernel's IPv6 side of the device (default {DEFAULT_PEER6})")
     p.add_argument("--mtu", type=int, default=DEFAULT_MTU, metavar="N",
                    help=f"device MTU (default {DEFAULT_MTU})")
     p.add_argument("--sysctl", action="append", default=[], metavar="NAME=VALUE",
@@ -109,7 +122,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _add_connect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     connect = sub.add_parser("connect", help="an active-open nc: stdin to HOST:PORT to stdout")
-    connect.add_argument("host", metavar="HOST")
+    connect.add_argument("host", metavar="HOST", help="an IPv4 or IPv6 literal")
     connect.add_argument("port", type=int, metavar="PORT")
     _add_link_options(connect, "warning")
 

@@ -59,6 +59,19 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_invalid_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies
     "tcp_ecn": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
     "ip_default_ttl": (1, 255),  # ip_ttl_min, ip_ttl_max
+    "icmp_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies, ms
+    "ipfrag_high_thresh": (0, INT_MAX),  # extra1 = &ipfrag_low_thresh in Linux
+    "ipfrag_time": (0, JIFFIES_SEC_MAX),
+    "tcp_mtu_probing": (0, 2),  # SYSCTL_ZERO, SYSCTL_TWO
+    "tcp_base_mss": (1, INT_MAX),
+    "tcp_mtu_probe_floor": (48, 65535),  # tcp_min_snd_mss_min, tcp_min_snd_mss_max
+    "tcp_min_snd_mss": (48, 65535),
+    "tcp_probe_threshold": (1, INT_MAX),
+    "tcp_probe_interval": (0, 2**32 - 1),  # proc_douintvec_minmax, seconds
+    "tcp_retries1": (0, U8_MAX),
+    "min_pmtu": (68, INT_MAX),  # net.ipv4.route.min_pmtu: extra1 = ip_min_valid_pmtu
+    "mtu_expires": (0, JIFFIES_SEC_MAX),  # net.ipv4.route.mtu_expires
+    "icmp_ratemask": (0, INT_MAX),
     "busy_poll": (0, INT_MAX),  # extra1 = SYSCTL_ZERO
     "busy_read": (0, INT_MAX),
 }
@@ -137,6 +150,32 @@ class StackConfig:
     # --- misc ---
     tcp_ecn: int = 0
     ip_default_ttl: int = 64
+    # --- ICMP errors the stack sends (net/ipv4/icmp.c icmpv4_xrlim_allow): per destination
+    # one every icmp_ratelimit ms after a burst of 6, for the types whose bit is set in
+    # icmp_ratemask (0x1818: destination unreachable, source quench, time exceeded,
+    # parameter problem). ICMPv6 errors take the same interval with Linux's default v6 mask
+    # (every error but packet too big) ---
+    icmp_ratelimit: int = 1000
+    icmp_ratemask: int = 0x1818
+    # --- path MTU discovery (net.ipv4.route.*, RFC 1191; docs/icmp-pmtu.md): the lowest
+    # path MTU an ICMP may teach, and how long a learned one lasts (s) ---
+    # --- packetization-layer path MTU discovery (RFC 4821, tcp_mtu_probing; tcp/mtu_probe.py):
+    # 0 off, 1 after a black hole is suspected (tcp_retries1's worth of retransmitting),
+    # 2 always; where the search starts and its floor (MSS bytes), the narrowest range
+    # still probed (bytes), and how often to search again (s) ---
+    tcp_mtu_probing: int = 0
+    tcp_base_mss: int = 1024
+    tcp_mtu_probe_floor: int = 48
+    tcp_min_snd_mss: int = 48
+    tcp_probe_threshold: int = 8
+    tcp_probe_interval: int = 600
+    tcp_retries1: int = 3
+    min_pmtu: int = 552
+    mtu_expires: int = 600
+    # --- reassembly (net.ipv4.ipfrag_*; IPv6 takes the same values): the memory queued
+    # fragments may hold (bytes), and how long a datagram may take to complete (s) ---
+    ipfrag_high_thresh: int = 4 * 1024 * 1024
+    ipfrag_time: int = 30
     # --- busy polling (µs): net.core.busy_poll, the receive loop spins on the link before
     # it sleeps; net.core.busy_read, a reader that finds nothing polls the link itself ---
     busy_poll: int = 0
@@ -144,7 +183,7 @@ class StackConfig:
 
     def set(self, name: str, value: str) -> None:
         """Set one sysctl from its textual form, as ``sysctl -w`` would."""
-        name = name.removeprefix("net.ipv4.").removeprefix("net.core.")
+        name = name.removeprefix("net.ipv4.").removeprefix("net.core.").removeprefix("route.")
         fields = {f.name: f for f in dataclasses.fields(self)}
         if name not in fields:
             raise SysctlError(f"unknown sysctl {name!r}")
@@ -179,7 +218,8 @@ class StackConfig:
             if not sep:
                 raise SysctlError(f"expected NAME=VALUE, got {item!r}")
             self.set(name.strip(), value)
-            short = name.strip().removeprefix("net.ipv4.").removeprefix("net.core.")
+            short = name.strip().removeprefix("net.ipv4.").removeprefix("net.core.") \
+                .removeprefix("route.")
             if short in IGNORED:
                 warnings.append(f"warning: sysctl {short} is accepted but ignored: "
                                 f"{IGNORED[short]}")

@@ -77,6 +77,7 @@ class Setup:
 
     config: StackConfig
     addr: bytes
+    addr6: bytes | None  # None: IPv4 only (--addr6 none)
     apps: list[AppSpec]
     metrics_port: int | None = None
 
@@ -114,6 +115,7 @@ def _check(args: argparse.Namespace) -> Setup:
         # The kernel routes to the stack through the device's prefix only.
         raise Refusal(f"bad --addr {args.addr}: the kernel reaches the stack only inside "
                       f"--peer's {peer.network}, at an address other than its own {peer.ip}", 2)
+    addr6 = _check_v6(args)
     if args.impair:
         try:
             parse_impairments(args.impair)
@@ -155,7 +157,27 @@ def _check(args: argparse.Namespace) -> Setup:
                                  or any(app.port == web_port for app in apps)):
         raise Refusal(f"bad --web {web_port}: expected a free port 1..65535", 2)
     _check_privileges()
-    return Setup(config, addr, apps, metrics_port)
+    return Setup(config, addr, addr6, apps, metrics_port)
+
+
+def _check_v6(args: argparse.Namespace) -> bytes | None:
+    """``--addr6``/``--peer6``: the stack's IPv6 address inside the kernel side's prefix."""
+    if args.addr6 == "none":
+        return None
+    try:
+        addr6 = ipaddress.IPv6Address(args.addr6)
+    except ValueError as exc:
+        raise Refusal(f"bad --addr6 {args.addr6!r}: expected an IPv6 address or 'none'",
+                      2) from exc
+    try:
+        peer6 = ipaddress.IPv6Interface(args.peer6)
+    except ValueError as exc:
+        raise Refusal(f"bad --peer6 {args.peer6!r}: expected KERNEL_IP6/PREFIX", 2) from exc
+    if addr6 not in peer6.network or addr6 == peer6.ip or addr6.is_multicast:
+        raise Refusal(f"bad --addr6 {args.addr6}: the kernel reaches the stack only inside "
+                      f"--peer6's {peer6.network}, at an address other than its own "
+                      f"{peer6.ip}", 2)
+    return addr6.packed
 
 
 def _has_cap_net_admin() -> bool:
@@ -181,13 +203,16 @@ def _open_tun(args: argparse.Namespace, counters: Counters, *, multi_queue: bool
     """The device (or with ``attach`` one more queue of it), its failures as Refusals."""
     try:
         return TunLink(args.tun, args.mtu, args.offload == "on",
-                       kernel_addr=None if attach else args.peer, counters=counters,
-                       txqueuelen=args.txqueuelen, multi_queue=multi_queue, attach=attach)
+                       kernel_addr=None if attach else args.peer,
+                       kernel_addr6=None if attach or args.addr6 == "none" else args.peer6,
+                       counters=counters, txqueuelen=args.txqueuelen,
+                       multi_queue=multi_queue, attach=attach)
     except PermissionError as exc:
         raise Refusal(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}", 1) from exc
     except subprocess.CalledProcessError as exc:
         stderr = exc.stderr.decode(errors="replace").strip() if exc.stderr else ""
-        raise Refusal(f"cannot give the kernel side {args.peer}: {stderr or exc}", 1) from exc
+        raise Refusal(f"cannot give the kernel side {args.peer} and {args.peer6}: "
+                      f"{stderr or exc}", 1) from exc
     except OSError as exc:
         raise Refusal(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}", 1) from exc
 
@@ -231,9 +256,10 @@ def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link, workers: 
     prefix = f"ip netns exec {ns} " if ns else ""
     where = f"network namespace {ns!r}" if ns else "this network namespace"
     lines = [
-        f"ustcp {__version__} serving on {args.addr} (device {args.tun}, kernel side "
-        f"{args.peer}, mtu {args.mtu}, offload {'on' if link.gso_max_size else 'off'}, "
-        f"engine {ENGINE}{f', {workers} workers' if workers > 1 else ''}) in {where}",
+        f"ustcp {__version__} serving on {_addrs(args)} (device {args.tun}, kernel side "
+        f"{args.peer}{'' if args.addr6 == 'none' else ' ' + args.peer6}, mtu {args.mtu}, "
+        f"offload {'on' if link.gso_max_size else 'off'}, engine {ENGINE}"
+        f"{f', {workers} workers' if workers > 1 else ''}) in {where}",
         "apps: " + " ".join(f"{app.port}={app.label}" for app in apps),
         "reach it with:",
     ]
@@ -244,6 +270,11 @@ def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link, workers: 
     if "echo" in ports:
         lines.append(f"  {prefix}nc -N {args.addr} {ports['echo']}")
     lines.append(f"  {prefix}ping -c 3 {args.addr}")
+    if args.addr6 != "none":
+        if "http" in ports:
+            port = "" if ports["http"] == 80 else f":{ports['http']}"
+            lines.append(f"  {prefix}curl -6 http://[{args.addr6}]{port}/")
+        lines.append(f"  {prefix}ping -6 -c 3 {args.addr6}")
     if args.metrics:
         port = args.metrics.rpartition(":")[2]
         lines.append(f"  {prefix}curl http://{args.addr}:{port}/metrics    # Prometheus")
@@ -254,11 +285,16 @@ def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link, workers: 
     return "\n".join(lines)
 
 
+def _addrs(args: argparse.Namespace) -> str:
+    return args.addr if args.addr6 == "none" else f"{args.addr} and {args.addr6}"
+
+
 def _announce(args: argparse.Namespace, apps: list[AppSpec], link: Link, workers: int) -> None:
     """The banner, on stderr: readable lines, or with ``--log-format json`` one event
     (stdout stays free for ``--pcap -``)."""
     if args.log_format == "json":
-        log.info("serving", addr=args.addr, tun=args.tun, peer=args.peer, mtu=args.mtu,
+        log.info("serving", addr=args.addr, addr6=None if args.addr6 == "none" else args.addr6,
+                 tun=args.tun, peer=args.peer, mtu=args.mtu,
                  offload=bool(link.gso_max_size), engine=ENGINE, workers=workers,
                  netns=_netns_name() or None, apps={app.port: app.label for app in apps})
     else:
@@ -290,11 +326,13 @@ async def _until_signal(cancel: Callable[[], Any]) -> None:
 def _stack(link: Link, setup: Setup, counters: Counters, seed: int | None,
            worker: Worker | None) -> Stack:
     if worker is None:
-        return Stack(link, setup.config, counters, setup.addr, seed=seed)
+        return Stack(link, setup.config, counters, setup.addr, seed=seed,
+                     local_addr6=setup.addr6)
     # The shared seed gives every worker the same ISN key and syncookie secrets (a cookie
     # one worker sent validates in another); ephemeral ports come from a generator of
     # each worker's own, so two workers' active opens do not collide.
-    stack = Stack(link, setup.config, counters, setup.addr, seed=worker.seed)
+    stack = Stack(link, setup.config, counters, setup.addr, seed=worker.seed,
+                  local_addr6=setup.addr6)
     stack.engine.rng = random.Random(f"{worker.seed}/{worker.index}")
     return stack
 
@@ -328,6 +366,9 @@ async def _serve(args: argparse.Namespace, setup: Setup, worker: Worker | None =
                         async def serve(port: int,
                                         handler: Callable[[TCPStream], Awaitable[None]]) -> None:
                             listeners = await open_tcp_listeners(stack, port, host=args.addr)
+                            if setup.addr6 is not None:
+                                listeners += await open_tcp_listeners(stack, port,
+                                                                      host=args.addr6)
                             acceptors.start_soon(functools.partial(
                                 serve_listeners, handler, listeners, handler_nursery=handlers))
 
@@ -523,7 +564,8 @@ async def _connect(args: argparse.Namespace, setup: Setup) -> None:
     counters = Counters()
     link, _ = _open_link(args, counters)
     try:
-        stack = Stack(link, setup.config, counters, setup.addr, seed=args.seed)
+        stack = Stack(link, setup.config, counters, setup.addr, seed=args.seed,
+                      local_addr6=setup.addr6)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_until_signal, nursery.cancel_scope.cancel)
             nursery.start_soon(stack.run)
@@ -538,16 +580,21 @@ async def _session(args: argparse.Namespace, stack: Stack) -> None:
     try:
         stream = await open_tcp_stream(stack, args.host, args.port)
     except OSError as exc:
-        raise Refusal(f"connect to {args.host}:{args.port}: "
+        raise Refusal(f"connect to {_hostport(args.host, args.port)}: "
                       f"{exc.strerror or type(exc).__name__}", 1) from exc
     try:
         await _pipe(stream)
     except trio.BrokenResourceError as exc:
         cause = exc.__cause__
         reason = cause.strerror if isinstance(cause, OSError) else None
-        raise Refusal(f"connection to {args.host}:{args.port} broken: {reason or exc}",
+        raise Refusal(f"connection to {_hostport(args.host, args.port)} broken: "
+                      f"{reason or exc}",
                       1) from exc
     await _linger(stream)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _serve_workers(args: argparse.Namespace, setup: Setup) -> int:

@@ -101,15 +101,19 @@ async def open_stack(addr: str = DEFAULT_ADDR, peer: str = DEFAULT_PEER, *,
 
 @asynccontextmanager
 async def open_memory_pair(a_addr: str = "10.0.0.1", b_addr: str = "10.0.0.2", *,
+                           a_addr6: str = "fd00::1", b_addr6: str = "fd00::2",
                            sysctl: Mapping[str, object] | None = None,
                            ) -> AsyncIterator[tuple[Stack, Stack]]:
-    """Two running stacks joined by an in-memory link: no device, no root, and under
-    ``trio.testing.MockClock`` no real time. What ``a`` sends to ``b_addr``, ``b`` gets."""
+    """Two running dual-stack stacks joined by an in-memory link: no device, no root, and
+    under ``trio.testing.MockClock`` no real time. What ``a`` sends to ``b_addr`` or
+    ``b_addr6``, ``b`` gets."""
     config = _config(sysctl)
     ca, cb = Counters(), Counters()
     la, lb = memory_link_pair(counters=(ca, cb))
-    a = Stack(la, config, ca, socket.inet_aton(a_addr), seed=None)
-    b = Stack(lb, config, cb, socket.inet_aton(b_addr), seed=None)
+    a = Stack(la, config, ca, socket.inet_aton(a_addr), seed=None,
+              local_addr6=socket.inet_pton(socket.AF_INET6, a_addr6))
+    b = Stack(lb, config, cb, socket.inet_aton(b_addr), seed=None,
+              local_addr6=socket.inet_pton(socket.AF_INET6, b_addr6))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(a.run)
         nursery.start_soon(b.run)

@@ -43,6 +43,11 @@ class Mib:
     IpInUnknownProtos: Final = _next()
     IpInDelivers: Final = _next()
     IpOutRequests: Final = _next()
+    IpReasmReqds: Final = _next()
+    IpReasmOKs: Final = _next()
+    IpReasmFails: Final = _next()
+    IpReasmTimeout: Final = _next()
+    IpExtReasmOverlaps: Final = _next()
     IcmpInMsgs: Final = _next()
     IcmpInErrors: Final = _next()
     IcmpInCsumErrors: Final = _next()
@@ -57,6 +62,46 @@ class Mib:
     IcmpInTimestampReps: Final = _next()
     IcmpOutMsgs: Final = _next()
     IcmpOutEchoReps: Final = _next()
+    IcmpOutDestUnreachs: Final = _next()
+    IcmpOutTimeExcds: Final = _next()
+    IcmpOutRateLimitHost: Final = _next()  # icmpv4_xrlim_allow refused (Linux 6.x)
+    # IPSTATS_MIB_* and ICMP6_MIB_* of IPv6 (/proc/net/snmp6: Ip6..., Icmp6...)
+    Ip6InReceives: Final = _next()
+    Ip6InHdrErrors: Final = _next()
+    Ip6InAddrErrors: Final = _next()
+    Ip6InUnknownProtos: Final = _next()
+    Ip6InTruncatedPkts: Final = _next()
+    Ip6InDelivers: Final = _next()
+    Ip6InMcastPkts: Final = _next()
+    Ip6OutRequests: Final = _next()
+    Ip6ReasmReqds: Final = _next()
+    Ip6ReasmOKs: Final = _next()
+    Ip6ReasmFails: Final = _next()
+    Ip6ReasmTimeout: Final = _next()
+    Icmp6InMsgs: Final = _next()
+    Icmp6InErrors: Final = _next()
+    Icmp6InCsumErrors: Final = _next()
+    Icmp6InDestUnreachs: Final = _next()
+    Icmp6InPktTooBigs: Final = _next()
+    Icmp6InTimeExcds: Final = _next()
+    Icmp6InParmProblems: Final = _next()
+    Icmp6InEchos: Final = _next()
+    Icmp6InEchoReplies: Final = _next()
+    Icmp6InGroupMembQueries: Final = _next()
+    Icmp6InGroupMembResponses: Final = _next()
+    Icmp6InGroupMembReductions: Final = _next()
+    Icmp6InRouterSolicits: Final = _next()
+    Icmp6InRouterAdvertisements: Final = _next()
+    Icmp6InNeighborSolicits: Final = _next()
+    Icmp6InNeighborAdvertisements: Final = _next()
+    Icmp6InRedirects: Final = _next()
+    Icmp6InMLDv2Reports: Final = _next()
+    Icmp6OutMsgs: Final = _next()
+    Icmp6OutEchoReplies: Final = _next()
+    Icmp6OutParmProblems: Final = _next()
+    Icmp6OutDestUnreachs: Final = _next()
+    Icmp6OutTimeExcds: Final = _next()
+    Icmp6OutRateLimitHost: Final = _next()
     # TCP_MIB_* (Tcp...)
     TcpActiveOpens: Final = _next()
     TcpPassiveOpens: Final = _next()
@@ -119,14 +164,28 @@ class Mib:
     TcpExtTCPToZeroWindowAdv: Final = _next()
     TcpExtTCPFromZeroWindowAdv: Final = _next()
     TcpExtTCPZeroWindowDrop: Final = _next()
+    TcpExtOutOfWindowIcmps: Final = _next()
+    TcpExtTCPMTUPSuccess: Final = _next()
+    TcpExtTCPMTUPFail: Final = _next()
+    # UDP_MIB_* (Udp..., Udp6...): the stack has no UDP sockets; every datagram is refused
+    UdpNoPorts: Final = _next()
+    UdpInCsumErrors: Final = _next()
+    Udp6NoPorts: Final = _next()
+    Udp6InCsumErrors: Final = _next()
     # ustcp's own: drops and events Linux has no counter for
-    UstcpDropIPv6: Final = _next()
-    UstcpDropFragment: Final = _next()
     UstcpDropIpShort: Final = _next()
     UstcpDropIpVersion: Final = _next()
     UstcpDropIpBadIhl: Final = _next()
     UstcpDropIpBadChecksum: Final = _next()
     UstcpDropIpBadLength: Final = _next()
+    UstcpDropIp6Short: Final = _next()
+    UstcpDropIp6Truncated: Final = _next()
+    UstcpDropIp6ExtShort: Final = _next()
+    UstcpDropIp6BadOption: Final = _next()
+    UstcpDropIp6UnknownOption: Final = _next()
+    UstcpDropIp6Routing: Final = _next()
+    # neighbour discovery, MLD, router messages: not a router
+    UstcpDropIcmp6NotOurs: Final = _next()
     UstcpDropTcpShort: Final = _next()
     UstcpDropTcpBadDoff: Final = _next()
     UstcpDropTcpBadChecksum: Final = _next()
@@ -159,6 +218,7 @@ class Mib:
     UstcpImpairCorrupt: Final = _next()
     UstcpImpairReorder: Final = _next()
     UstcpImpairQueueDrops: Final = _next()
+    UstcpImpairPmtuDrops: Final = _next()
 
 
 MIB_MAX = next(_ids)
@@ -173,6 +233,8 @@ ALWAYS_SHOWN = (
     Mib.IpInReceives, Mib.IpInDelivers, Mib.IpOutRequests, Mib.IpInHdrErrors,
     Mib.IpInAddrErrors, Mib.IpInUnknownProtos,
     Mib.IcmpInMsgs, Mib.IcmpOutMsgs, Mib.IcmpInEchos, Mib.IcmpOutEchoReps,
+    Mib.Ip6InReceives, Mib.Ip6InDelivers, Mib.Ip6OutRequests, Mib.Icmp6InMsgs,
+    Mib.Icmp6OutMsgs,
     Mib.TcpActiveOpens, Mib.TcpPassiveOpens, Mib.TcpAttemptFails, Mib.TcpEstabResets,
     Mib.TcpCurrEstab, Mib.TcpInSegs, Mib.TcpOutSegs, Mib.TcpRetransSegs, Mib.TcpInErrs,
     Mib.TcpOutRsts, Mib.TcpInCsumErrors,
@@ -184,6 +246,8 @@ ALWAYS_SHOWN = (
 
 ICMP_MSG_IN = "IcmpMsgInType"
 ICMP_MSG_OUT = "IcmpMsgOutType"
+ICMP6_MSG_IN = "Icmp6InType"  # /proc/net/snmp6's per-type counters (icmpv6msg_statistics)
+ICMP6_MSG_OUT = "Icmp6OutType"
 
 
 @functools.cache
@@ -197,12 +261,18 @@ class Counters:
     """One stack's counters: a list indexed by :class:`Mib`, plus the per-type ICMP table.
     Monotonic, except the gauge TcpCurrEstab."""
 
-    __slots__ = ("icmp_msg_in", "icmp_msg_out", "values")
+    __slots__ = ("icmp6_msg_in", "icmp6_msg_out", "icmp_msg_in", "icmp_msg_out", "values")
 
     def __init__(self) -> None:
         self.values = [0] * MIB_MAX
         self.icmp_msg_in = [0] * 256
         self.icmp_msg_out = [0] * 256
+        self.icmp6_msg_in = [0] * 256
+        self.icmp6_msg_out = [0] * 256
+
+    def _tables(self) -> tuple[tuple[str, list[int]], ...]:
+        return ((ICMP_MSG_IN, self.icmp_msg_in), (ICMP_MSG_OUT, self.icmp_msg_out),
+                (ICMP6_MSG_IN, self.icmp6_msg_in), (ICMP6_MSG_OUT, self.icmp6_msg_out))
 
     def inc(self, mib: MibId, n: int = 1) -> None:
         self.values[mib] += n
@@ -212,15 +282,15 @@ class Counters:
 
     def total(self) -> int:
         """The sum of every counter: a step that moved none was not counted anywhere."""
-        return sum(self.values) + sum(self.icmp_msg_in) + sum(self.icmp_msg_out)
+        return sum(self.values) + sum(sum(table) for _, table in self._tables())
 
     def __getitem__(self, name: str | MibId) -> int:
         """A counter by its Mib index or its nstat name (``"TcpInSegs"``,
         ``"IcmpMsgInType8"``); a name the stack does not have is a KeyError."""
         if isinstance(name, int):
             return self.values[name]
-        for prefix, table in ((ICMP_MSG_IN, self.icmp_msg_in), (ICMP_MSG_OUT, self.icmp_msg_out)):
-            if name.startswith(prefix):
+        for prefix, table in self._tables():
+            if name.startswith(prefix) and name[len(prefix):].isdigit():
                 return table[int(name[len(prefix):])]
         return self.values[BY_NAME[name]]
 
@@ -229,7 +299,7 @@ class Counters:
         out = {NAMES[i]: v for i, v in enumerate(self.values) if v}
         for i in ALWAYS_SHOWN:
             out.setdefault(NAMES[i], 0)
-        for prefix, table in ((ICMP_MSG_IN, self.icmp_msg_in), (ICMP_MSG_OUT, self.icmp_msg_out)):
+        for prefix, table in self._tables():
             for icmp_type, v in enumerate(table):
                 if v:
                     out[f"{prefix}{icmp_type}"] = v

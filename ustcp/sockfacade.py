@@ -3,7 +3,8 @@
 Servers written for trio's ``SocketStream`` (hypercorn, for one) take the client and server
 addresses from ``stream.socket.family``, ``getpeername()`` and ``getsockname()``. A ustcp
 stream has no kernel socket, so :class:`StreamSocket` answers those from the connection:
-``AF_INET``, ``SOCK_STREAM``, and the 4-tuple as ``(host, port)`` string-address pairs.
+``AF_INET`` or ``AF_INET6``, ``SOCK_STREAM``, and the 4-tuple as ``(host, port)``
+string-address pairs.
 ``getsockopt``/``setsockopt`` go to the stream's own (the socket layer,
 :mod:`ustcp.tcp.sock`, with Linux's semantics and errnos), as Python's ``socket`` takes them.
 There is no file descriptor (``fileno()`` is -1, as for a closed socket).
@@ -32,12 +33,16 @@ class StreamSocket:
 
     __slots__ = ("_stream",)
 
-    family = socket.AF_INET
     type = socket.SOCK_STREAM
     proto = socket.IPPROTO_TCP
 
     def __init__(self, stream: _Addressed) -> None:
         self._stream = stream
+
+    @property
+    def family(self) -> int:
+        """AF_INET6 for an IPv6 connection, else AF_INET."""
+        return socket.AF_INET6 if ":" in self._stream.local_address[0] else socket.AF_INET
 
     def getsockname(self) -> tuple[str, int]:
         return self._stream.local_address

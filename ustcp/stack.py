@@ -4,7 +4,8 @@
 
 - the receive loop takes a batch of frames from the link, hands each to the IP layer, then
   flushes once for the whole batch;
-- the timer loop sleeps until the engine's next deadline and runs its timers.
+- the timer loop sleeps until the engine's (or the IP layer's reassembly) next deadline and
+  runs their timers.
 
 Busy polling (Linux's net.core.busy_poll and net.core.busy_read, in µs; both 0 by default)
 spins on the link instead of sleeping: a sleeping vCPU takes tens of µs to wake, and a
@@ -27,6 +28,7 @@ same for a segment the IP layer cannot build and a batch the link fails to send.
 
 from __future__ import annotations
 
+import errno
 import math
 import time
 
@@ -74,24 +76,25 @@ class Waiters:
             for task in tasks:
                 trio.lowlevel.reschedule(task)
 
-IPV4_TCP_HEADERS = 40  # MSS = MTU minus the IPv4 and TCP headers without options
 BUSY_POLL_SLICE = 10e-6  # the longest a spin keeps the other tasks waiting (s)
 
 
 class Stack:
-    """One host with the address ``local_addr`` (4 packed bytes) on ``link``."""
+    """One host with the address ``local_addr`` (4 packed bytes) and, when dual-stack,
+    ``local_addr6`` (16 packed bytes) on ``link``."""
 
     def __init__(self, link: Link, config: StackConfig, counters: Counters, local_addr: bytes,
-                 *, seed: int | None = None) -> None:
+                 *, seed: int | None = None, local_addr6: bytes | None = None) -> None:
         self.link = link
         self.config = config
         self.counters = counters
         self.local_addr = local_addr
-        self.engine = TcpEngine(config, counters, seed=seed,
-                                mss_for_mtu=link.mtu - IPV4_TCP_HEADERS,
+        self.local_addr6 = local_addr6
+        self.engine = TcpEngine(config, counters, seed=seed, mtu=link.mtu,
                                 gso_max_size=link.gso_max_size)
-        self.ip = IpLayer(self.engine, counters, {local_addr}, config,
-                          tx_csum_offload=link.tx_csum_offload)
+        addrs = {local_addr} if local_addr6 is None else {local_addr, local_addr6}
+        self.ip = IpLayer(self.engine, counters, addrs, config,
+                          tx_csum_offload=link.tx_csum_offload, mtu=link.mtu)
         self._timer_scope: trio.CancelScope | None = None
         self._busy_readers = 0  # tasks in busy_read: the receive loop leaves them the link
 
@@ -116,8 +119,8 @@ class Stack:
                 waiters.unpark_all()
         scope = self._timer_scope
         if scope is not None:
-            deadline = self.engine.next_deadline()
-            if deadline is not None and deadline < scope.deadline:
+            deadline = self._next_deadline()
+            if deadline < scope.deadline:
                 scope.deadline = deadline
 
     def reset_all(self) -> int:
@@ -132,6 +135,14 @@ class Stack:
             conn.abort(now)
         self.kick()
         return len(live)
+
+    def source_for(self, remote_ip: bytes) -> bytes:
+        """The local address to connect from: the one of ``remote_ip``'s version."""
+        if len(remote_ip) == 16:
+            if self.local_addr6 is None:
+                raise OSError(errno.ENETUNREACH, "no IPv6 address on this stack")
+            return self.local_addr6
+        return self.local_addr
 
     def open_connections(self) -> int:
         """Connections not yet closed (TIME_WAIT aside)."""
@@ -202,15 +213,23 @@ class Stack:
             if now >= spin_until or (reader is None and self._busy_readers):
                 return False
 
+    def _next_deadline(self) -> float:
+        """The engine's next timer or the IP layer's (reassembly), whichever is first."""
+        deadline, reasm = self.engine.next_deadline(), self.ip.next_deadline()
+        if reasm is not None and (deadline is None or reasm < deadline):
+            deadline = reasm
+        return math.inf if deadline is None else deadline
+
     async def _timer_loop(self) -> None:
         engine = self.engine
         while True:
-            deadline = engine.next_deadline()
-            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+            with trio.CancelScope(deadline=self._next_deadline()) as scope:
                 self._timer_scope = scope
                 try:
                     await trio.sleep_forever()
                 finally:
                     self._timer_scope = None
-            engine.on_timers(trio.current_time())
+            now = trio.current_time()
+            engine.on_timers(now)
+            self.ip.on_timers(now)
             self.kick()

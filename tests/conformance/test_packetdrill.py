@@ -1,6 +1,8 @@
 """Every packetdrill script under ../shared/conformance against the checked-in table.
 
-A script recorded as ``pass`` must still pass (a regression fails the test). A script that
+A script recorded as ``pass`` must still pass (a regression fails the test), and pass in
+packetdrill's two other modes too (``--ip_version=ipv6`` and ``ipv4-mapped-ipv6``), as
+Linux's runner runs every script in all three unless the script names its version. A script that
 passes but is recorded otherwise, or is not in the table, is reported as a warning: run
 ``tools/update_conformance_table.py`` to record the progress.
 """
@@ -41,6 +43,17 @@ def test_script_meets_its_recorded_outcome(script: str) -> None:
         message = f"newly passing: {script} (recorded as {expected or 'absent'})"
         print(message)
         warnings.warn(message, stacklevel=1)
+
+
+PASSING = sorted(s for s, outcome in load_table(TABLE).items() if outcome == "pass") \
+    if ROOT.is_dir() else []
+
+
+@pytest.mark.parametrize("ip_version", ["ipv6", "ipv4-mapped-ipv6"])
+@pytest.mark.parametrize("script", PASSING)
+def test_passing_script_passes_in_the_ipv6_modes(script: str, ip_version: str) -> None:
+    result = run_file(ROOT / script, script, ip_version=ip_version)
+    assert result.status == "pass", result.summary()
 
 
 def test_table_lists_only_existing_scripts() -> None:

@@ -21,6 +21,8 @@ from ustcp.wire.tcp import TcpSegment
 
 A_IP = socket.inet_aton("10.0.0.1")
 B_IP = socket.inet_aton("10.0.0.2")
+A_IP6 = socket.inet_pton(socket.AF_INET6, "fd00::1")
+B_IP6 = socket.inet_pton(socket.AF_INET6, "fd00::2")
 
 
 @dataclass
@@ -52,7 +54,7 @@ class Net:
         self._tick = itertools.count()
 
     def engine_for(self, ip: bytes) -> TcpEngine:
-        return self.a if ip == A_IP else self.b
+        return self.a if ip in (A_IP, A_IP6) else self.b
 
     def flush(self) -> None:
         for engine in (self.a, self.b):

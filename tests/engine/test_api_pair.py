@@ -24,6 +24,7 @@ from ustcp.tcp.connection import Connection
 from ustcp.tcp.states import State
 
 A_ADDR, B_ADDR = "10.77.0.1", "10.77.0.2"
+A_ADDR6, B_ADDR6 = "fd77::1", "fd77::2"
 PORT = 5000
 MB = 1 << 20
 VIRTUAL_TIME_LIMIT = 600.0
@@ -33,8 +34,10 @@ async def stacks(a_to_b: ImpairmentSpec | None = None, b_to_a: ImpairmentSpec | 
                  config: StackConfig | None = None) -> AsyncIterator[tuple[Stack, Stack]]:
     ca, cb = Counters(), Counters()
     la, lb = memory_link_pair(impair_a_to_b=a_to_b, impair_b_to_a=b_to_a, counters=(ca, cb))
-    a = Stack(la, config or StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1)
-    b = Stack(lb, config or StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2)
+    a = Stack(la, config or StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1,
+              local_addr6=socket.inet_pton(socket.AF_INET6, A_ADDR6))
+    b = Stack(lb, config or StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2,
+              local_addr6=socket.inet_pton(socket.AF_INET6, B_ADDR6))
     # A stalled transfer has no timer left: the virtual clock jumps here and fails the test.
     with trio.fail_after(VIRTUAL_TIME_LIMIT):
         async with trio.open_nursery() as nursery:
@@ -459,3 +462,25 @@ async def test_a_segment_that_cannot_be_built_is_counted_and_dropped(
         server = await listener.accept()
         await client.send_all(b"still alive")
         assert await server.receive_some() == b"still alive"
+
+
+# ---------------------------------------------------------------------- IPv6
+
+
+async def test_dual_stack_listener_and_v6_literals_with_loss(autojump_clock: MockClock) -> None:
+    """A listener on ``::`` takes an IPv4 and an IPv6 client; the v6 stream moves a megabyte
+    each way intact over a lossy link; the socket facade says AF_INET6."""
+    loss = ImpairmentSpec(loss=0.02, seed=3)
+    async with stacks(loss, loss) as (a, b):
+        [listener] = await open_tcp_listeners(b, PORT, host="::")
+        v4 = await open_tcp_stream(a, B_ADDR, PORT)
+        assert (await listener.accept()).remote_address[0] == A_ADDR
+        v6 = await open_tcp_stream(a, B_ADDR6, PORT)
+        server = await listener.accept()
+        assert server.remote_address == (A_ADDR6, v6.local_address[1])
+        assert v6.socket.family == socket.AF_INET6 and v4.socket.family == socket.AF_INET
+        assert v6.connection.rcv.advmss == 1500 - 60
+        await exchange(v6, server, MB)
+        assert b.counters["Ip6InReceives"] > 0 and a.counters["TcpRetransSegs"] > 0
+        with pytest.raises(OSError):
+            await open_tcp_stream(a, "not-a-literal", PORT)

@@ -9,10 +9,10 @@ from ustcp.wire.tcp import ACK, TcpOptions, TcpSegment
 from .harness import A_IP, B_IP, Net
 
 
-def open_pair(net: Net, port: int = 80, backlog: int = 16) -> tuple[Listener, Connection,
-                                                                    Connection]:
-    listener = net.b.listen(net.now, B_IP, port, backlog)
-    client = net.a.connect(net.now, A_IP, B_IP, port)
+def open_pair(net: Net, port: int = 80, backlog: int = 16, *, a_ip: bytes = A_IP,
+              b_ip: bytes = B_IP) -> tuple[Listener, Connection, Connection]:
+    listener = net.b.listen(net.now, b_ip, port, backlog)
+    client = net.a.connect(net.now, a_ip, b_ip, port)
     net.run(net.now + 1.0, stop=lambda: listener.accept_queue_len > 0)
     server = listener.accept()
     assert server is not None

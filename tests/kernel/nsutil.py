@@ -8,6 +8,7 @@ configured in the root namespace.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import os
 import shutil
@@ -153,3 +154,22 @@ def daemon(ns: str, log: Path, *args: str) -> Iterator[Daemon]:
         yield d
     finally:
         d.stop()
+
+
+def connect_to_kernel_server(ns: str, kernel_addr: str, tun: str) -> None:
+    """``ustcp connect KERNEL_ADDR 5000`` in ``ns`` (a device of its own) sends 1 MB to a
+    kernel server (peer.py serve), which answers with the length and sha256 it got."""
+    data = os.urandom(1_000_000)
+    server = subprocess.Popen(["ip", "netns", "exec", ns, *peer_cmd("serve", "5000")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == b"listening\n"
+        done = in_ns(ns, *ustcp_cmd("connect", kernel_addr, "5000", "--tun", tun),
+                     input=data, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
+        assert server.wait(30) == 0
+    finally:
+        server.kill()
+        server.wait()

@@ -11,7 +11,7 @@ Run as ``python peer.py COMMAND ...`` under ``ip netns exec``; stdlib only.
                             count, the slowest, median and 99th percentile round trip, those
                             over 10 ms with their time, start and end
                             (time.monotonic, comparable across processes)
-``serve PORT``              accept one connection on 0.0.0.0:PORT (printing "listening"
+``serve PORT``              accept one connection on [::]:PORT, IPv4 or IPv6 (printing "listening"
                             first), read to EOF, answer "<length> <sha256 hex>\\n", close
 """
 
@@ -85,7 +85,8 @@ def pingpong(host: str, port: int, seconds: float) -> None:
 
 
 def serve(port: int) -> None:
-    with socket.create_server(("0.0.0.0", port)) as server:
+    with socket.create_server(("::", port), family=socket.AF_INET6,
+                              dualstack_ipv6=True) as server:
         print("listening", flush=True)
         server.settimeout(30)
         conn, _ = server.accept()

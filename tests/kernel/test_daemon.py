@@ -20,8 +20,10 @@ import dpkt
 import pytest
 
 from tests.kernel.nsutil import (
+    ADDR,
     PEER_ADDR,
     Daemon,
+    connect_to_kernel_server,
     daemon,
     in_ns,
     netns,
@@ -29,6 +31,7 @@ from tests.kernel.nsutil import (
     ustcp_cmd,
 )
 from ustcp.apps.http import content
+from ustcp.defaults import DEFAULT_ADDR6 as ADDR6
 
 pytestmark = pytest.mark.kernel
 
@@ -45,10 +48,16 @@ def test_get_root_names_the_stack(shared_daemon: Daemon) -> None:
     assert b"ustcp" in done.stdout
 
 
-def test_get_bytes_20mb_has_the_length_and_repeats(shared_daemon: Daemon) -> None:
-    url = f"http://{shared_daemon.addr}/bytes/{MB20}"
-    first = curl(shared_daemon, url)
-    second = curl(shared_daemon, url)
+# Both versions of the dual-stack daemon: curl -4 to 10.77.0.2, curl -6 to [fd77::2]
+VERSIONS = pytest.mark.parametrize(("flag", "host"), [("-4", ADDR), ("-6", f"[{ADDR6}]")])
+
+
+@VERSIONS
+def test_get_bytes_20mb_has_the_length_and_repeats(shared_daemon: Daemon, flag: str,
+                                                   host: str) -> None:
+    url = f"http://{host}/bytes/{MB20}"
+    first = curl(shared_daemon, flag, url)
+    second = curl(shared_daemon, flag, url)
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
     assert len(first.stdout) == MB20
@@ -59,13 +68,14 @@ def test_get_bytes_20mb_has_the_length_and_repeats(shared_daemon: Daemon) -> Non
     assert hashlib.sha256(first.stdout).digest() == expected.digest()
 
 
-def test_post_sha256_of_20mb(shared_daemon: Daemon, tmp_path: Path) -> None:
+@VERSIONS
+def test_post_sha256_of_20mb(shared_daemon: Daemon, tmp_path: Path, flag: str,
+                             host: str) -> None:
     body = os.urandom(MB20)
     path = tmp_path / "body"
     path.write_bytes(body)
-    done = curl(shared_daemon, "--data-binary", f"@{path}",
-                "-H", "Content-Type: application/octet-stream",
-                f"http://{shared_daemon.addr}/sha256")
+    done = curl(shared_daemon, flag, "--data-binary", f"@{path}",
+                "-H", "Content-Type: application/octet-stream", f"http://{host}/sha256")
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode() == hashlib.sha256(body).hexdigest()
 
@@ -140,20 +150,7 @@ def test_ss_lists_the_listeners(shared_daemon: Daemon) -> None:
 
 
 def test_connect_to_a_kernel_server(empty_ns: str) -> None:
-    data = os.urandom(1_000_000)
-    server = subprocess.Popen(["ip", "netns", "exec", empty_ns, *peer_cmd("serve", "5000")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert server.stdout is not None
-        assert server.stdout.readline() == b"listening\n"
-        done = in_ns(empty_ns, *ustcp_cmd("connect", PEER_ADDR, "5000", "--tun", "ustcpc0"),
-                     input=data, timeout=60)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
-        assert server.wait(30) == 0
-    finally:
-        server.kill()
-        server.wait()
+    connect_to_kernel_server(empty_ns, PEER_ADDR, "ustcpc0")
 
 
 def test_connect_refused_is_one_line_and_status_1(empty_ns: str) -> None:

@@ -46,6 +46,9 @@ MARKERS: dict[str, list[str]] = {
     "max-tw-buckets": ["TIME-WAIT", "TcpExtTCPTimeWaitOverflow",
                        "net.ipv4.tcp_max_tw_buckets = 2"],
     "time-wait-fin": ["TIME-WAIT", "LAST-ACK", "[retransmission]", "timer:(timewait,"],
+    "pmtu": ["mss:1228", "pmtu:1280", "IcmpInDestUnreachs", "error ENETUNREACH",
+             "net.ipv4.route.min_pmtu = 552"],
+    "ipv6": ["fd77::2", "Icmp6InEchos", "mss 1440", "[fd77::2]:80"],
     "tw-recycle": ["TcpExtPAWSPassive", "net.ipv4.tcp_tw_recycle = 0, then 1", "TS val",
                    "masquerade"],
 }

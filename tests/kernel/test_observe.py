@@ -92,11 +92,15 @@ def test_ss_shows_time_wait_after_the_stack_closes_first(debug_daemon: Daemon) -
 
 def test_ss_lists_listeners_with_their_queues(debug_daemon: Daemon) -> None:
     rows = json.loads(ustcp(debug_daemon, "ss", "--state", "listening", "--json"))
-    assert {r["local"] for r in rows} == {f"{ADDR}:{p}" for p in (7, 9, 19, 80)}
+    assert {r["local"] for r in rows} == {f"{addr}:{p}" for p in (7, 9, 19, 80)
+                                          for addr in (ADDR, "[fd77::2]")}  # dual-stack
     assert all(r["recv_q"] == 0 and r["send_q"] == 4096 and r["syn_queue"] == 0 for r in rows)
-    text = ustcp(debug_daemon, "ss", "-ltni", "sport", "=", ":80")
+    text = ustcp(debug_daemon, "ss", "-ltni", "sport", "=", ":80", "src", ADDR)
     assert text.splitlines()[1:] == [
         f"LISTEN      0   4096 {ADDR}:80       0.0.0.0:*", "\t synq:0"], text
+    text = ustcp(debug_daemon, "ss", "-ltni", "src", "[fd77::2]:80")
+    assert text.splitlines()[1:] == [
+        "LISTEN      0   4096 [fd77::2]:80       [::]:*", "\t synq:0"], text
 
 
 def test_nstat_shows_passive_opens(debug_daemon: Daemon) -> None:

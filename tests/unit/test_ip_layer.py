@@ -30,6 +30,8 @@ class FakeEngine:
     def __init__(self) -> None:
         self.received: list[tuple[float, bytes, bytes, TcpSegment]] = []
         self.output: list[tuple[bytes, bytes, TcpSegment]] = []
+        self.errors: list[tuple[bytes, int, bytes, int, int, int, bool]] = []
+        self.error_matches = True
 
     def on_segment(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         self.received.append((now, src_ip, dst_ip, seg))
@@ -37,6 +39,12 @@ class FakeEngine:
     def take_output(self) -> list[tuple[bytes, bytes, TcpSegment]]:
         out, self.output = self.output, []
         return out
+
+    def on_icmp_error(self, now: float, local_ip: bytes, local_port: int, remote_ip: bytes,
+                      remote_port: int, seq: int, err: int, fatal: bool,
+                      mtu: int | None = None) -> bool:
+        self.errors.append((local_ip, local_port, remote_ip, remote_port, seq, err, fatal))
+        return self.error_matches
 
 
 def make(*, offload: bool = False, ttl: int = 64) -> tuple[IpLayer, FakeEngine, Counters]:
@@ -112,14 +120,6 @@ def test_bad_tcp_header_counts_in_errors() -> None:
     only(counters, "IpInReceives", "IpInDelivers", "TcpInErrs", "UstcpDropTcpBadDoff")
 
 
-def test_ipv6_frames_are_dropped() -> None:
-    ip, engine, counters = make()
-    solicitation = bytes.fromhex("6000000000103aff") + bytes(32) + bytes.fromhex("8500")
-    ip.on_frame(0.0, solicitation)
-    assert engine.received == [] and ip.take_frames() == []
-    only(counters, "UstcpDropIPv6")
-
-
 @pytest.mark.parametrize(("mangle", "reason"), [
     (lambda f: f[:10], "ip_short"),
     (lambda f: b"", "ip_short"),
@@ -158,25 +158,31 @@ def test_not_our_address() -> None:
 
 
 @pytest.mark.parametrize("flags_frag", [0x2000, 0x0001, 0x2000 | 0x0010])
-def test_fragments_are_dropped(flags_frag: int) -> None:
+def test_a_lone_fragment_is_queued(flags_frag: int) -> None:
     ip, engine, counters = make()
     ip.on_frame(0.0, tcp_frame(SEG, flags_frag=flags_frag))
-    assert engine.received == []
-    only(counters, "IpInReceives", "UstcpDropFragment")
+    assert engine.received == [] and len(ip.reasm4) == 1
+    only(counters, "IpInReceives", "IpReasmReqds")
 
 
-def test_unknown_protocol() -> None:
+def test_unknown_protocol_gets_protocol_unreachable() -> None:
     ip, engine, counters = make()
-    ip.on_frame(0.0, tcp_frame(SEG, proto=17))
+    frame = tcp_frame(SEG, proto=253)
+    ip.on_frame(0.0, frame)
     assert engine.received == []
-    only(counters, "IpInReceives", "IpInUnknownProtos")
+    [(reply, _)] = ip.take_frames()
+    ref = dpkt.ip.IP(reply)
+    assert (ref.src, ref.dst, ref.p, ref.data.type, ref.data.code) == (US, PEER, 1, 3, 2)
+    assert bytes(ref.data.data.data) == frame  # the whole datagram fits in 576 bytes
+    only(counters, "IpInReceives", "IpInUnknownProtos", "IcmpOutMsgs", "IcmpMsgOutType3",
+         "IcmpOutDestUnreachs", "IpOutRequests")
 
 
 @given(st.binary(max_size=80))
 def test_on_frame_never_raises(frame: bytes) -> None:
     ip, _, counters = make()
     ip.on_frame(0.0, frame)
-    assert counters["IpInReceives"] + counters["UstcpDropIPv6"] == 1
+    assert counters["IpInReceives"] + counters["Ip6InReceives"] == 1
 
 
 # ------------------------------------------------------------------ ICMP
@@ -222,6 +228,8 @@ def test_other_icmp_is_counted_and_dropped(icmp_type: int, name: str | None) -> 
     ip.on_frame(0.0, icmp_frame(build_echo(icmp_type, 1, 1, b"x")))
     assert ip.take_frames() == []
     names = ["IpInReceives", "IpInDelivers", "IcmpInMsgs", f"IcmpMsgInType{icmp_type}"]
+    if icmp_type == 3:
+        names.append("IcmpInErrors")  # an error quoting too little to name a socket
     only(counters, *names, *([name] if name else []))
 
 

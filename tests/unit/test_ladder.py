@@ -191,3 +191,10 @@ def test_absolute_sequence_numbers_on_request() -> None:
     assert relative[1].startswith("SYN,ACK seq=0 ack=1 ")
     assert absolute[1].startswith("SYN,ACK seq=900 ack=101 ")
     assert absolute[2].startswith("ACK seq=101 ack=901 ")
+
+
+def test_ipv6_endpoints_are_bracketed_as_ss_prints_them() -> None:
+    syn = Segment(0.0, "fd77::1", 40000, "fd77::2", 80, SYN, 1, 0, 100, 0)
+    assert (syn.source, syn.destination) == ("[fd77::1]:40000", "[fd77::2]:80")
+    [conv] = ladder.conversations([syn])
+    assert (conv.client, conv.server) == ("[fd77::1]:40000", "[fd77::2]:80")

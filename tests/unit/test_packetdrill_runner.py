@@ -236,3 +236,33 @@ def test_an_exception_inside_the_engine_fails_only_that_script(
     assert result.status == "fail" and result.line == 5
     assert result.message == "internal error: RuntimeError: boom"
     assert any("Traceback" in line for line in result.log)
+
+
+@pytest.mark.parametrize(("ip_version", "addr_len"), [
+    ("ipv4", 4), ("ipv6", 16), ("ipv4-mapped-ipv6", 4)])
+def test_ip_version_modes(ip_version: str, addr_len: int) -> None:
+    """--ip_version (as the CLI and run_file set it): IPv6 addresses with MTU 1520, as
+    Linux's runner sets it, so the SYN-ACK still says MSS 1460; or IPv4 packets from
+    AF_INET6 sockets. The same script passes in every mode."""
+    text = SERVER.replace("+0 > S. 0:0(0) ack 1 <...>",
+                          "+0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 7>")
+    if ip_version != "ipv4":
+        text = text.replace("socket(..., SOCK_STREAM", "socket(AF_INET6, SOCK_STREAM")
+    runner = Runner(parse_script(text), Path("."), "inline")
+    runner.ip_version = ip_version
+    result = runner.run()
+    assert result.status == "pass", result.message
+    [conn] = runner.engine.connections.values()
+    assert len(conn.remote_ip) == addr_len
+
+
+def test_ip_version_option_in_a_script() -> None:
+    runner = Runner(parse_script("--ip_version=ipv6\n" + SERVER), Path("."), "inline")
+    assert runner.run().status == "pass"
+    [conn] = runner.engine.connections.values()
+    assert len(conn.remote_ip) == 16
+
+
+def test_ipv6_sockets_need_an_ipv6_mode() -> None:
+    result = run(SERVER.replace("socket(..., SOCK_STREAM", "socket(AF_INET6, SOCK_STREAM"))
+    assert result.status == "skip" and "ip_version" in result.message

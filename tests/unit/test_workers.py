@@ -18,7 +18,7 @@ STACK = socket.inet_aton("10.77.0.2")
 
 def _worker_stack(index: int, seed: int) -> Stack:
     link, _ = memory_link_pair()
-    setup = daemon.Setup(StackConfig(), STACK, [])
+    setup = daemon.Setup(StackConfig(), STACK, None, [])
     return daemon._stack(link, setup, Counters(), None, Worker(index, 2, seed, -1))
 
 

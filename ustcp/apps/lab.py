@@ -28,6 +28,7 @@ import trio
 
 from ustcp.api import TCPListener, TCPStream, open_tcp_listeners, open_tcp_stream
 from ustcp.apps.common import CONNECTION_GONE, ends_quietly
+from ustcp.wire.addr import pton
 
 LIFETIME = 120.0
 MAX_LINE = 256
@@ -115,7 +116,7 @@ async def _request(stream: TCPStream, nursery: trio.Nursery, words: list[str]) -
             nursery.start_soon(_sink, listeners[0])
             return f"ok sink on {port}"
         if words[:1] == ["dial"] and len(words) in (4, 5):
-            socket.inet_aton(words[1])
+            pton(words[1])  # a literal of either version (ValueError otherwise)
             linger = int(words[4]) if len(words) == 5 else None
             if linger is not None and not 0 <= linger <= LIFETIME:
                 raise ValueError(f"LINGER outside 0..{LIFETIME:.0f}")

@@ -76,6 +76,9 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           "orphans:max_tw_buckets"),
     Topic("time-wait-fin", "TIME_WAIT re-acknowledges a retransmitted FIN",
           "orphans:time_wait_fin"),
+    Topic("ipv6", "the same stack over IPv6: ping -6, curl -6, MSS 1440", "ipv6:run"),
+    Topic("pmtu", "a 1280-byte link behind a router: ICMP lowers the MSS; ICMP refusals",
+          "pmtu:run"),
 )}
 
 

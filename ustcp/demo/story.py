@@ -13,15 +13,15 @@ from typing import Any, TextIO
 
 from ustcp.obs import ladder
 from ustcp.obs.ss import Row, format_table
+from ustcp.obs.sysctl import full_name
 
 WIDTH = 92
 
 
 def _sysctl_path(name: str) -> str:
-    """Where Linux keeps a knob: ``net.ipv4.tcp_syncookies``, ``net.core.somaxconn``."""
-    if name == "somaxconn":
-        return "net.core.somaxconn"
-    return f"net.ipv4.{name}" if name.startswith(("tcp_", "ip_")) else name
+    """Where Linux keeps a knob: ``net.ipv4.tcp_syncookies``, ``net.core.somaxconn``,
+    ``net.ipv4.route.min_pmtu``."""
+    return full_name(name)
 
 
 def _matches(endpoint: str, wanted: str) -> bool:

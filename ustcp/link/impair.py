@@ -16,6 +16,12 @@ A spec is a comma-separated list of ``key=value`` settings::
   for its serialization time and later frames queue behind it;
 - ``limit``: frames that may wait in the delay queue; more are dropped (default 1000);
 - ``seed``: seed of the random generator (default 1): same seed, same decisions.
+- ``pmtu``: a path MTU below the link's, for frames the stack sends (``out:`` only): a
+  frame (a GSO super-packet: each segment it would be cut into) longer than it, IPv6 or
+  IPv4 with DF, is dropped as a router would drop it and answered towards the stack with
+  an ICMP "fragmentation needed" / ICMPv6 "packet too big" carrying the MTU;
+  ``pmtu=1280:blackhole`` drops it silently (a black hole, RFC 2923 2.1). Counted as
+  ``UstcpImpairPmtuDrops``.
 
 A GSO super-packet is one frame to the impairer.
 
@@ -37,6 +43,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..mib import Counters, Mib
+from ..wire import icmp, icmpv6
+from ..wire.ipv4 import PROTO_ICMP, build_ipv4_header
+from ..wire.ipv6 import NEXTHDR_ICMP, build_ipv6_header
 
 _PERCENT_KEYS = ("loss", "duplicate", "corrupt", "reorder")
 _TIME_KEYS = ("delay", "jitter", "reorder_delay")
@@ -64,6 +73,8 @@ class ImpairmentSpec:
     rate: float = 0.0
     limit: int = 1000
     seed: int = 1
+    pmtu: int = 0  # 0: none
+    pmtu_blackhole: bool = False
 
     @classmethod
     def parse(cls, text: str) -> ImpairmentSpec:
@@ -73,7 +84,7 @@ class ImpairmentSpec:
             if key.partition(":")[1]:
                 raise ValueError(f"bad impairment {key}={value}: direction prefixes are only "
                                  "allowed where both directions are configured")
-            values[key] = _parse_value(key, value)
+            values.update(_parse_setting(key, value))
         return cls(**values)  # type: ignore[arg-type]
 
     @property
@@ -81,6 +92,11 @@ class ImpairmentSpec:
         """True when the spec changes nothing (every frame passes at once, unchanged)."""
         return self == ImpairmentSpec(seed=self.seed, limit=self.limit,
                                       reorder_delay=self.reorder_delay)
+
+    @property
+    def only_pmtu(self) -> bool:
+        """True when the spec does nothing but the path MTU (no impairer needed)."""
+        return dataclasses.replace(self, pmtu=0, pmtu_blackhole=False).is_null
 
 
 def parse_impairments(text: str) -> tuple[ImpairmentSpec | None, ImpairmentSpec | None]:
@@ -92,7 +108,13 @@ def parse_impairments(text: str) -> tuple[ImpairmentSpec | None, ImpairmentSpec 
         direction, colon, name = key.rpartition(":")
         if colon and direction not in per_dir:
             raise ValueError(f"bad impairment {key}={value}: prefix must be 'in:' or 'out:'")
-        (per_dir[direction] if colon else shared)[name] = _parse_value(name, value)
+        if name == "pmtu" and direction == "in":
+            raise ValueError(f"bad impairment {key}={value}: pmtu applies to the frames the "
+                             "stack sends (out:)")
+        (per_dir[direction] if colon else shared).update(_parse_setting(name, value))
+    for name in ("pmtu", "pmtu_blackhole"):  # outbound only, wherever it was written
+        if name in shared:
+            per_dir["out"].setdefault(name, shared.pop(name))
     result: list[ImpairmentSpec | None] = []
     for direction in ("in", "out"):
         merged = {**shared, **per_dir[direction]}
@@ -113,6 +135,48 @@ def _settings(text: str) -> list[tuple[str, str]]:
             raise ValueError(f"bad impairment {item!r}: expected key=value")
         settings.append((key, value))
     return settings
+
+
+def _parse_setting(key: str, value: str) -> dict[str, float | int]:
+    """One ``key=value`` as the spec's fields (``pmtu`` sets two)."""
+    if key != "pmtu":
+        return {key: _parse_value(key, value)}
+    mtu, colon, mode = value.partition(":")
+    if not mtu.isdigit() or not 68 <= int(mtu) <= 65535 or (colon and mode != "blackhole"):
+        raise ValueError(f"bad impairment pmtu={value}: expected an MTU of 68..65535, "
+                         "optionally followed by :blackhole")
+    return {"pmtu": int(mtu), "pmtu_blackhole": bool(colon)}
+
+
+def too_big(frame: bytes | memoryview, gso_size: int, pmtu: int) -> bool:
+    """Whether a router with next-hop MTU ``pmtu`` would refuse ``frame``: over IPv6, any
+    packet longer; over IPv4, one longer with DF set (without DF it would fragment it). A
+    GSO super-packet is judged by the segments the device cuts it into."""
+    if len(frame) < 20:
+        return False
+    version = frame[0] >> 4
+    if version == 4 and not frame[6] & 0x40:
+        return False
+    if gso_size:
+        ihl = 40 if version == 6 else (frame[0] & 0x0F) * 4
+        size = ihl + (frame[ihl + 12] >> 4) * 4 + gso_size
+    else:
+        size = len(frame)
+    return size > pmtu
+
+
+def too_big_reply(frame: bytes | memoryview, pmtu: int) -> bytes:
+    """What the router says about ``frame`` to its sender: ICMP destination unreachable,
+    fragmentation needed, with the next-hop MTU (RFC 1191 4), or ICMPv6 packet too big
+    (RFC 4443 3.2); from the frame's destination address, for want of a router's."""
+    if frame[0] >> 4 == 6:
+        src, dst = bytes(frame[24:40]), bytes(frame[8:24])
+        message = icmpv6.build_error(src, dst, icmpv6.PKT_TOOBIG, 0, pmtu, frame)
+        return build_ipv6_header(src, dst, NEXTHDR_ICMP, len(message)) + message
+    src, dst = bytes(frame[16:20]), bytes(frame[12:16])
+    message = icmp.build_error(icmp.DEST_UNREACH, icmp.FRAG_NEEDED, pmtu, frame)
+    return build_ipv4_header(src, dst, PROTO_ICMP, len(message), ttl=64, ident=0,
+                             dont_fragment=False) + message
 
 
 def _parse_value(key: str, value: str) -> float | int:

@@ -20,9 +20,10 @@ import trio
 
 from ..mib import Counters, Mib
 from .base import Link, OutFrame, ReceivedFrame
-from .impair import Impairer, ImpairmentSpec
+from .impair import Impairer, ImpairmentSpec, too_big, too_big_reply
 
 T = TypeVar("T")
+ICMP_QUEUE = 256  # the path MTU's ICMP errors waiting for the stack when nothing else delays
 
 
 class _DelayQueue(Generic[T]):
@@ -68,20 +69,24 @@ class ImpairedLink:
         self._clock = clock
         self._in = self._impairer(spec_in, "in", False)
         self._out = self._impairer(spec_out, "out", inner.tx_csum_offload)
+        self._pmtu = spec_out.pmtu if spec_out is not None else 0
+        self._blackhole = spec_out is not None and spec_out.pmtu_blackhole
         self._in_queue: _DelayQueue[ReceivedFrame] = _DelayQueue(
-            spec_in.limit if spec_in else 1, self.counters)
+            spec_in.limit if spec_in else ICMP_QUEUE, self.counters)
         self._out_queue: _DelayQueue[OutFrame] = _DelayQueue(
             spec_out.limit if spec_out else 1, self.counters)
         self._wait_scope: trio.CancelScope | None = None
 
     def _impairer(self, spec: ImpairmentSpec | None, stream: str,
                   header_only: bool) -> Impairer | None:
-        if spec is None or spec.is_null:
+        if spec is None or spec.only_pmtu:
             return None
         return Impairer(spec, stream=stream, counters=self.counters,
                         header_only_corruption=header_only)
 
     def send_batch(self, frames: list[OutFrame]) -> None:
+        if self._pmtu:
+            frames = self._path_mtu(frames)
         if self._out is None:
             self.inner.send_batch(frames)
             return
@@ -92,6 +97,22 @@ class ImpairedLink:
         self._release_out(now)
         if self._wait_scope is not None:
             self._wait_scope.deadline = self._next_due()
+
+    def _path_mtu(self, frames: list[OutFrame]) -> list[OutFrame]:
+        """The frames a router with next-hop MTU ``pmtu`` forwards; the others are dropped,
+        and (unless a black hole) answered towards the stack."""
+        passed = []
+        for frame, gso_size in frames:
+            if not too_big(frame, gso_size, self._pmtu):
+                passed.append((frame, gso_size))
+                continue
+            self.counters.inc(Mib.UstcpImpairPmtuDrops)
+            if not self._blackhole:
+                self._in_queue.push(self._clock(), ReceivedFrame(
+                    too_big_reply(frame, self._pmtu), False))
+                if self._wait_scope is not None:
+                    self._wait_scope.deadline = self._next_due()
+        return passed
 
     async def receive_batch(self) -> list[ReceivedFrame]:
         while True:
@@ -118,7 +139,7 @@ class ImpairedLink:
         self._release_out(now)
         batch = self.inner.poll_batch()
         if self._in is None:
-            return batch
+            return self._in_queue.pop_due(now) + batch if self._pmtu else batch
         self._impair_in(self._in, batch, now)
         if self._wait_scope is not None:  # a receive_batch waits: wake it for these too
             self._wait_scope.deadline = self._next_due()

@@ -1,7 +1,8 @@
 """A Link wrapper that records every frame in and out to a pcap file (``--pcap``).
 
-The file's link type is LINKTYPE_RAW (101): each record is a bare IPv4 packet, which is what
-tcpdump and Wireshark expect for raw IP in a file. (dpkt's ``DLT_RAW`` constant is the
+The file's link type is LINKTYPE_RAW (101): each record is a bare IPv4 or IPv6 packet (the
+version nibble tells them apart), which is what tcpdump and Wireshark expect for raw IP in a
+file. (dpkt's ``DLT_RAW`` constant is the
 platform's DLT value, 12 on Linux, which is not what belongs in a file header.) GSO
 super-packets are written whole, so the snap length covers 64 KB frames. Timestamps are
 the link clock plus an offset: by default the one that makes the first frame show the wall

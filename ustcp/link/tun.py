@@ -15,7 +15,8 @@ checksum and TSO offloads, and every read and write carries a 10-byte virtio-net
 - writes of TCP frames ask the kernel to finish the checksum (NEEDS_CSUM from the IP
   header's end, field at offset 16): the IP layer writes only the pseudo-header sum
   (``tx_csum_offload``); a frame with ``gso_size`` is a super-packet the kernel cuts into
-  ``gso_size`` pieces (GSO_TCPV4). Other frames (ICMP) go with an all-zero header.
+  ``gso_size`` pieces (GSO_TCPV4, or GSO_TCPV6 for an IPv6 frame, which the stack builds
+  without extension headers). Other frames (ICMP) go with an all-zero header.
 
 If the kernel refuses the vnet header or every offload combination, the device is reopened
 without them and the link works on plain frames (logged as ``offload_unavailable``).
@@ -41,6 +42,7 @@ from ..wire.vnet import (
     DATA_VALID,
     GSO_NONE,
     GSO_TCPV4,
+    GSO_TCPV6,
     NEEDS_CSUM,
     VNET_HDR_LEN,
     VnetHeader,
@@ -62,6 +64,7 @@ TUN_F_TSO6 = 0x04
 OFFLOAD_PROBES = (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, TUN_F_CSUM | TUN_F_TSO4)
 
 PROTO_TCP = 6
+IPV6_HEADER_LEN = 40
 TCP_CSUM_OFFSET = 16  # the checksum field within the TCP header
 IPV4_MAX_LEN = 65535
 GSO_MAX_SIZE = IPV4_MAX_LEN - 20 - 60  # payload of a super-packet: 64 KB minus max headers
@@ -73,11 +76,11 @@ _VERIFIED_FLAGS = NEEDS_CSUM | DATA_VALID
 class TunLink:
     """A TUN device named ``name`` (the kernel picks one for ``""``), MTU ``mtu``, up.
 
-    ``kernel_addr`` (``"10.77.0.1/24"``) is given to the kernel's side of the device with
-    ``ip addr add``; the device, and so the address, lives in the network namespace of the
-    calling process. To keep test and daemon addresses out of the host's own namespace, that
-    is refused in the host's namespace (:func:`in_host_netns`) unless ``allow_init_netns``
-    is set.
+    ``kernel_addr`` (``"10.77.0.1/24"``) and ``kernel_addr6`` (``"fd77::1/64"``) are given to
+    the kernel's side of the device with ``ip addr add``; the device, and so the address,
+    lives in the network namespace of the calling process. To keep test and daemon addresses
+    out of the host's own namespace, that is refused in the host's namespace
+    (:func:`in_host_netns`) unless ``allow_init_netns`` is set.
 
     ``multi_queue`` opens one queue of a multi-queue device (``IFF_MULTI_QUEUE``): the
     kernel steers each flow to one queue. ``attach`` joins a device another queue already
@@ -85,10 +88,11 @@ class TunLink:
     """
 
     def __init__(self, name: str = "", mtu: int = 1500, offload: bool = False, *,
-                 kernel_addr: str | None = None, counters: Counters | None = None,
+                 kernel_addr: str | None = None, kernel_addr6: str | None = None,
+                 counters: Counters | None = None,
                  allow_init_netns: bool = False, txqueuelen: int | None = None,
                  multi_queue: bool = False, attach: bool = False) -> None:
-        if kernel_addr is not None and not allow_init_netns and in_host_netns():
+        if (kernel_addr or kernel_addr6) and not allow_init_netns and in_host_netns():
             raise PermissionError(errno.EPERM, "refusing to configure an address on a TUN "
                                   "device in the host's network namespace (run in a netns)")
         self.counters = counters if counters is not None else Counters()
@@ -106,14 +110,15 @@ class TunLink:
             os.set_blocking(self._fd, False)
             self._poll.register(self._fd, select.POLLIN)
             if not attach:  # the device's first queue configures it; later ones join
-                self._configure(mtu, txqueuelen, kernel_addr)
+                self._configure(mtu, txqueuelen, kernel_addr, kernel_addr6)
         except BaseException:
             self._dev.close()
             raise
         log.info("tun_open", dev=self.name, mtu=mtu, offload=self.offload,
-                 kernel_addr=kernel_addr, txqueuelen=txqueuelen)
+                 kernel_addr=kernel_addr, kernel_addr6=kernel_addr6, txqueuelen=txqueuelen)
 
-    def _configure(self, mtu: int, txqueuelen: int | None, kernel_addr: str | None) -> None:
+    def _configure(self, mtu: int, txqueuelen: int | None, kernel_addr: str | None,
+                   kernel_addr6: str | None) -> None:
         self._dev.mtu = mtu
         if txqueuelen is not None:
             set_txqueuelen(self.name, txqueuelen)
@@ -121,6 +126,10 @@ class TunLink:
         if kernel_addr is not None:
             subprocess.run(["ip", "addr", "add", kernel_addr, "dev", self.name],
                            check=True, capture_output=True)
+        if kernel_addr6 is not None:
+            # nodad: usable at once (a point-to-point TUN has nobody to duplicate it)
+            subprocess.run(["ip", "-6", "addr", "add", kernel_addr6, "dev", self.name,
+                            "nodad"], check=True, capture_output=True)
 
     def device_counters(self) -> dict[str, int]:
         """The kernel's own drop counters of this device (/proc/net/dev, this namespace's):
@@ -234,12 +243,17 @@ class TunLink:
 
 def _vnet_header_for(frame: bytes, gso_size: int) -> bytes:
     """The virtio-net header that tells the kernel what to finish in ``frame``."""
-    if len(frame) < 20 or frame[9] != PROTO_TCP:
-        return _ZERO_VNET
-    ihl = (frame[0] & 0x0F) * 4
+    if frame[0] >> 4 == 6:
+        if len(frame) < IPV6_HEADER_LEN or frame[6] != PROTO_TCP:
+            return _ZERO_VNET
+        ihl, gso_type = IPV6_HEADER_LEN, GSO_TCPV6
+    else:
+        if len(frame) < 20 or frame[9] != PROTO_TCP:
+            return _ZERO_VNET
+        ihl, gso_type = (frame[0] & 0x0F) * 4, GSO_TCPV4
     if gso_size:
         tcp_hlen = (frame[ihl + 12] >> 4) * 4
-        return build_vnet(VnetHeader(NEEDS_CSUM, GSO_TCPV4, ihl + tcp_hlen, gso_size, ihl,
+        return build_vnet(VnetHeader(NEEDS_CSUM, gso_type, ihl + tcp_hlen, gso_size, ihl,
                                      TCP_CSUM_OFFSET))
     return _csum_only_header(ihl)
 

@@ -55,6 +55,11 @@ TIME_WIDTH = 8
 MOD = 1 << 32
 
 
+def _endpoint(host: str, port: int) -> str:
+    """``10.77.0.2:80`` or ``[fd77::2]:80``, as ss prints them."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     """One TCP segment as seen on the wire; ``t`` in seconds, ``options`` the raw bytes."""
@@ -73,11 +78,11 @@ class Segment:
 
     @property
     def source(self) -> str:
-        return f"{self.src}:{self.sport}"
+        return _endpoint(self.src, self.sport)
 
     @property
     def destination(self) -> str:
-        return f"{self.dst}:{self.dport}"
+        return _endpoint(self.dst, self.dport)
 
 
 # ---------------------------------------------------------------------------- decoding

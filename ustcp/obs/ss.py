@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import socket
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ustcp.obs import ctl
 from ustcp.tcp.seq import seq_diff
 from ustcp.tcp.states import SYNCHRONIZED, State
+from ustcp.wire.addr import endpoint
 
 if TYPE_CHECKING:
     from ustcp.tcp.connection import Connection
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 
-ANY = b"\0\0\0\0"
 SSTHRESH_SHOWN_BELOW = 0xFFFF  # ss prints ssthresh only below this (no "infinite" threshold)
 DEFAULT_REORDERING = 3  # ss prints reordering only when it differs
 
@@ -71,8 +70,7 @@ def state_names(name: str) -> frozenset[str]:
     raise ValueError(f"unknown state {name!r}; known: {', '.join(known)}")
 
 
-def _endpoint(ip: bytes, port: int) -> str:
-    return f"{socket.inet_ntoa(ip)}:{port}"
+
 
 
 def _port_of(endpoint: str) -> str:
@@ -136,18 +134,19 @@ def _skmem(conn: Connection) -> dict[str, int]:
 
 
 def _listener_rows(listener: Listener, now: float) -> list[Row]:
-    local = "0.0.0.0" if listener.local_ip == ANY else socket.inet_ntoa(listener.local_ip)
+    any_peer = "[::]:*" if len(listener.local_ip) == 16 else "0.0.0.0:*"
     rows: list[Row] = [{
         "state": State.LISTEN.ss_name, "recv_q": listener.accept_queue_len,
-        "send_q": listener.backlog, "local": f"{local}:{listener.port}", "peer": "0.0.0.0:*",
+        "send_q": listener.backlog, "local": endpoint(listener.local_ip, listener.port),
+        "peer": any_peer,
         "timer": None, "syn_queue": listener.syn_queue_len,
     }]
     for key in sorted(listener.syn_queue):
         req = listener.syn_queue[key]
         rows.append({
             "state": State.SYN_RECV.ss_name, "recv_q": 0, "send_q": 0,
-            "local": _endpoint(req.local_ip, req.local_port),
-            "peer": _endpoint(req.remote_ip, req.remote_port),
+            "local": endpoint(req.local_ip, req.local_port),
+            "peer": endpoint(req.remote_ip, req.remote_port),
             "timer": _timer("on", req.expires, now, req.num_timeout),
         })
     return rows
@@ -157,8 +156,8 @@ def _connection_row(conn: Connection, now: float) -> Row:
     return {
         "state": conn.state.ss_name, "recv_q": len(conn.rcv.rcv_buf),
         "send_q": max(0, seq_diff(conn.snd.write_seq, conn.snd.snd_una)),
-        "local": _endpoint(conn.local_ip, conn.local_port),
-        "peer": _endpoint(conn.remote_ip, conn.remote_port),
+        "local": endpoint(conn.local_ip, conn.local_port),
+        "peer": endpoint(conn.remote_ip, conn.remote_port),
         "timer": _conn_timer(conn, now), "info": _info(conn, now),
         "skmem": _skmem(conn), "sk": f"{id(conn):x}",
     }
@@ -188,8 +187,8 @@ def snapshot(engine: TcpEngine, now: float, *, state: str | None = None,
         local_ip, local_port, remote_ip, remote_port = key
         rows.append({
             "state": State.TIME_WAIT.ss_name, "recv_q": 0, "send_q": 0,
-            "local": _endpoint(local_ip, local_port),
-            "peer": _endpoint(remote_ip, remote_port),
+            "local": endpoint(local_ip, local_port),
+            "peer": endpoint(remote_ip, remote_port),
             "timer": _timer("timewait", engine.time_wait.entries[key].expires, now, 0),
         })
     return filter_rows(rows, state=state, port=port)
@@ -326,19 +325,33 @@ def _port_test(column: str, op: str, text: str) -> RowTest:
     return lambda row: compare(int(_port_of(row[column]).replace("*", "0")), port)
 
 
+def _split_endpoint(text: str) -> tuple[str, str]:
+    """``10.0.0.1:80``, ``[fd77::1]:80``, ``fd77::1/64`` or ``10.0.0.0/8``: address, port."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, rest.removeprefix(":")
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, port
+    return text, ""
+
+
 def _address_test(column: str, text: str) -> RowTest:
-    host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    host, port_text = _split_endpoint(text)
     try:
-        network = ipaddress.IPv4Network(host or "0.0.0.0/0", strict=False)
+        network = ipaddress.ip_network(host, strict=False) if host else None
     except ValueError as exc:
         raise FilterError(f"bad address {text!r}") from exc
     if port_text and not port_text.isdigit():
         raise FilterError(f"bad port in {text!r}")
 
     def test(row: Row) -> bool:
-        address, _, port = row[column].rpartition(":")
-        return ipaddress.IPv4Address(address) in network and (
-            not port_text or port == port_text)
+        address, port = _split_endpoint(row[column])
+        if network is not None:
+            ip = ipaddress.ip_address(address)
+            if ip.version != network.version or ip not in network:
+                return False
+        return not port_text or port == port_text
 
     return test
 

@@ -25,16 +25,20 @@ if TYPE_CHECKING:
     from ustcp.config import StackConfig
 
 NET_CORE = frozenset({"somaxconn", "busy_poll", "busy_read"})
+ROUTE = frozenset({"min_pmtu", "mtu_expires"})  # net.ipv4.route.*
 
 
 def full_name(name: str) -> str:
-    """``tcp_sack`` -> ``net.ipv4.tcp_sack``; ``somaxconn`` -> ``net.core.somaxconn``."""
-    short = name.removeprefix("net.ipv4.").removeprefix("net.core.")
+    """``tcp_sack`` -> ``net.ipv4.tcp_sack``; ``somaxconn`` -> ``net.core.somaxconn``;
+    ``min_pmtu`` -> ``net.ipv4.route.min_pmtu``."""
+    short = short_name(name)
+    if short in ROUTE:
+        return f"net.ipv4.route.{short}"
     return f"net.{'core' if short in NET_CORE else 'ipv4'}.{short}"
 
 
 def short_name(name: str) -> str:
-    return name.removeprefix("net.ipv4.").removeprefix("net.core.")
+    return name.removeprefix("net.ipv4.").removeprefix("net.core.").removeprefix("route.")
 
 
 def format_value(value: Any) -> str:

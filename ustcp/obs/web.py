@@ -18,7 +18,6 @@ queue bars and the counters that moved. At most :data:`MAX_VIEWERS` event stream
 from __future__ import annotations
 
 import json
-import socket
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
@@ -33,6 +32,7 @@ from ustcp.link.ring import RingTap
 from ustcp.obs import ladder
 from ustcp.stack import Stack
 from ustcp.tcp.engine import TcpEngine
+from ustcp.wire.addr import endpoint
 
 PAGE = resources.files(__package__).joinpath("web_page.html").read_bytes()
 """The page: HTML, CSS and our own small script (no library, nothing from the network). It
@@ -49,8 +49,8 @@ STREAM_LIFETIME = 3600.0  # an event stream ends after an hour (the browser reco
 def _listeners(engine: TcpEngine) -> list[dict[str, Any]]:
     rows = []
     for listener in engine.listeners.values():
-        local = "0.0.0.0" if listener.local_ip == bytes(4) else socket.inet_ntoa(listener.local_ip)
-        rows.append({"local": f"{local}:{listener.port}", "syn_queue": listener.syn_queue_len,
+        rows.append({"local": endpoint(listener.local_ip, listener.port),
+                     "syn_queue": listener.syn_queue_len,
                      "accept_queue": listener.accept_queue_len, "backlog": listener.backlog})
     return sorted(rows, key=lambda r: str(r["local"]))
 

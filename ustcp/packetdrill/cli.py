@@ -15,11 +15,12 @@ from pathlib import Path
 
 from .runner import Result, run_file
 from .scripts import find_scripts, quiet_engine_logs
+from .sockets import IP_VERSIONS
 
 
-def run_paths(paths: Sequence[Path]) -> Iterator[Result]:
+def run_paths(paths: Sequence[Path], ip_version: str = "ipv4") -> Iterator[Result]:
     for script in find_scripts(paths):
-        yield run_file(script)
+        yield run_file(script, ip_version=ip_version)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="engine: ustcp on virtual time (default); kernel: this "
                              "machine's Linux TCP in a private network namespace, on real "
                              "time; both: the two side by side")
+    parser.add_argument("--ip_version", "--ip-version", choices=IP_VERSIONS, default="ipv4",
+                        help="packetdrill's modes: ipv4 (default), ipv6 (MTU 1520, as "
+                             "Linux's runner sets it, so the MSS stays 1460), "
+                             "ipv4-mapped-ipv6 (AF_INET6 sockets, IPv4 packets); engine "
+                             "target only")
     parser.add_argument("--retries", type=int, default=None, metavar="N",
                         help="kernel target: runs a failing script again, up to N times "
                              "(default 2); it passes if an attempt passes")
@@ -42,12 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [p for p in args.paths if not p.exists()]
     if missing:
         parser.error(f"no such file or folder: {missing[0]}")
+    if args.target != "engine" and args.ip_version != "ipv4":
+        parser.error("--ip_version: the kernel target runs IPv4 only")
     if args.target != "engine":
         from .kernel.report import main as kernel_main
         return kernel_main(args.paths, args.target, args.verbose, args.retries)
     counts = {"pass": 0, "fail": 0, "skip": 0}
     with quiet_engine_logs():
-        for result in run_paths(args.paths):
+        for result in run_paths(args.paths, args.ip_version):
             counts[result.status] += 1
             print(result.summary())
             if args.verbose:

@@ -46,7 +46,7 @@ from .packets import (
 )
 from .parser import ParseError, UnsupportedSyntax, parse_file
 from .shell import ShellPlan, plan_command
-from .sockets import CONNECT_PORT, LOCAL_IP, REMOTE_IP, Attempt, CallMismatch, Sockets, WouldBlock
+from .sockets import CONNECT_PORT, Attempt, CallMismatch, Sockets, WouldBlock, addresses
 from .suites import Suite, suite_for
 from .support import command_plans, unsupported_reason
 from .symbols import Unsupported, evaluate, render_expr
@@ -107,8 +107,9 @@ class Pending:
 
 
 def run_file(path: Path, display: str | None = None,
-             target: type[Runner] | None = None) -> Result:
-    """Parse and run one script on ``target`` (a Runner class; the engine by default)."""
+             target: type[Runner] | None = None, ip_version: str = "ipv4") -> Result:
+    """Parse and run one script on ``target`` (a Runner class; the engine by default), in
+    one of packetdrill's ``--ip_version`` modes (a script's own option wins)."""
     name = display or str(path)
     try:
         script = parse_file(path)
@@ -116,7 +117,9 @@ def run_file(path: Path, display: str | None = None,
         return Result(name, "skip", exc.line, f"unsupported syntax: {exc.message}")
     except ParseError as exc:
         return Result(name, "fail", exc.line, f"parse error: {exc.message}")
-    return (target or Runner)(script, path.parent, name, suite_for(path)).run()
+    runner = (target or Runner)(script, path.parent, name, suite_for(path))
+    runner.ip_version = ip_version
+    return runner.run()
 
 
 class Runner:
@@ -133,7 +136,8 @@ class Runner:
         self.ts_tick_us = 0
         self.ts_ecr_scaled = False
         self.strict_segments = False
-        self.mtu = 1500
+        self.mtu = 0  # 0: packetdrill's default for the IP version
+        self.ip_version = "ipv4"
         self.config = StackConfig()
         self.now = 0.0
         self.last_time: float | None = None
@@ -190,13 +194,15 @@ class Runner:
                         else self.plans[line])
 
     def start(self) -> None:
-        self.engine = TcpEngine(self.config, Counters(), seed=SEED,
-                                mss_for_mtu=self.mtu - 40, gso_max_size=0)
-        self.sockets = Sockets(self.engine, self)
+        # Linux's runner gives IPv6 an MTU of 1520, so that scripts see MSS 1460 in every mode
+        mtu = self.mtu or (1520 if self.ip_version == "ipv6" else 1500)
+        self.engine = TcpEngine(self.config, Counters(), seed=SEED, mtu=mtu, gso_max_size=0)
+        self.sockets = Sockets(self.engine, self, self.ip_version)
 
     def deliver(self, seg: TcpSegment) -> None:
         """Hand an injected segment to the stack under test."""
-        self.engine.on_segment(self.now, REMOTE_IP, LOCAL_IP, seg)
+        local, remote = addresses(self.ip_version)
+        self.engine.on_segment(self.now, remote, local, seg)
         self.collect()
 
     def configure(self) -> None:
@@ -213,6 +219,8 @@ class Runner:
                 self.strict_segments = True
             elif name == "mtu":
                 self.mtu = int(value or 1500)
+            elif name == "ip_version":
+                self.ip_version = value or "ipv4"
         self.command(self.suite.init_command, None)
         if self.script.init_command:
             self.command(self.script.init_command.spec.text, self.script.init_command.line)

@@ -38,6 +38,16 @@ from .symbols import SYMBOLS, Unsupported, evaluate, symbol_name
 
 LOCAL_IP = pysocket.inet_aton("192.168.0.1")
 REMOTE_IP = pysocket.inet_aton("192.0.2.1")
+# The addresses of Linux's packetdrill runner (tools/testing/selftests/net/packetdrill/
+# ksft_runner.sh) for --ip_version=ipv6; ipv4-mapped-ipv6 sends IPv4 from AF_INET6 sockets.
+LOCAL_IP6 = pysocket.inet_pton(pysocket.AF_INET6, "fd3d:a0b:17d6::1")
+REMOTE_IP6 = pysocket.inet_pton(pysocket.AF_INET6, "fd3d:fa7b:d17d::1")
+IP_VERSIONS = ("ipv4", "ipv6", "ipv4-mapped-ipv6")
+
+
+def addresses(ip_version: str) -> tuple[bytes, bytes]:
+    """``(local, remote)`` for an ``--ip_version``."""
+    return (LOCAL_IP6, REMOTE_IP6) if ip_version == "ipv6" else (LOCAL_IP, REMOTE_IP)
 BIND_PORT = 8080  # packetdrill's --bind_port and --connect_port defaults
 CONNECT_PORT = 8080
 
@@ -132,9 +142,13 @@ class Sockets:
     }
     HANDLED = frozenset(CALLS)
 
-    def __init__(self, engine: TcpEngine, hooks: Hooks) -> None:
+    def __init__(self, engine: TcpEngine, hooks: Hooks, ip_version: str = "ipv4") -> None:
         self.engine = engine
         self.hooks = hooks
+        self.local_ip, self.remote_ip = addresses(ip_version)
+        # packetdrill opens AF_INET6 sockets for a script's AF_INET in the IPv6 modes
+        self.domains = (None, SYMBOLS["AF_INET"]) if ip_version == "ipv4" \
+            else (None, SYMBOLS["AF_INET"], SYMBOLS["AF_INET6"])
         self.fds: dict[int, ScriptSocket] = {}
         self.info_conn: Connection | None = None  # the socket %{ }% blocks look at
 
@@ -182,8 +196,8 @@ class Sockets:
 
     def socket(self, now: float, spec: SyscallSpec) -> int:
         domain = evaluate(spec.args[0]) if spec.args else None
-        if domain not in (None, SYMBOLS["AF_INET"]):
-            raise Unsupported("IPv6 sockets")
+        if domain not in self.domains:
+            raise Unsupported("IPv6 sockets (run with --ip_version=ipv6)")
         wanted = spec.result.value if isinstance(spec.result, IntExpr) else -1
         fd = wanted if wanted >= 0 and wanted not in self.fds else max(self.fds, default=2) + 1
         self.fds[fd] = ScriptSocket(fd, Sock(self.engine.config))
@@ -204,7 +218,7 @@ class Sockets:
         if sock.conn is not None:
             raise os_error(errno.EINVAL)
         sock.port = sock.port or BIND_PORT
-        sock.sock.listener = self.engine.listen(now, LOCAL_IP, sock.port, backlog,
+        sock.sock.listener = self.engine.listen(now, self.local_ip, sock.port, backlog,
                                                 sockopts=sock.sock.opts)
         self.hooks.on_listen()
         return 0
@@ -237,7 +251,7 @@ class Sockets:
             if sock.conn.state == State.SYN_SENT:
                 raise os_error(errno.EALREADY)
             raise os_error(errno.EISCONN)
-        conn = self.engine.connect(now, LOCAL_IP, REMOTE_IP, CONNECT_PORT,
+        conn = self.engine.connect(now, self.local_ip, self.remote_ip, CONNECT_PORT,
                                    local_port=sock.port, sockopts=sock.sock.opts)
         sock.sock.conn = conn
         self.info_conn = conn

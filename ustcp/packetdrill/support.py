@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .ast import CommandSpec, PacketSpec, Script, SyscallSpec
 from .shell import ShellPlan, plan_command
-from .sockets import SEND_FLAGS, Sockets, sockopt_support
+from .sockets import IP_VERSIONS, SEND_FLAGS, Sockets, sockopt_support
 from .symbols import SYMBOLS, Unsupported, evaluate
 
 # --option=value lines the runner honours; the ports only name the 4-tuple.
@@ -48,8 +48,8 @@ def unsupported_reason(script: Script, plans: dict[int, ShellPlan],
     for name, value in script.options:
         if name not in KNOWN_OPTIONS:
             return f"option --{name}"
-        if name == "ip_version" and value != "ipv4":
-            return f"--ip_version={value} (IPv4 only)"
+        if name == "ip_version" and value not in IP_VERSIONS:
+            return f"--ip_version={value}"
     for plan in plans.values():
         if plan.unsupported:
             return plan.unsupported[0]

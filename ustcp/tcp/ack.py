@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..mib import Mib
 from ..wire.tcp import FIN, SYN, TcpSegment
-from . import recovery
+from . import mtu_probe, recovery
 from .congestion.base import CA_OPEN
 from .seq import after, before, seq_add, seq_diff
 from .timers import XmitTimer
@@ -54,6 +54,7 @@ def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
         acked_pkts = clean_rtx(snd, now, ack, seg, prior_fack)
         snd.snd_una = ack
         snd.ccs.snd_una = ack
+        mtu_probe.on_ack(snd, now)  # the probe acknowledged: the MSS may rise (RFC 4821)
         snd.backoff = 0
         snd.retransmits = 0
         snd.retrans_stamp = 0.0
@@ -63,7 +64,7 @@ def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
             snd.rtx.remove_reno_sacks(acked_pkts)
             acked_pkts = max(acked_pkts - prior_sacked, 1)
         snd.probes_out = 0
-        snd.wake()
+        snd.host.wake(snd.owner)
     elif not snd.sack_ok and is_dupack(snd, seg, prior_una):
         snd.rtx.add_reno_sack()
         newly_sacked = 1
@@ -116,7 +117,7 @@ def update_window(snd: Sender, seg: TcpSegment) -> bool:
     if after(seg.ack, snd.snd_una) or after(seg.seq, snd.snd_wl1) or (
             seg.seq == snd.snd_wl1 and (nwin > snd.snd_wnd or not nwin)):
         if nwin != snd.snd_wnd:
-            snd.wake()
+            snd.host.wake(snd.owner)
         snd.snd_wnd = nwin
         snd.snd_wl1 = seg.seq
         snd.snd_wl2 = seg.ack

@@ -24,6 +24,8 @@ import structlog
 
 from ..debuglog import DEBUG
 from ..mib import Mib
+from ..pmtu import IPV6_MIN_MTU
+from ..wire.addr import endpoint
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment
 from . import ack, recovery
 from .ack import ACK_CHALLENGE, ACK_OK
@@ -32,14 +34,14 @@ from .options import (
     SockOpts,
     clamped_advmss,
     initial_rcv_wnd,
-    peer_mss,
+    peer_offer,
     rcv_wscale_for,
 )
 from .receiver import DATA_FIN, Receiver
 from .rto import RtoEstimator
 from .sender import Sender
-from .seq import after, before, before_eq, seq_add, seq_diff
-from .states import LEGAL, State
+from .seq import after, before, before_eq, between, seq_add, seq_diff
+from .states import LEGAL, SYNCHRONIZED, State
 from .timers import XmitTimer
 from .timewait import TCP_TIMEWAIT_LEN, TimeWaitEntry
 
@@ -68,12 +70,12 @@ class Connection:
         self.remote_ip = remote_ip
         self.remote_port = remote_port
         self.key = (local_ip, local_port, remote_ip, remote_port)
-        self.name = (f"{socket.inet_ntoa(local_ip)}:{local_port}>"
-                     f"{socket.inet_ntoa(remote_ip)}:{remote_port}")
+        self.name = f"{endpoint(local_ip, local_port)}>{endpoint(remote_ip, remote_port)}"
         self.sockopts = sockopts
         self.state = State.CLOSE
         self.waiter: Any = None  # owned by the API layer
         self.error: OSError | None = None
+        self.err_soft = 0  # sk_err_soft: the last ICMP error, reported if we time out
         self.orphan = False  # the application closed it (Linux SOCK_DEAD)
         self.orphan_counted = False  # counted against tcp_max_orphans
         self.rcv_shutdown = False  # SHUT_RD or close()
@@ -87,10 +89,9 @@ class Connection:
         # The two halves (gVisor's snd/rcv): each alone writes its fields. The RTT
         # estimator is the sender's; the receiver reads it (ATO, autotuning).
         rtt = RtoEstimator()
-        self.rcv = Receiver(cfg, host.counters, sockopts, host.mss_for_mtu, now,
-                            rtt=rtt, rto_value=self._rto_value, wake=self._wake)
-        self.snd = Sender(host, self, self.rcv, rtt, self.key, self.name, sockopts, now,
-                          wake=self._wake)
+        self.rcv = Receiver(host, self, sockopts, now, advmss=host.mss_for(remote_ip),
+                            rtt=rtt, rto_value=self._rto_value)
+        self.snd = Sender(host, self, self.rcv, rtt, self.key, self.name, sockopts, now)
 
     # ------------------------------------------------------------------ set-up
 
@@ -105,12 +106,13 @@ class Connection:
         else:
             iss = e.isn.isn(now, self.local_ip, self.local_port, self.remote_ip,
                             self.remote_port)
-        rcv = self.rcv
-        rcv.set_ts_offset(e.isn.ts_offset(self.local_ip, self.remote_ip))
         self.snd.init_seq(iss)
-        rcv.set_advmss(clamped_advmss(e.mss_for_mtu, self.sockopts))  # TCP_MAXSEG before connect
-        rcv.set_window(rcv_wscale_for(self.config, self.sockopts),
-                       initial_rcv_wnd(self.config, self.sockopts, rcv.advmss_payload()))
+        cfg, opts = self.config, self.sockopts
+        self.rcv.start_active(e.isn.ts_offset(self.local_ip, self.remote_ip),
+                              # TCP_MAXSEG set before connect clamps the route's MSS
+                              clamped_advmss(e.mss_for(self.remote_ip), opts),
+                              rcv_wscale_for(cfg, opts),
+                              lambda mss: initial_rcv_wnd(cfg, opts, mss))
         self.set_state(now, State.SYN_SENT)
         e.counters.inc(Mib.TcpActiveOpens)
         self.snd.start(now)
@@ -118,13 +120,10 @@ class Connection:
     def adopt_request(self, req: RequestSock, ack_seg: TcpSegment, now: float) -> None:
         """Passive open completed: take over a SYN-queue entry whose handshake the final
         ACK has just completed (Linux tcp_create_openreq_child, tcp_rcv_synrecv_state)."""
-        rcv = self.rcv
-        rcv.init_seq(req.irs)
-        rcv.set_advmss(req.advmss)
-        rcv.set_ts_offset(req.ts_offset)
-        rcv.set_timestamps(req.ts_ok, req.ts_recent, now)
         self.wscale_ok = req.snd_wscale is not None
-        rcv.set_window(req.rcv_wscale if self.wscale_ok else 0, req.rcv_wnd)
+        self.rcv.start_passive(req.irs, req.ts_offset, req.advmss,
+                               req.rcv_wscale if self.wscale_ok else 0, req.rcv_wnd,
+                               req.ts_ok, req.ts_recent, now)
         self.snd.adopt(req.iss, req.sack_ok, req.snd_wscale or 0, req.snd_mss, ack_seg)
         if not req.num_timeout and req.synack_sent is not None:
             # tcp_synack_rtt_meas
@@ -283,9 +282,6 @@ class Connection:
                       t=round(now, 6))
         self.host.wake(self)
 
-    def _wake(self) -> None:
-        self.host.wake(self)
-
     def _rto_value(self) -> float:
         return self.snd.rto_value()
 
@@ -304,6 +300,8 @@ class Connection:
         self.host.wake(self)
 
     def _set_error(self, err: int) -> None:
+        if err == errno.ETIMEDOUT and self.err_soft:
+            err = self.err_soft  # tcp_write_err: the ICMP error that explains the timeout
         self.error = OSError(err, os.strerror(err)) if err not in _ERRNO_TYPES \
             else _ERRNO_TYPES[err](err, os.strerror(err))
 
@@ -454,14 +452,15 @@ class Connection:
         rcv = self.rcv
         if seg.flags & ~PSH != ACK or seg.seq != rcv.rcv_nxt or rcv.rcv_buf.ofo:
             return False
-        if (seg.window << self.snd.snd_wscale) != self.snd.snd_wnd or not self.snd.snd_wnd:
+        snd = self.snd
+        if (seg.window << snd.snd_wscale) != snd.snd_wnd or not snd.snd_wnd:
             return False
         opts = seg.options
         if opts.sack_blocks:
             return False
         if rcv.ts_ok and (opts.ts_val is None or seq_diff(opts.ts_val, rcv.ts_recent) < 0):
             return False
-        if after(seg.ack, self.snd.snd_nxt) or before(seg.ack, self.snd.snd_una):
+        if after(seg.ack, snd.snd_nxt) or before(seg.ack, snd.snd_una):
             return False
         # Its data fits the window and the buffer (Linux checks sk_forward_alloc); else
         # the slow path applies the receiver's _rcv_room.
@@ -497,13 +496,13 @@ class Connection:
         rcv = self.rcv
         rcv.init_seq(seg.seq)
         cfg = self.config
-        rcv.set_timestamps(bool(cfg.tcp_timestamps) and opts.ts_val is not None,
-                           opts.ts_val or 0, now)
-        self.wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
+        # The window and MSS we announced went out with our SYN; the rest is agreed now.
+        neg = peer_offer(cfg, self.sockopts, self.host.mss_for(self.remote_ip), opts)
+        rcv.set_timestamps(neg.ts_ok, opts.ts_val or 0, now)
+        self.wscale_ok = neg.snd_wscale is not None
         if not self.wscale_ok:
-            rcv.set_window(0, rcv.rcv_wnd)
-        snd.peer_syn_options(bool(cfg.tcp_sack) and opts.sack_permitted,
-                             min(opts.wscale or 0, 14) if self.wscale_ok else 0, peer_mss(opts))
+            rcv.no_wscale()
+        snd.peer_syn_options(neg.sack_ok, neg.snd_wscale or 0, neg.snd_mss)
         if flags & ACK:
             # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check); a SYN's
             # window is never scaled (RFC 7323 2.2).
@@ -696,6 +695,59 @@ class Connection:
 
     # ------------------------------------------------------------------ introspection
 
+    # ------------------------------------------------------------------ ICMP errors
+
+    def on_icmp_error(self, now: float, seq: int, err: int) -> None:
+        """An ICMP error quoting our segment ``seq`` (tcp_v4_err, tcp_v6_err; RFC 5927 4.1):
+        outside SND.UNA..SND.NXT it is dropped (TcpExtOutOfWindowIcmps). During the
+        handshake any error ends the attempt with its errno, as Linux does (RFC 5461 4.1:
+        connect() fails at once, EHOSTUNREACH, ECONNREFUSED); later it is only remembered
+        (sk_err_soft) and reported if the connection times out."""
+        if not self._icmp_in_window(seq):
+            return
+        if self.state in (State.SYN_SENT, State.SYN_RECV):
+            self._set_error(err)
+            log.info("icmp_error", conn=self.name, state=self.state.name,
+                     error=errno.errorcode.get(err, str(err)))
+            self.finish(now)
+            return
+        self.err_soft = err
+
+    def on_packet_too_big(self, now: float, seq: int, mtu: int) -> None:
+        """ICMP "fragmentation needed" / ICMPv6 "packet too big" quoting ``seq``
+        (tcp_v4_err's ICMP_FRAG_NEEDED, tcp_v6_err's ICMPV6_PKT_TOOBIG): in the window, it
+        lowers the path MTU, in any state (it never ends a handshake)."""
+        if not self._icmp_in_window(seq):
+            return
+        if len(self.remote_ip) == 16 and mtu < IPV6_MIN_MTU:
+            return  # tcp_v6_err: below the minimum IPv6 link MTU, a forgery
+        self.mtu_reduced(now, mtu)
+
+    def _icmp_in_window(self, seq: int) -> bool:
+        """RFC 5927 4.1: the quoted sequence number lies in SND.UNA..SND.NXT."""
+        if between(self.snd.snd_una, seq, self.snd.snd_nxt):
+            return True
+        self.host.counters.inc(Mib.TcpExtOutOfWindowIcmps)
+        return False
+
+    def mtu_reduced(self, now: float, mtu: int) -> None:
+        """tcp_v4_mtu_reduced / tcp_v6_mtu_reduced: tell the route, and if the path MTU fell
+        below what the MSS was made for, the sender lowers the MSS and resends at once what
+        no longer fits (the "fast" path MTU discovery)."""
+        if self.state == State.CLOSE:
+            return
+        pmtu = self.host.update_pmtu(now, self.remote_ip, mtu)
+        if mtu < pmtu:
+            self.err_soft = errno.EMSGSIZE  # held at min_pmtu: may not recover
+        if self.snd.pmtu_lowered(pmtu):
+            recovery.simple_retransmit(self.snd, now)
+
+    def sync_mss(self, now: float) -> None:
+        """The path MTU changed (back up when a learned value expired): the send MSS
+        follows once synchronized (tcp_sync_mss)."""
+        if self.state in SYNCHRONIZED:
+            self.snd.sync_mss(self.snd.mss_clamp)
+
     def tcp_info(self, now: float) -> dict[str, int]:
         """A struct tcp_info snapshot with Linux's field names (include/uapi/linux/tcp.h)."""
         ccs = self.snd.ccs
@@ -726,7 +778,7 @@ class Connection:
             "tcpi_retrans": self.snd.rtx.retrans_out,
             "tcpi_last_data_recv": int((now - self.rcv.last_data_recv) * 1000),
             "tcpi_last_ack_recv": int((now - self.snd.last_ack_recv) * 1000),
-            "tcpi_pmtu": self.host.mss_for_mtu + 40,
+            "tcpi_pmtu": self.host.path_mtu(self.remote_ip),
             "tcpi_rcv_ssthresh": self.rcv.rcv_ssthresh,
             "tcpi_rtt": self.snd.rtt.srtt_us,
             "tcpi_rttvar": self.snd.rtt.rttvar_us,

@@ -12,18 +12,16 @@ address or on the wildcard address; with none, a RST (RFC 9293 3.10.7.1).
 from __future__ import annotations
 
 import errno
-import heapq
-import itertools
 import os
 import random
-import socket
 from collections.abc import Iterator
-from typing import Any
 
 import structlog
 
 from ..config import StackConfig
 from ..mib import Counters, Mib
+from ..pmtu import PathMtuCache
+from ..wire.addr import ANY6, any_for, endpoint
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
@@ -32,23 +30,47 @@ from .isn import IsnGenerator
 from .listener import Listener
 from .options import SockOpts
 from .seq import seq_add
+from .timers import TimerHeap
 from .timewait import TimeWaitEntry, TimeWaitTable
 
 log = structlog.get_logger("ustcp.tcp")
 
-ANY = b"\0\0\0\0"
 EPHEMERAL_PORTS = (32768, 60999)  # net.ipv4.ip_local_port_range
 
 Key = tuple[bytes, int, bytes, int]
 Output = tuple[bytes, bytes, TcpSegment]
 
+# The IP and TCP headers without options: MSS = path MTU less these (tcp_mtu_to_mss)
+IPV4_TCP_HEADERS = 40
+IPV6_TCP_HEADERS = 60
+
+
+class _PmtuExpiry:
+    """The path MTU table's place in the engine's timer heap."""
+
+    __slots__ = ("engine", "heap_when")
+
+    def __init__(self, engine: TcpEngine) -> None:
+        self.engine = engine
+        self.heap_when: float | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        return self.engine.pmtu.deadline
+
+    def on_timer(self, now: float) -> None:
+        gone = self.engine.pmtu.expire(now)
+        if gone:
+            self.engine.pmtu_expired(now, gone)
+
 
 class TcpEngine:
     def __init__(self, config: StackConfig, counters: Counters, *, seed: int | None = None,
-                 mss_for_mtu: int = 1460, gso_max_size: int = 0) -> None:
+                 mtu: int = 1500, gso_max_size: int = 0) -> None:
         self.config = config
         self.counters = counters
-        self.mss_for_mtu = mss_for_mtu
+        self.pmtu = PathMtuCache(config, mtu)
+        self._pmtu_timer = _PmtuExpiry(self)
         self.gso_max_size = gso_max_size
         rng = random.Random(seed) if seed is not None else random.SystemRandom()
         self.rng = rng
@@ -62,9 +84,9 @@ class TcpEngine:
         self.orphan_count = 0
         self._output: list[Output] = []
         self._wakeups: set[Wakeable] = set()
-        self._timers: list[tuple[float, int, Any]] = []
-        self._tick = itertools.count()
-        self._earliest: float | None = None
+        # Connections and listeners by their deadline (Timed.heap_when is the live one),
+        # and the TIME_WAIT table by its next expiry.
+        self._timers: TimerHeap[Timed | TimeWaitTable] = TimerHeap()
         self._challenge_second = -1
         self._challenge_count = 0
 
@@ -78,27 +100,21 @@ class TcpEngine:
         woken, self._wakeups = self._wakeups, set()
         return woken
 
+    def _live(self, obj: Timed | TimeWaitTable, when: float) -> bool:
+        if isinstance(obj, TimeWaitTable):
+            return obj.next_deadline() == when
+        return obj.heap_when == when
+
     def next_deadline(self) -> float | None:
-        while self._timers:
-            when, _, obj = self._timers[0]
-            if obj is self.time_wait:
-                if self.time_wait.next_deadline() == when:
-                    return when
-            elif obj.heap_when == when:
-                return when
-            heapq.heappop(self._timers)
-        return None
+        return self._timers.next_deadline(self._live)
 
     def on_timers(self, now: float) -> None:
-        while self._timers and self._timers[0][0] <= now:
-            when, _, obj = heapq.heappop(self._timers)
-            if obj is self.time_wait:
-                self.time_wait.expire(now)
-                nxt = self.time_wait.next_deadline()
+        for obj in self._timers.pop_due(now, self._live):
+            if isinstance(obj, TimeWaitTable):
+                obj.expire(now)
+                nxt = obj.next_deadline()
                 if nxt is not None:
                     self.note_deadline(nxt)
-                continue
-            if obj.heap_when != when:
                 continue
             obj.heap_when = None
             obj.on_timer(now)
@@ -138,6 +154,29 @@ class TcpEngine:
         c.inc(Mib.UstcpNoSocket)
         self.send_reset_for(dst_ip, src_ip, seg)
 
+    def on_icmp_error(self, now: float, local_ip: bytes, local_port: int, remote_ip: bytes,
+                      remote_port: int, seq: int, err: int, fatal: bool,
+                      mtu: int | None = None) -> bool:
+        """An ICMP or ICMPv6 error quoting a segment we sent from ``local_ip:local_port`` to
+        ``remote_ip:remote_port`` with sequence number ``seq`` (tcp_v4_err, tcp_v6_err):
+        ``err`` is the errno it converts to, ``fatal`` whether a half-open request dies of
+        it, ``mtu`` the next-hop MTU of a "fragmentation needed" / "packet too big". False
+        when no socket matches (the IP layer counts it as an ICMP input error); a TIME_WAIT
+        entry ignores it."""
+        key = (local_ip, local_port, remote_ip, remote_port)
+        conn = self.connections.get(key)
+        if conn is not None:
+            if mtu is not None:
+                conn.on_packet_too_big(now, seq, mtu)
+            else:
+                conn.on_icmp_error(now, seq, err)
+            self.touch(conn)
+            return True
+        if key in self.time_wait.entries:
+            return True
+        listener = self._find_listener(local_ip, local_port)
+        return listener is not None and listener.on_icmp_error(now, key, seq, fatal)
+
     # ------------------------------------------------------------------ user side
 
     def listen(self, now: float, local_ip: bytes, port: int, backlog: int,
@@ -146,7 +185,7 @@ class TcpEngine:
         port 0 does (inet_csk_get_port)."""
         if port == 0:
             port = self._pick_listen_port()
-        if (local_ip, port) in self.listeners or (ANY, port) in self.listeners:
+        if (local_ip, port) in self.listeners or (any_for(local_ip), port) in self.listeners:
             raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
         listener = Listener(self, local_ip, port, backlog, sockopts or SockOpts(),
                             register=self.register)
@@ -227,7 +266,38 @@ class TcpEngine:
         self.time_wait.add(now, entry, name, rto)
 
     def _find_listener(self, ip: bytes, port: int) -> Listener | None:
-        return self.listeners.get((ip, port)) or self.listeners.get((ANY, port))
+        """The listener on the address, else on its family's wildcard, else (for IPv4) on
+        the IPv6 wildcard unless it is IPV6_V6ONLY (inet6_bind: ``::`` takes both)."""
+        found = self.listeners.get((ip, port)) or self.listeners.get((any_for(ip), port))
+        if found is None and len(ip) == 4:
+            dual = self.listeners.get((ANY6, port))
+            if dual is not None and not dual.sockopts.v6only:
+                return dual
+        return found
+
+    def path_mtu(self, remote_ip: bytes) -> int:
+        """The MTU towards ``remote_ip``: the link's, or less if an ICMP taught so."""
+        return self.pmtu.get(remote_ip)
+
+    def update_pmtu(self, now: float, remote_ip: bytes, mtu: int) -> int:
+        """Learn a smaller path MTU (inet_csk_update_pmtu); the path MTU now."""
+        pmtu = self.pmtu.update(now, remote_ip, mtu)
+        self.touch(self._pmtu_timer)
+        return pmtu
+
+    def pmtu_expired(self, now: float, dsts: list[bytes]) -> None:
+        """Learned path MTUs ran out: connections to those hosts resync their MSS."""
+        gone = set(dsts)
+        for conn in list(self.connections.values()):
+            if conn.remote_ip in gone:
+                conn.sync_mss(now)
+                self.touch(conn)
+
+    def mss_for(self, remote_ip: bytes) -> int:
+        """The MSS the path MTU towards ``remote_ip`` allows without options
+        (tcp_mtu_to_mss): less 40 bytes of headers over IPv4, 60 over IPv6."""
+        headers = IPV6_TCP_HEADERS if len(remote_ip) == 16 else IPV4_TCP_HEADERS
+        return self.path_mtu(remote_ip) - headers
 
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         self.counters.inc(Mib.TcpOutSegs, seg.pcount)  # __tcp_transmit_skb: per wire segment
@@ -245,10 +315,10 @@ class TcpEngine:
             return
         if obj.heap_when is None or deadline < obj.heap_when:
             obj.heap_when = deadline
-            heapq.heappush(self._timers, (deadline, next(self._tick), obj))
+            self._timers.push(deadline, obj)
 
     def note_deadline(self, when: float) -> None:
-        heapq.heappush(self._timers, (when, next(self._tick), self.time_wait))
+        self._timers.push(when, self.time_wait)
 
     def challenge_ack_allowed(self, now: float) -> bool:
         """The global tcp_challenge_ack_limit per second (RFC 5961 7)."""
@@ -270,6 +340,6 @@ class TcpEngine:
             rst = TcpSegment(seg.dst_port, seg.src_port, 0, seq_add(seg.seq, seg.seg_len),
                              RST | ACK, 0)
         self.counters.inc(Mib.TcpOutRsts)
-        log.debug("reset_sent", peer=f"{socket.inet_ntoa(remote_ip)}:{seg.src_port}",
+        log.debug("reset_sent", peer=endpoint(remote_ip, seg.src_port),
                   port=seg.dst_port)
         self.emit(local_ip, remote_ip, rst)

@@ -39,9 +39,18 @@ class Host(Protocol):
     counters: Counters
     isn: IsnGenerator  # initial sequence numbers and TSval offsets (RFC 6528, RFC 7323 5.4)
     cookie_secrets: SyncookieSecrets
-    mss_for_mtu: int
     gso_max_size: int
     orphan_count: int  # connections closed by the application, not yet finished
+
+    def path_mtu(self, remote_ip: bytes) -> int:
+        """The path MTU towards ``remote_ip``: the IP layer's knowledge, whatever the
+        version (tcp_sync_mss reads it from the route)."""
+
+    def mss_for(self, remote_ip: bytes) -> int:
+        """The MSS that path MTU allows, less the headers of ``remote_ip``'s IP version."""
+
+    def update_pmtu(self, now: float, remote_ip: bytes, mtu: int) -> int:
+        """An ICMP taught a smaller path MTU towards ``remote_ip``; the path MTU now."""
 
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         """A segment for the network."""

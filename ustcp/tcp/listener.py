@@ -16,9 +16,6 @@ inet_connection_sock.c, syncookies.c), with the same knobs and counters:
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import socket
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -27,21 +24,21 @@ import structlog
 
 from ..debuglog import DEBUG
 from ..mib import Mib
+from ..wire.addr import endpoint
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
 from .options import (
-    TS_OPTION_LEN,
+    Negotiated,
     SockOpts,
-    clamped_advmss,
-    initial_rcv_wnd,
-    peer_mss,
-    rcv_wscale_for,
+    negotiate,
+    peer_offer,
     secs_to_retrans,
     syn_segment,
 )
 from .request import RequestSock
 from .seq import after, seq_add
+from .timers import TimerHeap
 
 if TYPE_CHECKING:
     from .host import Host
@@ -68,9 +65,8 @@ class Listener:
         self.closed = False
         self.last_overflow = -1e9  # tcp_synq_overflow: when cookies were last needed
         self.heap_when: float | None = None
-        self._timers: list[tuple[float, int, tuple[bytes, int, bytes, int]]] = []
-        self._tick = itertools.count()
-        self.name = f"{socket.inet_ntoa(local_ip)}:{port}"
+        self._timers: TimerHeap[tuple[bytes, int, bytes, int]] = TimerHeap()  # SYN queue
+        self.name = endpoint(local_ip, port)
 
     def set_backlog(self, backlog: int) -> None:
         """listen(2): the accept queue holds min(backlog, somaxconn) (Linux
@@ -160,30 +156,28 @@ class Listener:
             req.iss = tw_isn
         self.syn_queue[key] = req
         req.expires = now + TCP_TIMEOUT_INIT
-        heapq.heappush(self._timers, (req.expires, next(self._tick), key))
+        self._timers.push(req.expires, key)
         self._send_synack(now, req)
 
     def _make_request(self, now: float, local_ip: bytes, remote_ip: bytes,
                       seg: TcpSegment) -> RequestSock:
         e = self.host
-        cfg = e.config
-        opts = seg.options
-        ts_ok = bool(cfg.tcp_timestamps) and opts.ts_val is not None
-        wscale_ok = bool(cfg.tcp_window_scaling) and opts.wscale is not None
-        advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)
-        rcv_wscale = rcv_wscale_for(cfg, self.sockopts) if wscale_ok else 0
-        payload_mss = advmss - (TS_OPTION_LEN if ts_ok else 0)
+        neg = peer_offer(e.config, self.sockopts, e.mss_for(remote_ip), seg.options)
+        return self._request(now, local_ip, remote_ip, seg,
+                             e.isn.isn(now, local_ip, self.port, remote_ip, seg.src_port),
+                             seg.seq, neg)
+
+    def _request(self, now: float, local_ip: bytes, remote_ip: bytes, seg: TcpSegment,
+                 iss: int, irs: int, neg: Negotiated, *,
+                 from_cookie: bool = False) -> RequestSock:
+        """A SYN-queue entry (or a cookie's rebuilt one) for what the handshake agreed."""
         return RequestSock(
             local_ip=local_ip, local_port=self.port, remote_ip=remote_ip,
-            remote_port=seg.src_port,
-            iss=e.isn.isn(now, local_ip, self.port, remote_ip, seg.src_port),
-            irs=seg.seq, snd_mss=peer_mss(opts), advmss=advmss,
-            snd_wscale=min(opts.wscale or 0, 14) if wscale_ok else None,
-            rcv_wscale=rcv_wscale, sack_ok=bool(cfg.tcp_sack) and opts.sack_permitted,
-            ts_ok=ts_ok, ts_recent=opts.ts_val or 0,
-            ts_offset=e.isn.ts_offset(local_ip, remote_ip),
-            rcv_wnd=initial_rcv_wnd(cfg, self.sockopts, payload_mss),
-            sockopts=self.sockopts.copy(), created=now)
+            remote_port=seg.src_port, iss=iss, irs=irs, snd_mss=neg.snd_mss,
+            advmss=neg.advmss, snd_wscale=neg.snd_wscale, rcv_wscale=neg.rcv_wscale,
+            sack_ok=neg.sack_ok, ts_ok=neg.ts_ok, ts_recent=seg.options.ts_val or 0,
+            ts_offset=self.host.isn.ts_offset(local_ip, remote_ip), rcv_wnd=neg.rcv_wnd,
+            sockopts=self.sockopts.copy(), created=now, from_cookie=from_cookie)
 
     def _send_synack(self, now: float, req: RequestSock) -> None:
         """tcp_make_synack: options in Linux's order, window never scaled."""
@@ -249,30 +243,21 @@ class Listener:
             return None
         c.inc(Mib.TcpExtSyncookiesRecv)
         opts = seg.options
-        ts_ok = False
-        sack_ok = False
+        ts = sack = False
         snd_wscale: int | None = None
-        ts_offset = e.isn.ts_offset(local_ip, remote_ip)
         if opts.ts_val is not None and e.config.tcp_timestamps:
             # cookie_v4_check: the options ride in our TSval, echoed back as TSecr.
             decoded = syncookies.decode_ts_options(
-                (opts.ts_ecr - ts_offset) & 0xFFFFFFFF, tcp_sack=bool(e.config.tcp_sack),
+                (opts.ts_ecr - e.isn.ts_offset(local_ip, remote_ip)) & 0xFFFFFFFF,
+                tcp_sack=bool(e.config.tcp_sack),
                 tcp_window_scaling=bool(e.config.tcp_window_scaling))
             if decoded is None:
                 return None  # cookie_timestamp_decode failed: Linux drops it, RST follows
-            ts_ok = True
-            sack_ok = decoded.sack_ok
-            snd_wscale = decoded.snd_wscale
-        advmss = clamped_advmss(e.mss_for_mtu, self.sockopts)
-        return RequestSock(
-            local_ip=local_ip, local_port=self.port, remote_ip=remote_ip,
-            remote_port=seg.src_port, iss=cookie, irs=peer_isn, snd_mss=mss, advmss=advmss,
-            snd_wscale=snd_wscale,
-            rcv_wscale=rcv_wscale_for(e.config, self.sockopts) if snd_wscale is not None else 0,
-            sack_ok=sack_ok, ts_ok=ts_ok, ts_recent=opts.ts_val or 0, ts_offset=ts_offset,
-            rcv_wnd=initial_rcv_wnd(e.config, self.sockopts,
-                                    advmss - (TS_OPTION_LEN if ts_ok else 0)),
-            sockopts=self.sockopts.copy(), created=now, from_cookie=True)
+            ts, sack, snd_wscale = True, decoded.sack_ok, decoded.snd_wscale
+        neg = negotiate(e.config, self.sockopts, e.mss_for(remote_ip), ts=ts, sack=sack,
+                        wscale=snd_wscale, mss=mss)
+        return self._request(now, local_ip, remote_ip, seg, cookie, peer_isn, neg,
+                             from_cookie=True)
 
     def _check_req(self, now: float, req: RequestSock, seg: TcpSegment) -> None:
         """tcp_check_req: the segment belongs to a half-open connection."""
@@ -345,31 +330,42 @@ class Listener:
         e.touch(conn)  # the host touches what it hands a segment to: this one it did not
         e.wake(self)
 
+    def on_icmp_error(self, now: float, key: tuple[bytes, int, bytes, int], seq: int,
+                      fatal: bool) -> bool:
+        """tcp_req_err: an ICMP error about our SYN-ACK. It must quote the request's ISN
+        (else TcpExtOutOfWindowIcmps); a fatal one drops the request (TcpExtListenDrops),
+        others leave it to its SYN-ACK timer. False when no request matches."""
+        req = self.syn_queue.get(key)
+        if req is None:
+            return False
+        c = self.host.counters
+        if seq != req.iss:
+            c.inc(Mib.TcpExtOutOfWindowIcmps)
+        elif fatal:
+            self._drop_request(req)
+            c.inc(Mib.TcpExtListenDrops)
+        return True
+
     def _drop_request(self, req: RequestSock) -> None:
         self.syn_queue.pop(req.key, None)
 
     # ------------------------------------------------------------------ timers
 
+    def _live(self, key: tuple[bytes, int, bytes, int], when: float) -> bool:
+        req = self.syn_queue.get(key)
+        return req is not None and req.expires == when
+
     @property
     def deadline(self) -> float | None:
-        while self._timers:
-            when, _, key = self._timers[0]
-            req = self.syn_queue.get(key)
-            if req is not None and req.expires == when:
-                return when
-            heapq.heappop(self._timers)
-        return None
+        return self._timers.next_deadline(self._live)
 
     def on_timer(self, now: float) -> None:
         """SYN-ACK retransmission (reqsk_timer_handler): 1, 2, 4, ... s; the entry goes
         after tcp_synack_retries retransmissions."""
         e = self.host
         retries = e.config.tcp_synack_retries
-        while self._timers and self._timers[0][0] <= now:
-            when, _, key = heapq.heappop(self._timers)
-            req = self.syn_queue.get(key)
-            if req is None or req.expires != when:
-                continue
+        for key in self._timers.pop_due(now, self._live):
+            req = self.syn_queue[key]
             # syn_ack_recalc: with TCP_DEFER_ACCEPT, an ACKed entry waits quietly for
             # data until the deferral period ends.
             defer = self.defer_accept_retrans
@@ -380,14 +376,14 @@ class Listener:
                 self._drop_request(req)
                 e.counters.inc(Mib.UstcpSynRecvTimeout)
                 log.debug("syn_recv_timeout", listener=self.name,
-                          peer=f"{socket.inet_ntoa(req.remote_ip)}:{req.remote_port}")
+                          peer=endpoint(req.remote_ip, req.remote_port))
                 continue
             req.num_timeout += 1
             if resend:
                 e.counters.inc(Mib.TcpRetransSegs)
                 self._send_synack(now, req)
             req.expires = now + min(TCP_TIMEOUT_INIT * (1 << req.num_timeout), 120.0)
-            heapq.heappush(self._timers, (req.expires, next(self._tick), key))
+            self._timers.push(req.expires, key)
 
     def close(self, now: float) -> None:
         """close(2) on a listener (inet_csk_listen_stop): half-open entries vanish (their

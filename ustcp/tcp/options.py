@@ -35,6 +35,7 @@ class SockOpts:
     keepintvl: int = 0  # TCP_KEEPINTVL seconds, 0 = net.ipv4.tcp_keepalive_intvl
     keepcnt: int = 0  # TCP_KEEPCNT, 0 = net.ipv4.tcp_keepalive_probes
     congestion: str | None = None  # TCP_CONGESTION, None = net.ipv4.tcp_congestion_control
+    v6only: bool = False  # IPV6_V6ONLY: a listener on :: takes IPv6 only, not IPv4 too
 
     def copy(self) -> SockOpts:
         return dataclasses.replace(self)
@@ -115,6 +116,47 @@ def peer_mss(opts: TcpOptions) -> int:
     if opts.mss is None:
         return TCP_MSS_DEFAULT
     return max(opts.mss, TCP_MIN_MSS)
+
+
+@dataclass(slots=True)
+class Negotiated:
+    """What a handshake agreed: each option on only when both sides offered it. (Not
+    frozen: a frozen dataclass's __init__ costs a setattr call per field, and a SYN flood
+    builds one per SYN.)"""
+
+    ts_ok: bool
+    sack_ok: bool
+    snd_wscale: int | None  # the peer's shift; None when window scaling is off
+    snd_mss: int  # the peer's MSS: what we may send
+    advmss: int  # the MSS we announce
+    rcv_wscale: int  # our shift (0 when off)
+    rcv_wnd: int  # the window our SYN-ACK announces
+
+
+def negotiate(config: StackConfig, sockopts: SockOpts, mss_for_mtu: int, *, ts: bool,
+              sack: bool, wscale: int | None, mss: int) -> Negotiated:
+    """The one rule for a handshake's options, given the peer's offer (its SYN's options,
+    or what a syncookie ACK brings back): timestamps, SACK and window scaling only when
+    both sides want them, the peer's shift clamped to 14 (tcp_parse_options), our shift
+    only with the peer's, the MSS we announce clamped by TCP_MAXSEG, the first window in
+    multiples of the payload MSS (tcp_openreq_init, tcp_select_initial_window). The
+    listener (a SYN), its syncookie path (cookie_v4_check) and an active open's SYN-ACK or
+    simultaneous SYN (tcp_rcv_synsent_state_process) all call it."""
+    ts_ok = bool(config.tcp_timestamps) and ts
+    wscale_ok = bool(config.tcp_window_scaling) and wscale is not None
+    advmss = clamped_advmss(mss_for_mtu, sockopts)
+    return Negotiated(
+        ts_ok=ts_ok, sack_ok=bool(config.tcp_sack) and sack,
+        snd_wscale=min(wscale or 0, 14) if wscale_ok else None, snd_mss=mss, advmss=advmss,
+        rcv_wscale=rcv_wscale_for(config, sockopts) if wscale_ok else 0,
+        rcv_wnd=initial_rcv_wnd(config, sockopts, advmss - (TS_OPTION_LEN if ts_ok else 0)))
+
+
+def peer_offer(config: StackConfig, sockopts: SockOpts, mss_for_mtu: int,
+               opts: TcpOptions) -> Negotiated:
+    """:func:`negotiate` for the options of a SYN or SYN-ACK."""
+    return negotiate(config, sockopts, mss_for_mtu, ts=opts.ts_val is not None,
+                     sack=opts.sack_permitted, wscale=opts.wscale, mss=peer_mss(opts))
 
 
 def syn_segment(local_port: int, remote_port: int, iss: int, ack: int | None, *,

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import StackConfig
-from ..mib import Counters, Mib
+from ..mib import Mib
 from ..wire.tcp import FIN, TcpSegment
 from .buffers import ReceiveBuffer
+from .host import Host, Wakeable
 from .options import MAX_TCP_WINDOW, TS_OPTION_LEN, SockOpts, rcvbuf_size
 from .rto import RtoEstimator
 from .seq import after, before, seq_add, seq_diff
@@ -53,10 +53,12 @@ class Receiver:
         "counters",
         "data_segs_in",
         "fin_received",
+        "host",
         "irs",
         "last_data_recv",
         "lrcvtime",
         "ofo_fin",
+        "owner",
         "pending_dsack",
         "pingpong",
         "quick",
@@ -80,21 +82,21 @@ class Receiver:
         "ts_ok",
         "ts_recent",
         "ts_recent_stamp",
-        "wake",
         "window_clamp",
     )
 
-    def __init__(self, config: StackConfig, counters: Counters, sockopts: SockOpts,
-                 advmss: int, now: float, *, rtt: RtoEstimator,
-                 rto_value: Callable[[], float], wake: Callable[[], None]) -> None:
+    def __init__(self, host: Host, owner: Wakeable, sockopts: SockOpts, now: float, *,
+                 advmss: int, rtt: RtoEstimator, rto_value: Callable[[], float]) -> None:
+        config = host.config
+        self.host = host
+        self.owner = owner  # the connection: the host wakes its readers
         self.config = config
-        self.counters = counters
+        self.counters = host.counters
         self.sockopts = sockopts
         # The sender's RTT estimate (read only) and backed-off RTO: ATO and autotuning
         # follow them.
         self.rtt = rtt
         self.rto_value = rto_value
-        self.wake = wake  # the application may read: wake its waiters
         # Receive sequence space (RFC 9293 3.3.1).
         self.irs = 0
         self.rcv_nxt = 0
@@ -114,7 +116,7 @@ class Receiver:
         self.fin_received = False
         self.ofo_fin: int | None = None  # sequence number of an out-of-order FIN
         self.pending_dsack: tuple[int, int] | None = None
-        self.advmss = advmss  # the MSS we announced
+        self.advmss = advmss  # the MSS we announce (the route's, host.mss_for)
         self.rcv_mss = 536  # estimate of the peer's segment size (icsk_ack.rcv_mss)
         # Timestamps (RFC 7323): our clock's offset and what we echo.
         self.ts_ok = False
@@ -142,17 +144,31 @@ class Receiver:
         self.rcv_nxt = seq_add(irs, 1)
         self.rcv_wup = self.rcv_nxt
 
-    def set_window(self, rcv_wscale: int, rcv_wnd: int) -> None:
-        """The scale and first window of the handshake."""
+    def start_active(self, ts_offset: int, advmss: int, rcv_wscale: int,
+                     initial_wnd: Callable[[int], int]) -> None:
+        """connect(): our clock's offset, the MSS and scale we announce, and the first
+        window (``initial_wnd`` of the announced MSS less the timestamp option)."""
+        self.ts_offset = ts_offset
+        self.advmss = advmss
+        self.rcv_wscale = rcv_wscale
+        self.rcv_wnd = initial_wnd(
+            advmss - (TS_OPTION_LEN if self.config.tcp_timestamps else 0))
+
+    def start_passive(self, irs: int, ts_offset: int, advmss: int, rcv_wscale: int,
+                      rcv_wnd: int, ts_ok: bool, ts_recent: int, now: float) -> None:
+        """A listener's child: what its SYN queue entry agreed."""
+        self.init_seq(irs)
+        self.ts_offset = ts_offset
+        self.advmss = advmss
         self.rcv_wscale = rcv_wscale
         self.rcv_wnd = rcv_wnd
+        self.ts_ok = ts_ok
+        self.ts_recent = ts_recent
+        self.ts_recent_stamp = now
 
-    def set_advmss(self, advmss: int) -> None:
-        self.advmss = advmss
-
-    def advmss_payload(self) -> int:
-        """The announced MSS less the timestamp option the peer's segments may carry."""
-        return self.advmss - (TS_OPTION_LEN if self.config.tcp_timestamps else 0)
+    def no_wscale(self) -> None:
+        """The peer's SYN-ACK has no window scale: neither side scales (RFC 7323 2.2)."""
+        self.rcv_wscale = 0
 
     def set_timestamps(self, ts_ok: bool, ts_recent: int, now: float) -> None:
         """The handshake's timestamp option (RFC 7323 3.2)."""
@@ -165,9 +181,6 @@ class Receiver:
         """TS.Recent of a TIME_WAIT incarnation taken over (tcp_twsk_unique)."""
         self.ts_recent = ts_recent
         self.ts_recent_stamp = stamp
-
-    def set_ts_offset(self, ts_offset: int) -> None:
-        self.ts_offset = ts_offset
 
     def init_transfer(self, now: float, mss: int) -> None:
         """Windows and ACK estimates once synchronized (tcp_init_transfer,
@@ -393,9 +406,10 @@ class Receiver:
         self.ack_scheduled = True
         self.data_segs_in += 1
         self.last_data_recv = now
-        self._push(now, seg, payload)
+        self._queue_rcv(now, seg, payload)
 
-    def _push(self, now: float, seg: TcpSegment, payload: bytes | memoryview) -> None:
+    def _queue_rcv(self, now: float, seg: TcpSegment, payload: bytes | memoryview) -> None:
+        """In-order bytes onto the receive queue (tcp_queue_rcv, tcp_event_data_recv)."""
         length = len(payload)
         self.rcv_buf.push(payload)
         self.rcv_nxt = seq_add(self.rcv_nxt, length)
@@ -403,7 +417,7 @@ class Receiver:
         self._event_data_recv(now, length)
         if self.ts_ok and seg.options.ts_ecr:
             self._rcv_rtt_measure(now, seg.options.ts_ecr)
-        self.wake()
+        self.host.wake(self.owner)
 
     def data_queue(self, now: float, seg: TcpSegment, accept: bool) -> int:
         """Accept segment text and FIN (RFC 9293 3.10.7.4 seventh/eighth; tcp_data_queue).
@@ -453,7 +467,7 @@ class Receiver:
                 end = seq_add(seq, room)
             if length:
                 self.ack_scheduled = True
-                self._push(now, seg, payload)
+                self._queue_rcv(now, seg, payload)
             result = DATA_NONE
             if fin:
                 self._rcv_fin()
@@ -469,7 +483,7 @@ class Receiver:
                     self.ofo_fin = None
                     self._rcv_fin()
                     result = DATA_FIN
-            self.wake()
+            self.host.wake(self.owner)
             return result
         # Out of order (tcp_data_queue_ofo): queue it, ACK at once with SACK.
         if length > self._rcv_room(seq) or (length and not self.rcv_buf.ofo_schedule(
@@ -494,7 +508,7 @@ class Receiver:
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
         self.fin_received = True
         self.ack_scheduled = True
-        self.wake()
+        self.host.wake(self.owner)
 
     # ------------------------------------------------------------------ ACKs
 

@@ -26,6 +26,7 @@ import structlog
 
 from ..mib import Mib
 from ..wire.tcp import TcpSegment
+from . import mtu_probe
 from .congestion.base import (
     CA_CWR,
     CA_DISORDER,
@@ -74,7 +75,7 @@ def send_loss_probe(snd: Sender, now: float) -> None:
     before_nxt = snd.snd_nxt
     if seq_diff(snd.write_seq, snd.snd_nxt) > 0:
         cwnd = snd.ccs.snd_cwnd
-        snd.ccs.snd_cwnd = snd.in_flight() + 1
+        snd.ccs.snd_cwnd = snd.rtx.in_flight() + 1
         snd.push_ignoring_nagle(now)
         snd.ccs.snd_cwnd = max(cwnd, snd.ccs.snd_cwnd - 1)
     if snd.snd_nxt != before_nxt:
@@ -200,9 +201,9 @@ def rack_detect_loss(snd: Sender, now: float) -> bool:
 def rack_reo_timeout(snd: Sender, now: float) -> None:
     """The reorder timer fired (tcp_rack_reo_timeout): detect, recover, retransmit."""
     snd.rack_advanced = True
-    prior_in_flight = snd.in_flight()
+    prior_in_flight = snd.rtx.in_flight()
     rack_detect_loss(snd, now)
-    if snd.in_flight() != prior_in_flight:
+    if snd.rtx.in_flight() != prior_in_flight:
         if snd.ccs.ca_state != CA_RECOVERY:
             enter_recovery(snd, now)
             cwnd_reduction(snd, 1, 0, False)
@@ -246,6 +247,9 @@ def fastretrans_alert(snd: Sender, now: float, prior_una: int) -> int:
     recovery once everything outstanding at its start is acked, detects losses (RACK,
     RFC 6675 or NewReno, RFC 6582) and enters recovery when one is proven. Returns the
     packets newly marked lost."""
+    if mtu_probe.probe_lost(snd):
+        simple_retransmit(snd, now)
+        return 0  # the MTU probe was lost: no cwnd reduction (RFC 4821 7.6.2)
     ccs = snd.ccs
     state = ccs.ca_state
     # Leave a recovery episode once everything outstanding at its start is acked.
@@ -311,7 +315,7 @@ def cwnd_reduction(snd: Sender, delivered: int, newly_lost: int, una_advanced: b
     if delivered <= 0 or not snd.prior_cwnd:
         return
     snd.prr_delivered += delivered
-    in_flight = snd.in_flight()
+    in_flight = snd.rtx.in_flight()
     delta = ccs.snd_ssthresh - in_flight
     if delta < 0:
         dividend = ccs.snd_ssthresh * snd.prr_delivered + snd.prior_cwnd - 1
@@ -329,7 +333,7 @@ def xmit_retransmit_queue(snd: Sender, now: float) -> None:
     """Retransmit records marked lost while the congestion window allows
     (tcp_xmit_retransmit_queue)."""
     for rec in list(snd.rtx.records):
-        if snd.in_flight() >= snd.ccs.snd_cwnd:
+        if snd.rtx.in_flight() >= snd.ccs.snd_cwnd:
             break
         if rec.lost and not rec.retrans and not rec.sacked:
             snd.retransmit(now, rec)
@@ -339,3 +343,25 @@ def xmit_retransmit_queue(snd: Sender, now: float) -> None:
                 else Mib.TcpExtTCPSlowStartRetrans)
     if snd.t_rto is None and snd.rtx.packets_out:
         snd.arm_rto(now)
+
+
+def simple_retransmit(snd: Sender, now: float) -> None:
+    """tcp_simple_retransmit: the MSS fell (path MTU discovery, a lost MTU probe): every
+    segment longer than it is lost; loss state without a cwnd reduction (the units
+    changed, not the data in flight), and the queue goes out at once in new-MSS pieces."""
+    mss = snd.current_mss()
+    rtx = snd.rtx
+    for rec in rtx.records:
+        size = seq_diff(rec.end, rec.start) - rec.syn - rec.fin
+        if not rec.done and not rec.sacked and size > 0 and -(-size // rec.pcount) > mss:
+            rtx.mark_lost(rec)
+    if not rtx.lost_out:
+        return
+    ccs = snd.ccs
+    if ccs.ca_state != CA_LOSS:
+        snd.high_seq = snd.snd_nxt
+        if ccs.ca_state not in (CA_CWR, CA_RECOVERY):  # tcp_current_ssthresh
+            ccs.snd_ssthresh = max(ccs.snd_ssthresh, (ccs.snd_cwnd >> 1) + (ccs.snd_cwnd >> 2))
+        ccs.prior_ssthresh = 0
+        snd.set_ca_state(CA_LOSS)
+    xmit_retransmit_queue(snd, now)

@@ -31,7 +31,6 @@ tcp_schedule_loss_probe, tcp_enter_loss, tcp_sync_mss, tcp_sndbuf_expand.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -39,6 +38,7 @@ import structlog
 from ..config import StackConfig
 from ..mib import Mib
 from ..wire.tcp import ACK, FIN, PSH, RST, TcpOptions, TcpSegment
+from . import mtu_probe
 from .buffers import SendBuffer
 from .congestion import make_congestion_control
 from .congestion.base import (
@@ -50,13 +50,13 @@ from .congestion.base import (
     CcState,
     CwndEvent,
 )
-from .host import Host
+from .host import Host, Wakeable
 from .options import TS_OPTION_LEN, SockOpts, sndbuf_size, syn_segment
 from .receiver import TCP_INIT_CWND, Receiver
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .rtxqueue import RtxQueue, TxRecord
 from .seq import after, before, seq_add, seq_diff
-from .states import State
+from .states import SYNCHRONIZED, State
 from .timers import XmitTimer
 
 log = structlog.get_logger("ustcp.tcp")
@@ -68,8 +68,9 @@ SEND_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
                          State.CLOSING, State.LAST_ACK})
 
 
-class Owner(Protocol):
-    """What the sender reads of the connection that holds it (never writes)."""
+class Owner(Wakeable, Protocol):
+    """What the sender reads of the connection that holds it (never writes); the host
+    wakes it when writers may have room or its status changed."""
 
     @property
     def state(self) -> State: ...
@@ -107,8 +108,10 @@ class Sender:
         "max_window",
         "mss",
         "mss_clamp",
+        "mtup",
         "name",
         "owner",
+        "pmtu_cookie",
         "prior_cwnd",
         "probes_out",
         "prr_delivered",
@@ -142,14 +145,13 @@ class Sender:
         "tlp_high_seq",
         "tlp_retrans",
         "total_retrans",
-        "wake",
         "write_seq",
         "xmit_timer",
     )
 
     def __init__(self, host: Host, owner: Owner, rcv: Receiver, rtt: RtoEstimator,
                  key: tuple[bytes, int, bytes, int], name: str, sockopts: SockOpts,
-                 now: float, *, wake: Callable[[], None]) -> None:
+                 now: float) -> None:
         cfg: StackConfig = host.config
         self.host = host
         self.config = cfg
@@ -158,7 +160,6 @@ class Sender:
         self.local_ip, self.local_port, self.remote_ip, self.remote_port = key
         self.name = name
         self.sockopts = sockopts
-        self.wake = wake  # writers may have room, or the connection's status changed
         # Send sequence space (RFC 9293 3.3.1).
         self.iss = 0
         self.snd_una = 0
@@ -179,6 +180,8 @@ class Sender:
         # MSS.
         self.mss_clamp = 536  # what the peer announced
         self.mss = 536  # effective send MSS: payload bytes per segment, options excluded
+        self.pmtu_cookie = host.path_mtu(self.remote_ip)  # icsk_pmtu_cookie: the MSS's MTU
+        self.mtup = mtu_probe.init(cfg, self.remote_ip, self.pmtu_cookie, now)  # icsk_mtup
         # Retransmission and persist timers.
         self.rtt = rtt
         self.backoff = 0
@@ -230,11 +233,13 @@ class Sender:
         self.high_seq = iss
 
     def sync_mss(self, mss_clamp: int) -> None:
-        """Effective send MSS (tcp_sync_mss / tcp_current_mss): the peer's MSS
-        (``mss_clamp``), the user's TCP_MAXSEG clamp, less the timestamp option every
-        segment carries."""
+        """Effective send MSS (tcp_sync_mss / tcp_current_mss): what the path MTU allows
+        (and PLPMTUD's search, mtu_probe.clamp), the peer's MSS (``mss_clamp``), the user's
+        TCP_MAXSEG clamp, less the timestamp option every segment carries."""
         self.mss_clamp = mss_clamp
-        mss = min(mss_clamp, self.rcv.advmss)
+        self.pmtu_cookie = self.host.path_mtu(self.remote_ip)
+        mss = mtu_probe.clamp(self, min(mss_clamp, self.host.mss_for(self.remote_ip)),
+                              self.pmtu_cookie)
         if self.sockopts.maxseg:
             mss = min(mss, self.sockopts.maxseg)
         if self.rcv.ts_ok:
@@ -314,10 +319,6 @@ class Sender:
             return self.mss
         return self.mss - 4 - 8 * min(blocks, 3 if self.rcv.ts_ok else 4)
 
-    def in_flight(self) -> int:
-        """Packets in flight (tcp_packets_in_flight, RFC 6675 "pipe")."""
-        return self.rtx.in_flight()
-
     def push(self, now: float) -> None:
         """Send what the windows allow (tcp_write_xmit)."""
         if self.owner.state not in SEND_STATES:
@@ -325,9 +326,10 @@ class Sender:
         ccs = self.ccs
         if self.write_seq == self.snd_nxt and not (self.fin_queued and not self.fin_sent):
             # Nothing queued (most calls after an ACK): only the bookkeeping below.
-            self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
+            self._cwnd_validate(self.rtx.in_flight() >= ccs.snd_cwnd)
             self.check_probe_timer(now)
             return
+        mtu_probe.maybe_send_probe(self, now)  # RFC 4821: one larger segment ahead of the data
         mss = self.current_mss()
         gso_max = self.host.gso_max_size
         sent_any = False
@@ -339,7 +341,7 @@ class Sender:
             want_fin = self.fin_queued and not self.fin_sent
             if unsent <= 0 and not want_fin:
                 break
-            quota = ccs.snd_cwnd - self.in_flight()
+            quota = ccs.snd_cwnd - self.rtx.in_flight()
             if quota <= 0 and not (want_fin and unsent <= 0):
                 break  # a lone FIN is not held by cwnd (tcp_cwnd_test)
             wnd_end = seq_add(self.snd_una, self.snd_wnd)
@@ -373,7 +375,7 @@ class Sender:
             self.last_send = now
             ccs.lsndtime = now
             self.schedule_loss_probe(now, advancing_rto=False)
-        self._cwnd_validate(self.in_flight() >= ccs.snd_cwnd)
+        self._cwnd_validate(self.rtx.in_flight() >= ccs.snd_cwnd)
         self.check_probe_timer(now)
 
     def _cwnd_validate(self, is_cwnd_limited: bool) -> None:
@@ -522,6 +524,11 @@ class Sender:
         boundary = cfg.tcp_retries2
         if self.owner.orphan:
             boundary = cfg.tcp_orphan_retries or (8 if self.rto_value() < TCP_RTO_MAX else 0)
+        return self.retransmits_timed_out(now, boundary)
+
+    def retransmits_timed_out(self, now: float, boundary: int) -> bool:
+        """retransmits_timed_out: retransmitting for as long as ``boundary`` doublings of
+        the RTO from TCP_RTO_MIN take?"""
         if not self.retransmits:
             return False
         # tcp_model_timeout: how long `boundary` doublings from TCP_RTO_MIN take.
@@ -541,6 +548,8 @@ class Sender:
         if self.write_timeout(now):
             return True
         self.host.counters.inc(Mib.TcpExtTCPTimeouts)
+        if self.owner.state != State.SYN_SENT:
+            mtu_probe.on_rto(self, now)  # a lost probe; a black hole suspected (RFC 4821)
         self.tlp_high_seq = None  # an RTO ends the loss-probe episode (tcp_retransmit_timer)
         if self.owner.state == State.SYN_SENT:
             self.retransmits += 1
@@ -756,10 +765,39 @@ class Sender:
             ccs.snd_ssthresh = self.cc.ssthresh(ccs)
             self.cc.cwnd_event(ccs, now, CwndEvent.LOSS)
         self.rtx.mark_all_lost()
-        ccs.snd_cwnd = self.in_flight() + 1
+        ccs.snd_cwnd = self.rtx.in_flight() + 1
         ccs.snd_cwnd_cnt = 0
         self.high_seq = self.snd_nxt
         self.set_ca_state(CA_LOSS)
+
+    # ------------------------------------------------------------------ path MTU
+
+    def pmtu_lowered(self, pmtu: int) -> bool:
+        """The path MTU fell to ``pmtu``: if the MSS was made for more, it follows
+        (tcp_v4_mtu_reduced's tail). True when it did: the caller resends what no longer
+        fits (recovery.simple_retransmit)."""
+        if self.pmtu_cookie <= pmtu:
+            return False
+        log.info("mtu_reduced", conn=self.name, pmtu=pmtu, was=self.pmtu_cookie)
+        if self.owner.state in SYNCHRONIZED:
+            self.sync_mss(self.mss_clamp)
+        else:
+            self.pmtu_cookie = pmtu  # the handshake's segments are small
+        return True
+
+    def resync_mss(self, now: float) -> None:
+        """PLPMTUD moved the search range: the MSS follows (tcp_sync_mss)."""
+        if self.owner.state in SYNCHRONIZED:
+            self.sync_mss(self.mss_clamp)
+
+    def send_probe(self, now: float, size: int) -> TcpSegment:
+        """A new-data segment of ``size`` bytes, above the MSS: one packet, neither split
+        into MSS pieces nor cut by GSO (an RFC 4821 probe)."""
+        saved, self.mss = self.mss, size
+        try:
+            return self._send_new(now, size, False)
+        finally:
+            self.mss = saved
 
     def set_ca_state(self, new: int) -> None:
         """tcp_set_ca_state: the congestion control hears of it first."""

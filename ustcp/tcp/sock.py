@@ -234,7 +234,9 @@ class Sock:
         if optname == socket.SO_TYPE:
             return socket.SOCK_STREAM
         if optname == socket.SO_DOMAIN:
-            return socket.AF_INET
+            owner = conn.local_ip if conn is not None else \
+                self.listener.local_ip if self.listener is not None else b""
+            return socket.AF_INET6 if len(owner) == 16 else socket.AF_INET
         if optname == socket.SO_PROTOCOL:
             return IPPROTO_TCP
         if optname == socket.SO_ACCEPTCONN:

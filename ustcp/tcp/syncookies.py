@@ -50,8 +50,10 @@ import hashlib
 from dataclasses import dataclass
 from secrets import token_bytes
 
-# msstab (syncookies.c): the four MSS values a 2-bit index can name, IPv4.
+# msstab (syncookies.c): the four MSS values a 2-bit index can name, IPv4; msstab for IPv6
+# (net/ipv6/syncookies.c): the common MTUs 1280, 1480, 1500 and 9000 less 60 bytes of headers.
 MSSTAB: tuple[int, ...] = (536, 1300, 1440, 1460)
+MSSTAB6: tuple[int, ...] = (1280 - 60, 1480 - 60, 1500 - 60, 9000 - 60)
 
 COOKIEBITS = 24  # the low 24 bits carry H1 + mss index; the top 8 the minute counter
 COOKIEMASK = (1 << COOKIEBITS) - 1
@@ -103,13 +105,19 @@ class SyncookieSecrets:
             hashlib.blake2b(msg, key=self._keys[c], digest_size=4).digest(), "big")
 
 
-def mss_index(mss: int) -> int:
-    """Index of the largest msstab entry <= ``mss``; 0 (536) when ``mss`` is smaller still.
+def msstab_for(ip: bytes) -> tuple[int, ...]:
+    """The MSS table of ``ip``'s version (cookie_v4_init_sequence, cookie_v6_init_sequence)."""
+    return MSSTAB6 if len(ip) == 16 else MSSTAB
 
-    As in cookie_v4_init_sequence, a peer MSS below 536 still encodes 536.
+
+def mss_index(mss: int, table: tuple[int, ...] = MSSTAB) -> int:
+    """Index of the largest table entry <= ``mss``; 0 when ``mss`` is smaller still.
+
+    As in __cookie_v4_init_sequence / __cookie_v6_init_sequence, a peer MSS below the first
+    entry still encodes it (536 for IPv4, 1220 for IPv6).
     """
-    for idx in range(len(MSSTAB) - 1, 0, -1):
-        if mss >= MSSTAB[idx]:
+    for idx in range(len(table) - 1, 0, -1):
+        if mss >= table[idx]:
             return idx
     return 0
 
@@ -122,12 +130,13 @@ def cookie_init_sequence(secrets: SyncookieSecrets, now: float,
     The 4-tuple and ``peer_isn`` are those of the received SYN (cookie_v4_init_sequence,
     secure_tcp_syn_cookie).
     """
-    idx = mss_index(mss)
+    table = msstab_for(src_ip)
+    idx = mss_index(mss, table)
     count = tcp_cookie_time(now)
     h0 = secrets.cookie_hash(src_ip, src_port, dst_ip, dst_port, 0, 0)
     h1 = secrets.cookie_hash(src_ip, src_port, dst_ip, dst_port, count, 1, peer_isn)
     cookie = h0 + peer_isn + (count << COOKIEBITS) + ((h1 + idx) & COOKIEMASK)
-    return cookie & _U32, MSSTAB[idx]
+    return cookie & _U32, table[idx]
 
 
 def cookie_check(secrets: SyncookieSecrets, now: float,
@@ -147,7 +156,8 @@ def cookie_check(secrets: SyncookieSecrets, now: float,
         return None
     h1 = secrets.cookie_hash(src_ip, src_port, dst_ip, dst_port, count - diff, 1, peer_isn)
     idx = (rest - h1) & COOKIEMASK
-    return MSSTAB[idx] if idx < len(MSSTAB) else None
+    table = msstab_for(src_ip)
+    return table[idx] if idx < len(table) else None
 
 
 @dataclass(frozen=True, slots=True)

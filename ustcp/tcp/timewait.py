@@ -8,8 +8,6 @@ bound a connection closes without TIME_WAIT and TCPTimeWaitOverflow is counted.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +18,7 @@ from ..config import StackConfig
 from ..mib import Counters, Mib
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment
 from .seq import after, seq_add, seq_diff
+from .timers import TimerHeap
 
 log = structlog.get_logger("ustcp.tcp")
 
@@ -60,8 +59,7 @@ class TimeWaitTable:
     def __init__(self, host: TimeWaitHost) -> None:
         self.host = host
         self.entries: dict[tuple[bytes, int, bytes, int], TimeWaitEntry] = {}
-        self._heap: list[tuple[float, int, tuple[bytes, int, bytes, int]]] = []
-        self._tick = itertools.count()
+        self._timers: TimerHeap[tuple[bytes, int, bytes, int]] = TimerHeap()
         # tcp_tw_recycle (Linux < 4.12): the last TSval seen from each host and when, kept
         # from connections that entered TIME_WAIT (tcp_remember_stamp, tcp_metrics).
         self.peer_stamps: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
@@ -107,25 +105,20 @@ class TimeWaitTable:
         return ts_val is not None and seq_diff(known[0], ts_val) <= TCP_PAWS_WINDOW
 
     def _schedule(self, entry: TimeWaitEntry) -> None:
-        heapq.heappush(self._heap, (entry.expires, next(self._tick), entry.key))
+        self._timers.push(entry.expires, entry.key)
         self.host.note_deadline(entry.expires)
 
+    def _live(self, key: tuple[bytes, int, bytes, int], when: float) -> bool:
+        entry = self.entries.get(key)
+        return entry is not None and entry.expires == when
+
     def next_deadline(self) -> float | None:
-        while self._heap:
-            when, _, key = self._heap[0]
-            entry = self.entries.get(key)
-            if entry is not None and entry.expires == when:
-                return when
-            heapq.heappop(self._heap)
-        return None
+        return self._timers.next_deadline(self._live)
 
     def expire(self, now: float) -> None:
-        while self._heap and self._heap[0][0] <= now:
-            when, _, key = heapq.heappop(self._heap)
-            entry = self.entries.get(key)
-            if entry is not None and entry.expires == when:
-                del self.entries[key]
-                self.host.counters.inc(Mib.TcpExtTW)
+        for key in self._timers.pop_due(now, self._live):
+            del self.entries[key]
+            self.host.counters.inc(Mib.TcpExtTW)
 
     def _ack(self, now: float, entry: TimeWaitEntry) -> None:
         local_ip, local_port, remote_ip, remote_port = entry.key

@@ -15,6 +15,7 @@ IPV4_HEADER_LEN = 20
 MAX_TOTAL_LENGTH = 0xFFFF
 PROTO_ICMP = 1
 PROTO_TCP = 6
+PROTO_UDP = 17
 FLAG_DF = 0x4000
 FLAG_MF = 0x2000
 FRAG_OFFSET_MASK = 0x1FFF
@@ -82,3 +83,23 @@ def build_ipv4_header(src: bytes, dst: bytes, proto: int, payload_len: int, *, t
                  + int.from_bytes(src, "big") + int.from_bytes(dst, "big"))
     csum = 0xFFFF - fold(total_sum)
     return _HDR.pack(_VERSION_IHL, tos, total, ident, flags, ttl, proto, csum, src, dst)
+
+
+def fragment_ipv4(frame: bytes, mtu: int) -> list[bytes]:
+    """RFC 791 3.2's fragmentation of a packet without DF and without options into packets
+    of at most ``mtu`` bytes (ip_fragment); used for ICMP only, the stack never fragments
+    TCP. The header's checksum is recomputed for each piece."""
+    hdr, payload = parse_ipv4(frame)
+    room = (mtu - IPV4_HEADER_LEN) & ~7
+    pieces = []
+    for start in range(0, len(payload), room):
+        chunk = payload[start:start + room]
+        more = FLAG_MF if start + room < len(payload) else 0
+        header = bytearray(build_ipv4_header(hdr.src, hdr.dst, hdr.proto, len(chunk),
+                                             ttl=hdr.ttl, ident=hdr.ident, tos=hdr.tos,
+                                             dont_fragment=False))
+        header[6:8] = (more | start >> 3).to_bytes(2, "big")
+        header[10:12] = b"\0\0"
+        header[10:12] = (0xFFFF - fold(int.from_bytes(header, "big"))).to_bytes(2, "big")
+        pieces.append(bytes(header) + bytes(chunk))
+    return pieces

@@ -124,6 +124,9 @@ class KernelRunner(Runner):
         reason = unsupported_reason(self.script, {}, syscall_reason)
         if reason:
             return reason
+        versions = {self.ip_version} | {v for n, v in self.script.options if n == "ip_version"}
+        if versions - {"ipv4"}:
+            return "--ip_version other than ipv4 (the kernel target's world is IPv4)"
         try:
             self.steps[None] = commands.plan(self.suite.init_command, self.script_dir)
             if self.script.init_command:
@@ -139,7 +142,7 @@ class KernelRunner(Runner):
 
     def device(self) -> Tun:
         if self.tun is None:
-            self.tun = Tun(self.mtu)
+            self.tun = Tun(self.mtu or 1500)
         return self.tun
 
     def command(self, text: str, line: int | None) -> None:
