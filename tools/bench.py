@@ -2,12 +2,17 @@
 
     sudo .venv/bin/python tools/bench.py [--quick] [--json FILE] [--only SCENARIO]
                                          [--offload on|off|both] [--profile DIR]
+                                         [--engine compiled|pure|both] [--repeat N]
+                                         [--busy-poll US] [--workers N]
                                          [--sysctl NAME=VALUE ...]
 
 Every scenario is measured three ways in the same invocation:
 
 - ``ustcp``: ``ustcp serve`` in a fresh namespace, a Python kernel-socket client in the same
-  namespace talking to 10.77.0.2 through the TUN device;
+  namespace talking to 10.77.0.2 through the TUN device; once per engine (``--engine``,
+  default both: the mypyc-compiled engine of ``make compiled`` and pure Python, chosen with
+  ``USTCP_ENGINE``); ``--busy-poll US`` adds the compiled engine with busy_poll=US and
+  busy_read=US, ``--workers N`` the compiled engine with ``serve --workers N``;
 - ``kernel``: two fresh namespaces joined by a veth pair (10.78.0.1 <-> 10.78.0.2), a Python
   server in the second one speaking the same protocols with the kernel's TCP (discard sink,
   chargen and ``GET /bytes/N`` sources, 1-byte echo, accept-and-close), the same client in
@@ -23,11 +28,12 @@ connection to echo:7, half-close at once, wait for the server's FIN, close; conn
 second over a fixed time). Each with offload on (the default TUN offloads: GSO super-packets,
 checksums left to the kernel) and off (plain 1500-byte frames).
 
-The daemon runs with ``--sysctl busy_poll=50 --sysctl busy_read=50`` unless ``--sysctl``
-says otherwise (Linux's recommended net.core.busy_poll and busy_read for a few sockets: the
-receive loop spins 50 µs on the TUN device before it sleeps, and so does a reader that
-finds nothing), and the ceiling then spins as long as busy_poll says; ``--sysctl
-busy_poll=0 --sysctl busy_read=0`` measures both sleeping at once.
+The daemon runs on its default settings (no busy polling) unless ``--sysctl`` says
+otherwise (``--sysctl busy_poll=50 --sysctl busy_read=50``: the receive loop spins 50 µs on
+the TUN device before it sleeps, and so does a reader that finds nothing); the ceiling
+spins as long as busy_poll says. ``--repeat N`` runs every client N times against the same
+server: the figure is the median, the spread (min–max) is printed beside it. Each result
+records the load average (1 min) when it was taken: the machine may be shared.
 
 Every load is bounded in bytes or round trips *and* in seconds, every namespace and process
 is removed in ``finally``. Nothing is configured in the host's namespace.
@@ -56,6 +62,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ustcp.compiled import StaleBuild, check_build
 from ustcp.config import StackConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,8 +74,8 @@ READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 PORTS = {"echo": 7, "discard": 9, "chargen": 19, "http": 80}
 CHUNK = 1 << 20
-# Linux's recommended net.core.busy_poll and busy_read for a few sockets (ip-sysctl.rst).
-DEFAULT_SYSCTLS = ("busy_poll=50", "busy_read=50")
+ECHO_WARMUP = 200  # round trips before the echo client starts timing
+ENGINES = ("compiled", "pure")
 
 _serial = itertools.count()
 
@@ -146,7 +153,7 @@ def client_echo(host: str, count: int, max_s: float) -> dict[str, Any]:
     rtts: list[float] = []
     with _connect(host, PORTS["echo"], timeout=10) as sock:
         clock = time.perf_counter_ns
-        for _ in range(200):
+        for _ in range(ECHO_WARMUP):
             sock.sendall(b"x")
             sock.recv(1)
         deadline = time.perf_counter() + max_s
@@ -397,6 +404,7 @@ class Settings:
     max_seconds: float
     profile_seconds: float = 5.0
     sysctls: tuple[str, ...] = ()
+    repeat: int = 1
 
     def busy_poll(self) -> int:
         """The daemon's net.core.busy_poll, which the ceiling imitates (read by the same
@@ -406,7 +414,53 @@ class Settings:
         return config.busy_poll
 
 
-def run_client(ns: str, scenario: str, host: str, s: Settings) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and its live children (the workers of
+    ``serve --workers``) so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return own + sum(_cpu_seconds(int(child)) for child in children)
+
+
+def _operations(scenario: str, r: dict[str, Any]) -> float:
+    """What the daemon's CPU time is divided by: round trips (with the warm-up ones),
+    connections, or MB moved."""
+    if scenario == "echo":
+        return float(r["count"] + ECHO_WARMUP)
+    if scenario == "conn-rate":
+        return float(r["connections"])
+    return float(r["bytes"]) / 1e6
+
+
+def run_client(ns: str, scenario: str, host: str, s: Settings, server: int | None = None
+               ) -> dict[str, Any]:
+    """The client ``s.repeat`` times: the median run's figures, the spread of all runs and
+    the 1-minute load average before each. With ``server`` (a pid), also that process's
+    CPU time per operation (``cpu_us``: per round trip, per connection, per MB), which
+    other load on the machine disturbs far less than the wall-clock figures."""
+    runs = []
+    for _ in range(s.repeat):
+        load = os.getloadavg()[0]
+        cpu = _cpu_seconds(server) if server is not None else 0.0
+        r = _run_client_once(ns, scenario, host, s)
+        if "error" in r:
+            return r
+        if server is not None:
+            r["cpu_us"] = (_cpu_seconds(server) - cpu) * 1e6 / max(1.0, _operations(scenario, r))
+        runs.append({**r, "load": load})
+    runs.sort(key=lambda r: r["value"])
+    result = dict(runs[len(runs) // 2])
+    if len(runs) > 1:
+        result["spread"] = [runs[0]["value"], runs[-1]["value"]]
+        result["loads"] = [r["load"] for r in runs]
+    return result
+
+
+def _run_client_once(ns: str, scenario: str, host: str, s: Settings) -> dict[str, Any]:
     nbytes = s.recv_bytes if scenario == "bulk-recv" else s.send_bytes
     cmd = [sys.executable, str(Path(__file__).resolve()), "_client", scenario, host,
            "--bytes", str(nbytes), "--count", str(s.echo_count),
@@ -446,29 +500,44 @@ class Row:
     label: str
     offload: str
     unit: str
-    ustcp: dict[str, Any] = field(default_factory=dict)
+    ustcp: dict[str, dict[str, Any]] = field(default_factory=dict)  # by variant
     kernel: dict[str, Any] = field(default_factory=dict)
     ceiling: dict[str, Any] = field(default_factory=dict)
 
 
-def measure_ustcp(offload: str, scenarios: list[str], s: Settings, logdir: Path,
-                  profile: Path | None) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the daemon: its engine and any sysctls beyond ``--sysctl``."""
+
+    label: str
+    engine: str
+    sysctls: tuple[str, ...] = ()
+    workers: int = 1
+
+
+def measure_ustcp(offload: str, variant: Variant, scenarios: list[str], s: Settings,
+                  logdir: Path, profile: Path | None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
+    tag = variant.label.replace(" ", "_").replace("=", "")
     with netns("u") as ns:
-        log = logdir / f"ustcp-{offload}.log"
-        cmd = [sys.executable, "-m", "ustcp.cli", "serve", "--log-format", "json",
-               "--log-level", "warning", "--offload", offload, "--mtu", "1500",
-               *(arg for sysctl in s.sysctls for arg in ("--sysctl", sysctl))]
+        log = logdir / f"ustcp-{offload}-{tag}.log"
+        sysctls = (*s.sysctls, *variant.sysctls)
+        cmd = ["env", f"USTCP_ENGINE={variant.engine}", sys.executable, "-m", "ustcp.cli",
+               "serve", "--log-format", "json", "--log-level", "warning", "--offload", offload,
+               "--mtu", "1500", "--workers", str(variant.workers),
+               *(arg for sysctl in sysctls for arg in ("--sysctl", sysctl))]
         with background(ns, cmd, log, http_ready(ns)) as daemon:
             for sc in scenarios:
-                out[sc] = run_client(ns, sc, USTCP_ADDR, s)
-                print(f"  ustcp   {offload:3} {sc:18} {brief(out[sc])}", flush=True)
+                out[sc] = run_client(ns, sc, USTCP_ADDR, s, daemon.pid)
+                print(f"  ustcp   {offload:3} {variant.label:12} {sc:18} {brief(out[sc])}",
+                      flush=True)
             if profile is not None:
                 # time-bounded loads long enough for a few thousand samples
                 ps = replace(s, recv_bytes=64 << 30, send_bytes=1 << 30, echo_count=10**7,
                              conn_seconds=s.profile_seconds, max_seconds=s.profile_seconds)
                 for sc in scenarios:
-                    out[f"profile:{sc}"] = profile_run(ns, daemon.pid, sc, offload, ps, profile)
+                    out[f"profile:{sc}"] = profile_run(ns, daemon.pid, sc,
+                                                       f"{offload}-{tag}", ps, profile)
     return out
 
 
@@ -487,9 +556,9 @@ def measure_kernel(offload: str, scenarios: list[str], s: Settings, logdir: Path
         log = logdir / f"kernel-{offload}.log"
         cmd = [sys.executable, str(Path(__file__).resolve()), "_kserver",
                str(len(scenarios) * (s.max_seconds + 30) + 60)]
-        with background(server_ns, cmd, log, log_says(log, "ready")):
+        with background(server_ns, cmd, log, log_says(log, "ready")) as server:
             for sc in scenarios:
-                out[sc] = run_client(client_ns, sc, VETH_SERVER, s)
+                out[sc] = run_client(client_ns, sc, VETH_SERVER, s, server.pid)
                 print(f"  kernel  {offload:3} {sc:18} {brief(out[sc])}", flush=True)
     return out
 
@@ -583,17 +652,22 @@ def _frame_name(frame: str) -> str:
 # ---------------------------------------------------------------------- table
 
 
+def _num(v: float, unit: str) -> str:
+    if unit == "Gbit/s":
+        return f"{v:.2f}"
+    return f"{v:.0f}" if unit == "µs" else f"{v:,.0f}"
+
+
 def fmt(r: dict[str, Any], unit: str) -> str:
     if not r:
         return "-"
     if "error" in r:
         return "n/a"
-    v = r["value"]
-    if unit == "Gbit/s":
-        return f"{v:.2f}"
-    if unit == "µs":
-        return f"{v:.0f} / {r['p99']:.0f}"
-    return f"{v:,.0f}"
+    text = _num(r["value"], unit) + (f" / {r['p99']:.0f}" if unit == "µs" else "")
+    if "spread" in r:
+        lo, hi = r["spread"]
+        text += f" ({_num(lo, unit)}–{_num(hi, unit)})"
+    return text
 
 
 def ratio(a: dict[str, Any], b: dict[str, Any], unit: str) -> str:
@@ -604,23 +678,53 @@ def ratio(a: dict[str, Any], b: dict[str, Any], unit: str) -> str:
     return f"{a['value'] / b['value']:.2f}"
 
 
-def table(rows: list[Row]) -> str:
-    head = ["scenario", "offload", "unit", "ustcp", "kernel", "ceiling", "ustcp/kernel",
-            "ustcp/ceiling"]
-    body = [[r.label, r.offload, r.unit + (" (median / p99)" if r.unit == "µs" else ""),
-             fmt(r.ustcp, r.unit), fmt(r.kernel, r.unit), fmt(r.ceiling, r.unit),
-             ratio(r.ustcp, r.kernel, r.unit), ratio(r.ustcp, r.ceiling, r.unit)]
-            for r in rows]
+def _loads(results: list[dict[str, Any]]) -> str:
+    loads = [x for r in results for x in r.get("loads", [r["load"]] if "load" in r else [])]
+    return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "-"
+
+
+def table(rows: list[Row], variants: list[str]) -> str:
+    head = ["scenario", "offload", "unit", "kernel", "ceiling"]
+    for v in variants:
+        head += [f"ustcp {v}", f"{v}/kernel"]
+    head.append("load")
+    body = []
+    for r in rows:
+        line = [r.label, r.offload, r.unit + (" (median / p99)" if r.unit == "µs" else ""),
+                fmt(r.kernel, r.unit), fmt(r.ceiling, r.unit)]
+        for v in variants:
+            res = r.ustcp.get(v, {})
+            line += [fmt(res, r.unit), ratio(res, r.kernel, r.unit)]
+        line.append(_loads([r.kernel, r.ceiling, *r.ustcp.values()]))
+        body.append(line)
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
               for row in body]
     errors = [(r.label, r.offload, who, res["error"]) for r in rows
-              for who, res in (("ustcp", r.ustcp), ("kernel", r.kernel), ("ceiling", r.ceiling))
+              for who, res in (*((f"ustcp {v}", x) for v, x in r.ustcp.items()),
+                               ("kernel", r.kernel), ("ceiling", r.ceiling))
               if "error" in res]
     lines += [f"n/a: {label} offload {off} {who}: {err}" for label, off, who, err in errors]
     return "\n".join(lines)
+
+
+CPU_UNIT = {"echo": "µs per round trip", "conn-rate": "µs per connection"}
+
+
+def cpu_table(rows: list[Row], variants: list[str]) -> str:
+    """The server process's CPU time per operation: the kernel's Python server (its share
+    of the kernel's TCP work runs in softirq context, mostly not charged to it) and each
+    ustcp variant."""
+    head = ["scenario", "offload", "unit", "kernel server", *(f"ustcp {v}" for v in variants)]
+    body = [[r.label, r.offload, CPU_UNIT.get(r.scenario, "µs per MB"),
+             *(f"{res['cpu_us']:.1f}" if "cpu_us" in res else "-"
+               for res in (r.kernel, *(r.ustcp.get(v, {}) for v in variants)))]
+            for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    return "\n".join(["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+                      + " |" for row in (head, ["-" * w for w in widths], *body)])
 
 
 def git_head() -> str:
@@ -654,10 +758,19 @@ def main(argv: list[str] | None = None) -> int:
                    "(default 8, quick 5): a bulk run stops at its size or this, whichever first")
     p.add_argument("--profile", metavar="DIR", type=Path,
                    help="also run every scenario under py-spy, profiles into DIR")
-    p.add_argument("--sysctl", action="append", metavar="NAME=VALUE",
-                   help="passed to ustcp serve (repeatable; default busy_poll=50 and "
-                        "busy_read=50; the ceiling imitates busy_poll: busy_poll=0 and "
-                        "busy_read=0 turn busy polling off)")
+    p.add_argument("--sysctl", action="append", metavar="NAME=VALUE", default=[],
+                   help="passed to ustcp serve (repeatable; default none: the daemon's "
+                        "defaults; the ceiling imitates busy_poll)")
+    p.add_argument("--engine", choices=(*ENGINES, "both"), default="both",
+                   help="the engine(s) ustcp runs (default both; compiled needs `make "
+                        "compiled`)")
+    p.add_argument("--busy-poll", type=int, metavar="US",
+                   help="also run the compiled engine with busy_poll=US and busy_read=US "
+                        "(the default is off: this says whether it should be)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="also run the compiled engine with `serve --workers N`")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every client N times: median and spread (default 1)")
     p.add_argument("--skip", choices=("kernel", "ceiling"), action="append", default=[],
                    help="leave out the kernel reference or the ceiling")
     a = p.parse_args(argv)
@@ -672,7 +785,20 @@ def main(argv: list[str] | None = None) -> int:
                  concurrency=a.concurrency,
                  max_seconds=a.max_seconds or (5.0 if q else 8.0),
                  profile_seconds=2.0 if q else 5.0,
-                 sysctls=tuple(a.sysctl if a.sysctl is not None else DEFAULT_SYSCTLS))
+                 sysctls=tuple(a.sysctl), repeat=max(1, a.repeat))
+    engines = list(ENGINES) if a.engine == "both" else [a.engine]
+    variants = [Variant(engine, engine) for engine in engines]
+    if a.busy_poll:
+        variants.insert(1, Variant(f"busy {a.busy_poll}", "compiled",
+                                   (f"busy_poll={a.busy_poll}", f"busy_read={a.busy_poll}")))
+    if a.workers and a.workers > 1:
+        variants.insert(1, Variant(f"{a.workers} workers", "compiled", (), a.workers))
+    if any(v.engine == "compiled" for v in variants):
+        try:
+            check_build()
+        except StaleBuild as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
     chosen = a.only or list(SCENARIOS)
     client_scenarios = [c for sc in chosen for c, _, _ in SCENARIOS[sc]]
     offloads = ["on", "off"] if a.offload == "both" else [a.offload]
@@ -689,21 +815,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: {git_head()}; ustcp --sysctl {' '.join(s.sysctls) or '(none)'}; "
           f"logs in {logdir}", flush=True)
     for off in offloads:
-        u = measure_ustcp(off, client_scenarios, s, logdir, a.profile)
+        u = {v.label: measure_ustcp(off, v, client_scenarios, s, logdir, a.profile)
+             for v in variants}
         k = {} if "kernel" in a.skip else measure_kernel(off, client_scenarios, s, logdir)
         c = {} if "ceiling" in a.skip else measure_ceiling(off, client_scenarios, s, logdir)
         for sc in chosen:
             for cs, label, unit in SCENARIOS[sc]:
-                rows.append(Row(cs, label, off, unit, u.get(cs, {}), k.get(cs, {}),
-                                c.get(cs, {})))
-        for key, prof in u.items():
-            if key.startswith("profile:"):
-                print_profile(key.split(":", 1)[1], off, prof)
-        rows_profiles = {f"{key}:{off}": v for key, v in u.items() if key.startswith("profile:")}
-        if rows_profiles:
-            profiles.update(rows_profiles)
+                rows.append(Row(cs, label, off, unit,
+                                {v: res[cs] for v, res in u.items() if cs in res},
+                                k.get(cs, {}), c.get(cs, {})))
+        for v, res in u.items():
+            for key, prof in res.items():
+                if key.startswith("profile:"):
+                    sc = key.split(":", 1)[1]
+                    print_profile(sc, f"{off}, {v}", prof)
+                    profiles[f"{key}:{off}:{v}"] = prof
     print()
-    print(table(rows))
+    labels = [v.label for v in variants]
+    print(table(rows, labels))
+    print("\nCPU time of the server process per operation (median run):")
+    print(cpu_table(rows, labels))
     print(f"\n({time.monotonic() - started:.0f} s; sizes: receive {s.recv_bytes >> 20} MB, "
           f"send {s.send_bytes >> 20} MB, echo {s.echo_count} round trips, connections "
           f"{s.conn_seconds} s x {s.concurrency} in flight; ustcp sysctls: "

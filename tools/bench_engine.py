@@ -10,7 +10,14 @@ server's side only:
 - ``connection``: one whole passive connection as ``tools/bench.py conn-rate`` makes it
   (SYN, ACK, the client's FIN, accept, close, the last ACK), both sides;
 - ``bulk-ack``: one 64 KB super-packet received and its ACK built (offload mode: the link
-  vouches for checksums, ACKs are built with partial checksums).
+  vouches for checksums, ACKs are built with partial checksums);
+- ``driver``: the same echo round trip and connection through everything above the engine
+  too (the trio driver, the API, the echo app, ``serve_listeners``), two stacks over an
+  in-memory link in one trio run: both sides, no syscalls. What the engine figures leave
+  out: task switches, wake-ups, nurseries, cancel scopes, logging.
+
+``USTCP_ENGINE=pure`` or ``compiled`` picks the engine (``make compiled``); the first line
+says which ran.
 
 Prints the best of several repeats (what the code costs on an idle core). ``--profile``
 prints the top functions of a cProfile run of each scenario instead.
@@ -25,7 +32,12 @@ import socket
 import time
 from collections.abc import Callable
 
+import trio
+
+import ustcp
+from ustcp.apps.echo import handle as echo_handle
 from ustcp.config import StackConfig
+from ustcp.host import open_memory_pair
 from ustcp.ip import IpLayer
 from ustcp.mib import Counters
 from ustcp.obs.log import configure_logging
@@ -173,13 +185,47 @@ def bulk_ack_us(number: int = 2000) -> float:
     return best_us(one, number)
 
 
+async def _driver(rounds: int, conns: int) -> tuple[float, float]:
+    async with open_memory_pair() as (a, b), trio.open_nursery() as nursery:
+        await nursery.start(ustcp.serve_tcp, b, echo_handle, PORT)
+        stream = await ustcp.open_tcp_stream(a, "10.0.0.2", PORT)
+        for _ in range(200):
+            await stream.send_all(b"x")
+            await stream.receive_some(1)
+        echo = float("inf")
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            for _ in range(rounds):
+                await stream.send_all(b"x")
+                await stream.receive_some(1)
+            echo = min(echo, (time.perf_counter() - start) / rounds * 1e6)
+        await stream.aclose()
+        conn = float("inf")
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            for _ in range(conns):
+                s = await ustcp.open_tcp_stream(a, "10.0.0.2", PORT)
+                await s.send_eof()
+                while await s.receive_some():
+                    pass
+                await s.aclose()
+            conn = min(conn, (time.perf_counter() - start) / conns * 1e6)
+        nursery.cancel_scope.cancel()
+    return echo, conn
+
+
+def driver_us(rounds: int = 3000, conns: int = 600) -> tuple[float, float]:
+    return trio.run(_driver, rounds, conns)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", action="store_true", help="cProfile top functions instead")
     a = p.parse_args()
     configure_logging(level="warning")  # as the daemon runs by default
     scenarios: dict[str, Callable[[], object]] = {
-        "echo": echo_steps, "connection": connection_us, "bulk-ack": bulk_ack_us}
+        "echo": echo_steps, "connection": connection_us, "bulk-ack": bulk_ack_us,
+        "driver": driver_us}
     if a.profile:
         for name, fn in scenarios.items():
             prof = cProfile.Profile()
@@ -187,11 +233,15 @@ def main() -> int:
             print(f"== {name}")
             pstats.Stats(prof).sort_stats("tottime").print_stats(15)
         return 0
+    print(f"engine: {ustcp.ENGINE}")
     steps = echo_steps()
     print("echo, server side, µs per round trip: "
           + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
     print(f"connection, both sides, µs per connection: {connection_us():.1f}")
     print(f"bulk 64 KB super-packet + its ACK, both sides, µs: {bulk_ack_us():.1f}")
+    echo, conn = driver_us()
+    print(f"driver + API + echo app, both sides, in memory, µs: echo round trip {echo:.1f}, "
+          f"connection {conn:.1f}")
     return 0
 
 

@@ -18,7 +18,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ustcp.compiled import activate as _activate
+
 __version__ = "0.1.0"
+# "compiled" or "pure": which engine this process runs (USTCP_ENGINE, see ustcp/compiled.py);
+# decided here, before any engine module is imported.
+ENGINE = _activate()
 
 _EXPORTS = {
     "open_stack": "ustcp.host",

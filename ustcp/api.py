@@ -199,15 +199,16 @@ class TCPStream(trio.abc.HalfCloseableStream):
             while True:
                 await trio.lowlevel.checkpoint_if_cancelled()
                 self._check_open()
-                try:
-                    data = conn.recv(trio.current_time(), max_bytes)
-                except BlockingIOError:
-                    # net.core.busy_read: spin on the link once before parking.
+                # Nothing to read (recv would raise BlockingIOError, which costs more than
+                # asking): net.core.busy_read spins on the link once, then park.
+                if not (conn.readable or conn.rcv_shutdown):
                     if not (stack.config.busy_read and not yielded
                             and await stack.busy_read(conn)):
                         await self._waiters.park()
                     yielded = True
                     continue
+                try:
+                    data = conn.recv(trio.current_time(), max_bytes)
                 except OSError as exc:
                     stack.kick()
                     raise _broken(exc) from exc

@@ -111,6 +111,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument("--metrics", metavar="[HOST:]PORT",
                        help="serve the counters for Prometheus at http://STACK_IP:PORT/metrics "
                             "(on the stack's own address)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="N processes, one queue each of one multi-queue TUN device; the "
+                            "kernel steers each flow to one of them (default 1)")
     serve.add_argument("--web", type=int, metavar="PORT",
                        help="serve the live view (a read-only page on the stack's internals) "
                             "on this port of the stack's address (default: off)")

@@ -14,6 +14,7 @@ import functools
 import gc
 import ipaddress
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 import structlog
 import trio
 
-from ustcp import __version__
+from ustcp import ENGINE, __version__
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
 from ustcp.apps import DEFAULT_PORTS, Handler
 from ustcp.apps.http import DEADLINES as HTTP_DEADLINES
@@ -43,6 +44,7 @@ from ustcp.obs.nstat import Nstat
 from ustcp.stack import Stack
 from ustcp.tcp.connection import Connection
 from ustcp.tcp.states import State
+from ustcp.workers import MAX_WORKERS, Worker, control_name, supervise
 
 log = structlog.get_logger("ustcp.daemon")
 
@@ -134,6 +136,12 @@ def _check(args: argparse.Namespace) -> Setup:
     if args.command == "serve" and not 0 <= args.shutdown_grace <= MAX_SHUTDOWN_GRACE:
         raise Refusal(f"bad --shutdown-grace {args.shutdown_grace:g}: expected "
                       f"0..{MAX_SHUTDOWN_GRACE:g} seconds", 2)
+    workers = getattr(args, "workers", 1)
+    if not 1 <= workers <= MAX_WORKERS:
+        raise Refusal(f"bad --workers {workers}: expected 1..{MAX_WORKERS}", 2)
+    if workers > 1 and (args.pcap or getattr(args, "web", None) is not None):
+        raise Refusal("--workers above 1 takes neither --pcap nor --web (one file, one "
+                      "page: each worker sees only its own connections)", 2)
     if args.pcap and not os.path.isdir(os.path.dirname(os.path.abspath(args.pcap))):
         raise Refusal(f"bad --pcap {args.pcap!r}: its directory does not exist", 2)
     apps = []
@@ -190,11 +198,15 @@ def _check_privileges() -> None:
         raise Refusal("/dev/net/tun does not exist (load the tun module: modprobe tun)", 1)
 
 
-def _open_link(args: argparse.Namespace, counters: Counters) -> tuple[Link, TunLink]:
+def _open_tun(args: argparse.Namespace, counters: Counters, *, multi_queue: bool = False,
+              attach: bool = False) -> TunLink:
+    """The device (or with ``attach`` one more queue of it), its failures as Refusals."""
     try:
-        tun = TunLink(args.tun, args.mtu, args.offload == "on", kernel_addr=args.peer,
-                      kernel_addr6=None if args.addr6 == "none" else args.peer6,
-                      counters=counters, txqueuelen=args.txqueuelen)
+        return TunLink(args.tun, args.mtu, args.offload == "on",
+                       kernel_addr=None if attach else args.peer,
+                       kernel_addr6=None if attach or args.addr6 == "none" else args.peer6,
+                       counters=counters, txqueuelen=args.txqueuelen,
+                       multi_queue=multi_queue, attach=attach)
     except PermissionError as exc:
         raise Refusal(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}", 1) from exc
     except subprocess.CalledProcessError as exc:
@@ -203,6 +215,13 @@ def _open_link(args: argparse.Namespace, counters: Counters) -> tuple[Link, TunL
                       f"{stderr or exc}", 1) from exc
     except OSError as exc:
         raise Refusal(f"cannot create TUN device {args.tun!r}: {exc.strerror or exc}", 1) from exc
+
+
+def _open_link(args: argparse.Namespace, counters: Counters,
+               worker: Worker | None = None) -> tuple[Link, TunLink]:
+    tun = _open_tun(args, counters, multi_queue=worker is not None, attach=worker is not None)
+    if worker is not None:
+        worker.attached()
     link: Link = tun
     if args.impair:
         spec_in, spec_out = parse_impairments(args.impair)
@@ -232,14 +251,15 @@ def _ustcp_command() -> str:
     return f"{sys.executable} -m ustcp.cli"
 
 
-def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> str:
+def _banner(args: argparse.Namespace, apps: list[AppSpec], link: Link, workers: int) -> str:
     ns = _netns_name()
     prefix = f"ip netns exec {ns} " if ns else ""
     where = f"network namespace {ns!r}" if ns else "this network namespace"
     lines = [
         f"ustcp {__version__} serving on {_addrs(args)} (device {args.tun}, kernel side "
         f"{args.peer}{'' if args.addr6 == 'none' else ' ' + args.peer6}, mtu {args.mtu}, "
-        f"offload {'on' if link.gso_max_size else 'off'}) in {where}",
+        f"offload {'on' if link.gso_max_size else 'off'}, engine {ENGINE}"
+        f"{f', {workers} workers' if workers > 1 else ''}) in {where}",
         "apps: " + " ".join(f"{app.port}={app.label}" for app in apps),
         "reach it with:",
     ]
@@ -269,22 +289,26 @@ def _addrs(args: argparse.Namespace) -> str:
     return args.addr if args.addr6 == "none" else f"{args.addr} and {args.addr6}"
 
 
-def _announce(args: argparse.Namespace, apps: list[AppSpec], link: Link) -> None:
+def _announce(args: argparse.Namespace, apps: list[AppSpec], link: Link, workers: int) -> None:
     """The banner, on stderr: readable lines, or with ``--log-format json`` one event
     (stdout stays free for ``--pcap -``)."""
     if args.log_format == "json":
         log.info("serving", addr=args.addr, addr6=None if args.addr6 == "none" else args.addr6,
                  tun=args.tun, peer=args.peer, mtu=args.mtu,
-                 offload=bool(link.gso_max_size), netns=_netns_name() or None,
-                 apps={app.port: app.label for app in apps})
+                 offload=bool(link.gso_max_size), engine=ENGINE, workers=workers,
+                 netns=_netns_name() or None, apps={app.port: app.label for app in apps})
     else:
-        print(_banner(args, apps, link), file=sys.stderr, flush=True)
+        print(_banner(args, apps, link, workers), file=sys.stderr, flush=True)
 
 
 def _control_server(name: str, stack: Stack, counters: Counters,
-                    tun: TunLink) -> control.ControlServer:
-    server = control.ControlServer(name)
-    server.add("nstat", Nstat(counters, tun.device_counters))
+                    tun: TunLink, worker: Worker | None) -> control.ControlServer:
+    index = worker.index if worker is not None else 0
+    # Worker 0 tells clients how many workers to ask, and alone reports the device's
+    # own counters (one device: the others would count them again).
+    server = control.ControlServer(control_name(name, index),
+                                   workers=worker.count if worker and not index else 1)
+    server.add("nstat", Nstat(counters, None if index else tun.device_counters))
     server.add("ss", ss.control_command(stack.engine))
     server.add("sysctl", sysctl.control_command(stack.config))
     server.add_stream("trace", control.trace_events)
@@ -299,16 +323,29 @@ async def _until_signal(cancel: Callable[[], Any]) -> None:
             return
 
 
-async def _serve(args: argparse.Namespace, setup: Setup) -> None:
+def _stack(link: Link, setup: Setup, counters: Counters, seed: int | None,
+           worker: Worker | None) -> Stack:
+    if worker is None:
+        return Stack(link, setup.config, counters, setup.addr, seed=seed,
+                     local_addr6=setup.addr6)
+    # The shared seed gives every worker the same ISN key and syncookie secrets (a cookie
+    # one worker sent validates in another); ephemeral ports come from a generator of
+    # each worker's own, so two workers' active opens do not collide.
+    stack = Stack(link, setup.config, counters, setup.addr, seed=worker.seed,
+                  local_addr6=setup.addr6)
+    stack.engine.rng = random.Random(f"{worker.seed}/{worker.index}")
+    return stack
+
+
+async def _serve(args: argparse.Namespace, setup: Setup, worker: Worker | None = None) -> None:
     counters = Counters()
-    link, tun = _open_link(args, counters)
+    link, tun = _open_link(args, counters, worker)
     ring = None
     if args.web is not None:
         link = ring = RingTap(link)
     try:
-        stack = Stack(link, setup.config, counters, setup.addr, seed=args.seed,
-                      local_addr6=setup.addr6)
-        server = _control_server(args.control, stack, counters, tun)
+        stack = _stack(link, setup, counters, args.seed, worker)
+        server = _control_server(args.control, stack, counters, tun, worker)
         reaper = IdleReaper(args.idle_timeout, counters)
         try:
             ctl = await server.bind()
@@ -343,7 +380,9 @@ async def _serve(args: argparse.Namespace, setup: Setup) -> None:
                             await serve(setup.metrics_port, metrics_app(counters))
                         if ring is not None:
                             await serve(args.web, web.handler(stack, ring))
-                        _announce(args, setup.apps, link)
+                        if worker is None or worker.index == 0:
+                            _announce(args, setup.apps, link,
+                                      worker.count if worker is not None else 1)
                         async for signum in signals:
                             log.info("shutdown", signal=signal.Signals(signum).name,
                                      grace=args.shutdown_grace,
@@ -366,14 +405,17 @@ class IdleReaper:
     idle live ones); without it a connection whose peer went silent, or whose echo was
     lost with every retransmission, would hold its task and memory forever.
 
-    One task sweeps all connections every ``timeout / 4`` seconds and pushes back the
-    deadline of those that made progress, so a connection ends between 1 and 1.25 timeouts
-    after its last byte; there is no per-connection timer task."""
+    One task sweeps all connections every ``timeout / 4`` seconds and cancels those that
+    made no progress for ``timeout``, so a connection ends between 1 and 1.25 timeouts
+    after its last byte; there is no per-connection timer task, and the per-connection
+    cancel scope has no deadline (a deadline would cost trio a heap entry per connection
+    and one more per push-back)."""
 
     def __init__(self, timeout: float, counters: Counters) -> None:
         self.timeout = timeout
         self.counters = counters
-        self.watched: dict[Connection, tuple[trio.CancelScope, int]] = {}
+        # conn -> its handler's scope, its progress at the last sweep, and when it moved
+        self.watched: dict[Connection, tuple[trio.CancelScope, int, float]] = {}
 
     @staticmethod
     def _progress(conn: Connection) -> int:
@@ -385,8 +427,8 @@ class IdleReaper:
 
         async def run(stream: TCPStream) -> None:
             conn = stream.connection
-            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
-                self.watched[conn] = (scope, self._progress(conn))
+            with trio.CancelScope() as scope:
+                self.watched[conn] = (scope, self._progress(conn), trio.current_time())
                 try:
                     await handler(stream)
                 finally:
@@ -402,11 +444,13 @@ class IdleReaper:
         while True:
             await trio.sleep(self.timeout / 4)
             now = trio.current_time()
-            for conn, (scope, seen) in self.watched.items():
+            for conn, (scope, seen, moved) in self.watched.items():
                 progress = self._progress(conn)
                 if progress != seen:
-                    self.watched[conn] = (scope, progress)  # same key: safe while iterating
-                    scope.deadline = now + self.timeout
+                    # same key: safe while iterating
+                    self.watched[conn] = (scope, progress, now)
+                elif now - moved >= self.timeout:
+                    scope.cancel()
 
 
 class MemoryTrimmer:
@@ -553,21 +597,48 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``serve`` or ``connect``; the process exit status."""
+def _serve_workers(args: argparse.Namespace, setup: Setup) -> int:
+    """``serve --workers N`` (:mod:`ustcp.workers`): the device's first queue opened and
+    configured here, then N worker processes, each with a queue of its own."""
+    first = _open_tun(args, Counters(), multi_queue=True)
+
+    def run_worker(worker: Worker) -> int:
+        def body() -> int:
+            trio.run(_serve, args, setup, worker)
+            return 0
+
+        return _exit_status(body, f"ustcp: worker {worker.index}")
+
+    return supervise(args.workers, args.seed, first.close_fd, run_worker)
+
+
+def _exit_status(body: Callable[[], int], who: str = "ustcp") -> int:
+    """``body()``'s exit status; a Refusal is one line on stderr and its status, Ctrl-C 0."""
     status = 0
     try:
+        status = body()
+    except* Refusal as group:
+        refusal = group.exceptions[0]
+        assert isinstance(refusal, Refusal)
+        print(f"{who}: {refusal}", file=sys.stderr)
+        status = refusal.status
+    except* KeyboardInterrupt:
+        pass
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``serve`` or ``connect``; the process exit status."""
+
+    def body() -> int:
         setup = _check(args)
         configure_logging(args.log_format, args.log_level)
         if setup.config.tcp_tw_recycle:
             log.warning("tcp_tw_recycle", note="removed in Linux 4.12: its per-host PAWS "
                         "drops the SYNs of clients behind a NAT; ustcp keeps it to show why")
+        if args.command == "serve" and args.workers > 1:
+            return _serve_workers(args, setup)
         trio.run(_serve if args.command == "serve" else _connect, args, setup)
-    except* Refusal as group:
-        refusal = group.exceptions[0]
-        assert isinstance(refusal, Refusal)
-        print(f"ustcp: {refusal}", file=sys.stderr)
-        status = refusal.status
-    except* KeyboardInterrupt:
-        pass
-    return status
+        return 0
+
+    return _exit_status(body)

@@ -32,6 +32,7 @@ import trio
 
 from ustcp.api import TCPStream, open_tcp_listeners, serve_listeners
 from ustcp.config import StackConfig
+from ustcp.debuglog import DEBUG
 from ustcp.defaults import DEFAULT_ADDR, DEFAULT_MTU, DEFAULT_PEER, DEFAULT_TUN
 from ustcp.link.base import Link
 from ustcp.link.memory import memory_link_pair
@@ -46,6 +47,7 @@ def _quiet_logging() -> None:
     if structlog.is_configured():
         return
     level = logging.getLogger("ustcp").getEffectiveLevel()
+    DEBUG.on = level <= logging.DEBUG
     structlog.configure(
         processors=[structlog.processors.add_log_level,
                     structlog.processors.format_exc_info,

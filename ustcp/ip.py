@@ -385,10 +385,10 @@ class IpLayer:
                 self._icmp6_error(now, src, dst, icmpv6.PARAMPROB, exc.code, exc.pointer,
                                   frame)
             return
-        except ParseError as exc:
-            c.inc(Mib.Ip6InTruncatedPkts if exc.reason == "ip6_truncated"
+        except ParseError as err:  # not `exc`: mypyc gives one name one type per function
+            c.inc(Mib.Ip6InTruncatedPkts if err.reason == "ip6_truncated"
                   else Mib.Ip6InHdrErrors)
-            c.inc(drop_for_reason(exc.reason))
+            c.inc(drop_for_reason(err.reason))
             return
         multicast = is_multicast(hdr.dst)
         if multicast:

@@ -56,6 +56,7 @@ def _snapshot(conn: Connection, engine: TcpEngine) -> dict[str, Any]:
             "counters": engine.counters.snapshot()}
 
 
+@pytest.mark.pure_only  # copy.deepcopy and a replaced method: compiled classes refuse both
 @settings(max_examples=300, deadline=None)
 @given(seq_off=st.sampled_from([0, 0, 0, 1, -1, 5000]),
        ack_off=st.sampled_from([0, 1448, 2896, 4000, 4001, -1, -70000]),
@@ -87,6 +88,7 @@ def test_fast_path_equals_full_path(seq_off: int, ack_off: int, flags: int,
     assert _snapshot(server, net.b) == _snapshot(twin, twin_engine)
 
 
+@pytest.mark.pure_only  # spies on a method: compiled classes refuse the replacement
 def test_the_prediction_takes_the_common_segments() -> None:
     """In-order ACKs and data of a plain exchange do take the fast path."""
     net = Net(delay=0.01)

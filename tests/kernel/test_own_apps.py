@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import ustcp
 from tests.kernel.nsutil import ADDR, PEER_ADDR, ROOT, Daemon, daemon, netns, peer_cmd
 
 pytestmark = pytest.mark.kernel
@@ -142,3 +143,6 @@ def test_metrics_endpoint_for_prometheus(served: tuple[Daemon, Path]) -> None:
     [banner] = [json.loads(line) for line in d.output().splitlines()
                 if '"serving"' in line]
     assert banner["apps"]["8080"] == f"proxy:{PEER_ADDR}:{UPSTREAM_PORT}"
+    # The daemon runs the engine this test process runs (compiled in make test's main
+    # pass: the packetdrill, engine and kernel tests all exercise the build).
+    assert banner["engine"] == ustcp.ENGINE

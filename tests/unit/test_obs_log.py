@@ -11,14 +11,17 @@ import pytest
 import structlog
 import trio
 
+from ustcp.debuglog import DEBUG
 from ustcp.obs.log import TRACE, configure_logging
 
 
 @pytest.fixture(autouse=True)
 def _restore_structlog() -> Iterator[None]:
-    saved = structlog.get_config()
+    saved, level = structlog.get_config(), TRACE.output_level
     yield
     structlog.configure(**saved)
+    TRACE.output_level = level
+    TRACE.update()
 
 
 def test_json_lines_carry_timestamp_level_event_and_keys() -> None:
@@ -91,3 +94,17 @@ async def test_a_follower_gets_its_own_level_and_the_output_stays_quiet() -> Non
     assert "unwanted" not in seen and "state_change" in seen
     assert "state_change" not in out.getvalue() and "reset_received" in out.getvalue()
     assert TRACE.min_level > 50  # nobody follows any more
+
+
+def test_the_debug_gate_is_open_exactly_when_debug_events_go_somewhere() -> None:
+    """Hot code builds debug events only behind DEBUG.on: it must be on while the output
+    level or a trace follower wants debug events, and off otherwise."""
+    configure_logging("json", level="warning", stream=io.StringIO())
+    assert not DEBUG.on
+    with TRACE.subscribe(level="debug"):
+        assert DEBUG.on
+    assert not DEBUG.on
+    with TRACE.subscribe(level="info"):
+        assert not DEBUG.on
+    configure_logging("json", level="debug", stream=io.StringIO())
+    assert DEBUG.on

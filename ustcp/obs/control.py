@@ -42,6 +42,7 @@ class ControlServer:
     """Serve registered commands on ``@name`` until cancelled."""
 
     name: str = DEFAULT_NAME
+    workers: int = 1  # > 1: worker 0 of `serve --workers`; replies say how many to ask
     commands: dict[str, Command] = field(default_factory=dict)
     streams: dict[str, StreamCommand] = field(default_factory=dict)
 
@@ -110,6 +111,8 @@ class ControlServer:
             except Exception as exc:  # a failing command must not take the daemon down
                 log.exception("control_command_failed", cmd=cmd)
                 reply = {"error": f"{cmd}: {type(exc).__name__}: {exc}"}
+            if self.workers > 1 and "error" not in reply:
+                reply = {**reply, "workers": self.workers}
             await stream.send_all(encode_line(reply))
         else:
             known = sorted([*self.commands, *self.streams])

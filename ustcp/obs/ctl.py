@@ -62,6 +62,17 @@ def request(
     return _check(json.loads(line))
 
 
+def request_all(
+    cmd: str, name: str = DEFAULT_NAME, timeout: float = 10.0, **args: Any
+) -> list[dict[str, Any]]:
+    """:func:`request` to every worker of a ``serve --workers N`` daemon: worker 0 at
+    ``@name`` says how many there are (``"workers"``), worker ``i`` answers at
+    ``@name-i``. One reply for a daemon of one process."""
+    first = request(cmd, name, timeout, **args)
+    count = int(first.get("workers", 1))
+    return [first, *(request(cmd, f"{name}-{i}", timeout, **args) for i in range(1, count))]
+
+
 def follow(cmd: str, name: str = DEFAULT_NAME, **args: Any) -> Iterator[dict[str, Any]]:
     """Send a streaming command and yield each item until the daemon hangs up."""
     with _connect(name, None) as sock, sock.makefile("rb") as reader:

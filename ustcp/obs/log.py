@@ -24,6 +24,7 @@ from typing import Any, Literal, TextIO
 import structlog
 import trio
 
+from ustcp.debuglog import DEBUG
 from ustcp.defaults import LEVELS
 
 Format = Literal["console", "json"]
@@ -52,6 +53,7 @@ class TraceTap:
 
     subscribers: set[Subscription] = field(default_factory=set)
     min_level: int = NO_FOLLOWER  # the lowest level a follower wants
+    output_level: int = logging.DEBUG  # configure_logging's level (DEBUG.on follows both)
 
     def __call__(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
@@ -73,17 +75,18 @@ class TraceTap:
         send, receive = trio.open_memory_channel[dict[str, Any]](buffer)
         sub = Subscription(send, receive, _LEVEL_NUMBERS[level.lower()])
         self.subscribers.add(sub)
-        self._update()
+        self.update()
         try:
             yield sub
         finally:
             self.subscribers.discard(sub)
-            self._update()
+            self.update()
             send.close()
             receive.close()
 
-    def _update(self) -> None:
+    def update(self) -> None:
         self.min_level = min((s.level for s in self.subscribers), default=NO_FOLLOWER)
+        DEBUG.on = min(self.min_level, self.output_level) <= logging.DEBUG
 
 
 TRACE = TraceTap()
@@ -156,6 +159,8 @@ def configure_logging(
     def logger_factory(*args: Any) -> _NamedPrintLogger:
         return _NamedPrintLogger(out, str(args[0]) if args else "ustcp")
 
+    TRACE.output_level = _LEVEL_NUMBERS[level.lower()]
+    TRACE.update()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

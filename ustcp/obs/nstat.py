@@ -122,10 +122,13 @@ def main(args: argparse.Namespace) -> int:
         request = {"peek": True}
     else:
         request = {"reset": True}
-    reply = ctl.request("nstat", name=args.control, **request)
+    total: dict[str, int] = {}
+    for reply in ctl.request_all("nstat", name=args.control, **request):  # every worker
+        for name, value in reply["counters"].items():
+            total[name] = total.get(name, 0) + value
     if args.nooutput:
         return 0
-    counters = select(reply["counters"], args.patterns, args.zeros or args.prometheus)
+    counters = select(total, args.patterns, args.zeros or args.prometheus)
     if args.prometheus:
         sys.stdout.write(format_prometheus(counters))
     elif args.json:

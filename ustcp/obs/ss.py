@@ -463,7 +463,8 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write(args.usage())
         print(f"ustcp ss: {exc}", file=sys.stderr)
         return 2
-    rows = select(ctl.request("ss", name=args.control)["sockets"], args)
+    rows = select([row for reply in ctl.request_all("ss", name=args.control)  # every worker
+                   for row in reply["sockets"]], args)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

@@ -73,7 +73,9 @@ def main(args: argparse.Namespace) -> int:
     changes = {short_name(k): v for k, _, v in
                (item.partition("=") for item in args.items if "=" in item)}
     extra: dict[str, Any] = {"set": changes} if changes else {}
-    reply = ctl.request("sysctl", name=args.control, **extra)
+    # A change goes to every worker of `serve --workers`; they all run the same knobs.
+    reply = (ctl.request_all("sysctl", name=args.control, **extra)[0] if changes
+             else ctl.request("sysctl", name=args.control))
     knobs: dict[str, Any] = reply["sysctl"]
     wanted = [short_name(item.partition("=")[0]) for item in args.items] or list(knobs)
     unknown = [name for name in wanted if name not in knobs]

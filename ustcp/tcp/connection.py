@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ..debuglog import DEBUG
 from ..mib import Mib
 from ..pmtu import IPV6_MIN_MTU
 from ..wire.addr import endpoint
@@ -326,7 +327,9 @@ class Connection:
         elif old in (State.ESTABLISHED, State.CLOSE_WAIT) and new not in (
                 State.ESTABLISHED, State.CLOSE_WAIT):
             c.dec(Mib.TcpCurrEstab)
-        log.debug("state_change", conn=self.name, old=old.name, new=new.name, t=round(now, 6))
+        if DEBUG.on:  # the arguments cost more than the filtered call
+            log.debug("state_change", conn=self.name, old=old.name, new=new.name,
+                      t=round(now, 6))
         self.host.wake(self)
 
     def _rto_value(self) -> float:
@@ -882,7 +885,8 @@ class Connection:
 
 
 class IllegalTransition(Exception):
-    """A state change the state diagram does not have: a bug in the engine."""
+    """A state change the state diagram does not have: a bug in the engine. (An Exception,
+    not an AssertionError: mypyc compiles subclasses of Exception, not of AssertionError.)"""
 
 
 _ERRNO_TYPES: dict[int, type[OSError]] = {

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ..debuglog import DEBUG
 from ..mib import Mib
 from ..wire.addr import endpoint
 from ..wire.tcp import ACK, CWR, ECE, FIN, RST, SYN, TcpSegment
@@ -395,7 +396,8 @@ class Listener:
         self.register(conn)
         self.accept_queue.append(conn)
         c.inc(Mib.TcpPassiveOpens)
-        log.debug("accepted", conn=conn.name, queue=len(self.accept_queue))
+        if DEBUG.on:
+            log.debug("accepted", conn=conn.name, queue=len(self.accept_queue))
         if seg.payload or seg.flags & ~(ACK | 0x08):
             conn.on_segment(now, seg)
         e.touch(conn)  # the host touches what it hands a segment to: this one it did not

@@ -1,0 +1,103 @@
+"""The compiled engine is loaded when asked for, and only while it matches the sources."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ustcp
+from ustcp import compiled
+
+
+def test_the_engine_in_use_is_the_one_announced() -> None:
+    """USTCP_ENGINE=compiled (make test's main pass) loads every compiled module from the
+    build, in this process and in the processes it starts (the daemons of the kernel
+    tests); the pure pass loads the .py files."""
+    for source in compiled.COMPILED_SOURCES:
+        module = importlib.import_module(compiled.module_name(source))
+        is_extension = isinstance(module.__spec__.loader,  # type: ignore[union-attr]
+                                  importlib.machinery.ExtensionFileLoader)
+        assert is_extension == (ustcp.ENGINE == "compiled"), source
+    child = subprocess.run(
+        [sys.executable, "-c", "from ustcp.compiled import engine_kind; print(engine_kind())"],
+        capture_output=True, text=True, check=True, timeout=60)
+    assert child.stdout.strip() == ustcp.ENGINE == compiled.engine_kind()
+
+
+def test_no_compiled_module_beside_the_sources() -> None:
+    """An extension beside a .py would be imported instead of it, edited or not."""
+    package = Path(ustcp.__file__).parent
+    assert [p for p in package.rglob("*.so")] == []
+
+
+def _fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                hashes: dict[str, str]) -> None:
+    monkeypatch.setattr(compiled, "BUILD_DIR", tmp_path)
+    monkeypatch.setattr(compiled, "MANIFEST", tmp_path / "ustcp-compiled.json")
+    modules = {compiled.module_name(src): src.removesuffix(".py") + ".so" for src in hashes}
+    for path in modules.values():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"")
+    compiled.MANIFEST.write_text(json.dumps({"cache_tag": sys.implementation.cache_tag,
+                                             "sources": hashes, "modules": modules}))
+
+
+def test_a_build_matching_the_sources_is_taken(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_build(tmp_path, monkeypatch, compiled.source_hashes())
+    modules = compiled.check_build()
+    assert set(modules) == {compiled.module_name(s) for s in compiled.COMPILED_SOURCES}
+
+
+@pytest.mark.parametrize("change", ["edited", "added", "removed"])
+def test_a_stale_build_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  change: str) -> None:
+    hashes = compiled.source_hashes()
+    victim = "ustcp/tcp/connection.py"
+    if change == "edited":
+        hashes[victim] = "0" * 64
+    elif change == "added":  # a source compiled then, gone now
+        hashes["ustcp/tcp/gone.py"] = "0" * 64
+        victim = "ustcp/tcp/gone.py"
+    else:  # a source that exists now but was not compiled
+        del hashes[victim]
+    _fake_build(tmp_path, monkeypatch, hashes)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    finders = [f for f in sys.meta_path if isinstance(f, compiled.CompiledFinder)]
+    for finder in finders:
+        sys.meta_path.remove(finder)
+    with pytest.raises(compiled.StaleBuild, match=victim):
+        compiled.check_build()
+    with pytest.raises(compiled.StaleBuild, match="make compiled"):
+        compiled.activate("compiled")
+    assert compiled.activate("auto") == "pure"
+    assert not any(isinstance(f, compiled.CompiledFinder) for f in sys.meta_path)
+
+
+def test_a_build_for_another_interpreter_is_refused(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_build(tmp_path, monkeypatch, compiled.source_hashes())
+    doc = json.loads(compiled.MANIFEST.read_text())
+    doc["cache_tag"] = "cpython-39"
+    compiled.MANIFEST.write_text(json.dumps(doc))
+    with pytest.raises(compiled.StaleBuild, match="cpython-39"):
+        compiled.check_build()
+
+
+def test_no_build_is_pure_unless_compiled_is_required(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiled, "BUILD_DIR", tmp_path)
+    monkeypatch.setattr(compiled, "MANIFEST", tmp_path / "ustcp-compiled.json")
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path
+                                           if not isinstance(f, compiled.CompiledFinder)])
+    assert compiled.activate("auto") == "pure"
+    assert compiled.activate("pure") == "pure"
+    with pytest.raises(compiled.StaleBuild, match="no compiled build"):
+        compiled.activate("compiled")
+    with pytest.raises(ImportError, match="expected one of"):
+        compiled.activate("fast")
