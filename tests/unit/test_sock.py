@@ -13,6 +13,8 @@ import struct
 import pytest
 
 from ustcp.config import StackConfig
+from ustcp.mib import Counters
+from ustcp.tcp.engine import TcpEngine
 from ustcp.tcp.sock import (
     POLLHUP,
     POLLOUT,
@@ -154,3 +156,18 @@ def test_tcp_info_layout_is_linux_struct() -> None:
     assert struct.unpack_from("=Q", raw, 120)[0] == 1 << 40  # tcpi_bytes_acked
     assert struct.unpack_from("=I", raw, 228)[0] == 65535  # tcpi_snd_wnd
     assert struct.unpack_from("=I", raw, 244)[0] == 77  # tcpi_total_rto_time
+
+
+def test_v6only_is_set_before_the_socket_is_bound_and_einval_after() -> None:
+    """IPV6_V6ONLY (do_ipv6_setsockopt): read back as set; refused once the socket is a
+    listener or a connection, as Linux refuses it once bound."""
+    s = fresh()
+    assert s.getsockopt(0.0, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+    s.setsockopt(0.0, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    assert s.opts.v6only and s.getsockopt(0.0, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+    engine = TcpEngine(StackConfig(), Counters(), seed=1)
+    bound = Sock(StackConfig(), listener=engine.listen(0.0, bytes(16), 80, 16, s.opts))
+    assert bound.listener is not None and bound.listener.sockopts.v6only
+    with pytest.raises(OSError) as info:
+        bound.setsockopt(0.0, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    assert info.value.errno == errno.EINVAL

@@ -37,6 +37,7 @@ from .tcpinfo import pack_tcp_info
 
 SOL_SOCKET = socket.SOL_SOCKET
 IPPROTO_TCP = socket.IPPROTO_TCP
+IPPROTO_IPV6 = socket.IPPROTO_IPV6
 
 # Linux's defaults for net.core.wmem_max / rmem_max: SO_SNDBUF / SO_RCVBUF clamp to them.
 WMEM_MAX = 212992
@@ -72,6 +73,7 @@ OPTIONS: dict[int, frozenset[int]] = {
         socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_LINGER2, socket.TCP_DEFER_ACCEPT,
         socket.TCP_QUICKACK, socket.TCP_CONGESTION, socket.TCP_INFO, socket.TCP_FASTOPEN,
         TCP_FASTOPEN_CONNECT, socket.TCP_USER_TIMEOUT}),
+    IPPROTO_IPV6: frozenset({socket.IPV6_V6ONLY}),
 }
 
 _PRE_ESTABLISHED = (State.SYN_SENT, State.SYN_RECV)
@@ -119,6 +121,13 @@ class Sock:
             self._set_socket(now, optname, value)
         elif level == IPPROTO_TCP:
             self._set_tcp(now, optname, value)
+        elif level == IPPROTO_IPV6 and optname == socket.IPV6_V6ONLY:
+            # do_ipv6_setsockopt: only before the socket is bound (a listener or a
+            # connection here), else EINVAL. (ustcp's sockets are of both families until
+            # bound; Linux answers ENOPROTOOPT on an AF_INET socket.)
+            if self.conn is not None or self.listener is not None:
+                raise os_error(errno.EINVAL)
+            self.opts.v6only = bool(_int_value(value))
         else:
             raise os_error(errno.ENOPROTOOPT)
 
@@ -229,6 +238,8 @@ class Sock:
             value = self._get_socket(optname)
         elif level == IPPROTO_TCP:
             value = self._get_tcp(now, optname)
+        elif level == IPPROTO_IPV6 and optname == socket.IPV6_V6ONLY:
+            value = int(self.opts.v6only)
         else:
             raise os_error(errno.ENOPROTOOPT)
         if isinstance(value, int):
