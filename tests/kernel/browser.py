@@ -9,10 +9,12 @@ the descriptors), so it reaches the stack's address there.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -50,7 +52,7 @@ class Browser:
              "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}",
              "--window-size=1280,1000", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=fds, pass_fds=(3, 4))
+            preexec_fn=fds, pass_fds=(3, 4), start_new_session=True)
         os.close(to_child)
         os.close(from_child)
         self._buffer = b""
@@ -64,12 +66,30 @@ class Browser:
         self.close()
 
     def close(self) -> None:
+        """Close the browser and remove its profile. Chromium's helper processes (renderer,
+        utility, crash handler) outlive a killed main process for a moment and keep writing
+        to the profile ("Directory not empty" from the cleanup, seen in CI): ask the browser
+        to close, then kill its whole process group (its own session), then remove the
+        profile once nothing writes to it any more."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            with contextlib.suppress(BrowserError, OSError):
+                self.send("Browser.close", timeout=5.0)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
         for fd in (self._in, self._out):
             os.close(fd)
-        self._profile.cleanup()
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                self._profile.cleanup()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def _message(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self._buffer:
