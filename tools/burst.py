@@ -148,6 +148,24 @@ def control(ns: str, cmd: str) -> dict[str, Any]:
     return reply
 
 
+def print_census(ns: str, when: str) -> None:
+    """The daemon's ``memory`` reply (ustcp/obs/memory.py), a few lines."""
+    try:
+        reply = control(ns, "memory")
+    except RuntimeError as exc:
+        print(f"  census {when}: {exc}", flush=True)
+        return
+    tables = " ".join(f"{name}={n}/{size // 1024}KB"
+                      for name, (n, size) in reply["tables"].items())
+    objects = " ".join(f"{name}={n}" for name, n in reply["objects"][:12])
+    print(f"  census {when}: RSS {reply['rss_kb'] // 1024} MB; "
+          f"Connection objects {reply['connections_alive']}; pymalloc {reply['pymalloc']}\n"
+          f"    tables (entries/storage) {tables}\n    objects {objects}", flush=True)
+    for where, size, count in reply.get("tracemalloc", [])[:10]:
+        print(f"    {count:+d} blocks {size // 1024:+d} KB since the first census at {where}",
+              flush=True)
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -210,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="an extra argument for ustcp serve (repeatable)")
     parser.add_argument("--counters", action="store_true",
                         help="print the daemon's counters that moved in each round")
+    parser.add_argument("--census", action="store_true",
+                        help="print the daemon's memory census (ustcp/obs/memory.py) before "
+                             "each round, while held and after close (run under "
+                             "PYTHONTRACEMALLOC=1: what was allocated since and lives)")
+    parser.add_argument("--drain", type=float, default=0.0, metavar="S",
+                        help="after the last round, wait S seconds more and read the RSS "
+                             "again (TIME_WAIT entries live 60 s)")
     parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
     parser.add_argument("--client", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -253,10 +278,14 @@ def main(argv: list[str] | None = None) -> int:
                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                 assert peer.stdin is not None and peer.stdout is not None
                 rss_held = None
+                if args.census:
+                    print_census(ns, "before")
                 if args.hold:
                     json.loads(peer.stdout.readline())
                     settle(ns, port, args.connections, args.stalled_readers)
                     rss_held = rss_kb(pid)
+                    if args.census:
+                        print_census(ns, "held")
                     peer.stdin.write("\n")
                     peer.stdin.flush()
                 result = json.loads(peer.stdout.readline())
@@ -279,11 +308,18 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['rss_after_kb'] // 1024} MB after close "
                       f"({(row['rss_after_kb'] - rss_before) / args.connections:+.1f} KB/conn)",
                       flush=True)
+                if args.census:
+                    print_census(ns, "after close")
                 if args.counters:
                     moved = {k: v - before.get(k, 0) for k, v in counters.items()
                              if v != before.get(k, 0)}
                     print("  " + " ".join(f"{k}={v}" for k, v in sorted(moved.items())),
                           flush=True)
+            if args.drain:
+                time.sleep(args.drain)
+                print(f"after {args.drain:g} s more: RSS {rss_kb(pid) // 1024} MB", flush=True)
+                if args.census:
+                    print_census(ns, "drained")
         finally:
             proc.terminate()
             try:

@@ -9,7 +9,6 @@ process closes it, on exit.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import functools
 import gc
 import ipaddress
@@ -38,7 +37,7 @@ from ustcp.link.pcap import PcapTap
 from ustcp.link.ring import RingTap
 from ustcp.link.tun import TunLink
 from ustcp.mib import Counters, Mib
-from ustcp.obs import control, ss, sysctl, web
+from ustcp.obs import control, memory, ss, sysctl, web
 from ustcp.obs.log import configure_logging
 from ustcp.obs.nstat import Nstat
 from ustcp.stack import Stack
@@ -311,6 +310,7 @@ def _control_server(name: str, stack: Stack, counters: Counters,
     server.add("nstat", Nstat(counters, None if index else tun.device_counters))
     server.add("ss", ss.control_command(stack.engine))
     server.add("sysctl", sysctl.control_command(stack.config))
+    server.add("memory", memory.control_command(stack))
     server.add_stream("trace", control.trace_events)
     return server
 
@@ -454,21 +454,25 @@ class IdleReaper:
 
 
 class MemoryTrimmer:
-    """Give memory back after a burst. Closed connections' objects are freed at once, but
-    the process keeps the pages: CPython's small-object arenas go back only when entirely
-    empty, and glibc keeps freed heap at its high-water mark. When the number of open
-    connections has fallen to half its peak (and by at least :data:`TRIM_MIN_DROP`), a full
-    ``gc.collect()`` frees what cycles held and ``malloc_trim(0)`` returns free heap pages
-    to the kernel; logged as ``memory_trim`` with the RSS before and after."""
+    """Give memory back after a burst, at a quiet point. A closed connection's objects
+    are freed by reference counting only in part: a Connection and its Sender and Receiver
+    refer to one another, so the rest waits for a full collection, which CPython runs
+    only when the oldest generation has grown by a quarter, never in a daemon gone idle.
+    And the process keeps the pages: glibc keeps freed heap at its high-water mark.
+
+    Every :data:`TRIM_INTERVAL` seconds this looks at the number of open connections.
+    Once it has fallen by at least :data:`TRIM_MIN_DROP` from its peak since the last
+    trim, and has stopped falling (it moved by less than a tenth of that since the last
+    look: the closes are over), a full ``gc.collect()`` frees what cycles held and
+    ``malloc_trim(0)`` returns free heap pages to the kernel; logged as ``memory_trim``
+    with the RSS before and after. What stays is in CPython's small-object arenas, which
+    go back only when entirely empty (docs/reliability.md)."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.peak = 0
-        self._trim: Callable[[int], int] | None
-        try:
-            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # not glibc: gc alone
-            self._trim = None
+        self.last = 0  # the count at the last look
+        self._trim = memory.malloc_trim()  # None (not glibc): gc alone
 
     async def run(self) -> None:
         while True:
@@ -478,25 +482,16 @@ class MemoryTrimmer:
     def check(self) -> None:
         now = self.stack.open_connections()
         self.peak = max(self.peak, now)
-        if self.peak - now >= TRIM_MIN_DROP and now <= self.peak // 2:
-            before = _rss_kb()
+        quiet = abs(now - self.last) < TRIM_MIN_DROP // 10
+        self.last = now
+        if self.peak - now >= TRIM_MIN_DROP and quiet:
+            before = memory.rss_kb()
             gc.collect()
             if self._trim is not None:
                 self._trim(0)
             log.info("memory_trim", connections=now, peak=self.peak, rss_kb_before=before,
-                     rss_kb_after=_rss_kb())
+                     rss_kb_after=memory.rss_kb())
             self.peak = now
-
-
-def _rss_kb() -> int:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 async def _grace(stack: Stack, grace: float, signals: AsyncIterator[int]) -> None:

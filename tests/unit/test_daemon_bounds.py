@@ -24,17 +24,22 @@ def test_memory_is_trimmed_once_a_burst_has_drained() -> None:
     trimmer = daemon.MemoryTrimmer(cast(Any, stack))
     calls: list[int] = []
     trimmer._trim = calls.append
-    stack.count = 5000
-    trimmer.check()
-    stack.count = 3000  # not yet half the peak
-    trimmer.check()
+    for count in (5000, 5000, 3000, 900, 0):  # still closing: a trim now would leave the
+        stack.count = count                   # garbage of those closed after it
+        trimmer.check()
     assert calls == []
-    stack.count = 100
-    trimmer.check()
-    assert calls == [0] and trimmer.peak == 100  # malloc_trim(0), a new baseline
-    stack.count = 0  # a fall of 100: not a burst
+    trimmer.check()  # quiet at 0, 5000 below the peak
+    assert calls == [0] and trimmer.peak == 0  # malloc_trim(0), a new baseline
     trimmer.check()
     assert calls == [0]
+    for count in (950, 950, 0, 0):  # a fall of 950: not a burst
+        stack.count = count
+        trimmer.check()
+    assert calls == [0]
+    for count in (1500, 1450, 1400, 1350, 600, 550, 500):  # a slow drain trims as it goes
+        stack.count = count
+        trimmer.check()
+    assert calls == [0, 0] and trimmer.peak == 500
 
 
 class FakeReceiver:

@@ -31,6 +31,7 @@ from .isn import IsnGenerator
 from .listener import Listener
 from .options import SockOpts
 from .seq import seq_add
+from .tables import Shrinker
 from .timers import TimerHeap
 from .timewait import TimeWaitEntry, TimeWaitTable
 
@@ -38,6 +39,9 @@ log = structlog.get_logger("ustcp.tcp")
 
 EPHEMERAL_PORTS = (32768, 60999)  # net.ipv4.ip_local_port_range
 FASTOPEN_CACHE_MAX = 1024  # servers whose Fast Open cookie the client keeps
+# Entries the timer heap may hold beyond two per connection and listener before its stale
+# ones are dropped at once (TimerHeap.compact): amortized O(1) per close.
+TIMER_HEAP_SLACK = 64
 
 Key = tuple[bytes, int, bytes, int]
 Output = tuple[bytes, bytes, TcpSegment]
@@ -84,6 +88,7 @@ class TcpEngine:
         self._fastopen_default = self._fastopen_keys.keys[0]
         self._fastopen_cache: dict[bytes, bytes] = {}  # server address -> its cookie
         self.connections: dict[Key, Connection] = {}
+        self._connections_size = Shrinker()
         self.listeners: dict[tuple[bytes, int], Listener] = {}
         self.time_wait = TimeWaitTable(self)
         self.orphan_count = 0
@@ -258,9 +263,17 @@ class TcpEngine:
     def register(self, conn: Connection) -> None:
         self.connections[conn.key] = conn
 
-    def forget(self, key: Key, obj: object) -> None:
+    def forget(self, key: Key, obj: Timed) -> None:
+        """A finished connection leaves the table and the timer heap: its heap entries
+        go stale, and once stale entries outnumber the live ones (a mass close) they are
+        dropped, so that nothing holds a closed connection (issue 13, defect 6)."""
         if self.connections.get(key) is obj:
             del self.connections[key]
+            self.connections = self._connections_size.after_delete(self.connections)
+        obj.heap_when = None
+        if len(self._timers) > 2 * (len(self.connections) + len(self.listeners)) \
+                + TIMER_HEAP_SLACK:
+            self._timers.compact(self._live)
 
     def unlisten(self, local_ip: bytes, port: int, obj: object) -> None:
         if self.listeners.get((local_ip, port)) is obj:

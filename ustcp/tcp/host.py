@@ -68,8 +68,8 @@ class Host(Protocol):
     def challenge_ack_allowed(self, now: float) -> bool:
         """The host-wide challenge ACK budget (RFC 5961 7)."""
 
-    def forget(self, key: Key, obj: object) -> None:
-        """A finished connection leaves the demultiplexing table."""
+    def forget(self, key: Key, obj: Timed) -> None:
+        """A finished connection leaves the demultiplexing table and the timer heap."""
 
     def unlisten(self, local_ip: bytes, port: int, obj: object) -> None:
         """A closed listener leaves the listening table."""

@@ -39,6 +39,7 @@ from .options import (
 from .request import RequestSock
 from .seq import after, seq_add
 from .states import State
+from .tables import Shrinker
 from .timers import TimerHeap
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class Listener:
         self.backlog = 0
         self.set_backlog(backlog)
         self.syn_queue: dict[tuple[bytes, int, bytes, int], RequestSock] = {}
+        self._syn_queue_size = Shrinker()
         self.accept_queue: deque[Connection] = deque()
         self.waiter: Any = None
         self.closed = False
@@ -421,6 +423,7 @@ class Listener:
 
     def _drop_request(self, req: RequestSock) -> None:
         self.syn_queue.pop(req.key, None)
+        self.syn_queue = self._syn_queue_size.after_delete(self.syn_queue)
 
     # ------------------------------------------------------------------ timers
 

@@ -18,6 +18,7 @@ from ..config import StackConfig
 from ..mib import Counters, Mib
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment
 from .seq import after, seq_add, seq_diff
+from .tables import Shrinker
 from .timers import TimerHeap
 
 log = structlog.get_logger("ustcp.tcp")
@@ -59,6 +60,7 @@ class TimeWaitTable:
     def __init__(self, host: TimeWaitHost) -> None:
         self.host = host
         self.entries: dict[tuple[bytes, int, bytes, int], TimeWaitEntry] = {}
+        self._entries_size = Shrinker()
         self._timers: TimerHeap[tuple[bytes, int, bytes, int]] = TimerHeap()
         # tcp_tw_recycle (Linux < 4.12): the last TSval seen from each host and when, kept
         # from connections that entered TIME_WAIT (tcp_remember_stamp, tcp_metrics).
@@ -116,9 +118,13 @@ class TimeWaitTable:
         return self._timers.next_deadline(self._live)
 
     def expire(self, now: float) -> None:
+        expired = 0
         for key in self._timers.pop_due(now, self._live):
             del self.entries[key]
             self.host.counters.inc(Mib.TcpExtTW)
+            expired += 1
+        if expired:
+            self.entries = self._entries_size.after_delete(self.entries, expired)
 
     def _ack(self, now: float, entry: TimeWaitEntry) -> None:
         local_ip, local_port, remote_ip, remote_port = entry.key
