@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             pid = daemon_pid(ns)
             for n in range(1, args.rounds + 1):
                 rss_before = rss_kb(pid)
+                if args.census:
+                    print_census(ns, "before")
                 before = control(ns, "nstat")["counters"]
                 drops_before = before.get("UstcpTunTxDropped", 0)
                 peer = subprocess.Popen(
@@ -278,8 +280,6 @@ def main(argv: list[str] | None = None) -> int:
                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                 assert peer.stdin is not None and peer.stdout is not None
                 rss_held = None
-                if args.census:
-                    print_census(ns, "before")
                 if args.hold:
                     json.loads(peer.stdout.readline())
                     settle(ns, port, args.connections, args.stalled_readers)
