@@ -95,6 +95,7 @@ def test_syn_flood(cookies: int, tmp_path: Path) -> None:
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     print(f"\ntcp_syncookies={cookies}: flood {sent}; curl {sum(ok)}/{len(ok)} ok; "
           f"SYNs in {delta.get('TcpInSegs')}, cookies sent {delta.get('TcpExtSyncookiesSent')}, "
+          f"cookies back {delta.get('TcpExtSyncookiesRecv')}, "
           f"SYN-ACKs {delta.get('TcpOutSegs')}, ReqQFullDrop "
           f"{delta.get('TcpExtTCPReqQFullDrop')}, ListenDrops {delta.get('TcpExtListenDrops')}")
     assert int(sent["sent"]) >= RATE * DURATION * 0.8  # type: ignore[call-overload]
@@ -110,11 +111,15 @@ def test_syn_flood(cookies: int, tmp_path: Path) -> None:
         assert all(ok), ok  # every curl served during the flood
         assert delta["TcpExtSyncookiesSent"] > RATE  # the flood was answered with cookies
         # Each round makes two connections (curl, then the TCP_INFO probe). With
-        # tcp_syncookies=2 every one that completed came back through a cookie; with =1 only
-        # those whose SYN found the queue full do: a SYN that meets a slot just freed (a
-        # request dropped by a RST or its SYN-ACK timer) takes the normal path, as in Linux.
+        # tcp_syncookies=2 every one that completed came back through a cookie. With =1
+        # only those whose SYN found the queue full do: a SYN that meets a slot just freed
+        # (a request the kernel's host unreachable ended, or its SYN-ACK timer) takes the
+        # normal path, as in Linux; which one a curl meets is chance, so nothing is asserted
+        # on it (once on the pure engine at load 6, 0 of 26 came through a cookie while 80 %
+        # of the 33,321 SYNs read were answered with one).
         served = len(ok) + len(options)  # the curls (all served) and the probes that were
-        assert delta["TcpExtSyncookiesRecv"] >= (served if cookies == 2 else 1)
+        if cookies == 2:
+            assert delta["TcpExtSyncookiesRecv"] >= served
         assert delta.get("TcpExtTCPReqQFullDrop", 0) == 0
     if cookies == 2:
         assert options and all(o & 7 == 7 for o in options), options
