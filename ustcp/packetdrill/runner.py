@@ -16,6 +16,7 @@ import os
 import socket as pysocket
 import traceback
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -111,12 +112,14 @@ class Pending:
 
 
 def run_file(path: Path, display: str | None = None,
-             target: type[Runner] | None = None, ip_version: str = "ipv4") -> Result:
+             target: type[Runner] | None = None, ip_version: str = "ipv4",
+             definitions: Mapping[str, str] | None = None) -> Result:
     """Parse and run one script on ``target`` (a Runner class; the engine by default), in
-    one of packetdrill's ``--ip_version`` modes (a script's own option wins)."""
+    one of packetdrill's ``--ip_version`` modes (a script's own option wins), with
+    packetdrill's ``-D NAME=VALUE`` ``definitions``."""
     name = display or str(path)
     try:
-        script = parse_file(path)
+        script = parse_file(path, definitions)
     except UnsupportedSyntax as exc:
         return Result(name, "skip", exc.line, f"unsupported: {exc.message}")
     except ParseError as exc:
