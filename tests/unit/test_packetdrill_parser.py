@@ -293,6 +293,6 @@ def test_definitions_stand_for_their_value() -> None:
     for definitions, cookie in (({}, "TFO_COOKIE"),  # undefined: the word itself
                                 ({"TFO_COOKIE": "3021b9d889017eeb", "UNUSED": "1"},
                                  "3021b9d889017eeb")):
-        spec = parse_script(text, definitions).events[1].spec
+        spec = parse_script(text, definitions).events[1].action
         assert isinstance(spec, PacketSpec) and spec.options is not None
         assert spec.options[-1] == TcpOptionSpec("FOEXP", (), cookie)
