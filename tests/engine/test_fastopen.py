@@ -196,7 +196,80 @@ def test_the_client_cookie_cache_is_bounded() -> None:
 
     engine = TcpEngine(StackConfig(), Counters(), seed=1)
     for i in range(FASTOPEN_CACHE_MAX + 1):
-        engine.fastopen_cache_set(i.to_bytes(4, "big"), b"abcd")
+        engine.fastopen_cache_set(i.to_bytes(4, "big"), 1460, b"abcd", False, 0)
     assert engine.fastopen_cookie((0).to_bytes(4, "big")) is None  # the oldest went
     assert engine.fastopen_cookie(FASTOPEN_CACHE_MAX.to_bytes(4, "big")) == b"abcd"
     assert len(engine._fastopen_cache) == FASTOPEN_CACHE_MAX
+
+
+def test_syn_data_fits_the_mss_remembered_with_the_cookie() -> None:
+    """tcp_send_syn_data: the SYN carries the server's MSS remembered with its cookie (940
+    here) less the whole option space (40), and a non-blocking sendto returns that much;
+    once the SYN-ACK covers it, TCP_INFO shows TCPI_OPT_SYN_DATA and one packet delivered
+    (the SYN and its data count once)."""
+    text = CLIENT.replace("<mss 1460,nop,nop,sackOK,nop,wscale 6,FO abcd1234",
+                          "<mss 940,nop,nop,sackOK,nop,wscale 6,FO abcd1234")
+    text = text.replace("sendto(4, ..., 100, MSG_FASTOPEN, ..., ...) = 100\n"
+                        "+0 > S 0:100(100)",
+                        "sendto(4, ..., 2000, MSG_FASTOPEN, ..., ...) = 900\n"
+                        "+0 > S 0:900(900)")
+    result = Runner(parse_script(text + """\
++.01 < S. 456:456(0) ack 901 win 14600 <mss 940,nop,nop,sackOK,nop,wscale 6>
++0 > . 901:901(0) ack 1
++0 %{ assert tcpi_options & TCPI_OPT_SYN_DATA, tcpi_options }%
++0 %{ assert tcpi_delivered == 1, tcpi_delivered }%
+"""), Path("."), "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_a_retransmitted_syn_goes_without_the_fast_open_option() -> None:
+    """tcp_send_syn_data: only the first SYN asks for a cookie (or carries one with data);
+    its retransmission is a plain SYN."""
+    result = Runner(parse_script("""\
+`sysctl -q net.ipv4.tcp_timestamps=0
+sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 sendto(3, ..., 100, MSG_FASTOPEN, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>
++1 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8>
+"""), Path("."), "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_an_unanswered_cookie_request_is_asked_again_in_the_experimental_form() -> None:
+    """A cookie request whose SYN-ACK has no Fast Open option (tcp_rcv_fastopen_synack's
+    try_exp = 1): the next SYN asks with the experimental option (kind 254, 0xF989)."""
+    result = Runner(parse_script("""\
+`sysctl -q net.ipv4.tcp_timestamps=0
+sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 sendto(3, ..., 100, MSG_FASTOPEN, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>
++.01 < S. 123:123(0) ack 1 win 14600 <mss 1460,nop,nop,sackOK,nop,wscale 6>
++0 > . 1:1(0) ack 1
++0 close(3) = 0
++0 > F. 1:1(0) ack 1
++.01 < F. 1:1(0) ack 2 win 92
++0 > . 2:2(0) ack 2
++0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4
++0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 sendto(4, ..., 100, MSG_FASTOPEN, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FOEXP>
+"""), Path("."), "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_a_reset_fast_open_child_reads_its_data_then_econnreset() -> None:
+    """tcp_reset on a Fast Open child in SYN_RECV: ECONNRESET (only a connect in SYN_SENT is
+    refused), and the data that came with the SYN is still read first."""
+    result = run(f"""\
++0 < S 0:10(10) win 32792 <mss 1460,sackOK,nop,nop,FO {COOKIE},nop,nop>
++0 > S. 0:0(0) ack 11 <mss 1460,nop,nop,sackOK>
++0 accept(3, ..., ...) = 4
++.01 < R. 11:11(0) ack 1 win 257
++0 read(4, ..., 100) = 10
++0 read(4, ..., 100) = -1 ECONNRESET (Connection reset by peer)
+""")
+    assert result.status == "pass", result.message

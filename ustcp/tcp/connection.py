@@ -121,8 +121,8 @@ class Connection:
         snd = self.snd
         if fastopen is not None and cfg.tcp_fastopen & TFO_CLIENT_ENABLE:
             snd.fastopen_req = True
-            if fastopen:
-                n = min(len(fastopen), snd.sndbuf())
+            if fastopen:  # what the SYN carries; the caller sends the rest once connected
+                n = min(len(fastopen), snd.sndbuf(), snd.fastopen_syn_space())
                 snd.snd_buf.append(fastopen[:n])
                 snd.write_seq = seq_add(snd.write_seq, n)
                 snd.psh_mark = snd.write_seq
@@ -166,6 +166,7 @@ class Connection:
         self.set_state(now, State.SYN_RECV)
         if syn.payload:
             rcv.queue_in_order(now, syn, syn.payload)  # tcp_fastopen_add_skb
+            snd.syn_data_acked = True
         snd.send_synack(now, self.wscale_ok, cookie, exp)
         rcv.ack_sent()
 
@@ -712,17 +713,21 @@ class Connection:
             self.finish(now)
 
     def _reset_by_peer(self, now: float) -> None:
-        """A valid RST (RFC 9293 3.10.7.4, Linux tcp_reset)."""
+        """A valid RST (RFC 9293 3.10.7.4, Linux tcp_reset): the error as BSD gives it
+        (ECONNREFUSED only for a connect in SYN_SENT; a Fast Open child in SYN_RECV is
+        reset). Unsent data goes; data already received stays readable before the error,
+        as tcp_reset purges the write queue only."""
         if self.state in (State.ESTABLISHED, State.CLOSE_WAIT):
             self.host.counters.inc(Mib.TcpEstabResets)
-        if self.state == State.SYN_RECV or self.state == State.SYN_SENT:
+        if self.state == State.SYN_SENT:
             self._set_error(errno.ECONNREFUSED)
         elif self.state == State.CLOSE_WAIT:
             self._set_error(errno.EPIPE)
         elif not self.orphan:
             self._set_error(errno.ECONNRESET)
         log.info("reset_received", conn=self.name, state=self.state.name)
-        self.rcv.discard()
+        if self.orphan:
+            self.rcv.discard()  # nobody will read it
         self.finish(now)
 
     def enter_time_wait(self, now: float) -> None:
@@ -827,6 +832,8 @@ class Connection:
             options |= ecn.TCPI_OPT_ECN
         if self.snd.ecn_flags & ecn.TCP_ECN_SEEN:
             options |= ecn.TCPI_OPT_ECN_SEEN
+        if self.snd.syn_data_acked:
+            options |= 32  # TCPI_OPT_SYN_DATA
         rto = self.snd.rto_value()
         return {
             "tcpi_state": int(self.state),

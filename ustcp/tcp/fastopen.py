@@ -121,6 +121,31 @@ def _cookie(key: bytes, saddr: bytes, daddr: bytes) -> bytes:
     return siphash24(key, saddr + daddr).to_bytes(COOKIE_SIZE, "little")
 
 
+class FastOpenCacheEntry:
+    """What a client remembers of a server for Fast Open (Linux's tcp_fastopen_metrics in
+    tcp_metrics): the MSS its SYN-ACK announced, its cookie and whether that came in the
+    experimental option, and ``try_exp``: 1 after a cookie request in the RFC 7413 form got
+    no Fast Open option back (ask in the experimental form next), 2 after that failed too."""
+
+    __slots__ = ("cookie", "exp", "mss", "try_exp")
+
+    def __init__(self) -> None:
+        self.mss = 0
+        self.cookie: bytes | None = None
+        self.exp = False
+        self.try_exp = 0
+
+    def update(self, mss: int, cookie: bytes | None, exp: bool, try_exp: int) -> None:
+        """tcp_fastopen_cache_set: a new MSS and cookie replace the old; ``try_exp`` only
+        rises, and only while no cookie is known."""
+        if mss:
+            self.mss = mss
+        if cookie:
+            self.cookie, self.exp = cookie, exp
+        elif try_exp > self.try_exp and self.cookie is None and not self.exp:
+            self.try_exp = try_exp
+
+
 def server_enabled(tcp_fastopen: int) -> bool:
     return bool(tcp_fastopen & TFO_SERVER_ENABLE)
 

@@ -11,6 +11,7 @@ from ..wire.tcp import ACK, MAX_WSCALE, SYN, TcpOptions, TcpSegment
 
 TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: assumed when the SYN carries no MSS option
 TCP_MIN_MSS = 88  # Linux TCP_MIN_MSS: smaller MSS options are raised to this
+MAX_TCP_OPTION_SPACE = 40  # include/net/tcp.h: the most a TCP header holds of options
 TS_OPTION_LEN = 12  # nop,nop,TS: what every segment loses to timestamps
 MAX_TCP_WINDOW = 65535  # the 16-bit window field (before scaling)
 SOCK_MIN_SNDBUF = 4608  # 2 * (2048 + sizeof(struct sk_buff)), rounded as Linux does

@@ -52,7 +52,7 @@ from .congestion.base import (
 )
 from .fastopen import TFO_CLIENT_NO_COOKIE
 from .host import Host, Wakeable
-from .options import TS_OPTION_LEN, SockOpts, sndbuf_size, syn_segment
+from .options import MAX_TCP_OPTION_SPACE, TS_OPTION_LEN, SockOpts, sndbuf_size, syn_segment
 from .receiver import TCP_INIT_CWND, Receiver
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .rtxqueue import RtxQueue, TxRecord
@@ -149,6 +149,9 @@ class Sender:
         "snd_wnd",
         "snd_wscale",
         "sockopts",
+        "syn_data_acked",
+        "syn_fastopen",
+        "syn_fastopen_exp",
         "syn_wscale_ok",
         "t_probe0",
         "t_rto",
@@ -196,6 +199,11 @@ class Sender:
         self.syn_wscale_ok = False  # a Fast Open child's SYN-ACK announces window scaling
         self.fastopen_req = False  # an active open asking for Fast Open (tp->fastopen_req)
         self.fastopen_syn_data = 0  # bytes our SYN carried (tp->syn_data)
+        self.syn_fastopen = False  # our SYN carried a Fast Open option (tp->syn_fastopen)
+        self.syn_fastopen_exp = False  # ... in the experimental form (tp->syn_fastopen_exp)
+        # Data in the SYN was taken: ours acknowledged by the SYN-ACK, or a Fast Open
+        # child's SYN carried some (tp->syn_data_acked; TCPI_OPT_SYN_DATA)
+        self.syn_data_acked = False
         self.rtx = RtxQueue()  # the retransmission queue and SACK scoreboard
         self.sack_ok = False
         # MSS.
@@ -335,26 +343,33 @@ class Sender:
             self.rtx.add(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True),
                          timed=False)
             self.snd_nxt = seq_add(self.iss, 1)
-        if self.fastopen_req:
-            self._fastopen_syn(now, seg, first)
+        if self.fastopen_req and first:
+            # Only the first SYN: retransmitted SYNs go without the option and the data
+            # (tcp_send_syn_data sets fo->cookie.len = -1 once it has sent).
+            self._fastopen_syn(now, seg)
         self.segs_out += 1
         self.host.emit(self.local_ip, self.remote_ip, seg)
         self.arm_rto(now)
 
-    def _fastopen_syn(self, now: float, seg: TcpSegment, first: bool) -> None:
+    def _fastopen_syn(self, now: float, seg: TcpSegment) -> None:
         """A Fast Open SYN (tcp_send_syn_data): with a cached cookie (or tcp_fastopen 0x4)
-        the first SYN carries the cookie and what fits of the data (the MSS less the full
-        option space); else it asks for a cookie. The data is its own record, so that a
+        it carries the cookie and what fits of the data; else it asks for a cookie, in
+        the experimental form if the RFC form went unanswered before (try_exp). The data
+        fits the server's MSS remembered with the cookie (else our own), the path and
+        TCP_MAXSEG, less the full option space. The data is its own record, so that a
         retransmitted SYN goes without it, as Linux splits the SYN-data skb."""
-        cookie = self.host.fastopen_cookie(self.remote_ip)
+        entry = self.host.fastopen_cache(self.remote_ip)
+        cookie = entry.cookie if entry is not None else None
+        exp = entry is not None and (entry.exp if cookie else entry.try_exp == 1)
+        self.syn_fastopen, self.syn_fastopen_exp = True, exp
+        seg.options.fastopen_exp = exp
         if cookie is None and not self.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE:
             seg.options.fastopen = b""  # a cookie request
             return
-        seg.options.fastopen = cookie
-        if not first:
-            return
-        size = min(seq_diff(self.write_seq, self.snd_nxt),
-                   self.host.mss_for(self.remote_ip) - 40)
+        seg.options.fastopen = cookie  # None with 0x4: data without a cookie
+        if cookie is None:
+            self.syn_fastopen = False
+        size = min(seq_diff(self.write_seq, self.snd_nxt), self.fastopen_syn_space())
         if size <= 0:
             return
         seg.payload = self.snd_buf.peek(0, size)
@@ -364,18 +379,46 @@ class Sender:
         self.fastopen_syn_data = size
         self.bytes_sent += size
 
+    def fastopen_syn_space(self) -> int:
+        """How much data a Fast Open SYN carries (tcp_send_syn_data): none without a
+        cookie to send it with (unless tcp_fastopen 0x4); else the server's MSS remembered
+        with its cookie (our own without one), bounded by the path and TCP_MAXSEG
+        (tcp_mss_clamp), less the whole option space, room kept for middleboxes' options."""
+        entry = self.host.fastopen_cache(self.remote_ip)
+        if (entry is None or entry.cookie is None) \
+                and not self.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE:
+            return 0
+        mss_clamp = entry.mss if entry is not None and entry.mss else self.rcv.advmss
+        if self.sockopts.maxseg:
+            mss_clamp = min(mss_clamp, self.sockopts.maxseg)
+        return min(self.host.mss_for(self.remote_ip), mss_clamp) - MAX_TCP_OPTION_SPACE
+
     def rcv_fastopen_synack(self, now: float, seg: TcpSegment, acked: bool) -> bool:
         """tcp_rcv_fastopen_synack: keep the server's cookie for next time; data the
         SYN-ACK did not acknowledge is sent again at once (True: it was, and that segment
         carries the handshake's ACK)."""
         self.fastopen_req = False
         c = self.host.counters
-        if seg.options.fastopen:
-            self.host.fastopen_cache_set(self.remote_ip, seg.options.fastopen)
+        opts = seg.options
+        mss = self.mss_clamp
+        if mss == self.sockopts.maxseg:
+            mss = opts.mss or 0  # the SYN-ACK's own MSS, not TCP_MAXSEG's clamp
+        cookie = opts.fastopen if self.syn_fastopen else None  # an unsolicited one: ignored
+        try_exp = 0
+        if self.syn_fastopen and not self.total_retrans and opts.fastopen is None \
+                and not self.fastopen_syn_data:
+            # A cookie request answered without the option: ask in the other form next
+            try_exp = 2 if self.syn_fastopen_exp else 1
+        self.host.fastopen_cache_set(self.remote_ip, mss, cookie or None, opts.fastopen_exp,
+                                     try_exp)
         if not self.fastopen_syn_data:
             return False
         if acked:
             c.inc(Mib.TcpExtTCPFastOpenActive)
+            self.syn_data_acked = True
+            if self.delivered > 1:
+                self.delivered -= 1  # the SYN and its data were counted as two packets
+                self.ccs.delivered = self.delivered
             return False
         c.inc(Mib.TcpExtTCPFastOpenActiveFail)
         self.retransmit(now, self.rtx.records[0])
