@@ -273,3 +273,51 @@ def test_a_reset_fast_open_child_reads_its_data_then_econnreset() -> None:
 +0 read(4, ..., 100) = -1 ECONNRESET (Connection reset by peer)
 """)
     assert result.status == "pass", result.message
+
+
+def test_data_and_fin_in_a_fast_open_syn_ack_are_taken() -> None:
+    """tcp_fastopen_add_skb on the client: a SYN-ACK that answers a Fast Open SYN may carry
+    data and a FIN; both are taken (CLOSE_WAIT at once). The FIN made the connection
+    interactive, so the ACK waits for the delayed-ACK timer at its longest, 200 ms
+    (tcp_rcv_synsent_state_process saves one), as Linux 6.18 does here."""
+    result = Runner(parse_script(CLIENT + """\
++.01 < SF. 1000:1200(200) ack 101 win 14600 <mss 1460,nop,nop,sackOK,nop,wscale 6>
++0 %{ assert tcpi_state == TCP_CLOSE_WAIT, tcpi_state }%
++.2 > . 101:101(0) ack 202
++0 read(4, ..., 1000) = 200
++0 read(4, ..., 1000) = 0
+"""), Path("."), "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_a_syn_ack_echoing_a_timestamp_we_never_sent_is_reset() -> None:
+    """tcp_rcv_synsent_state_process: a SYN-ACK whose TSecr is not between our first SYN's
+    TSval and now answers some other SYN: RST, PAWSActive counted, still SYN_SENT."""
+    result = Runner(parse_script("""\
+--tcp_ts_ecr_scaled
+`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) <mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 8>
++.01 < S. 0:0(0) ack 1 win 5840 <mss 1460,TS val 500 ecr 9999,sackOK,nop,wscale 6>
++0 > R 1:1(0)
++0 `nstat | grep -q "TcpExtPAWSActive *1 "`
++.01 < S. 0:0(0) ack 1 win 5840 <mss 1460,TS val 500 ecr 1,sackOK,nop,wscale 6>
++0 > . 1:1(0) ack 1 <nop,nop,TS val 21 ecr 500>
+"""), Path("."), "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_flushing_tcp_metrics_forgets_the_cookie() -> None:
+    """``ip tcp_metrics flush all`` empties the client's Fast Open cache: the next Fast Open
+    SYN asks for a cookie again instead of carrying data."""
+    result = Runner(parse_script(CLIENT.replace(
+        "+0 sendto(4, ..., 100, MSG_FASTOPEN, ..., ...) = 100\n"
+        "+0 > S 0:100(100) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO abcd1234,nop,nop>\n",
+        "+0 `ip tcp_metrics flush all`\n"
+        "+0 sendto(4, ..., 100, MSG_FASTOPEN, ..., ...) = -1 EINPROGRESS "
+        "(Operation now in progress)\n"
+        "+0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>\n")),
+        Path("."), "inline").run()
+    assert result.status == "pass", result.message

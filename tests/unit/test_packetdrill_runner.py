@@ -220,7 +220,8 @@ def test_defaults_profile_is_read_not_run(tmp_path: Path) -> None:
                             ("tcp_early_retrans", "4"), ("tcp_recovery", "1"),
                             ("tcp_pacing_ss_ratio", "200"),
                             ("tcp_timestamps", "0"), ("tcp_sack", "0")]
-    assert len(plan.notes) == 2 and not plan.unsupported
+    assert len(plan.notes) == 1 and not plan.unsupported  # tc; ip tcp_metrics flush is run
+    assert plan.flush_metrics
 
 
 def test_shell_lines_read_as_bash_lists(tmp_path: Path) -> None:

@@ -162,6 +162,7 @@ class Runner:
         self.nstat_history: dict[str, int] = {}  # what the last nstat saw
         self.plans: dict[int, ShellPlan] = {}
         self.engine: TcpEngine
+        self.started = False  # the engine exists (commands before it have nothing to flush)
         self.sockets: Sockets
 
     # ------------------------------------------------------------------ top level
@@ -210,6 +211,7 @@ class Runner:
         # Linux's runner gives IPv6 an MTU of 1520, so that scripts see MSS 1460 in every mode
         mtu = self.mtu or (1520 if self.ip_version == "ipv6" else 1500)
         self.engine = TcpEngine(self.config, self.counters, seed=SEED, mtu=mtu, gso_max_size=0)
+        self.started = True
         self.sockets = Sockets(self.engine, self, self.ip_version, self.local_ip,
                                self.remote_ip)
 
@@ -254,6 +256,8 @@ class Runner:
             except SysctlError as exc:
                 raise Unsupported(f"sysctl {name}={value}: {exc}") from exc
         self.log.extend(f"# {note}" for note in plan.notes)
+        if plan.flush_metrics and self.started:
+            self.engine.tcp_metrics_flush()
         if plan.checks:
             self.run_checks(plan, line)
 

@@ -319,7 +319,8 @@ class Sockets:
         self.hooks.on_connect()
         return conn
 
-    def fastopen_send(self, now: float, sock: ScriptSocket, size: int) -> int:
+    def fastopen_send(self, now: float, sock: ScriptSocket, size: int,
+                      dontwait: bool = False) -> int:
         """sendto(MSG_FASTOPEN), or the first write after a deferred connect
         (tcp_sendmsg_fastopen): the connect happens now, with the data for the SYN. A
         non-blocking socket returns what the SYN carried, or EINPROGRESS when it carried
@@ -327,7 +328,7 @@ class Sockets:
         conn = self.open_connection(now, sock, bytes(size))
         in_syn = conn.snd.fastopen_syn_data
         queued = seq_diff(conn.snd.write_seq, seq_add(conn.snd.iss, 1))
-        if sock.nonblocking:
+        if sock.nonblocking or dontwait:
             if not in_syn:
                 raise os_error(errno.EINPROGRESS)
             return in_syn
@@ -413,7 +414,7 @@ class Sockets:
         if flags & ~SEND_FLAGS:
             raise Unsupported(f"{name} flags {flags:#x}")
         if sock.conn is None and (sock.deferred or flags & SYMBOLS["MSG_FASTOPEN"]):
-            return self.fastopen_send(now, sock, size)
+            return self.fastopen_send(now, sock, size, bool(flags & SYMBOLS["MSG_DONTWAIT"]))
         self.conn_of(sock)
         sent = 0
 

@@ -57,6 +57,8 @@ TCP_PAWS_24DAYS = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent e
 TCP_PAWS_WINDOW = 1  # ticks of TSval lag PAWS tolerates
 _DATA_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 _RCV_DATA_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
+# A read may send the ACK arrival left pending (tcp_cleanup_rbuf): also after the FIN
+_READ_ACK_STATES = _RCV_DATA_STATES | {State.CLOSE_WAIT}
 
 
 class Connection:
@@ -217,7 +219,7 @@ class Connection:
     def recv(self, now: float, max_bytes: int) -> bytes:
         """Read up to ``max_bytes``; ``b""`` at end of stream; BlockingIOError when empty."""
         if len(self.rcv.rcv_buf):
-            data, ack_due = self.rcv.read(now, max_bytes, self.state in _RCV_DATA_STATES)
+            data, ack_due = self.rcv.read(now, max_bytes, self.state in _READ_ACK_STATES)
             if ack_due:
                 self.snd.send_ack(now)
             return data
@@ -544,6 +546,16 @@ class Connection:
             if not flags & RST:
                 e.send_reset_for(self.local_ip, self.remote_ip, seg)
             return
+        ecr = seg.options.ts_ecr
+        if flags & ACK and ecr and self.config.tcp_timestamps and snd.rtx.records:
+            # The echo must fall between our first SYN's TSval and now, or the SYN-ACK
+            # answers something else: RST (tcp_rcv_synsent_state_process, PAWSActive).
+            rcv = self.rcv
+            if not between(rcv.ts_now(snd.rtx.records[0].first_xmit), ecr, rcv.ts_now(now)):
+                e.counters.inc(Mib.TcpExtPAWSActive)
+                if not flags & RST:
+                    e.send_reset_for(self.local_ip, self.remote_ip, seg)
+                return
         if flags & RST:
             if flags & ACK:
                 self._set_error(errno.ECONNREFUSED)
@@ -568,15 +580,26 @@ class Connection:
         if flags & ACK:
             # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check); a SYN's
             # window is never scaled (RFC 7323 2.2).
-            syn_data_acked = bool(snd.fastopen_syn_data) and after(seg.ack,
-                                                                   seq_add(snd.iss, 1))
+            # All of our SYN's data, or what is left of it goes again (tcp_rcv_fastopen_synack)
+            syn_data_acked = bool(snd.fastopen_syn_data) and not before(
+                seg.ack, seq_add(snd.iss, 1 + snd.fastopen_syn_data))
             ack.clean_rtx(snd, now, seg.ack, seg, snd.snd_una)
             snd.handshake_acked(seg, seg.window, synsent=True)
             self._init_transfer(now)
             self.set_state(now, State.ESTABLISHED)
             rcv.enter_quickack()
-            if not (snd.fastopen_req and snd.rcv_fastopen_synack(now, seg, syn_data_acked)):
-                snd.send_ack(now)  # else the data sent again carries the ACK
+            fastopen = snd.fastopen_req
+            if not (fastopen and snd.rcv_fastopen_synack(now, seg, syn_data_acked)):
+                if fastopen and (seg.payload or flags & FIN):
+                    # Data (and a FIN) in a Fast Open SYN-ACK is taken (tcp_fastopen_add_skb)
+                    rcv.take_syn_data(now, seg)
+                    self.host.wake(self)
+                    if flags & FIN:
+                        self._fin_state(now)
+                if rcv.pingpong:
+                    rcv.save_synack_ack(now)
+                else:
+                    snd.send_ack(now)  # else the data sent again carries the ACK
             snd.push(now)
         else:
             # Simultaneous open (RFC 9293 3.10.7.3, figure 8): SYN_RECV, send SYN-ACK.

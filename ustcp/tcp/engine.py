@@ -274,6 +274,10 @@ class TcpEngine:
     def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
         self.time_wait.add(now, entry, name, rto)
 
+    def tcp_metrics_flush(self) -> None:
+        """``ip tcp_metrics flush all``: every server's remembered MSS and cookie go."""
+        self._fastopen_cache.clear()
+
     def fastopen_cache(self, remote_ip: bytes) -> FastOpenCacheEntry | None:
         return self._fastopen_cache.get(remote_ip)
 
