@@ -13,7 +13,7 @@ from ustcp.mib import Counters, Mib
 from ustcp.packetdrill.parser import parse_script
 from ustcp.packetdrill.runner import Result, Runner
 from ustcp.tcp.engine import FASTOPEN_CACHE_MAX, TcpEngine
-from ustcp.tcp.fastopen import FastOpenKeys
+from ustcp.tcp.fastopen import FastOpenBlackhole, FastOpenKeys
 from ustcp.tcp.options import SockOpts
 from ustcp.tcp.states import State
 from ustcp.wire.tcp import ACK, SYN, TcpOptions, TcpSegment
@@ -321,3 +321,67 @@ def test_flushing_tcp_metrics_forgets_the_cookie() -> None:
         "+0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>\n")),
         Path("."), "inline").run()
     assert result.status == "pass", result.message
+
+
+BLACKHOLE = """\
+`sysctl -q net.ipv4.tcp_timestamps=0
+sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"
+sysctl -q net.ipv4.tcp_fastopen_blackhole_timeout_sec=4`
+// A cookie first
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 sendto(3, ..., 100, MSG_FASTOPEN, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>
++.01 < S. 123:123(0) ack 1 win 14600 <mss 1460,nop,nop,sackOK,nop,wscale 6,FO abcd1234,nop,nop>
++0 > . 1:1(0) ack 1
++0 close(3) = 0
++0 > F. 1:1(0) ack 1
++.01 < F. 1:1(0) ack 2 win 92
++0 > . 2:2(0) ack 2
++0 `nstat -n`
+// SYN data into a black hole: three SYN timeouts pause active Fast Open
++0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4
++0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 sendto(4, ..., 100, MSG_FASTOPEN, ..., ...) = 100
++0 > S 0:100(100) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO abcd1234,nop,nop>
++1 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8>
++1 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8>
++1 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8>
++0 `nstat | grep -q "TcpExtTCPFastOpenBlackhole *1 "`
++0 close(4) = 0
+// Paused: the next Fast Open sendto sends a plain SYN and takes nothing
++0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 5
++0 fcntl(5, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 sendto(5, ..., 100, MSG_FASTOPEN, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8>
++0 close(5) = 0
+// Four seconds later Fast Open is tried again
++4.1 socket(..., SOCK_STREAM, IPPROTO_TCP) = 6
++0 fcntl(6, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 sendto(6, ..., 100, MSG_FASTOPEN, ..., ...) = 100
++0 > S 0:100(100) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO abcd1234,nop,nop>
+"""
+
+
+def test_fast_open_timeouts_pause_active_fast_open() -> None:
+    """tcp_fastopen_blackhole_timeout_sec (tcp_fastopen_active_detect_blackhole): SYN data
+    that times out three times pauses active Fast Open host-wide (TcpExtTCPFastOpenBlackhole);
+    meanwhile a Fast Open sendto sends a plain SYN and takes nothing; after the timeout Fast
+    Open is tried again. The script passes on this machine's kernel too (--target both)."""
+    result = Runner(parse_script(BLACKHOLE), Path("."), "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_blackhole_pauses_double_and_a_fin_ends_them() -> None:
+    """tcp_fastopen_active_should_disable: each pause is twice the last (at most 64 times
+    the sysctl); a FIN on a connection opened after a pause clears the count."""
+    bh = FastOpenBlackhole()
+    assert not bh.detect(0.0, 0, 2, False)  # the sysctl at 0 (Linux's default): never
+    assert not bh.detect(0.0, 10, 1, False)  # before the third timeout: not yet
+    assert bh.detect(0.0, 10, 2, False) and bh.paused(9.9, 10) and not bh.paused(10.0, 10)
+    assert bh.detect(20.0, 10, 0, True) and bh.paused(39.9, 10) and not bh.paused(40.0, 10)
+    for _ in range(10):
+        bh.detect(100.0, 10, 2, False)
+    assert bh.paused(100.0 + 640 - 0.1, 10) and not bh.paused(100.0 + 640, 10)
+    bh.clear()
+    assert not bh.paused(100.0, 10)

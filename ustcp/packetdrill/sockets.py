@@ -287,8 +287,11 @@ class Sockets:
         if sock.sock.opts.fastopen_connect:
             # tcp_fastopen_defer_connect: with a cookie (or 0x4) connect() returns at once
             # and the first write sends the SYN with its data; else the SYN asks for one.
-            if self.engine.fastopen_cookie(self.remote_ip) is not None or \
-                    self.engine.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE:
+            engine = self.engine
+            if (engine.fastopen_cookie(self.remote_ip) is not None
+                    or engine.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE) \
+                    and not engine.fastopen_blackhole.paused(
+                        now, engine.config.tcp_fastopen_blackhole_timeout_sec):
                 sock.deferred = True
                 return 0
             fastopen = b""

@@ -82,6 +82,9 @@ class Connection:
         self.err_soft = 0  # sk_err_soft: the last ICMP error, reported if we time out
         self.orphan = False  # the application closed it (Linux SOCK_DEAD)
         self.orphan_counted = False  # counted against tcp_max_orphans
+        # Opened with Fast Open after a blackhole pause: its FIN ends the pauses
+        # (tp->syn_fastopen_ch)
+        self.fastopen_after_pause = False
         self.rcv_shutdown = False  # SHUT_RD or close()
         self.created = now
         self.wscale_ok = False  # window scaling agreed (tcpi_options)
@@ -121,8 +124,12 @@ class Connection:
                               rcv_wscale_for(cfg, opts),
                               lambda mss: initial_rcv_wnd(cfg, opts, mss))
         snd = self.snd
-        if fastopen is not None and cfg.tcp_fastopen & TFO_CLIENT_ENABLE:
+        blackhole = e.fastopen_blackhole
+        if fastopen is not None and cfg.tcp_fastopen & TFO_CLIENT_ENABLE and \
+                not blackhole.paused(now, cfg.tcp_fastopen_blackhole_timeout_sec):
+            # Paused (tcp_fastopen_active_should_disable): a plain SYN, no option, no data
             snd.fastopen_req = True
+            self.fastopen_after_pause = bool(blackhole.disable_times)
             if fastopen:  # what the SYN carries; the caller sends the rest once connected
                 n = min(len(fastopen), snd.sndbuf(), snd.fastopen_syn_space())
                 snd.snd_buf.append(fastopen[:n])
@@ -770,6 +777,8 @@ class Connection:
 
     def _fin_state(self, now: float) -> None:
         """The peer's FIN is in order (tcp_fin): where it moves the state."""
+        if self.fastopen_after_pause:
+            self.host.fastopen_blackhole.clear()  # tcp_fastopen_active_disable_ofo_check
         if self.state == State.ESTABLISHED:
             self.set_state(now, State.CLOSE_WAIT)
             self.rcv.set_pingpong(True)

@@ -25,7 +25,7 @@ from ..wire.addr import ANY6, any_for, endpoint
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
-from .fastopen import FastOpenCacheEntry, FastOpenKeys
+from .fastopen import FastOpenBlackhole, FastOpenCacheEntry, FastOpenKeys
 from .host import Timed, Wakeable
 from .isn import IsnGenerator
 from .listener import Listener
@@ -83,6 +83,7 @@ class TcpEngine:
         self._fastopen_keys = FastOpenKeys("", key[16:] if key is not None else None)
         self._fastopen_default = self._fastopen_keys.keys[0]
         self._fastopen_cache: dict[bytes, FastOpenCacheEntry] = {}  # by server address
+        self.fastopen_blackhole = FastOpenBlackhole()
         self.connections: dict[Key, Connection] = {}
         self.listeners: dict[tuple[bytes, int], Listener] = {}
         self.time_wait = TimeWaitTable(self)

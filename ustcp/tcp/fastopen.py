@@ -146,6 +146,41 @@ class FastOpenCacheEntry:
             self.try_exp = try_exp
 
 
+class FastOpenBlackhole:
+    """Active Fast Open paused host-wide after middleboxes seem to drop it (Linux's
+    tfo_active_disable_times and _stamp, per network namespace): a connection that used Fast
+    Open and timed out on its third RTO (or gave up before) pauses it for
+    tcp_fastopen_blackhole_timeout_sec, twice as long each time it happens again (at most
+    64 times); a FIN received by a connection opened after a pause clears the count."""
+
+    __slots__ = ("disable_stamp", "disable_times")
+
+    def __init__(self) -> None:
+        self.disable_times = 0
+        self.disable_stamp = 0.0
+
+    def detect(self, now: float, timeout_sec: int, timeouts: int, expired: bool) -> bool:
+        """tcp_fastopen_active_detect_blackhole, at an RTO of a connection that used Fast
+        Open (``timeouts`` retransmissions so far): True when Fast Open is paused now
+        (tcp_fastopen_active_disable, only with the sysctl set)."""
+        if not timeout_sec or not (timeouts == 2 or (timeouts < 2 and expired)):
+            return False
+        self.disable_stamp = now
+        self.disable_times += 1
+        return True
+
+    def paused(self, now: float, timeout_sec: int) -> bool:
+        """tcp_fastopen_active_should_disable: is active Fast Open paused at ``now``?"""
+        if not timeout_sec or not self.disable_times:
+            return False
+        multiplier = 1 << min(self.disable_times - 1, 6)
+        return now < self.disable_stamp + multiplier * timeout_sec
+
+    def clear(self) -> None:
+        """A connection opened after a pause got its FIN: Fast Open works again."""
+        self.disable_times = 0
+
+
 def server_enabled(tcp_fastopen: int) -> bool:
     return bool(tcp_fastopen & TFO_SERVER_ENABLE)
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from ..config import StackConfig
 from ..mib import Counters
 from ..wire.tcp import TcpSegment
-from .fastopen import FastOpenCacheEntry, FastOpenKeys
+from .fastopen import FastOpenBlackhole, FastOpenCacheEntry, FastOpenKeys
 from .isn import IsnGenerator
 from .syncookies import SyncookieSecrets
 from .timewait import TimeWaitEntry
@@ -42,6 +42,7 @@ class Host(Protocol):
     cookie_secrets: SyncookieSecrets
     gso_max_size: int
     orphan_count: int  # connections closed by the application, not yet finished
+    fastopen_blackhole: FastOpenBlackhole  # active Fast Open paused after timeouts
 
     def path_mtu(self, remote_ip: bytes) -> int:
         """The path MTU towards ``remote_ip``: the IP layer's knowledge, whatever the

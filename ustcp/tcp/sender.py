@@ -682,7 +682,9 @@ class Sender:
         user_timeout = self.sockopts.user_timeout
         if user_timeout and self.retransmits:
             return (now - self.uto_stamp) * 1000 >= user_timeout - 1e-6
-        if self.owner.state in (State.SYN_SENT, State.SYN_RECV):
+        if self.owner.state == State.SYN_SENT:
+            return self.retransmits >= cfg.tcp_syn_retries + cfg.tcp_syn_linear_timeouts
+        if self.owner.state == State.SYN_RECV:
             return self.retransmits >= cfg.tcp_syn_retries
         boundary = cfg.tcp_retries2
         if self.owner.orphan:
@@ -708,7 +710,14 @@ class Sender:
         gives up."""
         if not self.rtx.records:
             return False
-        if self.write_timeout(now):
+        expired = self.write_timeout(now)
+        if (self.syn_fastopen or self.fastopen_syn_data or self.syn_data_acked) and \
+                self.host.fastopen_blackhole.detect(
+                    now, self.config.tcp_fastopen_blackhole_timeout_sec, self.retransmits,
+                    expired):
+            # tcp_fastopen_active_detect_blackhole: Fast Open may be what gets dropped
+            self.host.counters.inc(Mib.TcpExtTCPFastOpenBlackhole)
+        if expired:
             return True
         self.host.counters.inc(Mib.TcpExtTCPTimeouts)
         if self.owner.state != State.SYN_SENT:
@@ -717,7 +726,8 @@ class Sender:
         self.ecn_queue_cwr()  # tcp_enter_loss, for the SYN too
         if self.owner.state == State.SYN_SENT:
             self.retransmits += 1
-            self.backoff += 1
+            if self.retransmits > self.config.tcp_syn_linear_timeouts:
+                self.backoff += 1  # the first SYN timeouts keep the RTO (tcp_retransmit_timer)
             self.retransmit(now, self.rtx.records[0])
             self.arm_rto(now)
             return False
