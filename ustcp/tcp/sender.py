@@ -117,6 +117,7 @@ class Sender:
         "nagle_cork",
         "nagle_push",
         "name",
+        "nospace",
         "owner",
         "pmtu_cookie",
         "prior_cwnd",
@@ -182,6 +183,7 @@ class Sender:
         self.max_window = 0
         self.snd_wscale = 0
         self.snd_buf = SendBuffer()
+        self.nospace = False  # SOCK_NOSPACE: a write found the send buffer full
         self.fin_queued = False  # shutdown(SHUT_WR) or close(): FIN follows the data
         self.fin_sent = False
         self.fin_acked = False
@@ -272,7 +274,13 @@ class Sender:
 
     @property
     def send_space(self) -> int:
-        return max(0, self.sndbuf() - len(self.snd_buf))
+        """Room a writer is offered (sk_stream_is_writeable, which wakes a blocked writer
+        and sets POLLOUT): what is left of the send buffer once the queued skbs' truesize
+        (sk_wmem_queued) is counted, and none until that is at least half of what is queued,
+        a third of the buffer free (sk_stream_wspace >= sk_stream_min_wspace)."""
+        queued = self.snd_buf.wmem_queued
+        space = self.sndbuf() - queued
+        return space if space >= queued >> 1 else 0
 
     def sndbuf(self) -> int:
         """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
@@ -523,7 +531,10 @@ class Sender:
 
     def _send_new(self, now: float, size: int, fin: bool) -> TcpSegment:
         seq = self.snd_nxt
-        payload = self.snd_buf.peek(self._buf_offset(seq), size) if size else b""
+        payload: bytes | memoryview = b""
+        if size:
+            payload = self.snd_buf.peek(self._buf_offset(seq), size)
+            self.snd_buf.sent(self._buf_offset(seq), size)
         flags = ACK
         if fin:
             flags |= FIN
@@ -576,8 +587,10 @@ class Sender:
             if size > mss * segs:
                 self.split(rec, mss * segs)
                 size = mss * segs
-            payload = self.snd_buf.peek(self._buf_offset(rec.start), size) \
-                if size else b""
+            payload: bytes | memoryview = b""
+            if size:
+                payload = self.snd_buf.peek(self._buf_offset(rec.start), size)
+                self.snd_buf.sent(self._buf_offset(rec.start), size)
             flags = ACK | (FIN if rec.fin else 0)
             if size and seq_add(rec.start, size) == self.psh_mark:
                 flags |= PSH
@@ -860,14 +873,34 @@ class Sender:
 
     def write(self, now: float, data: bytes | bytearray | memoryview,
               more: bool = False) -> int:
-        """Queue application data and send what the windows allow (tcp_sendmsg); returns
-        how many bytes were taken (0 when the buffer is full). ``more`` is MSG_MORE: no
+        """Queue application data and send what the windows allow (tcp_sendmsg_locked);
+        returns how many bytes were taken (0 when the buffer is full). The bytes go into
+        skbs of the size goal, each full one sent at once; a new skb is started only while
+        the queued truesize is below SO_SNDBUF (see SendBuffer), and a writer that found it
+        full (SOCK_NOSPACE) takes nothing until ``send_space`` wakes it. ``more`` is MSG_MORE: no
         PSH mark, and a sub-MSS tail waits as under TCP_CORK for this push (tcp_push with
         TCP_NAGLE_CORK); the next ACK's push uses plain Nagle."""
-        n = min(len(data), self.send_space)
+        if self.nospace and not self.send_space:
+            return 0  # a blocked writer sleeps until a third of the buffer is free
+        self.nospace = False
+        goal = tso.size_goal(self.current_mss(), self.max_window, self.host.gso_max_size)
+        n = 0
+        while n < len(data):
+            room = self.snd_buf.tail_room(self._buf_offset(self.snd_nxt), goal)
+            new_skb = not room
+            if new_skb:
+                if self.snd_buf.wmem_queued >= self.sndbuf():  # sk_stream_memory_free
+                    self.nospace = True
+                    break
+                room = goal
+            take = min(room, len(data) - n)
+            self.snd_buf.write(data if take == len(data) else memoryview(data)[n:n + take],
+                               new_skb)
+            self.write_seq = seq_add(self.write_seq, take)
+            n += take
+            if take == room and n < len(data):
+                self.push(now)  # a full skb leaves at once (tcp_push_one)
         if n:
-            self.snd_buf.append(data if n == len(data) else memoryview(data)[:n])
-            self.write_seq = seq_add(self.write_seq, n)
             self.nagle_push = False  # new data queued (tcp_skb_entail)
             if not more:
                 self.psh_mark = self.write_seq  # tcp_mark_push
