@@ -19,7 +19,7 @@ from ustcp.tcp.rto import RtoEstimator
 from ustcp.tcp.sender import Sender
 from ustcp.tcp.seq import seq_add
 from ustcp.tcp.states import State
-from ustcp.wire.tcp import ACK, TcpOptions, TcpSegment
+from ustcp.wire.tcp import ACK, PSH, TcpOptions, TcpSegment
 
 MSS = 1000
 WRAPS = [1000, 0xFFFFFFFF - 2500]  # an ISN far from the wrap, and one the flight crosses
@@ -198,3 +198,24 @@ def test_a_blocked_writer_wakes_when_linuxs_does(iss: int) -> None:
     snd.push(0.5)
     assert snd.snd_buf.wmem_queued == 27_496 and snd.send_space
     assert snd.write(0.5, bytes(1_000)) == 1_000 and not snd.nospace
+
+
+@pytest.mark.parametrize("iss", WRAPS)
+def test_forced_push_marks_psh_where_linux_does(iss: int) -> None:
+    """google/cubic/cubic-rto-ss-ca-cwnd-bump.pkt's send: the peer's largest window 32896
+    makes skbs of 16000; the first leaves at once (two segments on cwnd 2), its unsent rest
+    is topped up to 18000, and by then more than half that window was written since the last
+    PSH (forced_push): that skb's end carries PSH, the segments around it do not."""
+    snd, host = make_sender(iss, sack=False)
+    snd.sockopts.sndbuf = 200_000
+    snd.snd_wnd = snd.max_window = 32_896
+    una = snd.snd_una
+    snd.ccs.snd_cwnd = 2
+    assert snd.write(0.0, bytes(100_000)) == 100_000
+    for k in range(1, 20):
+        snd.ccs.snd_cwnd = 2  # one segment per ACK, as in congestion avoidance
+        ack.process_ack(snd, 0.1 * k, ack_seg(snd, seq_add(una, k * MSS), window=32_896))
+        snd.push(0.1 * k)
+    pushed = {seq_add(s.seq, len(s.payload)) for s in host.sent if s.flags & PSH}
+    ends = {seq_add(una, k * MSS) for k in range(1, 21)}
+    assert pushed & ends == {seq_add(una, 18_000)}

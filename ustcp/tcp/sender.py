@@ -31,6 +31,7 @@ tcp_schedule_loss_probe, tcp_enter_loss, tcp_sync_mss, tcp_sndbuf_expand.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Protocol
 
 import structlog
@@ -126,6 +127,8 @@ class Sender:
         "prr_delivered",
         "prr_out",
         "psh_mark",
+        "push_marks",
+        "pushed_seq",
         "rack_advanced",
         "rack_end_seq",
         "rack_mstamp",
@@ -191,6 +194,9 @@ class Sender:
         # Where the last write without MSG_MORE ended (tcp_mark_push): the segment ending
         # there carries PSH; None once a MSG_MORE write has appended to that unsent data.
         self.psh_mark: int | None = None
+        self.pushed_seq = 0  # the last tcp_mark_push (forced_push counts from there)
+        # Ends of skbs that forced_push marked, unacknowledged (PSH mid-write).
+        self.push_marks: deque[int] = deque()
         self.nagle_cork = False  # this push is a MSG_MORE write's (TCP_NAGLE_CORK)
         self.nagle_push = False  # TCP_NAGLE_PUSH: NODELAY set or cork removed, until new data
         self.ecn_flags = 0  # tcp/ecn.py TCP_ECN_* (tp->ecn_flags)
@@ -254,6 +260,7 @@ class Sender:
         self.snd_una = iss
         self.snd_nxt = iss
         self.write_seq = seq_add(iss, 1)
+        self.pushed_seq = self.write_seq
         self.snd_sml = iss
         self.high_seq = iss
 
@@ -538,7 +545,7 @@ class Sender:
         flags = ACK
         if fin:
             flags |= FIN
-        if size and seq_add(seq, size) == self.psh_mark:
+        if size and self._pushed(seq, seq_add(seq, size)):
             flags |= PSH
         seg = self.segment(now, flags, seq, payload)
         if size and self.ecn_flags & ecn.TCP_ECN_OK:
@@ -592,7 +599,7 @@ class Sender:
                 payload = self.snd_buf.peek(self._buf_offset(rec.start), size)
                 self.snd_buf.sent(self._buf_offset(rec.start), size)
             flags = ACK | (FIN if rec.fin else 0)
-            if size and seq_add(rec.start, size) == self.psh_mark:
+            if size and self._pushed(rec.start, seq_add(rec.start, size)):
                 flags |= PSH
             self._emit_packet(now, self.segment(now, flags, rec.start, payload))
         self.rtx.mark_retransmitted(rec, now)
@@ -894,16 +901,25 @@ class Sender:
                     break
                 room = goal
             take = min(room, len(data) - n)
+            if not n and not new_skb and self.push_marks and self.push_marks[-1] == \
+                    self.write_seq:
+                self.push_marks.pop()  # appended to: the skb loses its PSH (tcp_sendmsg)
             self.snd_buf.write(data if take == len(data) else memoryview(data)[n:n + take],
                                new_skb)
             self.write_seq = seq_add(self.write_seq, take)
             n += take
             if take == room and n < len(data):
+                if self._forced_push():
+                    self.push_marks.append(self.write_seq)  # tcp_mark_push
+                    self.pushed_seq = self.write_seq
                 self.push(now)  # a full skb leaves at once (tcp_push_one)
         if n:
             self.nagle_push = False  # new data queued (tcp_skb_entail)
-            if not more:
-                self.psh_mark = self.write_seq  # tcp_mark_push
+            # tcp_push: the tail is marked unless MSG_MORE (a write that blocks pushes
+            # without it), or when forced.
+            more = more and not self.nospace
+            if not more or self._forced_push():
+                self.psh_mark = self.pushed_seq = self.write_seq  # tcp_mark_push
             elif self.psh_mark is not None and after(self.psh_mark, self.snd_nxt):
                 self.psh_mark = None  # appended to the marked skb, which loses its PSH
             self.nagle_cork = more
@@ -912,6 +928,22 @@ class Sender:
             finally:
                 self.nagle_cork = False
         return n
+
+    def _forced_push(self) -> bool:
+        """forced_push: more than half the peer's largest window written since the last
+        PSH mark; the skb being filled is marked and pushed."""
+        return after(self.write_seq, seq_add(self.pushed_seq, self.max_window >> 1))
+
+    def _pushed(self, seq: int, end: int) -> bool:
+        """Does a packet [seq, end) carry PSH: it ends where the last write ended
+        (``psh_mark``), or holds the end of an skb that forced_push marked (the packet is
+        that skb, split from the rest or grown into the next one)."""
+        if end == self.psh_mark:
+            return True
+        marks = self.push_marks
+        while marks and not after(marks[0], self.snd_una):
+            marks.popleft()  # acknowledged
+        return any(after(m, seq) and not after(m, end) for m in marks)
 
     def queue_fin(self) -> None:
         """Our FIN follows the queued data (tcp_send_fin); the next push sends it."""
