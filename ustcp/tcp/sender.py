@@ -284,10 +284,17 @@ class Sender:
         """Room a writer is offered (sk_stream_is_writeable, which wakes a blocked writer
         and sets POLLOUT): what is left of the send buffer once the queued skbs' truesize
         (sk_wmem_queued) is counted, and none until that is at least half of what is queued,
-        a third of the buffer free (sk_stream_wspace >= sk_stream_min_wspace)."""
+        a third of the buffer free (sk_stream_wspace >= sk_stream_min_wspace), nor while
+        the unsent bytes are more than half of TCP_NOTSENT_LOWAT."""
         queued = self.snd_buf.wmem_queued
         space = self.sndbuf() - queued
-        return space if space >= queued >> 1 else 0
+        return space if space >= queued >> 1 and self._notsent_ok(1) else 0
+
+    def _notsent_ok(self, wake: int) -> bool:
+        """tcp_stream_memory_free: fewer unsent bytes than TCP_NOTSENT_LOWAT (or the
+        tcp_notsent_lowat sysctl), half as many for a wake-up or POLLOUT."""
+        lowat = self.sockopts.notsent_lowat or self.config.tcp_notsent_lowat
+        return self.unsent() << wake < lowat
 
     def sndbuf(self) -> int:
         """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
@@ -896,8 +903,8 @@ class Sender:
             room = self.snd_buf.tail_room(self._buf_offset(self.snd_nxt), goal)
             new_skb = not room
             if new_skb:
-                if self.snd_buf.wmem_queued >= self.sndbuf():  # sk_stream_memory_free
-                    self.nospace = True
+                if self.snd_buf.wmem_queued >= self.sndbuf() or not self._notsent_ok(0):
+                    self.nospace = True  # not sk_stream_memory_free: the writer sleeps
                     break
                 room = goal
             take = min(room, len(data) - n)

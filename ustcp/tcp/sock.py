@@ -54,6 +54,8 @@ SIOCINQ = 0x541B  # = FIONREAD
 SIOCOUTQ = 0x5411  # = TIOCOUTQ
 SIOCOUTQNSD = 0x894B
 
+TCP_NOTSENT_LOWAT = 25  # linux/tcp.h (Python's socket module lacks it)
+
 POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
 POLLERR = select.POLLERR
@@ -72,7 +74,7 @@ OPTIONS: dict[int, frozenset[int]] = {
         socket.TCP_NODELAY, socket.TCP_CORK, socket.TCP_MAXSEG, socket.TCP_KEEPIDLE,
         socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_LINGER2, socket.TCP_DEFER_ACCEPT,
         socket.TCP_QUICKACK, socket.TCP_CONGESTION, socket.TCP_INFO, socket.TCP_FASTOPEN,
-        TCP_FASTOPEN_CONNECT, socket.TCP_USER_TIMEOUT}),
+        TCP_FASTOPEN_CONNECT, socket.TCP_USER_TIMEOUT, TCP_NOTSENT_LOWAT}),
     IPPROTO_IPV6: frozenset({socket.IPV6_V6ONLY}),
 }
 
@@ -205,6 +207,10 @@ class Sock:
             if val < 0:
                 raise os_error(errno.EINVAL)  # tcp_sock_set_user_timeout
             opts.user_timeout = val
+        elif optname == TCP_NOTSENT_LOWAT:
+            opts.notsent_lowat = val & 0xFFFFFFFF  # a u32 (do_tcp_setsockopt)
+            if conn is not None:
+                conn.host.wake(conn)  # sk_write_space: writers may now have room, or none
         elif optname == TCP_FASTOPEN_CONNECT:
             # do_tcp_setsockopt: 0 or 1, only with the client bit, only before connect().
             if not 0 <= val <= 1:
@@ -304,6 +310,9 @@ class Sock:
             return int(opts.fastopen_connect)
         if optname == socket.TCP_USER_TIMEOUT:
             return opts.user_timeout
+        if optname == TCP_NOTSENT_LOWAT:
+            lowat = opts.notsent_lowat
+            return lowat - (1 << 32) if lowat >= 1 << 31 else lowat  # the u32 as an int
         if optname == socket.TCP_QUICKACK:
             return int(not (conn.rcv.pingpong if conn is not None else self.pingpong))
         if optname == socket.TCP_CONGESTION:
