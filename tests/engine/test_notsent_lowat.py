@@ -12,16 +12,9 @@ from pathlib import Path
 from ustcp.packetdrill.parser import parse_script
 from ustcp.packetdrill.runner import Runner
 
-LOWAT = """\
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
-+0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
-+.1 < . 1:1(0) ack 1 win 257
-+0 accept(3, ..., ...) = 4
+from .util import PASSIVE_OPEN
+
+LOWAT = PASSIVE_OPEN % 257 + """\
 +0 getsockopt(4, SOL_TCP, TCP_NOTSENT_LOWAT, [0], [4]) = 0
 +0 setsockopt(4, SOL_TCP, TCP_NOTSENT_LOWAT, [6000], 4) = 0
 +0 getsockopt(4, SOL_TCP, TCP_NOTSENT_LOWAT, [6000], [4]) = 0
