@@ -18,6 +18,7 @@ class SysctlError(ValueError):
 
 
 INT_MAX = 2**31 - 1
+UINT_MAX = 2**32 - 1
 U8_MAX = 255
 JIFFIES_SEC_MAX = INT_MAX // 1000  # proc_dointvec_jiffies with HZ=1000: 2147483 s
 
@@ -49,6 +50,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_moderate_rcvbuf": (0, U8_MAX),
     "tcp_slow_start_after_idle": (0, U8_MAX),
     "tcp_min_tso_segs": (1, INT_MAX),  # SYSCTL_ONE
+    "tcp_notsent_lowat": (0, UINT_MAX),  # proc_douintvec
     "tcp_tso_rtt_log": (0, U8_MAX),
     "tcp_pacing_ss_ratio": (0, 1000),  # SYSCTL_ZERO, SYSCTL_ONE_THOUSAND
     "tcp_pacing_ca_ratio": (0, 1000),
@@ -162,6 +164,9 @@ class StackConfig:
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
     tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
     tcp_moderate_rcvbuf: int = 1
+    # A writer (and POLLOUT) waits while more than this many bytes are written and unsent
+    # (tcp_stream_memory_free); TCP_NOTSENT_LOWAT sets it per socket.
+    tcp_notsent_lowat: int = UINT_MAX
     # --- loss recovery and congestion control ---
     tcp_congestion_control: str = "cubic"
     tcp_slow_start_after_idle: int = 1

@@ -39,6 +39,8 @@ class SockOpts:
     fastopen: int = 0  # TCP_FASTOPEN (listeners): the Fast Open queue's length, 0 = off
     fastopen_connect: bool = False  # TCP_FASTOPEN_CONNECT: connect() may wait for the data
     user_timeout: int = 0  # TCP_USER_TIMEOUT, ms: give up after this long unacknowledged
+    notsent_lowat: int = 0  # TCP_NOTSENT_LOWAT, bytes; 0 = net.ipv4.tcp_notsent_lowat
+    recvmsg_inq: bool = False  # TCP_INQ: recvmsg reports the bytes left to read
     v6only: bool = False  # IPV6_V6ONLY: a listener on :: takes IPv6 only, not IPv4 too
 
     def copy(self) -> SockOpts:

@@ -31,6 +31,7 @@ tcp_schedule_loss_probe, tcp_enter_loss, tcp_sync_mss, tcp_sndbuf_expand.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Protocol
 
 import structlog
@@ -117,6 +118,7 @@ class Sender:
         "nagle_cork",
         "nagle_push",
         "name",
+        "nospace",
         "owner",
         "pmtu_cookie",
         "prior_cwnd",
@@ -125,6 +127,8 @@ class Sender:
         "prr_delivered",
         "prr_out",
         "psh_mark",
+        "push_marks",
+        "pushed_seq",
         "rack_advanced",
         "rack_end_seq",
         "rack_mstamp",
@@ -185,6 +189,7 @@ class Sender:
         self.max_window = 0
         self.snd_wscale = 0
         self.snd_buf = SendBuffer()
+        self.nospace = False  # SOCK_NOSPACE: a write found the send buffer full
         self.fin_queued = False  # shutdown(SHUT_WR) or close(): FIN follows the data
         self.fin_sent = False
         self.fin_acked = False
@@ -192,6 +197,9 @@ class Sender:
         # Where the last write without MSG_MORE ended (tcp_mark_push): the segment ending
         # there carries PSH; None once a MSG_MORE write has appended to that unsent data.
         self.psh_mark: int | None = None
+        self.pushed_seq = 0  # the last tcp_mark_push (forced_push counts from there)
+        # Ends of skbs that forced_push marked, unacknowledged (PSH mid-write).
+        self.push_marks: deque[int] = deque()
         self.nagle_cork = False  # this push is a MSG_MORE write's (TCP_NAGLE_CORK)
         self.nagle_push = False  # TCP_NAGLE_PUSH: NODELAY set or cork removed, until new data
         self.ecn_flags = 0  # tcp/ecn.py TCP_ECN_* (tp->ecn_flags)
@@ -260,6 +268,7 @@ class Sender:
         self.snd_una = iss
         self.snd_nxt = iss
         self.write_seq = seq_add(iss, 1)
+        self.pushed_seq = self.write_seq
         self.snd_sml = iss
         self.high_seq = iss
 
@@ -280,7 +289,20 @@ class Sender:
 
     @property
     def send_space(self) -> int:
-        return max(0, self.sndbuf() - len(self.snd_buf))
+        """Room a writer is offered (sk_stream_is_writeable, which wakes a blocked writer
+        and sets POLLOUT): what is left of the send buffer once the queued skbs' truesize
+        (sk_wmem_queued) is counted, and none until that is at least half of what is queued,
+        a third of the buffer free (sk_stream_wspace >= sk_stream_min_wspace), nor while
+        the unsent bytes are more than half of TCP_NOTSENT_LOWAT."""
+        queued = self.snd_buf.wmem_queued
+        space = self.sndbuf() - queued
+        return space if space >= queued >> 1 and self._notsent_ok(1) else 0
+
+    def _notsent_ok(self, wake: int) -> bool:
+        """tcp_stream_memory_free: fewer unsent bytes than TCP_NOTSENT_LOWAT (or the
+        tcp_notsent_lowat sysctl), half as many for a wake-up or POLLOUT."""
+        lowat = self.sockopts.notsent_lowat or self.config.tcp_notsent_lowat
+        return self.unsent() << wake < lowat
 
     def sndbuf(self) -> int:
         """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
@@ -566,11 +588,14 @@ class Sender:
 
     def _send_new(self, now: float, size: int, fin: bool) -> TcpSegment:
         seq = self.snd_nxt
-        payload = self.snd_buf.peek(self._buf_offset(seq), size) if size else b""
+        payload: bytes | memoryview = b""
+        if size:
+            payload = self.snd_buf.peek(self._buf_offset(seq), size)
+            self.snd_buf.sent(self._buf_offset(seq), size)
         flags = ACK
         if fin:
             flags |= FIN
-        if size and seq_add(seq, size) == self.psh_mark:
+        if size and self._pushed(seq, seq_add(seq, size)):
             flags |= PSH
         seg = self.segment(now, flags, seq, payload)
         if size and self.ecn_flags & ecn.TCP_ECN_OK:
@@ -619,10 +644,12 @@ class Sender:
             if size > mss * segs:
                 self.split(rec, mss * segs)
                 size = mss * segs
-            payload = self.snd_buf.peek(self._buf_offset(rec.start), size) \
-                if size else b""
+            payload: bytes | memoryview = b""
+            if size:
+                payload = self.snd_buf.peek(self._buf_offset(rec.start), size)
+                self.snd_buf.sent(self._buf_offset(rec.start), size)
             flags = ACK | (FIN if rec.fin else 0)
-            if size and seq_add(rec.start, size) == self.psh_mark:
+            if size and self._pushed(rec.start, seq_add(rec.start, size)):
                 flags |= PSH
             self._emit_packet(now, self.segment(now, flags, rec.start, payload))
         self.rtx.mark_retransmitted(rec, now)
@@ -913,17 +940,46 @@ class Sender:
 
     def write(self, now: float, data: bytes | bytearray | memoryview,
               more: bool = False) -> int:
-        """Queue application data and send what the windows allow (tcp_sendmsg); returns
-        how many bytes were taken (0 when the buffer is full). ``more`` is MSG_MORE: no
+        """Queue application data and send what the windows allow (tcp_sendmsg_locked);
+        returns how many bytes were taken (0 when the buffer is full). The bytes go into
+        skbs of the size goal, each full one sent at once; a new skb is started only while
+        the queued truesize is below SO_SNDBUF (see SendBuffer), and a writer that found it
+        full (SOCK_NOSPACE) takes nothing until ``send_space`` wakes it. ``more`` is MSG_MORE: no
         PSH mark, and a sub-MSS tail waits as under TCP_CORK for this push (tcp_push with
         TCP_NAGLE_CORK); the next ACK's push uses plain Nagle."""
-        n = min(len(data), self.send_space)
+        if self.nospace and not self.send_space:
+            return 0  # a blocked writer sleeps until a third of the buffer is free
+        self.nospace = False
+        goal = tso.size_goal(self.current_mss(), self.max_window, self.host.gso_max_size)
+        n = 0
+        while n < len(data):
+            room = self.snd_buf.tail_room(self._buf_offset(self.snd_nxt), goal)
+            new_skb = not room
+            if new_skb:
+                if self.snd_buf.wmem_queued >= self.sndbuf() or not self._notsent_ok(0):
+                    self.nospace = True  # not sk_stream_memory_free: the writer sleeps
+                    break
+                room = goal
+            take = min(room, len(data) - n)
+            if not n and not new_skb and self.push_marks and self.push_marks[-1] == \
+                    self.write_seq:
+                self.push_marks.pop()  # appended to: the skb loses its PSH (tcp_sendmsg)
+            self.snd_buf.write(data if take == len(data) else memoryview(data)[n:n + take],
+                               new_skb)
+            self.write_seq = seq_add(self.write_seq, take)
+            n += take
+            if take == room and n < len(data):
+                if self._forced_push():
+                    self.push_marks.append(self.write_seq)  # tcp_mark_push
+                    self.pushed_seq = self.write_seq
+                self.push(now)  # a full skb leaves at once (tcp_push_one)
         if n:
-            self.snd_buf.append(data if n == len(data) else memoryview(data)[:n])
-            self.write_seq = seq_add(self.write_seq, n)
             self.nagle_push = False  # new data queued (tcp_skb_entail)
-            if not more:
-                self.psh_mark = self.write_seq  # tcp_mark_push
+            # tcp_push: the tail is marked unless MSG_MORE (a write that blocks pushes
+            # without it), or when forced.
+            more = more and not self.nospace
+            if not more or self._forced_push():
+                self.psh_mark = self.pushed_seq = self.write_seq  # tcp_mark_push
             elif self.psh_mark is not None and after(self.psh_mark, self.snd_nxt):
                 self.psh_mark = None  # appended to the marked skb, which loses its PSH
             self.nagle_cork = more
@@ -932,6 +988,22 @@ class Sender:
             finally:
                 self.nagle_cork = False
         return n
+
+    def _forced_push(self) -> bool:
+        """forced_push: more than half the peer's largest window written since the last
+        PSH mark; the skb being filled is marked and pushed."""
+        return after(self.write_seq, seq_add(self.pushed_seq, self.max_window >> 1))
+
+    def _pushed(self, seq: int, end: int) -> bool:
+        """Does a packet [seq, end) carry PSH: it ends where the last write ended
+        (``psh_mark``), or holds the end of an skb that forced_push marked (the packet is
+        that skb, split from the rest or grown into the next one)."""
+        if end == self.psh_mark:
+            return True
+        marks = self.push_marks
+        while marks and not after(marks[0], self.snd_una):
+            marks.popleft()  # acknowledged
+        return any(after(m, seq) and not after(m, end) for m in marks)
 
     def queue_fin(self) -> None:
         """Our FIN follows the queued data (tcp_send_fin); the next push sends it."""
