@@ -117,14 +117,13 @@ class TCPStream(trio.abc.HalfCloseableStream):
     def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
         """setsockopt(2) on this connection, as ``trio.SocketStream.setsockopt``; raises
         ``OSError`` with Linux's errno (EINVAL, ENOPROTOOPT, ENOENT)."""
-        self._sock.setsockopt(trio.current_time(), level, option, value)
-        self.stack.kick()
+        self.stack.call(self._sock, Sock.setsockopt, level, option, value)
 
     def getsockopt(self, level: int, option: int, buffersize: int = 0) -> int | bytes:
         """getsockopt(2), as ``trio.SocketStream.getsockopt``: an int, or with
         ``buffersize`` the option's bytes (``TCP_INFO``: ``struct tcp_info``). Reading
         ``SO_ERROR`` clears the pending error."""
-        return self._sock.getsockopt(trio.current_time(), level, option, buffersize)
+        return self.stack.call(self._sock, Sock.getsockopt, level, option, buffersize)
 
     @property
     def closed(self) -> bool:
@@ -153,18 +152,16 @@ class TCPStream(trio.abc.HalfCloseableStream):
             if not view:
                 await trio.lowlevel.checkpoint()
                 return
-            conn, stack, total = self.connection, self.stack, 0
+            sock, stack, total = self._sock, self.stack, 0
             while total < len(view):
                 await trio.lowlevel.checkpoint_if_cancelled()
                 self._check_open()
                 try:
-                    sent = conn.send(trio.current_time(), view[total:])
+                    sent = stack.call(sock, Sock.send, view[total:])
                 except BlockingIOError:
                     sent = 0
                 except OSError as exc:
-                    stack.kick()
                     raise _broken(exc) from exc
-                stack.kick()
                 if sent:
                     total += sent
                     await trio.lowlevel.cancel_shielded_checkpoint()
@@ -187,11 +184,9 @@ class TCPStream(trio.abc.HalfCloseableStream):
                 return
             self._eof_sent = True
             try:
-                self._sock.shutdown(trio.current_time(), socket.SHUT_WR)
+                self.stack.call(self._sock, Sock.shutdown, socket.SHUT_WR)
             except OSError as exc:
                 raise _broken(exc) from exc
-            finally:
-                self.stack.kick()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if max_bytes is None:
@@ -213,11 +208,9 @@ class TCPStream(trio.abc.HalfCloseableStream):
                     yielded = True
                     continue
                 try:
-                    data = conn.recv(trio.current_time(), max_bytes)
+                    data = stack.call(self._sock, Sock.recv, max_bytes)
                 except OSError as exc:
-                    stack.kick()
                     raise _broken(exc) from exc
-                stack.kick()
                 if not yielded:  # as in trio: yield once if nothing else did
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return data
@@ -230,8 +223,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
         linger = 0.0
         if not self._closed:
             self._closed = True
-            linger = self._sock.close(trio.current_time())
-            self.stack.kick()
+            linger = self.stack.call(self._sock, Sock.close)
             self._waiters.unpark_all()
         if not linger:
             await trio.lowlevel.checkpoint()
@@ -244,8 +236,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
         """Close with a RST at once (SO_LINGER on with a zero timeout): queued data is lost."""
         if not self._closed:
             self._closed = True
-            self.connection.abort(trio.current_time())
-            self.stack.kick()
+            self.stack.call(self._sock, Sock.abort)
             self._waiters.unpark_all()
 
 
@@ -262,10 +253,10 @@ class TCPListener(trio.abc.Listener[TCPStream]):
     def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
         """setsockopt(2) on the listening socket; accepted connections inherit the options
         (TCP_DEFER_ACCEPT, TCP_MAXSEG, SO_RCVBUF, SO_KEEPALIVE, ...) as in Linux."""
-        self._sock.setsockopt(trio.current_time(), level, option, value)
+        self.stack.call(self._sock, Sock.setsockopt, level, option, value)
 
     def getsockopt(self, level: int, option: int, buffersize: int = 0) -> int | bytes:
-        return self._sock.getsockopt(trio.current_time(), level, option, buffersize)
+        return self.stack.call(self._sock, Sock.getsockopt, level, option, buffersize)
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -277,9 +268,8 @@ class TCPListener(trio.abc.Listener[TCPStream]):
             await trio.lowlevel.checkpoint_if_cancelled()
             if self._closed:
                 raise trio.ClosedResourceError("this listener was already closed")
-            conn = self.listener.accept()
+            conn = self.stack.call(self._sock, Sock.accept)
             if conn is not None:
-                self.stack.kick()
                 if not parked:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return TCPStream(self.stack, conn)
@@ -289,8 +279,7 @@ class TCPListener(trio.abc.Listener[TCPStream]):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            self.listener.close(trio.current_time())
-            self.stack.kick()
+            self.stack.call(self._sock, Sock.close)
             self._waiters.unpark_all()
         await trio.lowlevel.checkpoint()
 
@@ -304,10 +293,9 @@ async def open_tcp_listeners(stack: Stack, port: int, *, host: str = "0.0.0.0",
     ``trio.open_tcp_listeners`` does, for ``trio.serve_listeners``."""
     local_ip = _literal(host)
     await trio.lowlevel.checkpoint()
-    listener = stack.engine.listen(trio.current_time(), local_ip, port,
-                                   MAX_BACKLOG if backlog is None else min(backlog, MAX_BACKLOG),
-                                   SockOpts(v6only=v6only))
-    stack.kick()
+    listener = stack.listen(local_ip, port,
+                            MAX_BACKLOG if backlog is None else min(backlog, MAX_BACKLOG),
+                            SockOpts(v6only=v6only))
     return [TCPListener(stack, listener)]
 
 
@@ -387,10 +375,8 @@ async def open_tcp_stream(stack: Stack, host: str, port: int, *,
     (``ConnectionRefusedError`` on a RST, ``TimeoutError`` when the SYN retries run out).
     Cancelling abandons the attempt."""
     remote_ip = _literal(host)
-    conn = stack.engine.connect(trio.current_time(), stack.source_for(remote_ip), remote_ip,
-                                port, local_port)
+    conn = stack.connect(remote_ip, port, local_port)
     waiters = _waiters(conn)
-    stack.kick()
     try:
         while conn.state not in SYNCHRONIZED:
             err = conn.take_error()
@@ -400,7 +386,6 @@ async def open_tcp_stream(stack: Stack, host: str, port: int, *,
                 raise ConnectionAbortedError(errno.ECONNABORTED, "closed during the handshake")
             await waiters.park()
     except BaseException:
-        conn.close(trio.current_time())
-        stack.kick()
+        stack.call(Sock(stack.config, conn.sockopts, conn=conn), Sock.close)
         raise
     return TCPStream(stack, conn)

@@ -17,7 +17,11 @@ Both go through :meth:`Stack._spin`.
 
 A flush (:meth:`Stack.kick`) sends what the engine produced in one ``send_batch``, wakes the
 user tasks parked on the objects the engine names, and pulls the timer loop's wake-up
-earlier if the engine now has an earlier deadline. The API calls it after every user call.
+earlier if the engine now has an earlier deadline. Every user call reaches the engine
+through one door, :meth:`Stack.call` (and :meth:`Stack.connect`, :meth:`Stack.listen` for
+the calls that make a socket): it runs the socket layer's operation, lets the engine re-read
+the timers of what the call reached (``TcpEngine.release``, Linux's release_sock), and
+flushes, whether the operation returned or raised.
 Waking works through the ``waiter`` attribute of each Connection and Listener, which the
 engine never touches: the API stores a :class:`Waiters` there.
 
@@ -31,6 +35,8 @@ from __future__ import annotations
 import errno
 import math
 import time
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 import structlog
 import trio
@@ -41,9 +47,15 @@ from .link.base import Link, ReceivedFrame
 from .mib import Counters, Mib
 from .tcp.connection import Connection
 from .tcp.engine import TcpEngine
+from .tcp.listener import Listener
+from .tcp.options import SockOpts
+from .tcp.sock import Sock
 from .tcp.states import State
 
 log = structlog.get_logger("ustcp.stack")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Waiters:
@@ -104,6 +116,34 @@ class Stack:
             nursery.start_soon(self._receive_loop)
             nursery.start_soon(self._timer_loop)
 
+    def call(self, sock: Sock, op: Callable[Concatenate[Sock, float, P], R],
+             *args: P.args, **kwargs: P.kwargs) -> R:
+        """A user call on a socket (lock_sock ... release_sock): ``op(sock, now, *args)``,
+        then the engine re-reads the timers of the connection or listener it reached and
+        the output goes out, whether ``op`` returned or raised."""
+        try:
+            return op(sock, trio.current_time(), *args, **kwargs)
+        finally:
+            engine = self.engine
+            engine.release(sock.conn)
+            engine.release(sock.listener)
+            self.kick()
+
+    def connect(self, remote_ip: bytes, remote_port: int, local_port: int | None = None,
+                sockopts: SockOpts | None = None) -> Connection:
+        """Active open from this host's address of ``remote_ip``'s version; the SYN goes
+        out at once."""
+        try:
+            return self.engine.connect(trio.current_time(), self.source_for(remote_ip),
+                                       remote_ip, remote_port, local_port, sockopts)
+        finally:
+            self.kick()
+
+    def listen(self, local_ip: bytes, port: int, backlog: int,
+               sockopts: SockOpts | None = None) -> Listener:
+        """A listening socket on ``local_ip:port`` (port 0: an ephemeral one)."""
+        return self.engine.listen(trio.current_time(), local_ip, port, backlog, sockopts)
+
     def kick(self) -> None:
         """Flush: transmit the engine's output, wake parked tasks, re-arm the timer."""
         frames = self.ip.take_frames()
@@ -128,11 +168,12 @@ class Stack:
         stops): a RST on the wire for each, so peers learn at once, as when a host's
         sockets are closed with SO_LINGER {on, 0}. TIME_WAIT entries go silently. Returns
         how many were reset."""
-        now = trio.current_time()
-        live = [c for c in self.engine.connections.values()
+        now, engine = trio.current_time(), self.engine
+        live = [c for c in engine.connections.values()
                 if c.state not in (State.CLOSE, State.TIME_WAIT)]
-        for conn in live:
+        for conn in live:  # Stack.call's work, with one flush for them all
             conn.abort(now)
+            engine.release(conn)
         self.kick()
         return len(live)
 

@@ -175,6 +175,19 @@ def test_v6only_is_set_before_the_socket_is_bound_and_einval_after() -> None:
     assert info.value.errno == errno.EINVAL
 
 
+def test_data_calls_and_accept_on_a_fresh_socket() -> None:
+    """On a socket that never connected, as Linux 6.18 answers: send(2) EPIPE, recv(2)
+    ENOTCONN; accept(2) on a socket that is not listening: EINVAL (inet_csk_accept)."""
+    s = fresh()
+    for call, code in ((lambda: s.send(0.0, b"x"), errno.EPIPE),
+                       (lambda: s.recv(0.0, 10), errno.ENOTCONN),
+                       (lambda: s.accept(0.0), errno.EINVAL)):
+        with pytest.raises(OSError) as caught:
+            call()
+        assert caught.value.errno == code
+    s.abort(0.0)  # nothing to reset: a no-op, as close(2) on a fresh socket
+
+
 def test_sockopts_copy_takes_every_field() -> None:
     """An accepted connection inherits every option of its listener: SockOpts.copy spells
     the fields out, so a field added later and left out of it fails here."""

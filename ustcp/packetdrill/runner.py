@@ -562,7 +562,7 @@ class Runner:
         pending = self.pending
         assert pending is not None
         try:
-            value = pending.attempt(self.now)
+            value = self.sockets.retry(self.now, pending.attempt)
         except WouldBlock as blocked:
             pending.attempt = blocked.attempt
             pending.timeout_at = blocked.timeout_at

@@ -157,6 +157,7 @@ class Sockets:
         self.domains = (None, SYMBOLS["AF_INET"]) if ip_version == "ipv4" \
             else (None, SYMBOLS["AF_INET"], SYMBOLS["AF_INET6"])
         self.fds: dict[int, ScriptSocket] = {}
+        self._opened: list[Sock] = []  # every socket the script made, closed ones too
         self.info_conn: Connection | None = None  # the socket %{ }% blocks look at
 
     def call(self, now: float, spec: SyscallSpec) -> int:
@@ -164,9 +165,32 @@ class Sockets:
         if method is None:
             raise Unsupported(f"system call {spec.name}")
         handler: Callable[[float, SyscallSpec], int] = getattr(self, method)
-        return handler(now, spec)
+        try:
+            return handler(now, spec)
+        finally:
+            self._release()
+
+    def retry(self, now: float, attempt: Attempt) -> int:
+        """A blocked call's next attempt, released as a call is."""
+        try:
+            return attempt(now)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """The runner's door after each system call (TcpEngine.release): the engine
+        re-reads the timers of every socket the script made (a handful), so a call that
+        reached several (accept, close) needs no bookkeeping of which."""
+        release = self.engine.release
+        for sock in self._opened:
+            release(sock.conn)
+            release(sock.listener)
 
     # ------------------------------------------------------------------ helpers
+
+    def _open(self, sock: Sock) -> Sock:
+        self._opened.append(sock)
+        return sock
 
     def sock(self, expr: Expr) -> ScriptSocket:
         fd = evaluate(expr)
@@ -207,7 +231,7 @@ class Sockets:
             raise Unsupported("IPv6 sockets (run with --ip_version=ipv6)")
         wanted = spec.result.value if isinstance(spec.result, IntExpr) else -1
         fd = wanted if wanted >= 0 and wanted not in self.fds else max(self.fds, default=2) + 1
-        self.fds[fd] = ScriptSocket(fd, Sock(self.engine.config))
+        self.fds[fd] = ScriptSocket(fd, self._open(Sock(self.engine.config)))
         self.hooks.on_socket()
         return fd
 
@@ -240,13 +264,14 @@ class Sockets:
         def attempt(t: float) -> int:
             if listener.closed:
                 raise os_error(errno.EINVAL)
-            conn = listener.accept()
+            conn = sock.sock.accept(t)
             if conn is None:
                 raise WouldBlock(attempt)
             fd = wanted if wanted >= 0 and wanted not in self.fds \
                 else max(self.fds, default=2) + 1
-            self.fds[fd] = ScriptSocket(fd, Sock(self.engine.config, conn.sockopts, conn=conn),
-                                        port=sock.port)
+            self.fds[fd] = ScriptSocket(
+                fd, self._open(Sock(self.engine.config, conn.sockopts, conn=conn)),
+                port=sock.port)
             self.info_conn = conn
             return fd
 
@@ -316,7 +341,7 @@ class Sockets:
             if conn.state not in CONNECTED:
                 raise WouldBlock(attempt)
             while sent < size:
-                taken = conn.send(t, bytes(size - sent))
+                taken = sock.sock.send(t, bytes(size - sent))
                 if not taken:
                     raise WouldBlock(attempt)
                 sent += taken
@@ -346,11 +371,11 @@ class Sockets:
             raise Unsupported(f"{spec.name} flags {flags:#x}")
         if is_null(spec.args[1]) and size:
             raise os_error(errno.EFAULT)
-        conn = self.conn_of(sock)
+        self.conn_of(sock)
 
         def attempt(t: float) -> int:
             try:
-                return len(conn.recv(t, size))
+                return len(sock.sock.recv(t, size))
             except BlockingIOError:
                 raise WouldBlock(attempt) from None
 
@@ -389,14 +414,15 @@ class Sockets:
             raise Unsupported(f"{name} flags {flags:#x}")
         if sock.conn is None and (sock.deferred or flags & SYMBOLS["MSG_FASTOPEN"]):
             return self.fastopen_send(now, sock, size)
-        conn = self.conn_of(sock)
+        self.conn_of(sock)
         sent = 0
 
         def attempt(t: float) -> int:
             nonlocal sent
             while sent < size:
                 try:
-                    taken = conn.send(t, bytes(size - sent), bool(flags & SYMBOLS["MSG_MORE"]))
+                    taken = sock.sock.send(t, bytes(size - sent),
+                                           bool(flags & SYMBOLS["MSG_MORE"]))
                 except BlockingIOError:
                     taken = 0
                 if not taken:

@@ -211,9 +211,7 @@ class Connection:
             if self.state in (State.SYN_SENT, State.SYN_RECV):
                 raise BlockingIOError(errno.EAGAIN, "connection not yet established")
             raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
-        n = self.snd.write(now, data, more)
-        self.host.touch(self)
-        return n
+        return self.snd.write(now, data, more)
 
     def recv(self, now: float, max_bytes: int) -> bytes:
         """Read up to ``max_bytes``; ``b""`` at end of stream; BlockingIOError when empty."""
@@ -221,7 +219,6 @@ class Connection:
             data, ack_due = self.rcv.read(now, max_bytes, self.state in _RCV_DATA_STATES)
             if ack_due:
                 self.snd.send_ack(now)
-            self.host.touch(self)
             return data
         self._raise_pending_error()
         if self.rcv.fin_received or self.rcv_shutdown or self.state == State.CLOSE:
@@ -250,7 +247,6 @@ class Connection:
             elif self.state in _DATA_STATES and not self.snd.fin_queued:
                 self._queue_fin(now)
         self.host.wake(self)
-        self.host.touch(self)
 
     def close(self, now: float) -> None:
         """close(2): the application lets go. Unread data means RST (RFC 2525 2.17, Linux
@@ -264,7 +260,6 @@ class Connection:
         unread = self.rcv.discard()
         linger = self.sockopts.linger
         if self.state in (State.CLOSE, State.TIME_WAIT):
-            e.touch(self)
             return
         if self.state == State.SYN_SENT:
             self.finish(now)
@@ -291,7 +286,6 @@ class Connection:
                 self._queue_fin(now)
             elif self.state == State.FIN_WAIT2:
                 self.arm_linger(now)
-        e.touch(self)
 
     def abort(self, now: float) -> None:
         """close() with SO_LINGER {on, 0}: send RST, skip TIME_WAIT (Linux tcp_disconnect)."""
@@ -301,7 +295,6 @@ class Connection:
         self.rcv.discard()
         if self.state != State.CLOSE:
             self.finish(now)
-        self.host.touch(self)
 
     def _queue_fin(self, now: float) -> None:
         """Queue our FIN behind the data (tcp_send_fin) and move on in the state diagram."""
@@ -452,7 +445,6 @@ class Connection:
         elif self.state not in (State.CLOSE, State.LISTEN, State.SYN_SENT, State.SYN_RECV):
             elapsed = now - max(self.rcv.last_data_recv, self.snd.last_ack_recv)
             self.t_keepalive = now + max(self.keepalive_time - elapsed, 0.0)
-        self.host.touch(self)
 
     def push_pending(self, now: float, nagle_push: bool) -> None:
         """TCP_NODELAY set or TCP_CORK cleared: send what Nagle or the cork held back
@@ -460,7 +452,6 @@ class Connection:
         cork removed with NODELAY on) sends even what a MSG_MORE write held back."""
         self.snd.nagle_push = self.snd.nagle_push or nagle_push
         self.snd.push(now)
-        self.host.touch(self)
 
     def set_quickack(self, now: float, value: int) -> None:
         """TCP_QUICKACK (__tcp_sock_set_quickack): 0 enters pingpong (delayed ACKs); any other
@@ -471,7 +462,6 @@ class Connection:
             return
         if send:
             self.snd.send_ack(now)
-        self.host.touch(self)
 
     def arm_linger(self, now: float) -> None:
         """An orphan in FIN_WAIT2 waits tcp_fin_timeout (or TCP_LINGER2) for the peer's FIN,

@@ -89,6 +89,7 @@ class TcpEngine:
         self.orphan_count = 0
         self._output: list[Output] = []
         self._wakeups: set[Wakeable] = set()
+        self._born: list[Connection] = []  # registered since the engine last read timers
         # Connections and listeners by their deadline (Timed.heap_when is the live one),
         # and the TIME_WAIT table by its next expiry.
         self._timers: TimerHeap[Timed | TimeWaitTable] = TimerHeap()
@@ -123,7 +124,7 @@ class TcpEngine:
                 continue
             obj.heap_when = None
             obj.on_timer(now)
-            self.touch(obj)  # the timers it left armed, whatever the handler changed
+            self._settle(obj)  # the timers it left armed, whatever the handler changed
 
     def on_segment(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         """One parsed, checksum-verified segment from the network."""
@@ -136,7 +137,7 @@ class TcpEngine:
         conn = self.connections.get(key)
         if conn is not None:
             conn.on_segment(now, seg)
-            self.touch(conn)  # whatever the segment changed, its timers are re-read here
+            self._touch(conn)  # whatever the segment changed, its timers are re-read here
             return
         tw = self.time_wait.entries.get(key)
         if tw is not None:
@@ -146,7 +147,7 @@ class TcpEngine:
             listener = self._find_listener(dst_ip, seg.dst_port)
             if listener is not None:
                 listener.on_syn(now, src_ip, seg, dst_ip, tw_isn)
-                self.touch(listener)
+                self._settle(listener)
             return
         listener = self._find_listener(dst_ip, seg.dst_port)
         if listener is not None:
@@ -154,7 +155,7 @@ class TcpEngine:
                 listener.on_syn(now, src_ip, seg, dst_ip)
             else:
                 listener.on_segment(now, src_ip, dst_ip, seg)
-            self.touch(listener)
+            self._settle(listener)
             return
         c.inc(Mib.UstcpNoSocket)
         self.send_reset_for(dst_ip, src_ip, seg)
@@ -175,7 +176,7 @@ class TcpEngine:
                 conn.on_packet_too_big(now, seq, mtu)
             else:
                 conn.on_icmp_error(now, seq, err)
-            self.touch(conn)
+            self._touch(conn)
             return True
         if key in self.time_wait.entries:
             return True
@@ -218,7 +219,7 @@ class TcpEngine:
         conn = Connection(self, local_ip, local_port, remote_ip, remote_port, opts, now)
         self.register(conn)
         conn.start_connect(now, reused, fastopen)
-        self.touch(conn)
+        self._settle(conn)
         return conn
 
     def _ephemeral_ports(self) -> Iterator[int]:
@@ -257,6 +258,7 @@ class TcpEngine:
 
     def register(self, conn: Connection) -> None:
         self.connections[conn.key] = conn
+        self._born.append(conn)
 
     def forget(self, key: Key, obj: object) -> None:
         if self.connections.get(key) is obj:
@@ -306,7 +308,7 @@ class TcpEngine:
     def update_pmtu(self, now: float, remote_ip: bytes, mtu: int) -> int:
         """Learn a smaller path MTU (inet_csk_update_pmtu); the path MTU now."""
         pmtu = self.pmtu.update(now, remote_ip, mtu)
-        self.touch(self._pmtu_timer)
+        self._touch(self._pmtu_timer)
         return pmtu
 
     def pmtu_expired(self, now: float, dsts: list[bytes]) -> None:
@@ -315,7 +317,7 @@ class TcpEngine:
         for conn in list(self.connections.values()):
             if conn.remote_ip in gone:
                 conn.sync_mss(now)
-                self.touch(conn)
+                self._touch(conn)
 
     def mss_for(self, remote_ip: bytes) -> int:
         """The MSS the path MTU towards ``remote_ip`` allows without options
@@ -330,7 +332,26 @@ class TcpEngine:
     def wake(self, obj: Wakeable) -> None:
         self._wakeups.add(obj)
 
-    def touch(self, obj: Timed) -> None:
+    def release(self, obj: Connection | Listener | None) -> None:
+        """The door every user call on a socket goes out through (Linux release_sock): the
+        engine re-reads the timers of the connection or listener the call reached, so no
+        user method has to remember to. The trio driver (Stack.call), the packetdrill
+        runner and the engine tests' harness call it after each call they make."""
+        if obj is not None:
+            self._settle(obj)
+
+    def _settle(self, obj: Timed) -> None:
+        """Re-read the timers of what the engine handed a segment, a timer or a user call
+        to, and of the connections that call brought into the table (a listener's
+        children, a connect's socket)."""
+        self._touch(obj)
+        born = self._born
+        if born:
+            for conn in born:
+                self._touch(conn)
+            born.clear()
+
+    def _touch(self, obj: Timed) -> None:
         """Re-evaluate a connection's or listener's timers after it changed. A timer that
         moves later costs nothing: the old heap entry fires, finds nothing due and
         reschedules. Only an earlier deadline pushes a new entry. With no timer left the

@@ -59,9 +59,6 @@ class Host(Protocol):
     def wake(self, obj: Wakeable) -> None:
         """``obj``'s status changed: its waiters are woken."""
 
-    def touch(self, obj: Timed) -> None:
-        """``obj``'s deadline may have moved earlier."""
-
     def send_reset_for(self, local_ip: bytes, remote_ip: bytes, seg: TcpSegment) -> None:
         """The RST that answers a segment nobody wants."""
 

@@ -95,9 +95,7 @@ class Listener:
     def accept(self) -> Connection | None:
         if not self.accept_queue:
             return None
-        conn = self.accept_queue.popleft()
-        self.host.touch(self)
-        return conn
+        return self.accept_queue.popleft()
 
     def _accept_queue_full(self) -> bool:
         return len(self.accept_queue) > self.backlog  # sk_acceptq_is_full
@@ -211,7 +209,6 @@ class Listener:
         self.fastopen_pending.append(child)
         self.accept_queue.append(child)
         log.debug("fastopen", conn=child.name, data=len(seg.payload))
-        e.touch(child)
         e.wake(self)
         return True
 
@@ -400,7 +397,6 @@ class Listener:
             log.debug("accepted", conn=conn.name, queue=len(self.accept_queue))
         if seg.payload or seg.flags & ~(ACK | 0x08):
             conn.on_segment(now, seg)
-        e.touch(conn)  # the host touches what it hands a segment to: this one it did not
         e.wake(self)
 
     def on_icmp_error(self, now: float, key: tuple[bytes, int, bytes, int], seq: int,

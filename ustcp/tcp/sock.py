@@ -366,6 +366,30 @@ class Sock:
             return (conn.snd.write_seq - conn.snd.snd_una) % (1 << 32)
         return (conn.snd.write_seq - conn.snd.snd_nxt) % (1 << 32)
 
+    # ------------------------------------------------------------------ data, accept
+
+    def send(self, now: float, data: bytes | bytearray | memoryview, more: bool = False) -> int:
+        """send(2): how many bytes the send buffer took (0 when full); ``more`` is
+        MSG_MORE. EPIPE after shutdown(SHUT_WR), and on a socket that never connected
+        (tcp_sendmsg_locked: sk_stream_wait_connect's answer)."""
+        if self.conn is None:
+            raise os_error(errno.EPIPE)
+        return self.conn.send(now, data, more)
+
+    def recv(self, now: float, max_bytes: int) -> bytes:
+        """recv(2): up to ``max_bytes``, ``b""`` at end of stream, BlockingIOError when
+        there is nothing to read yet."""
+        if self.conn is None:
+            raise os_error(errno.ENOTCONN)
+        return self.conn.recv(now, max_bytes)
+
+    def accept(self, now: float) -> Connection | None:
+        """accept(2) (inet_csk_accept): the oldest established child, None when the
+        accept queue is empty; EINVAL on a socket that is not listening."""
+        if self.listener is None:
+            raise os_error(errno.EINVAL)
+        return self.listener.accept()
+
     # ------------------------------------------------------------------ shutdown, close
 
     def shutdown(self, now: float, how: int) -> None:
@@ -394,6 +418,13 @@ class Sock:
         onoff, seconds = self.opts.linger or (False, 0)
         # l_linger is taken as unsigned (sk_setsockopt): a negative one waits ~136 years.
         return float(seconds & 0xFFFFFFFF) if onoff and self.closing else 0.0
+
+    def abort(self, now: float) -> None:
+        """close(2) with SO_LINGER {1, 0}: a RST at once, queued data dropped (tcp_disconnect)."""
+        if self.listener is not None:
+            self.listener.close(now)
+        if self.conn is not None:
+            self.conn.abort(now)
 
     @property
     def closing(self) -> bool:
