@@ -367,9 +367,12 @@ class TcpEngine:
     def _touch(self, obj: Timed) -> None:
         """Re-evaluate a connection's or listener's timers after it changed. A timer that
         moves later costs nothing: the old heap entry fires, finds nothing due and
-        reschedules. Only an earlier deadline pushes a new entry."""
+        reschedules. Only an earlier deadline pushes a new entry. With no timer left the
+        entry goes stale, so it never fires: a closed connection's last RTO or SYN-ACK
+        timer would otherwise wake the driver's timer task once per connection."""
         deadline = obj.deadline
         if deadline is None:
+            obj.heap_when = None
             return
         if obj.heap_when is None or deadline < obj.heap_when:
             obj.heap_when = deadline
