@@ -54,6 +54,7 @@ class SockOpts:
             keepidle=self.keepidle, keepintvl=self.keepintvl, keepcnt=self.keepcnt,
             congestion=self.congestion, fastopen=self.fastopen,
             fastopen_connect=self.fastopen_connect, user_timeout=self.user_timeout,
+            notsent_lowat=self.notsent_lowat, recvmsg_inq=self.recvmsg_inq,
             v6only=self.v6only)
 
 
