@@ -3,7 +3,9 @@
 
     .venv/bin/python tools/update_conformance_table.py
 
-Prints one line per script (as ``ustcp packetdrill`` does) and what changed in the table.
+Prints one line per script (as ``ustcp packetdrill`` does), what changed in the table, and
+each script that does not pass with the reason recorded for it (an entry whose outcome
+changed loses its reason: write the new one in by hand).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ustcp.packetdrill.scripts import quiet_engine_logs  # noqa: E402
-from ustcp.packetdrill.table import load_table, run_suite, write_table  # noqa: E402
+from ustcp.packetdrill.table import load_reasons, load_table, run_suite, write_table  # noqa: E402
 
 ROOT = REPO.parent / "shared" / "conformance"
 TABLE = REPO / "tests" / "conformance" / "expected.json"
@@ -37,6 +39,10 @@ def main() -> int:
             print(f"changed: {key}: {old.get(key, 'absent')} -> {result.status}")
     for key in sorted(set(old) - set(results)):
         print(f"removed: {key}")
+    reasons = load_reasons(TABLE)
+    for key, result in sorted(results.items()):
+        if result.status != "pass":
+            print(f"not passing: {key}: {reasons.get(key, 'no reason recorded: add one')}")
     counts = [sum(r.status == s for r in results.values()) for s in ("pass", "fail", "skip")]
     print(f"{counts[0]} passed, {counts[1]} failed, {counts[2]} skipped")
     return 0

@@ -125,6 +125,11 @@ class TCPStream(trio.abc.HalfCloseableStream):
         ``SO_ERROR`` clears the pending error."""
         return self.stack.call(self._sock, Sock.getsockopt, level, option, buffersize)
 
+    @property
+    def closed(self) -> bool:
+        """Whether this stream was closed (``aclose`` or ``abort``)."""
+        return self._closed
+
     def _check_open(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError("this stream was already closed")
@@ -357,7 +362,8 @@ async def _run_handler(stream: StreamT, handler: Callable[[StreamT], Awaitable[o
             tcp.abort()
     finally:
         if stream is tcp:
-            await stream.aclose()
+            if not tcp.closed:  # most handlers close it: no second checkpoint at task end
+                await stream.aclose()
         else:
             await trio.aclose_forcefully(stream)
 

@@ -55,10 +55,11 @@ INTERPRETED = frozenset({"__init__.py", "tcpinfo.py"})
 
 def _compiled_sources() -> tuple[str, ...]:
     """Paths relative to the checkout's root, as mypycify takes them: every module of
-    ``wire/`` and ``tcp/`` but :data:`INTERPRETED`, the IP layer and the counters."""
+    ``wire/`` and ``tcp/`` but :data:`INTERPRETED`, the IP layer, its reassembly and path
+    MTU tables (the engine asks them on every segment) and the counters."""
     found = [p for sub in ("wire", "tcp") for p in sorted((PACKAGE_DIR / sub).rglob("*.py"))
              if p.name not in INTERPRETED]
-    found += [PACKAGE_DIR / "ip.py", PACKAGE_DIR / "mib.py"]
+    found += [PACKAGE_DIR / name for name in ("ip.py", "frag.py", "pmtu.py", "mib.py")]
     return tuple(p.relative_to(ROOT).as_posix() for p in found)
 
 

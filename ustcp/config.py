@@ -18,6 +18,7 @@ class SysctlError(ValueError):
 
 
 INT_MAX = 2**31 - 1
+UINT_MAX = 2**32 - 1
 U8_MAX = 255
 JIFFIES_SEC_MAX = INT_MAX // 1000  # proc_dointvec_jiffies with HZ=1000: 2147483 s
 
@@ -33,6 +34,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_synack_retries": (0, U8_MAX),
     "tcp_abort_on_overflow": (0, U8_MAX),
     "tcp_syn_retries": (1, 127),  # tcp_syn_retries_min, tcp_syn_retries_max (MAX_TCP_SYNCNT)
+    "tcp_syn_linear_timeouts": (0, 127),  # SYSCTL_ZERO, tcp_syn_linear_timeouts_max
     "tcp_retries2": (0, U8_MAX),
     "tcp_timestamps": (0, U8_MAX),
     "tcp_window_scaling": (0, U8_MAX),
@@ -48,6 +50,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_moderate_rcvbuf": (0, U8_MAX),
     "tcp_slow_start_after_idle": (0, U8_MAX),
     "tcp_min_tso_segs": (1, INT_MAX),  # SYSCTL_ONE
+    "tcp_notsent_lowat": (0, UINT_MAX),  # proc_douintvec
     "tcp_tso_rtt_log": (0, U8_MAX),
     "tcp_pacing_ss_ratio": (0, 1000),  # SYSCTL_ZERO, SYSCTL_ONE_THOUSAND
     "tcp_pacing_ca_ratio": (0, 1000),
@@ -65,6 +68,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_ecn": (0, 5),  # SYSCTL_ZERO, SYSCTL_FIVE (3 to 5: AccECN, Linux 6.18)
     "tcp_ecn_fallback": (0, 1),
     "tcp_fastopen": (0, INT_MAX),  # proc_dointvec: the bit flags of tcp/fastopen.py
+    "tcp_fastopen_blackhole_timeout_sec": (0, INT_MAX),  # SYSCTL_ZERO, no upper bound
     "ip_default_ttl": (1, 255),  # ip_ttl_min, ip_ttl_max
     "icmp_ratelimit": (0, INT_MAX),  # proc_dointvec_ms_jiffies, ms
     "ipfrag_high_thresh": (0, INT_MAX),  # extra1 = &ipfrag_low_thresh in Linux
@@ -137,6 +141,9 @@ class StackConfig:
     tcp_abort_on_overflow: int = 0
     # --- active open and retransmission (tcp_timer.c) ---
     tcp_syn_retries: int = 6
+    # the first SYN retransmissions of a connect that keep the initial RTO (1 s) instead of
+    # doubling it, and count on top of tcp_syn_retries (Linux 6.5+)
+    tcp_syn_linear_timeouts: int = 4
     tcp_retries2: int = 15
     # --- options (tcp_output.c tcp_syn_options) ---
     tcp_timestamps: int = 1
@@ -157,6 +164,9 @@ class StackConfig:
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
     tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
     tcp_moderate_rcvbuf: int = 1
+    # A writer (and POLLOUT) waits while more than this many bytes are written and unsent
+    # (tcp_stream_memory_free); TCP_NOTSENT_LOWAT sets it per socket.
+    tcp_notsent_lowat: int = UINT_MAX
     # --- loss recovery and congestion control ---
     tcp_congestion_control: str = "cubic"
     tcp_slow_start_after_idle: int = 1
@@ -183,6 +193,9 @@ class StackConfig:
     # "xxxxxxxx-xxxxxxxx-xxxxxxxx-xxxxxxxx[,backup]", "" for a random one ---
     tcp_fastopen: int = 1
     tcp_fastopen_key: str = ""
+    # active Fast Open paused host-wide for this long (s), doubling per pause up to 64
+    # times, after a Fast Open connection timed out; 0 (Linux's default) never pauses
+    tcp_fastopen_blackhole_timeout_sec: int = 0
     # --- ECN (RFC 3168; tcp/ecn.py): 0 off, 1 ask and accept, 2 accept when asked ---
     tcp_ecn: int = 2
     tcp_ecn_fallback: int = 1

@@ -124,6 +124,7 @@ class Mib:
     TcpExtTWKilled: Final = _next()
     TcpExtPAWSEstab: Final = _next()
     TcpExtPAWSPassive: Final = _next()
+    TcpExtPAWSActive: Final = _next()  # LINUX_MIB_PAWSACTIVEREJECTED
     TcpExtDelayedACKs: Final = _next()
     TcpExtDelayedACKLost: Final = _next()
     TcpExtListenOverflows: Final = _next()

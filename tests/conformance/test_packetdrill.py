@@ -4,7 +4,8 @@ A script recorded as ``pass`` must still pass (a regression fails the test), and
 packetdrill's two other modes too (``--ip_version=ipv6`` and ``ipv4-mapped-ipv6``), as
 Linux's runner runs every script in all three unless the script names its version. A script that
 passes but is recorded otherwise, or is not in the table, is reported as a warning: run
-``tools/update_conformance_table.py`` to record the progress.
+``tools/update_conformance_table.py`` to record the progress. Every script recorded as not
+passing says why.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from ustcp.packetdrill.runner import run_file
 from ustcp.packetdrill.scripts import find_scripts, quiet_engine_logs
-from ustcp.packetdrill.table import load_table
+from ustcp.packetdrill.table import load_reasons, load_table
 
 ROOT = Path(__file__).parents[2].parent / "shared" / "conformance"
 TABLE = Path(__file__).with_name("expected.json")
@@ -59,3 +60,9 @@ def test_passing_script_passes_in_the_ipv6_modes(script: str, ip_version: str) -
 def test_table_lists_only_existing_scripts() -> None:
     stale = sorted(set(load_table(TABLE)) - set(SCRIPTS))
     assert not stale, f"expected.json names scripts that are gone: {stale}"
+
+
+def test_every_script_not_passing_says_why() -> None:
+    table, reasons = load_table(TABLE), load_reasons(TABLE)
+    silent = sorted(s for s, outcome in table.items() if outcome != "pass" and s not in reasons)
+    assert not silent, f"expected.json: no reason recorded for {silent}"

@@ -130,7 +130,9 @@ async def test_half_close(autojump_clock: MockClock) -> None:
 
 async def test_aclose_semantics(autojump_clock: MockClock) -> None:
     async with connected() as (client, server, _a, _b):
+        assert not client.closed
         await client.aclose()
+        assert client.closed
         await client.aclose()  # idempotent
         with pytest.raises(trio.ClosedResourceError):
             await client.send_all(b"x")

@@ -41,6 +41,22 @@ def test_active_close_goes_through_time_wait_for_60s(net: Net) -> None:
     assert t_close < entered
 
 
+def test_closed_connection_leaves_no_deadline(net: Net) -> None:
+    """A connection whose timers all stopped holds no place in the engine's timer heap: a
+    passive close ends with the engine asking for no wake-up at all (its last RTO entry
+    went stale when the FIN's ACK stopped the timer), so the driver's timer task is not
+    woken once per closed connection."""
+    _, client, server = open_pair(net)
+    client.close(net.now)
+    net.run(net.now + 0.1)
+    server.close(net.now)
+    net.run(net.now + 0.1)
+    assert server.state == State.CLOSE
+    assert net.b.next_deadline() is None
+    assert client.key in net.a.time_wait.entries  # the other side's one deadline stands
+    assert net.a.next_deadline() == net.a.time_wait.next_deadline()
+
+
 def test_time_wait_reacks_retransmitted_fin_and_restarts_timer() -> None:
     drop_last_ack = {"armed": False}
 

@@ -57,16 +57,33 @@ def test_options_off_by_sysctl() -> None:
 
 
 def test_syn_retransmission_schedule_and_timeout() -> None:
-    # tcp_syn_retries = 6: SYNs at 0, 1, 3, 7, 15, 31, 63 s; give up at 127 s.
+    """tcp_syn_retries = 6 and tcp_syn_linear_timeouts = 4 (Linux 6.18's defaults): the
+    first retransmissions keep the 1 s RTO, then it doubles; 10 retransmissions, and the
+    connect gives up at 131 s. Measured on this machine's kernel: SYNs 1.02-1.03 s apart
+    five times, then 2.02, 4.19, 8.19, 16.13, 32.26 s; ETIMEDOUT after 133-135 s."""
     net = Net(filter=lambda s: 0)
+    client = net.a.connect(0.0, A_IP, B_IP, 80)
+    net.run(130.0)
+    assert client.state == State.SYN_SENT
+    net.run(200.0)
+    syn_times = [round(s.t, 6) for s in net.sent_by(A_IP) if s.seg.flags == SYN]
+    assert syn_times == [0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67]
+    assert client.state == State.CLOSE
+    assert isinstance(client.error, TimeoutError)
+    assert net.a.counters["TcpAttemptFails"] == 1
+    assert net.a.counters["TcpRetransSegs"] == 10
+
+
+def test_syn_linear_timeouts_zero_is_the_old_exponential_schedule() -> None:
+    """tcp_syn_linear_timeouts = 0: every SYN timeout doubles the RTO; 6 retransmissions,
+    give up at 127 s."""
+    net = Net(filter=lambda s: 0)
+    net.config_a.tcp_syn_linear_timeouts = 0
     client = net.a.connect(0.0, A_IP, B_IP, 80)
     net.run(200.0)
     syn_times = [round(s.t, 6) for s in net.sent_by(A_IP) if s.seg.flags == SYN]
     assert syn_times == [0, 1, 3, 7, 15, 31, 63]
-    assert client.state == State.CLOSE
-    assert isinstance(client.error, TimeoutError)
-    assert net.a.counters["TcpAttemptFails"] == 1
-    assert net.a.counters["TcpRetransSegs"] == 6
+    assert client.state == State.CLOSE and net.a.counters["TcpRetransSegs"] == 6
 
 
 def test_connect_to_closed_port_is_refused(net: Net) -> None:

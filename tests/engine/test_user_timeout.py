@@ -10,18 +10,11 @@ from pathlib import Path
 from ustcp.packetdrill.parser import parse_script
 from ustcp.packetdrill.runner import Runner
 
+from .util import PASSIVE_OPEN
+
 # A passive open whose final ACK announces a window (the format argument), then
 # TCP_USER_TIMEOUT = 1000 ms.
-OPEN = """\
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
-+0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
-+.1 < . 1:1(0) ack 1 win %d
-+0 accept(3, ..., ...) = 4
+OPEN = PASSIVE_OPEN + """\
 +0 setsockopt(4, SOL_TCP, TCP_USER_TIMEOUT, [1000], 4) = 0
 """
 

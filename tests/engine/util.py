@@ -8,6 +8,20 @@ from ustcp.wire.tcp import ACK, TcpOptions, TcpSegment
 
 from .harness import A_IP, B_IP, Net
 
+# A passive open in the manner of google's scripts (MSS 1000, SACK, window scale 7, the
+# receive buffer of their defaults.sh); the final ACK's window is the format argument.
+PASSIVE_OPEN = """\
+`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
++0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
++.1 < . 1:1(0) ack 1 win %d
++0 accept(3, ..., ...) = 4
+"""
+
 
 def open_pair(net: Net, port: int = 80, backlog: int = 16, *, a_ip: bytes = A_IP,
               b_ip: bytes = B_IP) -> tuple[Listener, Connection, Connection]:

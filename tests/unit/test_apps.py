@@ -223,3 +223,47 @@ async def test_a_failing_handler_is_logged_not_raised() -> None:
     client, server = trio.testing.memory_stream_pair()
     await broken(server)
     assert await client.receive_some(10) == b""  # and the stream was closed
+
+
+class _CountingStream(trio.abc.HalfCloseableStream):
+    """A stream that counts its ``aclose`` calls and says whether it is closed, as
+    ``ustcp.api.TCPStream.closed`` does."""
+
+    def __init__(self) -> None:
+        self.closes = 0
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closes += 1
+        self.closed = True
+        await trio.lowlevel.checkpoint()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        raise NotImplementedError
+
+    async def wait_send_all_might_not_block(self) -> None:
+        raise NotImplementedError
+
+    async def send_eof(self) -> None:
+        raise NotImplementedError
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        raise NotImplementedError
+
+
+async def test_a_handler_that_closed_its_stream_is_not_closed_again() -> None:
+    """ends_quietly closes the stream a handler left open, and only that one: a second
+    aclose would add a scheduler pass to every connection's end."""
+
+    @ends_quietly("closes")
+    async def closes(stream: trio.abc.HalfCloseableStream) -> None:
+        await stream.aclose()
+
+    @ends_quietly("leaves")
+    async def leaves(stream: trio.abc.HalfCloseableStream) -> None:
+        pass
+
+    for handler, expected in ((closes, 1), (leaves, 1)):
+        stream = _CountingStream()
+        await handler(stream)
+        assert stream.closes == expected

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ustcp.tcp.buffers import ReceiveBuffer, SendBuffer
+from ustcp.tcp.buffers import SKB_TRUESIZE, ReceiveBuffer, SendBuffer
 from ustcp.tcp.seq import seq_add, seq_diff
 
 DATA = bytes(range(256)) * 40  # 10,240 distinct-enough bytes
@@ -78,3 +78,26 @@ def test_a_piece_already_queued_is_a_dsack() -> None:
     assert buf.ofo_insert(100, 200, DATA[:50]) is None
     assert buf.ofo_insert(100, 210, DATA[10:30]) == (210, 230)  # every byte was there
     assert buf.ofo_bytes == 50 and buf.sack_blocks(4) == [(200, 250)]
+
+
+def test_send_buffer_charges_each_skb_as_linux_does() -> None:
+    """sk_wmem_queued: bytes plus SKB_TRUESIZE per skb; a send splits an skb (one more) or
+    merges the skbs it spans; an ACK frees the skbs it covers whole."""
+    buf = SendBuffer()
+    buf.write(bytes(25_000), new_skb=True)
+    assert buf.wmem_queued == 25_000 + SKB_TRUESIZE
+    assert buf.tail_room(0, 25_000) == 0  # full
+    buf.sent(0, 5_000)  # tso_fragment: [0, 5000) and [5000, 25000)
+    assert buf.wmem_queued == 25_000 + 2 * SKB_TRUESIZE
+    assert buf.tail_room(5_000, 30_000) == 10_000  # the unsent rest is an skb to top up
+    assert buf.tail_room(6_000, 30_000) == 0  # a tail skb sent in part takes no more
+    buf.write(bytes(25_000), new_skb=True)
+    assert buf.tail_room(5_000, 30_000) == 5_000  # the new tail is unsent
+    buf.sent(5_000, 25_000)  # takes [5000, 25000) and 5000 of the next skb
+    assert buf.wmem_queued == 50_000 + 3 * SKB_TRUESIZE  # split off, merged: as many skbs
+    buf.consume(4_000)  # partly acknowledged: trimmed, not freed
+    assert buf.wmem_queued == 46_000 + 3 * SKB_TRUESIZE
+    buf.consume(26_000)  # the first two skbs whole
+    assert buf.wmem_queued == 20_000 + SKB_TRUESIZE
+    buf.sent(0, 20_000)  # the rest leaves as it is: no split
+    assert buf.wmem_queued == 20_000 + SKB_TRUESIZE

@@ -283,3 +283,16 @@ def test_every_shared_script_parses_or_reports_a_reason(path: Path) -> None:
         assert exc.message
         return
     assert script.events
+
+
+def test_definitions_stand_for_their_value() -> None:
+    """packetdrill's -D NAME=VALUE: the word NAME takes VALUE's place wherever it stands
+    (the Fast Open cookie of Google's server scripts); other words are left alone."""
+    text = ("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
+            "+0 < S 0:10(10) win 32792 <mss 1460,sackOK,nop,nop,FOEXP TFO_COOKIE>\n")
+    for definitions, cookie in (({}, "TFO_COOKIE"),  # undefined: the word itself
+                                ({"TFO_COOKIE": "3021b9d889017eeb", "UNUSED": "1"},
+                                 "3021b9d889017eeb")):
+        spec = parse_script(text, definitions).events[1].action
+        assert isinstance(spec, PacketSpec) and spec.options is not None
+        assert spec.options[-1] == TcpOptionSpec("FOEXP", (), cookie)

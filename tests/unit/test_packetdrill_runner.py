@@ -111,6 +111,14 @@ def test_code_blocks_see_tcp_info_and_report_failed_asserts() -> None:
     assert failed.message == "assert: expected tcpi_snd_cwnd == 99 actual tcpi_snd_cwnd=10"
 
 
+def test_a_code_block_may_end_in_a_line_continuation() -> None:
+    """As packetdrill's code.c writes a newline after each block, a last line ending in a
+    backslash (Google's tcp-info-rwnd-limited.pkt) continues into nothing."""
+    result = run(SERVER + "+0 %{ assert tcpi_snd_cwnd == 10, tcpi_snd_cwnd;\\\n"
+                          "      assert tcpi_state == TCP_ESTABLISHED;\\\n}%\n")
+    assert result.status == "pass", result.message
+
+
 def test_unmapped_ts_ecr_is_reported() -> None:
     result = run(SERVER + "+0 < . 1:1(0) ack 1 win 257 <nop,nop,TS val 1 ecr 12345>\n")
     assert result.status == "fail"
@@ -220,7 +228,8 @@ def test_defaults_profile_is_read_not_run(tmp_path: Path) -> None:
                             ("tcp_early_retrans", "4"), ("tcp_recovery", "1"),
                             ("tcp_pacing_ss_ratio", "200"),
                             ("tcp_timestamps", "0"), ("tcp_sack", "0")]
-    assert len(plan.notes) == 2 and not plan.unsupported
+    assert len(plan.notes) == 1 and not plan.unsupported  # tc; ip tcp_metrics flush is run
+    assert plan.flush_metrics
 
 
 def test_shell_lines_read_as_bash_lists(tmp_path: Path) -> None:

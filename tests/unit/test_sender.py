@@ -19,7 +19,7 @@ from ustcp.tcp.rto import RtoEstimator
 from ustcp.tcp.sender import Sender
 from ustcp.tcp.seq import seq_add
 from ustcp.tcp.states import State
-from ustcp.wire.tcp import ACK, TcpOptions, TcpSegment
+from ustcp.wire.tcp import ACK, PSH, TcpOptions, TcpSegment
 
 MSS = 1000
 WRAPS = [1000, 0xFFFFFFFF - 2500]  # an ISN far from the wrap, and one the flight crosses
@@ -172,3 +172,50 @@ def test_an_rto_marks_everything_lost_and_collapses_cwnd(iss: int) -> None:
     assert [s.seq for s in host.sent] == [snd.snd_una] and snd.backoff == 1
     recovery.xmit_retransmit_queue(snd, 1.5)  # cwnd 1 is full: nothing more goes
     assert len(host.sent) == 1
+
+
+@pytest.mark.parametrize("iss", WRAPS)
+def test_a_blocked_writer_wakes_when_linuxs_does(iss: int) -> None:
+    """google/blocking/blocking-write.pkt's exchange, with the figures measured on Linux 6.18
+    (SO_MEMINFO): SO_SNDBUF 21000 (42000), peer window 50000, so skbs of 25000 bytes. A
+    write of 61000 takes 60000: the first skb leaves at once and its unsent rest is topped
+    up before the second skb is started (wmem_queued 63328 = 60000 + 4 skbs). The writer
+    sleeps through the ACKs of 10001 and 30001 and wakes at 35001, when a third is free."""
+    snd, _ = make_sender(iss, tcp_min_tso_segs=10)
+    snd.sockopts.sndbuf = 21000
+    snd.snd_wnd = snd.max_window = 50_000
+    una = snd.snd_una
+    assert snd.write(0.0, bytes(61_000)) == 60_000
+    assert snd.nospace and snd.snd_buf.wmem_queued == 63_328
+    assert snd.write(0.0, bytes(1_000)) == 0
+    for acked, queued in ((10_000, 53_328), (30_000, 32_496)):
+        now = 0.1 * acked / 10_000
+        ack.process_ack(snd, now, ack_seg(snd, seq_add(una, acked), window=50_000))
+        snd.push(now)  # what the ACK lets out goes before the writer is woken
+        assert snd.snd_buf.wmem_queued == queued and not snd.send_space
+        assert snd.write(0.5, bytes(1_000)) == 0
+    ack.process_ack(snd, 0.5, ack_seg(snd, seq_add(una, 35_000), window=50_000))
+    snd.push(0.5)
+    assert snd.snd_buf.wmem_queued == 27_496 and snd.send_space
+    assert snd.write(0.5, bytes(1_000)) == 1_000 and not snd.nospace
+
+
+@pytest.mark.parametrize("iss", WRAPS)
+def test_forced_push_marks_psh_where_linux_does(iss: int) -> None:
+    """google/cubic/cubic-rto-ss-ca-cwnd-bump.pkt's send: the peer's largest window 32896
+    makes skbs of 16000; the first leaves at once (two segments on cwnd 2), its unsent rest
+    is topped up to 18000, and by then more than half that window was written since the last
+    PSH (forced_push): that skb's end carries PSH, the segments around it do not."""
+    snd, host = make_sender(iss, sack=False)
+    snd.sockopts.sndbuf = 200_000
+    snd.snd_wnd = snd.max_window = 32_896
+    una = snd.snd_una
+    snd.ccs.snd_cwnd = 2
+    assert snd.write(0.0, bytes(100_000)) == 100_000
+    for k in range(1, 20):
+        snd.ccs.snd_cwnd = 2  # one segment per ACK, as in congestion avoidance
+        ack.process_ack(snd, 0.1 * k, ack_seg(snd, seq_add(una, k * MSS), window=32_896))
+        snd.push(0.1 * k)
+    pushed = {seq_add(s.seq, len(s.payload)) for s in host.sent if s.flags & PSH}
+    ends = {seq_add(una, k * MSS) for k in range(1, 21)}
+    assert pushed & ends == {seq_add(una, 18_000)}

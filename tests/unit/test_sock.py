@@ -6,6 +6,7 @@ socket module on this kernel, net.core.wmem_max/rmem_max at their defaults of 21
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import socket
 import struct
@@ -15,6 +16,7 @@ import pytest
 from ustcp.config import StackConfig
 from ustcp.mib import Counters
 from ustcp.tcp.engine import TcpEngine
+from ustcp.tcp.options import SockOpts
 from ustcp.tcp.sock import (
     POLLHUP,
     POLLOUT,
@@ -184,3 +186,25 @@ def test_data_calls_and_accept_on_a_fresh_socket() -> None:
             call()
         assert caught.value.errno == code
     s.abort(0.0)  # nothing to reset: a no-op, as close(2) on a fresh socket
+
+
+def test_sockopts_copy_takes_every_field() -> None:
+    """An accepted connection inherits every option of its listener: SockOpts.copy spells
+    the fields out, so a field added later and left out of it fails here."""
+    changed = {}
+    for f in dataclasses.fields(SockOpts):
+        default = f.default
+        if isinstance(default, bool):
+            changed[f.name] = not default
+        elif isinstance(default, int):
+            changed[f.name] = default + 7
+        elif f.name == "linger":
+            changed[f.name] = (True, 5)
+        elif f.name == "congestion":
+            changed[f.name] = "reno"
+        else:
+            changed[f.name] = 3
+    opts = SockOpts(**changed)
+    copy = opts.copy()
+    assert copy is not opts
+    assert dataclasses.asdict(copy) == changed

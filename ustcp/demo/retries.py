@@ -19,25 +19,36 @@ from ustcp.wire.tcp import SYN
 NOBODY = "10.77.0.3"  # on the stack's subnet, nobody's address: the kernel drops its SYNs
 PORT = 80
 LIVE_RETRIES = 2
+LIVE_SYNS = (0, 1, 2, 3, 4, 5, 7)  # with tcp_syn_retries = 2; ETIMEDOUT at 11 s
+DEFAULT_SYNS = [0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67]  # Linux 6.18's defaults
+DEFAULT_FAILS = 131
+EXPONENTIAL_SYNS = [0, 1, 3, 7, 15, 31, 63]  # tcp_syn_linear_timeouts = 0
+EXPONENTIAL_FAILS = 127
 
 STORY = """
-A SYN that gets no answer (a host that is down, a firewall that drops) is retransmitted on
-the initial RTO of 1 s, doubling: tcp_syn_retries (default 6) retransmissions at 1, 3, 7,
-15, 31 and 63 s, and after the last one the client waits 64 s more, then connect() fails
-with ETIMEDOUT: 1+2+4+8+16+32+64 = 127 s, more than two minutes. Lowering the knob (or the
-per-socket TCP_SYNCNT) makes a client give up sooner. Live, the stack dials 10.77.0.3, an
-address on its subnet that nobody has, with tcp_syn_retries = 2 (SYNs at 0, 1 and 3 s,
-ETIMEDOUT at 7 s); then the engine runs the default schedule on virtual time, where 127 s
-take no time at all.
+A SYN that gets no answer (a host that is down, a firewall that drops) is retransmitted.
+Since Linux 6.5 the first tcp_syn_linear_timeouts (default 4) timeouts keep the initial RTO
+of 1 s, so a SYN lost once costs a second, not an exponential wait; after them the RTO
+doubles, and tcp_syn_retries (default 6) more retransmissions follow: 10 in all, at 1, 2, 3,
+4, 5, 7, 11, 19, 35 and 67 s; after the last one the client waits 64 s more, then
+connect() fails with ETIMEDOUT at 131 s, more than two minutes (measured on Linux 6.18:
+SYNs 1.02 s apart five times, then 2, 4, 8, 16, 32 s; ETIMEDOUT after 133-135 s). Lowering
+tcp_syn_retries (or the per-socket TCP_SYNCNT) makes a client give up sooner. Live, the stack
+dials 10.77.0.3, an address on its subnet that nobody has, with tcp_syn_retries = 2 (SYNs at
+0, 1, 2, 3, 4, 5 and 7 s, ETIMEDOUT at 11 s); then the engine runs the default schedule on
+virtual time, where 131 s take no time at all, and once more with
+tcp_syn_linear_timeouts = 0: the doubling from the first timeout that kernels before 6.5
+had, 1+2+4+8+16+32+64 = 127 s.
 """
 
 
-def virtual_schedule(retries: int) -> tuple[list[float], float, str]:
+def virtual_schedule(retries: int, linear_timeouts: int = 4) -> tuple[list[float], float, str]:
     """The engine alone on virtual time: an active open whose SYNs are never answered.
     The SYN send times, when the connection failed, and its error."""
     configure_logging(level="warning")  # the engine's debug events would drown the story
     config = StackConfig()
     config.tcp_syn_retries = retries
+    config.tcp_syn_linear_timeouts = linear_timeouts
     engine = TcpEngine(config, Counters(), seed=1)
     local, remote = socket.inet_aton(STACK_ADDR), socket.inet_aton(NOBODY)
     now = 0.0
@@ -71,18 +82,36 @@ def run(story: Story, workdir: Path) -> None:
         story.counters(deltas, ["TcpActiveOpens", "TcpRetransSegs", "TcpExtTCPTimeouts",
                                 "TcpAttemptFails"])
         story.knobs(knobs)
-    story.section("on virtual time: the engine alone, tcp_syn_retries = 6 (the default)")
-    syns, failed, error = virtual_schedule(StackConfig().tcp_syn_retries)
-    story.block("\n".join(f"t={t:6.1f} s  SYN" + (" (retransmission)" if t else "")
-                          for t in syns) + f"\nt={failed:6.1f} s  connect() fails: {error}")
+    defaults = StackConfig()
+    story.section("on virtual time: the engine alone, tcp_syn_retries = 6 and "
+                  "tcp_syn_linear_timeouts = 4 (the defaults)")
+    syns, failed, error = virtual_schedule(defaults.tcp_syn_retries,
+                                           defaults.tcp_syn_linear_timeouts)
+    story.block(_schedule(syns, failed, error))
+    story.section("the same with tcp_syn_linear_timeouts = 0 (every timeout doubles)")
+    exp_syns, exp_failed, exp_error = virtual_schedule(defaults.tcp_syn_retries, 0)
+    story.block(_schedule(exp_syns, exp_failed, exp_error))
     story.section("checks")
     live = [round(seg.t - convs[0].segments[0].t, 2) for seg in convs[0].segments] \
         if convs else []
-    story.check(len(live) == 3 and all(abs(t - due) < 0.3 for t, due in zip(live, (0, 1, 3),
-                                                                            strict=True)),
-                f"live: SYNs at 0, 1, 3 s (tcp_syn_retries = {LIVE_RETRIES}); seen {live}")
-    story.check(reply.startswith("error ETIMEDOUT") and deltas.get("TcpRetransSegs") == 2
+    story.check(len(live) == len(LIVE_SYNS) and all(
+                    abs(t - due) < 0.3 for t, due in zip(live, LIVE_SYNS, strict=True)),
+                f"live: SYNs at {', '.join(map(str, LIVE_SYNS))} s (tcp_syn_retries = "
+                f"{LIVE_RETRIES}); seen {live}")
+    story.check(reply.startswith("error ETIMEDOUT")
+                and deltas.get("TcpRetransSegs") == len(LIVE_SYNS) - 1
                 and deltas.get("TcpAttemptFails") == 1,
                 "live: then connect() failed with ETIMEDOUT (TcpAttemptFails)")
-    story.check(syns == [0, 1, 3, 7, 15, 31, 63] and failed == 127 and error == "TimeoutError",
-                "virtual time: SYNs at 0, 1, 3, 7, 15, 31, 63 s and ETIMEDOUT at 127 s")
+    story.check(syns == DEFAULT_SYNS and failed == DEFAULT_FAILS and error == "TimeoutError",
+                f"virtual time: SYNs at {', '.join(map(str, DEFAULT_SYNS))} s and ETIMEDOUT at "
+                f"{DEFAULT_FAILS} s")
+    story.check(exp_syns == EXPONENTIAL_SYNS and exp_failed == EXPONENTIAL_FAILS
+                and exp_error == "TimeoutError",
+                f"virtual time, no linear timeouts: SYNs at "
+                f"{', '.join(map(str, EXPONENTIAL_SYNS))} s and ETIMEDOUT at "
+                f"{EXPONENTIAL_FAILS} s")
+
+
+def _schedule(syns: list[float], failed: float, error: str) -> str:
+    return "\n".join(f"t={t:6.1f} s  SYN" + (" (retransmission)" if t else "")
+                     for t in syns) + f"\nt={failed:6.1f} s  connect() fails: {error}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .runner import Result, run_file
@@ -18,9 +18,18 @@ from .scripts import find_scripts, quiet_engine_logs
 from .sockets import IP_VERSIONS
 
 
-def run_paths(paths: Sequence[Path], ip_version: str = "ipv4") -> Iterator[Result]:
+def run_paths(paths: Sequence[Path], ip_version: str = "ipv4",
+              definitions: Mapping[str, str] | None = None) -> Iterator[Result]:
     for script in find_scripts(paths):
-        yield run_file(script, ip_version=ip_version)
+        yield run_file(script, ip_version=ip_version, definitions=definitions)
+
+
+def definition(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` of ``-D``, as packetdrill's --define."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, default=None, metavar="N",
                         help="kernel target: runs a failing script again, up to N times "
                              "(default 2); it passes if an attempt passes")
+    parser.add_argument("-D", "--define", type=definition, action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="as packetdrill's -D: the word NAME in a script stands for "
+                             "VALUE (Google's runner passes -D TFO_COOKIE=3021b9d889017eeb, "
+                             "the cookie its Fast Open key gives the client 192.0.2.1)")
     args = parser.parse_args(argv)
+    definitions = dict(args.define)
     missing = [p for p in args.paths if not p.exists()]
     if missing:
         parser.error(f"no such file or folder: {missing[0]}")
@@ -52,10 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--ip_version: the kernel target runs IPv4 only")
     if args.target != "engine":
         from .kernel.report import main as kernel_main
-        return kernel_main(args.paths, args.target, args.verbose, args.retries)
+        return kernel_main(args.paths, args.target, args.verbose, args.retries, definitions)
     counts = {"pass": 0, "fail": 0, "skip": 0}
     with quiet_engine_logs():
-        for result in run_paths(args.paths, args.ip_version):
+        for result in run_paths(args.paths, args.ip_version, definitions):
             counts[result.status] += 1
             print(result.summary())
             if args.verbose:

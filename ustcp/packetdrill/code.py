@@ -39,7 +39,9 @@ class CodeRunner:
         if info is not None:
             self.namespace.update(info)
         try:
-            tree = ast.parse(text, self.filename)
+            # code.c writes each block and a newline: a block ending in a backslash
+            # continuation ("...;\\" before "}%") joins that empty line
+            tree = ast.parse(text + "\n", self.filename)
         except SyntaxError as exc:
             raise CodeFailure(f"Python syntax error: {exc.msg}") from exc
         out = io.StringIO()

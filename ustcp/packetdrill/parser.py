@@ -9,6 +9,7 @@ skip the script with the reason; malformed input raises :class:`ParseError`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from .ast import (
@@ -61,16 +62,33 @@ class UnsupportedSyntax(ParseError):
     """Valid packetdrill that this interpreter does not implement."""
 
 
-def parse_file(path: Path) -> Script:
-    return parse_script(path.read_text())
+def parse_file(path: Path, definitions: Mapping[str, str] | None = None) -> Script:
+    return parse_script(path.read_text(), definitions)
 
 
-def parse_script(text: str) -> Script:
+def parse_script(text: str, definitions: Mapping[str, str] | None = None) -> Script:
+    """A script's syntax tree. ``definitions`` are packetdrill's ``-D NAME=VALUE``: a word
+    NAME anywhere in the script stands for VALUE's tokens (Google's runner defines
+    TFO_COOKIE, the Fast Open cookie the server's key gives the client, this way)."""
     try:
         tokens = tokenize(text)
+        if definitions:
+            tokens = _substitute(tokens, definitions)
     except LexError as exc:
         raise ParseError(exc.line, exc.message) from exc
     return _Parser(tokens).script()
+
+
+def _substitute(tokens: list[Token], definitions: Mapping[str, str]) -> list[Token]:
+    out: list[Token] = []
+    for token in tokens:
+        value = definitions.get(token.text) if token.kind is Tok.WORD else None
+        if value is None:
+            out.append(token)
+            continue
+        out.extend(Token(t.kind, t.text, token.line) for t in tokenize(value)
+                   if t.kind is not Tok.EOF)
+    return out
 
 
 def int_value(text: str) -> int:

@@ -16,6 +16,7 @@ import os
 import socket as pysocket
 import traceback
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -111,12 +112,14 @@ class Pending:
 
 
 def run_file(path: Path, display: str | None = None,
-             target: type[Runner] | None = None, ip_version: str = "ipv4") -> Result:
+             target: type[Runner] | None = None, ip_version: str = "ipv4",
+             definitions: Mapping[str, str] | None = None) -> Result:
     """Parse and run one script on ``target`` (a Runner class; the engine by default), in
-    one of packetdrill's ``--ip_version`` modes (a script's own option wins)."""
+    one of packetdrill's ``--ip_version`` modes (a script's own option wins), with
+    packetdrill's ``-D NAME=VALUE`` ``definitions``."""
     name = display or str(path)
     try:
-        script = parse_file(path)
+        script = parse_file(path, definitions)
     except UnsupportedSyntax as exc:
         return Result(name, "skip", exc.line, f"unsupported: {exc.message}")
     except ParseError as exc:
@@ -159,6 +162,7 @@ class Runner:
         self.nstat_history: dict[str, int] = {}  # what the last nstat saw
         self.plans: dict[int, ShellPlan] = {}
         self.engine: TcpEngine
+        self.started = False  # the engine exists (commands before it have nothing to flush)
         self.sockets: Sockets
 
     # ------------------------------------------------------------------ top level
@@ -207,6 +211,7 @@ class Runner:
         # Linux's runner gives IPv6 an MTU of 1520, so that scripts see MSS 1460 in every mode
         mtu = self.mtu or (1520 if self.ip_version == "ipv6" else 1500)
         self.engine = TcpEngine(self.config, self.counters, seed=SEED, mtu=mtu, gso_max_size=0)
+        self.started = True
         self.sockets = Sockets(self.engine, self, self.ip_version, self.local_ip,
                                self.remote_ip)
 
@@ -251,6 +256,8 @@ class Runner:
             except SysctlError as exc:
                 raise Unsupported(f"sysctl {name}={value}: {exc}") from exc
         self.log.extend(f"# {note}" for note in plan.notes)
+        if plan.flush_metrics and self.started:
+            self.engine.tcp_metrics_flush()
         if plan.checks:
             self.run_checks(plan, line)
 

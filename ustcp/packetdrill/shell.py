@@ -1,9 +1,10 @@
 """Backtick shell commands of a script, read (never run) and mapped to the stack's config.
 
 ``sysctl -q net.ipv4.NAME=VALUE`` and ``set_sysctls.py /proc/sys/net/ipv4/NAME=VALUE`` become
-sysctl assignments; ``defaults.sh`` is read line by line the same way. Commands that set up
-the host rather than TCP (``ip tcp_metrics``, ``tc qdisc``, ``ethtool``, the sysctl-restore
-cleanup script) are reported and ignored. ``nstat`` (alone or piped into ``grep``) becomes a
+sysctl assignments; ``defaults.sh`` is read line by line the same way. ``ip tcp_metrics flush``
+empties the client's Fast Open cache. Commands that set up the host rather than TCP (other
+``ip`` commands, ``tc qdisc``, ``ethtool``, the sysctl-restore cleanup script) are reported
+and ignored. ``nstat`` (alone or piped into ``grep``) becomes a
 check run against the stack's counters when its event comes. Anything else is unsupported:
 a script needing it is skipped with that reason.
 
@@ -25,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Sysctls of Linux features the stack does not have, which a script's profile sets without
-# depending on them (the AccECN option, F-RTO, FACK, TSO deferral, notsent_lowat).
+# depending on them (the AccECN option, F-RTO, FACK, TSO deferral).
 IGNORED_SYSCTLS = frozenset({
     "tcp_ecn_option",
     "tcp_frto", "tcp_fack", "tcp_tso_win_divisor",
-    "tcp_notsent_lowat",
 })
 
 # Kernel module parameters with their Linux defaults: writing the default is a no-op.
@@ -68,12 +68,14 @@ class ShellPlan:
     """What a command asks for."""
 
     sysctls: list[tuple[str, str]] = field(default_factory=list)
+    flush_metrics: bool = False  # ip tcp_metrics flush: the client forgets Fast Open cookies
     notes: list[str] = field(default_factory=list)  # ignored lines, reported with -v
     unsupported: list[str] = field(default_factory=list)  # reasons to skip the script
     steps: list[ListItem] = field(default_factory=list)  # for the exit status
 
     def extend(self, other: ShellPlan) -> None:
         self.sysctls.extend(other.sysctls)
+        self.flush_metrics = self.flush_metrics or other.flush_metrics
         self.notes.extend(other.notes)
         self.unsupported.extend(other.unsupported)
         self.steps.extend(other.steps)
@@ -263,6 +265,8 @@ def _plan_words(words: list[str], line: str, script_dir: Path) -> ShellPlan:
         _plan_defaults(plan, program, script_dir)
     elif name == "echo" and len(words) == 4 and words[2] == ">":
         _plan_module_param(plan, words[3], words[1], line)
+    elif name == "ip" and words[1:3] == ["tcp_metrics", "flush"]:
+        plan.flush_metrics = True
     elif name == "tc" and _drops_everything(words):
         plan.unsupported.append(f"a local qdisc that drops every packet ({line!r})")
     elif name in ("ip", "tc", "ethtool") or re.fullmatch(r"sysctl_restore_.*\.sh", name):

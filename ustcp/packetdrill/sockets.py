@@ -287,8 +287,11 @@ class Sockets:
         if sock.sock.opts.fastopen_connect:
             # tcp_fastopen_defer_connect: with a cookie (or 0x4) connect() returns at once
             # and the first write sends the SYN with its data; else the SYN asks for one.
-            if self.engine.fastopen_cookie(self.remote_ip) is not None or \
-                    self.engine.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE:
+            engine = self.engine
+            if (engine.fastopen_cookie(self.remote_ip) is not None
+                    or engine.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE) \
+                    and not engine.fastopen_blackhole.paused(
+                        now, engine.config.tcp_fastopen_blackhole_timeout_sec):
                 sock.deferred = True
                 return 0
             fastopen = b""
@@ -319,7 +322,8 @@ class Sockets:
         self.hooks.on_connect()
         return conn
 
-    def fastopen_send(self, now: float, sock: ScriptSocket, size: int) -> int:
+    def fastopen_send(self, now: float, sock: ScriptSocket, size: int,
+                      dontwait: bool = False) -> int:
         """sendto(MSG_FASTOPEN), or the first write after a deferred connect
         (tcp_sendmsg_fastopen): the connect happens now, with the data for the SYN. A
         non-blocking socket returns what the SYN carried, or EINPROGRESS when it carried
@@ -327,7 +331,7 @@ class Sockets:
         conn = self.open_connection(now, sock, bytes(size))
         in_syn = conn.snd.fastopen_syn_data
         queued = seq_diff(conn.snd.write_seq, seq_add(conn.snd.iss, 1))
-        if sock.nonblocking:
+        if sock.nonblocking or dontwait:
             if not in_syn:
                 raise os_error(errno.EINPROGRESS)
             return in_syn
@@ -413,7 +417,7 @@ class Sockets:
         if flags & ~SEND_FLAGS:
             raise Unsupported(f"{name} flags {flags:#x}")
         if sock.conn is None and (sock.deferred or flags & SYMBOLS["MSG_FASTOPEN"]):
-            return self.fastopen_send(now, sock, size)
+            return self.fastopen_send(now, sock, size, bool(flags & SYMBOLS["MSG_DONTWAIT"]))
         self.conn_of(sock)
         sent = 0
 

@@ -2,14 +2,16 @@
 
 The send buffer holds the bytes from SND.UNA onward as a queue of immutable chunks, so a
 segment of up to 64 KB is a memoryview slice of one chunk (no copy) or one join across
-chunks. The receive buffer keeps in-order data as chunks for the application and
-out-of-order data as sorted, non-overlapping ranges (RFC 9293 3.10.7.4, "segment text";
-Linux tcp_data_queue_ofo), from which SACK blocks are derived (RFC 2018 section 4).
+chunks. It also keeps where Linux's skbs would begin and end over those bytes, because Linux
+charges each skb's overhead to the send buffer (sk_wmem_queued; see :class:`SendBuffer`).
+The receive buffer keeps in-order data as chunks for the application and out-of-order data
+as sorted, non-overlapping ranges (RFC 9293 3.10.7.4, "segment text"; Linux
+tcp_data_queue_ofo), from which SACK blocks are derived (RFC 2018 section 4).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -25,23 +27,74 @@ TCP_NUM_SACKS = 4  # SACK blocks a receiver remembers (Linux tp->selective_acks)
 # its deque slot, a share of its range (CPython); the analogue of the sk_buff overhead in an
 # skb's truesize, charged to the receive buffer so that 1-byte pieces cost what they hold.
 OFO_PIECE_OVERHEAD = 256
+# What one skb of the write or retransmission queue costs besides its bytes: the truesize of
+# an empty TCP skb (head, sk_buff, shared info) that tcp_stream_alloc_skb, tso_fragment and
+# tcp_fragment charge to sk_wmem_queued. Measured on Linux 6.18 x86_64 with SO_MEMINFO: each
+# new skb adds 832 to SK_MEMINFO_WMEM_QUEUED besides the bytes copied into it.
+SKB_TRUESIZE = 832
 
 
 class SendBuffer:
-    """Bytes not yet acknowledged: [SND.UNA, SND.UNA + len)."""
+    """Bytes not yet acknowledged: [SND.UNA, SND.UNA + len), and the skbs Linux would hold
+    them in. Linux charges each skb's truesize to the send buffer (sk_wmem_queued): its
+    bytes plus :data:`SKB_TRUESIZE`. A write fills the unsent tail skb up to the size goal
+    and starts another only while sk_wmem_queued < sk_sndbuf (tcp_sendmsg_locked); sending
+    part of an skb splits it (tso_fragment, tcp_fragment: one more skb); a packet that takes
+    bytes of the next skb merges them (tcp_grow_skb: an skb emptied so is freed); an ACK
+    frees the skbs it covers whole. Positions here are byte counts since the buffer's first
+    byte (``_base`` is where SND.UNA is), so they never wrap."""
 
-    __slots__ = ("_chunks", "_head", "_len", "_tail")
+    __slots__ = ("_base", "_chunks", "_ends", "_head", "_len", "_tail")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes] = deque()
         self._head = 0  # bytes of _chunks[0] already acknowledged
         self._tail = bytearray()  # small writes, frozen into a chunk before slicing
         self._len = 0
+        self._base = 0  # stream position of SND.UNA's byte
+        self._ends: deque[int] = deque()  # stream position after each skb, ascending
 
     def __len__(self) -> int:
         return self._len
 
+    @property
+    def wmem_queued(self) -> int:
+        """sk_wmem_queued: the bytes held plus each skb's own truesize."""
+        return self._len + SKB_TRUESIZE * len(self._ends)
+
+    def tail_room(self, unsent: int, size_goal: int) -> int:
+        """How many bytes the unsent tail skb may still take (size_goal less its length),
+        0 when there is none; ``unsent`` is the offset of SND.NXT in the buffer."""
+        if not self._ends:
+            return 0
+        start = self._ends[-2] if len(self._ends) > 1 else self._base
+        if start < self._base + unsent:
+            return 0  # the tail skb has been sent (in part): a write starts a new one
+        return max(0, size_goal - (self._ends[-1] - start))
+
+    def write(self, data: bytes | bytearray | memoryview, new_skb: bool) -> None:
+        """Append a write's bytes: into a new skb, or onto the tail skb."""
+        self.append(data)
+        end = self._base + self._len
+        if new_skb or not self._ends:
+            self._ends.append(end)
+        else:
+            self._ends[-1] = end
+
+    def sent(self, offset: int, length: int) -> None:
+        """[offset, offset + length) leaves as one packet: one skb, merged from the skbs it
+        spans (tcp_grow_skb), split from the rest of the last (tso_fragment)."""
+        start = self._base + offset
+        end = start + length
+        ends = self._ends
+        i = bisect_right(ends, start)  # the first skb ending after start
+        while i < len(ends) and ends[i] < end:
+            del ends[i]  # an skb emptied into the packet's: freed
+        if i < len(ends) and ends[i] > end:
+            ends.insert(i, end)  # the rest of the last skb is one more skb
+
     def append(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes outside any skb's accounting (the SYN's data of a Fast Open child)."""
         n = len(data)
         if not n:
             return
@@ -96,6 +149,9 @@ class SendBuffer:
         if n > self._len:
             raise ValueError("acknowledging more than the send buffer holds")
         self._len -= n
+        self._base += n
+        while self._ends and self._ends[0] <= self._base:
+            self._ends.popleft()  # an skb acknowledged whole is freed
         n += self._head
         self._freeze()
         while self._chunks and n >= len(self._chunks[0]):

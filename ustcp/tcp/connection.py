@@ -57,6 +57,8 @@ TCP_PAWS_24DAYS = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent e
 TCP_PAWS_WINDOW = 1  # ticks of TSval lag PAWS tolerates
 _DATA_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 _RCV_DATA_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
+# A read may send the ACK arrival left pending (tcp_cleanup_rbuf): also after the FIN
+_READ_ACK_STATES = _RCV_DATA_STATES | {State.CLOSE_WAIT}
 
 
 class Connection:
@@ -80,6 +82,9 @@ class Connection:
         self.err_soft = 0  # sk_err_soft: the last ICMP error, reported if we time out
         self.orphan = False  # the application closed it (Linux SOCK_DEAD)
         self.orphan_counted = False  # counted against tcp_max_orphans
+        # Opened with Fast Open after a blackhole pause: its FIN ends the pauses
+        # (tp->syn_fastopen_ch)
+        self.fastopen_after_pause = False
         self.rcv_shutdown = False  # SHUT_RD or close()
         self.created = now
         self.wscale_ok = False  # window scaling agreed (tcpi_options)
@@ -119,10 +124,14 @@ class Connection:
                               rcv_wscale_for(cfg, opts),
                               lambda mss: initial_rcv_wnd(cfg, opts, mss))
         snd = self.snd
-        if fastopen is not None and cfg.tcp_fastopen & TFO_CLIENT_ENABLE:
+        blackhole = e.fastopen_blackhole
+        if fastopen is not None and cfg.tcp_fastopen & TFO_CLIENT_ENABLE and \
+                not blackhole.paused(now, cfg.tcp_fastopen_blackhole_timeout_sec):
+            # Paused (tcp_fastopen_active_should_disable): a plain SYN, no option, no data
             snd.fastopen_req = True
-            if fastopen:
-                n = min(len(fastopen), snd.sndbuf())
+            self.fastopen_after_pause = bool(blackhole.disable_times)
+            if fastopen:  # what the SYN carries; the caller sends the rest once connected
+                n = min(len(fastopen), snd.sndbuf(), snd.fastopen_syn_space())
                 snd.snd_buf.append(fastopen[:n])
                 snd.write_seq = seq_add(snd.write_seq, n)
                 snd.psh_mark = snd.write_seq
@@ -166,6 +175,7 @@ class Connection:
         self.set_state(now, State.SYN_RECV)
         if syn.payload:
             rcv.queue_in_order(now, syn, syn.payload)  # tcp_fastopen_add_skb
+            snd.syn_data_acked = True
         snd.send_synack(now, self.wscale_ok, cookie, exp)
         rcv.ack_sent()
 
@@ -216,7 +226,7 @@ class Connection:
     def recv(self, now: float, max_bytes: int) -> bytes:
         """Read up to ``max_bytes``; ``b""`` at end of stream; BlockingIOError when empty."""
         if len(self.rcv.rcv_buf):
-            data, ack_due = self.rcv.read(now, max_bytes, self.state in _RCV_DATA_STATES)
+            data, ack_due = self.rcv.read(now, max_bytes, self.state in _READ_ACK_STATES)
             if ack_due:
                 self.snd.send_ack(now)
             return data
@@ -543,6 +553,16 @@ class Connection:
             if not flags & RST:
                 e.send_reset_for(self.local_ip, self.remote_ip, seg)
             return
+        ecr = seg.options.ts_ecr
+        if flags & ACK and ecr and self.config.tcp_timestamps and snd.rtx.records:
+            # The echo must fall between our first SYN's TSval and now, or the SYN-ACK
+            # answers something else: RST (tcp_rcv_synsent_state_process, PAWSActive).
+            rcv = self.rcv
+            if not between(rcv.ts_now(snd.rtx.records[0].first_xmit), ecr, rcv.ts_now(now)):
+                e.counters.inc(Mib.TcpExtPAWSActive)
+                if not flags & RST:
+                    e.send_reset_for(self.local_ip, self.remote_ip, seg)
+                return
         if flags & RST:
             if flags & ACK:
                 self._set_error(errno.ECONNREFUSED)
@@ -567,15 +587,26 @@ class Connection:
         if flags & ACK:
             # SYN-ACK: our SYN is acknowledged (RFC 9293 3.10.7.3 fourth check); a SYN's
             # window is never scaled (RFC 7323 2.2).
-            syn_data_acked = bool(snd.fastopen_syn_data) and after(seg.ack,
-                                                                   seq_add(snd.iss, 1))
+            # All of our SYN's data, or what is left of it goes again (tcp_rcv_fastopen_synack)
+            syn_data_acked = bool(snd.fastopen_syn_data) and not before(
+                seg.ack, seq_add(snd.iss, 1 + snd.fastopen_syn_data))
             ack.clean_rtx(snd, now, seg.ack, seg, snd.snd_una)
             snd.handshake_acked(seg, seg.window, synsent=True)
             self._init_transfer(now)
             self.set_state(now, State.ESTABLISHED)
             rcv.enter_quickack()
-            if not (snd.fastopen_req and snd.rcv_fastopen_synack(now, seg, syn_data_acked)):
-                snd.send_ack(now)  # else the data sent again carries the ACK
+            fastopen = snd.fastopen_req
+            if not (fastopen and snd.rcv_fastopen_synack(now, seg, syn_data_acked)):
+                if fastopen and (seg.payload or flags & FIN):
+                    # Data (and a FIN) in a Fast Open SYN-ACK is taken (tcp_fastopen_add_skb)
+                    rcv.take_syn_data(now, seg)
+                    self.host.wake(self)
+                    if flags & FIN:
+                        self._fin_state(now)
+                if rcv.pingpong:
+                    rcv.save_synack_ack(now)
+                else:
+                    snd.send_ack(now)  # else the data sent again carries the ACK
             snd.push(now)
         else:
             # Simultaneous open (RFC 9293 3.10.7.3, figure 8): SYN_RECV, send SYN-ACK.
@@ -712,17 +743,21 @@ class Connection:
             self.finish(now)
 
     def _reset_by_peer(self, now: float) -> None:
-        """A valid RST (RFC 9293 3.10.7.4, Linux tcp_reset)."""
+        """A valid RST (RFC 9293 3.10.7.4, Linux tcp_reset): the error as BSD gives it
+        (ECONNREFUSED only for a connect in SYN_SENT; a Fast Open child in SYN_RECV is
+        reset). Unsent data goes; data already received stays readable before the error,
+        as tcp_reset purges the write queue only."""
         if self.state in (State.ESTABLISHED, State.CLOSE_WAIT):
             self.host.counters.inc(Mib.TcpEstabResets)
-        if self.state == State.SYN_RECV or self.state == State.SYN_SENT:
+        if self.state == State.SYN_SENT:
             self._set_error(errno.ECONNREFUSED)
         elif self.state == State.CLOSE_WAIT:
             self._set_error(errno.EPIPE)
         elif not self.orphan:
             self._set_error(errno.ECONNRESET)
         log.info("reset_received", conn=self.name, state=self.state.name)
-        self.rcv.discard()
+        if self.orphan:
+            self.rcv.discard()  # nobody will read it
         self.finish(now)
 
     def enter_time_wait(self, now: float) -> None:
@@ -742,6 +777,8 @@ class Connection:
 
     def _fin_state(self, now: float) -> None:
         """The peer's FIN is in order (tcp_fin): where it moves the state."""
+        if self.fastopen_after_pause:
+            self.host.fastopen_blackhole.clear()  # tcp_fastopen_active_disable_ofo_check
         if self.state == State.ESTABLISHED:
             self.set_state(now, State.CLOSE_WAIT)
             self.rcv.set_pingpong(True)
@@ -827,6 +864,8 @@ class Connection:
             options |= ecn.TCPI_OPT_ECN
         if self.snd.ecn_flags & ecn.TCP_ECN_SEEN:
             options |= ecn.TCPI_OPT_ECN_SEEN
+        if self.snd.syn_data_acked:
+            options |= 32  # TCPI_OPT_SYN_DATA
         rto = self.snd.rto_value()
         return {
             "tcpi_state": int(self.state),

@@ -25,7 +25,7 @@ from ..wire.addr import ANY6, any_for, endpoint
 from ..wire.tcp import ACK, RST, SYN, TcpSegment
 from . import syncookies
 from .connection import Connection
-from .fastopen import FastOpenKeys
+from .fastopen import FastOpenBlackhole, FastOpenCacheEntry, FastOpenKeys
 from .host import Timed, Wakeable
 from .isn import IsnGenerator
 from .listener import Listener
@@ -86,7 +86,8 @@ class TcpEngine:
             key[:16] if key is not None else None)
         self._fastopen_keys = FastOpenKeys("", key[16:] if key is not None else None)
         self._fastopen_default = self._fastopen_keys.keys[0]
-        self._fastopen_cache: dict[bytes, bytes] = {}  # server address -> its cookie
+        self._fastopen_cache: dict[bytes, FastOpenCacheEntry] = {}  # by server address
+        self.fastopen_blackhole = FastOpenBlackhole()
         self.connections: dict[Key, Connection] = {}
         self._connections_size = Shrinker()
         self.listeners: dict[tuple[bytes, int], Listener] = {}
@@ -287,15 +288,27 @@ class TcpEngine:
     def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
         self.time_wait.add(now, entry, name, rto)
 
-    def fastopen_cookie(self, remote_ip: bytes) -> bytes | None:
+    def tcp_metrics_flush(self) -> None:
+        """``ip tcp_metrics flush all``: every server's remembered MSS and cookie go."""
+        self._fastopen_cache.clear()
+
+    def fastopen_cache(self, remote_ip: bytes) -> FastOpenCacheEntry | None:
         return self._fastopen_cache.get(remote_ip)
 
-    def fastopen_cache_set(self, remote_ip: bytes, cookie: bytes) -> None:
+    def fastopen_cookie(self, remote_ip: bytes) -> bytes | None:
+        entry = self._fastopen_cache.get(remote_ip)
+        return entry.cookie if entry is not None else None
+
+    def fastopen_cache_set(self, remote_ip: bytes, mss: int, cookie: bytes | None, exp: bool,
+                           try_exp: int) -> None:
         cache = self._fastopen_cache
-        cache.pop(remote_ip, None)
-        if len(cache) >= FASTOPEN_CACHE_MAX:
-            del cache[next(iter(cache))]  # the oldest (tcp_metrics reclaims the same way)
-        cache[remote_ip] = cookie
+        entry = cache.pop(remote_ip, None)
+        if entry is None:
+            entry = FastOpenCacheEntry()
+            if len(cache) >= FASTOPEN_CACHE_MAX:
+                del cache[next(iter(cache))]  # the oldest (tcp_metrics reclaims the same way)
+        entry.update(mss, cookie, exp, try_exp)
+        cache[remote_ip] = entry
 
     def fastopen_keys(self) -> FastOpenKeys:
         # Made again when the sysctl changes; the random default is drawn once.
@@ -367,9 +380,12 @@ class TcpEngine:
     def _touch(self, obj: Timed) -> None:
         """Re-evaluate a connection's or listener's timers after it changed. A timer that
         moves later costs nothing: the old heap entry fires, finds nothing due and
-        reschedules. Only an earlier deadline pushes a new entry."""
+        reschedules. Only an earlier deadline pushes a new entry. With no timer left the
+        entry goes stale, so it never fires: a closed connection's last RTO or SYN-ACK
+        timer would otherwise wake the driver's timer task once per connection."""
         deadline = obj.deadline
         if deadline is None:
+            obj.heap_when = None
             return
         if obj.heap_when is None or deadline < obj.heap_when:
             obj.heap_when = deadline

@@ -121,6 +121,66 @@ def _cookie(key: bytes, saddr: bytes, daddr: bytes) -> bytes:
     return siphash24(key, saddr + daddr).to_bytes(COOKIE_SIZE, "little")
 
 
+class FastOpenCacheEntry:
+    """What a client remembers of a server for Fast Open (Linux's tcp_fastopen_metrics in
+    tcp_metrics): the MSS its SYN-ACK announced, its cookie and whether that came in the
+    experimental option, and ``try_exp``: 1 after a cookie request in the RFC 7413 form got
+    no Fast Open option back (ask in the experimental form next), 2 after that failed too."""
+
+    __slots__ = ("cookie", "exp", "mss", "try_exp")
+
+    def __init__(self) -> None:
+        self.mss = 0
+        self.cookie: bytes | None = None
+        self.exp = False
+        self.try_exp = 0
+
+    def update(self, mss: int, cookie: bytes | None, exp: bool, try_exp: int) -> None:
+        """tcp_fastopen_cache_set: a new MSS and cookie replace the old; ``try_exp`` only
+        rises, and only while no cookie is known."""
+        if mss:
+            self.mss = mss
+        if cookie:
+            self.cookie, self.exp = cookie, exp
+        elif try_exp > self.try_exp and self.cookie is None and not self.exp:
+            self.try_exp = try_exp
+
+
+class FastOpenBlackhole:
+    """Active Fast Open paused host-wide after middleboxes seem to drop it (Linux's
+    tfo_active_disable_times and _stamp, per network namespace): a connection that used Fast
+    Open and timed out on its third RTO (or gave up before) pauses it for
+    tcp_fastopen_blackhole_timeout_sec, twice as long each time it happens again (at most
+    64 times); a FIN received by a connection opened after a pause clears the count."""
+
+    __slots__ = ("disable_stamp", "disable_times")
+
+    def __init__(self) -> None:
+        self.disable_times = 0
+        self.disable_stamp = 0.0
+
+    def detect(self, now: float, timeout_sec: int, timeouts: int, expired: bool) -> bool:
+        """tcp_fastopen_active_detect_blackhole, at an RTO of a connection that used Fast
+        Open (``timeouts`` retransmissions so far): True when Fast Open is paused now
+        (tcp_fastopen_active_disable, only with the sysctl set)."""
+        if not timeout_sec or not (timeouts == 2 or (timeouts < 2 and expired)):
+            return False
+        self.disable_stamp = now
+        self.disable_times += 1
+        return True
+
+    def paused(self, now: float, timeout_sec: int) -> bool:
+        """tcp_fastopen_active_should_disable: is active Fast Open paused at ``now``?"""
+        if not timeout_sec or not self.disable_times:
+            return False
+        multiplier = 1 << min(self.disable_times - 1, 6)
+        return now < self.disable_stamp + multiplier * timeout_sec
+
+    def clear(self) -> None:
+        """A connection opened after a pause got its FIN: Fast Open works again."""
+        self.disable_times = 0
+
+
 def server_enabled(tcp_fastopen: int) -> bool:
     return bool(tcp_fastopen & TFO_SERVER_ENABLE)
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from ..config import StackConfig
 from ..mib import Counters
 from ..wire.tcp import TcpSegment
-from .fastopen import FastOpenKeys
+from .fastopen import FastOpenBlackhole, FastOpenCacheEntry, FastOpenKeys
 from .isn import IsnGenerator
 from .syncookies import SyncookieSecrets
 from .timewait import TimeWaitEntry
@@ -42,6 +42,7 @@ class Host(Protocol):
     cookie_secrets: SyncookieSecrets
     gso_max_size: int
     orphan_count: int  # connections closed by the application, not yet finished
+    fastopen_blackhole: FastOpenBlackhole  # active Fast Open paused after timeouts
 
     def path_mtu(self, remote_ip: bytes) -> int:
         """The path MTU towards ``remote_ip``: the IP layer's knowledge, whatever the
@@ -80,8 +81,9 @@ class Host(Protocol):
     def fastopen_keys(self) -> FastOpenKeys:
         """The Fast Open cookie keys, as net.ipv4.tcp_fastopen_key sets them now."""
 
-    def fastopen_cookie(self, remote_ip: bytes) -> bytes | None:
-        """The cookie a server gave us (the client's cache, Linux's tcp_metrics)."""
+    def fastopen_cache(self, remote_ip: bytes) -> FastOpenCacheEntry | None:
+        """What the client remembers of a server: cookie, MSS (Linux's tcp_metrics)."""
 
-    def fastopen_cache_set(self, remote_ip: bytes, cookie: bytes) -> None:
-        """Remember a server's cookie."""
+    def fastopen_cache_set(self, remote_ip: bytes, mss: int, cookie: bytes | None, exp: bool,
+                           try_exp: int) -> None:
+        """Remember what a server's SYN-ACK said (tcp_fastopen_cache_set)."""

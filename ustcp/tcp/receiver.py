@@ -341,10 +341,11 @@ class Receiver:
     def _cleanup_rbuf(self, was_window: int) -> bool:
         """After the application read (tcp_cleanup_rbuf): the once-per-two-segments ACK
         that arrival skipped because the data was still unread is due, or a window update
-        when reading opened the window a lot (at least twice what the peer sees)."""
+        when reading opened the window a lot (at least twice what the peer sees), not
+        once the peer's FIN came (RCV_SHUTDOWN)."""
         if self.ack_scheduled and seq_diff(self.rcv_nxt, self.rcv_wup) > self.rcv_mss:
             return True
-        if was_window * 2 > self.window_clamp:
+        if self.fin_received or was_window * 2 > self.window_clamp:
             return False
         new_window = self.select_window_raw()
         return bool(new_window) and new_window >= 2 * was_window
@@ -363,6 +364,15 @@ class Receiver:
         self.ato = TCP_ATO_MIN
         self.ack_now = True
         self.ack_scheduled = True
+
+    def save_synack_ack(self, now: float) -> None:
+        """A SYN-ACK met in interactive mode (its FIN made us pingpong): save one ACK, as
+        tcp_rcv_synsent_state_process does: quickack mode (which leaves pingpong) with
+        the ACK scheduled, not sent, and the delayed-ACK timer at TCP_DELACK_MAX; a read
+        sends it sooner."""
+        self.enter_quickack()
+        self.ack_now = False  # scheduled only (inet_csk_schedule_ack)
+        self.t_delack = now + TCP_DELACK_MAX
 
     def schedule_ack_now(self) -> None:
         """An ACK is due at once (ICSK_ACK_NOW): the simultaneous close's FIN."""
@@ -407,6 +417,14 @@ class Receiver:
         self.data_segs_in += 1
         self.last_data_recv = now
         self._queue_rcv(now, seg, payload)
+
+    def take_syn_data(self, now: float, seg: TcpSegment) -> None:
+        """The data of a Fast Open SYN-ACK and its FIN, in order after the SYN
+        (tcp_fastopen_add_skb, which calls tcp_fin for a FIN)."""
+        if seg.payload:
+            self.queue_in_order(now, seg, seg.payload)
+        if seg.flags & FIN:
+            self._rcv_fin()
 
     def _queue_rcv(self, now: float, seg: TcpSegment, payload: bytes | memoryview) -> None:
         """In-order bytes onto the receive queue (tcp_queue_rcv, tcp_event_data_recv)."""

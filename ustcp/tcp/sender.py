@@ -31,6 +31,7 @@ tcp_schedule_loss_probe, tcp_enter_loss, tcp_sync_mss, tcp_sndbuf_expand.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Protocol
 
 import structlog
@@ -52,7 +53,7 @@ from .congestion.base import (
 )
 from .fastopen import TFO_CLIENT_NO_COOKIE
 from .host import Host, Wakeable
-from .options import TS_OPTION_LEN, SockOpts, sndbuf_size, syn_segment
+from .options import MAX_TCP_OPTION_SPACE, TS_OPTION_LEN, SockOpts, sndbuf_size, syn_segment
 from .receiver import TCP_INIT_CWND, Receiver
 from .rto import TCP_RTO_MAX, TCP_RTO_MIN, RtoEstimator
 from .rtxqueue import RtxQueue, TxRecord
@@ -117,6 +118,7 @@ class Sender:
         "nagle_cork",
         "nagle_push",
         "name",
+        "nospace",
         "owner",
         "pmtu_cookie",
         "prior_cwnd",
@@ -125,6 +127,8 @@ class Sender:
         "prr_delivered",
         "prr_out",
         "psh_mark",
+        "push_marks",
+        "pushed_seq",
         "rack_advanced",
         "rack_end_seq",
         "rack_mstamp",
@@ -149,6 +153,9 @@ class Sender:
         "snd_wnd",
         "snd_wscale",
         "sockopts",
+        "syn_data_acked",
+        "syn_fastopen",
+        "syn_fastopen_exp",
         "syn_wscale_ok",
         "t_probe0",
         "t_rto",
@@ -182,6 +189,7 @@ class Sender:
         self.max_window = 0
         self.snd_wscale = 0
         self.snd_buf = SendBuffer()
+        self.nospace = False  # SOCK_NOSPACE: a write found the send buffer full
         self.fin_queued = False  # shutdown(SHUT_WR) or close(): FIN follows the data
         self.fin_sent = False
         self.fin_acked = False
@@ -189,6 +197,9 @@ class Sender:
         # Where the last write without MSG_MORE ended (tcp_mark_push): the segment ending
         # there carries PSH; None once a MSG_MORE write has appended to that unsent data.
         self.psh_mark: int | None = None
+        self.pushed_seq = 0  # the last tcp_mark_push (forced_push counts from there)
+        # Ends of skbs that forced_push marked, unacknowledged (PSH mid-write).
+        self.push_marks: deque[int] = deque()
         self.nagle_cork = False  # this push is a MSG_MORE write's (TCP_NAGLE_CORK)
         self.nagle_push = False  # TCP_NAGLE_PUSH: NODELAY set or cork removed, until new data
         self.ecn_flags = 0  # tcp/ecn.py TCP_ECN_* (tp->ecn_flags)
@@ -196,6 +207,11 @@ class Sender:
         self.syn_wscale_ok = False  # a Fast Open child's SYN-ACK announces window scaling
         self.fastopen_req = False  # an active open asking for Fast Open (tp->fastopen_req)
         self.fastopen_syn_data = 0  # bytes our SYN carried (tp->syn_data)
+        self.syn_fastopen = False  # our SYN carried a Fast Open option (tp->syn_fastopen)
+        self.syn_fastopen_exp = False  # ... in the experimental form (tp->syn_fastopen_exp)
+        # Data in the SYN was taken: ours acknowledged by the SYN-ACK, or a Fast Open
+        # child's SYN carried some (tp->syn_data_acked; TCPI_OPT_SYN_DATA)
+        self.syn_data_acked = False
         self.rtx = RtxQueue()  # the retransmission queue and SACK scoreboard
         self.sack_ok = False
         # MSS.
@@ -252,6 +268,7 @@ class Sender:
         self.snd_una = iss
         self.snd_nxt = iss
         self.write_seq = seq_add(iss, 1)
+        self.pushed_seq = self.write_seq
         self.snd_sml = iss
         self.high_seq = iss
 
@@ -272,7 +289,20 @@ class Sender:
 
     @property
     def send_space(self) -> int:
-        return max(0, self.sndbuf() - len(self.snd_buf))
+        """Room a writer is offered (sk_stream_is_writeable, which wakes a blocked writer
+        and sets POLLOUT): what is left of the send buffer once the queued skbs' truesize
+        (sk_wmem_queued) is counted, and none until that is at least half of what is queued,
+        a third of the buffer free (sk_stream_wspace >= sk_stream_min_wspace), nor while
+        the unsent bytes are more than half of TCP_NOTSENT_LOWAT."""
+        queued = self.snd_buf.wmem_queued
+        space = self.sndbuf() - queued
+        return space if space >= queued >> 1 and self._notsent_ok(1) else 0
+
+    def _notsent_ok(self, wake: int) -> bool:
+        """tcp_stream_memory_free: fewer unsent bytes than TCP_NOTSENT_LOWAT (or the
+        tcp_notsent_lowat sysctl), half as many for a wake-up or POLLOUT."""
+        lowat = self.sockopts.notsent_lowat or self.config.tcp_notsent_lowat
+        return self.unsent() << wake < lowat
 
     def sndbuf(self) -> int:
         """SO_SNDBUF, or Linux's autotuning (tcp_sndbuf_expand): room for twice the
@@ -335,26 +365,33 @@ class Sender:
             self.rtx.add(TxRecord(self.iss, seq_add(self.iss, 1), 1, now, syn=True),
                          timed=False)
             self.snd_nxt = seq_add(self.iss, 1)
-        if self.fastopen_req:
-            self._fastopen_syn(now, seg, first)
+        if self.fastopen_req and first:
+            # Only the first SYN: retransmitted SYNs go without the option and the data
+            # (tcp_send_syn_data sets fo->cookie.len = -1 once it has sent).
+            self._fastopen_syn(now, seg)
         self.segs_out += 1
         self.host.emit(self.local_ip, self.remote_ip, seg)
         self.arm_rto(now)
 
-    def _fastopen_syn(self, now: float, seg: TcpSegment, first: bool) -> None:
+    def _fastopen_syn(self, now: float, seg: TcpSegment) -> None:
         """A Fast Open SYN (tcp_send_syn_data): with a cached cookie (or tcp_fastopen 0x4)
-        the first SYN carries the cookie and what fits of the data (the MSS less the full
-        option space); else it asks for a cookie. The data is its own record, so that a
+        it carries the cookie and what fits of the data; else it asks for a cookie, in
+        the experimental form if the RFC form went unanswered before (try_exp). The data
+        fits the server's MSS remembered with the cookie (else our own), the path and
+        TCP_MAXSEG, less the full option space. The data is its own record, so that a
         retransmitted SYN goes without it, as Linux splits the SYN-data skb."""
-        cookie = self.host.fastopen_cookie(self.remote_ip)
+        entry = self.host.fastopen_cache(self.remote_ip)
+        cookie = entry.cookie if entry is not None else None
+        exp = entry is not None and (entry.exp if cookie else entry.try_exp == 1)
+        self.syn_fastopen, self.syn_fastopen_exp = True, exp
+        seg.options.fastopen_exp = exp
         if cookie is None and not self.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE:
             seg.options.fastopen = b""  # a cookie request
             return
-        seg.options.fastopen = cookie
-        if not first:
-            return
-        size = min(seq_diff(self.write_seq, self.snd_nxt),
-                   self.host.mss_for(self.remote_ip) - 40)
+        seg.options.fastopen = cookie  # None with 0x4: data without a cookie
+        if cookie is None:
+            self.syn_fastopen = False
+        size = min(seq_diff(self.write_seq, self.snd_nxt), self.fastopen_syn_space())
         if size <= 0:
             return
         seg.payload = self.snd_buf.peek(0, size)
@@ -364,18 +401,46 @@ class Sender:
         self.fastopen_syn_data = size
         self.bytes_sent += size
 
+    def fastopen_syn_space(self) -> int:
+        """How much data a Fast Open SYN carries (tcp_send_syn_data): none without a
+        cookie to send it with (unless tcp_fastopen 0x4); else the server's MSS remembered
+        with its cookie (our own without one), bounded by the path and TCP_MAXSEG
+        (tcp_mss_clamp), less the whole option space, room kept for middleboxes' options."""
+        entry = self.host.fastopen_cache(self.remote_ip)
+        if (entry is None or entry.cookie is None) \
+                and not self.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE:
+            return 0
+        mss_clamp = entry.mss if entry is not None and entry.mss else self.rcv.advmss
+        if self.sockopts.maxseg:
+            mss_clamp = min(mss_clamp, self.sockopts.maxseg)
+        return min(self.host.mss_for(self.remote_ip), mss_clamp) - MAX_TCP_OPTION_SPACE
+
     def rcv_fastopen_synack(self, now: float, seg: TcpSegment, acked: bool) -> bool:
         """tcp_rcv_fastopen_synack: keep the server's cookie for next time; data the
         SYN-ACK did not acknowledge is sent again at once (True: it was, and that segment
         carries the handshake's ACK)."""
         self.fastopen_req = False
         c = self.host.counters
-        if seg.options.fastopen:
-            self.host.fastopen_cache_set(self.remote_ip, seg.options.fastopen)
+        opts = seg.options
+        mss = self.mss_clamp
+        if mss == self.sockopts.maxseg:
+            mss = opts.mss or 0  # the SYN-ACK's own MSS, not TCP_MAXSEG's clamp
+        cookie = opts.fastopen if self.syn_fastopen else None  # an unsolicited one: ignored
+        try_exp = 0
+        if self.syn_fastopen and not self.total_retrans and opts.fastopen is None \
+                and not self.fastopen_syn_data:
+            # A cookie request answered without the option: ask in the other form next
+            try_exp = 2 if self.syn_fastopen_exp else 1
+        self.host.fastopen_cache_set(self.remote_ip, mss, cookie or None, opts.fastopen_exp,
+                                     try_exp)
         if not self.fastopen_syn_data:
             return False
         if acked:
             c.inc(Mib.TcpExtTCPFastOpenActive)
+            self.syn_data_acked = True
+            if self.delivered > 1:
+                self.delivered -= 1  # the SYN and its data were counted as two packets
+                self.ccs.delivered = self.delivered
             return False
         c.inc(Mib.TcpExtTCPFastOpenActiveFail)
         self.retransmit(now, self.rtx.records[0])
@@ -523,11 +588,14 @@ class Sender:
 
     def _send_new(self, now: float, size: int, fin: bool) -> TcpSegment:
         seq = self.snd_nxt
-        payload = self.snd_buf.peek(self._buf_offset(seq), size) if size else b""
+        payload: bytes | memoryview = b""
+        if size:
+            payload = self.snd_buf.peek(self._buf_offset(seq), size)
+            self.snd_buf.sent(self._buf_offset(seq), size)
         flags = ACK
         if fin:
             flags |= FIN
-        if size and seq_add(seq, size) == self.psh_mark:
+        if size and self._pushed(seq, seq_add(seq, size)):
             flags |= PSH
         seg = self.segment(now, flags, seq, payload)
         if size and self.ecn_flags & ecn.TCP_ECN_OK:
@@ -576,10 +644,12 @@ class Sender:
             if size > mss * segs:
                 self.split(rec, mss * segs)
                 size = mss * segs
-            payload = self.snd_buf.peek(self._buf_offset(rec.start), size) \
-                if size else b""
+            payload: bytes | memoryview = b""
+            if size:
+                payload = self.snd_buf.peek(self._buf_offset(rec.start), size)
+                self.snd_buf.sent(self._buf_offset(rec.start), size)
             flags = ACK | (FIN if rec.fin else 0)
-            if size and seq_add(rec.start, size) == self.psh_mark:
+            if size and self._pushed(rec.start, seq_add(rec.start, size)):
                 flags |= PSH
             self._emit_packet(now, self.segment(now, flags, rec.start, payload))
         self.rtx.mark_retransmitted(rec, now)
@@ -639,7 +709,9 @@ class Sender:
         user_timeout = self.sockopts.user_timeout
         if user_timeout and self.retransmits:
             return (now - self.uto_stamp) * 1000 >= user_timeout - 1e-6
-        if self.owner.state in (State.SYN_SENT, State.SYN_RECV):
+        if self.owner.state == State.SYN_SENT:
+            return self.retransmits >= cfg.tcp_syn_retries + cfg.tcp_syn_linear_timeouts
+        if self.owner.state == State.SYN_RECV:
             return self.retransmits >= cfg.tcp_syn_retries
         boundary = cfg.tcp_retries2
         if self.owner.orphan:
@@ -665,7 +737,14 @@ class Sender:
         gives up."""
         if not self.rtx.records:
             return False
-        if self.write_timeout(now):
+        expired = self.write_timeout(now)
+        if (self.syn_fastopen or self.fastopen_syn_data or self.syn_data_acked) and \
+                self.host.fastopen_blackhole.detect(
+                    now, self.config.tcp_fastopen_blackhole_timeout_sec, self.retransmits,
+                    expired):
+            # tcp_fastopen_active_detect_blackhole: Fast Open may be what gets dropped
+            self.host.counters.inc(Mib.TcpExtTCPFastOpenBlackhole)
+        if expired:
             return True
         self.host.counters.inc(Mib.TcpExtTCPTimeouts)
         if self.owner.state != State.SYN_SENT:
@@ -674,7 +753,8 @@ class Sender:
         self.ecn_queue_cwr()  # tcp_enter_loss, for the SYN too
         if self.owner.state == State.SYN_SENT:
             self.retransmits += 1
-            self.backoff += 1
+            if self.retransmits > self.config.tcp_syn_linear_timeouts:
+                self.backoff += 1  # the first SYN timeouts keep the RTO (tcp_retransmit_timer)
             self.retransmit(now, self.rtx.records[0])
             self.arm_rto(now)
             return False
@@ -860,17 +940,46 @@ class Sender:
 
     def write(self, now: float, data: bytes | bytearray | memoryview,
               more: bool = False) -> int:
-        """Queue application data and send what the windows allow (tcp_sendmsg); returns
-        how many bytes were taken (0 when the buffer is full). ``more`` is MSG_MORE: no
+        """Queue application data and send what the windows allow (tcp_sendmsg_locked);
+        returns how many bytes were taken (0 when the buffer is full). The bytes go into
+        skbs of the size goal, each full one sent at once; a new skb is started only while
+        the queued truesize is below SO_SNDBUF (see SendBuffer), and a writer that found it
+        full (SOCK_NOSPACE) takes nothing until ``send_space`` wakes it. ``more`` is MSG_MORE: no
         PSH mark, and a sub-MSS tail waits as under TCP_CORK for this push (tcp_push with
         TCP_NAGLE_CORK); the next ACK's push uses plain Nagle."""
-        n = min(len(data), self.send_space)
+        if self.nospace and not self.send_space:
+            return 0  # a blocked writer sleeps until a third of the buffer is free
+        self.nospace = False
+        goal = tso.size_goal(self.current_mss(), self.max_window, self.host.gso_max_size)
+        n = 0
+        while n < len(data):
+            room = self.snd_buf.tail_room(self._buf_offset(self.snd_nxt), goal)
+            new_skb = not room
+            if new_skb:
+                if self.snd_buf.wmem_queued >= self.sndbuf() or not self._notsent_ok(0):
+                    self.nospace = True  # not sk_stream_memory_free: the writer sleeps
+                    break
+                room = goal
+            take = min(room, len(data) - n)
+            if not n and not new_skb and self.push_marks and self.push_marks[-1] == \
+                    self.write_seq:
+                self.push_marks.pop()  # appended to: the skb loses its PSH (tcp_sendmsg)
+            self.snd_buf.write(data if take == len(data) else memoryview(data)[n:n + take],
+                               new_skb)
+            self.write_seq = seq_add(self.write_seq, take)
+            n += take
+            if take == room and n < len(data):
+                if self._forced_push():
+                    self.push_marks.append(self.write_seq)  # tcp_mark_push
+                    self.pushed_seq = self.write_seq
+                self.push(now)  # a full skb leaves at once (tcp_push_one)
         if n:
-            self.snd_buf.append(data if n == len(data) else memoryview(data)[:n])
-            self.write_seq = seq_add(self.write_seq, n)
             self.nagle_push = False  # new data queued (tcp_skb_entail)
-            if not more:
-                self.psh_mark = self.write_seq  # tcp_mark_push
+            # tcp_push: the tail is marked unless MSG_MORE (a write that blocks pushes
+            # without it), or when forced.
+            more = more and not self.nospace
+            if not more or self._forced_push():
+                self.psh_mark = self.pushed_seq = self.write_seq  # tcp_mark_push
             elif self.psh_mark is not None and after(self.psh_mark, self.snd_nxt):
                 self.psh_mark = None  # appended to the marked skb, which loses its PSH
             self.nagle_cork = more
@@ -879,6 +988,22 @@ class Sender:
             finally:
                 self.nagle_cork = False
         return n
+
+    def _forced_push(self) -> bool:
+        """forced_push: more than half the peer's largest window written since the last
+        PSH mark; the skb being filled is marked and pushed."""
+        return after(self.write_seq, seq_add(self.pushed_seq, self.max_window >> 1))
+
+    def _pushed(self, seq: int, end: int) -> bool:
+        """Does a packet [seq, end) carry PSH: it ends where the last write ended
+        (``psh_mark``), or holds the end of an skb that forced_push marked (the packet is
+        that skb, split from the rest or grown into the next one)."""
+        if end == self.psh_mark:
+            return True
+        marks = self.push_marks
+        while marks and not after(marks[0], self.snd_una):
+            marks.popleft()  # acknowledged
+        return any(after(m, seq) and not after(m, end) for m in marks)
 
     def queue_fin(self) -> None:
         """Our FIN follows the queued data (tcp_send_fin); the next push sends it."""

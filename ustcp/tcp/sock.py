@@ -54,6 +54,10 @@ SIOCINQ = 0x541B  # = FIONREAD
 SIOCOUTQ = 0x5411  # = TIOCOUTQ
 SIOCOUTQNSD = 0x894B
 
+TCP_NOTSENT_LOWAT = 25  # linux/tcp.h (Python's socket module lacks it)
+TCP_INQ = 36  # linux/tcp.h, also the control message's type (TCP_CM_INQ)
+TCP_CM_INQ = TCP_INQ
+
 POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
 POLLERR = select.POLLERR
@@ -72,7 +76,7 @@ OPTIONS: dict[int, frozenset[int]] = {
         socket.TCP_NODELAY, socket.TCP_CORK, socket.TCP_MAXSEG, socket.TCP_KEEPIDLE,
         socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_LINGER2, socket.TCP_DEFER_ACCEPT,
         socket.TCP_QUICKACK, socket.TCP_CONGESTION, socket.TCP_INFO, socket.TCP_FASTOPEN,
-        TCP_FASTOPEN_CONNECT, socket.TCP_USER_TIMEOUT}),
+        TCP_FASTOPEN_CONNECT, socket.TCP_USER_TIMEOUT, TCP_NOTSENT_LOWAT, TCP_INQ}),
     IPPROTO_IPV6: frozenset({socket.IPV6_V6ONLY}),
 }
 
@@ -205,6 +209,12 @@ class Sock:
             if val < 0:
                 raise os_error(errno.EINVAL)  # tcp_sock_set_user_timeout
             opts.user_timeout = val
+        elif optname == TCP_INQ:
+            opts.recvmsg_inq = bool(_ranged(val, 0, 1))
+        elif optname == TCP_NOTSENT_LOWAT:
+            opts.notsent_lowat = val & 0xFFFFFFFF  # a u32 (do_tcp_setsockopt)
+            if conn is not None:
+                conn.host.wake(conn)  # sk_write_space: writers may now have room, or none
         elif optname == TCP_FASTOPEN_CONNECT:
             # do_tcp_setsockopt: 0 or 1, only with the client bit, only before connect().
             if not 0 <= val <= 1:
@@ -304,6 +314,11 @@ class Sock:
             return int(opts.fastopen_connect)
         if optname == socket.TCP_USER_TIMEOUT:
             return opts.user_timeout
+        if optname == TCP_INQ:
+            return int(opts.recvmsg_inq)
+        if optname == TCP_NOTSENT_LOWAT:
+            lowat = opts.notsent_lowat
+            return lowat - (1 << 32) if lowat >= 1 << 31 else lowat  # the u32 as an int
         if optname == socket.TCP_QUICKACK:
             return int(not (conn.rcv.pingpong if conn is not None else self.pingpong))
         if optname == socket.TCP_CONGESTION:
@@ -382,6 +397,26 @@ class Sock:
         if self.conn is None:
             raise os_error(errno.ENOTCONN)
         return self.conn.recv(now, max_bytes)
+
+    def recvmsg(self, now: float, max_bytes: int) -> tuple[bytes, list[tuple[int, int, bytes]]]:
+        """recvmsg(2), shaped as Python's ``socket.recvmsg`` returns it: the data and the
+        control messages. With TCP_INQ set, a read that succeeds (end of stream too) carries
+        TCP_CM_INQ: the bytes still to read (tcp_inq_hint)."""
+        data = self.recv(now, max_bytes)
+        if not self.opts.recvmsg_inq:
+            return data, []
+        return data, [(IPPROTO_TCP, TCP_CM_INQ, struct.pack("i", self.inq_hint()))]
+
+    def inq_hint(self) -> int:
+        """tcp_inq_hint: rcv_nxt - copied_seq, so a received FIN counts one until it is
+        read, and once the stream is done (SOCK_DONE) never less than 1: a reader told 0
+        would wait for data that cannot come."""
+        conn = self.conn
+        if conn is None:
+            return 0
+        done = conn.rcv.fin_received or conn.state == State.CLOSE
+        inq = len(conn.rcv.rcv_buf) + conn.rcv.fin_received
+        return inq if inq or not done else 1
 
     def accept(self, now: float) -> Connection | None:
         """accept(2) (inet_csk_accept): the oldest established child, None when the

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..runner import Result, run_file
@@ -33,7 +33,8 @@ def print_log(result: Result, label: str = "") -> None:
         print(f"    {line}")
 
 
-def main(paths: Sequence[Path], target: str, verbose: bool, retries: int | None) -> int:
+def main(paths: Sequence[Path], target: str, verbose: bool, retries: int | None,
+         definitions: Mapping[str, str] | None = None) -> int:
     reason = unavailable()
     if reason:
         print(f"ustcp packetdrill: {reason}", file=sys.stderr)
@@ -46,13 +47,15 @@ def main(paths: Sequence[Path], target: str, verbose: bool, retries: int | None)
     retried = 0
     with quiet_engine_logs():
         for script, name in zip(scripts, names, strict=True):
+            note = known_difference(name)
+            # A known difference is not retried: a lucky attempt would only hide it.
             run = run_on_kernel(script, name,
-                                RETRIES if retries is None else retries)
+                                0 if note else RETRIES if retries is None else retries,
+                                definitions)
             lateness.extend(x * 1e6 for x in run.inject_lateness)
             retried += run.attempts > 1 and run.result.status == "pass"
             kernel = run.result
             counts[kernel.status] += 1
-            note = known_difference(name)
             if target == "kernel":
                 again = f" (attempt {run.attempts})" if run.attempts > 1 else ""
                 print(kernel.summary() + again + (f"  [known: {note}]" if note and
@@ -60,7 +63,7 @@ def main(paths: Sequence[Path], target: str, verbose: bool, retries: int | None)
                 if verbose:
                     print_log(kernel)
             else:
-                engine = run_file(script, name)
+                engine = run_file(script, name, definitions=definitions)
                 rows.append(compare.Row(name, kernel, engine, note))
                 if verbose:
                     print(f"{name}")

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,9 +58,10 @@ def kernel_release() -> str:
     return f"{platform.release()} ({hz})" if hz else platform.release()
 
 
-def run_once(path: Path, name: str) -> tuple[Result, list[float]]:
+def run_once(path: Path, name: str,
+             definitions: Mapping[str, str] | None = None) -> tuple[Result, list[float]]:
     try:
-        payload = in_child(script_job(path, name), WORKER_TIMEOUT)
+        payload = in_child(script_job(path, name, definitions), WORKER_TIMEOUT)
     except (RuntimeError, TimeoutError, json.JSONDecodeError) as exc:
         return Result(name, "fail", None, f"kernel target: {exc}"), []
     raw = payload["result"]
@@ -70,13 +72,13 @@ def run_once(path: Path, name: str) -> tuple[Result, list[float]]:
     return Result(**raw), [float(x) for x in lateness]
 
 
-def run_on_kernel(path: Path, name: str | None = None,
-                  retries: int = RETRIES) -> KernelRun:
+def run_on_kernel(path: Path, name: str | None = None, retries: int = RETRIES,
+                  definitions: Mapping[str, str] | None = None) -> KernelRun:
     display = name or str(path)
     attempts = 0
     while True:
         attempts += 1
-        result, lateness = run_once(path, display)
+        result, lateness = run_once(path, display, definitions)
         if result.status != "fail" or attempts > retries:
             return KernelRun(result, attempts, lateness)
 

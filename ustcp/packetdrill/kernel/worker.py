@@ -17,7 +17,7 @@ import os
 import select
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..runner import Result, run_file
@@ -37,9 +37,9 @@ class _Recording(KernelRunner):
         return super().run()
 
 
-def script_job(path: Path, name: str) -> Job:
+def script_job(path: Path, name: str, definitions: Mapping[str, str] | None = None) -> Job:
     def job() -> dict[str, object]:
-        result = run_file(path, name, _Recording)
+        result = run_file(path, name, _Recording, definitions=definitions)
         runner = _Recording.last
         return {"result": dataclasses.asdict(result),
                 "inject_lateness": runner.inject_lateness if runner is not None else []}
