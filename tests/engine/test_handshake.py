@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import pytest
 
+from ustcp.packetdrill.parser import parse_script
+from ustcp.packetdrill.runner import Runner
 from ustcp.tcp.states import State
 from ustcp.wire.tcp import ACK, RST, SYN
 
@@ -125,3 +128,25 @@ def test_handshake_and_data_across_sequence_wrap(isn: int) -> None:
     assert bytes(received) == data
     net.run(net.now + 1.0)
     assert client.snd.snd_una == (isn + 1 + len(data)) & 0xFFFFFFFF
+
+
+def test_tcp_syncnt_as_linux_6_18() -> None:
+    """TCP_SYNCNT 2 (tcp_sock_set_syncnt; getsockopt reads it back): the linear timeouts
+    send SYNs at 0-5 s, and the connect gives up at 7 s, the time two doublings of the 1 s
+    RTO take (retransmits_timed_out), before the count (2 + 4) runs out. This script
+    passes on this machine's Linux 6.18 too (--target both): ETIMEDOUT at 7.1 s there."""
+    result = Runner(parse_script("""\
+`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, IPPROTO_TCP, TCP_SYNCNT, [2], 4) = 0
++0 getsockopt(3, IPPROTO_TCP, TCP_SYNCNT, [2], [4]) = 0
++0...7 connect(3, ..., ...) = -1 ETIMEDOUT (Connection timed out)
++0 > S 0:0(0) <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 8>
++1 > S 0:0(0) <mss 1460,sackOK,TS val 1100 ecr 0,nop,wscale 8>
++1 > S 0:0(0) <mss 1460,sackOK,TS val 2100 ecr 0,nop,wscale 8>
++1 > S 0:0(0) <mss 1460,sackOK,TS val 3100 ecr 0,nop,wscale 8>
++1 > S 0:0(0) <mss 1460,sackOK,TS val 4100 ecr 0,nop,wscale 8>
++1 > S 0:0(0) <mss 1460,sackOK,TS val 5100 ecr 0,nop,wscale 8>
++2.1 close(3) = 0
+"""), Path("."), "inline").run()
+    assert result.status == "pass", result.message

@@ -57,7 +57,7 @@ MARKERS: dict[str, list[str]] = {
                    "masquerade"],
 }
 # Demos whose mechanism takes long by nature run by hand and in the 20-run soak, not in CI:
-# syn-retries waits 11 s for its SYNs (its virtual-time half is tests/unit/test_demo_retries.py);
+# syn-retries waits 7 s for its SYNs (its virtual-time half is tests/unit/test_demo_retries.py);
 # tw-recycle builds three namespaces and runs two daemons (its engine half is
 # tests/engine/test_timewait_paws.py).
 LADDERLESS = {"congestion"}  # demos whose story has no ladder diagram

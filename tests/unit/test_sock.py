@@ -208,3 +208,16 @@ def test_sockopts_copy_takes_every_field() -> None:
     copy = opts.copy()
     assert copy is not opts
     assert dataclasses.asdict(copy) == changed
+
+
+def test_tcp_syncnt_range_and_default() -> None:
+    """TCP_SYNCNT as Linux 6.18 answers: 1..127 (EINVAL outside), read back; unset it reads
+    net.ipv4.tcp_syn_retries."""
+    s = fresh()
+    assert s.getsockopt(0.0, TCP, socket.TCP_SYNCNT) == 6
+    for bad in (0, 128, -1):
+        with pytest.raises(OSError) as caught:
+            s.setsockopt(0.0, TCP, socket.TCP_SYNCNT, bad)
+        assert caught.value.errno == errno.EINVAL
+    s.setsockopt(0.0, TCP, socket.TCP_SYNCNT, 127)
+    assert s.getsockopt(0.0, TCP, socket.TCP_SYNCNT) == 127

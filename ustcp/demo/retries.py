@@ -19,7 +19,7 @@ from ustcp.wire.tcp import SYN
 NOBODY = "10.77.0.3"  # on the stack's subnet, nobody's address: the kernel drops its SYNs
 PORT = 80
 LIVE_RETRIES = 2
-LIVE_SYNS = (0, 1, 2, 3, 4, 5, 7)  # with tcp_syn_retries = 2; ETIMEDOUT at 11 s
+LIVE_SYNS = (0, 1, 2, 3, 4, 5)  # with tcp_syn_retries = 2: ETIMEDOUT at 7 s
 DEFAULT_SYNS = [0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67]  # Linux 6.18's defaults
 DEFAULT_FAILS = 131
 EXPONENTIAL_SYNS = [0, 1, 3, 7, 15, 31, 63]  # tcp_syn_linear_timeouts = 0
@@ -29,16 +29,17 @@ STORY = """
 A SYN that gets no answer (a host that is down, a firewall that drops) is retransmitted.
 Since Linux 6.5 the first tcp_syn_linear_timeouts (default 4) timeouts keep the initial RTO
 of 1 s, so a SYN lost once costs a second, not an exponential wait; after them the RTO
-doubles, and tcp_syn_retries (default 6) more retransmissions follow: 10 in all, at 1, 2, 3,
-4, 5, 7, 11, 19, 35 and 67 s; after the last one the client waits 64 s more, then
-connect() fails with ETIMEDOUT at 131 s, more than two minutes (measured on Linux 6.18:
-SYNs 1.02 s apart five times, then 2, 4, 8, 16, 32 s; ETIMEDOUT after 133-135 s). Lowering
-tcp_syn_retries (or the per-socket TCP_SYNCNT) makes a client give up sooner. Live, the stack
-dials 10.77.0.3, an address on its subnet that nobody has, with tcp_syn_retries = 2 (SYNs at
-0, 1, 2, 3, 4, 5 and 7 s, ETIMEDOUT at 11 s); then the engine runs the default schedule on
-virtual time, where 131 s take no time at all, and once more with
-tcp_syn_linear_timeouts = 0: the doubling from the first timeout that kernels before 6.5
-had, 1+2+4+8+16+32+64 = 127 s.
+doubles. The connect gives up after tcp_syn_retries (default 6) retransmissions on top of
+the linear ones, or once as long has passed as 6 doublings of the 1 s RTO take (127 s),
+whichever comes first: SYNs at 0, 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s, and ETIMEDOUT at
+131 s, more than two minutes (measured on Linux 6.18: SYNs 1.02 s apart five times, then 2,
+4, 8, 16, 32 s; ETIMEDOUT after 133-135 s). Lowering tcp_syn_retries (or the per-socket
+TCP_SYNCNT) makes a client give up sooner. Live, the stack dials 10.77.0.3, an address on
+its subnet that nobody has, with tcp_syn_retries = 2: SYNs at 0, 1, 2, 3, 4 and 5 s and
+ETIMEDOUT at 7 s (the time 2 doublings take, 1+2+4), as this machine's kernel does with
+TCP_SYNCNT 2. Then the engine runs the default schedule on virtual time, where 131 s take no
+time at all, and once more with tcp_syn_linear_timeouts = 0: the doubling from the first
+timeout that kernels before 6.5 had, 1+2+4+8+16+32+64 = 127 s.
 """
 
 

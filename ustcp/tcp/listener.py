@@ -37,6 +37,7 @@ from .options import (
     syn_segment,
 )
 from .request import RequestSock
+from .rto import TCP_TIMEOUT_INIT
 from .seq import after, seq_add
 from .states import State
 from .tables import Shrinker
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ustcp.tcp")
 
-TCP_TIMEOUT_INIT = 1.0
 TCP_SYNCOOKIE_VALID = 120.0  # cookies are checked only this long after the last overflow
 
 

@@ -38,6 +38,7 @@ class SockOpts:
     fastopen: int = 0  # TCP_FASTOPEN (listeners): the Fast Open queue's length, 0 = off
     fastopen_connect: bool = False  # TCP_FASTOPEN_CONNECT: connect() may wait for the data
     user_timeout: int = 0  # TCP_USER_TIMEOUT, ms: give up after this long unacknowledged
+    syncnt: int = 0  # TCP_SYNCNT: SYN (SYN-ACK) retransmissions, 0 = net.ipv4.tcp_syn_retries
     notsent_lowat: int = 0  # TCP_NOTSENT_LOWAT, bytes; 0 = net.ipv4.tcp_notsent_lowat
     recvmsg_inq: bool = False  # TCP_INQ: recvmsg reports the bytes left to read
     v6only: bool = False  # IPV6_V6ONLY: a listener on :: takes IPv6 only, not IPv4 too
@@ -54,6 +55,7 @@ class SockOpts:
             keepidle=self.keepidle, keepintvl=self.keepintvl, keepcnt=self.keepcnt,
             congestion=self.congestion, fastopen=self.fastopen,
             fastopen_connect=self.fastopen_connect, user_timeout=self.user_timeout,
+            syncnt=self.syncnt,
             notsent_lowat=self.notsent_lowat, recvmsg_inq=self.recvmsg_inq,
             v6only=self.v6only)
 

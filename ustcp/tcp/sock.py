@@ -46,6 +46,7 @@ MAX_TCP_WINDOW = 32767  # the largest TCP_MAXSEG (include/net/tcp.h MAX_TCP_WIND
 MAX_TCP_KEEPIDLE = 32767
 MAX_TCP_KEEPINTVL = 32767
 MAX_TCP_KEEPCNT = 127
+MAX_TCP_SYNCNT = 127
 TCP_FIN_TIMEOUT_MAX = 120  # seconds: the largest TCP_LINGER2
 TCP_CA_NAME_MAX = 16
 TCP_FASTOPEN_CONNECT = 30  # include/uapi/linux/tcp.h (Python's socket module lacks it)
@@ -76,7 +77,8 @@ OPTIONS: dict[int, frozenset[int]] = {
         socket.TCP_NODELAY, socket.TCP_CORK, socket.TCP_MAXSEG, socket.TCP_KEEPIDLE,
         socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_LINGER2, socket.TCP_DEFER_ACCEPT,
         socket.TCP_QUICKACK, socket.TCP_CONGESTION, socket.TCP_INFO, socket.TCP_FASTOPEN,
-        TCP_FASTOPEN_CONNECT, socket.TCP_USER_TIMEOUT, TCP_NOTSENT_LOWAT, TCP_INQ}),
+        TCP_FASTOPEN_CONNECT, socket.TCP_USER_TIMEOUT, TCP_NOTSENT_LOWAT, TCP_INQ,
+        socket.TCP_SYNCNT}),
     IPPROTO_IPV6: frozenset({socket.IPV6_V6ONLY}),
 }
 
@@ -205,6 +207,8 @@ class Sock:
             opts.linger2 = -1 if val < 0 else min(val, TCP_FIN_TIMEOUT_MAX) if val else None
         elif optname == socket.TCP_DEFER_ACCEPT:
             opts.defer_accept = max(val, 0)
+        elif optname == socket.TCP_SYNCNT:
+            opts.syncnt = _ranged(val, 1, MAX_TCP_SYNCNT)  # tcp_sock_set_syncnt
         elif optname == socket.TCP_USER_TIMEOUT:
             if val < 0:
                 raise os_error(errno.EINVAL)  # tcp_sock_set_user_timeout
@@ -314,6 +318,8 @@ class Sock:
             return int(opts.fastopen_connect)
         if optname == socket.TCP_USER_TIMEOUT:
             return opts.user_timeout
+        if optname == socket.TCP_SYNCNT:
+            return opts.syncnt or cfg.tcp_syn_retries
         if optname == TCP_INQ:
             return int(opts.recvmsg_inq)
         if optname == TCP_NOTSENT_LOWAT:
