@@ -77,14 +77,15 @@ class Pluggable:
 
 
 @asynccontextmanager
-async def lingering_pair() -> AsyncIterator[tuple[TCPStream, TCPStream, Pluggable, Stack]]:
-    """A connected pair, RTT 100 ms; the client has SO_LINGER {1, LINGER_T}; the server's
-    sending can be cut."""
+async def plugged_pair(one_way: ImpairmentSpec | None, *, plug_client: bool,
+                       ) -> AsyncIterator[tuple[TCPStream, TCPStream, Pluggable, Stack]]:
+    """A connected pair (``one_way`` delay each way, if any) whose client's or server's
+    sending can be cut; the client's stack comes last."""
     ca, cb = Counters(), Counters()
-    la, lb = memory_link_pair(impair_a_to_b=ONE_WAY, impair_b_to_a=ONE_WAY, counters=(ca, cb))
-    plug = Pluggable(lb)
-    a = Stack(la, StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1)
-    b = Stack(plug, StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2)
+    la, lb = memory_link_pair(impair_a_to_b=one_way, impair_b_to_a=one_way, counters=(ca, cb))
+    plug = Pluggable(la if plug_client else lb)
+    a = Stack(plug if plug_client else la, StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1)
+    b = Stack(lb if plug_client else plug, StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2)
     with trio.fail_after(VIRTUAL_TIME_LIMIT):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(a.run)
@@ -92,10 +93,17 @@ async def lingering_pair() -> AsyncIterator[tuple[TCPStream, TCPStream, Pluggabl
             [listener] = await open_tcp_listeners(b, PORT)
             client = await open_tcp_stream(a, B_ADDR, PORT)
             server = await listener.accept()
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                              struct.pack("ii", 1, LINGER_T))
             yield client, server, plug, a
             nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def lingering_pair() -> AsyncIterator[tuple[TCPStream, TCPStream, Pluggable, Stack]]:
+    """A connected pair, RTT 100 ms; the client has SO_LINGER {1, LINGER_T}; the server's
+    sending can be cut."""
+    async with plugged_pair(ONE_WAY, plug_client=False) as (client, server, plug, a):
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, LINGER_T))
+        yield client, server, plug, a
 
 
 async def test_linger_close_returns_when_the_fin_is_acknowledged(

@@ -222,16 +222,21 @@ def test_syn_data_fits_the_mss_remembered_with_the_cookie() -> None:
     assert result.status == "pass", result.message
 
 
-def test_a_retransmitted_syn_goes_without_the_fast_open_option() -> None:
-    """tcp_send_syn_data: only the first SYN asks for a cookie (or carries one with data);
-    its retransmission is a plain SYN."""
-    result = Runner(parse_script("""\
+# A first Fast Open sendto with no cookie cached: the SYN asks for one
+COOKIE_REQUEST = """\
 `sysctl -q net.ipv4.tcp_timestamps=0
 sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
 0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
 +0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
 +0 sendto(3, ..., 100, MSG_FASTOPEN, ..., ...) = -1 EINPROGRESS (Operation now in progress)
 +0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>
+"""
+
+
+def test_a_retransmitted_syn_goes_without_the_fast_open_option() -> None:
+    """tcp_send_syn_data: only the first SYN asks for a cookie (or carries one with data);
+    its retransmission is a plain SYN."""
+    result = Runner(parse_script(COOKIE_REQUEST + """\
 +1 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8>
 """), Path("."), "inline").run()
     assert result.status == "pass", result.message
@@ -240,13 +245,7 @@ sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
 def test_an_unanswered_cookie_request_is_asked_again_in_the_experimental_form() -> None:
     """A cookie request whose SYN-ACK has no Fast Open option (tcp_rcv_fastopen_synack's
     try_exp = 1): the next SYN asks with the experimental option (kind 254, 0xF989)."""
-    result = Runner(parse_script("""\
-`sysctl -q net.ipv4.tcp_timestamps=0
-sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
-+0 sendto(3, ..., 100, MSG_FASTOPEN, ..., ...) = -1 EINPROGRESS (Operation now in progress)
-+0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>
+    result = Runner(parse_script(COOKIE_REQUEST + """\
 +.01 < S. 123:123(0) ack 1 win 14600 <mss 1460,nop,nop,sackOK,nop,wscale 6>
 +0 > . 1:1(0) ack 1
 +0 close(3) = 0
@@ -323,27 +322,11 @@ def test_flushing_tcp_metrics_forgets_the_cookie() -> None:
     assert result.status == "pass", result.message
 
 
-BLACKHOLE = """\
-`sysctl -q net.ipv4.tcp_timestamps=0
-sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"
-sysctl -q net.ipv4.tcp_fastopen_blackhole_timeout_sec=4`
-// A cookie first
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
-+0 sendto(3, ..., 100, MSG_FASTOPEN, ..., ...) = -1 EINPROGRESS (Operation now in progress)
-+0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>
-+.01 < S. 123:123(0) ack 1 win 14600 <mss 1460,nop,nop,sackOK,nop,wscale 6,FO abcd1234,nop,nop>
-+0 > . 1:1(0) ack 1
-+0 close(3) = 0
-+0 > F. 1:1(0) ack 1
-+.01 < F. 1:1(0) ack 2 win 92
-+0 > . 2:2(0) ack 2
-+0 `nstat -n`
-// SYN data into a black hole: three SYN timeouts pause active Fast Open
-+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4
-+0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
-+0 sendto(4, ..., 100, MSG_FASTOPEN, ..., ...) = 100
-+0 > S 0:100(100) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO abcd1234,nop,nop>
+# CLIENT's cookie, then SYN data into a black hole: three SYN timeouts pause active Fast Open
+BLACKHOLE = CLIENT.replace(
+    'tcp_rmem="4096 540000 15728640"`',
+    'tcp_rmem="4096 540000 15728640"\nsysctl -q net.ipv4.tcp_fastopen_blackhole_timeout_sec=4`',
+) + """\
 +1 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8>
 +1 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8>
 +1 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8>

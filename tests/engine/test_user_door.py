@@ -5,22 +5,15 @@ nothing else would ever make the engine look at that connection again."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import trio
 from trio.testing import MockClock
 
-from ustcp.api import open_tcp_listeners, open_tcp_stream
-from ustcp.config import StackConfig
-from ustcp.link.memory import memory_link_pair
-from ustcp.mib import Counters
-from ustcp.stack import Stack
 from ustcp.tcp.states import State
 
 from .harness import A_IP, B_IP, Net
-from .test_api_pair import A_ADDR, B_ADDR, PORT, VIRTUAL_TIME_LIMIT, payload, receive_all
-from .test_api_sockopts import Pluggable
+from .test_api_pair import payload, receive_all
+from .test_api_sockopts import plugged_pair
 from .util import open_pair
 
 CUT = 0.5  # seconds the client's first transmissions are lost for
@@ -61,36 +54,25 @@ def test_listener_children_timers_are_read(net: Net) -> None:
 
 
 async def _lossy_start_pair(autojump_clock: MockClock, close: bool) -> None:
-    ca, cb = Counters(), Counters()
-    la, lb = memory_link_pair(counters=(ca, cb))
-    plug = Pluggable(la)
-    a = Stack(plug, StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1)
-    b = Stack(lb, StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2)
     data = payload(3000, 7)
-    with trio.fail_after(VIRTUAL_TIME_LIMIT):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(a.run)
-            nursery.start_soon(b.run)
-            [listener] = await open_tcp_listeners(b, PORT)
-            client = await open_tcp_stream(a, B_ADDR, PORT)
-            server = await listener.accept()
-            await trio.sleep(IDLE)  # the handshake's heap entries have fired and gone
-            plug.unplugged = True  # everything the client sends now is lost
-            await client.send_all(data)
-            if close:
-                await client.aclose()
-            await trio.sleep(CUT)
-            plug.unplugged = False  # only the RTO the door armed can resend it
-            if close:
-                assert await receive_all(server) == data
-                assert server.connection.state == State.CLOSE_WAIT
-            else:
-                got = b""
-                while len(got) < len(data):
-                    got += await server.receive_some()
-                assert got == data
-            assert ca["TcpRetransSegs"] >= 1
-            nursery.cancel_scope.cancel()
+    async with plugged_pair(None, plug_client=True) as (client, server, plug, a):
+        ca = a.counters
+        await trio.sleep(IDLE)  # the handshake's heap entries have fired and gone
+        plug.unplugged = True  # everything the client sends now is lost
+        await client.send_all(data)
+        if close:
+            await client.aclose()
+        await trio.sleep(CUT)
+        plug.unplugged = False  # only the RTO the door armed can resend it
+        if close:
+            assert await receive_all(server) == data
+            assert server.connection.state == State.CLOSE_WAIT
+        else:
+            got = b""
+            while len(got) < len(data):
+                got += await server.receive_some()
+            assert got == data
+        assert ca["TcpRetransSegs"] >= 1
 
 
 async def test_lost_send_is_retransmitted(autojump_clock: MockClock) -> None:
