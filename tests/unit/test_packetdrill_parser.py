@@ -14,6 +14,7 @@ from ustcp.packetdrill.ast import (
     CommandSpec,
     EllipsisExpr,
     Event,
+    IcmpSpec,
     IntExpr,
     ListExpr,
     PacketSpec,
@@ -189,9 +190,21 @@ def test_ip_info_is_kept_for_the_runner_to_judge() -> None:
     assert packet("+0 < (tos 0x4) . 1:1(0) ack 1 win 1").ip_info == "(tos 0x4)"
 
 
+def test_icmp_lines_keep_type_code_mtu_and_the_quoted_segment() -> None:
+    action = one_event("+.01 < icmp unreachable frag_needed mtu 1200 [1:1461(1460)]").action
+    assert action == IcmpSpec("<", "unreachable", "frag_needed", 1200, 1, 1460)
+    bare = one_event("+0 < icmp unreachable").action
+    assert bare == IcmpSpec("<", "unreachable", None, None, 0, 0)
+    assert one_event("+0 < icmp packet_too_big mtu 1400").action == \
+        IcmpSpec("<", "packet_too_big", None, 1400, 0, 0)
+    with pytest.raises(ParseError, match="inconsistent"):
+        one_event("+0 < icmp unreachable [1:10(5)]")
+
+
 @pytest.mark.parametrize("text", [
     "+0 < udp (100)",
-    "+0 > icmp unreachable",
+    "+0 < icmp echo_reply id 5",
+    "+0 < icmp unreachable port_unreachable [udp (10)]",
     "+0 < . 1:1(0) ack 1 win 100 {mut tcp mss}",
     "+0 > . 1:1(0) ack 1 <mpcapable v1 flags 0>",
 ])

@@ -135,6 +135,10 @@ def test_unmapped_ts_ecr_is_reported() -> None:
     ("+0 < S 0:0(0) win 100 <mss 1000,ECN e1b 1>", "the AccECN option"),
     ("+0 `sysctl -a > /tmp/x`", "shell command 'sysctl -a > /tmp/x' (writes a file)"),
     ("+0 `nstat | sort`", "shell command 'nstat | sort'"),
+    ("+0 > icmp unreachable", "outbound ICMP packets"),
+    ("+0 < icmp unreachable CODE", "bad ICMP code CODE"),
+    ("+0 < icmp packet_too_big mtu 1400", "bad ICMP type packet_too_big"),
+    ("+0 < icmp unreachable port_unreachable mtu 1400", "an ICMP MTU is only valid for"),
 ])
 def test_missing_features_are_skipped_with_a_reason(line: str, reason: str) -> None:
     result = run(f"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n{line}\n")

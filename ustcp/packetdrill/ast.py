@@ -59,6 +59,22 @@ class PacketSpec:
     ace: int | None = None  # AccECN ACE field written after the ACK dot ("S.5"), 0..7
 
 
+@dataclass(frozen=True, slots=True)
+class IcmpSpec:
+    """``< icmp unreachable frag_needed mtu 1200 [1:1461(1460)]`` (parser.y
+    icmp_packet_spec): type and code as packetdrill names them (``type_N``/``code_N`` for
+    others), the MTU of a "fragmentation needed" or "packet too big", and the TCP segment the
+    error quotes, in the local sequence space (seq 0, no payload when not written)."""
+
+    direction: str
+    icmp_type: str
+    code: str | None  # None: code 0
+    mtu: int | None
+    echoed_seq: int = 0
+    echoed_len: int = 0
+    ip_info: str = ""
+
+
 # ------------------------------------------------------------------ system call expressions
 
 
@@ -152,7 +168,7 @@ class CodeSpec:
     text: str  # the Python between %{ and }%
 
 
-Action = PacketSpec | SyscallSpec | CommandSpec | CodeSpec
+Action = PacketSpec | IcmpSpec | SyscallSpec | CommandSpec | CodeSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 It follows google/packetdrill's grammar (parser.y): options, an optional init command, timed
 events (packets, system calls, shell commands, Python code) and an optional cleanup command.
-Constructs of that grammar that the runner cannot use (UDP/ICMP packets, encapsulation
+Constructs of that grammar that the runner cannot use (UDP packets, encapsulation
 headers, fuzzing specs, IPv6 addresses) raise :class:`UnsupportedSyntax`, so that a caller can
 skip the script with the reason; malformed input raises :class:`ParseError`.
 """
@@ -24,6 +24,7 @@ from .ast import (
     EventTime,
     Expr,
     Field,
+    IcmpSpec,
     IntExpr,
     ListExpr,
     PacketSpec,
@@ -42,7 +43,6 @@ FLAG_LETTERS = frozenset("FSRP.EWUA")
 ACCECN_FIELDS = ("e0b", "ceb", "e1b")
 _UNSUPPORTED_PACKET_WORDS = {
     "udp": "UDP packets",
-    "icmp": "ICMP packets",
     "ipv4": "encapsulation headers",
     "ipv6": "encapsulation headers",
     "gre": "GRE encapsulation",
@@ -183,7 +183,7 @@ class _Parser:
     def event(self) -> Event:
         line = self.tok.line
         when = self.event_time()
-        action: PacketSpec | SyscallSpec | CommandSpec | CodeSpec
+        action: PacketSpec | IcmpSpec | SyscallSpec | CommandSpec | CodeSpec
         token = self.tok
         if token.is_punct("<") or token.is_punct(">"):
             action = self.packet()
@@ -196,7 +196,7 @@ class _Parser:
         else:
             raise self.error(f"expected a packet, system call, command or code, found "
                              f"{token.describe()}")
-        outbound = isinstance(action, PacketSpec) and action.direction == ">"
+        outbound = isinstance(action, (PacketSpec, IcmpSpec)) and action.direction == ">"
         if when.kind is TimeKind.ANY and not outbound:
             raise ParseError(line, "event time * can only be used with outbound packets")
         if when.kind in (TimeKind.ABSOLUTE_RANGE, TimeKind.RELATIVE_RANGE):
@@ -233,7 +233,7 @@ class _Parser:
 
     # ------------------------------------------------------------------ packets
 
-    def packet(self) -> PacketSpec:
+    def packet(self) -> PacketSpec | IcmpSpec:
         direction = self.advance().text
         word = self.tok.text if self.tok.kind is Tok.WORD else ""
         if word in _UNSUPPORTED_PACKET_WORDS:
@@ -241,6 +241,9 @@ class _Parser:
         ip_info = ""
         if self.tok.is_punct("(") or self.tok.is_punct("["):
             ip_info = self.bracketed_text()
+        if self.tok.is_word("icmp"):
+            self.advance()
+            return self.icmp_packet(direction, ip_info)
         ports = None
         if self.tok.kind is Tok.INT and self.peek().is_punct(">"):
             src = self.expect_int()
@@ -280,6 +283,34 @@ class _Parser:
             raise self.error("<...> for TCP options can only be used with outbound packets")
         return PacketSpec(direction, flags, start, end, length, ack, window, urg, options,
                           ip_info, ports, ace)
+
+    def icmp_packet(self, direction: str, ip_info: str) -> IcmpSpec:
+        """``icmp TYPE [CODE] [mtu N] [[seq]]`` after the direction and IP info (parser.y
+        icmp_packet_spec; echo identifiers and UDP or raw quotes are not supported)."""
+        icmp_type = self.expect_word().text
+        code = None
+        if self.tok.kind is Tok.WORD and self.tok.text not in ("mtu", "id"):
+            code = self.advance().text
+        mtu = None
+        if self.tok.is_word("mtu"):
+            self.advance()
+            mtu = self.expect_int()
+        if self.tok.is_word("id"):
+            raise UnsupportedSyntax(self.tok.line, "ICMP echo identifiers")
+        seq = length = 0
+        if self.accept_punct("["):
+            if self.tok.kind is not Tok.INT:
+                raise UnsupportedSyntax(self.tok.line, "ICMP quoting a UDP or raw packet")
+            seq = self.expect_int()
+            self.expect_punct(":")
+            end = self.expect_int()
+            self.expect_punct("(")
+            length = self.expect_int()
+            self.expect_punct(")")
+            self.expect_punct("]")
+            if end != (seq + length) % (1 << 32):
+                raise self.error("inconsistent TCP sequence numbers and payload size")
+        return IcmpSpec(direction, icmp_type, code, mtu, seq, length, ip_info)
 
     def bracketed_text(self) -> str:
         close = ")" if self.advance().text == "(" else "]"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import StackConfig, SysctlError
+from ..ip import IpLayer
 from ..mib import Counters
 from ..tcp.engine import TcpEngine
 from ..wire.tcp import ACK, SYN, TcpSegment, gso_segments
@@ -30,12 +31,14 @@ from .ast import (
     CommandSpec,
     EllipsisExpr,
     Event,
+    IcmpSpec,
     PacketSpec,
     Script,
     SyscallSpec,
     TimeKind,
 )
 from .code import CodeFailure, CodeRunner
+from .icmp import IcmpNameError, error_frame, render_icmp
 from .match import compare, fragment_problem, record_timestamps
 from .packets import (
     ECN_CODEPOINTS,
@@ -162,6 +165,7 @@ class Runner:
         self.nstat_history: dict[str, int] = {}  # what the last nstat saw
         self.plans: dict[int, ShellPlan] = {}
         self.engine: TcpEngine
+        self.ip: IpLayer  # the IP layer in front of the engine, for injected ICMP frames
         self.started = False  # the engine exists (commands before it have nothing to flush)
         self.sockets: Sockets
 
@@ -200,7 +204,7 @@ class Runner:
     # The engine target is this class; ustcp.packetdrill.kernel.runner overrides these.
 
     def skip_reason(self) -> str | None:
-        return unsupported_reason(self.script, self.plans)
+        return unsupported_reason(self.script, self.plans, ip_version=self.ip_version)
 
     def command(self, text: str, line: int | None) -> None:
         """A shell command: the suite's init (``line`` None) or the script's."""
@@ -214,11 +218,22 @@ class Runner:
         self.started = True
         self.sockets = Sockets(self.engine, self, self.ip_version, self.local_ip,
                                self.remote_ip)
+        self.ip = IpLayer(self.engine, self.counters, {self.sockets.local_ip}, self.config,
+                          mtu=mtu)
 
     def deliver(self, seg: TcpSegment) -> None:
         """Hand an injected segment to the stack under test."""
         self.engine.on_segment(self.now, self.sockets.remote_ip, self.sockets.local_ip, seg)
         self.collect()
+
+    def deliver_frame(self, frame: bytes) -> None:
+        """Hand an injected IP frame (an ICMP error) to the stack under test."""
+        self.ip.on_frame(self.now, frame)
+        self.collect()
+
+    def endpoints(self) -> tuple[bytes, bytes]:
+        """The (local, remote) addresses of the connection under test."""
+        return self.sockets.local_ip, self.sockets.remote_ip
 
     def configure(self) -> None:
         for name, value in (*self.suite.options, *self.script.options):
@@ -313,7 +328,8 @@ class Runner:
                 raise ScriptFailure(event.line, f"time goes backward in script from "
                                                 f"{self.last_time:.6f} s to {when.start:.6f} s")
             return when.start, when.end, 0.0
-        inbound = isinstance(event.action, PacketSpec) and event.action.direction == "<"
+        inbound = isinstance(event.action, (PacketSpec, IcmpSpec)) and \
+            event.action.direction == "<"
         base = self.last_time if (self.last_inbound and inbound and
                                   self.last_time is not None) else self.now
         end = base + when.end if when.end is not None else None
@@ -407,6 +423,8 @@ class Runner:
             self.wait_until(event, start)
             if isinstance(action, PacketSpec):
                 self.inject(event, action)
+            elif isinstance(action, IcmpSpec):
+                self.inject_icmp(event, action)
             elif isinstance(action, SyscallSpec):
                 self.syscall(event, action, base)
             elif isinstance(action, CommandSpec):
@@ -414,7 +432,8 @@ class Runner:
             elif isinstance(action, CodeSpec):
                 self.run_code(event, action)
         self.last_time = start
-        self.last_inbound = isinstance(action, PacketSpec) and action.direction == "<"
+        self.last_inbound = isinstance(action, (PacketSpec, IcmpSpec)) and \
+            action.direction == "<"
 
     def inject(self, event: Event, spec: PacketSpec) -> None:
         flags = flag_bits(spec.flags)
@@ -432,6 +451,21 @@ class Runner:
             raise ScriptFailure(event.line, str(exc)) from exc
         self.log.append(f"{self.now:9.6f} {render_spec(spec)}")
         self.deliver(seg)
+
+    def inject_icmp(self, event: Event, spec: IcmpSpec) -> None:
+        """An ICMP error about a segment of the connection under test, as a real frame."""
+        flow = self.flow
+        if flow is None or flow.local_port is None:
+            raise ScriptFailure(event.line, "no connection under test for an ICMP packet")
+        local, remote = self.endpoints()
+        live_seq = spec.echoed_seq + flow.local_offset(False)
+        try:
+            frame = error_frame(spec, local, flow.local_port, remote, flow.remote_port,
+                                live_seq)
+        except IcmpNameError as exc:
+            raise ScriptFailure(event.line, str(exc)) from exc
+        self.log.append(f"{self.now:9.6f} {render_icmp(spec)}")
+        self.deliver_frame(frame)
 
     def listen_port(self) -> int:
         for sock in self.sockets.fds.values():

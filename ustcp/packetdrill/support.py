@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .ast import CommandSpec, PacketSpec, Script, SyscallSpec
+from .ast import CommandSpec, IcmpSpec, PacketSpec, Script, SyscallSpec
+from .icmp import IcmpNameError, type_and_code
 from .packets import script_ecn
 from .shell import ShellPlan, plan_command
 from .sockets import IP_VERSIONS, SEND_FLAGS, Sockets, sockopt_support
@@ -44,11 +45,14 @@ def command_plans(script: Script, script_dir: Path) -> dict[int, ShellPlan]:
 
 
 def unsupported_reason(script: Script, plans: dict[int, ShellPlan],
-                       syscall_reason: Callable[[SyscallSpec], str | None] | None = None) \
-        -> str | None:
-    """Why the script cannot run; ``syscall_reason`` replaces the engine target's check of
-    system calls (the kernel target has its own)."""
+                       syscall_reason: Callable[[SyscallSpec], str | None] | None = None,
+                       ip_version: str = "ipv4") -> str | None:
+    """Why the script cannot run in ``ip_version`` mode (its own --ip_version wins);
+    ``syscall_reason`` replaces the engine target's check of system calls (the kernel
+    target has its own)."""
     check_syscall = syscall_reason or _syscall_reason
+    versions = [value for name, value in script.options if name == "ip_version"]
+    ipv6 = (versions[-1] if versions else ip_version) == "ipv6"
     for name, value in script.options:
         if name not in KNOWN_OPTIONS:
             return f"option --{name}"
@@ -62,6 +66,8 @@ def unsupported_reason(script: Script, plans: dict[int, ShellPlan],
         reason = None
         if isinstance(action, PacketSpec):
             reason = _packet_reason(action)
+        elif isinstance(action, IcmpSpec):
+            reason = _icmp_reason(action, ipv6)
         elif isinstance(action, SyscallSpec):
             reason = check_syscall(action)
         if reason:
@@ -81,6 +87,18 @@ def _packet_reason(packet: PacketSpec) -> str | None:
     for option in packet.options or ():
         if option.name in _OPTION_NAMES:
             return _OPTION_NAMES[option.name]
+    return None
+
+
+def _icmp_reason(packet: IcmpSpec, ipv6: bool) -> str | None:
+    if packet.direction == ">":
+        return "outbound ICMP packets (the TCP stack sends none)"
+    if packet.ip_info:
+        return f"IP header fields {packet.ip_info}"
+    try:
+        type_and_code(packet, ipv6)
+    except IcmpNameError as exc:
+        return str(exc)  # such as a CODE that Google's runner defines with -D
     return None
 
 

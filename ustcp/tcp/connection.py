@@ -596,7 +596,10 @@ class Connection:
             self.set_state(now, State.ESTABLISHED)
             rcv.enter_quickack()
             fastopen = snd.fastopen_req
-            if not (fastopen and snd.rcv_fastopen_synack(now, seg, syn_data_acked)):
+            if fastopen and snd.rcv_fastopen_synack(now, seg, syn_data_acked):
+                recovery.non_congestion_loss_retransmit(snd, now)
+                snd.arm_rto(now)  # tcp_rearm_rto
+            else:
                 if fastopen and (seg.payload or flags & FIN):
                     # Data (and a FIN) in a Fast Open SYN-ACK is taken (tcp_fastopen_add_skb)
                     rcv.take_syn_data(now, seg)

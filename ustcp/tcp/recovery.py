@@ -37,6 +37,7 @@ from .congestion.base import (
     CwndEvent,
 )
 from .seq import after, before, before_eq, seq_add, seq_diff
+from .states import State
 from .timers import XmitTimer
 
 if TYPE_CHECKING:
@@ -362,10 +363,17 @@ def cwnd_reduction(snd: Sender, delivered: int, newly_lost: int, una_advanced: b
 def xmit_retransmit_queue(snd: Sender, now: float) -> None:
     """Retransmit records marked lost while the congestion window allows
     (tcp_xmit_retransmit_queue)."""
-    for rec in list(snd.rtx.records):
+    records = snd.rtx.records
+    i = 0
+    while i < len(records):  # the tail a retransmission splits off comes next
+        rec = records[i]
+        i += 1
         if snd.rtx.in_flight() >= snd.ccs.snd_cwnd:
             break
         if rec.lost and not rec.retrans and not rec.sacked:
+            if rec.start != snd.snd_una and \
+                    not before(rec.start, seq_add(snd.snd_una, snd.snd_wnd)):
+                break  # __tcp_retransmit_skb: beyond the peer's window (-EAGAIN)
             # As many segments of the record as cwnd allows, in one packet.
             segs = min(snd.ccs.snd_cwnd - snd.rtx.in_flight(), snd.tso_segs(snd.mss))
             snd.retransmit(now, rec, segs)
@@ -380,15 +388,25 @@ def xmit_retransmit_queue(snd: Sender, now: float) -> None:
 def simple_retransmit(snd: Sender, now: float) -> None:
     """tcp_simple_retransmit: the MSS fell (path MTU discovery, a lost MTU probe): every
     segment longer than it is lost; loss state without a cwnd reduction (the units
-    changed, not the data in flight), and the queue goes out at once in new-MSS pieces."""
-    mss = snd.current_mss()
+    changed, not the data in flight), and the queue goes out at once in new-MSS pieces.
+    A Fast Open SYN with data in SYN_SENT is lost whole, the SYN as well: it goes again
+    alone, the data waits for the peer's window (Linux's mss of -1 here)."""
+    mss = -1 if snd.fastopen_syn_data and snd.owner.state == State.SYN_SENT \
+        else snd.current_mss()
     rtx = snd.rtx
     for rec in rtx.records:
         size = seq_diff(rec.end, rec.start) - rec.syn - rec.fin
-        if not rec.done and not rec.sacked and size > 0 and -(-size // rec.pcount) > mss:
+        if not rec.done and not rec.sacked and (
+                mss < 0 or (size > 0 and -(-size // rec.pcount) > mss)):
             rtx.mark_lost(rec)
-    if not rtx.lost_out:
-        return
+    if rtx.lost_out:
+        non_congestion_loss_retransmit(snd, now)
+
+
+def non_congestion_loss_retransmit(snd: Sender, now: float) -> None:
+    """tcp_non_congestion_loss_retransmit: what is marked lost was lost for another reason
+    than congestion (a smaller path MTU, a Fast Open SYN's data the server did not take):
+    loss state without a cwnd reduction, and the lost records go out at once."""
     ccs = snd.ccs
     if ccs.ca_state != CA_LOSS:
         snd.high_seq = snd.snd_nxt

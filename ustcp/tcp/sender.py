@@ -353,6 +353,8 @@ class Sender:
     def send_syn(self, now: float) -> None:
         cfg = self.config
         ts_val = self.rcv.ts_now(now) if cfg.tcp_timestamps else None
+        # tcp_advertise_mss: a path MTU learned since (an ICMP about the SYN) lowers it
+        self.rcv.advmss = min(self.rcv.advmss, self.host.mss_for(self.remote_ip))
         seg = syn_segment(self.local_port, self.remote_port, self.iss, None,
                           rcv_wnd=self.rcv.rcv_wnd, mss=self.rcv.advmss,
                           rcv_wscale=self.rcv.rcv_wscale, ts_val=ts_val, ts_ecr=0,
@@ -418,8 +420,8 @@ class Sender:
 
     def rcv_fastopen_synack(self, now: float, seg: TcpSegment, acked: bool) -> bool:
         """tcp_rcv_fastopen_synack: keep the server's cookie for next time; data the
-        SYN-ACK did not acknowledge is sent again at once (True: it was, and that segment
-        carries the handshake's ACK)."""
+        SYN-ACK did not acknowledge is marked lost, to be sent again at once (True: it was,
+        and its first segment carries the handshake's ACK)."""
         self.fastopen_req = False
         c = self.host.counters
         opts = seg.options
@@ -444,8 +446,8 @@ class Sender:
                 self.ccs.delivered = self.delivered
             return False
         c.inc(Mib.TcpExtTCPFastOpenActiveFail)
-        self.retransmit(now, self.rtx.records[0])
-        self.arm_rto(now)  # tcp_rearm_rto
+        for rec in self.rtx.records:
+            self.rtx.mark_lost(rec)  # the caller resends them (a non-congestion loss)
         return True
 
     def ecn_queue_cwr(self) -> None:

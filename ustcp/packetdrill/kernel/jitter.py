@@ -43,8 +43,8 @@ def probe(samples: int) -> dict[str, list[float]]:
             if pause > 0:
                 time.sleep(pause)
             port = PORT_BASE + i
-            tun.inject(TcpSegment(port, 8080, 1000 * i, 0, SYN, 65535,
-                                  TcpOptions(mss=1460)))
+            tun.inject(tun.frame(TcpSegment(port, 8080, 1000 * i, 0, SYN, 65535,
+                                            TcpOptions(mss=1460))))
             written = time.monotonic()
             late.append((written - due) * 1e6)
             seen = _reply_time(tun, port)

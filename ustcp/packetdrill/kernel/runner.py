@@ -40,7 +40,7 @@ from ..runner import (
     ScriptFailure,
     describe_call,
 )
-from ..sockets import CONNECT_PORT, CallMismatch
+from ..sockets import CONNECT_PORT, LOCAL_IP, REMOTE_IP, CallMismatch
 from ..suites import Suite
 from ..support import unsupported_reason
 from ..symbols import Unsupported, evaluate
@@ -224,10 +224,16 @@ class KernelRunner(Runner):
     # ------------------------------------------------------------------ packets
 
     def deliver(self, seg: TcpSegment) -> None:
+        self.deliver_frame(self.device().frame(seg))
+
+    def deliver_frame(self, frame: bytes) -> None:
         began = self.clock()
-        self.device().inject(seg)
+        self.device().inject(frame)
         self.inject_lateness.append(self.clock() - self.scheduled)
         self.now = began
+
+    def endpoints(self) -> tuple[bytes, bytes]:
+        return LOCAL_IP, REMOTE_IP
 
     def next_outbound(self, flow: Flow, limit: float) -> Outbound | None:
         deadline = limit - OUTBOUND_HORIZON + KERNEL_LATE

@@ -100,13 +100,18 @@ class Tun:
         self.reader = threading.Thread(target=self._read_loop, name="tun-reader", daemon=True)
         self.reader.start()
 
-    def inject(self, seg: TcpSegment) -> None:
-        """Write one segment from the remote host (192.0.2.1), checksums computed."""
+    def frame(self, seg: TcpSegment) -> bytes:
+        """The IPv4 frame of one segment from the remote host (192.0.2.1), checksums
+        computed."""
         tcp = build_tcp(seg, REMOTE_IP, LOCAL_IP, checksum="full")
         self.ident = (self.ident + 1) & 0xFFFF
         ip = build_ipv4_header(REMOTE_IP, LOCAL_IP, PROTO_TCP, len(tcp) + len(seg.payload),
                                ttl=64, ident=self.ident, tos=seg.ecn)
-        os.write(self.fd, NO_OFFLOAD + ip + tcp + bytes(seg.payload))
+        return ip + tcp + bytes(seg.payload)
+
+    def inject(self, frame: bytes) -> None:
+        """Write one IP frame (a segment's, or an ICMP error from the remote host)."""
+        os.write(self.fd, NO_OFFLOAD + frame)
 
     def _read_loop(self) -> None:
         while not self.stopping.is_set():
