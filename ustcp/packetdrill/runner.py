@@ -401,6 +401,7 @@ class Runner:
             for piece in gso_segments(seg, self.mss):
                 self.outq.append(Outbound(self.now, piece))
         self.engine.take_wakeups()
+        self.sockets.observe()
 
     def drain_log(self) -> None:
         """Record what the stack sent that the script never asked about."""

@@ -36,7 +36,8 @@ from .ast import (
     SyscallSpec,
     WordExpr,
 )
-from .symbols import SYMBOLS, Unsupported, evaluate, symbol_name
+from .epoll import Epoll
+from .symbols import SYMBOLS, Unsupported, c_int, evaluate, symbol_name
 
 LOCAL_IP = pysocket.inet_aton("192.168.0.1")
 REMOTE_IP = pysocket.inet_aton("192.0.2.1")
@@ -81,7 +82,6 @@ class ScriptSocket:
     port: int | None = None
     ip_options: dict[str, int] = field(default_factory=dict)  # IP_TOS etc., no wire effect
     zerocopy: bool = False
-    deferred: bool = False  # TCP_FASTOPEN_CONNECT with a cookie: the SYN waits for data
 
     @property
     def conn(self) -> Connection | None:
@@ -142,7 +142,8 @@ class Sockets:
         "recv": "read", "recvfrom": "read", "write": "write", "send": "write",
         "sendto": "write", "writev": "writev", "sendmsg": "sendmsg",
         "setsockopt": "setsockopt", "getsockopt": "getsockopt", "fcntl": "fcntl",
-        "ioctl": "ioctl", "poll": "poll",
+        "ioctl": "ioctl", "poll": "poll", "epoll_create": "epoll_create",
+        "epoll_create1": "epoll_create", "epoll_ctl": "epoll_ctl", "epoll_wait": "epoll_wait",
     }
     HANDLED = frozenset(CALLS)
 
@@ -157,6 +158,7 @@ class Sockets:
         self.domains = (None, SYMBOLS["AF_INET"]) if ip_version == "ipv4" \
             else (None, SYMBOLS["AF_INET"], SYMBOLS["AF_INET6"])
         self.fds: dict[int, ScriptSocket] = {}
+        self.epolls: dict[int, Epoll] = {}  # epoll instances by script fd
         self._opened: list[Sock] = []  # every socket the script made, closed ones too
         self.info_conn: Connection | None = None  # the socket %{ }% blocks look at
 
@@ -185,12 +187,25 @@ class Sockets:
         for sock in self._opened:
             release(sock.conn)
             release(sock.listener)
+        self.observe()
+
+    def observe(self) -> None:
+        """The wake-ups since the last look reach the epoll instances (after every call,
+        and whenever the engine has run)."""
+        for ep in self.epolls.values():
+            ep.observe()
 
     # ------------------------------------------------------------------ helpers
 
     def _open(self, sock: Sock) -> Sock:
         self._opened.append(sock)
         return sock
+
+    def free_fd(self, spec: SyscallSpec) -> int:
+        """The fd the script expects (its result), else the lowest above every fd in use."""
+        wanted = spec.result.value if isinstance(spec.result, IntExpr) else -1
+        taken = self.fds.keys() | self.epolls.keys()
+        return wanted if wanted >= 0 and wanted not in taken else max(taken, default=2) + 1
 
     def sock(self, expr: Expr) -> ScriptSocket:
         fd = evaluate(expr)
@@ -229,8 +244,7 @@ class Sockets:
         domain = evaluate(spec.args[0]) if spec.args else None
         if domain not in self.domains:
             raise Unsupported("IPv6 sockets (run with --ip_version=ipv6)")
-        wanted = spec.result.value if isinstance(spec.result, IntExpr) else -1
-        fd = wanted if wanted >= 0 and wanted not in self.fds else max(self.fds, default=2) + 1
+        fd = self.free_fd(spec)
         self.fds[fd] = ScriptSocket(fd, self._open(Sock(self.engine.config)))
         self.hooks.on_socket()
         return fd
@@ -259,7 +273,6 @@ class Sockets:
         listener = sock.listener
         if listener is None:
             raise os_error(errno.EINVAL)
-        wanted = spec.result.value if isinstance(spec.result, IntExpr) else -1
 
         def attempt(t: float) -> int:
             if listener.closed:
@@ -267,8 +280,7 @@ class Sockets:
             conn = sock.sock.accept(t)
             if conn is None:
                 raise WouldBlock(attempt)
-            fd = wanted if wanted >= 0 and wanted not in self.fds \
-                else max(self.fds, default=2) + 1
+            fd = self.free_fd(spec)
             self.fds[fd] = ScriptSocket(
                 fd, self._open(Sock(self.engine.config, conn.sockopts, conn=conn)),
                 port=sock.port)
@@ -292,7 +304,7 @@ class Sockets:
                     or engine.config.tcp_fastopen & TFO_CLIENT_NO_COOKIE) \
                     and not engine.fastopen_blackhole.paused(
                         now, engine.config.tcp_fastopen_blackhole_timeout_sec):
-                sock.deferred = True
+                sock.sock.defer_connect = True
                 return 0
             fastopen = b""
         conn = self.open_connection(now, sock, fastopen)
@@ -317,7 +329,7 @@ class Sockets:
                                    local_port=sock.port, sockopts=sock.sock.opts,
                                    fastopen=fastopen)
         sock.sock.conn = conn
-        sock.deferred = False
+        sock.sock.defer_connect = False
         self.info_conn = conn
         self.hooks.on_connect()
         return conn
@@ -354,8 +366,12 @@ class Sockets:
         return attempt(now)
 
     def close(self, now: float, spec: SyscallSpec) -> int:
+        if self.epolls.pop(evaluate(spec.args[0]) or -1, None) is not None:
+            return 0
         sock = self.sock(spec.args[0])
         del self.fds[sock.fd]
+        for ep in self.epolls.values():
+            ep.forget(sock.sock)
         sock.sock.close(now)
         return 0
 
@@ -375,7 +391,6 @@ class Sockets:
             raise Unsupported(f"{spec.name} flags {flags:#x}")
         if is_null(spec.args[1]) and size:
             raise os_error(errno.EFAULT)
-        self.conn_of(sock)
 
         def attempt(t: float) -> int:
             try:
@@ -416,7 +431,7 @@ class Sockets:
                    name: str) -> int:
         if flags & ~SEND_FLAGS:
             raise Unsupported(f"{name} flags {flags:#x}")
-        if sock.conn is None and (sock.deferred or flags & SYMBOLS["MSG_FASTOPEN"]):
+        if sock.conn is None and (sock.sock.defer_connect or flags & SYMBOLS["MSG_FASTOPEN"]):
             return self.fastopen_send(now, sock, size, bool(flags & SYMBOLS["MSG_DONTWAIT"]))
         self.conn_of(sock)
         sent = 0
@@ -500,7 +515,7 @@ class Sockets:
             assert isinstance(got, int)
             actual = got
         want = evaluate(expected) if not isinstance(expected, EllipsisExpr) else None
-        if want is not None and want != actual:
+        if want is not None and c_int(want) != c_int(actual):
             raise CallMismatch(f"getsockopt {name}: expected {want} actual {actual}")
         return 0
 
@@ -560,6 +575,64 @@ class Sockets:
 
         return attempt(now)
 
+    # ------------------------------------------------------------------ epoll
+
+    def epoll_create(self, now: float, spec: SyscallSpec) -> int:
+        """epoll_create(size) (size > 0) or epoll_create1(flags)."""
+        arg = self.opt_arg(spec, 0)
+        if (spec.name == "epoll_create" and arg <= 0) or \
+                (spec.name == "epoll_create1" and arg & ~0o2000000):  # EPOLL_CLOEXEC
+            raise os_error(errno.EINVAL)
+        fd = self.free_fd(spec)
+        self.epolls[fd] = Epoll()
+        return fd
+
+    def epoll_of(self, expr: Expr) -> Epoll:
+        ep = self.epolls.get(evaluate(expr) or -1)
+        if ep is None:
+            raise os_error(errno.EINVAL if (evaluate(expr) or -1) in self.fds
+                           else errno.EBADF)
+        return ep
+
+    def epoll_ctl(self, now: float, spec: SyscallSpec) -> int:
+        """``epoll_ctl(epfd, EPOLL_CTL_ADD, fd, {events=EPOLLIN|EPOLLET, fd=4})``: the
+        event's ``fd`` (or ``ptr``/``u64``) is the data epoll_wait gives back."""
+        ep = self.epoll_of(spec.args[0])
+        op = self.arg(spec, 1) or 0
+        sock = self.sock(spec.args[2])
+        event = spec.args[3] if len(spec.args) > 3 else EllipsisExpr()
+        events = data = 0
+        if isinstance(event, StructExpr):
+            events = field_int(event, "events")
+            data = event_data(event)
+        ep.ctl(op, sock.fd, sock.sock, events, data)
+        return 0
+
+    def epoll_wait(self, now: float, spec: SyscallSpec) -> int:
+        """``epoll_wait(epfd, {events=EPOLLIN, fd=4}, maxevents, timeout_ms)``: the ready
+        events, checked against the script's struct (or list of them); it blocks up to
+        timeout_ms (-1: until something is ready)."""
+        ep = self.epoll_of(spec.args[0])
+        expected = spec.args[1]
+        wants = [e for e in (expected.items if isinstance(expected, ListExpr) else (expected,))
+                 if isinstance(e, StructExpr)]
+        maxevents = self.arg(spec, 2) or 0
+        timeout_ms = self.arg(spec, 3)
+        deadline = None if timeout_ms is None or timeout_ms < 0 else now + timeout_ms / 1000
+
+        def attempt(t: float) -> int:
+            got = ep.wait(maxevents)
+            if not got and (deadline is None or t < deadline - 1e-9):
+                raise WouldBlock(attempt, deadline)
+            for want, (events, data) in zip(wants, got, strict=False):
+                want_events, want_data = field_int(want, "events"), event_data(want)
+                if (want_events, want_data) != (events, data):
+                    raise CallMismatch(f"epoll_wait: expected events {want_events:#x} data "
+                                       f"{want_data} actual events {events:#x} data {data}")
+            return len(got)
+
+        return attempt(now)
+
     @staticmethod
     def revents(sock: ScriptSocket | None) -> int:
         return SYMBOLS["POLLNVAL"] if sock is None else sock.sock.poll()
@@ -590,6 +663,14 @@ def iov_total(expr: Expr) -> int:
         length = evaluate(item.items[1])
         total += length or 0
     return total
+
+
+def event_data(event: StructExpr) -> int:
+    """epoll_data: packetdrill writes it as ``fd=N``, ``ptr=N`` or ``u64=N``."""
+    for name in ("fd", "ptr", "u32", "u64"):
+        if event.get(name) is not None:
+            return field_int(event, name)
+    return 0
 
 
 def field_int(struct: StructExpr, name: str) -> int:

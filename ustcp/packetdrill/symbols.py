@@ -45,7 +45,9 @@ SYMBOLS: dict[str, int] = {
     "POLLNVAL": 0x20, "POLLRDNORM": 0x40, "POLLWRNORM": 0x100, "POLLRDHUP": 0x2000,
     "EPOLL_CTL_ADD": 1, "EPOLL_CTL_DEL": 2, "EPOLL_CTL_MOD": 3,
     "EPOLLIN": 0x1, "EPOLLPRI": 0x2, "EPOLLOUT": 0x4, "EPOLLERR": 0x8, "EPOLLHUP": 0x10,
-    "EPOLLRDNORM": 0x40, "EPOLLWRNORM": 0x100, "EPOLLRDHUP": 0x2000, "EPOLLET": 1 << 31,
+    "EPOLLRDNORM": 0x40, "EPOLLRDBAND": 0x80, "EPOLLWRNORM": 0x100, "EPOLLWRBAND": 0x200,
+    "EPOLLRDHUP": 0x2000, "EPOLLEXCLUSIVE": 1 << 28, "EPOLLONESHOT": 1 << 30,
+    "EPOLLET": 1 << 31,
 }
 
 
@@ -67,6 +69,12 @@ def evaluate(expr: Expr) -> int | None:
     if isinstance(expr, ListExpr) and len(expr.items) == 1:
         return evaluate(expr.items[0])
     raise Unsupported(f"argument {expr!r}")
+
+
+def c_int(value: int) -> int:
+    """A value as the C int a socket option holds (0xffffffff is -1), as packetdrill passes
+    and compares option values."""
+    return (value + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
 def symbol_name(expr: Expr) -> str:

@@ -542,6 +542,7 @@ class Connection:
         if seg.payload:
             self.rcv.queue_in_order(now, seg, seg.payload)
         self.snd.push(now)
+        self.snd.check_space()  # tcp_data_snd_check
         self._ack_snd_check(now)
 
     def _rcv_syn_sent(self, now: float, seg: TcpSegment) -> None:
@@ -729,6 +730,7 @@ class Connection:
                 now, seg, self.state in _RCV_DATA_STATES) == DATA_FIN:
             self._fin_state(now)
         self.snd.push(now)
+        self.snd.check_space()  # tcp_data_snd_check
         self._ack_snd_check(now)
 
     def _state_after_ack(self, now: float) -> None:

@@ -299,6 +299,15 @@ class Sender:
         space = self.sndbuf() - queued
         return space if space >= queued >> 1 and self._notsent_ok(1) else 0
 
+    def check_space(self) -> None:
+        """tcp_check_space, after an arriving segment and the push it allowed: a writer
+        that found the buffer full (SOCK_NOSPACE) is woken once ``send_space`` offers room
+        again (sk_stream_write_space), and SOCK_NOSPACE clears: one wake-up per shortage,
+        which is what an edge-triggered EPOLLOUT reports."""
+        if self.nospace and self.send_space:
+            self.nospace = False
+            self.host.wake(self.owner)
+
     def _notsent_ok(self, wake: int) -> bool:
         """tcp_stream_memory_free: fewer unsent bytes than TCP_NOTSENT_LOWAT (or the
         tcp_notsent_lowat sysctl), half as many for a wake-up or POLLOUT."""

@@ -110,7 +110,7 @@ def _ranged(val: int, low: int, high: int) -> int:
 class Sock:
     """One TCP socket: its options and the connection or listener it has become."""
 
-    __slots__ = ("config", "conn", "listener", "opts", "pingpong")
+    __slots__ = ("config", "conn", "defer_connect", "listener", "opts", "pingpong")
 
     def __init__(self, config: StackConfig, opts: SockOpts | None = None, *,
                  conn: Connection | None = None, listener: Listener | None = None) -> None:
@@ -119,6 +119,9 @@ class Sock:
         self.conn = conn
         self.listener = listener
         self.pingpong = False  # TCP_QUICKACK 0 on a socket with no connection yet
+        # inet->defer_connect: a TCP_FASTOPEN_CONNECT connect() with a cookie returned at
+        # once, and the first write makes the SYN with its data
+        self.defer_connect = False
 
     # ------------------------------------------------------------------ setsockopt
 
@@ -351,8 +354,10 @@ class Sock:
         if listener is not None:
             return POLLIN | POLLRDNORM if listener.readable else 0  # inet_csk_listen_poll
         conn = self.conn
-        if conn is None:  # a fresh socket: TCP_CLOSE, nothing shut down
-            return POLLOUT | POLLWRNORM | POLLHUP
+        if conn is None:
+            if self.defer_connect:
+                return POLLOUT | POLLWRNORM  # tcp_poll: write() will make the SYN
+            return POLLOUT | POLLWRNORM | POLLHUP  # a fresh socket: TCP_CLOSE
         state = conn.state
         closed = state == State.CLOSE
         rcv_shut = closed or conn.rcv_shutdown or conn.rcv.fin_received
@@ -401,6 +406,8 @@ class Sock:
         """recv(2): up to ``max_bytes``, ``b""`` at end of stream, BlockingIOError when
         there is nothing to read yet."""
         if self.conn is None:
+            if self.defer_connect:
+                raise BlockingIOError(errno.EAGAIN, "no SYN sent yet")  # as in SYN_SENT
             raise os_error(errno.ENOTCONN)
         return self.conn.recv(now, max_bytes)
 

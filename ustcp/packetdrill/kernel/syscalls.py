@@ -43,7 +43,7 @@ from ..sockets import (
     iov_total,
     is_null,
 )
-from ..symbols import SYMBOLS, Unsupported, evaluate, symbol_name
+from ..symbols import SYMBOLS, Unsupported, c_int, evaluate, symbol_name
 from .tcpinfo import read_tcp_info
 
 LOCAL_ADDR = "192.168.0.1"
@@ -306,7 +306,7 @@ class KernelSockets:
             else:
                 got = sock.getsockopt(level, name)
                 want = evaluate(expected)
-                if want is not None and got != want:
+                if want is not None and got != c_int(want):
                     raise CallMismatch(f"getsockopt {label}: expected {want} actual {got}")
             return 0
         return call
@@ -435,4 +435,4 @@ def _option_bytes(expr: Expr) -> bytes:
     value = evaluate(expr)
     if value is None:
         raise Unsupported("setsockopt with '...'")
-    return struct.pack("i", value)
+    return struct.pack("i", c_int(value))
