@@ -8,9 +8,12 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
+from ustcp.packetdrill.parser import parse_script
+from ustcp.packetdrill.runner import Runner
 from ustcp.tcp.sock import TCP_CM_INQ, TCP_INQ, Sock
 
 from .harness import Net
@@ -53,3 +56,56 @@ def test_inq_takes_zero_or_one(net: Net) -> None:
     assert exc.value.errno == errno.EINVAL
     with pytest.raises(BlockingIOError):  # nothing to read: an error, no control message
         sock.recvmsg(net.now, 100)
+
+
+# The same through packetdrill's recvmsg (msg_iov, msg_control with TCP_CM_INQ); this
+# script passes on this machine's kernel too (``ustcp packetdrill --target both``).
+RECVMSG_INQ = """\
+`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
++0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
++.1 < . 1:1(0) ack 1 win 257
++0 accept(3, ..., ...) = 4
++0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
+// Without TCP_INQ a read carries no control message
++0 < P. 1:3001(3000) ack 1 win 257
++0 recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 500}], msg_flags=0, msg_control=[]}, 0) = 500
++0 setsockopt(4, SOL_TCP, TCP_INQ, [1], 4) = 0
+// With it, each read tells what is left (tcp_inq_hint); the iovecs add up
++0 recvmsg(4, {msg_name(...)=...,
+    msg_iov(2)=[{..., 500}, {..., 1000}], msg_flags=0,
+    msg_control=[{cmsg_level=SOL_TCP,
+    cmsg_type=TCP_CM_INQ, cmsg_data=1000}]}, 0) = 1500
++0 recvmsg(4, {msg_name(...)=...,
+    msg_iov(1)=[{..., 5000}], msg_flags=0,
+    msg_control=[{cmsg_level=SOL_TCP,
+    cmsg_type=TCP_CM_INQ, cmsg_data=0}]}, 0) = 1000
++0 recvmsg(4, {msg_name(...)=...,
+    msg_iov(1)=[{..., 5000}], msg_flags=0,
+    msg_control=[]}, MSG_DONTWAIT) = -1 EAGAIN (Resource temporarily unavailable)
+// A FIN counts one until the stream is read to its end
++.1 < F. 3001:3501(500) ack 1 win 257
++0 recvmsg(4, {msg_name(...)=...,
+    msg_iov(1)=[{..., 400}], msg_flags=0,
+    msg_control=[{cmsg_level=SOL_TCP,
+    cmsg_type=TCP_CM_INQ, cmsg_data=101}]}, 0) = 400
++0 recvmsg(4, {msg_name(...)=...,
+    msg_iov(1)=[{..., 400}], msg_flags=0,
+    msg_control=[{cmsg_level=SOL_TCP,
+    cmsg_type=TCP_CM_INQ, cmsg_data=1}]}, 0) = 100
+"""
+
+
+def test_recvmsg_carries_tcp_cm_inq_in_a_script() -> None:
+    result = Runner(parse_script(RECVMSG_INQ), Path("."), "inline").run()
+    assert result.status == "pass", result.message
+
+
+def test_a_wrong_inq_in_the_script_fails_it() -> None:
+    wrong = RECVMSG_INQ.replace("cmsg_data=101", "cmsg_data=100")
+    result = Runner(parse_script(wrong), Path("."), "inline").run()
+    assert result.status == "fail" and "recvmsg cmsg" in result.message, result.message

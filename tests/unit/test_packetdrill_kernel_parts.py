@@ -146,6 +146,7 @@ def test_system_calls_the_kernel_target_expresses() -> None:
 
     assert syscall_reason(call("setsockopt", 3, "SOL_TCP", "TCP_CONGESTION")) is None
     assert syscall_reason(call("epoll_create", 1)) is None
-    assert syscall_reason(call("recvmsg", 4)) == "system call recvmsg"
+    assert syscall_reason(call("recvmsg", 4)) == "recvmsg without a msghdr"
+    assert syscall_reason(call("sendfile", 4, 5)) == "system call sendfile"
     assert syscall_reason(call("setsockopt", 3, "SOL_TCP", "TCP_NO_SUCH")) == \
         "symbol TCP_NO_SUCH"

@@ -139,7 +139,8 @@ class Sockets:
     CALLS: ClassVar[dict[str, str]] = {
         "socket": "socket", "bind": "bind", "listen": "listen", "accept": "accept",
         "connect": "connect", "close": "close", "shutdown": "shutdown", "read": "read",
-        "recv": "read", "recvfrom": "read", "write": "write", "send": "write",
+        "recv": "read", "recvfrom": "read", "recvmsg": "recvmsg", "write": "write",
+        "send": "write",
         "sendto": "write", "writev": "writev", "sendmsg": "sendmsg",
         "setsockopt": "setsockopt", "getsockopt": "getsockopt", "fcntl": "fcntl",
         "ioctl": "ioctl", "poll": "poll", "epoll_create": "epoll_create",
@@ -400,6 +401,23 @@ class Sockets:
 
         return self.blocking(sock, attempt, now, dontwait=bool(flags & RECV_FLAGS))
 
+    def recvmsg(self, now: float, spec: SyscallSpec) -> int:
+        """``recvmsg(fd, {msg_iov(1)=[{..., N}], msg_flags=0, msg_control=[{cmsg_level=SOL_TCP,
+        cmsg_type=TCP_CM_INQ, cmsg_data=8000}]}, flags)``: the socket layer's recvmsg, its
+        control messages and flags checked against the script's."""
+        sock = self.sock(spec.args[0])
+        size, flags, msg = recvmsg_request(spec)
+
+        def attempt(t: float) -> int:
+            try:
+                data, cmsgs = sock.sock.recvmsg(t, size)
+            except BlockingIOError:
+                raise WouldBlock(attempt) from None
+            check_recvmsg(msg, cmsgs, 0)
+            return len(data)
+
+        return self.blocking(sock, attempt, now, dontwait=bool(flags & RECV_FLAGS))
+
     def write(self, now: float, spec: SyscallSpec) -> int:
         sock = self.sock(spec.args[0])
         size = self.arg(spec, 2) or 0
@@ -433,7 +451,6 @@ class Sockets:
             raise Unsupported(f"{name} flags {flags:#x}")
         if sock.conn is None and (sock.sock.defer_connect or flags & SYMBOLS["MSG_FASTOPEN"]):
             return self.fastopen_send(now, sock, size, bool(flags & SYMBOLS["MSG_DONTWAIT"]))
-        self.conn_of(sock)
         sent = 0
 
         def attempt(t: float) -> int:
@@ -651,6 +668,71 @@ def check_tcp_info(info: dict[str, int], expected: Expr) -> None:
         if want is not None and info[member.name] != want:
             raise CallMismatch(f"getsockopt TCP_INFO {member.name}: expected {want} "
                                f"actual {info[member.name]}")
+
+
+def recvmsg_request(spec: SyscallSpec) -> tuple[int, int, StructExpr]:
+    """(bytes asked for, flags, the msghdr) of a recvmsg; what the runner cannot check (the
+    error queue, control data other than an int) is unsupported."""
+    msg = spec.args[1] if len(spec.args) > 1 else EllipsisExpr()
+    if not isinstance(msg, StructExpr):
+        raise Unsupported("recvmsg without a msghdr")
+    iov = msg.get("msg_iov")
+    if iov is None:
+        raise Unsupported("recvmsg without msg_iov")
+    flags = (evaluate(spec.args[2]) or 0) if len(spec.args) > 2 else 0
+    if flags & ~RECV_FLAGS:
+        raise Unsupported(f"recvmsg flags {flags:#x}")
+    for cmsg in expected_cmsgs(msg):
+        field_int(cmsg, "cmsg_data")  # an int (a struct, as the error queue's, is not)
+    return iov_total(iov.value), flags, msg
+
+
+def recvmsg_reason(spec: SyscallSpec) -> str | None:
+    """Why a recvmsg cannot run (on either target), or None."""
+    try:
+        recvmsg_request(spec)
+    except Unsupported as exc:
+        return str(exc)
+    return None
+
+
+def expected_cmsgs(msg: StructExpr) -> list[StructExpr]:
+    control = msg.get("msg_control")
+    if control is None or isinstance(control.value, EllipsisExpr):
+        return []
+    items = control.value.items if isinstance(control.value, ListExpr) else ()
+    cmsgs = [item for item in items if isinstance(item, StructExpr)]
+    if len(cmsgs) != len(items) or any(c.get("cmsg_data") is None for c in cmsgs):
+        raise Unsupported("recvmsg control messages other than {cmsg_level, cmsg_type, "
+                          "cmsg_data}")
+    return cmsgs
+
+
+def check_recvmsg(msg: StructExpr, cmsgs: list[tuple[int, int, bytes]],
+                  msg_flags: int) -> None:
+    """A recvmsg's out-values against the script (both targets): msg_flags, and the control
+    messages in order, each level, type and int data; none is checked when the script
+    gives no msg_control."""
+    member = msg.get("msg_flags")
+    want_flags = evaluate(member.value) if member is not None else None
+    if want_flags is not None and want_flags != msg_flags:
+        raise CallMismatch(f"recvmsg msg_flags: expected {want_flags:#x} actual "
+                           f"{msg_flags:#x}")
+    if msg.get("msg_control") is None:
+        return
+    wants = expected_cmsgs(msg)
+    got = [(level, kind, int.from_bytes(data[:4], "little", signed=True))
+           for level, kind, data in cmsgs]
+    if len(wants) != len(got):
+        raise CallMismatch(f"recvmsg: expected {len(wants)} control messages actual "
+                           f"{len(got)}")
+    for want, (level, kind, value) in zip(wants, got, strict=True):
+        expected = (field_int(want, "cmsg_level"), field_int(want, "cmsg_type"),
+                    field_int(want, "cmsg_data"))
+        if expected != (level, kind, value):
+            raise CallMismatch(f"recvmsg cmsg: expected level {expected[0]} type "
+                               f"{expected[1]} data {expected[2]} actual level {level} "
+                               f"type {kind} data {value}")
 
 
 def iov_total(expr: Expr) -> int:

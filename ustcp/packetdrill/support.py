@@ -14,7 +14,7 @@ from .ast import CommandSpec, IcmpSpec, PacketSpec, Script, SyscallSpec
 from .icmp import IcmpNameError, type_and_code
 from .packets import script_ecn
 from .shell import ShellPlan, plan_command
-from .sockets import IP_VERSIONS, SEND_FLAGS, Sockets, sockopt_support
+from .sockets import IP_VERSIONS, SEND_FLAGS, Sockets, recvmsg_reason, sockopt_support
 from .symbols import SYMBOLS, Unsupported, evaluate
 
 # --option=value lines the runner honours (packetdrill config.c): the ports and addresses
@@ -105,6 +105,8 @@ def _icmp_reason(packet: IcmpSpec, ipv6: bool) -> str | None:
 def _syscall_reason(call: SyscallSpec) -> str | None:
     if call.name not in Sockets.HANDLED:
         return f"system call {call.name}"
+    if call.name == "recvmsg":
+        return recvmsg_reason(call)
     if call.name in ("setsockopt", "getsockopt"):
         return sockopt_support(call)
     index = _SEND_CALLS.get(call.name)

@@ -40,7 +40,7 @@ from ..runner import (
     ScriptFailure,
     describe_call,
 )
-from ..sockets import CONNECT_PORT, LOCAL_IP, REMOTE_IP, CallMismatch
+from ..sockets import CONNECT_PORT, LOCAL_IP, REMOTE_IP, CallMismatch, recvmsg_reason
 from ..suites import Suite
 from ..support import unsupported_reason
 from ..symbols import Unsupported, evaluate
@@ -84,6 +84,8 @@ def syscall_reason(spec: SyscallSpec) -> str | None:
     """What the kernel target cannot express: calls it lacks and unknown symbols."""
     if spec.name not in KernelSockets.CALLS:
         return f"system call {spec.name}"
+    if spec.name == "recvmsg":
+        return recvmsg_reason(spec)
     if spec.name in ("setsockopt", "getsockopt"):
         try:
             for arg in spec.args[1:3]:

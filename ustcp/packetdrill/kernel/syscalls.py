@@ -38,16 +38,19 @@ from ..sockets import (
     CONNECT_PORT,
     CallMismatch,
     Sockets,
+    check_recvmsg,
     check_tcp_info,
     field_int,
     iov_total,
     is_null,
+    recvmsg_request,
 )
 from ..symbols import SYMBOLS, Unsupported, c_int, evaluate, symbol_name
 from .tcpinfo import read_tcp_info
 
 LOCAL_ADDR = "192.168.0.1"
 REMOTE_ADDR = "192.0.2.1"
+CMSG_SPACE = 256  # room for the control messages of a recvmsg
 INVALID_FD = 1 << 20  # beyond any open fd: poll reports POLLNVAL for it
 DEFAULT_CONGESTION = "cubic"  # Linux's default (CONFIG_DEFAULT_TCP_CONG), and ustcp's
 
@@ -247,6 +250,16 @@ class KernelSockets:
         def call() -> int:
             buf = None if null else ctypes.create_string_buffer(max(size, 1))
             return _checked(libc_call(sock.fileno(), buf, size, flags))
+        return call
+
+    def recvmsg(self, spec: SyscallSpec) -> Thunk:
+        sock = self.sock(spec.args[0])
+        size, flags, msg = recvmsg_request(spec)
+
+        def call() -> int:
+            data, ancdata, msg_flags, _ = sock.recvmsg(size, CMSG_SPACE, flags)
+            check_recvmsg(msg, ancdata, msg_flags)
+            return len(data)
         return call
 
     def writev(self, spec: SyscallSpec) -> Thunk:
