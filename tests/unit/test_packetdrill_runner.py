@@ -127,7 +127,7 @@ def test_unmapped_ts_ecr_is_reported() -> None:
 
 @pytest.mark.parametrize(("line", "reason"), [
     ("+0 setsockopt(3, SOL_TCP, 99, [1], 4) = 0", "socket option SOL_TCP/99"),
-    ("+0 send(3, ..., 40, 0x80) = 40", "send flag 0x80"),
+    ("+0 send(3, ..., 40, 0x1) = 40", "send flag MSG_OOB"),
     ("+0 `ifconfig tun0 mtu 5060`", "shell command 'ifconfig tun0 mtu 5060'"),
     ("+0 sendfile(3, 4, NULL, 5) = 5", "system call sendfile"),
     ("+0 < (tos 0x4) S 0:0(0) win 100", "IP header fields (tos 0x4)"),

@@ -97,7 +97,7 @@ class ScriptSocket:
 RUNNER_OPTIONS = {"IP_TOS": SYMBOLS["SOL_IP"], "IP_MTU_DISCOVER": SYMBOLS["SOL_IP"],
                   "SO_ZEROCOPY": SYMBOLS["SOL_SOCKET"]}
 SEND_FLAGS = SYMBOLS["MSG_DONTWAIT"] | SYMBOLS["MSG_NOSIGNAL"] | SYMBOLS["MSG_ZEROCOPY"] \
-    | SYMBOLS["MSG_MORE"] | SYMBOLS["MSG_FASTOPEN"]
+    | SYMBOLS["MSG_MORE"] | SYMBOLS["MSG_FASTOPEN"] | SYMBOLS["MSG_EOR"]
 RECV_FLAGS = SYMBOLS["MSG_DONTWAIT"]
 CONNECTED = frozenset(State) - {State.SYN_SENT, State.SYN_RECV, State.CLOSE, State.LISTEN}
 
@@ -458,7 +458,8 @@ class Sockets:
             while sent < size:
                 try:
                     taken = sock.sock.send(t, bytes(size - sent),
-                                           bool(flags & SYMBOLS["MSG_MORE"]))
+                                           bool(flags & SYMBOLS["MSG_MORE"]),
+                                           bool(flags & SYMBOLS["MSG_EOR"]))
                 except BlockingIOError:
                     taken = 0
                 if not taken:

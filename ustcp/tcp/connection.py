@@ -213,15 +213,16 @@ class Connection:
             return True
         return self._may_send and self.snd.send_space > 0
 
-    def send(self, now: float, data: bytes | bytearray | memoryview, more: bool = False) -> int:
+    def send(self, now: float, data: bytes | bytearray | memoryview, more: bool = False,
+             eor: bool = False) -> int:
         """Queue application data; returns how many bytes were taken (0 when full).
-        ``more``: MSG_MORE (Sender.write)."""
+        ``more``: MSG_MORE, ``eor``: MSG_EOR (Sender.write)."""
         self._raise_pending_error()
         if self.snd.fin_queued or not self._may_send:
             if self.state in (State.SYN_SENT, State.SYN_RECV):
                 raise BlockingIOError(errno.EAGAIN, "connection not yet established")
             raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
-        return self.snd.write(now, data, more)
+        return self.snd.write(now, data, more, eor)
 
     def recv(self, now: float, max_bytes: int) -> bytes:
         """Read up to ``max_bytes``; ``b""`` at end of stream; BlockingIOError when empty."""

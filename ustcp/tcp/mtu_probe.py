@@ -91,6 +91,8 @@ class Probing(Protocol):
 
     def send_probe(self, now: float, size: int) -> TcpSegment: ...
 
+    def eor_room(self, limit: int) -> int: ...
+
     def retransmits_timed_out(self, now: float, boundary: int) -> bool: ...
 
 
@@ -169,8 +171,8 @@ def maybe_send_probe(conn: Probing, now: float) -> None:
     unsent = seq_diff(conn.write_seq, conn.snd_nxt)
     window = seq_diff(seq_add(conn.snd_una, conn.snd_wnd), conn.snd_nxt)
     if unsent < size + (conn.reordering + 1) * conn.mss or window < size \
-            or conn.rtx.in_flight() + 2 > ccs.snd_cwnd:
-        return
+            or conn.rtx.in_flight() + 2 > ccs.snd_cwnd or conn.eor_room(size) < size:
+        return  # (the last: tcp_can_coalesce_send_queue_head refuses an MSG_EOR skb)
     seg = conn.send_probe(now, size)
     mtup.probe_size = probe_mtu
     mtup.probe_seq_start, mtup.probe_seq_end = seg.seq, conn.snd_nxt

@@ -98,6 +98,7 @@ class Sender:
         "data_segs_out",
         "delivered",
         "ecn_flags",
+        "eor_marks",
         "fastopen_child",
         "fastopen_req",
         "fastopen_syn_data",
@@ -201,6 +202,9 @@ class Sender:
         self.pushed_seq = 0  # the last tcp_mark_push (forced_push counts from there)
         # Ends of skbs that forced_push marked, unacknowledged (PSH mid-write).
         self.push_marks: deque[int] = deque()
+        # Where an unsent MSG_EOR write ends (TCP_SKB_CB(skb)->eor), ascending: no later
+        # write joins that skb and no packet crosses its end (tcp_skb_can_collapse_to)
+        self.eor_marks: deque[int] = deque()
         self.nagle_cork = False  # this push is a MSG_MORE write's (TCP_NAGLE_CORK)
         self.nagle_push = False  # TCP_NAGLE_PUSH: NODELAY set or cork removed, until new data
         self.ecn_flags = 0  # tcp/ecn.py TCP_ECN_* (tp->ecn_flags)
@@ -504,7 +508,7 @@ class Sender:
                 break  # a lone FIN is not held by cwnd (tcp_cwnd_test)
             wnd_end = seq_add(self.snd_una, self.snd_wnd)
             avail = seq_diff(wnd_end, self.snd_nxt)
-            size = min(unsent, mss * min(quota, max_segs))
+            size = min(unsent, mss * min(quota, max_segs), self.eor_room(unsent))
             if size > avail:
                 # The first MSS must fit in the window (tcp_snd_wnd_test).
                 if avail < min(mss, unsent) or avail <= 0:
@@ -529,6 +533,15 @@ class Sender:
             self.schedule_loss_probe(now, advancing_rto=False)
         self._cwnd_validate(self.rtx.in_flight() >= ccs.snd_cwnd)
         self.check_probe_timer(now)
+
+    def eor_room(self, limit: int) -> int:
+        """How far a packet from SND.NXT may reach: to the end of the next MSG_EOR record
+        (a packet never joins skbs across one: tcp_skb_can_collapse, tcp_grow_skb), else
+        ``limit``."""
+        marks = self.eor_marks
+        while marks and not after(marks[0], self.snd_nxt):
+            marks.popleft()  # sent
+        return min(limit, seq_diff(marks[0], self.snd_nxt)) if marks else limit
 
     def _cwnd_validate(self, is_cwnd_limited: bool) -> None:
         """Remember whether this flight was limited by cwnd rather than by the application
@@ -957,14 +970,15 @@ class Sender:
     # ------------------------------------------------------------------ the application
 
     def write(self, now: float, data: bytes | bytearray | memoryview,
-              more: bool = False) -> int:
+              more: bool = False, eor: bool = False) -> int:
         """Queue application data and send what the windows allow (tcp_sendmsg_locked);
         returns how many bytes were taken (0 when the buffer is full). The bytes go into
         skbs of the size goal, each full one sent at once; a new skb is started only while
         the queued truesize is below SO_SNDBUF (see SendBuffer), and a writer that found it
         full (SOCK_NOSPACE) takes nothing until ``send_space`` wakes it. ``more`` is MSG_MORE: no
         PSH mark, and a sub-MSS tail waits as under TCP_CORK for this push (tcp_push with
-        TCP_NAGLE_CORK); the next ACK's push uses plain Nagle."""
+        TCP_NAGLE_CORK); the next ACK's push uses plain Nagle. ``eor`` is MSG_EOR: the skb
+        holding the end of the write, once all of it is taken, ends a record (``eor_marks``)."""
         if self.nospace and not self.send_space:
             return 0  # a blocked writer sleeps until a third of the buffer is free
         self.nospace = False
@@ -972,6 +986,8 @@ class Sender:
         n = 0
         while n < len(data):
             room = self.snd_buf.tail_room(self._buf_offset(self.snd_nxt), goal)
+            if self.eor_marks and self.eor_marks[-1] == self.write_seq:
+                room = 0  # the tail skb ends a record: nothing joins it
             new_skb = not room
             if new_skb:
                 if self.snd_buf.wmem_queued >= self.sndbuf() or not self._notsent_ok(0):
@@ -996,8 +1012,12 @@ class Sender:
             # tcp_push: the tail is marked unless MSG_MORE (a write that blocks pushes
             # without it), or when forced.
             more = more and not self.nospace
+            if eor and n == len(data):
+                self.eor_marks.append(self.write_seq)
             if not more or self._forced_push():
                 self.psh_mark = self.pushed_seq = self.write_seq  # tcp_mark_push
+                if eor and n == len(data):
+                    self.push_marks.append(self.write_seq)  # kept: nothing joins the skb
             elif self.psh_mark is not None and after(self.psh_mark, self.snd_nxt):
                 self.psh_mark = None  # appended to the marked skb, which loses its PSH
             self.nagle_cork = more

@@ -394,13 +394,15 @@ class Sock:
 
     # ------------------------------------------------------------------ data, accept
 
-    def send(self, now: float, data: bytes | bytearray | memoryview, more: bool = False) -> int:
+    def send(self, now: float, data: bytes | bytearray | memoryview, more: bool = False,
+             eor: bool = False) -> int:
         """send(2): how many bytes the send buffer took (0 when full); ``more`` is
-        MSG_MORE. EPIPE after shutdown(SHUT_WR), and on a socket that never connected
-        (tcp_sendmsg_locked: sk_stream_wait_connect's answer)."""
+        MSG_MORE, ``eor`` MSG_EOR (the write ends a record: later data never shares its
+        last skb or a packet with it). EPIPE after shutdown(SHUT_WR), and on a socket that
+        never connected (tcp_sendmsg_locked: sk_stream_wait_connect's answer)."""
         if self.conn is None:
             raise os_error(errno.EPIPE)
-        return self.conn.send(now, data, more)
+        return self.conn.send(now, data, more, eor)
 
     def recv(self, now: float, max_bytes: int) -> bytes:
         """recv(2): up to ``max_bytes``, ``b""`` at end of stream, BlockingIOError when
