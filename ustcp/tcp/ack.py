@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..mib import Mib
 from ..wire.tcp import ECE, FIN, SYN, TcpSegment
 from . import mtu_probe, recovery
+from .chrono import CHRONO_BUSY
 from .congestion.base import CA_OPEN
 from .ecn import TCP_ECN_OK
 from .seq import after, before, seq_add, seq_diff
@@ -184,6 +185,8 @@ def clean_rtx(snd: Sender, now: float, ack: int, seg: TcpSegment, prior_fack: in
     # connection whose ACKs never leave data outstanding (request/response) or that
     # runs without SACK (no RACK) would only ever append to it.
     rtx.prune_tsorted()
+    if not records:
+        snd.chrono.stop(now, CHRONO_BUSY, snd.queues_empty())  # all acknowledged
     if acked_bytes:
         snd.snd_buf.consume(acked_bytes)
         snd.bytes_acked += acked_bytes

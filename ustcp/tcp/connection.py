@@ -543,7 +543,7 @@ class Connection:
         if seg.payload:
             self.rcv.queue_in_order(now, seg, seg.payload)
         self.snd.push(now)
-        self.snd.check_space()  # tcp_data_snd_check
+        self.snd.check_space(now)  # tcp_data_snd_check
         self._ack_snd_check(now)
 
     def _rcv_syn_sent(self, now: float, seg: TcpSegment) -> None:
@@ -731,7 +731,7 @@ class Connection:
                 now, seg, self.state in _RCV_DATA_STATES) == DATA_FIN:
             self._fin_state(now)
         self.snd.push(now)
-        self.snd.check_space()  # tcp_data_snd_check
+        self.snd.check_space(now)  # tcp_data_snd_check
         self._ack_snd_check(now)
 
     def _state_after_ack(self, now: float) -> None:
@@ -916,6 +916,7 @@ class Connection:
             "tcpi_snd_wnd": self.snd.snd_wnd,
             "tcpi_rcv_wnd": self.rcv.rcv_wnd,
             "tcpi_reord_seen": self.snd.reord_seen,
+            **self.snd.chrono.info(now),
         }
 
 

@@ -42,6 +42,7 @@ from ..mib import Mib
 from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, TcpOptions, TcpSegment, gso_segments
 from . import ecn, mtu_probe, tso
 from .buffers import SendBuffer
+from .chrono import CHRONO_BUSY, CHRONO_RWND_LIMITED, CHRONO_SNDBUF_LIMITED, Chrono
 from .congestion import make_congestion_control
 from .congestion.base import (
     CA_CWR,
@@ -92,6 +93,7 @@ class Sender:
         "bytes_sent",
         "cc",
         "ccs",
+        "chrono",
         "config",
         "cwnd_limited",
         "cwnd_usage_seq",
@@ -205,6 +207,7 @@ class Sender:
         # Where an unsent MSG_EOR write ends (TCP_SKB_CB(skb)->eor), ascending: no later
         # write joins that skb and no packet crosses its end (tcp_skb_can_collapse_to)
         self.eor_marks: deque[int] = deque()
+        self.chrono = Chrono()  # tcpi_busy_time, tcpi_rwnd_limited, tcpi_sndbuf_limited
         self.nagle_cork = False  # this push is a MSG_MORE write's (TCP_NAGLE_CORK)
         self.nagle_push = False  # TCP_NAGLE_PUSH: NODELAY set or cork removed, until new data
         self.ecn_flags = 0  # tcp/ecn.py TCP_ECN_* (tp->ecn_flags)
@@ -303,14 +306,19 @@ class Sender:
         space = self.sndbuf() - queued
         return space if space >= queued >> 1 and self._notsent_ok(1) else 0
 
-    def check_space(self) -> None:
+    def check_space(self, now: float) -> None:
         """tcp_check_space, after an arriving segment and the push it allowed: a writer
         that found the buffer full (SOCK_NOSPACE) is woken once ``send_space`` offers room
         again (sk_stream_write_space), and SOCK_NOSPACE clears: one wake-up per shortage,
-        which is what an edge-triggered EPOLLOUT reports."""
+        which is what an edge-triggered EPOLLOUT reports; the send buffer no longer limits."""
         if self.nospace and self.send_space:
             self.nospace = False
             self.host.wake(self.owner)
+            self.chrono.stop(now, CHRONO_SNDBUF_LIMITED, self.queues_empty())
+
+    def queues_empty(self) -> bool:
+        """tcp_rtx_and_write_queues_empty: nothing in flight and nothing unsent."""
+        return not self.rtx.records and self.write_seq == self.snd_nxt
 
     def _notsent_ok(self, wake: int) -> bool:
         """tcp_stream_memory_free: fewer unsent bytes than TCP_NOTSENT_LOWAT (or the
@@ -497,7 +505,7 @@ class Sender:
         mtu_probe.maybe_send_probe(self, now)  # RFC 4821: one larger segment ahead of the data
         mss = self.current_mss()
         max_segs = self.tso_segs(mss)
-        sent_any = False
+        sent_any = rwnd_limited = False
         while True:
             unsent = seq_diff(self.write_seq, self.snd_nxt)
             want_fin = self.fin_queued and not self.fin_sent
@@ -512,6 +520,7 @@ class Sender:
             if size > avail:
                 # The first MSS must fit in the window (tcp_snd_wnd_test).
                 if avail < min(mss, unsent) or avail <= 0:
+                    rwnd_limited = unsent > 0
                     break
                 size = avail if avail < mss else (avail // mss) * mss
             elif size == unsent and size > mss and size % mss and not want_fin \
@@ -527,11 +536,23 @@ class Sender:
                 break
             self._send_new(now, size, fin)
             sent_any = True
+        # tcp_write_xmit's chronographs: the peer's window held data back, or no longer
+        if rwnd_limited:
+            self.chrono.start(now, CHRONO_RWND_LIMITED)
+        else:
+            self.chrono.stop(now, CHRONO_RWND_LIMITED, self.queues_empty())
         if sent_any:
             self.last_send = now
             ccs.lsndtime = now
             self.schedule_loss_probe(now, advancing_rto=False)
-        self._cwnd_validate(self.rtx.in_flight() >= ccs.snd_cwnd)
+        cwnd_limited = self.rtx.in_flight() >= ccs.snd_cwnd
+        self._cwnd_validate(cwnd_limited)
+        if (sent_any or cwnd_limited) and not self.is_cwnd_limited() and self.nospace \
+                and self.write_seq == self.snd_nxt \
+                and self.owner.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            # tcp_cwnd_validate: all sent, the network not fed fully, a writer waiting:
+            # the send buffer is what limits
+            self.chrono.start(now, CHRONO_SNDBUF_LIMITED)
         self.check_probe_timer(now)
 
     def eor_room(self, limit: int) -> int:
@@ -982,6 +1003,8 @@ class Sender:
         if self.nospace and not self.send_space:
             return 0  # a blocked writer sleeps until a third of the buffer is free
         self.nospace = False
+        if data and self.write_seq == self.snd_nxt:
+            self.chrono.start(now, CHRONO_BUSY)  # the write queue's first skb
         goal = tso.size_goal(self.current_mss(), self.max_window, self.host.gso_max_size)
         n = 0
         while n < len(data):
