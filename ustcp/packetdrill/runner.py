@@ -148,7 +148,8 @@ class Runner:
         self.strict_segments = False
         self.mtu = 0  # 0: packetdrill's default for the IP version
         self.ip_version = "ipv4"
-        self.mss = 0  # --mss: outbound segments longer than this are split before matching
+        self.mss = 0  # --mss: outbound segments longer than this are split before matching,
+        # inbound ones longer are GRO packets of this segment size
         self.local_ip: bytes | None = None  # --local_ip / --remote_ip (IPv4), else the
         self.remote_ip: bytes | None = None  # addresses of the IP version
         self.config = StackConfig()
@@ -450,6 +451,8 @@ class Runner:
             seg = inbound_segment(spec, flow, self.ts_ecr_scaled)
         except MappingError as exc:
             raise ScriptFailure(event.line, str(exc)) from exc
+        if self.mss and len(seg.payload) > self.mss:
+            seg.gso_size = self.mss  # --mss: a GRO packet of mss-sized segments
         self.log.append(f"{self.now:9.6f} {render_spec(spec)}")
         self.deliver(seg)
 

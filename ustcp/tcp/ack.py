@@ -41,7 +41,9 @@ def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
     if after(ack, snd.snd_nxt):
         snd.host.counters.inc(Mib.UstcpDropAckUnsent)
         return ACK_DROP  # Linux drops it without an ACK (tcp_ack: invalid_ack)
-    if before(ack, seq_add(prior_una, -snd.max_window)):
+    if before(ack, seq_add(prior_una, -min(snd.max_window, snd.bytes_acked))):
+        # RFC 5961 5.2, no further back than the bytes ever acknowledged: an ACK for bytes
+        # never sent (before the ISN) is challenged too (tcp_ack, Linux 6.4 on)
         return ACK_CHALLENGE
     snd.last_ack_recv = now
     snd.rcv.replace_ts_recent(now, seg)  # RFC 7323 4.3, once the ACK is acceptable

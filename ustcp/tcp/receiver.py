@@ -21,13 +21,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..mib import Mib
-from ..wire.tcp import FIN, TcpSegment
+from ..wire.tcp import FIN, PSH, SYN, TCP_HEADER_LEN, URG, TcpSegment, encode_options
 from .buffers import ReceiveBuffer
 from .host import Host, Wakeable
-from .options import MAX_TCP_WINDOW, TS_OPTION_LEN, SockOpts, rcvbuf_size
+from .options import (
+    MAX_TCP_WINDOW,
+    TCP_MIN_MSS,
+    TCP_MSS_DEFAULT,
+    TS_OPTION_LEN,
+    SockOpts,
+    rcvbuf_size,
+)
 from .rto import RtoEstimator
 from .seq import after, before, seq_add, seq_diff
 
+TCP_REMNANT = FIN | URG | SYN | PSH  # flags a short segment may carry when not full-sized
 TCP_DELACK_MIN = 0.04
 TCP_DELACK_MAX = 0.2
 TCP_ATO_MIN = 0.04
@@ -56,6 +64,7 @@ class Receiver:
         "host",
         "irs",
         "last_data_recv",
+        "last_seg_size",
         "lrcvtime",
         "ofo_fin",
         "owner",
@@ -118,6 +127,7 @@ class Receiver:
         self.pending_dsack: tuple[int, int] | None = None
         self.advmss = advmss  # the MSS we announce (the route's, host.mss_for)
         self.rcv_mss = 536  # estimate of the peer's segment size (icsk_ack.rcv_mss)
+        self.last_seg_size = 0  # the last smaller full-sized segment (icsk_ack.last_seg_size)
         # Timestamps (RFC 7323): our clock's offset and what we echo.
         self.ts_ok = False
         self.ts_offset = 0
@@ -389,8 +399,28 @@ class Receiver:
         if now - self.lrcvtime < self.ato:
             self.pingpong = 1
 
-    def _event_data_recv(self, now: float, length: int) -> None:
+    def _measure_rcv_mss(self, seg: TcpSegment, length: int) -> None:
+        """tcp_measure_rcv_mss: the peer's segment size, from a GRO packet's segment size
+        (``gso_size``) or the payload. A larger one raises the estimate at once (up to our
+        advmss); a smaller one only when two in a row are the same size and look
+        full-sized: at least 536 bytes with headers, or 88 without PSH, URG or FIN (the
+        path's MTU fell), measured without the variable SACK option's bytes."""
+        lss, self.last_seg_size = self.last_seg_size, 0
+        size = seg.gso_size or length
+        if size >= self.rcv_mss:
+            self.rcv_mss = min(size, self.advmss)
+            return
+        size += TCP_HEADER_LEN + len(encode_options(seg.options, seg.flags))
+        if size >= TCP_MSS_DEFAULT + TCP_HEADER_LEN or (
+                size >= TCP_MIN_MSS + TCP_HEADER_LEN and not seg.flags & TCP_REMNANT):
+            size -= TCP_HEADER_LEN + (TS_OPTION_LEN if self.ts_ok else 0)  # tcp_header_len
+            self.last_seg_size = size
+            if size == lss:
+                self.rcv_mss = size
+
+    def _event_data_recv(self, now: float, seg: TcpSegment, length: int) -> None:
         """Adapt ATO and quick-ack credit to the arrival pattern (tcp_event_data_recv)."""
+        self._measure_rcv_mss(seg, length)
         if not self.ato:
             quickacks = self.rcv_wnd // (2 * max(self.rcv_mss, 1)) or 2
             self.quick = max(self.quick, min(quickacks, TCP_MAX_QUICKACKS))
@@ -405,8 +435,6 @@ class Receiver:
                 quickacks = self.rcv_wnd // (2 * max(self.rcv_mss, 1)) or 2
                 self.quick = max(self.quick, min(quickacks, TCP_MAX_QUICKACKS))
         self.lrcvtime = now
-        if length >= self.rcv_mss:
-            self.rcv_mss = min(length, self.advmss)  # tcp_measure_rcv_mss
         if self.rcv_ssthresh < self.window_clamp and self.free_space() > self.rcv_ssthresh:
             self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.advmss, self.window_clamp)
 
@@ -432,7 +460,7 @@ class Receiver:
         self.rcv_buf.push(payload)
         self.rcv_nxt = seq_add(self.rcv_nxt, length)
         self.bytes_received += length
-        self._event_data_recv(now, length)
+        self._event_data_recv(now, seg, length)
         if self.ts_ok and seg.options.ts_ecr:
             self._rcv_rtt_measure(now, seg.options.ts_ecr)
         self.host.wake(self.owner)

@@ -73,8 +73,9 @@ class TcpSegment:
     options: TcpOptions = field(default_factory=TcpOptions)
     payload: bytes | memoryview = b""
     urg_ptr: int = 0
-    # Outbound only: when non-zero and smaller than len(payload), the link segments the
-    # payload into gso_size pieces (virtio-net GSO); 0 means send as one segment.
+    # Outbound: when non-zero and smaller than len(payload), the link segments the payload
+    # into gso_size pieces (virtio-net GSO); 0 means send as one segment. Inbound: the
+    # segment size of a GRO packet (the packetdrill runner's --mss makes them), else 0.
     gso_size: int = 0
     # The IP header's ECN field (RFC 3168 5): 0 Not-ECT, 2 ECT(0), 1 ECT(1), 3 CE; what
     # arrived (inbound) or what to send (outbound).

@@ -226,11 +226,11 @@ class KernelRunner(Runner):
     # ------------------------------------------------------------------ packets
 
     def deliver(self, seg: TcpSegment) -> None:
-        self.deliver_frame(self.device().frame(seg))
+        self.deliver_frame(self.device().frame(seg), seg.gso_size)
 
-    def deliver_frame(self, frame: bytes) -> None:
+    def deliver_frame(self, frame: bytes, gso_size: int = 0) -> None:
         began = self.clock()
-        self.device().inject(frame)
+        self.device().inject(frame, gso_size)
         self.inject_lateness.append(self.clock() - self.scheduled)
         self.now = began
 

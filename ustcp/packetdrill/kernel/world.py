@@ -34,7 +34,7 @@ from pathlib import Path
 from ...wire.errors import ParseError
 from ...wire.ipv4 import build_ipv4_header, parse_ipv4
 from ...wire.tcp import PROTO_TCP, TcpSegment, build_tcp, parse_tcp
-from ...wire.vnet import VNET_HDR_LEN, VnetHeader, build_vnet
+from ...wire.vnet import GSO_TCPV4, VNET_HDR_LEN, VnetHeader, build_vnet
 from ..sockets import LOCAL_IP, REMOTE_IP
 
 CLONE_NEWNET = 0x40000000
@@ -109,9 +109,16 @@ class Tun:
                                ttl=64, ident=self.ident, tos=seg.ecn)
         return ip + tcp + bytes(seg.payload)
 
-    def inject(self, frame: bytes) -> None:
-        """Write one IP frame (a segment's, or an ICMP error from the remote host)."""
-        os.write(self.fd, NO_OFFLOAD + frame)
+    def inject(self, frame: bytes, gso_size: int = 0) -> None:
+        """Write one IP frame (a segment's, or an ICMP error from the remote host); with
+        ``gso_size`` a TCP frame is a GRO packet of segments that size (GSO_TCPV4), as
+        packetdrill's --mss injects them."""
+        header = NO_OFFLOAD
+        if gso_size:
+            header = build_vnet(VnetHeader(gso_type=GSO_TCPV4, gso_size=gso_size,
+                                           hdr_len=(frame[0] & 0x0F) * 4
+                                           + (frame[(frame[0] & 0x0F) * 4 + 12] >> 4) * 4))
+        os.write(self.fd, header + frame)
 
     def _read_loop(self) -> None:
         while not self.stopping.is_set():
