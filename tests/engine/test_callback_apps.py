@@ -146,13 +146,17 @@ class Failing:
         raise ValueError("a bug in the app")
 
 
+async def serve_two(b: Stack, first: Callable[[], SocketApp]) -> None:
+    """``first`` on PORT and the echo on PORT + 1, both on callbacks."""
+    for port, make in ((PORT, first), (PORT + 1, Echo)):
+        [listener] = await open_tcp_listeners(b, port)
+        CallbackListener(b, listener.listener, make)
+
+
 async def test_an_app_that_raises_resets_its_connection_only(
         autojump_clock: MockClock) -> None:
     async with stacks() as (a, b):
-        [bad] = await open_tcp_listeners(b, PORT)
-        [good] = await open_tcp_listeners(b, PORT + 1)
-        CallbackListener(b, bad.listener, Failing)
-        CallbackListener(b, good.listener, Echo)
+        await serve_two(b, Failing)
         client = await open_tcp_stream(a, B_ADDR, PORT)
         with pytest.raises(trio.BrokenResourceError):
             await client.receive_some()  # the RST
@@ -189,10 +193,7 @@ async def test_a_self_waking_app_does_not_starve_the_stack(autojump_clock: MockC
         return apps[-1]
 
     async with stacks() as (a, b):
-        [waking] = await open_tcp_listeners(b, PORT)
-        [echo] = await open_tcp_listeners(b, PORT + 1)
-        CallbackListener(b, waking.listener, make)
-        CallbackListener(b, echo.listener, Echo)
+        await serve_two(b, make)
         busy = await open_tcp_stream(a, B_ADDR, PORT)
         other = await open_tcp_stream(a, B_ADDR, PORT + 1)
         await other.send_all(b"x")
