@@ -12,9 +12,11 @@ server's side only:
 - ``bulk-ack``: one 64 KB super-packet received and its ACK built (offload mode: the link
   vouches for checksums, ACKs are built with partial checksums);
 - ``driver``: the same echo round trip and connection through everything above the engine
-  too (the trio driver, the API, the echo app, ``serve_listeners``), two stacks over an
-  in-memory link in one trio run: both sides, no syscalls. What the engine figures leave
-  out: task switches, wake-ups, nurseries, cancel scopes, logging.
+  too, two stacks over an in-memory link in one trio run: both sides, no syscalls. The
+  client is a trio stream; the server is the daemon's echo on socket callbacks
+  (``ustcp.callbacks``), then the same echo as a trio stream handler in a task of its own
+  per connection (``serve_listeners``). What the engine figures leave out: task switches,
+  wake-ups, nurseries, cancel scopes, logging.
 
 ``USTCP_ENGINE=pure`` or ``compiled`` picks the engine (``make compiled``); the first line
 says which ran.
@@ -30,12 +32,13 @@ import cProfile
 import pstats
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
 import ustcp
-from ustcp.apps.echo import handle as echo_handle
+from ustcp.apps.echo import Echo
+from ustcp.callbacks import CallbackApp
 from ustcp.config import StackConfig
 from ustcp.host import open_memory_pair
 from ustcp.ip import IpLayer
@@ -43,6 +46,9 @@ from ustcp.mib import Counters
 from ustcp.obs.log import configure_logging
 from ustcp.tcp.connection import Connection
 from ustcp.tcp.engine import TcpEngine
+
+Handler = CallbackApp | Callable[[ustcp.TCPStream], Awaitable[None]]
+ECHO_ON_CALLBACKS = CallbackApp(Echo)
 
 CLIENT_IP = socket.inet_aton("10.77.0.1")
 SERVER_IP = socket.inet_aton("10.77.0.2")
@@ -185,9 +191,17 @@ def bulk_ack_us(number: int = 2000) -> float:
     return best_us(one, number)
 
 
-async def _driver(rounds: int, conns: int) -> tuple[float, float]:
+async def trio_echo(stream: ustcp.TCPStream) -> None:
+    """The echo app as a trio stream handler: what the API costs a task-per-connection app."""
+    while data := await stream.receive_some(65536):
+        await stream.send_all(data)
+    await stream.send_eof()
+    await stream.aclose()
+
+
+async def _driver(rounds: int, conns: int, server: Handler) -> tuple[float, float]:
     async with open_memory_pair() as (a, b), trio.open_nursery() as nursery:
-        await nursery.start(ustcp.serve_tcp, b, echo_handle, PORT)
+        await nursery.start(ustcp.serve_tcp, b, server, PORT)
         stream = await ustcp.open_tcp_stream(a, "10.0.0.2", PORT)
         for _ in range(200):
             await stream.send_all(b"x")
@@ -214,8 +228,9 @@ async def _driver(rounds: int, conns: int) -> tuple[float, float]:
     return echo, conn
 
 
-def driver_us(rounds: int = 3000, conns: int = 600) -> tuple[float, float]:
-    return trio.run(_driver, rounds, conns)
+def driver_us(rounds: int = 3000, conns: int = 600,
+              server: Handler = ECHO_ON_CALLBACKS) -> tuple[float, float]:
+    return trio.run(_driver, rounds, conns, server)
 
 
 def main() -> int:
@@ -239,9 +254,10 @@ def main() -> int:
           + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
     print(f"connection, both sides, µs per connection: {connection_us():.1f}")
     print(f"bulk 64 KB super-packet + its ACK, both sides, µs: {bulk_ack_us():.1f}")
-    echo, conn = driver_us()
-    print(f"driver + API + echo app, both sides, in memory, µs: echo round trip {echo:.1f}, "
-          f"connection {conn:.1f}")
+    for label, server in (("on callbacks", ECHO_ON_CALLBACKS), ("in a task", trio_echo)):
+        echo, conn = driver_us(server=server)
+        print(f"driver + API + echo app {label}, both sides, in memory, µs: echo round trip "
+              f"{echo:.1f}, connection {conn:.1f}")
     return 0
 
 

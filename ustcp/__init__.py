@@ -5,10 +5,11 @@ without importing trio or the engine)::
 
     open_stack          async context manager: a running Stack on a TUN device of its own
     open_memory_pair    two running stacks joined in memory (no device, no root)
-    serve_tcp           serve a handler on a port of a stack (trio.serve_tcp's counterpart)
+    serve_tcp           serve a handler on a port of a stack (trio.serve_tcp's counterpart),
+                        or an app on socket callbacks (CallbackApp, ustcp.callbacks)
     open_tcp_listeners  listen on a port of a stack
     open_tcp_stream     connect from a stack
-    TCPStream, TCPListener, Stack, StackConfig
+    TCPStream, TCPListener, Stack, StackConfig, CallbackApp, CallbackSocket
 
 See docs/python-api.md.
 """
@@ -35,10 +36,14 @@ _EXPORTS = {
     "TCPStream": "ustcp.api",
     "TCPListener": "ustcp.api",
     "Stack": "ustcp.stack",
+    "CallbackApp": "ustcp.callbacks",
+    "CallbackSocket": "ustcp.callbacks",
     "StackConfig": "ustcp.config",
 }
 
 __all__ = [
+    "CallbackApp",
+    "CallbackSocket",
     "Stack",
     "StackConfig",
     "TCPListener",

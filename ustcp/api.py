@@ -224,7 +224,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
         if not self._closed:
             self._closed = True
             linger = self.stack.call(self._sock, Sock.close)
-            self._waiters.unpark_all()
+            self._waiters.notify()
         if not linger:
             await trio.lowlevel.checkpoint()
             return
@@ -237,7 +237,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
         if not self._closed:
             self._closed = True
             self.stack.call(self._sock, Sock.abort)
-            self._waiters.unpark_all()
+            self._waiters.notify()
 
 
 class TCPListener(trio.abc.Listener[TCPStream]):
@@ -280,7 +280,7 @@ class TCPListener(trio.abc.Listener[TCPStream]):
         if not self._closed:
             self._closed = True
             self.stack.call(self._sock, Sock.close)
-            self._waiters.unpark_all()
+            self._waiters.notify()
         await trio.lowlevel.checkpoint()
 
 

@@ -25,10 +25,17 @@ import structlog
 import trio
 
 from ustcp import ENGINE, __version__
-from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
+from ustcp.api import (
+    TCPListener,
+    TCPStream,
+    open_tcp_listeners,
+    open_tcp_stream,
+    serve_listeners,
+)
 from ustcp.apps import DEFAULT_PORTS, Handler
 from ustcp.apps.http import DEADLINES as HTTP_DEADLINES
 from ustcp.apps.spec import AppSpec, AppSpecError, parse_apps
+from ustcp.callbacks import CallbackApp, serve_callbacks
 from ustcp.config import StackConfig, SysctlError
 from ustcp.link.base import Link
 from ustcp.link.impair import parse_impairments
@@ -43,6 +50,7 @@ from ustcp.obs.nstat import Nstat
 from ustcp.stack import Stack
 from ustcp.tcp.connection import Connection
 from ustcp.tcp.states import State
+from ustcp.wire.addr import ntop
 from ustcp.workers import MAX_WORKERS, Worker, control_name, supervise
 
 log = structlog.get_logger("ustcp.daemon")
@@ -363,17 +371,24 @@ async def _serve(args: argparse.Namespace, setup: Setup, worker: Worker | None =
                 async with trio.open_nursery() as handlers:
                     async with trio.open_nursery() as acceptors:
 
+                        hosts = [args.addr] if setup.addr6 is None else [args.addr,
+                                                                         args.addr6]
+
                         async def serve(port: int,
                                         handler: Callable[[TCPStream], Awaitable[None]]) -> None:
-                            listeners = await open_tcp_listeners(stack, port, host=args.addr)
-                            if setup.addr6 is not None:
-                                listeners += await open_tcp_listeners(stack, port,
-                                                                      host=args.addr6)
+                            listeners = await _listen(stack, port, hosts)
                             acceptors.start_soon(functools.partial(
                                 serve_listeners, handler, listeners, handler_nursery=handlers))
 
                         for app in setup.apps:
-                            await serve(app.port, reaper.wrap(app.handler))
+                            if isinstance(app.handler, CallbackApp):
+                                listeners = await _listen(stack, app.port, hosts)
+                                acceptors.start_soon(serve_callbacks, stack,
+                                                     [lst.listener for lst in listeners],
+                                                     app.handler,
+                                                     reaper if reaper.timeout else None)
+                            else:
+                                await serve(app.port, reaper.wrap(app.handler))
                         if setup.metrics_port is not None:
                             from ustcp.apps.metrics import metrics_app
 
@@ -397,6 +412,11 @@ async def _serve(args: argparse.Namespace, setup: Setup, worker: Worker | None =
             await link.aclose()
 
 
+async def _listen(stack: Stack, port: int, hosts: list[str]) -> list[TCPListener]:
+    """The daemon's listeners on ``port``, one per address."""
+    return [lst for host in hosts for lst in await open_tcp_listeners(stack, port, host=host)]
+
+
 class IdleReaper:
     """``--idle-timeout``: an app's connection that moves no byte either way (nothing
     received, nothing of ours acknowledged) for ``timeout`` seconds is ended: its handler is
@@ -405,21 +425,29 @@ class IdleReaper:
     idle live ones); without it a connection whose peer went silent, or whose echo was
     lost with every retransmission, would hold its task and memory forever.
 
-    One task sweeps all connections every ``timeout / 4`` seconds and cancels those that
+    One task sweeps all connections every ``timeout / 4`` seconds and ends those that
     made no progress for ``timeout``, so a connection ends between 1 and 1.25 timeouts
     after its last byte; there is no per-connection timer task, and the per-connection
     cancel scope has no deadline (a deadline would cost trio a heap entry per connection
-    and one more per push-back)."""
+    and one more per push-back). An app on socket callbacks is watched the same way
+    (:meth:`watch`) and ended by closing its socket."""
 
     def __init__(self, timeout: float, counters: Counters) -> None:
         self.timeout = timeout
         self.counters = counters
-        # conn -> its handler's scope, its progress at the last sweep, and when it moved
-        self.watched: dict[Connection, tuple[trio.CancelScope, int, float]] = {}
+        # conn -> how to end it, its progress at the last sweep, and when it moved
+        self.watched: dict[Connection, tuple[Callable[[], None], int, float]] = {}
 
     @staticmethod
     def _progress(conn: Connection) -> int:
         return conn.rcv.bytes_received + conn.snd.bytes_acked
+
+    def watch(self, conn: Connection, expire: Callable[[], None]) -> None:
+        """Call ``expire`` once if ``conn`` stops moving for the timeout."""
+        self.watched[conn] = (expire, self._progress(conn), trio.current_time())
+
+    def unwatch(self, conn: Connection) -> None:
+        self.watched.pop(conn, None)
 
     def wrap(self, handler: Handler) -> Callable[[TCPStream], Awaitable[None]]:
         if not self.timeout:
@@ -428,14 +456,12 @@ class IdleReaper:
         async def run(stream: TCPStream) -> None:
             conn = stream.connection
             with trio.CancelScope() as scope:
-                self.watched[conn] = (scope, self._progress(conn), trio.current_time())
+                self.watch(conn, scope.cancel)
                 try:
                     await handler(stream)
                 finally:
-                    del self.watched[conn]
+                    self.unwatch(conn)
             if scope.cancelled_caught:
-                self.counters.inc(Mib.UstcpAppIdleTimeouts)
-                log.debug("app_idle_timeout", conn=f"{stream.remote_address}")
                 await stream.aclose()
 
         return run
@@ -444,13 +470,19 @@ class IdleReaper:
         while True:
             await trio.sleep(self.timeout / 4)
             now = trio.current_time()
-            for conn, (scope, seen, moved) in self.watched.items():
+            expired = []
+            for conn, (expire, seen, moved) in self.watched.items():
                 progress = self._progress(conn)
                 if progress != seen:
                     # same key: safe while iterating
-                    self.watched[conn] = (scope, progress, now)
+                    self.watched[conn] = (expire, progress, now)
                 elif now - moved >= self.timeout:
-                    scope.cancel()
+                    expired.append(conn)
+            for conn in expired:
+                expire = self.watched.pop(conn)[0]
+                self.counters.inc(Mib.UstcpAppIdleTimeouts)
+                log.debug("app_idle_timeout", conn=f"{ntop(conn.remote_ip)}:{conn.remote_port}")
+                expire()
 
 
 class MemoryTrimmer:

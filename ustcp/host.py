@@ -31,6 +31,7 @@ import structlog
 import trio
 
 from ustcp.api import TCPStream, open_tcp_listeners, serve_listeners
+from ustcp.callbacks import CallbackApp, serve_callbacks
 from ustcp.config import StackConfig
 from ustcp.debuglog import DEBUG
 from ustcp.defaults import DEFAULT_ADDR, DEFAULT_MTU, DEFAULT_PEER, DEFAULT_TUN
@@ -121,14 +122,19 @@ async def open_memory_pair(a_addr: str = "10.0.0.1", b_addr: str = "10.0.0.2", *
         nursery.cancel_scope.cancel()
 
 
-async def serve_tcp(stack: Stack, handler: Callable[[TCPStream], Awaitable[Any]], port: int,
-                    *, host: str = "0.0.0.0", backlog: int | None = None,
+async def serve_tcp(stack: Stack, handler: Callable[[TCPStream], Awaitable[Any]] | CallbackApp,
+                    port: int, *, host: str = "0.0.0.0", backlog: int | None = None,
                     task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
                     ) -> None:
     """Listen on ``host:port`` of ``stack`` and run ``handler(stream)`` for each connection
-    in a task of its own until cancelled, as ``trio.serve_tcp`` does. A handler's exception
-    is logged and resets its connection; the server carries on. ``nursery.start`` returns
-    the listeners (port 0 picks a free port: ``listeners[0].local_address``)."""
+    in a task of its own until cancelled, as ``trio.serve_tcp`` does; or, for a
+    :class:`~ustcp.callbacks.CallbackApp`, run its app on socket callbacks (no task per
+    connection). A handler's exception is logged and resets its connection; the server
+    carries on. ``nursery.start`` returns the listeners (port 0 picks a free port:
+    ``listeners[0].local_address``)."""
     listeners = await open_tcp_listeners(stack, port, host=host, backlog=backlog)
     task_status.started(listeners)
-    await serve_listeners(handler, listeners)
+    if isinstance(handler, CallbackApp):
+        await serve_callbacks(stack, [lst.listener for lst in listeners], handler)
+    else:
+        await serve_listeners(handler, listeners)

@@ -15,15 +15,18 @@ nothing polls the link itself (:meth:`Stack.busy_read`, Linux's sk_busy_loop) an
 what comes through the stack in its own task, so its data is read with no task switch.
 Both go through :meth:`Stack._spin`.
 
-A flush (:meth:`Stack.kick`) sends what the engine produced in one ``send_batch``, wakes the
-user tasks parked on the objects the engine names, and pulls the timer loop's wake-up
-earlier if the engine now has an earlier deadline. Every user call reaches the engine
-through one door, :meth:`Stack.call` (and :meth:`Stack.connect`, :meth:`Stack.listen` for
-the calls that make a socket): it runs the socket layer's operation, lets the engine re-read
-the timers of what the call reached (``TcpEngine.release``, Linux's release_sock), and
-flushes, whether the operation returned or raised.
+A flush (:meth:`Stack.kick`) notifies what waits on the objects the engine names (user tasks
+parked there, or an app on socket callbacks, :mod:`ustcp.callbacks`, which runs at once and
+may produce more output), sends what the engine produced in one ``send_batch``, and pulls
+the timer loop's wake-up earlier if the engine now has an earlier deadline. Every user call
+reaches the engine through one door, :meth:`Stack.call` (and :meth:`Stack.connect`,
+:meth:`Stack.listen` for the calls that make a socket): it runs the socket layer's
+operation, lets the engine re-read the timers of what the call reached
+(``TcpEngine.release``, Linux's release_sock), and flushes, whether the operation returned
+or raised (inside a flush, that flush sends its output).
 Waking works through the ``waiter`` attribute of each Connection and Listener, which the
-engine never touches: the API stores a :class:`Waiters` there.
+engine never touches: the API stores a :class:`Waiters` there, a callback app its socket;
+either is :class:`Notified`.
 
 A frame the layers below fail on in an unexpected way is logged, counted as
 ``UstcpInternalErrors`` and dropped; it never ends the receive loop. The send path does the
@@ -36,7 +39,7 @@ import errno
 import math
 import time
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 import structlog
 import trio
@@ -58,11 +61,18 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class Notified(Protocol):
+    """What a Connection's or Listener's ``waiter`` holds: told by each flush that the
+    engine named the object (data, space, a state change or an error may be new)."""
+
+    def notify(self) -> None: ...
+
+
 class Waiters:
     """The tasks parked on one Connection or Listener: trio's ``ParkingLot`` cut down to
     the two operations the API and the stack use. ParkingLot's FIFO order, ``repark``
     and statistics go unused here; without them a wake-up costs 0.85 µs less, and the
-    ``unpark_all`` with nobody parked that follows most engine events 0.05 µs, not 0.6."""
+    ``notify`` with nobody parked that follows most engine events 0.05 µs, not 0.6."""
 
     __slots__ = ("_tasks",)
 
@@ -71,7 +81,7 @@ class Waiters:
 
     @trio.lowlevel.enable_ki_protection
     async def park(self) -> None:
-        """Sleep until :meth:`unpark_all`; cancellable while parked (a checkpoint)."""
+        """Sleep until :meth:`notify`; cancellable while parked (a checkpoint)."""
         task = trio.lowlevel.current_task()
         self._tasks[task] = None
 
@@ -82,13 +92,15 @@ class Waiters:
         await trio.lowlevel.wait_task_rescheduled(abort)
 
     @trio.lowlevel.enable_ki_protection
-    def unpark_all(self) -> None:
+    def notify(self) -> None:
+        """Wake every parked task."""
         if self._tasks:
             tasks, self._tasks = self._tasks, {}
             for task in tasks:
                 trio.lowlevel.reschedule(task)
 
 BUSY_POLL_SLICE = 10e-6  # the longest a spin keeps the other tasks waiting (s)
+NOTIFY_ROUNDS = 16  # a flush's rounds of notifications (callback apps wake more objects)
 
 
 class Stack:
@@ -109,6 +121,8 @@ class Stack:
                           tx_csum_offload=link.tx_csum_offload, mtu=link.mtu)
         self._timer_scope: trio.CancelScope | None = None
         self._busy_readers = 0  # tasks in busy_read: the receive loop leaves them the link
+        self._flushing = False  # in kick: a callback app's calls leave the flush to it
+        self._renotify = False  # the last flush left objects named: the timer loop runs now
 
     async def run(self) -> None:
         """Drive the link and the timers until cancelled."""
@@ -145,23 +159,39 @@ class Stack:
         return self.engine.listen(trio.current_time(), local_ip, port, backlog, sockopts)
 
     def kick(self) -> None:
-        """Flush: transmit the engine's output, wake parked tasks, re-arm the timer."""
-        frames = self.ip.take_frames()
-        if frames:
-            try:
-                self.link.send_batch(frames)
-            except Exception:  # as on_frame: counted, logged, dropped, never fatal
-                self.counters.inc(Mib.UstcpInternalErrors)
-                log.exception("internal_error", where="send_batch", frames=len(frames))
-        for obj in self.engine.take_wakeups():
-            waiters = obj.waiter
-            if waiters is not None:
-                waiters.unpark_all()
-        scope = self._timer_scope
-        if scope is not None:
-            deadline = self._next_deadline()
-            if deadline < scope.deadline:
-                scope.deadline = deadline
+        """Flush: notify what waits on the objects the engine named, transmit the engine's
+        output, re-arm the timer. A callback app notified here calls the engine through
+        :meth:`call`, whose flush is this one: everything its calls produce goes out in
+        the same batch, and what they wake is notified in the next round."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            engine, settled = self.engine, False
+            for _ in range(NOTIFY_ROUNDS):
+                woken = engine.take_wakeups()
+                if not woken:
+                    settled = True
+                    break
+                for obj in woken:
+                    waiter = obj.waiter
+                    if waiter is not None:
+                        waiter.notify()
+            frames = self.ip.take_frames()
+            if frames:
+                try:
+                    self.link.send_batch(frames)
+                except Exception:  # as on_frame: counted, logged, dropped, never fatal
+                    self.counters.inc(Mib.UstcpInternalErrors)
+                    log.exception("internal_error", where="send_batch", frames=len(frames))
+            self._renotify = not settled
+            scope = self._timer_scope
+            if scope is not None:
+                deadline = self._timer_deadline()
+                if deadline < scope.deadline:
+                    scope.deadline = deadline
+        finally:
+            self._flushing = False
 
     def reset_all(self) -> int:
         """Reset every connection that is not closed yet (what remains when the daemon
@@ -254,6 +284,12 @@ class Stack:
             if now >= spin_until or (reader is None and self._busy_readers):
                 return False
 
+    def _timer_deadline(self) -> float:
+        """When the timer loop runs next: at once if the last flush left objects to
+        notify (they get their turn from it, not at the next frame), else at the next
+        deadline."""
+        return -math.inf if self._renotify else self._next_deadline()
+
     def _next_deadline(self) -> float:
         """The engine's next timer or the IP layer's (reassembly), whichever is first."""
         deadline, reasm = self.engine.next_deadline(), self.ip.next_deadline()
@@ -264,7 +300,7 @@ class Stack:
     async def _timer_loop(self) -> None:
         engine = self.engine
         while True:
-            with trio.CancelScope(deadline=self._next_deadline()) as scope:
+            with trio.CancelScope(deadline=self._timer_deadline()) as scope:
                 self._timer_scope = scope
                 try:
                     await trio.sleep_forever()

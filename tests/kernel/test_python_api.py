@@ -81,7 +81,7 @@ def running(ns: str, script: Path, port: int, *args: str) -> Iterator[subprocess
 
 def test_the_page_has_its_programs() -> None:
     assert set(programs()) == {"echo_server.py", "client.py", "tls_server.py", "asgi_app.py",
-                               "websocket_server.py", "memory_pair.py"}
+                               "websocket_server.py", "memory_pair.py", "callback_echo.py"}
 
 
 def test_echo_server_and_quiet_logging(examples: Path) -> None:
@@ -132,6 +132,12 @@ def test_websocket_server(examples: Path) -> None:
     with netns() as ns, running(ns, examples / "websocket_server.py", 8765):
         done = in_ns(ns, sys.executable, "-c", WS_CLIENT, timeout=30)
     assert done.stdout == b"HELLO WEBSOCKET\n", done.stderr
+
+
+def test_callback_app_without_a_device(examples: Path) -> None:
+    done = subprocess.run([sys.executable, str(examples / "callback_echo.py")],
+                          capture_output=True, timeout=30, cwd=ROOT)
+    assert done.stdout == b"HELLO b''\n", done.stderr
 
 
 def test_memory_pair_without_a_device(examples: Path) -> None:

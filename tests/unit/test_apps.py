@@ -1,4 +1,5 @@
-"""The daemon's apps, run over trio's in-memory streams and trio's own TCP on 127.0.0.1."""
+"""The daemon's apps: the stream handlers over trio's in-memory streams and trio's own TCP on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import trio
 import trio.testing
 
 from ustcp import __version__
-from ustcp.apps import APPS, chargen, discard, echo
+from ustcp.apps import APPS, chargen
 from ustcp.apps import http as http_app
 from ustcp.apps.common import ends_quietly
 
@@ -30,57 +31,14 @@ async def test_registry_names_the_apps() -> None:
     assert set(APPS) == {"echo", "discard", "chargen", "http", "lab"}
 
 
-async def test_echo_round_trip_and_half_close() -> None:
-    client, server = trio.testing.memory_stream_pair()
-    data = os.urandom(1 << 20)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(echo.handle, server)
-
-        async def sender() -> None:
-            for i in range(0, len(data), 10_000):
-                await client.send_all(data[i : i + 10_000])
-            await client.send_eof()
-
-        nursery.start_soon(sender)
-        assert await _read_all(client) == data
-
-
-async def test_discard_closes_after_peer_fin() -> None:
-    client, server = trio.testing.memory_stream_pair()
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(discard.handle, server)
-            await client.send_all(b"x" * 100_000)
-            await client.send_eof()
-            assert await _read_all(client) == b""
-
-
 async def test_chargen_pattern() -> None:
     line0 = bytes(range(32, 104)) + b"\r\n"
     assert chargen.CYCLE[:74] == line0
     assert len(chargen.CYCLE) == 95 * 74
     assert chargen.CYCLE[74:148] == bytes(range(33, 105)) + b"\r\n"
     assert chargen.CYCLE[-74:] == b"~" + bytes(range(32, 103)) + b"\r\n"
-
-    client, server = trio.testing.memory_stream_pair()
-    want = 3 * len(chargen.CYCLE) + 12_345
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(chargen.handle, server)
-            got = bytearray()
-            while len(got) < want:
-                got += await client.receive_some(want - len(got))
-            assert bytes(got) == (chargen.CYCLE * 5)[:want]
-            await client.send_eof()  # the peer's FIN ends chargen
-
-
-async def test_chargen_stops_when_peer_resets() -> None:
-    client, server = trio.testing.memory_stream_pair()
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(chargen.handle, server)
-            await client.receive_some(1000)
-            await client.aclose()
+    # (the apps on socket callbacks, echo, discard and chargen, are served over an
+    # in-memory pair of stacks in tests/engine/test_callback_apps.py)
 
 
 async def test_http_bytes_content_is_the_block_repeated() -> None:

@@ -56,12 +56,13 @@ class FakeConnection:
     def __init__(self) -> None:
         self.rcv = FakeReceiver()
         self.snd = FakeSender()
+        self.remote_ip = bytes([10, 77, 0, 1])
+        self.remote_port = 40000
 
 
 class FakeStream:
     def __init__(self) -> None:
         self.connection = FakeConnection()
-        self.remote_address = ("10.77.0.1", 40000)
         self.closed = False
 
     async def aclose(self) -> None:

@@ -5,17 +5,18 @@ wrapping around after '~', followed by CRLF. One cycle of 95 lines is computed o
 sender slices large chunks out of a buffer holding the cycle several times over, so no Python
 loop runs per byte or per line while sending. Whatever the peer sends is discarded; its FIN
 or reset ends the connection.
+
+An app on socket callbacks (:mod:`ustcp.callbacks`): it sends whenever the send buffer has
+room, with no task per connection.
 """
 
 from __future__ import annotations
 
-import trio
-
-from ustcp.apps.common import ends_quietly
+from ustcp.callbacks import CallbackSocket
 
 PRINTABLE = bytes(range(32, 127))
 LINE_WIDTH = 72
-CHUNK = 256 * 1024  # per send_all: each call costs a scheduler round trip
+CHUNK = 256 * 1024  # the most one send offers
 
 
 def _cycle() -> bytes:
@@ -29,22 +30,20 @@ CYCLE = _cycle()
 _REPEATED = memoryview(CYCLE * (CHUNK // len(CYCLE) + 2))
 
 
-async def _send_forever(stream: trio.abc.HalfCloseableStream) -> None:
-    offset = 0
-    while True:
-        await stream.send_all(_REPEATED[offset : offset + CHUNK])
-        offset = (offset + CHUNK) % len(CYCLE)
+class Chargen:
+    """``offset``: where in the cycle the next byte sent is."""
 
+    __slots__ = ("offset",)
 
-async def _until_peer_closes(stream: trio.abc.HalfCloseableStream) -> None:
-    while await stream.receive_some(CHUNK):
-        pass
+    def __init__(self) -> None:
+        self.offset = 0
 
-
-@ends_quietly("chargen")
-async def handle(stream: trio.abc.HalfCloseableStream) -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_send_forever, stream)
-        await _until_peer_closes(stream)
-        nursery.cancel_scope.cancel()
-    await stream.aclose()
+    def ready(self, sock: CallbackSocket) -> None:
+        while (data := sock.recv(CHUNK)) is not None:
+            if not data:
+                sock.close()  # the peer's FIN ends the stream
+                return
+        offset = self.offset
+        while sent := sock.send(_REPEATED[offset : offset + CHUNK]):
+            offset = (offset + sent) % len(CYCLE)
+        self.offset = offset

@@ -1,16 +1,19 @@
-"""Discard (RFC 863): read and drop everything; close after the peer's FIN."""
+"""Discard (RFC 863): read and drop everything; close after the peer's FIN.
+
+An app on socket callbacks (:mod:`ustcp.callbacks`)."""
 
 from __future__ import annotations
 
-import trio
-
-from ustcp.apps.common import ends_quietly
+from ustcp.callbacks import CallbackSocket
 
 CHUNK = 256 * 1024
 
 
-@ends_quietly("discard")
-async def handle(stream: trio.abc.HalfCloseableStream) -> None:
-    while await stream.receive_some(CHUNK):
-        pass
-    await stream.aclose()
+class Discard:
+    __slots__ = ()
+
+    def ready(self, sock: CallbackSocket) -> None:
+        while (data := sock.recv(CHUNK)) is not None:
+            if not data:
+                sock.close()
+                return

@@ -1,17 +1,35 @@
-"""Echo (RFC 862): send back every byte received; after the peer's FIN, send ours and finish."""
+"""Echo (RFC 862): send back every byte received; after the peer's FIN, send ours and finish.
+
+An app on socket callbacks (:mod:`ustcp.callbacks`): no task per connection, one scheduler
+pass per round trip."""
 
 from __future__ import annotations
 
-import trio
-
-from ustcp.apps.common import ends_quietly
+from ustcp.callbacks import CallbackSocket
 
 CHUNK = 256 * 1024
 
 
-@ends_quietly("echo")
-async def handle(stream: trio.abc.HalfCloseableStream) -> None:
-    while data := await stream.receive_some(CHUNK):
-        await stream.send_all(data)
-    await stream.send_eof()
-    await stream.aclose()
+class Echo:
+    """Reads only while everything read so far has been sent: a peer that sends and never
+    reads fills our send buffer, then our receive window, and is stopped by flow control."""
+
+    __slots__ = ("unsent",)
+
+    def __init__(self) -> None:
+        self.unsent = memoryview(b"")
+
+    def ready(self, sock: CallbackSocket) -> None:
+        while True:
+            unsent = self.unsent
+            if unsent:
+                self.unsent = unsent = unsent[sock.send(unsent):]
+                if unsent:
+                    return  # called again when the send buffer has room
+            data = sock.recv(CHUNK)
+            if data is None:
+                return  # called again when more comes
+            if not data:
+                sock.close()  # the peer's FIN, and everything echoed: our FIN
+                return
+            self.unsent = memoryview(data)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from ustcp.apps import APPS
 from ustcp.apps.common import Handler
+from ustcp.callbacks import CallbackApp
 
 
 class AppSpecError(ValueError):
@@ -34,11 +35,12 @@ class AppSpecError(ValueError):
 
 @dataclass(frozen=True)
 class AppSpec:
-    """One app to serve: its port, how the banner names it, and its handler."""
+    """One app to serve: its port, how the banner names it, and its handler (a trio stream
+    handler, or an app on socket callbacks)."""
 
     port: int
     label: str
-    handler: Handler
+    handler: Handler | CallbackApp
 
 
 def _port(text: str, spec: str) -> int:
