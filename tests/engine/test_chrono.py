@@ -6,18 +6,10 @@ either way); so do Google's ``tcp_info/tcp-info-rwnd-limited.pkt`` and
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ustcp.packetdrill.parser import parse_script
-from ustcp.packetdrill.runner import Result, Runner
+from .util import ACTIVE_OPEN, run_script
 
 # A zero window holds the data 200 ms (window-limited, busy), an ACK 50 ms later ends both.
-RWND_LIMITED = """\
-`sysctl -q net.ipv4.tcp_timestamps=0`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
-+0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
-+0 > S 0:0(0) <...>
+RWND_LIMITED = ACTIVE_OPEN + """\
 // The peer offers no window
 +.01 < S. 0:0(0) ack 1 win 0 <mss 1000,nop,nop,sackOK>
 +0 > . 1:1(0) ack 1
@@ -38,12 +30,7 @@ RWND_LIMITED = """\
 
 # SO_SNDBUF 10000 (20000): once cwnd outgrows the buffer, everything written is sent and the
 # writer waits: the buffer limits until an ACK gives the writer room (tcp_check_space).
-SNDBUF_LIMITED = """\
-`sysctl -q net.ipv4.tcp_timestamps=0`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
-+0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
-+0 > S 0:0(0) <...>
+SNDBUF_LIMITED = ACTIVE_OPEN + """\
 +.01 < S. 0:0(0) ack 1 win 10000 <mss 1000,sackOK,nop,nop,nop,wscale 8>
 +0 > . 1:1(0) ack 1
 +0 fcntl(3, F_SETFL, O_RDWR) = 0
@@ -65,15 +52,12 @@ SNDBUF_LIMITED = """\
 """
 
 
-def run(text: str) -> Result:
-    return Runner(parse_script(text), Path("."), "inline").run()
-
 
 def test_a_closed_window_counts_as_rwnd_limited_and_busy() -> None:
-    result = run(RWND_LIMITED)
+    result = run_script(RWND_LIMITED)
     assert result.status == "pass", result.message
 
 
 def test_a_full_send_buffer_counts_as_sndbuf_limited() -> None:
-    result = run(SNDBUF_LIMITED)
+    result = run_script(SNDBUF_LIMITED)
     assert result.status == "pass", result.message

@@ -5,17 +5,9 @@ packetdrill --target both``); so do Google's four ``eor/no-coalesce-*.pkt``."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from .util import LISTEN, run_script
 
-from ustcp.packetdrill.parser import parse_script
-from ustcp.packetdrill.runner import Result, Runner
-
-NO_COALESCE = """\
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
+NO_COALESCE = LISTEN + """\
 +0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 10>
 +0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
 +.01 < . 1:1(0) ack 1 win 514
@@ -33,15 +25,12 @@ NO_COALESCE = """\
 """
 
 
-def run(text: str) -> Result:
-    return Runner(parse_script(text), Path("."), "inline").run()
-
 
 def test_data_after_an_eor_write_never_shares_its_packet() -> None:
-    result = run(NO_COALESCE)
+    result = run_script(NO_COALESCE)
     assert result.status == "pass", result.message
 
 
 def test_without_the_flag_the_two_writes_coalesce() -> None:
-    result = run(NO_COALESCE.replace("300, MSG_EOR)", "300, 0)"))
+    result = run_script(NO_COALESCE.replace("300, MSG_EOR)", "300, 0)"))
     assert result.status == "fail" and "payload" in result.message, result.message

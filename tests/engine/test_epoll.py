@@ -5,20 +5,12 @@ makes it, and one-shot. Both scripts pass on this machine's kernel too (``ustcp 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ustcp.packetdrill.parser import parse_script
-from ustcp.packetdrill.runner import Result, Runner
+from .util import LISTEN, run_script
 
 # A listener's queued connection, then a connection's data: level-triggered items report
 # while data is there; EPOLLET reports each arrival once (a partial read re-arms nothing);
 # EPOLLONESHOT disarms the item until EPOLL_CTL_MOD; a FIN wakes a blocked epoll_wait.
-EPOLL_IN = """\
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
+EPOLL_IN = LISTEN + """\
 +0 epoll_create1(0) = 4
 // A listener: a queued connection is EPOLLIN
 +0 epoll_ctl(4, EPOLL_CTL_ADD, 3, {events=EPOLLIN, fd=3}) = 0
@@ -66,12 +58,7 @@ EPOLL_IN = """\
 # EPOLLOUT with EPOLLET: a writer held back by TCP_NOTSENT_LOWAT is woken once, when the
 # ACK lets its unsent bytes out (tcp_check_space: SOCK_NOSPACE cleared); more room while no
 # writer waits wakes nobody.
-EPOLL_OUT = """\
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
+EPOLL_OUT = LISTEN + """\
 // A 2000-byte window without scaling: skbs of one MSS (half the window) on both stacks
 +0 < S 0:0(0) win 2000 <mss 1000,sackOK,nop,nop>
 +0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK>
@@ -99,21 +86,18 @@ EPOLL_OUT = """\
 """
 
 
-def run(text: str) -> Result:
-    return Runner(parse_script(text), Path("."), "inline").run()
-
 
 def test_epoll_in_level_edge_and_one_shot() -> None:
-    result = run(EPOLL_IN)
+    result = run_script(EPOLL_IN)
     assert result.status == "pass", result.message
 
 
 def test_edge_triggered_epollout_wakes_a_waiting_writer_once() -> None:
-    result = run(EPOLL_OUT)
+    result = run_script(EPOLL_OUT)
     assert result.status == "pass", result.message
 
 
 def test_a_level_triggered_epollout_is_reported_again() -> None:
     level = EPOLL_OUT.replace("EPOLLOUT|EPOLLET", "EPOLLOUT")
-    result = run(level)
+    result = run_script(level)
     assert result.status == "fail" and "epoll_wait" in result.message, result.message

@@ -6,22 +6,14 @@ too (``ustcp packetdrill --target both``), where the same frame is written to th
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ustcp.packetdrill.parser import parse_script
-from ustcp.packetdrill.runner import Result, Runner
+from .util import ACTIVE_OPEN, LISTEN, run_script
 
 # An established connection's path MTU falls: an ICMP quoting a sequence number outside
 # SND.UNA..SND.NXT is counted and ignored, one inside it lowers the MSS to 1160 and what no
 # longer fits is resent at once, the split tail of a retransmission as well
 # (tcp_v4_mtu_reduced, tcp_simple_retransmit).
-FRAG_NEEDED = """\
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"
-sysctl -q net.ipv4.tcp_timestamps=0`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
+FRAG_NEEDED = LISTEN + """\
++0 `sysctl -q net.ipv4.tcp_timestamps=0`
 +0 < S 0:0(0) win 32792 <mss 1460,sackOK,nop,nop,nop,wscale 8>
 +0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
 +.1 < . 1:1(0) ack 1 win 257
@@ -64,13 +56,7 @@ sysctl -q net.ipv4.tcp_timestamps=0`
 
 # A connect in SYN_SENT fails with the error's errno (113 EHOSTUNREACH), unless the quoted
 # sequence number is outside the window.
-CONNECT_UNREACHABLE = """\
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"
-sysctl -q net.ipv4.tcp_timestamps=0`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
-+0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
-+0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8>
+CONNECT_UNREACHABLE = ACTIVE_OPEN + """\
 // Out of the window (the SYN is ISN 0): ignored
 +.1 < icmp unreachable host_unreachable [5:5(0)]
 +0 getsockopt(3, SOL_SOCKET, SO_ERROR, [0], [4]) = 0
@@ -83,25 +69,23 @@ sysctl -q net.ipv4.tcp_timestamps=0`
 """
 
 
-def run(text: str) -> Result:
-    return Runner(parse_script(text), Path("."), "inline").run()
-
 
 def test_frag_needed_lowers_the_mss_and_resends_what_no_longer_fits() -> None:
-    result = run(FRAG_NEEDED)
+    result = run_script(FRAG_NEEDED)
     assert result.status == "pass", result.message
 
 
 def test_frag_needed_on_a_fast_open_syn_resends_the_bare_syn_with_the_path_mss() -> None:
-    result = run(SYN_DATA_FRAG_NEEDED)
+    result = run_script(SYN_DATA_FRAG_NEEDED)
     assert result.status == "pass", result.message
 
 
 def test_host_unreachable_fails_a_connect_in_syn_sent() -> None:
-    result = run(CONNECT_UNREACHABLE)
+    result = run_script(CONNECT_UNREACHABLE)
     assert result.status == "pass", result.message
 
 
 def test_an_icmp_quoting_another_sequence_number_is_ignored() -> None:
-    result = run(CONNECT_UNREACHABLE.replace("host_unreachable\n", "host_unreachable [9:9(0)]\n"))
+    quoted = CONNECT_UNREACHABLE.replace("host_unreachable\n", "host_unreachable [9:9(0)]\n")
+    result = run_script(quoted)
     assert result.status == "fail" and "SO_ERROR" in result.message, result.message

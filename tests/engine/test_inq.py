@@ -8,16 +8,13 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from pathlib import Path
 
 import pytest
 
-from ustcp.packetdrill.parser import parse_script
-from ustcp.packetdrill.runner import Runner
 from ustcp.tcp.sock import TCP_CM_INQ, TCP_INQ, Sock
 
 from .harness import Net
-from .util import open_pair
+from .util import PASSIVE_OPEN, open_pair, run_script
 
 TCP = socket.IPPROTO_TCP
 
@@ -60,16 +57,7 @@ def test_inq_takes_zero_or_one(net: Net) -> None:
 
 # The same through packetdrill's recvmsg (msg_iov, msg_control with TCP_CM_INQ); this
 # script passes on this machine's kernel too (``ustcp packetdrill --target both``).
-RECVMSG_INQ = """\
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
-+0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
-+.1 < . 1:1(0) ack 1 win 257
-+0 accept(3, ..., ...) = 4
+RECVMSG_INQ = PASSIVE_OPEN % 257 + """\
 +0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
 // Without TCP_INQ a read carries no control message
 +0 < P. 1:3001(3000) ack 1 win 257
@@ -101,11 +89,11 @@ RECVMSG_INQ = """\
 
 
 def test_recvmsg_carries_tcp_cm_inq_in_a_script() -> None:
-    result = Runner(parse_script(RECVMSG_INQ), Path("."), "inline").run()
+    result = run_script(RECVMSG_INQ)
     assert result.status == "pass", result.message
 
 
 def test_a_wrong_inq_in_the_script_fails_it() -> None:
     wrong = RECVMSG_INQ.replace("cmsg_data=101", "cmsg_data=100")
-    result = Runner(parse_script(wrong), Path("."), "inline").run()
+    result = run_script(wrong)
     assert result.status == "fail" and "recvmsg cmsg" in result.message, result.message

@@ -5,18 +5,9 @@ packet goes in with a virtio-net GSO header there)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from .util import LISTEN, PASSIVE_OPEN, run_script
 
-from ustcp.packetdrill.parser import parse_script
-from ustcp.packetdrill.runner import Result, Runner
-
-RCV_MSS = """\
---mss=1000
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
+RCV_MSS = "--mss=1000\n" + LISTEN + """\
 +0 < S 0:0(0) win 32792 <mss 1100,sackOK,nop,nop,nop,wscale 7>
 +0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
 +0 < . 1:1(0) ack 1 win 320
@@ -33,16 +24,7 @@ RCV_MSS = """\
 +0 %{ assert tcpi_rcv_mss == 300, tcpi_rcv_mss }%
 """
 
-OLD_ACK = """\
-`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
-+0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
-+0 < . 1:1(0) ack 1 win 320
-+0 accept(3, ..., ...) = 4
+OLD_ACK = PASSIVE_OPEN % 320 + """\
 // Nothing was ever acknowledged: an ACK of our SYN's sequence number, below SND.UNA,
 // acknowledges bytes never sent; it is challenged and its data dropped
 +0 `nstat -n`
@@ -54,22 +36,19 @@ OLD_ACK = """\
 """
 
 
-def run(text: str) -> Result:
-    return Runner(parse_script(text), Path("."), "inline").run()
-
 
 def test_rcv_mss_follows_gro_segments_and_two_equal_smaller_ones() -> None:
-    result = run(RCV_MSS)
+    result = run_script(RCV_MSS)
     assert result.status == "pass", result.message
 
 
 def test_a_pushed_small_segment_does_not_lower_rcv_mss() -> None:
     # With PSH a 300-byte segment may be a write's tail: not taken as full-sized (the
     # kernel fails the script at the same line)
-    result = run(RCV_MSS.replace("< . 10301:10601(300)", "< P. 10301:10601(300)"))
+    result = run_script(RCV_MSS.replace("< . 10301:10601(300)", "< P. 10301:10601(300)"))
     assert result.status == "fail" and "tcpi_rcv_mss=1000" in result.message, result.message
 
 
 def test_an_ack_of_bytes_never_sent_is_challenged() -> None:
-    result = run(OLD_ACK)
+    result = run_script(OLD_ACK)
     assert result.status == "pass", result.message

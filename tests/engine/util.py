@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ustcp.packetdrill.parser import parse_script
+from ustcp.packetdrill.runner import Result, Runner
 from ustcp.tcp.connection import Connection
 from ustcp.tcp.listener import Listener
 from ustcp.wire.tcp import ACK, TcpOptions, TcpSegment
 
 from .harness import A_IP, B_IP, Net
 
-# A passive open in the manner of google's scripts (MSS 1000, SACK, window scale 7, the
-# receive buffer of their defaults.sh); the final ACK's window is the format argument.
-PASSIVE_OPEN = """\
+# A listener on fd 3 with the receive buffer of google's defaults.sh.
+LISTEN = """\
 `sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"`
 0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
 +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
 +0 bind(3, ..., ...) = 0
 +0 listen(3, 1) = 0
+"""
+
+# A non-blocking connect on fd 3 without timestamps, its SYN unchecked.
+ACTIVE_OPEN = """\
+`sysctl -q net.ipv4.tcp_timestamps=0`
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) <...>
+"""
+
+# A passive open in the manner of google's scripts (MSS 1000, SACK, window scale 7); the
+# final ACK's window is the format argument.
+PASSIVE_OPEN = LISTEN + """\
 +0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
 +0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
 +.1 < . 1:1(0) ack 1 win %d
@@ -69,3 +86,8 @@ def one_byte(client: Connection, now: float, offset: int, byte: bytes) -> TcpSeg
     return TcpSegment(client.local_port, client.remote_port,
                       (client.snd.snd_nxt + offset) & 0xFFFFFFFF, client.rcv.rcv_nxt, ACK,
                       client.rcv.rcv_wnd >> client.rcv.rcv_wscale, opts, byte)
+
+
+def run_script(text: str) -> Result:
+    """A packetdrill script on the engine target."""
+    return Runner(parse_script(text), Path("."), "inline").run()

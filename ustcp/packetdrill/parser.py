@@ -253,14 +253,7 @@ class _Parser:
         if word in _UNSUPPORTED_PACKET_WORDS:
             raise UnsupportedSyntax(self.tok.line, _UNSUPPORTED_PACKET_WORDS[word])
         flags, ace = self.flags()
-        start = self.expect_int()
-        self.expect_punct(":")
-        end = self.expect_int()
-        self.expect_punct("(")
-        length = self.expect_int()
-        self.expect_punct(")")
-        if end != (start + length) % (1 << 32):
-            raise self.error("inconsistent TCP sequence numbers and payload size")
+        start, end, length = self.sequence()
         ack = window = None
         urg = 0
         if self.tok.is_word("ack"):
@@ -301,16 +294,21 @@ class _Parser:
         if self.accept_punct("["):
             if self.tok.kind is not Tok.INT:
                 raise UnsupportedSyntax(self.tok.line, "ICMP quoting a UDP or raw packet")
-            seq = self.expect_int()
-            self.expect_punct(":")
-            end = self.expect_int()
-            self.expect_punct("(")
-            length = self.expect_int()
-            self.expect_punct(")")
+            seq, _end, length = self.sequence()
             self.expect_punct("]")
-            if end != (seq + length) % (1 << 32):
-                raise self.error("inconsistent TCP sequence numbers and payload size")
         return IcmpSpec(direction, icmp_type, code, mtu, seq, length, ip_info)
+
+    def sequence(self) -> tuple[int, int, int]:
+        """``start:end(length)``, the three consistent (parser.y seq)."""
+        start = self.expect_int()
+        self.expect_punct(":")
+        end = self.expect_int()
+        self.expect_punct("(")
+        length = self.expect_int()
+        self.expect_punct(")")
+        if end != (start + length) % (1 << 32):
+            raise self.error("inconsistent TCP sequence numbers and payload size")
+        return start, end, length
 
     def bracketed_text(self) -> str:
         close = ")" if self.advance().text == "(" else "]"
