@@ -354,9 +354,14 @@ class Sockets:
             nonlocal sent
             err = conn.take_error()
             if err is not None:
+                conn.write_pending = False
                 raise err
             if conn.state not in CONNECTED:
+                # inet_wait_for_connect's writebias: a writer waits, unless the SYN took
+                # all of its data (tcp_send_syn_data: fo->data = NULL)
+                conn.write_pending = size > in_syn
                 raise WouldBlock(attempt)
+            conn.write_pending = False
             while sent < size:
                 taken = sock.sock.send(t, bytes(size - sent))
                 if not taken:
@@ -462,6 +467,10 @@ class Sockets:
                                            bool(flags & SYMBOLS["MSG_EOR"]))
                 except BlockingIOError:
                     taken = 0
+                conn = sock.conn
+                if conn is not None:  # a blocking writer waits for the handshake
+                    conn.write_pending = not taken and conn.state not in CONNECTED and not (
+                        sock.nonblocking or flags & SYMBOLS["MSG_DONTWAIT"])
                 if not taken:
                     if sent and (sock.nonblocking or flags & SYMBOLS["MSG_DONTWAIT"]):
                         return sent

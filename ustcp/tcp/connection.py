@@ -79,6 +79,10 @@ class Connection:
         self.state = State.CLOSE
         self.waiter: Any = None  # owned by the API layer
         self.error: OSError | None = None
+        # sk_write_pending: a writer blocks until the handshake completes (Fast Open's
+        # inet_wait_for_connect with data left over, sk_stream_wait_connect); the SYN-ACK's
+        # ACK then waits for its data (set by the socket's user: the packetdrill runner)
+        self.write_pending = False
         self.err_soft = 0  # sk_err_soft: the last ICMP error, reported if we time out
         self.orphan = False  # the application closed it (Linux SOCK_DEAD)
         self.orphan_counted = False  # counted against tcp_max_orphans
@@ -596,7 +600,6 @@ class Connection:
             snd.handshake_acked(seg, seg.window, synsent=True)
             self._init_transfer(now)
             self.set_state(now, State.ESTABLISHED)
-            rcv.enter_quickack()
             fastopen = snd.fastopen_req
             if fastopen and snd.rcv_fastopen_synack(now, seg, syn_data_acked):
                 recovery.non_congestion_loss_retransmit(snd, now)
@@ -608,7 +611,10 @@ class Connection:
                     self.host.wake(self)
                     if flags & FIN:
                         self._fin_state(now)
-                if rcv.pingpong:
+                # tcp_rcv_synsent_state_process: quickack mode and a saved ACK only for a
+                # waiting writer, TCP_DEFER_ACCEPT or an interactive socket; else the ACK
+                # goes now and ATO stays 0 until data comes (a FIN first is ACKed at once)
+                if rcv.pingpong or self.write_pending or self.sockopts.defer_accept:
                     rcv.save_synack_ack(now)
                 else:
                     snd.send_ack(now)  # else the data sent again carries the ACK
