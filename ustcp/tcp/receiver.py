@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..mib import Mib
-from ..wire.tcp import FIN, PSH, SYN, TCP_HEADER_LEN, URG, TcpSegment, encode_options
+from ..wire.tcp import FIN, PSH, SYN, TCP_HEADER_LEN, URG, TcpSegment
 from .buffers import ReceiveBuffer
 from .host import Host, Wakeable
 from .options import (
@@ -410,7 +410,9 @@ class Receiver:
         if size >= self.rcv_mss:
             self.rcv_mss = min(size, self.advmss)
             return
-        size += TCP_HEADER_LEN + len(encode_options(seg.options, seg.flags))
+        opts = seg.options  # the header's length as a data segment's options make it
+        size += TCP_HEADER_LEN + (TS_OPTION_LEN if opts.ts_val is not None else 0) + (
+            4 + 8 * len(opts.sack_blocks) if opts.sack_blocks else 0)
         if size >= TCP_MSS_DEFAULT + TCP_HEADER_LEN or (
                 size >= TCP_MIN_MSS + TCP_HEADER_LEN and not seg.flags & TCP_REMNANT):
             size -= TCP_HEADER_LEN + (TS_OPTION_LEN if self.ts_ok else 0)  # tcp_header_len
