@@ -18,6 +18,8 @@ from ustcp.tcp.options import SockOpts
 from ustcp.tcp.states import State
 from ustcp.wire.tcp import ACK, SYN, TcpOptions, TcpSegment
 
+from .util import run_script
+
 KEY = "a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4"
 COOKIE = "3021b9d889017eeb"  # KEY's cookie for 192.0.2.1 -> 192.168.0.1, as Linux's
 
@@ -368,3 +370,28 @@ def test_blackhole_pauses_double_and_a_fin_ends_them() -> None:
     assert bh.paused(100.0 + 640 - 0.1, 10) and not bh.paused(100.0 + 640, 10)
     bh.clear()
     assert not bh.paused(100.0, 10)
+
+
+# The errnos of a Fast Open send (tcp_sendmsg_fastopen, __inet_stream_connect); the script
+# passes on this machine's kernel too (``ustcp packetdrill --target both``).
+SEND_ERRNOS = """\
+`sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"
+sysctl -q net.ipv4.tcp_timestamps=0`
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
+// Fast Open off for clients, or no address: EOPNOTSUPP (tcp_sendmsg_fastopen)
++0 `sysctl -q net.ipv4.tcp_fastopen=0`
++0 sendto(3, ..., 1000, MSG_FASTOPEN, ..., ...) = -1 EOPNOTSUPP (Operation not supported)
++0 `sysctl -q net.ipv4.tcp_fastopen=1`
++0 sendto(3, ..., 1000, MSG_FASTOPEN, AF_UNSPEC, ...) = -1 EOPNOTSUPP (Operation not supported)
+// No cookie: the SYN asks for one; another Fast Open send while it is out is EALREADY
++0 sendto(3, ..., 1000, MSG_FASTOPEN, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) <mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>
++.01 sendto(3, ..., 1000, MSG_FASTOPEN, ..., ...) = -1 EALREADY (Operation already in progress)
++0 write(3, ..., 1000) = -1 EAGAIN (Resource temporarily unavailable)
+"""
+
+
+def test_fast_open_send_errnos() -> None:
+    result = run_script(SEND_ERRNOS)
+    assert result.status == "pass", result.message

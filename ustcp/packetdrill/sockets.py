@@ -20,7 +20,7 @@ from typing import ClassVar, Protocol
 
 from ..tcp.connection import Connection
 from ..tcp.engine import TcpEngine
-from ..tcp.fastopen import TFO_CLIENT_NO_COOKIE
+from ..tcp.fastopen import TFO_CLIENT_ENABLE, TFO_CLIENT_NO_COOKIE
 from ..tcp.listener import Listener
 from ..tcp.seq import seq_add, seq_diff
 from ..tcp.sock import OPTIONS, Sock
@@ -429,7 +429,9 @@ class Sockets:
         flags = self.opt_arg(spec, 3)
         if is_null(spec.args[1]) and size:
             raise os_error(errno.EFAULT)
-        return self.send_bytes(now, sock, size, flags, spec.name)
+        unspec = len(spec.args) > 4 and isinstance(spec.args[4], WordExpr) \
+            and evaluate(spec.args[4]) == SYMBOLS["AF_UNSPEC"]
+        return self.send_bytes(now, sock, size, flags, spec.name, unspec)
 
     def writev(self, now: float, spec: SyscallSpec) -> int:
         sock = self.sock(spec.args[0])
@@ -451,11 +453,20 @@ class Sockets:
         return self.send_bytes(now, sock, iov_total(iov.value), flags, spec.name)
 
     def send_bytes(self, now: float, sock: ScriptSocket, size: int, flags: int,
-                   name: str) -> int:
+                   name: str, unspec: bool = False) -> int:
+        """A write of ``size`` bytes; ``unspec``: a sendto to an AF_UNSPEC address."""
         if flags & ~SEND_FLAGS:
             raise Unsupported(f"{name} flags {flags:#x}")
-        if sock.conn is None and (sock.sock.defer_connect or flags & SYMBOLS["MSG_FASTOPEN"]):
-            return self.fastopen_send(now, sock, size, bool(flags & SYMBOLS["MSG_DONTWAIT"]))
+        if sock.sock.defer_connect or flags & SYMBOLS["MSG_FASTOPEN"]:
+            # tcp_sendmsg_fastopen: Fast Open off for clients, or no address, is EOPNOTSUPP;
+            # a connect in progress is EALREADY (__inet_stream_connect in SS_CONNECTING)
+            if not self.engine.config.tcp_fastopen & TFO_CLIENT_ENABLE or unspec:
+                raise os_error(errno.EOPNOTSUPP)
+            if sock.conn is None:
+                return self.fastopen_send(now, sock, size,
+                                          bool(flags & SYMBOLS["MSG_DONTWAIT"]))
+            if sock.conn.state in (State.SYN_SENT, State.SYN_RECV):
+                raise os_error(errno.EALREADY)
         sent = 0
 
         def attempt(t: float) -> int:

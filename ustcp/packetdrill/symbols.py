@@ -21,7 +21,7 @@ class Unsupported(Exception):
 
 SYMBOLS: dict[str, int] = {
     "NULL": 0,
-    "AF_INET": 2, "AF_INET6": 10, "PF_INET": 2, "PF_INET6": 10,
+    "AF_UNSPEC": 0, "AF_INET": 2, "AF_INET6": 10, "PF_INET": 2, "PF_INET6": 10,
     "SOCK_STREAM": 1, "IPPROTO_TCP": 6, "IPPROTO_IP": 0,
     "SOL_SOCKET": 1, "SOL_TCP": 6, "SOL_IP": 0,
     "SO_REUSEADDR": 2, "SO_ERROR": 4, "SO_SNDBUF": 7, "SO_RCVBUF": 8, "SO_KEEPALIVE": 9,

@@ -32,6 +32,7 @@ from ..ast import (
     StringExpr,
     StructExpr,
     SyscallSpec,
+    WordExpr,
 )
 from ..sockets import (
     BIND_PORT,
@@ -61,6 +62,9 @@ _libc.recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_
 _libc.recv.restype = ctypes.c_ssize_t
 _libc.send.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.send.restype = ctypes.c_ssize_t
+_libc.sendto.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                         ctypes.c_void_p, ctypes.c_uint32]
+_libc.sendto.restype = ctypes.c_ssize_t
 _libc.poll.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int]
 _libc.poll.restype = ctypes.c_int
 
@@ -240,6 +244,13 @@ class KernelSockets:
         flags = self.arg(spec, 3)
         null = is_null(spec.args[1])
         if flags & SYMBOLS["MSG_FASTOPEN"] and not null:
+            if len(spec.args) > 4 and isinstance(spec.args[4], WordExpr) \
+                    and evaluate(spec.args[4]) == SYMBOLS["AF_UNSPEC"]:
+                def unspec() -> int:  # a sockaddr of family AF_UNSPEC
+                    addr = ctypes.create_string_buffer(16)
+                    return _checked(_libc.sendto(sock.fileno(), bytes(size), size, flags,
+                                                 addr, 16))
+                return unspec
             self.hooks.on_connect()
             self.info_fd = evaluate(spec.args[0])
 
