@@ -177,6 +177,7 @@ class Mib:
     TcpExtOutOfWindowIcmps: Final = _next()
     TcpExtTCPMTUPSuccess: Final = _next()
     TcpExtTCPMTUPFail: Final = _next()
+    TcpExtBusyPollRxPackets: Final = _next()
     # UDP_MIB_* (Udp..., Udp6...): the stack has no UDP sockets; every datagram is refused
     UdpNoPorts: Final = _next()
     UdpInCsumErrors: Final = _next()

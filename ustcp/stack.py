@@ -25,8 +25,8 @@ operation, lets the engine re-read the timers of what the call reached
 (``TcpEngine.release``, Linux's release_sock), and flushes, whether the operation returned
 or raised (inside a flush, that flush sends its output).
 Waking works through the ``waiter`` attribute of each Connection and Listener, which the
-engine never touches: the API stores a :class:`Waiters` there, a callback app its socket;
-either is :class:`Notified`.
+engine never touches: the API stores its ``Waiters`` there (the tasks parked on the object),
+a callback app its socket; either is :class:`Notified`.
 
 A frame the layers below fail on in an unexpected way is logged, counted as
 ``UstcpInternalErrors`` and dropped; it never ends the receive loop. The send path does the
@@ -67,37 +67,6 @@ class Notified(Protocol):
 
     def notify(self) -> None: ...
 
-
-class Waiters:
-    """The tasks parked on one Connection or Listener: trio's ``ParkingLot`` cut down to
-    the two operations the API and the stack use. ParkingLot's FIFO order, ``repark``
-    and statistics go unused here; without them a wake-up costs 0.85 µs less, and the
-    ``notify`` with nobody parked that follows most engine events 0.05 µs, not 0.6."""
-
-    __slots__ = ("_tasks",)
-
-    def __init__(self) -> None:
-        self._tasks: dict[trio.lowlevel.Task, None] = {}
-
-    @trio.lowlevel.enable_ki_protection
-    async def park(self) -> None:
-        """Sleep until :meth:`notify`; cancellable while parked (a checkpoint)."""
-        task = trio.lowlevel.current_task()
-        self._tasks[task] = None
-
-        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
-            del self._tasks[task]
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
-    @trio.lowlevel.enable_ki_protection
-    def notify(self) -> None:
-        """Wake every parked task."""
-        if self._tasks:
-            tasks, self._tasks = self._tasks, {}
-            for task in tasks:
-                trio.lowlevel.reschedule(task)
 
 BUSY_POLL_SLICE = 10e-6  # the longest a spin keeps the other tasks waiting (s)
 NOTIFY_ROUNDS = 16  # a flush's rounds of notifications (callback apps wake more objects)
@@ -275,6 +244,8 @@ class Stack:
             while True:
                 frames = poll()
                 if frames:
+                    # LINUX_MIB_BUSYPOLLRXPACKETS (napi_busy_loop): what spinning brought
+                    self.counters.inc(Mib.TcpExtBusyPollRxPackets, len(frames))
                     self._on_batch(frames)
                     if reader is None or reader.readable:
                         return True

@@ -276,6 +276,25 @@ def test_a_reset_fast_open_child_reads_its_data_then_econnreset() -> None:
     assert result.status == "pass", result.message
 
 
+def test_the_fin_that_completes_a_fast_open_handshake_is_acked_at_once() -> None:
+    """tcp_fastopen_add_skb queues the SYN's data without tcp_event_data_recv: no ATO, no
+    quick-ACK credit, so the FIN that completes the handshake is ACKed at once, not after
+    the 40 ms delayed-ACK minimum (as Linux 6.18 does here; this script passes on it)."""
+    result = run(f"""\
++0 < S 0:10(10) win 32792 <mss 1460,sackOK,nop,nop,FO {COOKIE},nop,nop>
++0 > S. 0:0(0) ack 11 <mss 1460,nop,nop,sackOK>
++.1 < F. 11:11(0) ack 1 win 32792
++0 > . 1:1(0) ack 12
++.1 accept(3, ..., ...) = 4
++0 %{{ assert tcpi_state == TCP_CLOSE_WAIT, tcpi_state }}%
++0 read(4, ..., 512) = 10
++0 read(4, ..., 512) = 0
++0 close(4) = 0
++0 > F. 1:1(0) ack 12
+""")
+    assert result.status == "pass", result.message
+
+
 def test_data_and_fin_in_a_fast_open_syn_ack_are_taken() -> None:
     """tcp_fastopen_add_skb on the client: a SYN-ACK that answers a Fast Open SYN may carry
     data and a FIN; both are taken (CLOSE_WAIT at once). The FIN made the connection

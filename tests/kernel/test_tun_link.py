@@ -27,7 +27,7 @@ from ustcp.config import StackConfig
 from ustcp.link.base import ReceivedFrame
 from ustcp.link.pcap import PcapTap
 from ustcp.link.tun import TunLink, in_host_netns
-from ustcp.mib import Counters
+from ustcp.mib import Counters, Mib
 from ustcp.stack import Stack
 
 pytestmark = [
@@ -201,6 +201,8 @@ async def test_busy_poll_answers_without_sleeping_in_epoll(
             assert reply.data.type == dpkt.icmp.ICMP_ECHOREPLY
             assert reply.data.data.data == b"spin"
             assert (link_waits == 0) is bool(busy_poll)
+            # the ping (and the kernel's own frames) came by polling (BusyPollRxPackets)
+            assert (counters[Mib.TcpExtBusyPollRxPackets] > 0) is bool(busy_poll)
             # 50 ms of 10 µs slices let this task step thousands of times; a spin that
             # never yielded would leave it stuck at its first step (generous bound)
             assert other_steps > 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.machinery
 import json
 import subprocess
@@ -27,6 +28,28 @@ def test_the_engine_in_use_is_the_one_announced() -> None:
         [sys.executable, "-c", "from ustcp.compiled import engine_kind; print(engine_kind())"],
         capture_output=True, text=True, check=True, timeout=60)
     assert child.stdout.strip() == ustcp.ENGINE == compiled.engine_kind()
+
+
+PURE_BUILTINS = frozenset({"len", "min", "max", "abs", "int"})
+
+
+def test_no_compiled_slice_bound_calls_anything_with_effects() -> None:
+    """mypyc 2.4 evaluates a memoryview slice's bounds twice (``v[f():]`` calls ``f`` twice
+    when compiled, once interpreted): the echo app once sent every reply twice that way.
+    In a compiled module a slice bound may call pure builtins only; anything else is
+    computed in a statement of its own first."""
+    offenders = []
+    for source in compiled.COMPILED_SOURCES:
+        tree = ast.parse((compiled.ROOT / source).read_text())
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice)):
+                continue
+            bounds = (node.slice.lower, node.slice.upper, node.slice.step)
+            for call in (n for b in bounds if b is not None for n in ast.walk(b)
+                         if isinstance(n, ast.Call)):
+                if not (isinstance(call.func, ast.Name) and call.func.id in PURE_BUILTINS):
+                    offenders.append(f"{source}:{node.lineno}: {ast.unparse(node)}")
+    assert offenders == []
 
 
 def test_no_compiled_module_beside_the_sources() -> None:

@@ -178,7 +178,7 @@ class Connection:
         self._init_transfer(now)
         self.set_state(now, State.SYN_RECV)
         if syn.payload:
-            rcv.queue_in_order(now, syn, syn.payload)  # tcp_fastopen_add_skb
+            rcv.add_syn_data(now, syn)
             snd.syn_data_acked = True
         snd.send_synack(now, self.wscale_ok, cookie, exp)
         rcv.ack_sent()

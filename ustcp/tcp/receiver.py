@@ -448,11 +448,24 @@ class Receiver:
         self.last_data_recv = now
         self._queue_rcv(now, seg, payload)
 
+    def add_syn_data(self, now: float, seg: TcpSegment) -> None:
+        """The data of a Fast Open SYN or SYN-ACK, in order after the SYN
+        (tcp_fastopen_add_skb): queued, but not an arrival event of the flow. Linux does
+        not call tcp_event_data_recv here, so ATO and the quick-ACK credit stay unset and
+        the connection's next ACK (a FIN's, say) is not held by a delayed-ACK timer."""
+        payload = seg.payload
+        self.data_segs_in += 1
+        self.last_data_recv = now
+        self.rcv_buf.push(payload)
+        self.rcv_nxt = seq_add(self.rcv_nxt, len(payload))
+        self.bytes_received += len(payload)
+        self.host.wake(self.owner)
+
     def take_syn_data(self, now: float, seg: TcpSegment) -> None:
-        """The data of a Fast Open SYN-ACK and its FIN, in order after the SYN
-        (tcp_fastopen_add_skb, which calls tcp_fin for a FIN)."""
+        """The data of a Fast Open SYN-ACK and its FIN (tcp_fastopen_add_skb, which calls
+        tcp_fin for a FIN)."""
         if seg.payload:
-            self.queue_in_order(now, seg, seg.payload)
+            self.add_syn_data(now, seg)
         if seg.flags & FIN:
             self._rcv_fin()
 
