@@ -236,7 +236,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
                 self._check_open()
                 # Nothing to read (recv would raise BlockingIOError, which costs more than
                 # asking): net.core.busy_read spins on the link once, then park.
-                if not (conn.readable or conn.rcv_shutdown):
+                if not self._sock.recv_ready:
                     if not (stack.config.busy_read and not yielded
                             and await stack.busy_read(conn)):
                         await self._waiters.park()

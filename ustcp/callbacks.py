@@ -42,7 +42,7 @@ from .stack import Stack
 from .tcp.connection import Connection
 from .tcp.listener import Listener
 from .tcp.sock import Sock
-from .wire.addr import ntop
+from .wire.addr import endpoint
 
 log = structlog.get_logger("ustcp.callbacks")
 
@@ -86,7 +86,7 @@ class CallbackSocket:
         conn.sockopts.nodelay = True  # as a trio stream: small writes go at once
         conn.waiter = self
         if idle is not None:
-            idle.watch(conn, self.expire)
+            idle.watch(conn, self.close)
 
     def notify(self) -> None:
         """sk_data_ready, sk_write_space and sk_state_change in one: run the app."""
@@ -98,17 +98,15 @@ class CallbackSocket:
             log.debug("app_connection_gone", error=repr(exc))
             self.close()
         except Exception:  # a failing app must not take the receive loop down
-            conn = self.conn
             log.exception("app_failed", app=type(self.app).__qualname__,
-                          peer=f"{ntop(conn.remote_ip)}:{conn.remote_port}")
+                          peer=endpoint(self.conn.remote_ip, self.conn.remote_port))
             self.abort()
 
     def recv(self, max_bytes: int) -> bytes | None:
         """Up to ``max_bytes``; ``b""`` after the peer's FIN; None when nothing is there
         yet (the app is called again when something comes)."""
-        conn = self.conn
-        if not (conn.readable or conn.rcv_shutdown):
-            return None  # as recv would say with BlockingIOError, which costs more
+        if not self._sock.recv_ready:
+            return None
         try:
             return self.stack.call(self._sock, Sock.recv, max_bytes)
         except BlockingIOError:
@@ -135,10 +133,6 @@ class CallbackSocket:
         if not self.closed:
             self._release()
             self.stack.call(self._sock, Sock.abort)
-
-    def expire(self) -> None:
-        """The idle watch gave up on this connection: close it."""
-        self.close()
 
     def _release(self) -> None:
         self.closed = True

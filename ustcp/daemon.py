@@ -50,7 +50,7 @@ from ustcp.obs.nstat import Nstat
 from ustcp.stack import Stack
 from ustcp.tcp.connection import Connection
 from ustcp.tcp.states import State
-from ustcp.wire.addr import ntop
+from ustcp.wire.addr import endpoint
 from ustcp.workers import MAX_WORKERS, Worker, control_name, supervise
 
 log = structlog.get_logger("ustcp.daemon")
@@ -481,7 +481,7 @@ class IdleReaper:
             for conn in expired:
                 expire = self.watched.pop(conn)[0]
                 self.counters.inc(Mib.UstcpAppIdleTimeouts)
-                log.debug("app_idle_timeout", conn=f"{ntop(conn.remote_ip)}:{conn.remote_port}")
+                log.debug("app_idle_timeout", conn=endpoint(conn.remote_ip, conn.remote_port))
                 expire()
 
 

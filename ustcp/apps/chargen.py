@@ -12,6 +12,7 @@ room, with no task per connection.
 
 from __future__ import annotations
 
+from ustcp.apps.discard import drain
 from ustcp.callbacks import CallbackSocket
 
 PRINTABLE = bytes(range(32, 127))
@@ -39,10 +40,9 @@ class Chargen:
         self.offset = 0
 
     def ready(self, sock: CallbackSocket) -> None:
-        while (data := sock.recv(CHUNK)) is not None:
-            if not data:
-                sock.close()  # the peer's FIN ends the stream
-                return
+        drain(sock)
+        if sock.closed:
+            return  # the peer's FIN ends the stream
         offset = self.offset
         while sent := sock.send(_REPEATED[offset : offset + CHUNK]):
             offset = (offset + sent) % len(CYCLE)

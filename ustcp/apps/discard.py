@@ -9,11 +9,16 @@ from ustcp.callbacks import CallbackSocket
 CHUNK = 256 * 1024
 
 
+def drain(sock: CallbackSocket) -> None:
+    """Read and drop what has come; after the peer's FIN, close (``sock.closed``)."""
+    while (data := sock.recv(CHUNK)) is not None:
+        if not data:
+            sock.close()
+            return
+
+
 class Discard:
     __slots__ = ()
 
     def ready(self, sock: CallbackSocket) -> None:
-        while (data := sock.recv(CHUNK)) is not None:
-            if not data:
-                sock.close()
-                return
+        drain(sock)

@@ -477,6 +477,13 @@ class Sock:
             self.conn.abort(now)
 
     @property
+    def recv_ready(self) -> bool:
+        """recv(2) would return at once (data, the end of the stream, an error) rather than
+        raise BlockingIOError: asking costs less than the exception."""
+        conn = self.conn
+        return conn is None or conn.readable or conn.rcv_shutdown
+
+    @property
     def closing(self) -> bool:
         """sk_stream_closing (net/core/stream.c): our FIN is queued or sent and not yet
         acknowledged."""
