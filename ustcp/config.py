@@ -40,6 +40,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_window_scaling": (0, U8_MAX),
     "tcp_sack": (0, U8_MAX),
     "tcp_dsack": (0, U8_MAX),
+    "tcp_frto": (0, U8_MAX),
     "tcp_fin_timeout": (0, JIFFIES_SEC_MAX),
     "tcp_orphan_retries": (0, U8_MAX),
     "tcp_max_orphans": (0, INT_MAX),
@@ -150,6 +151,7 @@ class StackConfig:
     tcp_window_scaling: int = 1
     tcp_sack: int = 1
     tcp_dsack: int = 1
+    tcp_frto: int = 2  # F-RTO after an RTO (RFC 5682), any non-zero value: undo.py
     # --- close path and TIME_WAIT (tcp_minisocks.c, tcp.c) ---
     tcp_fin_timeout: int = 60
     tcp_orphan_retries: int = 0

@@ -131,7 +131,7 @@ def test_fast_retransmit_after_three_sacks_halves_cwnd_with_reno() -> None:
     net.run(net.now + 0.011)  # SACKs are back, the hole is retransmitted
     assert client.snd.ccs.ca_state in (3, 0)
     assert client.snd.ccs.snd_ssthresh == max(cwnd_before // 2, 2) or \
-        client.snd.ccs.snd_ssthresh == max(client.snd.prior_cwnd // 2, 2)
+        client.snd.ccs.snd_ssthresh == max(client.snd.ccs.prior_cwnd // 2, 2)
     net.run(net.now + 2)
     assert net.a.counters["TcpExtTCPSackRecovery"] == 1
     assert net.a.counters["TcpExtTCPTimeouts"] == 0

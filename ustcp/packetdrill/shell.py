@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Sysctls of Linux features the stack does not have, which a script's profile sets without
-# depending on them (the AccECN option, F-RTO, FACK, TSO deferral).
+# depending on them (the AccECN option, FACK, TSO deferral).
 IGNORED_SYSCTLS = frozenset({
     "tcp_ecn_option",
-    "tcp_frto", "tcp_fack", "tcp_tso_win_divisor",
+    "tcp_fack", "tcp_tso_win_divisor",
 })
 
 # Kernel module parameters with their Linux defaults: writing the default is a no-op.

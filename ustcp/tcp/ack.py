@@ -20,7 +20,7 @@ from . import mtu_probe, recovery
 from .chrono import CHRONO_BUSY
 from .congestion.base import CA_OPEN
 from .ecn import TCP_ECN_OK
-from .seq import after, before, seq_add, seq_diff
+from .seq import after, before, before_eq, seq_add, seq_diff
 from .timers import XmitTimer
 
 if TYPE_CHECKING:
@@ -49,13 +49,17 @@ def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
     snd.rcv.replace_ts_recent(now, seg)  # RFC 7323 4.3, once the ACK is acceptable
     window_update = update_window(snd, seg)
     newly_sacked = 0
+    flag = 0
     prior_fack = snd.rtx.fack(prior_una)
     if snd.sack_ok and seg.options.sack_blocks:
-        newly_sacked = recovery.sacktag(snd, now, seg.options.sack_blocks, ack)
+        newly_sacked, flag = recovery.sacktag(snd, now, seg.options.sack_blocks, ack)
     acked_pkts = 0
     una_advanced = after(ack, prior_una)
     if una_advanced:
-        acked_pkts = clean_rtx(snd, now, ack, seg, prior_fack)
+        flag |= recovery.FLAG_SND_UNA_ADVANCED
+        acked_pkts, orig_acked = clean_rtx(snd, now, ack, seg, prior_fack)
+        if orig_acked:
+            flag |= recovery.FLAG_ORIG_SACK_ACKED
         snd.snd_una = ack
         snd.ccs.snd_una = ack
         mtu_probe.on_ack(snd, now)  # the probe acknowledged: the MSS may rise (RFC 4821)
@@ -77,22 +81,39 @@ def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
     if snd.tlp_high_seq is not None:
         recovery.process_tlp_ack(snd, now, ack, acked_pkts, newly_sacked, seg)
     newly_lost = 0
+    rexmit = recovery.REXMIT_NONE
     # An ECN echo (tcp_ecn_rcv_ecn_echo: FLAG_ECE); with nothing in flight the ACK takes
     # tcp_ack's no_queue path, without the state machine.
-    ece = bool(snd.ecn_flags & TCP_ECN_OK and seg.flags & ECE and not seg.flags & SYN
-               and prior_packets)
+    if snd.ecn_flags & TCP_ECN_OK and seg.flags & ECE and not seg.flags & SYN \
+            and prior_packets:
+        flag |= recovery.FLAG_ECE
+    if not (una_advanced or window_update or seg.payload
+            or flag & recovery.FLAG_DSACKING_ACK):
+        flag |= recovery.FLAG_DUPACK
     # tcp_ack_is_dubious: a duplicate ACK (no progress, no data, no window update), one
     # with SACK information or an ECN echo, or any ACK outside CA_Open goes through the
     # recovery state machine; a clean ACK in CA_Open cannot prove a loss.
     if not (una_advanced or window_update or seg.payload) or seg.options.sack_blocks \
-            or ece or snd.ccs.ca_state != CA_OPEN:
-        newly_lost = recovery.fastretrans_alert(snd, now, prior_una, ece)
+            or flag & recovery.FLAG_ECE or snd.ccs.ca_state != CA_OPEN:
+        newly_lost, rexmit = recovery.fastretrans_alert(snd, now, prior_una, flag,
+                                                        seg.options.ts_ecr)
     recovery.cong_control(snd, now, acked_pkts, newly_sacked, newly_lost, una_advanced)
-    if snd.rtx.lost_out > snd.rtx.retrans_out:
-        recovery.xmit_retransmit_queue(snd, now)  # tcp_xmit_recovery
+    xmit_recovery(snd, now, rexmit)
     if una_advanced and snd.xmit_timer != XmitTimer.REO_TIMEOUT:
         snd.set_xmit_timer(now)
     return ACK_OK
+
+
+def xmit_recovery(snd: Sender, now: float, rexmit: int) -> None:
+    """tcp_xmit_recovery: retransmit what is lost; for F-RTO's step 2b new data first,
+    Nagle aside, and the retransmissions only if no new data could go."""
+    if rexmit == recovery.REXMIT_NEW:
+        snd.push_ignoring_nagle(now)
+        if after(snd.snd_nxt, snd.high_seq):
+            return
+        snd.undo.frto = False
+    if rexmit != recovery.REXMIT_NONE and snd.rtx.lost_out > snd.rtx.retrans_out:
+        recovery.xmit_retransmit_queue(snd, now)
 
 
 def ack_probe(snd: Sender, now: float) -> None:
@@ -135,10 +156,13 @@ def update_window(snd: Sender, seg: TcpSegment) -> bool:
     return False
 
 
-def clean_rtx(snd: Sender, now: float, ack: int, seg: TcpSegment, prior_fack: int) -> int:
+def clean_rtx(snd: Sender, now: float, ack: int, seg: TcpSegment,
+              prior_fack: int) -> tuple[int, bool]:
     """Drop acknowledged records; sample the RTT (Karn's rule, RFC 6298 3); feed the
-    congestion control (tcp_clean_rtx_queue). Returns the packets newly delivered:
-    acknowledged now and not already SACKed."""
+    congestion control (tcp_clean_rtx_queue). Returns the packets newly delivered
+    (acknowledged now and not already SACKed) and whether never-retransmitted data sent
+    before high_seq was among them (FLAG_ORIG_SACK_ACKED, for F-RTO)."""
+    orig_acked = False
     acked_pkts = 0
     acked_bytes = 0
     rtt_us = -1
@@ -179,6 +203,8 @@ def clean_rtx(snd: Sender, now: float, ack: int, seg: TcpSegment, prior_fack: in
             if first_ackt is None:
                 first_ackt = rec.xmit
             last_ackt = rec.xmit
+            if before_eq(rec.end, snd.high_seq):
+                orig_acked = True
             if reord is None:
                 reord = rec.start
     if snd.sack_ok and reord is not None and before(reord, prior_fack):
@@ -210,4 +236,4 @@ def clean_rtx(snd: Sender, now: float, ack: int, seg: TcpSegment, prior_fack: in
     if acked_pkts:
         snd.cc.pkts_acked(snd.ccs, now, acked_pkts, ca_rtt_us)
     snd.ccs.packets_out = snd.rtx.packets_out
-    return delivered
+    return delivered, orig_acked

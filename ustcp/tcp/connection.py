@@ -922,6 +922,7 @@ class Connection:
             "tcpi_snd_wnd": self.snd.snd_wnd,
             "tcpi_rcv_wnd": self.rcv.rcv_wnd,
             "tcpi_reord_seen": self.snd.reord_seen,
+            "tcpi_dsack_dups": self.snd.dsack_dups,
             **self.snd.chrono.info(now),
         }
 

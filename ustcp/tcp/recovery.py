@@ -26,7 +26,7 @@ import structlog
 
 from ..mib import Mib
 from ..wire.tcp import TcpSegment
-from . import mtu_probe
+from . import mtu_probe, undo
 from .congestion.base import (
     CA_CWR,
     CA_DISORDER,
@@ -45,6 +45,19 @@ if TYPE_CHECKING:
     from .sender import Sender
 
 log = structlog.get_logger("ustcp.tcp")
+
+# What an ACK did (Linux's FLAG_* of tcp_input.c), for the recovery state machine.
+FLAG_SND_UNA_ADVANCED = 0x1  # SND.UNA moved
+FLAG_DATA_SACKED = 0x2  # new SACK information
+FLAG_ECE = 0x4  # an ECN echo
+FLAG_DSACKING_ACK = 0x8  # a D-SACK that counts (tcp_check_dsack)
+FLAG_ORIG_SACK_ACKED = 0x10  # never-retransmitted data below high_seq (S)ACKed
+FLAG_DUPACK = 0x20  # none of data, a window update, progress or a D-SACK (num_dupack)
+
+# What to send after the ACK (tcp_xmit_recovery's rexmit).
+REXMIT_NONE = 0
+REXMIT_LOST = 1  # retransmit what is marked lost
+REXMIT_NEW = 2  # F-RTO step 2b: new data first
 
 
 def process_tlp_ack(snd: Sender, now: float, ack: int, acked: int, sacked: int,
@@ -97,18 +110,29 @@ def send_loss_probe(snd: Sender, now: float) -> None:
     snd.arm_rto(now)
 
 
-def sacktag(snd: Sender, now: float, blocks: tuple[tuple[int, int], ...], ack: int) -> int:
-    """Mark SACKed records (tcp_sacktag_write_queue). D-SACK blocks (RFC 2883 4: first
-    block below the ACK or inside the second block) are counted and not tagged."""
+def sacktag(snd: Sender, now: float, blocks: tuple[tuple[int, int], ...],
+            ack: int) -> tuple[int, int]:
+    """Mark SACKed records (tcp_sacktag_write_queue). A first block that starts below
+    the ACK, or lies inside the second block, is a D-SACK (RFC 2883 4, tcp_check_dsack):
+    counted, held against the episode's retransmissions (undo.py) and not tagged.
+    Returns the packets newly SACKed and the FLAG_* bits the blocks earned."""
     newly = 0
+    flag = 0
     c = snd.host.counters
     reord: int | None = None
-    dsack_first = bool(blocks) and (before_eq(blocks[0][1], ack) or (
-        len(blocks) > 1 and not before(blocks[0][0], blocks[1][0])
-        and not after(blocks[0][1], blocks[1][1])))
-    if dsack_first:
-        c.inc(Mib.TcpExtTCPDSACKRecv)
+    if blocks and (before(blocks[0][0], ack) or (
+            len(blocks) > 1 and not before(blocks[0][0], blocks[1][0])
+            and not after(blocks[0][1], blocks[1][1]))):
+        start, end = blocks[0]
+        c.inc(Mib.TcpExtTCPDSACKRecv if before(start, ack) else Mib.TcpExtTCPDSACKOfoRecv)
         blocks = blocks[1:]
+        if undo.dsack_seen(snd, start, end, snd.snd_una):
+            flag |= FLAG_DSACKING_ACK
+            for rec in snd.rtx.records:  # the part still queued: per record
+                if not before(rec.start, end):
+                    break
+                if rec.ever_retrans and after(rec.end, start) and not before(rec.start, start):
+                    undo.dsack_record(snd, rec.end, rec.pcount)
     # Linux walks the blocks in sequence order (tcp_sacktag_write_queue).
     rtx = snd.rtx
     tagged: list[TxRecord] = []
@@ -124,10 +148,14 @@ def sacktag(snd: Sender, now: float, blocks: tuple[tuple[int, int], ...], ack: i
     for rec in tagged:
         newly += rec.pcount
         rack_advance(snd, now, rec)
+        if not rec.ever_retrans and before_eq(rec.end, snd.high_seq):
+            flag |= FLAG_ORIG_SACK_ACKED  # tcp_sacktag_one
     snd.delivered += newly
     if reord is not None:
         check_sack_reordering(snd, reord)
-    return newly
+    if newly:
+        flag |= FLAG_DATA_SACKED
+    return newly, flag
 
 
 def check_sack_reordering(snd: Sender, low_seq: int) -> None:
@@ -243,46 +271,127 @@ def mark_lost(snd: Sender, now: float, snd_una_advanced: bool) -> bool:
     return True
 
 
-def fastretrans_alert(snd: Sender, now: float, prior_una: int, ece: bool = False) -> int:
-    """The loss-recovery state machine (tcp_fastretrans_alert) for a dubious ACK: leaves
-    recovery once everything outstanding at its start is acked, detects losses (RACK,
-    RFC 6675 or NewReno, RFC 6582) and enters recovery when one is proven; an ECN echo
-    (``ece``) that proves no loss enters CWR (tcp_try_to_open). Returns the packets newly
-    marked lost."""
+def fastretrans_alert(snd: Sender, now: float, prior_una: int, flag: int,
+                      tsecr: int | None) -> tuple[int, int]:
+    """The loss-recovery state machine (tcp_fastretrans_alert) for a dubious ACK
+    (``flag``: its FLAG_* bits; ``tsecr``: the TSecr it echoes): leaves recovery once
+    everything outstanding at its start is acked, undoes a reduction proved spurious
+    (undo.py), detects losses (RACK, RFC 6675 or NewReno, RFC 6582) and enters recovery
+    when one is proven; an ECN echo that proves no loss enters CWR (tcp_try_to_open).
+    Returns the packets newly marked lost and what to send (REXMIT_*)."""
     if mtu_probe.probe_lost(snd):
         simple_retransmit(snd, now)
-        return 0  # the MTU probe was lost: no cwnd reduction (RFC 4821 7.6.2)
+        return 0, REXMIT_NONE  # the MTU probe was lost: no cwnd reduction (RFC 4821 7.6.2)
     ccs = snd.ccs
-    state = ccs.ca_state
-    # Leave a recovery episode once everything outstanding at its start is acked.
-    if state == CA_RECOVERY and not before(snd.snd_una, snd.high_seq):
-        if ccs.snd_ssthresh < TCP_INFINITE_SSTHRESH:
-            ccs.snd_cwnd = ccs.snd_ssthresh  # tcp_end_cwnd_reduction
-            ccs.snd_cwnd_cnt = 0
-        snd.set_ca_state(CA_OPEN)
-        state = CA_OPEN
-    elif state == CA_CWR and after(snd.snd_una, snd.high_seq):
-        # CWR is held until something above high_seq is acked, so that the CWR bit has
-        # reached the receiver (tcp_fastretrans_alert); then cwnd = ssthresh.
-        ccs.snd_cwnd = ccs.snd_ssthresh  # tcp_end_cwnd_reduction
-        ccs.snd_cwnd_cnt = 0
-        snd.set_ca_state(CA_OPEN)
-        state = CA_OPEN
-    elif state == CA_LOSS and not before(snd.snd_una, snd.high_seq):
-        snd.set_ca_state(CA_OPEN)
-        state = CA_OPEN
     lost_before = snd.rtx.lost_out
-    if state != CA_LOSS or snd.sack_ok:
-        mark_lost(snd, now, after(snd.snd_una, prior_una))
-    if snd.rtx.lost_out and state in (CA_OPEN, CA_DISORDER, CA_CWR):
-        enter_recovery(snd, now)  # tcp_time_to_recover: the loss is proven
-    elif ece and state in (CA_OPEN, CA_DISORDER):
+    una_advanced = bool(flag & FLAG_SND_UNA_ADVANCED)
+    if flag & FLAG_ECE:
+        ccs.prior_ssthresh = 0  # congestion proven by ECN: the reduction is not undone
+    # Leave an episode once everything outstanding at its start is acked.
+    state = ccs.ca_state
+    if state == CA_OPEN:
+        snd.undo.retrans_tsval = None
+    elif not before(snd.snd_una, snd.high_seq):
+        if state == CA_CWR and snd.snd_una != snd.high_seq:
+            # CWR is held until something above high_seq is acked, so that the CWR bit
+            # has reached the receiver.
+            end_cwnd_reduction(snd, now)
+            snd.set_ca_state(CA_OPEN)
+        elif state == CA_RECOVERY:
+            undo.try_undo_recovery(snd, tsecr)
+            end_cwnd_reduction(snd, now)
+    state = ccs.ca_state
+    if state == CA_RECOVERY:
+        if una_advanced and try_undo_partial(snd, tsecr, prior_una):
+            return 0, REXMIT_NONE
+        if undo.try_undo_dsack(snd):
+            undo.try_keep_open(snd)
+            return 0, REXMIT_NONE
+        mark_lost(snd, now, una_advanced)
+        return max(0, snd.rtx.lost_out - lost_before), REXMIT_LOST
+    if state == CA_LOSS:
+        rexmit = process_loss(snd, flag, tsecr)
+        if snd.sack_ok:
+            mark_lost(snd, now, una_advanced)
+        if ccs.ca_state != CA_OPEN:
+            return max(0, snd.rtx.lost_out - lost_before), rexmit
+    # Open, Disorder, CWR (or a loss episode just undone or recovered).
+    if ccs.ca_state <= CA_DISORDER:
+        undo.try_undo_dsack(snd)
+    mark_lost(snd, now, una_advanced)
+    if not snd.rtx.lost_out:  # tcp_time_to_recover: no loss proven
+        try_to_open(snd, now, bool(flag & FLAG_ECE))
+        return 0, REXMIT_NONE
+    enter_recovery(snd, now, bool(flag & FLAG_ECE))
+    return max(0, snd.rtx.lost_out - lost_before), REXMIT_LOST
+
+
+def try_undo_partial(snd: Sender, tsecr: int | None, prior_una: int) -> bool:
+    """A partial ACK in recovery acknowledged an original (tcp_try_undo_partial): the
+    path reorders more than thought. With retransmissions still out, only stop marking
+    and resending; else undo (TcpExtTCPPartialUndo)."""
+    if snd.undo.marker is None or not undo.packet_delayed(snd, tsecr):
+        return False
+    check_sack_reordering(snd, prior_una)
+    if snd.rtx.retrans_out:
+        return True
+    undo.clear_stamp_if_clean(snd)
+    undo.undo_cwnd_reduction(snd, True)
+    snd.host.counters.inc(Mib.TcpExtTCPPartialUndo)
+    undo.try_keep_open(snd)
+    return True
+
+
+def process_loss(snd: Sender, flag: int, tsecr: int | None) -> int:
+    """An ACK in CA_Loss (tcp_process_loss): undo a spurious RTO, run F-RTO (RFC 5682
+    3.1, the SACK-enhanced version; ``tcp_frto``), leave once everything sent before the
+    RTO is acked. Returns what to send (REXMIT_*)."""
+    u = snd.undo
+    recovered = not before(snd.snd_una, snd.high_seq)
+    una_advanced = bool(flag & FLAG_SND_UNA_ADVANCED)
+    if (una_advanced or (snd.fastopen_child and snd.owner.state == State.SYN_RECV)) \
+            and undo.try_undo_loss(snd, tsecr, False):
+        return REXMIT_NONE
+    if u.frto:
+        # Step 3b: never-retransmitted data (S)ACKed: not all was lost, the RTO was
+        # spurious.
+        if flag & FLAG_ORIG_SACK_ACKED and undo.try_undo_loss(snd, tsecr, True):
+            return REXMIT_NONE
+        if after(snd.snd_nxt, snd.high_seq):
+            if flag & (FLAG_DATA_SACKED | FLAG_DUPACK):
+                u.frto = False  # step 3a: the loss was real
+        elif una_advanced and not recovered:
+            snd.high_seq = snd.snd_nxt
+            # Step 2b: send new data (once cwnd grew for this ACK), else fall back to
+            # the conventional recovery.
+            unsent = seq_diff(snd.write_seq, snd.snd_nxt) > 0 or (
+                snd.fin_queued and not snd.fin_sent)
+            if unsent and after(seq_add(snd.snd_una, snd.snd_wnd), snd.snd_nxt):
+                return REXMIT_NEW
+            u.frto = False
+    if recovered:
+        undo.try_undo_recovery(snd, tsecr)  # step 2a, and the first part of 3a
+        return REXMIT_NONE
+    return REXMIT_LOST
+
+
+def try_to_open(snd: Sender, now: float, ece: bool) -> None:
+    """No loss proven (tcp_try_to_open): an ECN echo enters CWR, else Open or Disorder."""
+    undo.clear_stamp_if_clean(snd)
+    if ece and snd.ccs.ca_state < CA_CWR:
         enter_cwr(snd, now)
-    elif state == CA_OPEN and snd.rtx.sacked_out:
-        snd.set_ca_state(CA_DISORDER)
-    elif state == CA_DISORDER and not snd.rtx.sacked_out:
-        snd.set_ca_state(CA_OPEN)
-    return max(0, snd.rtx.lost_out - lost_before)
+    if snd.ccs.ca_state != CA_CWR:
+        undo.try_keep_open(snd)
+
+
+def end_cwnd_reduction(snd: Sender, now: float) -> None:
+    """tcp_end_cwnd_reduction: cwnd = ssthresh after CWR or a recovery not undone."""
+    ccs = snd.ccs
+    if ccs.snd_ssthresh < TCP_INFINITE_SSTHRESH and (
+            ccs.ca_state == CA_CWR or snd.undo.marker is not None):
+        ccs.snd_cwnd = ccs.snd_ssthresh
+        ccs.snd_cwnd_cnt = 0
+    snd.cc.cwnd_event(ccs, now, CwndEvent.COMPLETE_CWR)
 
 
 def cong_control(snd: Sender, now: float, acked: int, sacked: int, newly_lost: int,
@@ -304,8 +413,9 @@ def init_cwnd_reduction(snd: Sender) -> None:
     control, PRR's counters from zero, the episode ends above snd_nxt, and an ECN peer
     hears of it (CWR on the next new data)."""
     ccs = snd.ccs
+    ccs.prior_cwnd = ccs.snd_cwnd
+    ccs.snd_cwnd_cnt = 0
     ccs.snd_ssthresh = snd.cc.ssthresh(ccs)
-    snd.prior_cwnd = ccs.snd_cwnd
     snd.prr_delivered = 0
     snd.prr_out = 0
     snd.high_seq = snd.snd_nxt
@@ -315,25 +425,33 @@ def init_cwnd_reduction(snd: Sender) -> None:
 
 def enter_cwr(snd: Sender, now: float) -> None:
     """Congestion Window Reduced after an ECN echo (tcp_enter_cwr, RFC 3168 6.1.2): the
-    response to a loss, once per window, with nothing to retransmit; CWR goes out on the
-    next new data segment."""
+    response to a loss, once per window, with nothing to retransmit and nothing to undo
+    (congestion is proven); CWR goes out on the next new data segment."""
     ccs = snd.ccs
-    ccs.prior_cwnd = ccs.snd_cwnd
-    init_cwnd_reduction(snd)
-    snd.set_ca_state(CA_CWR)
+    ccs.prior_ssthresh = 0
+    if ccs.ca_state < CA_CWR:
+        snd.undo.marker = None
+        init_cwnd_reduction(snd)
+        snd.set_ca_state(CA_CWR)
     log.debug("cwr", snd=snd.name, cwnd=ccs.snd_cwnd, ssthresh=ccs.snd_ssthresh,
               t=round(now, 6))
 
 
-def enter_recovery(snd: Sender, now: float) -> None:
-    """Fast recovery starts (tcp_enter_recovery, RFC 5681 3.2 / RFC 6675 5)."""
+def enter_recovery(snd: Sender, now: float, ece: bool = False) -> None:
+    """Fast recovery starts (tcp_enter_recovery, RFC 5681 3.2 / RFC 6675 5): a new undo
+    episode; the reduction itself unless CWR already made it (then, as after an ECN
+    echo, it is not undone)."""
     ccs = snd.ccs
-    ccs.prior_cwnd = ccs.snd_cwnd
-    ccs.prior_ssthresh = ccs.snd_ssthresh
-    init_cwnd_reduction(snd)
-    snd.set_ca_state(CA_RECOVERY)
     snd.host.counters.inc(
         Mib.TcpExtTCPSackRecovery if snd.sack_ok else Mib.TcpExtTCPRenoRecovery)
+    undo.clear_stamp_if_clean(snd)  # the clock starts with our fast retransmit
+    ccs.prior_ssthresh = 0
+    undo.init_undo(snd)
+    if ccs.ca_state not in (CA_CWR, CA_RECOVERY):
+        if not ece:
+            ccs.prior_ssthresh = snd.current_ssthresh()
+        init_cwnd_reduction(snd)
+    snd.set_ca_state(CA_RECOVERY)
     log.debug("recovery", snd=snd.name, cwnd=ccs.snd_cwnd,
               ssthresh=ccs.snd_ssthresh, t=round(now, 6))
 
@@ -343,14 +461,14 @@ def cwnd_reduction(snd: Sender, delivered: int, newly_lost: int, una_advanced: b
     recovery, send about ssthresh/prior_cwnd packets per packet delivered, and
     slow-start back up to ssthresh once the pipe has drained below it."""
     ccs = snd.ccs
-    if delivered <= 0 or not snd.prior_cwnd:
+    if delivered <= 0 or not ccs.prior_cwnd:
         return
     snd.prr_delivered += delivered
     in_flight = snd.rtx.in_flight()
     delta = ccs.snd_ssthresh - in_flight
     if delta < 0:
-        dividend = ccs.snd_ssthresh * snd.prr_delivered + snd.prior_cwnd - 1
-        sndcnt = dividend // snd.prior_cwnd - snd.prr_out
+        dividend = ccs.snd_ssthresh * snd.prr_delivered + ccs.prior_cwnd - 1
+        sndcnt = dividend // ccs.prior_cwnd - snd.prr_out
     else:
         sndcnt = max(snd.prr_delivered - snd.prr_out, delivered)
         if una_advanced and not newly_lost:
@@ -410,8 +528,8 @@ def non_congestion_loss_retransmit(snd: Sender, now: float) -> None:
     ccs = snd.ccs
     if ccs.ca_state != CA_LOSS:
         snd.high_seq = snd.snd_nxt
-        if ccs.ca_state not in (CA_CWR, CA_RECOVERY):  # tcp_current_ssthresh
-            ccs.snd_ssthresh = max(ccs.snd_ssthresh, (ccs.snd_cwnd >> 1) + (ccs.snd_cwnd >> 2))
+        ccs.snd_ssthresh = snd.current_ssthresh()
         ccs.prior_ssthresh = 0
+        snd.undo.marker = None
         snd.set_ca_state(CA_LOSS)
     xmit_retransmit_queue(snd, now)

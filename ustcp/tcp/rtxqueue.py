@@ -243,6 +243,13 @@ class RtxQueue:
                 rec.lost = True
                 self.lost_out += rec.pcount
 
+    def unmark_all_lost(self) -> None:
+        """A reduction proved spurious (tcp_undo_cwnd_reduction with unmark_loss):
+        nothing is lost any more."""
+        for rec in self.records:
+            rec.lost = False
+        self.lost_out = 0
+
     # ------------------------------------------------------------------ without SACK
 
     def add_reno_sack(self) -> None:

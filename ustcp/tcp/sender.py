@@ -62,6 +62,7 @@ from .rtxqueue import RtxQueue, TxRecord
 from .seq import after, before, seq_add, seq_diff
 from .states import SYNCHRONIZED, State
 from .timers import XmitTimer
+from .undo import Undo, init_undo, on_retransmit
 
 log = structlog.get_logger("ustcp.tcp")
 
@@ -99,6 +100,7 @@ class Sender:
         "cwnd_usage_seq",
         "data_segs_out",
         "delivered",
+        "dsack_dups",
         "ecn_flags",
         "eor_marks",
         "fastopen_child",
@@ -125,7 +127,6 @@ class Sender:
         "nospace",
         "owner",
         "pmtu_cookie",
-        "prior_cwnd",
         "probes_out",
         "probes_tstamp",
         "prr_delivered",
@@ -166,6 +167,7 @@ class Sender:
         "tlp_high_seq",
         "tlp_retrans",
         "total_retrans",
+        "undo",
         "uto_stamp",
         "write_seq",
         "xmit_timer",
@@ -242,7 +244,7 @@ class Sender:
         self.cc = make_congestion_control(sockopts.congestion or cfg.tcp_congestion_control)
         self.ccs = CcState(mss=536)
         self.high_seq = 0
-        self.prior_cwnd = 0
+        self.undo = Undo()  # undo of spurious reductions, F-RTO (undo.py)
         # RACK (RFC 8985, Linux tcp_recovery.c) and TLP.
         self.rack_mstamp = -1.0  # send time of the most recently sent delivered record
         self.rack_end_seq = 0
@@ -265,6 +267,7 @@ class Sender:
         self.segs_out = 0
         self.data_segs_out = 0
         self.total_retrans = 0
+        self.dsack_dups = 0  # duplicate segments D-SACKed (tcpi_dsack_dups)
         self.delivered = 0
         self.last_ack_recv = now
 
@@ -706,6 +709,8 @@ class Sender:
         self.host.counters.inc(Mib.TcpRetransSegs, rec.pcount)
         if not self.retrans_stamp:
             self.retrans_stamp = rec.first_xmit
+        if not probe:  # a loss probe is not the episode's (tcp_send_loss_probe)
+            on_retransmit(self, now, rec.pcount)
         if not self.uto_stamp and not probe:
             self.uto_stamp = now
         log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
@@ -976,6 +981,7 @@ class Sender:
             self.snd_wl1 = seg.seq
             self.snd_wl2 = seg.ack
             self.retrans_stamp = self.uto_stamp = 0.0
+        self.undo.retrans_tsval = None  # a resent SYN is not a loss episode's
         self.backoff = 0
         self.retransmits = 0
         self.t_rto = None
@@ -1106,15 +1112,21 @@ class Sender:
         return True
 
     def enter_loss(self, now: float) -> None:
-        """RTO recovery (tcp_enter_loss): everything not SACKed is lost, cwnd = 1."""
+        """RTO recovery (tcp_enter_loss): everything not SACKed is lost, cwnd = 1; a new
+        episode for undo, and F-RTO (RFC 5682 3.1 step 1) unless another recovery was
+        under way (repeated timeouts of one SND.UNA excepted) or an MTU probe is out."""
         ccs = self.ccs
+        new_recovery = ccs.ca_state < CA_RECOVERY
+        self.rtx.mark_all_lost()
         if ccs.ca_state <= CA_DISORDER or not before(self.snd_una, self.high_seq) or (
                 ccs.ca_state == CA_LOSS and not self.retransmits):
-            ccs.prior_ssthresh = ccs.snd_ssthresh
+            ccs.prior_ssthresh = self.current_ssthresh()
             ccs.prior_cwnd = ccs.snd_cwnd
             ccs.snd_ssthresh = self.cc.ssthresh(ccs)
             self.cc.cwnd_event(ccs, now, CwndEvent.LOSS)
-        self.rtx.mark_all_lost()
+            init_undo(self)
+        self.undo.frto = bool(self.config.tcp_frto) and (
+            new_recovery or bool(self.retransmits)) and not self.mtup.probe_size
         ccs.snd_cwnd = self.rtx.in_flight() + 1
         ccs.snd_cwnd_cnt = 0
         self.high_seq = self.snd_nxt
@@ -1148,6 +1160,13 @@ class Sender:
             return self._send_new(now, size, False)
         finally:
             self.mss = saved
+
+    def current_ssthresh(self) -> int:
+        """tcp_current_ssthresh: ssthresh during a reduction, else at least 3/4 cwnd."""
+        ccs = self.ccs
+        if ccs.ca_state in (CA_CWR, CA_RECOVERY):
+            return ccs.snd_ssthresh
+        return max(ccs.snd_ssthresh, (ccs.snd_cwnd >> 1) + (ccs.snd_cwnd >> 2))
 
     def set_ca_state(self, new: int) -> None:
         """tcp_set_ca_state: the congestion control hears of it first."""
