@@ -10,7 +10,10 @@ the recovery half of tcp_input.c apart from the rest of the socket:
   timer (:func:`rack_reo_timeout`); :func:`send_loss_probe` is its tail loss probe (the
   sender arms it: ``Sender.schedule_loss_probe``);
 - :func:`fastretrans_alert` is the recovery state machine (tcp_fastretrans_alert), run
-  for dubious ACKs only: it enters and leaves CA_Recovery; :func:`cong_control` then sets
+  for dubious ACKs only: it enters and leaves CA_Recovery, runs F-RTO in CA_Loss
+  (:func:`process_loss`) and undoes a reduction proved spurious by D-SACK
+  (:func:`check_dsack`) or timestamps (the ``try_undo_*`` functions over the episode's
+  :class:`~ustcp.tcp.undo.Undo`); :func:`cong_control` then sets
   cwnd with PRR (:func:`cwnd_reduction`, RFC 6937) or grows it through the congestion
   control, and :func:`xmit_retransmit_queue` resends what is marked lost;
 - without SACK, duplicate ACKs count as SACKed segments (``RtxQueue.add_reno_sack``),
@@ -26,7 +29,7 @@ import structlog
 
 from ..mib import Mib
 from ..wire.tcp import TcpSegment
-from . import mtu_probe, undo
+from . import ecn, mtu_probe
 from .congestion.base import (
     CA_CWR,
     CA_DISORDER,
@@ -114,7 +117,8 @@ def sacktag(snd: Sender, now: float, blocks: tuple[tuple[int, int], ...],
             ack: int) -> tuple[int, int]:
     """Mark SACKed records (tcp_sacktag_write_queue). A first block that starts below
     the ACK, or lies inside the second block, is a D-SACK (RFC 2883 4, tcp_check_dsack):
-    counted, held against the episode's retransmissions (undo.py) and not tagged.
+    counted, held against the episode's retransmissions (:func:`check_dsack`) and not
+    tagged.
     Returns the packets newly SACKed and the FLAG_* bits the blocks earned."""
     newly = 0
     flag = 0
@@ -126,13 +130,8 @@ def sacktag(snd: Sender, now: float, blocks: tuple[tuple[int, int], ...],
         start, end = blocks[0]
         c.inc(Mib.TcpExtTCPDSACKRecv if before(start, ack) else Mib.TcpExtTCPDSACKOfoRecv)
         blocks = blocks[1:]
-        if undo.dsack_seen(snd, start, end, snd.snd_una):
+        if check_dsack(snd, start, end):
             flag |= FLAG_DSACKING_ACK
-            for rec in snd.rtx.records:  # the part still queued: per record
-                if not before(rec.start, end):
-                    break
-                if rec.ever_retrans and after(rec.end, start) and not before(rec.start, start):
-                    undo.dsack_record(snd, rec.end, rec.pcount)
     # Linux walks the blocks in sequence order (tcp_sacktag_write_queue).
     rtx = snd.rtx
     tagged: list[TxRecord] = []
@@ -276,9 +275,9 @@ def fastretrans_alert(snd: Sender, now: float, prior_una: int, flag: int,
     """The loss-recovery state machine (tcp_fastretrans_alert) for a dubious ACK
     (``flag``: its FLAG_* bits; ``tsecr``: the TSecr it echoes): leaves recovery once
     everything outstanding at its start is acked, undoes a reduction proved spurious
-    (undo.py), detects losses (RACK, RFC 6675 or NewReno, RFC 6582) and enters recovery
-    when one is proven; an ECN echo that proves no loss enters CWR (tcp_try_to_open).
-    Returns the packets newly marked lost and what to send (REXMIT_*)."""
+    (:mod:`ustcp.tcp.undo`), detects losses (RACK, RFC 6675 or NewReno, RFC 6582) and
+    enters recovery when one is proven; an ECN echo that proves no loss enters CWR
+    (tcp_try_to_open). Returns the packets newly marked lost and what to send (REXMIT_*)."""
     if mtu_probe.probe_lost(snd):
         simple_retransmit(snd, now)
         return 0, REXMIT_NONE  # the MTU probe was lost: no cwnd reduction (RFC 4821 7.6.2)
@@ -290,7 +289,7 @@ def fastretrans_alert(snd: Sender, now: float, prior_una: int, flag: int,
     # Leave an episode once everything outstanding at its start is acked.
     state = ccs.ca_state
     if state == CA_OPEN:
-        snd.undo.retrans_tsval = None
+        snd.undo.forget_stamp()
     elif not before(snd.snd_una, snd.high_seq):
         if state == CA_CWR and snd.snd_una != snd.high_seq:
             # CWR is held until something above high_seq is acked, so that the CWR bit
@@ -298,14 +297,14 @@ def fastretrans_alert(snd: Sender, now: float, prior_una: int, flag: int,
             end_cwnd_reduction(snd, now)
             snd.set_ca_state(CA_OPEN)
         elif state == CA_RECOVERY:
-            undo.try_undo_recovery(snd, tsecr)
+            try_undo_recovery(snd, tsecr)
             end_cwnd_reduction(snd, now)
     state = ccs.ca_state
     if state == CA_RECOVERY:
         if una_advanced and try_undo_partial(snd, tsecr, prior_una):
             return 0, REXMIT_NONE
-        if undo.try_undo_dsack(snd):
-            undo.try_keep_open(snd)
+        if try_undo_dsack(snd):
+            try_keep_open(snd)
             return 0, REXMIT_NONE
         mark_lost(snd, now, una_advanced)
         return max(0, snd.rtx.lost_out - lost_before), REXMIT_LOST
@@ -317,7 +316,7 @@ def fastretrans_alert(snd: Sender, now: float, prior_una: int, flag: int,
             return max(0, snd.rtx.lost_out - lost_before), rexmit
     # Open, Disorder, CWR (or a loss episode just undone or recovered).
     if ccs.ca_state <= CA_DISORDER:
-        undo.try_undo_dsack(snd)
+        try_undo_dsack(snd)
     mark_lost(snd, now, una_advanced)
     if not snd.rtx.lost_out:  # tcp_time_to_recover: no loss proven
         try_to_open(snd, now, bool(flag & FLAG_ECE))
@@ -330,15 +329,15 @@ def try_undo_partial(snd: Sender, tsecr: int | None, prior_una: int) -> bool:
     """A partial ACK in recovery acknowledged an original (tcp_try_undo_partial): the
     path reorders more than thought. With retransmissions still out, only stop marking
     and resending; else undo (TcpExtTCPPartialUndo)."""
-    if snd.undo.marker is None or not undo.packet_delayed(snd, tsecr):
+    if snd.undo.marker is None or not packet_delayed(snd, tsecr):
         return False
     check_sack_reordering(snd, prior_una)
     if snd.rtx.retrans_out:
         return True
-    undo.clear_stamp_if_clean(snd)
-    undo.undo_cwnd_reduction(snd, True)
+    clear_stamp_if_clean(snd)
+    undo_cwnd_reduction(snd, True)
     snd.host.counters.inc(Mib.TcpExtTCPPartialUndo)
-    undo.try_keep_open(snd)
+    try_keep_open(snd)
     return True
 
 
@@ -350,12 +349,12 @@ def process_loss(snd: Sender, flag: int, tsecr: int | None) -> int:
     recovered = not before(snd.snd_una, snd.high_seq)
     una_advanced = bool(flag & FLAG_SND_UNA_ADVANCED)
     if (una_advanced or (snd.fastopen_child and snd.owner.state == State.SYN_RECV)) \
-            and undo.try_undo_loss(snd, tsecr, False):
+            and try_undo_loss(snd, tsecr, False):
         return REXMIT_NONE
     if u.frto:
         # Step 3b: never-retransmitted data (S)ACKed: not all was lost, the RTO was
         # spurious.
-        if flag & FLAG_ORIG_SACK_ACKED and undo.try_undo_loss(snd, tsecr, True):
+        if flag & FLAG_ORIG_SACK_ACKED and try_undo_loss(snd, tsecr, True):
             return REXMIT_NONE
         if after(snd.snd_nxt, snd.high_seq):
             if flag & (FLAG_DATA_SACKED | FLAG_DUPACK):
@@ -370,18 +369,18 @@ def process_loss(snd: Sender, flag: int, tsecr: int | None) -> int:
                 return REXMIT_NEW
             u.frto = False
     if recovered:
-        undo.try_undo_recovery(snd, tsecr)  # step 2a, and the first part of 3a
+        try_undo_recovery(snd, tsecr)  # step 2a, and the first part of 3a
         return REXMIT_NONE
     return REXMIT_LOST
 
 
 def try_to_open(snd: Sender, now: float, ece: bool) -> None:
     """No loss proven (tcp_try_to_open): an ECN echo enters CWR, else Open or Disorder."""
-    undo.clear_stamp_if_clean(snd)
+    clear_stamp_if_clean(snd)
     if ece and snd.ccs.ca_state < CA_CWR:
         enter_cwr(snd, now)
     if snd.ccs.ca_state != CA_CWR:
-        undo.try_keep_open(snd)
+        try_keep_open(snd)
 
 
 def end_cwnd_reduction(snd: Sender, now: float) -> None:
@@ -392,6 +391,125 @@ def end_cwnd_reduction(snd: Sender, now: float) -> None:
         ccs.snd_cwnd = ccs.snd_ssthresh
         ccs.snd_cwnd_cnt = 0
     snd.cc.cwnd_event(ccs, now, CwndEvent.COMPLETE_CWR)
+
+
+# ---------------------------------------------------------------------- undo
+
+def any_retrans_done(snd: Sender) -> bool:
+    """tcp_any_retrans_done: a retransmission in flight, or the head was ever resent."""
+    rtx = snd.rtx
+    return bool(rtx.retrans_out) or (bool(rtx.records) and rtx.records[0].ever_retrans)
+
+
+def clear_stamp_if_clean(snd: Sender) -> None:
+    """No retransmission of the episode is left: forget its stamp (tcp_try_to_open)."""
+    if not any_retrans_done(snd):
+        snd.undo.forget_stamp()
+
+
+def packet_delayed(snd: Sender, tsecr: int | None) -> bool:
+    """tcp_packet_delayed: the ACK echoes a TSval older than the first retransmission;
+    with nothing retransmitted since the stamp was forgotten, Linux 6.18 counts the ACK
+    as delayed too, unless SACK is off and recovery has reached high_seq
+    (tcp_is_non_sack_preventing_reopen forgot a stamp with retransmissions done)."""
+    return snd.undo.packet_delayed(tsecr, snd.sack_ok or before(snd.snd_una, snd.high_seq))
+
+
+def may_undo(snd: Sender, tsecr: int | None) -> bool:
+    """tcp_may_undo."""
+    return snd.undo.may_undo(tsecr, snd.sack_ok or before(snd.snd_una, snd.high_seq))
+
+
+def undo_cwnd_reduction(snd: Sender, unmark_loss: bool) -> None:
+    """tcp_undo_cwnd_reduction: cwnd back through the congestion control's undo_cwnd,
+    ssthresh back to prior_ssthresh if that is higher (and no CWR for it); with
+    ``unmark_loss`` nothing stays marked lost. RACK looks at the queue again."""
+    if unmark_loss:
+        snd.rtx.unmark_all_lost()
+    ccs = snd.ccs
+    if ccs.prior_ssthresh:
+        ccs.snd_cwnd = snd.cc.undo_cwnd(ccs)
+        if ccs.prior_ssthresh > ccs.snd_ssthresh:
+            ccs.snd_ssthresh = ccs.prior_ssthresh
+            snd.ecn_flags &= ~ecn.TCP_ECN_QUEUE_CWR  # tcp_ecn_withdraw_cwr
+    snd.undo.end()
+    snd.rack_advanced = True
+
+
+def try_keep_open(snd: Sender) -> None:
+    """tcp_try_keep_open: Open, or Disorder while something is SACKed, lost or resent;
+    a change of state starts a new window (high_seq)."""
+    rtx = snd.rtx
+    state = CA_DISORDER if rtx.sacked_out or rtx.lost_out or any_retrans_done(snd) \
+        else CA_OPEN
+    if snd.ccs.ca_state != state:
+        snd.set_ca_state(state)
+        snd.high_seq = snd.snd_nxt
+
+
+def try_undo_recovery(snd: Sender, tsecr: int | None) -> None:
+    """The episode's data is all acknowledged (tcp_try_undo_recovery): undo if it was
+    spurious (TcpExtTCPFullUndo; TcpExtTCPLossUndo after an RTO), then Open."""
+    if may_undo(snd, tsecr):
+        undo_cwnd_reduction(snd, False)
+        snd.host.counters.inc(Mib.TcpExtTCPLossUndo if snd.ccs.ca_state == CA_LOSS
+                              else Mib.TcpExtTCPFullUndo)
+    snd.set_ca_state(CA_OPEN)
+
+
+def try_undo_dsack(snd: Sender) -> bool:
+    """Every retransmission was D-SACKed (tcp_try_undo_dsack): TcpExtTCPDSACKUndo."""
+    if not snd.undo.all_dsacked():
+        return False
+    undo_cwnd_reduction(snd, False)
+    snd.host.counters.inc(Mib.TcpExtTCPDSACKUndo)
+    return True
+
+
+def try_undo_loss(snd: Sender, tsecr: int | None, frto_undo: bool) -> bool:
+    """The RTO was spurious (tcp_try_undo_loss): by F-RTO, by D-SACK or by Eifel.
+    Nothing stays lost; back to Open (TcpExtTCPLossUndo, and TcpExtTCPSpuriousRTOs when
+    F-RTO proved it)."""
+    if not (frto_undo or may_undo(snd, tsecr)):
+        return False
+    undo_cwnd_reduction(snd, True)
+    c = snd.host.counters
+    c.inc(Mib.TcpExtTCPLossUndo)
+    if frto_undo:
+        c.inc(Mib.TcpExtTCPSpuriousRTOs)
+    snd.retransmits = 0
+    if frto_undo or snd.sack_ok:
+        snd.set_ca_state(CA_OPEN)
+    return True
+
+
+def check_dsack(snd: Sender, start: int, end: int) -> bool:
+    """A D-SACK block arrived (tcp_check_dsack, tcp_dsack_seen): count its duplicate
+    segments (TcpExtTCPDSACKRecvSegs, tcpi_dsack_dups); a block wider than any window,
+    or reporting more duplicates than were ever retransmitted, is dubious
+    (TcpExtTCPDSACKIgnoredDubious). Each duplicate of the episode counts against its
+    retransmissions: by segments below SND.UNA (the queue forgot them), by record inside
+    the queue (tcp_sacktag_one). True if the block counts."""
+    c = snd.host.counters
+    length = seq_diff(end, start)
+    if length <= 0 or length > snd.max_window:
+        c.inc(Mib.TcpExtTCPDSACKIgnoredDubious)
+        return False
+    dup_segs = -(-length // snd.mss) if length > snd.mss else 1
+    snd.dsack_dups += dup_segs
+    if snd.dsack_dups > snd.total_retrans:
+        c.inc(Mib.TcpExtTCPDSACKIgnoredDubious)
+        return False
+    c.inc(Mib.TcpExtTCPDSACKRecvSegs, dup_segs)
+    if before_eq(end, snd.snd_una):
+        snd.undo.dsacked(end, dup_segs)
+        return True
+    for rec in snd.rtx.records:
+        if not before(rec.start, end):
+            break
+        if rec.ever_retrans and not before(rec.start, start):
+            snd.undo.dsacked(rec.end, rec.pcount)
+    return True
 
 
 def cong_control(snd: Sender, now: float, acked: int, sacked: int, newly_lost: int,
@@ -430,7 +548,7 @@ def enter_cwr(snd: Sender, now: float) -> None:
     ccs = snd.ccs
     ccs.prior_ssthresh = 0
     if ccs.ca_state < CA_CWR:
-        snd.undo.marker = None
+        snd.undo.end()
         init_cwnd_reduction(snd)
         snd.set_ca_state(CA_CWR)
     log.debug("cwr", snd=snd.name, cwnd=ccs.snd_cwnd, ssthresh=ccs.snd_ssthresh,
@@ -444,9 +562,9 @@ def enter_recovery(snd: Sender, now: float, ece: bool = False) -> None:
     ccs = snd.ccs
     snd.host.counters.inc(
         Mib.TcpExtTCPSackRecovery if snd.sack_ok else Mib.TcpExtTCPRenoRecovery)
-    undo.clear_stamp_if_clean(snd)  # the clock starts with our fast retransmit
+    clear_stamp_if_clean(snd)  # the clock starts with our fast retransmit
     ccs.prior_ssthresh = 0
-    undo.init_undo(snd)
+    snd.init_undo()
     if ccs.ca_state not in (CA_CWR, CA_RECOVERY):
         if not ece:
             ccs.prior_ssthresh = snd.current_ssthresh()
@@ -530,6 +648,6 @@ def non_congestion_loss_retransmit(snd: Sender, now: float) -> None:
         snd.high_seq = snd.snd_nxt
         ccs.snd_ssthresh = snd.current_ssthresh()
         ccs.prior_ssthresh = 0
-        snd.undo.marker = None
+        snd.undo.end()
         snd.set_ca_state(CA_LOSS)
     xmit_retransmit_queue(snd, now)

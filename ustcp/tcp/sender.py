@@ -62,7 +62,7 @@ from .rtxqueue import RtxQueue, TxRecord
 from .seq import after, before, seq_add, seq_diff
 from .states import SYNCHRONIZED, State
 from .timers import XmitTimer
-from .undo import Undo, init_undo, on_retransmit
+from .undo import Undo
 
 log = structlog.get_logger("ustcp.tcp")
 
@@ -710,7 +710,7 @@ class Sender:
         if not self.retrans_stamp:
             self.retrans_stamp = rec.first_xmit
         if not probe:  # a loss probe is not the episode's (tcp_send_loss_probe)
-            on_retransmit(self, now, rec.pcount)
+            self.undo.on_retransmit(self.rcv.ts_now(now), rec.pcount)
         if not self.uto_stamp and not probe:
             self.uto_stamp = now
         log.debug("retransmit", conn=self.name, seq=seq_diff(rec.start, self.iss),
@@ -981,7 +981,7 @@ class Sender:
             self.snd_wl1 = seg.seq
             self.snd_wl2 = seg.ack
             self.retrans_stamp = self.uto_stamp = 0.0
-        self.undo.retrans_tsval = None  # a resent SYN is not a loss episode's
+        self.undo.forget_stamp()  # a resent SYN is not a loss episode's
         self.backoff = 0
         self.retransmits = 0
         self.t_rto = None
@@ -1124,7 +1124,7 @@ class Sender:
             ccs.prior_cwnd = ccs.snd_cwnd
             ccs.snd_ssthresh = self.cc.ssthresh(ccs)
             self.cc.cwnd_event(ccs, now, CwndEvent.LOSS)
-            init_undo(self)
+            self.init_undo()
         self.undo.frto = bool(self.config.tcp_frto) and (
             new_recovery or bool(self.retransmits)) and not self.mtup.probe_size
         ccs.snd_cwnd = self.rtx.in_flight() + 1
@@ -1160,6 +1160,12 @@ class Sender:
             return self._send_new(now, size, False)
         finally:
             self.mss = saved
+
+    def init_undo(self) -> None:
+        """tcp_init_undo: a new undo episode from SND.UNA; the retransmissions in flight,
+        a loss probe's included, may come back D-SACKed."""
+        self.undo.start(self.snd_una, self.rtx.retrans_out + (
+            1 if self.tlp_high_seq is not None and self.tlp_retrans else 0))
 
     def current_ssthresh(self) -> int:
         """tcp_current_ssthresh: ssthresh during a reduction, else at least 3/4 cwnd."""
