@@ -92,17 +92,20 @@ def test_sack_blocks_put_the_latest_range_first_and_fill_from_the_lowest() -> No
     buf = ReceiveBuffer()
     rcv_nxt = 0xFFFFFF00  # the ranges wrap past 2**32
     for off in (10, 30, 50, 70, 90, 110):
-        assert buf.ofo_insert(rcv_nxt, (rcv_nxt + off) & 0xFFFFFFFF, b"ab") is None
+        assert buf.ofo_insert(rcv_nxt, (rcv_nxt + off) & 0xFFFFFFFF, b"ab") == []
 
     def rel(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
         return [((s - rcv_nxt) & 0xFFFFFFFF, (e - rcv_nxt) & 0xFFFFFFFF) for s, e in blocks]
     assert rel(buf.sack_blocks(4)) == [(110, 112), (90, 92), (70, 72), (50, 52)]
     # A segment joining 30 and 50 makes one range, now the latest.
-    assert buf.ofo_insert(rcv_nxt, (rcv_nxt + 31) & 0xFFFFFFFF, b"x" * 20) is None
+    # Its bytes at 31 and 50 were queued: the D-SACK parts (the first sets the block).
+    assert [((d.start - rcv_nxt) & 0xFFFFFFFF, (d.end - rcv_nxt) & 0xFFFFFFFF, d.replace)
+            for d in buf.ofo_insert(rcv_nxt, (rcv_nxt + 31) & 0xFFFFFFFF, b"x" * 20)] == [
+        (31, 32, True), (50, 51, False)]
     assert rel(buf.sack_blocks(4)) == [(30, 52), (110, 112), (90, 92), (70, 72)]
     # Every byte already there: a D-SACK block, nothing queued twice.
-    assert buf.ofo_insert(rcv_nxt, (rcv_nxt + 40) & 0xFFFFFFFF, b"y" * 5) == (
-        (rcv_nxt + 40) & 0xFFFFFFFF, (rcv_nxt + 45) & 0xFFFFFFFF)
+    assert [d[:2] for d in buf.ofo_insert(rcv_nxt, (rcv_nxt + 40) & 0xFFFFFFFF, b"y" * 5)] == [
+        ((rcv_nxt + 40) & 0xFFFFFFFF, (rcv_nxt + 45) & 0xFFFFFFFF)]
     assert buf.ofo_bytes == 4 * 2 + 22
     # RCV.NXT reaches the first range: it leaves, the rest of the order stays.
     ready = buf.ofo_pop_ready((rcv_nxt + 10) & 0xFFFFFFFF)
@@ -145,7 +148,7 @@ STREAM = bytes(random.Random(9).randbytes(4096))
 def test_ofo_queue_matches_a_byte_map(ops: list[tuple[int, int]], base: int) -> None:
     """Segments of one stream at random offsets (overlapping, adjacent, duplicate, some
     reaching RCV.NXT) against a map of which bytes are held: the ranges, their counts,
-    the D-SACK answers and the bytes delivered all agree with it."""
+    the duplicate parts reported for D-SACK and the bytes delivered all agree with it."""
     buf = ReceiveBuffer()
     held: set[int] = set()
     rcv_nxt = 0
@@ -158,7 +161,12 @@ def test_ofo_queue_matches_a_byte_map(ops: list[tuple[int, int]], base: int) -> 
             dup = all(i in held for i in range(start, end))
             dsack = buf.ofo_insert((base + rcv_nxt) & 0xFFFFFFFF, (base + start) & 0xFFFFFFFF,
                                    STREAM[start:end])
-            assert (dsack is not None) == dup
+            assert (len(dsack) == 1 and dsack[0][:2] == ((base + start) & 0xFFFFFFFF, (
+                base + end) & 0xFFFFFFFF)) == dup
+            # the duplicate parts are exactly the bytes that were held
+            assert {i for d in dsack for i in range((d.start - base) & 0xFFFFFFFF,
+                                                    (d.end - base) & 0xFFFFFFFF)} == {
+                i for i in range(start, end) if i in held}
             held.update(range(start, end))
         else:  # in order: deliver it and whatever it joins
             delivered += STREAM[start:end]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ustcp.tcp.buffers import SKB_TRUESIZE, ReceiveBuffer, SendBuffer
+from ustcp.tcp.buffers import SKB_TRUESIZE, OfoDup, ReceiveBuffer, SendBuffer
 from ustcp.tcp.seq import seq_add, seq_diff
 
 DATA = bytes(range(256)) * 40  # 10,240 distinct-enough bytes
@@ -56,7 +56,7 @@ def test_out_of_order_pieces_come_out_once_and_in_order(rcv_nxt: int, cuts: list
     for start, end in pieces:
         seq = seq_add(rcv_nxt, start)
         if seq_diff(seq, nxt) > 0:
-            assert buf.ofo_insert(nxt, seq, data[start:end]) is None
+            assert buf.ofo_insert(nxt, seq, data[start:end]) == []
             for left, right in buf.sack_blocks(4):
                 assert seq_diff(right, left) > 0 and seq_diff(left, nxt) > 0
             continue
@@ -75,9 +75,23 @@ def test_out_of_order_pieces_come_out_once_and_in_order(rcv_nxt: int, cuts: list
 
 def test_a_piece_already_queued_is_a_dsack() -> None:
     buf = ReceiveBuffer()
-    assert buf.ofo_insert(100, 200, DATA[:50]) is None
-    assert buf.ofo_insert(100, 210, DATA[10:30]) == (210, 230)  # every byte was there
+    assert buf.ofo_insert(100, 200, DATA[:50]) == []
+    # every byte was there: Linux sets the D-SACK block and drops the segment
+    assert buf.ofo_insert(100, 210, DATA[10:30]) == [OfoDup(210, 230, True, True)]
     assert buf.ofo_bytes == 50 and buf.sack_blocks(4) == [(200, 250)]
+
+
+def test_the_parts_of_queued_ranges_a_segment_overlaps_are_duplicates() -> None:
+    """As tcp_data_queue_ofo: starting inside a range sets the block; a range the
+    segment covers whole is dropped (TCPOFOMerge); the others extend the block."""
+    buf = ReceiveBuffer()
+    buf.ofo_insert(100, 200, DATA[:50])  # [200, 250)
+    buf.ofo_insert(100, 300, DATA[:50])  # [300, 350)
+    assert buf.ofo_insert(100, 240, DATA[:100]) == [
+        OfoDup(240, 250, True, False), OfoDup(300, 340, False, False)]
+    buf.ofo_insert(100, 400, DATA[:10])  # [400, 410)
+    assert buf.ofo_insert(100, 390, DATA[:30]) == [OfoDup(400, 410, False, True)]
+    assert buf.ofo_bytes == 150 + 30
 
 
 def test_send_buffer_charges_each_skb_as_linux_does() -> None:

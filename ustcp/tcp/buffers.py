@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from ..mib import Mib
 from .seq import after, seq_add, seq_diff
@@ -159,6 +159,16 @@ class SendBuffer:
         self._head = n
 
 
+class OfoDup(NamedTuple):
+    """Bytes of an out-of-order segment that were already queued, as Linux's
+    tcp_data_queue_ofo reports them for D-SACK (RFC 2883)."""
+
+    start: int
+    end: int
+    replace: bool  # Linux starts the D-SACK block with it (tcp_dsack_set), else extends it
+    dropped: bool  # Linux drops a whole skb for it (TcpExtTCPOFOMerge)
+
+
 class OfoBlock:
     """One contiguous out-of-order range [start, end) held as a deque of pieces in order."""
 
@@ -289,11 +299,12 @@ class ReceiveBuffer:
         return pruned
 
     def ofo_insert(self, rcv_nxt: int, seq: int,
-                   data: bytes | memoryview) -> tuple[int, int] | None:
+                   data: bytes | memoryview) -> list[OfoDup]:
         """Queue [seq, seq+len) beyond RCV.NXT, keeping data already queued where they
-        overlap (Linux tcp_data_queue_ofo). Returns the range as a D-SACK block (RFC 2883)
-        when every byte of it was already queued, else None. O(log n) to find the place,
-        plus the ranges the segment joins (each joined once, the smaller into the larger)."""
+        overlap (Linux tcp_data_queue_ofo). Returns the parts that were already queued,
+        in sequence order, as tcp_data_queue_ofo reports them for D-SACK (RFC 2883; see
+        :class:`OfoDup`). O(log n) to find the place, plus the ranges the segment joins
+        (each joined once, the smaller into the larger)."""
         ofo = self.ofo
         s = seq_diff(seq, rcv_nxt)
         e = s + len(data)
@@ -312,7 +323,7 @@ class ReceiveBuffer:
                 ofo.append(blk)
             if not self.recent or self.recent[0] is not blk:
                 self._sack_first(blk, [])
-            return None
+            return []
         # The first range that ends at or after s, then every range that starts at or
         # before e: these overlap or touch the segment and become one range with it.
         i = bisect_left(ofo, s, key=lambda b: seq_diff(b.end, rcv_nxt))
@@ -321,19 +332,28 @@ class ReceiveBuffer:
             j += 1
         view = memoryview(data)
         parts: list[OfoBlock | bytes | memoryview] = []
+        dups: list[OfoDup] = []
         cursor = s
         for k in range(i, j):
             blk = ofo[k]
             bs = seq_diff(blk.start, rcv_nxt)
+            be = seq_diff(blk.end, rcv_nxt)
             if bs > cursor and cursor < e:
                 parts.append(_hold(view[cursor - s:min(bs, e) - s]))
             parts.append(blk)
-            cursor = max(cursor, seq_diff(blk.end, rcv_nxt))
+            if bs < e and be > s:
+                dups.append(OfoDup(seq_add(rcv_nxt, max(s, bs)), seq_add(rcv_nxt, min(e, be)),
+                                   not dups and (bs < s or e <= be),
+                                   (bs <= s and e <= be) or (s <= bs and be <= e)))
+            cursor = max(cursor, be)
         if cursor < e:
             parts.append(_hold(view[cursor - s:]))
         added = len(parts) - (j - i)
         if not added:
-            return seq, seq_add(seq, len(data))
+            # Every byte was queued: the range holding them is the latest SACK (Linux's
+            # tcp_sack_new_ofo_skb for the dropped segment).
+            self._sack_first(ofo[i], [])
+            return dups
         start = min(s, seq_diff(ofo[i].start, rcv_nxt)) if i < j else s
         self.ofo_pieces += added
         self.ofo_bytes += e - s - sum(
@@ -345,7 +365,7 @@ class ReceiveBuffer:
         absorbed = [b for b in ofo[i:j] if b is not merged]
         ofo[i:j] = [merged]
         self._sack_first(merged, absorbed)
-        return None
+        return dups
 
     def _sack_first(self, blk: OfoBlock, absorbed: list[OfoBlock]) -> None:
         """SACK order (Linux tcp_sack_new_ofo_skb): the range just extended first, the

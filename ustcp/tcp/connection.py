@@ -626,17 +626,20 @@ class Connection:
             snd.send_synack(now, self.wscale_ok)
 
     def _send_dupack_limited(self, now: float, seg: TcpSegment) -> None:
-        """ACK an unacceptable segment, rate-limited for pure ACKs and SYNs
-        (tcp_send_dupack, tcp_oow_rate_limited with tcp_invalid_ratelimit)."""
-        if seg.payload and not seg.flags & SYN:
-            self.rcv.enter_quickack()
-            self.snd.send_ack(now)
-            return
-        if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
-            self.host.counters.inc(Mib.TcpExtTCPACKSkippedSeq)
-            return
-        self.last_oow_ack = now
+        """ACK an unacceptable segment, rate-limited for pure ACKs, a lone FIN and SYNs
+        (tcp_send_dupack, tcp_oow_rate_limited with tcp_invalid_ratelimit); old data or
+        a FIN again is D-SACKed (``Receiver.dupack``)."""
+        if not seg.payload or seg.flags & SYN:
+            if now - self.last_oow_ack < self.config.tcp_invalid_ratelimit / 1000.0:
+                self.host.counters.inc(Mib.TcpExtTCPACKSkippedSeq)
+                return
+            self.last_oow_ack = now
+        self.rcv.dupack(seg, self._dsack_ok())
         self.snd.send_ack(now)
+
+    def _dsack_ok(self) -> bool:
+        """D-SACKs may be sent: SACK negotiated and tcp_dsack on (tcp_dsack_set)."""
+        return self.snd.sack_ok and bool(self.config.tcp_dsack)
 
     def send_challenge_ack(self, now: float) -> None:
         """RFC 5961 challenge ACK (tcp_send_challenge_ack), per-socket and global limits."""
@@ -734,7 +737,7 @@ class Connection:
             self.finish(now)
             return
         if (seg.payload or flags & FIN) and self.rcv.data_queue(
-                now, seg, self.state in _RCV_DATA_STATES) == DATA_FIN:
+                now, seg, self.state in _RCV_DATA_STATES, self._dsack_ok()) == DATA_FIN:
             self._fin_state(now)
         self.snd.push(now)
         self.snd.check_space(now)  # tcp_data_snd_check

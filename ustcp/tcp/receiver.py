@@ -283,13 +283,47 @@ class Receiver:
         new_win = min(new_win, MAX_TCP_WINDOW << self.rcv_wscale)
         return new_win >> self.rcv_wscale
 
-    def sack_blocks(self, max_blocks: int, dsack: bool) -> list[tuple[int, int]]:
+    def sack_blocks(self, max_blocks: int) -> list[tuple[int, int]]:
         """The SACK blocks of our next ACK (RFC 2018 4, the D-SACK first, RFC 2883)."""
         blocks = []
-        if self.pending_dsack is not None and dsack:
+        if self.pending_dsack is not None:
             blocks.append(self.pending_dsack)
         blocks += self.rcv_buf.sack_blocks(4)
         return blocks[:max_blocks]
+
+    def dsack_set(self, seq: int, end: int, dsack_ok: bool) -> None:
+        """The next ACK reports [seq, end) as a duplicate (tcp_dsack_set, RFC 2883), if
+        D-SACK is on (``dsack_ok``: SACK negotiated and tcp_dsack): below RCV.NXT
+        TcpExtTCPDSACKOldSent, in the out-of-order queue TcpExtTCPDSACKOfoSent. One block
+        only: a later one replaces it."""
+        if not dsack_ok:
+            return
+        self.counters.inc(Mib.TcpExtTCPDSACKOldSent if before(seq, self.rcv_nxt)
+                          else Mib.TcpExtTCPDSACKOfoSent)
+        self.pending_dsack = (seq, end)
+
+    def dsack_extend(self, seq: int, end: int, dsack_ok: bool) -> None:
+        """tcp_dsack_extend: grow the pending D-SACK block by [seq, end) if they overlap or
+        touch (tcp_sack_extend), start one if none is pending, else leave it."""
+        dsack = self.pending_dsack
+        if dsack is None:
+            self.dsack_set(seq, end, dsack_ok)
+        elif not after(seq, dsack[1]) and not after(dsack[0], end):
+            self.pending_dsack = (seq if before(seq, dsack[0]) else dsack[0],
+                                  end if after(end, dsack[1]) else dsack[1])
+
+    def dupack(self, seg: TcpSegment, dsack_ok: bool) -> None:
+        """An unacceptable segment is answered with an ACK (tcp_send_dupack): one that
+        carries old data or a FIN again is D-SACKed (what is below RCV.NXT), counted as an
+        ACK the peer lost (TcpExtDelayedACKLost), and the next ones ACKed at once."""
+        end = seq_add(seg.seq, seg.seg_len)
+        if seg.seg_len and before(seg.seq, self.rcv_nxt):
+            self.counters.inc(Mib.TcpExtDelayedACKLost)
+            self.enter_quickack()
+            self.dsack_set(seg.seq, end if before(end, self.rcv_nxt) else self.rcv_nxt,
+                           dsack_ok)
+        elif seg.payload:
+            self.enter_quickack()
 
     def sack_block_count(self) -> int:
         """How many SACK blocks the next ACK may carry (for tcp_current_mss)."""
@@ -480,32 +514,35 @@ class Receiver:
             self._rcv_rtt_measure(now, seg.options.ts_ecr)
         self.host.wake(self.owner)
 
-    def data_queue(self, now: float, seg: TcpSegment, accept: bool) -> int:
+    def data_queue(self, now: float, seg: TcpSegment, accept: bool, dsack_ok: bool) -> int:
         """Accept segment text and FIN (RFC 9293 3.10.7.4 seventh/eighth; tcp_data_queue).
         ``accept`` is False in states that take no more data (after the peer's FIN: RFC
-        9293 says ignore it). Returns DATA_FIN when the peer's FIN is now in order."""
+        9293 says ignore it; Linux still D-SACKs what comes again). ``dsack_ok``: D-SACKs
+        may be sent. Returns DATA_FIN when the peer's FIN is now in order."""
         c = self.counters
         payload = seg.payload
         seq = seg.seq
         length = len(payload)
         fin = bool(seg.flags & FIN)
         self.ack_scheduled = True
-        if not accept:
+        if not accept and not before(seq, self.rcv_nxt):
             return DATA_NONE
-        if length:
+        if length and accept:
             self.data_segs_in += 1
             self.last_data_recv = now
         end = seq_add(seq, length)
         if before(seq, self.rcv_nxt):
-            if not after(end, self.rcv_nxt) and not (fin and end == self.rcv_nxt):
+            seg_end = seq_add(end, 1) if fin else end  # the FIN takes a number too
+            if not after(seg_end, self.rcv_nxt):
                 # A complete duplicate: D-SACK it and ACK at once (tcp_data_queue).
-                if length:
-                    self.pending_dsack = (seq, end)
-                    c.inc(Mib.TcpExtDelayedACKLost)
+                c.inc(Mib.TcpExtDelayedACKLost)
+                self.dsack_set(seq, seg_end, dsack_ok)
                 self.enter_quickack()
                 return DATA_NONE
             # Partial overlap: D-SACK the old part, keep the rest.
-            self.pending_dsack = (seq, self.rcv_nxt)
+            self.dsack_set(seq, self.rcv_nxt, dsack_ok)
+            if not accept:
+                return DATA_NONE
             skip = seq_diff(self.rcv_nxt, seq)
             payload = memoryview(payload)[skip:]
             seq = self.rcv_nxt
@@ -534,6 +571,14 @@ class Receiver:
                 self._rcv_fin()
                 result = DATA_FIN
             if self.rcv_buf.ofo:
+                # What the in-order data overlapped of the queue was a duplicate
+                # (tcp_ofo_queue's D-SACK, up to where RCV.NXT stood before it).
+                high = self.rcv_nxt
+                for blk in self.rcv_buf.ofo:
+                    if not before(blk.start, high):
+                        break
+                    self.dsack_extend(blk.start, blk.end if before(blk.end, high) else high,
+                                      dsack_ok)
                 for chunk in self.rcv_buf.ofo_pop_ready(self.rcv_nxt):
                     self.rcv_buf.push(chunk)
                     self.rcv_nxt = seq_add(self.rcv_nxt, len(chunk))
@@ -554,10 +599,13 @@ class Receiver:
             return DATA_NONE
         c.inc(Mib.TcpExtTCPOFOQueue)
         if length:
-            dsack = self.rcv_buf.ofo_insert(self.rcv_nxt, seq, payload)
-            if dsack is not None:
-                self.pending_dsack = dsack
-                c.inc(Mib.TcpExtTCPOFOMerge)  # every byte was already queued
+            for dup in self.rcv_buf.ofo_insert(self.rcv_nxt, seq, payload):
+                if dup.replace:
+                    self.dsack_set(dup.start, dup.end, dsack_ok)
+                else:
+                    self.dsack_extend(dup.start, dup.end, dsack_ok)
+                if dup.dropped:
+                    c.inc(Mib.TcpExtTCPOFOMerge)
         if fin:
             self.ofo_fin = end
         self.ack_now = True

@@ -350,7 +350,7 @@ class Sender:
             return TcpSegment(self.local_port, self.remote_port, seq, 0, flags, 0, opts,
                               payload)
         if with_sack and self.sack_ok and (rcv.rcv_buf.ofo or rcv.pending_dsack is not None):
-            blocks = rcv.sack_blocks(3 if rcv.ts_ok else 4, bool(self.config.tcp_dsack))
+            blocks = rcv.sack_blocks(3 if rcv.ts_ok else 4)
             if blocks:
                 opts.sack_blocks = tuple(blocks)
         window = rcv.select_window(self.owner.state == State.SYN_SENT)
