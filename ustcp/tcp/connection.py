@@ -699,8 +699,14 @@ class Connection:
             else:
                 self.send_challenge_ack(now)
             return
-        # 4. SYN in a synchronized state (RFC 5961 4.2): challenge ACK.
-        if flags & SYN:
+        # 4. SYN in a synchronized state (RFC 5961 4.2): challenge ACK; but in a
+        # simultaneous open, the peer's SYN-ACK repeating the SYN already taken is the
+        # handshake's ACK (tcp_validate_incoming's exception): it passes, and its SYN is a
+        # duplicate (D-SACKed below).
+        if flags & SYN and not (
+                self.state == State.SYN_RECV and not self.snd.fastopen_child
+                and flags & ACK and seg.seg_len == 1
+                and seq_add(seg.seq, 1) == self.rcv.rcv_nxt and seg.ack == self.snd.snd_nxt):
             c.inc(Mib.TcpExtTCPSYNChallenge)
             self.send_challenge_ack(now)
             return
@@ -730,13 +736,15 @@ class Connection:
         end = seq_add(seg.seq, len(seg.payload))
         if self.rcv_shutdown and self.state in (State.FIN_WAIT1, State.FIN_WAIT2) \
                 and seg.payload and after(end, self.rcv.rcv_nxt):
-            # Data for a socket that can no longer read it (tcp_rcv_state_process).
+            # Data for a socket that can no longer read it (tcp_rcv_state_process): the
+            # connection is reset (tcp_reset) and the segment answered as one nobody
+            # wants (tcp_v4_do_rcv's tcp_v4_send_reset: SEQ = its ACK, no ACK bit).
             c.inc(Mib.TcpExtTCPAbortOnData)
-            self.snd.send_active_reset(now)
+            self.host.send_reset_for(self.local_ip, self.remote_ip, seg)
             self._set_error(errno.ECONNRESET)
             self.finish(now)
             return
-        if (seg.payload or flags & FIN) and self.rcv.data_queue(
+        if (seg.payload or flags & (FIN | SYN)) and self.rcv.data_queue(
                 now, seg, self.state in _RCV_DATA_STATES, self._dsack_ok()) == DATA_FIN:
             self._fin_state(now)
         self.snd.push(now)

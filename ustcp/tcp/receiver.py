@@ -532,7 +532,7 @@ class Receiver:
             self.last_data_recv = now
         end = seq_add(seq, length)
         if before(seq, self.rcv_nxt):
-            seg_end = seq_add(end, 1) if fin else end  # the FIN takes a number too
+            seg_end = seq_add(seq, seg.seg_len)  # a SYN and a FIN take a number too
             if not after(seg_end, self.rcv_nxt):
                 # A complete duplicate: D-SACK it and ACK at once (tcp_data_queue).
                 c.inc(Mib.TcpExtDelayedACKLost)

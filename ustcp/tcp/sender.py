@@ -425,6 +425,12 @@ class Sender:
         end = seq_add(self.snd_nxt, size)
         self.rtx.add(TxRecord(self.snd_nxt, end, 1, now))
         self.snd_nxt = end
+        # Linux's syn_data skb carries PSH for good (tcp_send_syn_data): each
+        # retransmission of it does too.
+        marks = self.push_marks
+        pos = sum(1 for m in marks if before(m, end))
+        if pos == len(marks) or marks[pos] != end:
+            marks.insert(pos, end)
         self.fastopen_syn_data = size
         self.bytes_sent += size
 
@@ -966,8 +972,9 @@ class Sender:
         self.sync_mss(mss_clamp)
 
     def simultaneous_syn(self, seg: TcpSegment) -> None:
-        """A SYN in SYN_SENT (simultaneous open): its window is never scaled."""
-        self.snd_wnd = seg.window
+        """A SYN in SYN_SENT (simultaneous open): its window is never scaled, and is the
+        largest seen so far (tcp_rcv_synsent_state_process)."""
+        self.snd_wnd = self.max_window = seg.window
         self.snd_wl1 = seg.seq
 
     def handshake_acked(self, seg: TcpSegment, window: int, *, synsent: bool) -> None:
