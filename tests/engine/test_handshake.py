@@ -46,6 +46,16 @@ def test_options_negotiated_like_linux(net: Net) -> None:
         assert info["tcpi_snd_wscale"] == 7 and info["tcpi_rcv_wscale"] == 7
 
 
+def test_the_final_ack_sets_ts_recent(net: Net) -> None:
+    """The handshake's final ACK is processed as an ACK (tcp_ack's FLAG_UPDATE_TS_RECENT):
+    the child echoes its TSval, not the SYN's (Linux 6.18 measured: data after a final ACK
+    with TS val 200 carries ecr 200)."""
+    _, _client, server = open_pair(net)
+    syn, final_ack = net.log[0].seg, net.log[2].seg
+    assert final_ack.options.ts_val != syn.options.ts_val  # 10 ms apart
+    assert server.rcv.ts_recent == final_ack.options.ts_val
+
+
 def test_options_off_by_sysctl() -> None:
     net = Net()
     net.config_b.tcp_timestamps = 0

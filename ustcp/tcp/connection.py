@@ -147,6 +147,7 @@ class Connection:
         """Passive open completed: take over a SYN-queue entry whose handshake the final
         ACK has just completed (Linux tcp_create_openreq_child, tcp_rcv_synrecv_state)."""
         self._take_request(req, now)
+        self.rcv.replace_ts_recent(now, ack_seg)  # the ACK is acceptable (tcp_ack)
         self.snd.adopt(req.iss, req.sack_ok, req.snd_wscale or 0, req.snd_mss, ack_seg)
         self.snd.ecn_flags = ecn.TCP_ECN_OK if req.ecn_ok else 0
         if not req.num_timeout and req.synack_sent is not None:
