@@ -1,6 +1,7 @@
 """Undo of spurious cwnd reductions (undo.py; Linux tcp_try_undo_*): a D-SACK of every
-retransmission of a recovery, an ACK echoing the original's timestamp (Eifel, RFC 3522)
-after an RTO or in recovery, F-RTO after an RTO (RFC 5682) and tcp_frto=0. The scripts in
+retransmission of a recovery or a timeout, an ACK echoing the original's timestamp (Eifel,
+RFC 3522) after an RTO or in recovery (also without SACK), F-RTO after an RTO (RFC 5682)
+and tcp_frto=0. The scripts in
 ``undo/`` gave the same packets, tcp_info and nstat counters on this machine's Linux 6.18
 (``ustcp packetdrill --target both tests/engine/undo``); their first line stands for
 google's defaults.sh, whose other values are ustcp's defaults."""
@@ -24,6 +25,9 @@ SCRIPTS = Path(__file__).parent / "undo"
     "eifel-partial-undo",  # cwnd 7 -> 12 on the partial ACK; TCPPartialUndo
     "frto-spurious-rto",  # two new segments, then cwnd 2 -> 12; TCPSpuriousRTOs
     "frto-off",  # tcp_frto=0: retransmissions, still CA_Loss
+    "dsack-undo-after-rto",  # cwnd 1 -> 21 (the duplicate counts as delivered)
+    "dsack-undo-needs-every-retransmission",  # one of two D-SACKed: no undo; both: undo
+    "reno-eifel-full-undo",  # without SACK: undone, Recovery held until above high_seq
 ])
 def test_undo_script(name: str) -> None:
     path = SCRIPTS / f"{name}.pkt"

@@ -130,8 +130,10 @@ def sacktag(snd: Sender, now: float, blocks: tuple[tuple[int, int], ...],
         start, end = blocks[0]
         c.inc(Mib.TcpExtTCPDSACKRecv if before(start, ack) else Mib.TcpExtTCPDSACKOfoRecv)
         blocks = blocks[1:]
-        if check_dsack(snd, start, end):
+        dup_segs = check_dsack(snd, start, end)
+        if dup_segs:
             flag |= FLAG_DSACKING_ACK
+            newly += dup_segs  # a spurious retransmission was delivered (tcp_dsack_seen)
     # Linux walks the blocks in sequence order (tcp_sacktag_write_queue).
     rtx = snd.rtx
     tagged: list[TxRecord] = []
@@ -152,7 +154,7 @@ def sacktag(snd: Sender, now: float, blocks: tuple[tuple[int, int], ...],
     snd.delivered += newly
     if reord is not None:
         check_sack_reordering(snd, reord)
-    if newly:
+    if tagged:
         flag |= FLAG_DATA_SACKED
     return newly, flag
 
@@ -297,7 +299,8 @@ def fastretrans_alert(snd: Sender, now: float, prior_una: int, flag: int,
             end_cwnd_reduction(snd, now)
             snd.set_ca_state(CA_OPEN)
         elif state == CA_RECOVERY:
-            try_undo_recovery(snd, tsecr)
+            if try_undo_recovery(snd, tsecr):
+                return 0, REXMIT_NONE
             end_cwnd_reduction(snd, now)
     state = ccs.ca_state
     if state == CA_RECOVERY:
@@ -447,14 +450,28 @@ def try_keep_open(snd: Sender) -> None:
         snd.high_seq = snd.snd_nxt
 
 
-def try_undo_recovery(snd: Sender, tsecr: int | None) -> None:
+def non_sack_preventing_reopen(snd: Sender) -> bool:
+    """tcp_is_non_sack_preventing_reopen: without SACK the episode's state is held until
+    something above high_seq is acked, lest its duplicate ACKs start another fast
+    retransmit (RFC 6582 3.2 step 4)."""
+    if snd.sack_ok or snd.snd_una != snd.high_seq:
+        return False
+    clear_stamp_if_clean(snd)
+    return True
+
+
+def try_undo_recovery(snd: Sender, tsecr: int | None) -> bool:
     """The episode's data is all acknowledged (tcp_try_undo_recovery): undo if it was
-    spurious (TcpExtTCPFullUndo; TcpExtTCPLossUndo after an RTO), then Open."""
+    spurious (TcpExtTCPFullUndo; TcpExtTCPLossUndo after an RTO), then Open, unless the
+    state is held (True)."""
     if may_undo(snd, tsecr):
         undo_cwnd_reduction(snd, False)
         snd.host.counters.inc(Mib.TcpExtTCPLossUndo if snd.ccs.ca_state == CA_LOSS
                               else Mib.TcpExtTCPFullUndo)
+    if non_sack_preventing_reopen(snd):
+        return True
     snd.set_ca_state(CA_OPEN)
+    return False
 
 
 def try_undo_dsack(snd: Sender) -> bool:
@@ -478,38 +495,41 @@ def try_undo_loss(snd: Sender, tsecr: int | None, frto_undo: bool) -> bool:
     if frto_undo:
         c.inc(Mib.TcpExtTCPSpuriousRTOs)
     snd.retransmits = 0
+    if non_sack_preventing_reopen(snd):
+        return True
     if frto_undo or snd.sack_ok:
         snd.set_ca_state(CA_OPEN)
     return True
 
 
-def check_dsack(snd: Sender, start: int, end: int) -> bool:
+def check_dsack(snd: Sender, start: int, end: int) -> int:
     """A D-SACK block arrived (tcp_check_dsack, tcp_dsack_seen): count its duplicate
     segments (TcpExtTCPDSACKRecvSegs, tcpi_dsack_dups); a block wider than any window,
     or reporting more duplicates than were ever retransmitted, is dubious
     (TcpExtTCPDSACKIgnoredDubious). Each duplicate of the episode counts against its
     retransmissions: by segments below SND.UNA (the queue forgot them), by record inside
-    the queue (tcp_sacktag_one). True if the block counts."""
+    the queue (tcp_sacktag_one). Returns the duplicate segments, 0 if the block does
+    not count; they count as delivered (tcpi_delivered, and cwnd's growth)."""
     c = snd.host.counters
     length = seq_diff(end, start)
     if length <= 0 or length > snd.max_window:
         c.inc(Mib.TcpExtTCPDSACKIgnoredDubious)
-        return False
+        return 0
     dup_segs = -(-length // snd.mss) if length > snd.mss else 1
     snd.dsack_dups += dup_segs
     if snd.dsack_dups > snd.total_retrans:
         c.inc(Mib.TcpExtTCPDSACKIgnoredDubious)
-        return False
+        return 0
     c.inc(Mib.TcpExtTCPDSACKRecvSegs, dup_segs)
     if before_eq(end, snd.snd_una):
         snd.undo.dsacked(end, dup_segs)
-        return True
+        return dup_segs
     for rec in snd.rtx.records:
         if not before(rec.start, end):
             break
         if rec.ever_retrans and not before(rec.start, start):
             snd.undo.dsacked(rec.end, rec.pcount)
-    return True
+    return dup_segs
 
 
 def cong_control(snd: Sender, now: float, acked: int, sacked: int, newly_lost: int,
