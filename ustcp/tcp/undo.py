@@ -17,15 +17,17 @@ F-RTO (RFC 5682, ``tcp_frto``) is the third: after an RTO, new data instead of f
 retransmissions, and an ACK of never-retransmitted data proves the timeout spurious
 (``TcpExtTCPSpuriousRTOs``); its steps are ``recovery.process_loss``.
 
-This module is the episode's state, :class:`Undo`, which alone writes it; the decisions
+This module is the episode's state, :class:`Undo`, whose methods alone write the marker,
+the count and the stamp (``frto`` is a flag: ``Sender.enter_loss`` sets it, F-RTO's steps
+clear it); the decisions
 (tcp_try_undo_recovery, _dsack, _loss, _partial, tcp_undo_cwnd_reduction,
 tcp_check_dsack) are functions over the sender in :mod:`ustcp.tcp.recovery`, next to the
 state machine that calls them.
 
 Undoing gives back the cwnd before the cut (the congestion control's ``undo_cwnd``:
 max(cwnd, prior_cwnd) for Reno and CUBIC) and ssthresh from ``prior_ssthresh``, and
-withdraws a queued ECN CWR. :class:`Undo` owns the episode's state; ``prior_cwnd`` and
-``prior_ssthresh`` are the congestion state's (``CcState``), which the algorithms read.
+withdraws a queued ECN CWR. ``prior_cwnd`` and ``prior_ssthresh`` are the congestion
+state's (``CcState``), which the algorithms read.
 """
 
 from __future__ import annotations
