@@ -55,9 +55,12 @@ def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
     acked_pkts = 0
     una_advanced = after(ack, prior_una)
     if una_advanced:
+        # The congestion control sees the new SND.UNA in its pkts_acked hook (tcp_ack
+        # updates tp->snd_una before tcp_clean_rtx_queue): HyStart's round ends on the ACK
+        # that passes its end_seq, not on the one after.
+        snd.ccs.snd_una = ack
         acked_pkts = clean_rtx(snd, now, ack, seg, prior_fack)
         snd.snd_una = ack
-        snd.ccs.snd_una = ack
         mtu_probe.on_ack(snd, now)  # the probe acknowledged: the MSS may rise (RFC 4821)
         snd.backoff = 0
         snd.retransmits = 0

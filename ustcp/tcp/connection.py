@@ -41,7 +41,7 @@ from .options import (
 from .receiver import DATA_FIN, Receiver
 from .rto import RtoEstimator
 from .rtxqueue import TxRecord
-from .sender import Sender
+from .sender import SEND_STATES, Sender
 from .seq import after, before, before_eq, between, seq_add, seq_diff
 from .states import LEGAL, SYNCHRONIZED, State
 from .timers import XmitTimer
@@ -153,6 +153,7 @@ class Connection:
             # tcp_synack_rtt_meas
             self.snd.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))
         self._init_transfer(now)
+        self.snd.update_pacing_rate()  # tcp_rcv_state_process, SYN_RECV
         # The child is born in SYN_RECV (inet_csk_clone_lock) and the ACK makes it
         # ESTABLISHED: both show in the trace, as in Linux's inet_sock_set_state.
         self.set_state(now, State.SYN_RECV)
@@ -371,7 +372,8 @@ class Connection:
             return None
         best: float | None = None
         snd = self.snd
-        for t in (snd.t_rto, self.rcv.t_delack, snd.t_probe0, self.t_keepalive, self.t_linger):
+        for t in (snd.t_rto, self.rcv.t_delack, snd.t_probe0, self.t_keepalive, self.t_linger,
+                  snd.pacing_timer):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -398,6 +400,21 @@ class Connection:
             if self.state == State.FIN_WAIT2:
                 self.host.counters.inc(Mib.TcpExtTCPAbortOnLinger)
                 self.finish(now)
+        if snd.pacing_timer is not None and snd.pacing_timer <= now:
+            snd.pacing_timer = None  # tcp_pace_kick
+            self.tsq_write(now)
+
+    def tsq_write(self, now: float) -> None:
+        """tcp_tsq_write, run by the pacing timer and when a qdisc released a packet of a
+        connection TCP Small Queues held back: retransmit what is lost if cwnd allows, then
+        send new data."""
+        snd = self.snd
+        if self.state not in SEND_STATES:
+            return
+        if snd.rtx.lost_out > snd.rtx.retrans_out and \
+                snd.ccs.snd_cwnd > snd.rtx.in_flight():
+            recovery.xmit_retransmit_queue(snd, now)
+        snd.push(now)
 
     def _delack_timer(self, now: float) -> None:
         """tcp_delack_timer_handler: send the delayed ACK and adapt ATO."""
@@ -598,6 +615,7 @@ class Connection:
                 seg.ack, seq_add(snd.iss, 1 + snd.fastopen_syn_data))
             ack.clean_rtx(snd, now, seg.ack, seg, snd.snd_una)
             snd.handshake_acked(seg, seg.window, synsent=True)
+            snd.update_pacing_rate()  # tcp_ack's tcp_cong_control on the SYN-ACK
             self._init_transfer(now)
             self.set_state(now, State.ESTABLISHED)
             fastopen = snd.fastopen_req
@@ -922,6 +940,8 @@ class Connection:
             "tcpi_snd_wnd": self.snd.snd_wnd,
             "tcpi_rcv_wnd": self.rcv.rcv_wnd,
             "tcpi_reord_seen": self.snd.reord_seen,
+            "tcpi_pacing_rate": ccs.pacing_rate,  # ~0 (2**64 - 1) while unlimited
+            "tcpi_max_pacing_rate": self.sockopts.max_pacing_rate,
             **self.snd.chrono.info(now),
         }
 

@@ -15,21 +15,25 @@ import errno
 import os
 import random
 from collections.abc import Iterator
+from typing import cast
 
 import structlog
 
 from ..config import StackConfig
 from ..mib import Counters, Mib
 from ..pmtu import PathMtuCache
+from ..qdisc import Fq
 from ..wire.addr import ANY6, any_for, endpoint
-from ..wire.tcp import ACK, RST, SYN, TcpSegment
+from ..wire.tcp import ACK, RST, SYN, TcpSegment, gso_segments
 from . import syncookies
+from .buffers import SKB_TRUESIZE
 from .connection import Connection
 from .fastopen import FastOpenBlackhole, FastOpenCacheEntry, FastOpenKeys
 from .host import Timed, Wakeable
 from .isn import IsnGenerator
 from .listener import Listener
 from .options import SockOpts
+from .pacing import SK_PACING_FQ
 from .seq import seq_add
 from .tables import Shrinker
 from .timers import TimerHeap
@@ -70,6 +74,24 @@ class _PmtuExpiry:
             self.engine.pmtu_expired(now, gone)
 
 
+class _QdiscRelease:
+    """The qdisc's place in the engine's timer heap: its next held packet's time."""
+
+    __slots__ = ("engine", "heap_when")
+
+    def __init__(self, engine: TcpEngine) -> None:
+        self.engine = engine
+        self.heap_when: float | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        q = self.engine.qdisc
+        return q.next_time() if q is not None else None
+
+    def on_timer(self, now: float) -> None:
+        self.engine.qdisc_release(now)
+
+
 class TcpEngine:
     def __init__(self, config: StackConfig, counters: Counters, *, seed: int | None = None,
                  mtu: int = 1500, gso_max_size: int = 0) -> None:
@@ -101,6 +123,10 @@ class TcpEngine:
         self._timers: TimerHeap[Timed | TimeWaitTable] = TimerHeap()
         self._challenge_second = -1
         self._challenge_count = 0
+        # The qdisc in front of the link (None: a plain FIFO that holds nothing, as pfifo
+        # on a TUN device). The packetdrill runner installs fq when a script's `tc` asks.
+        self.qdisc: Fq[Output] | None = None
+        self._qdisc_timer = _QdiscRelease(self)
 
     # ------------------------------------------------------------------ driver side
 
@@ -353,7 +379,59 @@ class TcpEngine:
 
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         self.counters.inc(Mib.TcpOutSegs, seg.pcount)  # __tcp_transmit_skb: per wire segment
-        self._output.append((src_ip, dst_ip, seg))
+        self._to_link(src_ip, dst_ip, seg)
+
+    def _to_link(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        """Out to the driver: a GSO packet cut into MSS segments first when the link takes
+        none (software GSO, after the qdisc as in Linux's dev_hard_start_xmit)."""
+        if seg.gso_size and not self.gso_max_size:
+            self._output.extend((src_ip, dst_ip, piece)
+                                for piece in gso_segments(seg, seg.gso_size))
+        else:
+            self._output.append((src_ip, dst_ip, seg))
+
+    def xmit(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        """A connection's segment, through the qdisc: fq files it under the connection
+        (and marks it SK_PACING_FQ, fq_classify) and holds it until ``seg.tstamp``; what
+        it holds is charged to the connection (sk_wmem_alloc, for TCP Small Queues)."""
+        q = self.qdisc
+        if q is None:
+            self.emit(src_ip, dst_ip, seg)
+            return
+        self.counters.inc(Mib.TcpOutSegs, seg.pcount)
+        key = (src_ip, seg.src_port, dst_ip, seg.dst_port)
+        conn = self.connections.get(key)
+        if conn is not None:
+            conn.snd.ccs.pacing_status = SK_PACING_FQ  # fq's rate_enable (the default)
+        held = q.enqueue(now, key, (src_ip, dst_ip, seg), seg.tstamp)
+        if held is None:
+            self._to_link(src_ip, dst_ip, seg)
+            return
+        if held:
+            if conn is not None:
+                conn.snd.wmem_alloc += len(seg.payload) + SKB_TRUESIZE
+            self._touch(self._qdisc_timer)
+
+    def qdisc_release(self, now: float) -> None:
+        """The qdisc gives out what is due; each packet's release uncharges its connection,
+        and a connection TCP Small Queues held back sends again (tcp_wfree, tcp_tsq_write)."""
+        q = self.qdisc
+        if q is None:
+            return
+        woken: list[Connection] = []
+        for key, (src_ip, dst_ip, seg) in q.dequeue(now):
+            self._to_link(src_ip, dst_ip, seg)
+            conn = self.connections.get(cast(Key, key))
+            if conn is None:
+                continue
+            conn.snd.wmem_alloc -= len(seg.payload) + SKB_TRUESIZE
+            if conn.snd.tsq_throttled:
+                conn.snd.tsq_throttled = False
+                woken.append(conn)
+        for conn in woken:
+            conn.tsq_write(now)
+            self._touch(conn)
+        self._touch(self._qdisc_timer)
 
     def wake(self, obj: Wakeable) -> None:
         self._wakeups.add(obj)

@@ -57,6 +57,10 @@ class Host(Protocol):
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         """A segment for the network."""
 
+    def xmit(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        """A connection's segment for the network, stamped with its departure time
+        (``seg.tstamp``): through the host's qdisc, which may hold it until then."""
+
     def wake(self, obj: Wakeable) -> None:
         """``obj``'s status changed: its waiters are woken."""
 

@@ -42,6 +42,7 @@ class SockOpts:
     notsent_lowat: int = 0  # TCP_NOTSENT_LOWAT, bytes; 0 = net.ipv4.tcp_notsent_lowat
     recvmsg_inq: bool = False  # TCP_INQ: recvmsg reports the bytes left to read
     v6only: bool = False  # IPV6_V6ONLY: a listener on :: takes IPv6 only, not IPv4 too
+    max_pacing_rate: int = (1 << 64) - 1  # SO_MAX_PACING_RATE, bytes/s; ~0UL = none
 
     def copy(self) -> SockOpts:
         """Every field, as a new object (an accepted connection's copy of its listener's
@@ -57,7 +58,7 @@ class SockOpts:
             fastopen_connect=self.fastopen_connect, user_timeout=self.user_timeout,
             syncnt=self.syncnt,
             notsent_lowat=self.notsent_lowat, recvmsg_inq=self.recvmsg_inq,
-            v6only=self.v6only)
+            v6only=self.v6only, max_pacing_rate=self.max_pacing_rate)
 
 
 def secs_to_retrans(seconds: int, timeout: int = 1, rto_max: int = 120) -> int:

@@ -297,6 +297,7 @@ def cong_control(snd: Sender, now: float, acked: int, sacked: int, newly_lost: i
         ccs.packets_out = snd.rtx.packets_out
         ccs.is_cwnd_limited = snd.is_cwnd_limited()
         snd.cc.cong_avoid(ccs, now, snd.snd_una, delivered)
+    snd.update_pacing_rate()
 
 
 def init_cwnd_reduction(snd: Sender) -> None:
@@ -368,7 +369,7 @@ def xmit_retransmit_queue(snd: Sender, now: float) -> None:
     while i < len(records):  # the tail a retransmission splits off comes next
         rec = records[i]
         i += 1
-        if snd.rtx.in_flight() >= snd.ccs.snd_cwnd:
+        if snd.rtx.in_flight() >= snd.ccs.snd_cwnd or snd.pacing_check(now):
             break
         if rec.lost and not rec.retrans and not rec.sacked:
             if rec.start != snd.snd_una and \

@@ -32,6 +32,7 @@ from .options import (
     secs_to_retrans,
     sndbuf_size,
 )
+from .pacing import PACING_UNLIMITED
 from .states import State
 from .tcpinfo import pack_tcp_info
 
@@ -56,6 +57,7 @@ SIOCOUTQ = 0x5411  # = TIOCOUTQ
 SIOCOUTQNSD = 0x894B
 
 TCP_NOTSENT_LOWAT = 25  # linux/tcp.h (Python's socket module lacks it)
+SO_MAX_PACING_RATE = 47  # asm-generic/socket.h (Python's socket module lacks it)
 TCP_INQ = 36  # linux/tcp.h, also the control message's type (TCP_CM_INQ)
 TCP_CM_INQ = TCP_INQ
 
@@ -72,7 +74,7 @@ OPTIONS: dict[int, frozenset[int]] = {
     SOL_SOCKET: frozenset({
         socket.SO_REUSEADDR, socket.SO_KEEPALIVE, socket.SO_LINGER, socket.SO_SNDBUF,
         socket.SO_RCVBUF, socket.SO_ERROR, socket.SO_TYPE, socket.SO_DOMAIN,
-        socket.SO_PROTOCOL, socket.SO_ACCEPTCONN}),
+        socket.SO_PROTOCOL, socket.SO_ACCEPTCONN, SO_MAX_PACING_RATE}),
     IPPROTO_TCP: frozenset({
         socket.TCP_NODELAY, socket.TCP_CORK, socket.TCP_MAXSEG, socket.TCP_KEEPIDLE,
         socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_LINGER2, socket.TCP_DEFER_ACCEPT,
@@ -151,6 +153,19 @@ class Sock:
                 opts.linger = (True, seconds)
             else:  # the linger time is kept, the flag cleared
                 opts.linger = (False, opts.linger[1] if opts.linger else 0)
+            return
+        if optname == SO_MAX_PACING_RATE:
+            # An unsigned long: 8 bytes when given as many, else an int whose ~0U means
+            # no limit (sk_setsockopt)
+            if isinstance(value, bytes) and len(value) >= 8:
+                rate = int.from_bytes(value[:8], "little")
+            else:
+                rate = _int_value(value) & 0xFFFFFFFF
+                if rate == 0xFFFFFFFF:
+                    rate = PACING_UNLIMITED
+            opts.max_pacing_rate = rate
+            if conn is not None:
+                conn.snd.set_max_pacing_rate()
             return
         val = _int_value(value)
         if optname == socket.SO_REUSEADDR:
@@ -251,7 +266,13 @@ class Sock:
         else at most ``buflen`` bytes of what the kernel copies out."""
         if buflen < 0:
             raise os_error(errno.EINVAL)
-        if level == SOL_SOCKET:
+        value: int | bytes
+        if level == SOL_SOCKET and optname == SO_MAX_PACING_RATE:
+            # 8 bytes for a buffer that holds them, else capped to a u32 (sk_getsockopt)
+            rate = self.opts.max_pacing_rate
+            value = struct.pack("=Q", rate) if buflen >= 8 else \
+                struct.pack("=I", min(rate, 0xFFFFFFFF))
+        elif level == SOL_SOCKET:
             value = self._get_socket(optname)
         elif level == IPPROTO_TCP:
             value = self._get_tcp(now, optname)

@@ -80,6 +80,10 @@ class TcpSegment:
     # The IP header's ECN field (RFC 3168 5): 0 Not-ECT, 2 ECT(0), 1 ECT(1), 3 CE; what
     # arrived (inbound) or what to send (outbound).
     ecn: int = 0
+    # Outbound: the earliest departure time TCP stamped (skb->tstamp, tcp/pacing.py), in
+    # seconds of the engine's clock; a qdisc that honours it (fq) holds the segment until
+    # then. 0.0: none (segments of no socket).
+    tstamp: float = 0.0
 
     @property
     def pcount(self) -> int:
@@ -110,7 +114,8 @@ def gso_segments(seg: TcpSegment, size: int) -> list[TcpSegment]:
             flags &= ~CWR
         out.append(TcpSegment(seg.src_port, seg.dst_port, (seg.seq + i * size) & 0xFFFFFFFF,
                               seg.ack, flags, seg.window, seg.options,
-                              view[i * size:(i + 1) * size], seg.urg_ptr, ecn=seg.ecn))
+                              view[i * size:(i + 1) * size], seg.urg_ptr, ecn=seg.ecn,
+                              tstamp=seg.tstamp))
     return out
 
 

@@ -62,6 +62,10 @@ class CcState:
     srtt_us: int = 0  # smoothed RTT in microseconds (Linux's srtt_us >> 3)
     delivered: int = 0  # packets delivered so far (tcpi_delivered)
     lsndtime: float = 0.0  # when data was last sent; the engine updates it *after* TX_START
+    # Socket fields HyStart reads (tcp/pacing.py): sk_pacing_rate in bytes per second
+    # (2**64 - 1: unlimited), sk_pacing_status (SK_PACING_NONE, _NEEDED, _FQ)
+    pacing_rate: int = (1 << 64) - 1
+    pacing_status: int = 0
 
 
 def tcp_in_slow_start(s: CcState) -> bool:

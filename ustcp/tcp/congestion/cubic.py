@@ -21,15 +21,18 @@ Choices (where Linux's integer arithmetic was replaced):
 - CUBIC's epoch clock is in jiffies with HZ = 1000, so Linux's rate limits (cwnd target at
   most once per jiffy, recomputed at least every HZ/32, RTT samples ignored for 1 s after a
   cut) keep their meaning. HyStart's clock is in microseconds like Linux's tcp_mstamp.
-- There is no pacing, so HyStart's ack-train threshold is delay_min / 2 (hystart_ack_delay
-  is 0 and sk_pacing_status is SK_PACING_NONE in Linux's terms).
+- HyStart's ack-train threshold is delay_min plus the GSO allowance (hystart_ack_delay, at
+  most 1 ms), halved unless the flow is paced (sk_pacing_status, tcp/pacing.py): pacing may
+  have spread a round's packets over half an RTT.
 """
 
 from __future__ import annotations
 
 import math
 
+from ..pacing import SK_PACING_NONE, hystart_ack_delay_us
 from ..seq import after
+from ..tso import GSO_LEGACY_MAX_SIZE
 from .base import (
     CA_LOSS,
     CcState,
@@ -243,7 +246,11 @@ class Cubic(CongestionControl):
             # Closely spaced ACKs form a train; once the train of one round lasts longer
             # than delay_min / 2, the flight fills the path (cwnd is near the BDP).
             self.last_ack = now_us
-            if now_us - self.round_start > self.delay_min >> 1:
+            threshold = self.delay_min + hystart_ack_delay_us(s.pacing_rate,
+                                                              GSO_LEGACY_MAX_SIZE)
+            if s.pacing_status == SK_PACING_NONE:
+                threshold >>= 1
+            if now_us - self.round_start > threshold:
                 self.found = True
                 s.snd_ssthresh = s.snd_cwnd
         if self.hystart_detect & HYSTART_DELAY:
