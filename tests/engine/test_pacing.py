@@ -15,7 +15,7 @@ from ustcp.packetdrill.runner import Runner
 from ustcp.qdisc import FQ_FLOW_PLIMIT, FQ_HORIZON, Fq
 from ustcp.tcp import pacing
 
-from .util import PASSIVE_OPEN
+from .util import FIRST_FLIGHT, PASSIVE_OPEN
 
 
 def with_init(command: str, script: str) -> str:
@@ -32,11 +32,7 @@ MAX_PACING_RATE = PASSIVE_OPEN % 257 + """\
 +0 %{ assert tcpi_max_pacing_rate == 100000, tcpi_max_pacing_rate }%
 +0 %{ assert tcpi_pacing_rate == 100000, tcpi_pacing_rate }%
 +0 write(4, ..., 16000) = 16000
-+0 > P. 1:2001(2000) ack 1
-+0 > P. 2001:4001(2000) ack 1
-+0 > P. 4001:6001(2000) ack 1
-+0 > P. 6001:8001(2000) ack 1
-+0 > P. 8001:10001(2000) ack 1
+""" + FIRST_FLIGHT + """\
 +.1 < . 1:1(0) ack 4001 win 257
 +0 > P. 10001:12001(2000) ack 1
 +.01 > P. 12001:14001(2000) ack 1
@@ -61,11 +57,7 @@ def test_so_max_pacing_rate_paces_the_connection_itself() -> None:
 # down when fq releases the second.
 FQ_SLOW_START = with_init("tc qdisc replace dev tun0 root fq", PASSIVE_OPEN % 257) + """\
 +0 write(4, ..., 18000) = 18000
-+0 > P. 1:2001(2000) ack 1
-+0 > P. 2001:4001(2000) ack 1
-+0 > P. 4001:6001(2000) ack 1
-+0 > P. 6001:8001(2000) ack 1
-+0 > P. 8001:10001(2000) ack 1
+""" + FIRST_FLIGHT + """\
 +.1 < . 1:1(0) ack 4001 win 257
 +0 %{ assert tcpi_pacing_rate == 280000, tcpi_pacing_rate }%
 +0 > P. 10001:12001(2000) ack 1

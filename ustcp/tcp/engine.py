@@ -55,14 +55,20 @@ IPV4_TCP_HEADERS = 40
 IPV6_TCP_HEADERS = 60
 
 
-class _PmtuExpiry:
-    """The path MTU table's place in the engine's timer heap."""
+class _EngineTimer:
+    """A table of the engine's own in the engine's timer heap."""
 
     __slots__ = ("engine", "heap_when")
 
     def __init__(self, engine: TcpEngine) -> None:
         self.engine = engine
         self.heap_when: float | None = None
+
+
+class _PmtuExpiry(_EngineTimer):
+    """The path MTU table's place in the engine's timer heap."""
+
+    __slots__ = ()
 
     @property
     def deadline(self) -> float | None:
@@ -74,14 +80,10 @@ class _PmtuExpiry:
             self.engine.pmtu_expired(now, gone)
 
 
-class _QdiscRelease:
+class _QdiscRelease(_EngineTimer):
     """The qdisc's place in the engine's timer heap: its next held packet's time."""
 
-    __slots__ = ("engine", "heap_when")
-
-    def __init__(self, engine: TcpEngine) -> None:
-        self.engine = engine
-        self.heap_when: float | None = None
+    __slots__ = ()
 
     @property
     def deadline(self) -> float | None:
