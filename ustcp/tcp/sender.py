@@ -766,6 +766,7 @@ class Sender:
                 self.send_synack(now, self.syn_wscale_ok)  # a Fast Open child's, no cookie
             else:
                 self.send_syn(now)
+            sent = self.wstamp
         else:
             mss = self.current_mss()
             if size > mss * segs:
@@ -779,9 +780,10 @@ class Sender:
             if size and self._pushed(rec.start, seq_add(rec.start, size)):
                 flags |= PSH
             prior = self.stamp(now)
-            self._emit_packet(now, self.segment(self.wstamp, flags, rec.start, payload))
+            sent = self.wstamp
+            self._emit_packet(now, self.segment(sent, flags, rec.start, payload))
             self.after_send(size, prior)
-        self.rtx.mark_retransmitted(rec, self.wstamp)
+        self.rtx.mark_retransmitted(rec, sent)
         if self.ccs.ca_state == CA_RECOVERY:
             self.prr_out += rec.pcount
         self.total_retrans += rec.pcount
