@@ -19,7 +19,7 @@ from ustcp.tcp.rto import RtoEstimator
 from ustcp.tcp.sender import Sender
 from ustcp.tcp.seq import seq_add
 from ustcp.tcp.states import State
-from ustcp.wire.tcp import ACK, PSH, TcpOptions, TcpSegment
+from ustcp.wire.tcp import ACK, PSH, TcpOptions, TcpSegment, gso_segments
 
 MSS = 1000
 WRAPS = [1000, 0xFFFFFFFF - 2500]  # an ISN far from the wrap, and one the flight crosses
@@ -43,6 +43,10 @@ class FakeHost:
 
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         self.sent.append(seg)
+
+    def xmit(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        """No qdisc, no GSO: a GSO packet leaves as its MSS segments (as TcpEngine does)."""
+        self.sent.extend(gso_segments(seg, seg.gso_size))
 
     def wake(self, obj: Any) -> None:
         self.woken += 1
