@@ -41,6 +41,21 @@ MAX_PACING_RATE = PASSIVE_OPEN % 257 + """\
 """
 
 
+# Set on the listener, SO_MAX_PACING_RATE is the accepted socket's too (sk_clone_lock copies
+# the rate and SK_PACING_NEEDED), its pacing rate capped from the start.
+INHERITED = PASSIVE_OPEN.replace(
+    "+0 bind", "+0 setsockopt(3, SOL_SOCKET, SO_MAX_PACING_RATE, [100000], 4) = 0\n+0 bind"
+) % 257 + """\
++0 getsockopt(4, SOL_SOCKET, SO_MAX_PACING_RATE, [100000], [4]) = 0
++0 %{ assert tcpi_pacing_rate == 100000, tcpi_pacing_rate }%
++0 write(4, ..., 12000) = 12000
+""" + FIRST_FLIGHT + """\
++.1 < . 1:1(0) ack 4001 win 257
++0 > P. 10001:12001(2000) ack 1
++.1 < . 1:1(0) ack 12001 win 257
+"""
+
+
 def run(text: str) -> None:
     result = Runner(parse_script(text), Path("."), "inline").run()
     assert result.status == "pass", f"{result.message}\n" + "\n".join(result.log)
@@ -48,6 +63,10 @@ def run(text: str) -> None:
 
 def test_so_max_pacing_rate_paces_the_connection_itself() -> None:
     run(MAX_PACING_RATE)
+
+
+def test_an_accepted_socket_inherits_so_max_pacing_rate() -> None:
+    run(INHERITED)
 
 
 # fq as the script's qdisc: the flow is paced at sk_pacing_rate (2 x cwnd x MSS / SRTT in
