@@ -70,7 +70,7 @@ def make_sender(iss: int, *, sack: bool = True, **cfg: Any) -> tuple[Sender, Fak
                    rto_value=lambda: box[0].rto_value())
     rcv.init_seq(5000)
     snd = Sender(host, owner, rcv, rtt, (b"\x0a\0\0\x01", 1, b"\x0a\0\0\x02", 2),  # type: ignore[arg-type]
-                 "a>b", SockOpts(nodelay=True), 0.0)
+                 SockOpts(nodelay=True), 0.0)
     box.append(snd)
     snd.init_seq(iss)
     snd.start(0.0)  # our SYN

@@ -12,7 +12,7 @@ does to the state is the connection's (``Connection.state_after_ack``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..mib import Mib
 from ..wire.tcp import ECE, FIN, SYN, TcpSegment
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 
 # What process_ack says of a segment.
-ACK_OK = 0
-ACK_DROP = 1  # to be dropped: it acknowledges data never sent (tcp_ack's invalid_ack)
-ACK_CHALLENGE = 2  # to be dropped with a challenge ACK: too old (RFC 5961 5.2)
+ACK_OK: Final = 0
+ACK_DROP: Final = 1  # to be dropped: it acknowledges data never sent (tcp_ack's invalid_ack)
+ACK_CHALLENGE: Final = 2  # to be dropped with a challenge ACK: too old (RFC 5961 5.2)
 
 
 def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:

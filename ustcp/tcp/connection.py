@@ -18,14 +18,14 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
 from ..debuglog import DEBUG
 from ..mib import Mib
 from ..pmtu import IPV6_MIN_MTU
-from ..wire.addr import endpoint
+from ..wire.addr import conn_name
 from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TcpSegment
 from . import ack, ecn, recovery
 from .ack import ACK_CHALLENGE, ACK_OK
@@ -53,12 +53,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ustcp.tcp")
 
-TCP_PAWS_24DAYS = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent expires
-TCP_PAWS_WINDOW = 1  # ticks of TSval lag PAWS tolerates
-_DATA_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
-_RCV_DATA_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
+TCP_PAWS_24DAYS: Final = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent expires
+TCP_PAWS_WINDOW: Final = 1  # ticks of TSval lag PAWS tolerates
+_DATA_STATES: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+_RCV_DATA_STATES: Final = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
 # A read may send the ACK arrival left pending (tcp_cleanup_rbuf): also after the FIN
-_READ_ACK_STATES = _RCV_DATA_STATES | {State.CLOSE_WAIT}
+_READ_ACK_STATES: Final = _RCV_DATA_STATES | {State.CLOSE_WAIT}
 
 
 class Connection:
@@ -74,7 +74,6 @@ class Connection:
         self.remote_ip = remote_ip
         self.remote_port = remote_port
         self.key = (local_ip, local_port, remote_ip, remote_port)
-        self.name = f"{endpoint(local_ip, local_port)}>{endpoint(remote_ip, remote_port)}"
         self.sockopts = sockopts
         self.state = State.CLOSE
         self.waiter: Any = None  # owned by the API layer
@@ -102,7 +101,11 @@ class Connection:
         rtt = RtoEstimator()
         self.rcv = Receiver(host, self, sockopts, now, advmss=host.mss_for(remote_ip),
                             rtt=rtt, rto_value=self._rto_value)
-        self.snd = Sender(host, self, self.rcv, rtt, self.key, self.name, sockopts, now)
+        self.snd = Sender(host, self, self.rcv, rtt, self.key, sockopts, now)
+
+    @property
+    def name(self) -> str:
+        return conn_name(self.key)
 
     # ------------------------------------------------------------------ set-up
 
@@ -800,7 +803,7 @@ class Connection:
             rcv_wnd=min(rcv.rcv_wnd >> rcv.rcv_wscale, 65535), rcv_wscale=rcv.rcv_wscale,
             ts_ok=rcv.ts_ok, ts_recent=rcv.ts_recent, ts_recent_stamp=rcv.ts_recent_stamp,
             ts_offset=rcv.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN),
-            self.name, self.snd.rtt.rto)
+            self.snd.rtt.rto)
         self.finish(now)
 
     # ------------------------------------------------------------------ receiving data

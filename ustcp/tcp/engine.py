@@ -15,7 +15,7 @@ import errno
 import os
 import random
 from collections.abc import Iterator
-from typing import cast
+from typing import Final, cast
 
 import structlog
 
@@ -41,18 +41,18 @@ from .timewait import TimeWaitEntry, TimeWaitTable
 
 log = structlog.get_logger("ustcp.tcp")
 
-EPHEMERAL_PORTS = (32768, 60999)  # net.ipv4.ip_local_port_range
-FASTOPEN_CACHE_MAX = 1024  # servers whose Fast Open cookie the client keeps
+EPHEMERAL_PORTS: Final = (32768, 60999)  # net.ipv4.ip_local_port_range
+FASTOPEN_CACHE_MAX: Final = 1024  # servers whose Fast Open cookie the client keeps
 # Entries the timer heap may hold beyond two per connection and listener before its stale
 # ones are dropped at once (TimerHeap.compact): amortized O(1) per close.
-TIMER_HEAP_SLACK = 64
+TIMER_HEAP_SLACK: Final = 64
 
 Key = tuple[bytes, int, bytes, int]
 Output = tuple[bytes, bytes, TcpSegment]
 
 # The IP and TCP headers without options: MSS = path MTU less these (tcp_mtu_to_mss)
-IPV4_TCP_HEADERS = 40
-IPV6_TCP_HEADERS = 60
+IPV4_TCP_HEADERS: Final = 40
+IPV6_TCP_HEADERS: Final = 60
 
 
 class _EngineTimer:
@@ -313,8 +313,8 @@ class TcpEngine:
     def peer_is_proven(self, now: float, host: bytes, ts_val: int | None) -> bool:
         return self.time_wait.peer_is_proven(now, host, ts_val)
 
-    def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
-        self.time_wait.add(now, entry, name, rto)
+    def enter_time_wait(self, now: float, entry: TimeWaitEntry, rto: float) -> None:
+        self.time_wait.add(now, entry, rto)
 
     def tcp_metrics_flush(self) -> None:
         """``ip tcp_metrics flush all``: every server's remembered MSS and cookie go."""

@@ -79,7 +79,7 @@ class Host(Protocol):
     def peer_is_proven(self, now: float, host: bytes, ts_val: int | None) -> bool:
         """tcp_tw_recycle's per-host PAWS on a SYN (the TIME_WAIT table's memory)."""
 
-    def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
+    def enter_time_wait(self, now: float, entry: TimeWaitEntry, rto: float) -> None:
         """A connection's TIME_WAIT state, kept by the host's table."""
 
     def fastopen_keys(self) -> FastOpenKeys:

@@ -28,16 +28,18 @@ Who holds a packet until its time depends on ``sk_pacing_status``:
 
 from __future__ import annotations
 
+from typing import Final
+
 from .buffers import SKB_TRUESIZE
 
-SK_PACING_NONE = 0  # include/net/sock.h enum sk_pacing
-SK_PACING_NEEDED = 1
-SK_PACING_FQ = 2
+SK_PACING_NONE: Final = 0  # include/net/sock.h enum sk_pacing
+SK_PACING_NEEDED: Final = 1
+SK_PACING_FQ: Final = 2
 
-PACING_UNLIMITED = (1 << 64) - 1  # ~0UL: sk_pacing_rate and sk_max_pacing_rate unset
-NSEC_PER_SEC = 1_000_000_000
+PACING_UNLIMITED: Final = (1 << 64) - 1  # ~0UL: sk_pacing_rate and sk_max_pacing_rate unset
+NSEC_PER_SEC: Final = 1_000_000_000
 # tcp_update_skb_after_send: "Original sch_fq does not pace first 10 MSS"
-UNPACED_SEGS = 10
+UNPACED_SEGS: Final = 10
 
 
 def advance(wstamp: float, prior: float, size: int, rate: int, data_segs_out: int) -> float:

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
 from ..config import StackConfig
 from ..mib import Mib
+from ..wire.addr import conn_name
 from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, TcpOptions, TcpSegment
 from . import ecn, mtu_probe, pacing, tso
 from .buffers import SendBuffer
@@ -68,7 +69,7 @@ log = structlog.get_logger("ustcp.tcp")
 # States with data or a FIN that may still be waiting to go out: after close() or
 # shutdown(SHUT_WR) the FIN follows queued data, and the peer's FIN may arrive before it
 # leaves (CLOSING, LAST_ACK).
-SEND_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
+SEND_STATES: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
                          State.CLOSING, State.LAST_ACK})
 
 
@@ -121,7 +122,6 @@ class Sender:
         "mtup",
         "nagle_cork",
         "nagle_push",
-        "name",
         "nospace",
         "owner",
         "pacing_timer",
@@ -176,15 +176,13 @@ class Sender:
     )
 
     def __init__(self, host: Host, owner: Owner, rcv: Receiver, rtt: RtoEstimator,
-                 key: tuple[bytes, int, bytes, int], name: str, sockopts: SockOpts,
-                 now: float) -> None:
+                 key: tuple[bytes, int, bytes, int], sockopts: SockOpts, now: float) -> None:
         cfg: StackConfig = host.config
         self.host = host
         self.config = cfg
         self.owner = owner
         self.rcv = rcv
         self.local_ip, self.local_port, self.remote_ip, self.remote_port = key
-        self.name = name
         self.sockopts = sockopts
         # Send sequence space (RFC 9293 3.3.1).
         self.iss = 0
@@ -690,6 +688,10 @@ class Sender:
             cwnd >>= 1
             idle -= rto
         self.ccs.snd_cwnd = max(cwnd, restart)
+
+    @property
+    def name(self) -> str:
+        return conn_name((self.local_ip, self.local_port, self.remote_ip, self.remote_port))
 
     def tso_segs(self, mss: int) -> int:
         """Segments one packet may hold now (tcp_tso_segs with the current pacing rate)."""

@@ -29,6 +29,7 @@ Choices (where Linux's integer arithmetic was replaced):
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from ..pacing import SK_PACING_NONE, hystart_ack_delay_us
 from ..seq import after
@@ -44,22 +45,22 @@ from .base import (
 )
 from .reno import tcp_reno_undo_cwnd
 
-BICTCP_BETA_SCALE = 1024
-BETA = 717  # beta = 717/1024 = 0.7 (RFC 9438 4.6)
-BIC_SCALE = 41
-CUBIC_C = BIC_SCALE * 10 / 1024  # 0.4004 packets/s**3 (RFC 9438 4.2: C = 0.4)
+BICTCP_BETA_SCALE: Final = 1024
+BETA: Final = 717  # beta = 717/1024 = 0.7 (RFC 9438 4.6)
+BIC_SCALE: Final = 41
+CUBIC_C: Final = BIC_SCALE * 10 / 1024  # 0.4004 packets/s**3 (RFC 9438 4.2: C = 0.4)
 # Reno-friendly slope: Linux beta_scale = 8*(1+beta)/(3*(1-beta)), = 15, i.e. the Reno
 # estimate grows one packet per cwnd*15/8 ACKs, alpha = 3(1-beta)/(1+beta) ~ 0.53 (RFC 9438 4.3).
-BETA_SCALE = 8 * (BICTCP_BETA_SCALE + BETA) // 3 // (BICTCP_BETA_SCALE - BETA)
-HZ = 1000  # jiffies per second for the epoch clock
+BETA_SCALE: Final = 8 * (BICTCP_BETA_SCALE + BETA) // 3 // (BICTCP_BETA_SCALE - BETA)
+HZ: Final = 1000  # jiffies per second for the epoch clock
 
-HYSTART_ACK_TRAIN = 0x1
-HYSTART_DELAY = 0x2
-HYSTART_MIN_SAMPLES = 8  # RTT samples per round before the delay test
-HYSTART_DELAY_MIN_US = 4000
-HYSTART_DELAY_MAX_US = 16000
-_NO_RTT = 0xFFFFFFFF  # curr_rtt before the first sample of a round (Linux ~0U)
-_LONG_AGO_US = -(1 << 62)  # a HyStart timestamp that can never look recent
+HYSTART_ACK_TRAIN: Final = 0x1
+HYSTART_DELAY: Final = 0x2
+HYSTART_MIN_SAMPLES: Final = 8  # RTT samples per round before the delay test
+HYSTART_DELAY_MIN_US: Final = 4000
+HYSTART_DELAY_MAX_US: Final = 16000
+_NO_RTT: Final = 0xFFFFFFFF  # curr_rtt before the first sample of a round (Linux ~0U)
+_LONG_AGO_US: Final = -(1 << 62)  # a HyStart timestamp that can never look recent
 
 
 def _jiffies(now: float) -> int:
