@@ -15,7 +15,8 @@ They behave as trio's ``SocketStream`` and ``SocketListener`` do, so ``trio.serv
 - ``setsockopt``/``getsockopt`` take the socket module's constants, as trio's
   ``SocketStream`` and ``SocketListener`` do, with Linux's semantics
   (:mod:`ustcp.tcp.sock`): TCP_NODELAY, TCP_CORK, SO_KEEPALIVE, TCP_KEEPIDLE, SO_LINGER,
-  TCP_MAXSEG, TCP_CONGESTION, SO_RCVBUF, TCP_INFO (bytes laid out as ``struct tcp_info``), ...
+  TCP_MAXSEG, TCP_CONGESTION, SO_RCVBUF, TCP_INFO (bytes laid out as ``struct tcp_info``),
+  SO_MAX_PACING_RATE (``ustcp.tcp.sock.SO_MAX_PACING_RATE``: the socket module lacks it), ...
 
 A task waits by parking on the :class:`Waiters` stored in the connection's (or
 listener's) ``waiter``; the stack unparks it whenever the engine reports a status change.

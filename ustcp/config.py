@@ -55,6 +55,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "tcp_tso_rtt_log": (0, U8_MAX),
     "tcp_pacing_ss_ratio": (0, 1000),  # SYSCTL_ZERO, SYSCTL_ONE_THOUSAND
     "tcp_pacing_ca_ratio": (0, 1000),
+    "tcp_limit_output_bytes": (0, INT_MAX),  # proc_dointvec
     # extra2 = &sysctl_tcp_max_reordering: checked against the current value in set()
     "tcp_reordering": (1, INT_MAX),
     "tcp_max_reordering": (1, INT_MAX),  # extra1 = SYSCTL_ONE
@@ -178,6 +179,8 @@ class StackConfig:
     tcp_tso_rtt_log: int = 9
     tcp_pacing_ss_ratio: int = 200
     tcp_pacing_ca_ratio: int = 120
+    # TCP Small Queues: bytes one socket may have in the qdisc and device (tcp/pacing.py)
+    tcp_limit_output_bytes: int = 4194304
     tcp_reordering: int = 3
     tcp_max_reordering: int = 300
     tcp_early_retrans: int = 3

@@ -23,11 +23,12 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Final
 
 from .config import StackConfig
 
-FRAG_TRUESIZE_OVERHEAD = 256  # bytes charged per fragment beyond its data (skb truesize)
-MAX_DATAGRAM = 65535
+FRAG_TRUESIZE_OVERHEAD: Final = 256  # bytes charged per fragment beyond its data (skb truesize)
+MAX_DATAGRAM: Final = 65535
 
 
 class Outcome(Enum):

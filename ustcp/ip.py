@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
@@ -58,21 +58,21 @@ from .wire.tcp import ChecksumMode, TcpSegment, build_tcp, parse_tcp
 
 log = structlog.get_logger("ustcp.ip")
 
-IP_ECN_MASK = 0x3  # the low two bits of the TOS byte (RFC 3168 5)
-IP_ECN_CE = 0x3
-ICMP_QUEUE_LIMIT = 256  # ICMP messages waiting for take_frames; more are dropped and counted
-XRLIM_BURST_FACTOR = 6  # inet_peer_xrlim_allow: a burst of six errors, then one per interval
-RATELIMIT_PEERS_MAX = 4096  # destinations the ICMP rate limiter remembers (oldest forgotten)
-ICMP6_RATEMASK = ~(1 << icmpv6.PKT_TOOBIG) & ((1 << icmpv6.INFO_MSG_MIN) - 1)  # "0-1,3-127"
+IP_ECN_MASK: Final = 0x3  # the low two bits of the TOS byte (RFC 3168 5)
+IP_ECN_CE: Final = 0x3
+ICMP_QUEUE_LIMIT: Final = 256  # ICMP messages waiting for take_frames; more are dropped and counted
+XRLIM_BURST_FACTOR: Final = 6  # inet_peer_xrlim_allow: a burst of six errors, then one per interval
+RATELIMIT_PEERS_MAX: Final = 4096  # destinations the ICMP rate limiter remembers (oldest forgotten)
+ICMP6_RATEMASK: Final = ~(1 << icmpv6.PKT_TOOBIG) & ((1 << icmpv6.INFO_MSG_MIN) - 1)  # "0-1,3-127"
 
 # Linux's per-type ICMP counters (include/uapi/linux/snmp.h ICMP_MIB_*) for the common types.
-_ICMP_IN_MIB = {0: Mib.IcmpInEchoReps, 3: Mib.IcmpInDestUnreachs, 4: Mib.IcmpInSrcQuenchs,
+_ICMP_IN_MIB: Final = {0: Mib.IcmpInEchoReps, 3: Mib.IcmpInDestUnreachs, 4: Mib.IcmpInSrcQuenchs,
                 5: Mib.IcmpInRedirects, 8: Mib.IcmpInEchos, 11: Mib.IcmpInTimeExcds,
                 12: Mib.IcmpInParmProbs, 13: Mib.IcmpInTimestamps, 14: Mib.IcmpInTimestampReps}
 
 
 # ICMP6_MIB_* by type (net/ipv6/proc.c snmp6_icmp6_list): what each received type counts
-_ICMP6_IN_MIB = {
+_ICMP6_IN_MIB: Final = {
     icmpv6.DEST_UNREACH: Mib.Icmp6InDestUnreachs, icmpv6.PKT_TOOBIG: Mib.Icmp6InPktTooBigs,
     icmpv6.TIME_EXCEED: Mib.Icmp6InTimeExcds, icmpv6.PARAMPROB: Mib.Icmp6InParmProblems,
     icmpv6.ECHO_REQUEST: Mib.Icmp6InEchos, icmpv6.ECHO_REPLY: Mib.Icmp6InEchoReplies,
@@ -88,13 +88,13 @@ _ICMP6_IN_MIB = {
 # What a host on a point-to-point TUN link ignores: the kernel's router solicitations and MLD
 # reports on a new device, duplicate address detection (RFC 4862 5.4) and neighbour
 # discovery, which a link without link-layer addresses does not need (RFC 4861 3.2).
-_ICMP6_IGNORED = frozenset((
+_ICMP6_IGNORED: Final = frozenset((
     icmpv6.MLD_QUERY, icmpv6.MLD_REPORT, icmpv6.MLD_REDUCTION, icmpv6.ROUTER_SOLICIT,
     icmpv6.ROUTER_ADVERT, icmpv6.NEIGHBOUR_SOLICIT, icmpv6.NEIGHBOUR_ADVERT, icmpv6.REDIRECT,
     icmpv6.MLD2_REPORT))
 
 
-_ICMP6_OUT_MIB = {icmpv6.PARAMPROB: Mib.Icmp6OutParmProblems,
+_ICMP6_OUT_MIB: Final = {icmpv6.PARAMPROB: Mib.Icmp6OutParmProblems,
                   icmpv6.DEST_UNREACH: Mib.Icmp6OutDestUnreachs,
                   icmpv6.TIME_EXCEED: Mib.Icmp6OutTimeExcds}
 

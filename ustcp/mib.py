@@ -243,7 +243,7 @@ class Mib:
     UstcpImpairPmtuDrops: Final = _next()
 
 
-MIB_MAX = next(_ids)
+MIB_MAX: Final = next(_ids)
 NAMES: tuple[str, ...] = tuple(
     name for name, _ in sorted(
         ((k, v) for k, v in vars(Mib).items() if isinstance(v, int)), key=lambda kv: kv[1]))
@@ -251,7 +251,7 @@ BY_NAME: dict[str, MibId] = {name: MibId(i) for i, name in enumerate(NAMES)}
 assert len(NAMES) == MIB_MAX
 
 # Printed even at zero (nstat -a shows every counter; these are the ones worth a glance).
-ALWAYS_SHOWN = (
+ALWAYS_SHOWN: Final = (
     Mib.IpInReceives, Mib.IpInDelivers, Mib.IpOutRequests, Mib.IpInHdrErrors,
     Mib.IpInAddrErrors, Mib.IpInUnknownProtos,
     Mib.IcmpInMsgs, Mib.IcmpOutMsgs, Mib.IcmpInEchos, Mib.IcmpOutEchoReps,
@@ -266,10 +266,10 @@ ALWAYS_SHOWN = (
     Mib.TcpExtTW, Mib.TcpExtTWRecycled,
 )
 
-ICMP_MSG_IN = "IcmpMsgInType"
-ICMP_MSG_OUT = "IcmpMsgOutType"
-ICMP6_MSG_IN = "Icmp6InType"  # /proc/net/snmp6's per-type counters (icmpv6msg_statistics)
-ICMP6_MSG_OUT = "Icmp6OutType"
+ICMP_MSG_IN: Final = "IcmpMsgInType"
+ICMP_MSG_OUT: Final = "IcmpMsgOutType"
+ICMP6_MSG_IN: Final = "Icmp6InType"  # /proc/net/snmp6's per-type counters (icmpv6msg_statistics)
+ICMP6_MSG_OUT: Final = "Icmp6OutType"
 
 
 @functools.cache

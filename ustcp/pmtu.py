@@ -14,10 +14,12 @@ MSS.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .config import StackConfig
 
-IPV6_MIN_MTU = 1280  # RFC 8200 5
-PMTU_ENTRIES_MAX = 4096  # destinations remembered; the oldest learned is forgotten first
+IPV6_MIN_MTU: Final = 1280  # RFC 8200 5
+PMTU_ENTRIES_MAX: Final = 4096  # destinations remembered; the oldest learned is forgotten first
 
 
 class PathMtuCache:

@@ -39,7 +39,7 @@ import errno
 import math
 import time
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 import structlog
 import trio
@@ -68,8 +68,8 @@ class Notified(Protocol):
     def notify(self) -> None: ...
 
 
-BUSY_POLL_SLICE = 10e-6  # the longest a spin keeps the other tasks waiting (s)
-NOTIFY_ROUNDS = 16  # a flush's rounds of notifications (callback apps wake more objects)
+BUSY_POLL_SLICE: Final = 10e-6  # the longest a spin keeps the other tasks waiting (s)
+NOTIFY_ROUNDS: Final = 16  # a flush's rounds of notifications (callback apps wake more objects)
 
 
 class Stack:

@@ -21,7 +21,9 @@ from ustcp.link.impair import ImpairmentSpec
 from ustcp.link.memory import memory_link_pair
 from ustcp.mib import Counters
 from ustcp.stack import Stack
+from ustcp.tcp.sock import SO_MAX_PACING_RATE
 from ustcp.tcp.states import State
+from ustcp.tcp.tcpinfo import parse_tcp_info
 
 from .test_api_pair import A_ADDR, B_ADDR, PORT, VIRTUAL_TIME_LIMIT, connected, payload
 
@@ -47,6 +49,24 @@ async def test_facade_sockopts_are_the_streams(autojump_clock: MockClock) -> Non
             with pytest.raises(OSError) as caught:
                 call()
             assert caught.value.errno == code
+
+
+async def test_so_max_pacing_rate_through_the_api(autojump_clock: MockClock) -> None:
+    """SO_MAX_PACING_RATE as the kernel takes it: an int, ~0U for none, 8 bytes for a u64;
+    tcp_info reports it and the pacing rate it caps (unset: ~0, and the rate from cwnd and
+    SRTT, which paces nothing by default)."""
+    async with connected() as (client, _server, _a, _b):
+        info = parse_tcp_info(client.getsockopt(TCP, socket.TCP_INFO, 280))
+        assert info["tcpi_max_pacing_rate"] == 2**64 - 1
+        assert info["tcpi_pacing_rate"] > 125000
+        assert client.getsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE) == -1  # ~0U
+        client.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, 125000)
+        assert client.getsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE) == 125000
+        info = parse_tcp_info(client.getsockopt(TCP, socket.TCP_INFO, 280))
+        assert info["tcpi_max_pacing_rate"] == info["tcpi_pacing_rate"] == 125000
+        client.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, struct.pack("=Q", 2**33))
+        raw = client.getsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, 8)
+        assert struct.unpack("=Q", raw) == (2**33,)
 
 
 # ---------------------------------------------------------------------- SO_LINGER {1, T}

@@ -12,7 +12,7 @@ from pathlib import Path
 from ustcp.packetdrill.parser import parse_script
 from ustcp.packetdrill.runner import Runner
 
-from .util import PASSIVE_OPEN
+from .util import FIRST_FLIGHT, PASSIVE_OPEN
 
 LOWAT = PASSIVE_OPEN % 257 + """\
 +0 getsockopt(4, SOL_TCP, TCP_NOTSENT_LOWAT, [0], [4]) = 0
@@ -20,11 +20,7 @@ LOWAT = PASSIVE_OPEN % 257 + """\
 +0 getsockopt(4, SOL_TCP, TCP_NOTSENT_LOWAT, [6000], [4]) = 0
 +0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
 +0 write(4, ..., 40000) = 26000
-+0 > P. 1:2001(2000) ack 1
-+0 > P. 2001:4001(2000) ack 1
-+0 > P. 4001:6001(2000) ack 1
-+0 > P. 6001:8001(2000) ack 1
-+0 > P. 8001:10001(2000) ack 1
+""" + FIRST_FLIGHT + """\
 +0 write(4, ..., 1000) = -1 EAGAIN (Resource temporarily unavailable)
 +0 poll([{fd=4, events=POLLOUT, revents=0}], 1, 0) = 0
 +.1 < . 1:1(0) ack 10001 win 257

@@ -30,6 +30,16 @@ ACTIVE_OPEN = """\
 +0 > S 0:0(0) <...>
 """
 
+# The first flight after such an open with the default tcp_min_tso_segs: the initial window
+# of 10 segments of 1000 bytes as five packets of two (tcp_tso_autosize), all at once.
+FIRST_FLIGHT = """\
++0 > P. 1:2001(2000) ack 1
++0 > P. 2001:4001(2000) ack 1
++0 > P. 4001:6001(2000) ack 1
++0 > P. 6001:8001(2000) ack 1
++0 > P. 8001:10001(2000) ack 1
+"""
+
 # A passive open in the manner of google's scripts (MSS 1000, SACK, window scale 7); the
 # final ACK's window is the format argument.
 PASSIVE_OPEN = LISTEN + """\

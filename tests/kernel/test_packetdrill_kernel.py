@@ -155,3 +155,21 @@ def test_epoll_on_both_targets_and_a_skip_on_one_is_not_a_disagreement(
     row = next(line for line in done.stdout.splitlines()
                if line.split()[:1] == [str(script)] and len(line.split()) == 4)
     assert row.split()[1:] == ["skip", "pass", "-"], row
+
+
+def test_pacing_scripts_run_the_same_on_the_kernel(tmp_path: Path) -> None:
+    """tests/engine/test_pacing.py's kernel-checkable scripts: SO_MAX_PACING_RATE's internal
+    pacing (10 ms, then 20 ms between packets), inherited from a listener, and HyStart
+    ending slow start at cwnd 36."""
+    from tests.engine.test_pacing import HYSTART_ROUNDS, INHERITED, MAX_PACING_RATE
+
+    paths = []
+    for name, text in (("max_pacing_rate.pkt", MAX_PACING_RATE), ("inherited.pkt", INHERITED),
+                       ("hystart_rounds.pkt", HYSTART_ROUNDS)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text(text)
+    done = packetdrill("--target", "both", *paths)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split()[1:] for line in done.stdout.splitlines()
+            if line.split()[:1] in ([p.name] for p in paths)]
+    assert rows == [["pass", "pass", "yes"]] * 3, done.stdout

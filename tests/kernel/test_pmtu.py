@@ -60,32 +60,56 @@ def ss_rows(d: Daemon, port: str) -> list[dict[str, object]]:
     return [r for r in json.loads(done.stdout) if r["peer"].endswith(port)]
 
 
+# A kernel client in the far namespace that reads the first 64 KB (the stack can only have
+# sent them through the router at the lowered MSS), then waits, its window closed, until the
+# test has looked at the connection with ss; then reads the rest and prints its hash.
+PAUSED_READER = """
+import hashlib, socket, sys
+s = socket.create_connection((sys.argv[1], 80), timeout=60)
+s.sendall(b"GET /bytes/" + sys.argv[2].encode()
+          + b" HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+data = b""
+while len(data) < 65536 and (chunk := s.recv(65536)):
+    data += chunk
+print("paused", flush=True)
+sys.stdin.readline()
+while chunk := s.recv(65536):
+    data += chunk
+body = data.split(b"\\r\\n\\r\\n", 1)[1]
+print(len(body), hashlib.sha256(body).hexdigest(), flush=True)
+"""
+
+
 @pytest.mark.parametrize(("stack", "mss_after"), [("10.77.0.2", 1280 - 40 - 12),
-                                                  ("[fd77::2]", 1280 - 60 - 12)])
+                                                  ("fd77::2", 1280 - 60 - 12)])
 def test_download_through_a_1280_router_lowers_the_mss(
-        routed: tuple[Daemon, str], tmp_path: Path, stack: str, mss_after: int) -> None:
+        routed: tuple[Daemon, str], stack: str, mss_after: int) -> None:
     d, client = routed
     before = json.loads(d.run(*ustcp_cmd("nstat", "-a", "-s", "--json")).stdout)["kernel"]
-    out = tmp_path / "body"
-    # --limit-rate keeps the connection open long enough to look at it with ss
-    curl = subprocess.Popen(["ip", "netns", "exec", client, "curl", "-s", "-S", "-m", "60",
-                             "--limit-rate", "1M", "--local-port", "40100-40199",
-                             "-o", str(out), f"http://{stack}/bytes/{SIZE}"],
-                            stderr=subprocess.PIPE)
-    rows: list[dict[str, object]] = []
-    deadline = time.monotonic() + ROUTE_TIMEOUT
-    while time.monotonic() < deadline and curl.poll() is None:
-        rows = [r for r in ss_rows(d, "") if str(r["local"]).endswith(":80")
-                and r["state"] == "ESTAB"]
-        if rows and rows[0]["info"]["mss"] == mss_after:  # type: ignore[index]
-            break
-        time.sleep(0.2)
-    assert curl.wait(60) == 0, curl.stderr.read() if curl.stderr else ""
-    body = out.read_bytes()
+    reader = subprocess.Popen(["ip", "netns", "exec", client, sys.executable, "-c",
+                               PAUSED_READER, stack, str(SIZE)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout is not None and reader.stdin is not None
+        assert reader.stdout.readline() == "paused\n", reader.stderr
+        # The reader holds the connection open for as long as the test looks.
+        rows: list[dict[str, object]] = []
+        deadline = time.monotonic() + ROUTE_TIMEOUT
+        while time.monotonic() < deadline:
+            rows = [r for r in ss_rows(d, "") if str(r["local"]).endswith(":80")
+                    and r["state"] == "ESTAB"]
+            if rows and rows[0]["info"]["mss"] == mss_after:  # type: ignore[index]
+                break
+        reader.stdin.write("go\n")
+        reader.stdin.flush()
+        out, err = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+    assert reader.returncode == 0, err
     expected = hashlib.sha256()
     for chunk in content(SIZE):
         expected.update(chunk)
-    assert len(body) == SIZE and hashlib.sha256(body).digest() == expected.digest()
+    assert out.split() == [str(SIZE), expected.hexdigest()]
     assert rows, "no established connection seen in ustcp ss"
     info = rows[0]["info"]
     assert info["mss"] == mss_after and info["pmtu"] == 1280, info  # type: ignore[index]

@@ -19,7 +19,7 @@ from ustcp.tcp.rto import RtoEstimator
 from ustcp.tcp.sender import Sender
 from ustcp.tcp.seq import seq_add
 from ustcp.tcp.states import State
-from ustcp.wire.tcp import ACK, PSH, TcpOptions, TcpSegment
+from ustcp.wire.tcp import ACK, PSH, TcpOptions, TcpSegment, gso_segments
 
 MSS = 1000
 WRAPS = [1000, 0xFFFFFFFF - 2500]  # an ISN far from the wrap, and one the flight crosses
@@ -44,6 +44,10 @@ class FakeHost:
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         self.sent.append(seg)
 
+    def xmit(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        """No qdisc, no GSO: a GSO packet leaves as its MSS segments (as TcpEngine does)."""
+        self.sent.extend(gso_segments(seg, seg.gso_size))
+
     def wake(self, obj: Any) -> None:
         self.woken += 1
 
@@ -66,7 +70,7 @@ def make_sender(iss: int, *, sack: bool = True, **cfg: Any) -> tuple[Sender, Fak
                    rto_value=lambda: box[0].rto_value())
     rcv.init_seq(5000)
     snd = Sender(host, owner, rcv, rtt, (b"\x0a\0\0\x01", 1, b"\x0a\0\0\x02", 2),  # type: ignore[arg-type]
-                 "a>b", SockOpts(nodelay=True), 0.0)
+                 SockOpts(nodelay=True), 0.0)
     box.append(snd)
     snd.init_seq(iss)
     snd.start(0.0)  # our SYN

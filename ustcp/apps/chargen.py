@@ -12,12 +12,14 @@ room, with no task per connection.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ustcp.apps.discard import drain
 from ustcp.callbacks import CallbackSocket
 
-PRINTABLE = bytes(range(32, 127))
-LINE_WIDTH = 72
-CHUNK = 256 * 1024  # the most one send offers
+PRINTABLE: Final = bytes(range(32, 127))
+LINE_WIDTH: Final = 72
+CHUNK: Final = 256 * 1024  # the most one send offers
 
 
 def _cycle() -> bytes:
@@ -25,10 +27,10 @@ def _cycle() -> bytes:
     return b"".join(doubled[k : k + LINE_WIDTH] + b"\r\n" for k in range(len(PRINTABLE)))
 
 
-CYCLE = _cycle()
+CYCLE: Final = _cycle()
 """One full cycle of the pattern: 95 lines of 74 bytes."""
 
-_REPEATED = memoryview(CYCLE * (CHUNK // len(CYCLE) + 2))
+_REPEATED: Final = memoryview(CYCLE * (CHUNK // len(CYCLE) + 2))
 
 
 class Chargen:

@@ -4,9 +4,11 @@ An app on socket callbacks (:mod:`ustcp.callbacks`)."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from ustcp.callbacks import CallbackSocket
 
-CHUNK = 256 * 1024
+CHUNK: Final = 256 * 1024
 
 
 def drain(sock: CallbackSocket) -> None:

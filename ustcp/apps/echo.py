@@ -5,9 +5,11 @@ pass per round trip."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from ustcp.callbacks import CallbackSocket
 
-CHUNK = 256 * 1024
+CHUNK: Final = 256 * 1024
 
 
 class Echo:

@@ -12,8 +12,11 @@ A spec is a comma-separated list of ``key=value`` settings::
 - ``jitter``: uniform +/- variation of the delay; like netem's, it may reorder frames;
 - ``reorder``: probability a frame is held ``reorder_delay`` (default 1ms) longer, so that
   later frames overtake it (``%``);
-- ``ce``: probability an ECN-capable frame (ECT(0) or ECT(1)) is marked Congestion
+- ``ce``: probability an ECN-capable packet (ECT(0) or ECT(1)) is marked Congestion
   Experienced instead (``%``), as a router running AQM with ECN would (netem's ``ecn``);
+  per wire segment: a GSO super-packet, marked whole, is marked with the chance that one
+  of the segments it is cut into would be, so that ``ce=3%`` means the same with offloads
+  on or off (a 64 KB super-packet of 45 segments: 75 %);
 - ``rate``: link rate (``bit``, ``kbit``, ``mbit``, ``gbit``): each frame occupies the link
   for its serialization time and later frames queue behind it;
 - ``limit``: frames that may wait in the delay queue; more are dropped (default 1000);
@@ -25,7 +28,8 @@ A spec is a comma-separated list of ``key=value`` settings::
   ``pmtu=1280:blackhole`` drops it silently (a black hole, RFC 2923 2.1). Counted as
   ``UstcpImpairPmtuDrops``.
 
-A GSO super-packet is one frame to the impairer.
+A GSO super-packet is one frame to the impairer: lost, duplicated, corrupted or delayed
+whole; ``ce`` and ``pmtu`` judge it by the segments the device cuts it into.
 
 For a wrapped link, a setting applies to both directions unless prefixed with ``in:``
 (frames the stack receives) or ``out:`` (frames it sends): ``loss=1%,out:delay=20ms``.
@@ -151,6 +155,20 @@ def _parse_setting(key: str, value: str) -> dict[str, float | int]:
     return {"pmtu": int(mtu), "pmtu_blackhole": bool(colon)}
 
 
+def _headers_len(frame: bytes | memoryview) -> int:
+    """The IP and TCP headers of a super-packet (what each segment cut from it repeats)."""
+    ihl = 40 if frame[0] >> 4 == 6 else (frame[0] & 0x0F) * 4
+    return ihl + (frame[ihl + 12] >> 4) * 4
+
+
+def gso_segments(frame: bytes | memoryview, gso_size: int) -> int:
+    """How many wire segments the device cuts an outgoing frame into (tcp_skb_pcount):
+    its TCP payload over ``gso_size``, 1 when it is not a super-packet."""
+    if not gso_size:
+        return 1
+    return max(1, -(-(len(frame) - _headers_len(frame)) // gso_size))
+
+
 def too_big(frame: bytes | memoryview, gso_size: int, pmtu: int) -> bool:
     """Whether a router with next-hop MTU ``pmtu`` would refuse ``frame``: over IPv6, any
     packet longer; over IPv4, one longer with DF set (without DF it would fragment it). A
@@ -160,12 +178,7 @@ def too_big(frame: bytes | memoryview, gso_size: int, pmtu: int) -> bool:
     version = frame[0] >> 4
     if version == 4 and not frame[6] & 0x40:
         return False
-    if gso_size:
-        ihl = 40 if version == 6 else (frame[0] & 0x0F) * 4
-        size = ihl + (frame[ihl + 12] >> 4) * 4 + gso_size
-    else:
-        size = len(frame)
-    return size > pmtu
+    return (_headers_len(frame) + gso_size if gso_size else len(frame)) > pmtu
 
 
 def too_big_reply(frame: bytes | memoryview, pmtu: int) -> bytes:
@@ -238,8 +251,10 @@ class Impairer:
         self._rng = random.Random(f"{spec.seed}:{stream}" if stream else spec.seed)
         self._busy_until = 0.0  # when the rate-limited link finishes its last frame
 
-    def process(self, now: float, frame: bytes | memoryview) -> list[Delivery]:
-        """Decide the fate of one frame: [] when lost, two deliveries when duplicated."""
+    def process(self, now: float, frame: bytes | memoryview,
+                segments: int = 1) -> list[Delivery]:
+        """Decide the fate of one frame (of ``segments`` wire segments, a GSO
+        super-packet's count): [] when lost, two deliveries when duplicated."""
         spec, rng = self.spec, self._rng
         if spec.loss and rng.random() < spec.loss:
             self.counters.inc(Mib.UstcpImpairLoss)
@@ -255,7 +270,7 @@ class Impairer:
         deliveries = []
         for _ in range(copies):
             data: bytes | memoryview = frame
-            if spec.ce and _ect(frame) and rng.random() < spec.ce:
+            if spec.ce and _ect(frame) and rng.random() < 1 - (1 - spec.ce) ** segments:
                 self.counters.inc(Mib.UstcpImpairCE)
                 data = mark_ce(frame)
             corrupted = bool(spec.corrupt) and rng.random() < spec.corrupt

@@ -32,6 +32,7 @@ import select
 import socket
 import struct
 import subprocess
+from typing import Final
 
 import pytun_pmd3
 import structlog
@@ -52,25 +53,25 @@ from .base import RECEIVE_BATCH_MAX, OutFrame, ReceivedFrame
 
 log = structlog.get_logger("ustcp.link")
 
-IFF_TUN = 0x0001
-IFF_MULTI_QUEUE = 0x0100
-IFF_NO_PI = 0x1000
-IFF_VNET_HDR = 0x4000
-TUNSETOFFLOAD = 0x400454D0
-TUN_F_CSUM = 0x01
-TUN_F_TSO4 = 0x02
-TUN_F_TSO6 = 0x04
+IFF_TUN: Final = 0x0001
+IFF_MULTI_QUEUE: Final = 0x0100
+IFF_NO_PI: Final = 0x1000
+IFF_VNET_HDR: Final = 0x4000
+TUNSETOFFLOAD: Final = 0x400454D0
+TUN_F_CSUM: Final = 0x01
+TUN_F_TSO4: Final = 0x02
+TUN_F_TSO6: Final = 0x04
 # Offload sets to try, richest first: a kernel rejects bits it does not know with EINVAL.
-OFFLOAD_PROBES = (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, TUN_F_CSUM | TUN_F_TSO4)
+OFFLOAD_PROBES: Final = (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, TUN_F_CSUM | TUN_F_TSO4)
 
-PROTO_TCP = 6
-IPV6_HEADER_LEN = 40
-TCP_CSUM_OFFSET = 16  # the checksum field within the TCP header
-IPV4_MAX_LEN = 65535
-GSO_MAX_SIZE = IPV4_MAX_LEN - 20 - 60  # payload of a super-packet: 64 KB minus max headers
-NETNS_RUN_DIR = "/run/netns"
-_ZERO_VNET = bytes(VNET_HDR_LEN)
-_VERIFIED_FLAGS = NEEDS_CSUM | DATA_VALID
+PROTO_TCP: Final = 6
+IPV6_HEADER_LEN: Final = 40
+TCP_CSUM_OFFSET: Final = 16  # the checksum field within the TCP header
+IPV4_MAX_LEN: Final = 65535
+GSO_MAX_SIZE: Final = IPV4_MAX_LEN - 20 - 60  # payload of a super-packet: 64 KB minus max headers
+NETNS_RUN_DIR: Final = "/run/netns"
+_ZERO_VNET: Final = bytes(VNET_HDR_LEN)
+_VERIFIED_FLAGS: Final = NEEDS_CSUM | DATA_VALID
 
 
 class TunLink:
@@ -263,7 +264,7 @@ def _csum_only_header(ihl: int) -> bytes:
     return build_vnet(VnetHeader(NEEDS_CSUM, GSO_NONE, 0, 0, ihl, TCP_CSUM_OFFSET))
 
 
-SIOCSIFTXQLEN = 0x8943  # linux/sockios.h
+SIOCSIFTXQLEN: Final = 0x8943  # linux/sockios.h
 
 
 def set_txqueuelen(name: str, qlen: int) -> None:

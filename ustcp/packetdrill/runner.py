@@ -24,6 +24,7 @@ from typing import Literal
 from ..config import StackConfig, SysctlError
 from ..ip import IpLayer
 from ..mib import Counters
+from ..qdisc import Fq
 from ..tcp.engine import TcpEngine
 from ..wire.tcp import ACK, SYN, TcpSegment, gso_segments
 from .ast import (
@@ -168,6 +169,7 @@ class Runner:
         self.engine: TcpEngine
         self.ip: IpLayer  # the IP layer in front of the engine, for injected ICMP frames
         self.started = False  # the engine exists (commands before it have nothing to flush)
+        self.qdisc = "pfifo"  # the root qdisc the script's `tc` lines installed last
         self.sockets: Sockets
 
     # ------------------------------------------------------------------ top level
@@ -217,10 +219,15 @@ class Runner:
         mtu = self.mtu or (1520 if self.ip_version == "ipv6" else 1500)
         self.engine = TcpEngine(self.config, self.counters, seed=SEED, mtu=mtu, gso_max_size=0)
         self.started = True
+        self.install_qdisc()
         self.sockets = Sockets(self.engine, self, self.ip_version, self.local_ip,
                                self.remote_ip)
         self.ip = IpLayer(self.engine, self.counters, {self.sockets.local_ip}, self.config,
                           mtu=mtu)
+
+    def install_qdisc(self) -> None:
+        """fq in front of the engine's output (ustcp.qdisc), or nothing that holds packets."""
+        self.engine.qdisc = Fq() if self.qdisc == "fq" else None
 
     def deliver(self, seg: TcpSegment) -> None:
         """Hand an injected segment to the stack under test."""
@@ -274,6 +281,10 @@ class Runner:
         self.log.extend(f"# {note}" for note in plan.notes)
         if plan.flush_metrics and self.started:
             self.engine.tcp_metrics_flush()
+        if plan.qdisc is not None:
+            self.qdisc = plan.qdisc
+            if self.started:
+                self.install_qdisc()
         if plan.checks:
             self.run_checks(plan, line)
 

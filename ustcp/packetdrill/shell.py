@@ -2,9 +2,11 @@
 
 ``sysctl -q net.ipv4.NAME=VALUE`` and ``set_sysctls.py /proc/sys/net/ipv4/NAME=VALUE`` become
 sysctl assignments; ``defaults.sh`` is read line by line the same way. ``ip tcp_metrics flush``
-empties the client's Fast Open cache. Commands that set up the host rather than TCP (other
-``ip`` commands, ``tc qdisc``, ``ethtool``, the sysctl-restore cleanup script) are reported
-and ignored. ``nstat`` (alone or piped into ``grep``) becomes a
+empties the client's Fast Open cache. ``tc qdisc add|replace dev tun0 root KIND`` chooses the
+qdisc in front of the engine's output: ``fq`` (without options) is the model in
+:mod:`ustcp.qdisc`, which paces TCP; any other kind holds nothing (pfifo). Commands that set up
+the host rather than TCP (other ``ip`` and ``tc`` commands, ``ethtool``, the sysctl-restore
+cleanup script) are reported and ignored. ``nstat`` (alone or piped into ``grep``) becomes a
 check run against the stack's counters when its event comes. Anything else is unsupported:
 a script needing it is skipped with that reason.
 
@@ -69,6 +71,7 @@ class ShellPlan:
 
     sysctls: list[tuple[str, str]] = field(default_factory=list)
     flush_metrics: bool = False  # ip tcp_metrics flush: the client forgets Fast Open cookies
+    qdisc: str | None = None  # the root qdisc a `tc qdisc` line installs; None: unchanged
     notes: list[str] = field(default_factory=list)  # ignored lines, reported with -v
     unsupported: list[str] = field(default_factory=list)  # reasons to skip the script
     steps: list[ListItem] = field(default_factory=list)  # for the exit status
@@ -76,6 +79,8 @@ class ShellPlan:
     def extend(self, other: ShellPlan) -> None:
         self.sysctls.extend(other.sysctls)
         self.flush_metrics = self.flush_metrics or other.flush_metrics
+        if other.qdisc is not None:
+            self.qdisc = other.qdisc
         self.notes.extend(other.notes)
         self.unsupported.extend(other.unsupported)
         self.steps.extend(other.steps)
@@ -269,6 +274,13 @@ def _plan_words(words: list[str], line: str, script_dir: Path) -> ShellPlan:
         plan.flush_metrics = True
     elif name == "tc" and _drops_everything(words):
         plan.unsupported.append(f"a local qdisc that drops every packet ({line!r})")
+    elif name == "tc" and words[1:2] == ["qdisc"] and words[2:3] in (["add"], ["replace"]) \
+            and "root" in words:
+        kind = words[words.index("root") + 1:]
+        if kind[:1] == ["fq"] and kind[1:]:
+            plan.unsupported.append(f"fq options the model lacks ({line!r})")
+        plan.qdisc = kind[0] if kind else "pfifo"
+        plan.notes.append(f"qdisc {plan.qdisc}: {line}")
     elif name in ("ip", "tc", "ethtool") or re.fullmatch(r"sysctl_restore_.*\.sh", name):
         plan.notes.append(f"ignored: {line}")
     elif name in ("true", ":"):

@@ -12,7 +12,7 @@ does to the state is the connection's (``Connection.state_after_ack``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..mib import Mib
 from ..wire.tcp import ECE, FIN, SYN, TcpSegment
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 
 # What process_ack says of a segment.
-ACK_OK = 0
-ACK_DROP = 1  # to be dropped: it acknowledges data never sent (tcp_ack's invalid_ack)
-ACK_CHALLENGE = 2  # to be dropped with a challenge ACK: too old (RFC 5961 5.2)
+ACK_OK: Final = 0
+ACK_DROP: Final = 1  # to be dropped: it acknowledges data never sent (tcp_ack's invalid_ack)
+ACK_CHALLENGE: Final = 2  # to be dropped with a challenge ACK: too old (RFC 5961 5.2)
 
 
 def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
@@ -57,11 +57,14 @@ def process_ack(snd: Sender, now: float, seg: TcpSegment) -> int:
     una_advanced = after(ack, prior_una)
     if una_advanced:
         flag |= recovery.FLAG_SND_UNA_ADVANCED
+        # The congestion control sees the new SND.UNA in its pkts_acked hook (tcp_ack
+        # updates tp->snd_una before tcp_clean_rtx_queue): HyStart's round ends on the ACK
+        # that passes its end_seq, not on the one after.
+        snd.ccs.snd_una = ack
         acked_pkts, orig_acked = clean_rtx(snd, now, ack, seg, prior_fack)
         if orig_acked:
             flag |= recovery.FLAG_ORIG_SACK_ACKED
         snd.snd_una = ack
-        snd.ccs.snd_una = ack
         mtu_probe.on_ack(snd, now)  # the probe acknowledged: the MSS may rise (RFC 4821)
         snd.backoff = 0
         snd.retransmits = 0

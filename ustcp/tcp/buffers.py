@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import deque
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import TYPE_CHECKING, Final, NamedTuple, cast
 
 from ..mib import Mib
 from .seq import after, seq_add, seq_diff
@@ -21,17 +21,17 @@ from .seq import after, seq_add, seq_diff
 if TYPE_CHECKING:
     from ..mib import Counters
 
-_COALESCE = 16384  # small writes are gathered into one chunk up to this size
-TCP_NUM_SACKS = 4  # SACK blocks a receiver remembers (Linux tp->selective_acks)
+_COALESCE: Final = 16384  # small writes are gathered into one chunk up to this size
+TCP_NUM_SACKS: Final = 4  # SACK blocks a receiver remembers (Linux tp->selective_acks)
 # What holding one out-of-order piece costs besides its bytes: a memoryview or small bytes,
 # its deque slot, a share of its range (CPython); the analogue of the sk_buff overhead in an
 # skb's truesize, charged to the receive buffer so that 1-byte pieces cost what they hold.
-OFO_PIECE_OVERHEAD = 256
+OFO_PIECE_OVERHEAD: Final = 256
 # What one skb of the write or retransmission queue costs besides its bytes: the truesize of
 # an empty TCP skb (head, sk_buff, shared info) that tcp_stream_alloc_skb, tso_fragment and
 # tcp_fragment charge to sk_wmem_queued. Measured on Linux 6.18 x86_64 with SO_MEMINFO: each
 # new skb adds 832 to SK_MEMINFO_WMEM_QUEUED besides the bytes copied into it.
-SKB_TRUESIZE = 832
+SKB_TRUESIZE: Final = 832
 
 
 class SendBuffer:

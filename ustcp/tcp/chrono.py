@@ -12,10 +12,12 @@ sender starts and stops them where Linux does (``Sender.write``, ``push``, ``che
 
 from __future__ import annotations
 
-CHRONO_UNSPEC = 0
-CHRONO_BUSY = 1
-CHRONO_RWND_LIMITED = 2
-CHRONO_SNDBUF_LIMITED = 3
+from typing import Final
+
+CHRONO_UNSPEC: Final = 0
+CHRONO_BUSY: Final = 1
+CHRONO_RWND_LIMITED: Final = 2
+CHRONO_SNDBUF_LIMITED: Final = 3
 
 
 class Chrono:

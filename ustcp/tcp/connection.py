@@ -18,14 +18,14 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
 from ..debuglog import DEBUG
 from ..mib import Mib
 from ..pmtu import IPV6_MIN_MTU
-from ..wire.addr import endpoint
+from ..wire.addr import conn_name
 from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TcpSegment
 from . import ack, ecn, recovery
 from .ack import ACK_CHALLENGE, ACK_OK
@@ -41,7 +41,7 @@ from .options import (
 from .receiver import DATA_FIN, Receiver
 from .rto import RtoEstimator
 from .rtxqueue import TxRecord
-from .sender import Sender
+from .sender import SEND_STATES, Sender
 from .seq import after, before, before_eq, between, seq_add, seq_diff
 from .states import LEGAL, SYNCHRONIZED, State
 from .timers import XmitTimer
@@ -53,12 +53,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ustcp.tcp")
 
-TCP_PAWS_24DAYS = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent expires
-TCP_PAWS_WINDOW = 1  # ticks of TSval lag PAWS tolerates
-_DATA_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
-_RCV_DATA_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
+TCP_PAWS_24DAYS: Final = 24 * 86400.0  # RFC 7323 5.5: an idle connection's TS.Recent expires
+TCP_PAWS_WINDOW: Final = 1  # ticks of TSval lag PAWS tolerates
+_DATA_STATES: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+_RCV_DATA_STATES: Final = frozenset({State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2})
 # A read may send the ACK arrival left pending (tcp_cleanup_rbuf): also after the FIN
-_READ_ACK_STATES = _RCV_DATA_STATES | {State.CLOSE_WAIT}
+_READ_ACK_STATES: Final = _RCV_DATA_STATES | {State.CLOSE_WAIT}
 
 
 class Connection:
@@ -74,7 +74,6 @@ class Connection:
         self.remote_ip = remote_ip
         self.remote_port = remote_port
         self.key = (local_ip, local_port, remote_ip, remote_port)
-        self.name = f"{endpoint(local_ip, local_port)}>{endpoint(remote_ip, remote_port)}"
         self.sockopts = sockopts
         self.state = State.CLOSE
         self.waiter: Any = None  # owned by the API layer
@@ -102,7 +101,11 @@ class Connection:
         rtt = RtoEstimator()
         self.rcv = Receiver(host, self, sockopts, now, advmss=host.mss_for(remote_ip),
                             rtt=rtt, rto_value=self._rto_value)
-        self.snd = Sender(host, self, self.rcv, rtt, self.key, self.name, sockopts, now)
+        self.snd = Sender(host, self, self.rcv, rtt, self.key, sockopts, now)
+
+    @property
+    def name(self) -> str:
+        return conn_name(self.key)
 
     # ------------------------------------------------------------------ set-up
 
@@ -154,6 +157,7 @@ class Connection:
             # tcp_synack_rtt_meas
             self.snd.rtt.on_sample(max(1, int((now - req.synack_sent) * 1e6)))
         self._init_transfer(now)
+        self.snd.update_pacing_rate()  # tcp_rcv_state_process, SYN_RECV
         # The child is born in SYN_RECV (inet_csk_clone_lock) and the ACK makes it
         # ESTABLISHED: both show in the trace, as in Linux's inet_sock_set_state.
         self.set_state(now, State.SYN_RECV)
@@ -372,7 +376,8 @@ class Connection:
             return None
         best: float | None = None
         snd = self.snd
-        for t in (snd.t_rto, self.rcv.t_delack, snd.t_probe0, self.t_keepalive, self.t_linger):
+        for t in (snd.t_rto, self.rcv.t_delack, snd.t_probe0, self.t_keepalive, self.t_linger,
+                  snd.pacing_timer):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -399,6 +404,21 @@ class Connection:
             if self.state == State.FIN_WAIT2:
                 self.host.counters.inc(Mib.TcpExtTCPAbortOnLinger)
                 self.finish(now)
+        if snd.pacing_timer is not None and snd.pacing_timer <= now:
+            snd.pacing_timer = None  # tcp_pace_kick
+            self.tsq_write(now)
+
+    def tsq_write(self, now: float) -> None:
+        """tcp_tsq_write, run by the pacing timer and when a qdisc released a packet of a
+        connection TCP Small Queues held back: retransmit what is lost if cwnd allows, then
+        send new data."""
+        snd = self.snd
+        if self.state not in SEND_STATES:
+            return
+        if snd.rtx.lost_out > snd.rtx.retrans_out and \
+                snd.ccs.snd_cwnd > snd.rtx.in_flight():
+            recovery.xmit_retransmit_queue(snd, now)
+        snd.push(now)
 
     def _delack_timer(self, now: float) -> None:
         """tcp_delack_timer_handler: send the delayed ACK and adapt ATO."""
@@ -599,6 +619,7 @@ class Connection:
                 seg.ack, seq_add(snd.iss, 1 + snd.fastopen_syn_data))
             ack.clean_rtx(snd, now, seg.ack, seg, snd.snd_una)
             snd.handshake_acked(seg, seg.window, synsent=True)
+            snd.update_pacing_rate()  # tcp_ack's tcp_cong_control on the SYN-ACK
             self._init_transfer(now)
             self.set_state(now, State.ESTABLISHED)
             fastopen = snd.fastopen_req
@@ -794,7 +815,7 @@ class Connection:
             rcv_wnd=min(rcv.rcv_wnd >> rcv.rcv_wscale, 65535), rcv_wscale=rcv.rcv_wscale,
             ts_ok=rcv.ts_ok, ts_recent=rcv.ts_recent, ts_recent_stamp=rcv.ts_recent_stamp,
             ts_offset=rcv.ts_offset, last_seen=now - 1.0, expires=now + TCP_TIMEWAIT_LEN),
-            self.name, self.snd.rtt.rto)
+            self.snd.rtt.rto)
         self.finish(now)
 
     # ------------------------------------------------------------------ receiving data
@@ -935,6 +956,8 @@ class Connection:
             "tcpi_rcv_wnd": self.rcv.rcv_wnd,
             "tcpi_reord_seen": self.snd.reord_seen,
             "tcpi_dsack_dups": self.snd.dsack_dups,
+            "tcpi_pacing_rate": ccs.pacing_rate,  # ~0 (2**64 - 1) while unlimited
+            "tcpi_max_pacing_rate": self.sockopts.max_pacing_rate,
             **self.snd.chrono.info(now),
         }
 

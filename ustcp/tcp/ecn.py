@@ -19,19 +19,21 @@ accepted and, for now, negotiate as 1 (3, 5) or 2 (4) would: AccECN itself is of
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..config import StackConfig
 
-TCP_ECN_OK = 1
-TCP_ECN_QUEUE_CWR = 2  # set CWR on the next new data segment
-TCP_ECN_DEMAND_CWR = 4  # CE seen: ECE on everything until the peer's CWR
-TCP_ECN_SEEN = 8  # an ECT or CE packet arrived (TCPI_OPT_ECN_SEEN)
+TCP_ECN_OK: Final = 1
+TCP_ECN_QUEUE_CWR: Final = 2  # set CWR on the next new data segment
+TCP_ECN_DEMAND_CWR: Final = 4  # CE seen: ECE on everything until the peer's CWR
+TCP_ECN_SEEN: Final = 8  # an ECT or CE packet arrived (TCPI_OPT_ECN_SEEN)
 
-ECT0 = 0x2  # the IP ECN field (RFC 3168 5)
-ECT1 = 0x1
-CE = 0x3
+ECT0: Final = 0x2  # the IP ECN field (RFC 3168 5)
+ECT1: Final = 0x1
+CE: Final = 0x3
 
-TCPI_OPT_ECN = 8
-TCPI_OPT_ECN_SEEN = 16
+TCPI_OPT_ECN: Final = 8
+TCPI_OPT_ECN_SEEN: Final = 16
 
 
 def client_wants_ecn(config: StackConfig) -> bool:

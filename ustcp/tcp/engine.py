@@ -15,21 +15,25 @@ import errno
 import os
 import random
 from collections.abc import Iterator
+from typing import Final, cast
 
 import structlog
 
 from ..config import StackConfig
 from ..mib import Counters, Mib
 from ..pmtu import PathMtuCache
+from ..qdisc import Fq
 from ..wire.addr import ANY6, any_for, endpoint
-from ..wire.tcp import ACK, RST, SYN, TcpSegment
+from ..wire.tcp import ACK, RST, SYN, TcpSegment, gso_segments
 from . import syncookies
+from .buffers import SKB_TRUESIZE
 from .connection import Connection
 from .fastopen import FastOpenBlackhole, FastOpenCacheEntry, FastOpenKeys
 from .host import Timed, Wakeable
 from .isn import IsnGenerator
 from .listener import Listener
 from .options import SockOpts
+from .pacing import SK_PACING_FQ
 from .seq import seq_add
 from .tables import Shrinker
 from .timers import TimerHeap
@@ -37,28 +41,34 @@ from .timewait import TimeWaitEntry, TimeWaitTable
 
 log = structlog.get_logger("ustcp.tcp")
 
-EPHEMERAL_PORTS = (32768, 60999)  # net.ipv4.ip_local_port_range
-FASTOPEN_CACHE_MAX = 1024  # servers whose Fast Open cookie the client keeps
+EPHEMERAL_PORTS: Final = (32768, 60999)  # net.ipv4.ip_local_port_range
+FASTOPEN_CACHE_MAX: Final = 1024  # servers whose Fast Open cookie the client keeps
 # Entries the timer heap may hold beyond two per connection and listener before its stale
 # ones are dropped at once (TimerHeap.compact): amortized O(1) per close.
-TIMER_HEAP_SLACK = 64
+TIMER_HEAP_SLACK: Final = 64
 
 Key = tuple[bytes, int, bytes, int]
 Output = tuple[bytes, bytes, TcpSegment]
 
 # The IP and TCP headers without options: MSS = path MTU less these (tcp_mtu_to_mss)
-IPV4_TCP_HEADERS = 40
-IPV6_TCP_HEADERS = 60
+IPV4_TCP_HEADERS: Final = 40
+IPV6_TCP_HEADERS: Final = 60
 
 
-class _PmtuExpiry:
-    """The path MTU table's place in the engine's timer heap."""
+class _EngineTimer:
+    """A table of the engine's own in the engine's timer heap."""
 
     __slots__ = ("engine", "heap_when")
 
     def __init__(self, engine: TcpEngine) -> None:
         self.engine = engine
         self.heap_when: float | None = None
+
+
+class _PmtuExpiry(_EngineTimer):
+    """The path MTU table's place in the engine's timer heap."""
+
+    __slots__ = ()
 
     @property
     def deadline(self) -> float | None:
@@ -68,6 +78,20 @@ class _PmtuExpiry:
         gone = self.engine.pmtu.expire(now)
         if gone:
             self.engine.pmtu_expired(now, gone)
+
+
+class _QdiscRelease(_EngineTimer):
+    """The qdisc's place in the engine's timer heap: its next held packet's time."""
+
+    __slots__ = ()
+
+    @property
+    def deadline(self) -> float | None:
+        q = self.engine.qdisc
+        return q.next_time() if q is not None else None
+
+    def on_timer(self, now: float) -> None:
+        self.engine.qdisc_release(now)
 
 
 class TcpEngine:
@@ -101,6 +125,10 @@ class TcpEngine:
         self._timers: TimerHeap[Timed | TimeWaitTable] = TimerHeap()
         self._challenge_second = -1
         self._challenge_count = 0
+        # The qdisc in front of the link (None: a plain FIFO that holds nothing, as pfifo
+        # on a TUN device). The packetdrill runner installs fq when a script's `tc` asks.
+        self.qdisc: Fq[Output] | None = None
+        self._qdisc_timer = _QdiscRelease(self)
 
     # ------------------------------------------------------------------ driver side
 
@@ -285,8 +313,8 @@ class TcpEngine:
     def peer_is_proven(self, now: float, host: bytes, ts_val: int | None) -> bool:
         return self.time_wait.peer_is_proven(now, host, ts_val)
 
-    def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
-        self.time_wait.add(now, entry, name, rto)
+    def enter_time_wait(self, now: float, entry: TimeWaitEntry, rto: float) -> None:
+        self.time_wait.add(now, entry, rto)
 
     def tcp_metrics_flush(self) -> None:
         """``ip tcp_metrics flush all``: every server's remembered MSS and cookie go."""
@@ -353,7 +381,59 @@ class TcpEngine:
 
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         self.counters.inc(Mib.TcpOutSegs, seg.pcount)  # __tcp_transmit_skb: per wire segment
-        self._output.append((src_ip, dst_ip, seg))
+        self._to_link(src_ip, dst_ip, seg)
+
+    def _to_link(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        """Out to the driver: a GSO packet cut into MSS segments first when the link takes
+        none (software GSO, after the qdisc as in Linux's dev_hard_start_xmit)."""
+        if seg.gso_size and not self.gso_max_size:
+            self._output.extend((src_ip, dst_ip, piece)
+                                for piece in gso_segments(seg, seg.gso_size))
+        else:
+            self._output.append((src_ip, dst_ip, seg))
+
+    def xmit(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        """A connection's segment, through the qdisc: fq files it under the connection
+        (and marks it SK_PACING_FQ, fq_classify) and holds it until ``seg.tstamp``; what
+        it holds is charged to the connection (sk_wmem_alloc, for TCP Small Queues)."""
+        q = self.qdisc
+        if q is None:
+            self.emit(src_ip, dst_ip, seg)
+            return
+        self.counters.inc(Mib.TcpOutSegs, seg.pcount)
+        key = (src_ip, seg.src_port, dst_ip, seg.dst_port)
+        conn = self.connections.get(key)
+        if conn is not None:
+            conn.snd.ccs.pacing_status = SK_PACING_FQ  # fq's rate_enable (the default)
+        held = q.enqueue(now, key, (src_ip, dst_ip, seg), seg.tstamp)
+        if held is None:
+            self._to_link(src_ip, dst_ip, seg)
+            return
+        if held:
+            if conn is not None:
+                conn.snd.wmem_alloc += len(seg.payload) + SKB_TRUESIZE
+            self._touch(self._qdisc_timer)
+
+    def qdisc_release(self, now: float) -> None:
+        """The qdisc gives out what is due; each packet's release uncharges its connection,
+        and a connection TCP Small Queues held back sends again (tcp_wfree, tcp_tsq_write)."""
+        q = self.qdisc
+        if q is None:
+            return
+        woken: list[Connection] = []
+        for key, (src_ip, dst_ip, seg) in q.dequeue(now):
+            self._to_link(src_ip, dst_ip, seg)
+            conn = self.connections.get(cast(Key, key))
+            if conn is None:
+                continue
+            conn.snd.wmem_alloc -= len(seg.payload) + SKB_TRUESIZE
+            if conn.snd.tsq_throttled:
+                conn.snd.tsq_throttled = False
+                woken.append(conn)
+        for conn in woken:
+            conn.tsq_write(now)
+            self._touch(conn)
+        self._touch(self._qdisc_timer)
 
     def wake(self, obj: Wakeable) -> None:
         self._wakeups.add(obj)

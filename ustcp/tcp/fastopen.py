@@ -27,19 +27,20 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from secrets import token_bytes
+from typing import Final
 
 from ..config import parse_fastopen_keys
 
-TFO_CLIENT_ENABLE = 0x1
-TFO_SERVER_ENABLE = 0x2
-TFO_CLIENT_NO_COOKIE = 0x4
-TFO_SERVER_COOKIE_NOT_REQD = 0x200
-TFO_SERVER_WO_SOCKOPT1 = 0x400
+TFO_CLIENT_ENABLE: Final = 0x1
+TFO_SERVER_ENABLE: Final = 0x2
+TFO_CLIENT_NO_COOKIE: Final = 0x4
+TFO_SERVER_COOKIE_NOT_REQD: Final = 0x200
+TFO_SERVER_WO_SOCKOPT1: Final = 0x400
 
-COOKIE_SIZE = 8  # TCP_FASTOPEN_COOKIE_SIZE
-KEY_LENGTH = 16  # TCP_FASTOPEN_KEY_LENGTH
+COOKIE_SIZE: Final = 8  # TCP_FASTOPEN_COOKIE_SIZE
+KEY_LENGTH: Final = 16  # TCP_FASTOPEN_KEY_LENGTH
 
-_M64 = (1 << 64) - 1
+_M64: Final = (1 << 64) - 1
 
 
 def _rotl(x: int, b: int) -> int:

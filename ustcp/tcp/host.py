@@ -57,6 +57,10 @@ class Host(Protocol):
     def emit(self, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
         """A segment for the network."""
 
+    def xmit(self, now: float, src_ip: bytes, dst_ip: bytes, seg: TcpSegment) -> None:
+        """A connection's segment for the network, stamped with its departure time
+        (``seg.tstamp``): through the host's qdisc, which may hold it until then."""
+
     def wake(self, obj: Wakeable) -> None:
         """``obj``'s status changed: its waiters are woken."""
 
@@ -75,7 +79,7 @@ class Host(Protocol):
     def peer_is_proven(self, now: float, host: bytes, ts_val: int | None) -> bool:
         """tcp_tw_recycle's per-host PAWS on a SYN (the TIME_WAIT table's memory)."""
 
-    def enter_time_wait(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
+    def enter_time_wait(self, now: float, entry: TimeWaitEntry, rto: float) -> None:
         """A connection's TIME_WAIT state, kept by the host's table."""
 
     def fastopen_keys(self) -> FastOpenKeys:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ustcp.tcp")
 
-TCP_SYNCOOKIE_VALID = 120.0  # cookies are checked only this long after the last overflow
+TCP_SYNCOOKIE_VALID: Final = 120.0  # cookies are checked only this long after the last overflow
 
 
 class Listener:

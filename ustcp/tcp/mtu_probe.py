@@ -20,7 +20,7 @@ do; the connection calls them from its MSS sync, its send loop, its RTO and ACK 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
@@ -34,8 +34,8 @@ from .seq import after, seq_add, seq_diff
 
 log = structlog.get_logger("ustcp.tcp")
 
-TCP_HEADER = 20
-PROBE_MIN_CWND = 11  # tcp_mtu_probe: cwnd must be at least this
+TCP_HEADER: Final = 20
+PROBE_MIN_CWND: Final = 11  # tcp_mtu_probe: cwnd must be at least this
 
 
 class MtuProbe:
@@ -68,9 +68,11 @@ class _InFlight(Protocol):
 class Probing(Protocol):
     """What the search needs of the sender (``sender.Sender``)."""
 
+    @property
+    def name(self) -> str: ...
+
     config: StackConfig
     host: Host
-    name: str
     remote_ip: bytes
     mss: int
     ccs: CcState

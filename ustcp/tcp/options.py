@@ -4,17 +4,18 @@ tcp_select_initial_window; tcp_input.c tcp_parse_options, tcp_mss_to_mtu)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from ..config import StackConfig
 from ..wire.tcp import ACK, MAX_WSCALE, SYN, TcpOptions, TcpSegment
 
-TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: assumed when the SYN carries no MSS option
-TCP_MIN_MSS = 88  # Linux TCP_MIN_MSS: smaller MSS options are raised to this
-MAX_TCP_OPTION_SPACE = 40  # include/net/tcp.h: the most a TCP header holds of options
-TS_OPTION_LEN = 12  # nop,nop,TS: what every segment loses to timestamps
-MAX_TCP_WINDOW = 65535  # the 16-bit window field (before scaling)
-SOCK_MIN_SNDBUF = 4608  # 2 * (2048 + sizeof(struct sk_buff)), rounded as Linux does
-SOCK_MIN_RCVBUF = 2304
+TCP_MSS_DEFAULT: Final = 536  # RFC 9293 3.7.1: assumed when the SYN carries no MSS option
+TCP_MIN_MSS: Final = 88  # Linux TCP_MIN_MSS: smaller MSS options are raised to this
+MAX_TCP_OPTION_SPACE: Final = 40  # include/net/tcp.h: the most a TCP header holds of options
+TS_OPTION_LEN: Final = 12  # nop,nop,TS: what every segment loses to timestamps
+MAX_TCP_WINDOW: Final = 65535  # the 16-bit window field (before scaling)
+SOCK_MIN_SNDBUF: Final = 4608  # 2 * (2048 + sizeof(struct sk_buff)), rounded as Linux does
+SOCK_MIN_RCVBUF: Final = 2304
 
 
 @dataclass(slots=True)
@@ -42,6 +43,39 @@ class SockOpts:
     notsent_lowat: int = 0  # TCP_NOTSENT_LOWAT, bytes; 0 = net.ipv4.tcp_notsent_lowat
     recvmsg_inq: bool = False  # TCP_INQ: recvmsg reports the bytes left to read
     v6only: bool = False  # IPV6_V6ONLY: a listener on :: takes IPv6 only, not IPv4 too
+    max_pacing_rate: int = (1 << 64) - 1  # SO_MAX_PACING_RATE, bytes/s; ~0UL = none
+
+    def __init__(self, nodelay: bool = False, cork: bool = False, keepalive: bool = False,
+                 rcvbuf: int = 0, sndbuf: int = 0, maxseg: int = 0,
+                 linger: tuple[bool, int] | None = None, linger2: int | None = None,
+                 reuseaddr: bool = False, defer_accept: int = 0, keepidle: int = 0,
+                 keepintvl: int = 0, keepcnt: int = 0, congestion: str | None = None,
+                 fastopen: int = 0, fastopen_connect: bool = False, user_timeout: int = 0,
+                 syncnt: int = 0, notsent_lowat: int = 0, recvmsg_inq: bool = False,
+                 v6only: bool = False, max_pacing_rate: int = (1 << 64) - 1) -> None:
+        # written out for mypyc, as wire.tcp.TcpOptions.__init__ is
+        self.nodelay = nodelay
+        self.cork = cork
+        self.keepalive = keepalive
+        self.rcvbuf = rcvbuf
+        self.sndbuf = sndbuf
+        self.maxseg = maxseg
+        self.linger = linger
+        self.linger2 = linger2
+        self.reuseaddr = reuseaddr
+        self.defer_accept = defer_accept
+        self.keepidle = keepidle
+        self.keepintvl = keepintvl
+        self.keepcnt = keepcnt
+        self.congestion = congestion
+        self.fastopen = fastopen
+        self.fastopen_connect = fastopen_connect
+        self.user_timeout = user_timeout
+        self.syncnt = syncnt
+        self.notsent_lowat = notsent_lowat
+        self.recvmsg_inq = recvmsg_inq
+        self.v6only = v6only
+        self.max_pacing_rate = max_pacing_rate
 
     def copy(self) -> SockOpts:
         """Every field, as a new object (an accepted connection's copy of its listener's
@@ -57,7 +91,7 @@ class SockOpts:
             fastopen_connect=self.fastopen_connect, user_timeout=self.user_timeout,
             syncnt=self.syncnt,
             notsent_lowat=self.notsent_lowat, recvmsg_inq=self.recvmsg_inq,
-            v6only=self.v6only)
+            v6only=self.v6only, max_pacing_rate=self.max_pacing_rate)
 
 
 def secs_to_retrans(seconds: int, timeout: int = 1, rto_max: int = 120) -> int:
@@ -150,6 +184,17 @@ class Negotiated:
     advmss: int  # the MSS we announce
     rcv_wscale: int  # our shift (0 when off)
     rcv_wnd: int  # the window our SYN-ACK announces
+
+    def __init__(self, ts_ok: bool, sack_ok: bool, snd_wscale: int | None, snd_mss: int,
+                 advmss: int, rcv_wscale: int, rcv_wnd: int) -> None:
+        # written out for mypyc, as wire.tcp.TcpOptions.__init__ is
+        self.ts_ok = ts_ok
+        self.sack_ok = sack_ok
+        self.snd_wscale = snd_wscale
+        self.snd_mss = snd_mss
+        self.advmss = advmss
+        self.rcv_wscale = rcv_wscale
+        self.rcv_wnd = rcv_wnd
 
 
 def negotiate(config: StackConfig, sockopts: SockOpts, mss_for_mtu: int, *, ts: bool,

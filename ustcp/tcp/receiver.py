@@ -19,6 +19,7 @@ tcp_rcv_rtt_measure_ts, tcp_delack_timer_handler.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from ..mib import Mib
 from ..wire.tcp import FIN, PSH, SYN, TCP_HEADER_LEN, URG, TcpSegment
@@ -35,16 +36,16 @@ from .options import (
 from .rto import RtoEstimator
 from .seq import after, before, seq_add, seq_diff
 
-TCP_REMNANT = FIN | URG | SYN | PSH  # flags a short segment may carry when not full-sized
-TCP_DELACK_MIN = 0.04
-TCP_DELACK_MAX = 0.2
-TCP_ATO_MIN = 0.04
-TCP_MAX_QUICKACKS = 16
-TCP_INIT_CWND = 10  # RFC 6928: also the first rcvq_space, in segments
+TCP_REMNANT: Final = FIN | URG | SYN | PSH  # flags a short segment may carry when not full-sized
+TCP_DELACK_MIN: Final = 0.04
+TCP_DELACK_MAX: Final = 0.2
+TCP_ATO_MIN: Final = 0.04
+TCP_MAX_QUICKACKS: Final = 16
+TCP_INIT_CWND: Final = 10  # RFC 6928: also the first rcvq_space, in segments
 
 # What data_queue found, for the connection's state machine.
-DATA_NONE = 0  # nothing for the state machine
-DATA_FIN = 1  # the peer's FIN is now in order (tcp_fin)
+DATA_NONE: Final = 0  # nothing for the state machine
+DATA_FIN: Final = 1  # the peer's FIN is now in order (tcp_fin)
 
 
 class Receiver:

@@ -23,7 +23,7 @@ the recovery half of tcp_input.c apart from the rest of the socket:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
@@ -50,17 +50,17 @@ if TYPE_CHECKING:
 log = structlog.get_logger("ustcp.tcp")
 
 # What an ACK did (Linux's FLAG_* of tcp_input.c), for the recovery state machine.
-FLAG_SND_UNA_ADVANCED = 0x1  # SND.UNA moved
-FLAG_DATA_SACKED = 0x2  # new SACK information
-FLAG_ECE = 0x4  # an ECN echo
-FLAG_DSACKING_ACK = 0x8  # a D-SACK that counts (tcp_check_dsack)
-FLAG_ORIG_SACK_ACKED = 0x10  # never-retransmitted data below high_seq (S)ACKed
-FLAG_DUPACK = 0x20  # none of data, a window update, progress or a D-SACK (num_dupack)
+FLAG_SND_UNA_ADVANCED: Final = 0x1  # SND.UNA moved
+FLAG_DATA_SACKED: Final = 0x2  # new SACK information
+FLAG_ECE: Final = 0x4  # an ECN echo
+FLAG_DSACKING_ACK: Final = 0x8  # a D-SACK that counts (tcp_check_dsack)
+FLAG_ORIG_SACK_ACKED: Final = 0x10  # never-retransmitted data below high_seq (S)ACKed
+FLAG_DUPACK: Final = 0x20  # none of data, a window update, progress or a D-SACK (num_dupack)
 
 # What to send after the ACK (tcp_xmit_recovery's rexmit).
-REXMIT_NONE = 0
-REXMIT_LOST = 1  # retransmit what is marked lost
-REXMIT_NEW = 2  # F-RTO step 2b: new data first
+REXMIT_NONE: Final = 0
+REXMIT_LOST: Final = 1  # retransmit what is marked lost
+REXMIT_NEW: Final = 2  # F-RTO step 2b: new data first
 
 
 def process_tlp_ack(snd: Sender, now: float, ack: int, acked: int, sacked: int,
@@ -544,6 +544,7 @@ def cong_control(snd: Sender, now: float, acked: int, sacked: int, newly_lost: i
         ccs.packets_out = snd.rtx.packets_out
         ccs.is_cwnd_limited = snd.is_cwnd_limited()
         snd.cc.cong_avoid(ccs, now, snd.snd_una, delivered)
+    snd.update_pacing_rate()
 
 
 def init_cwnd_reduction(snd: Sender) -> None:
@@ -624,7 +625,7 @@ def xmit_retransmit_queue(snd: Sender, now: float) -> None:
     while i < len(records):  # the tail a retransmission splits off comes next
         rec = records[i]
         i += 1
-        if snd.rtx.in_flight() >= snd.ccs.snd_cwnd:
+        if snd.rtx.in_flight() >= snd.ccs.snd_cwnd or snd.pacing_check(now):
             break
         if rec.lost and not rec.retrans and not rec.sacked:
             if rec.start != snd.snd_una and \

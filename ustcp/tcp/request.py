@@ -39,6 +39,40 @@ class RequestSock:
     ecn_ok: bool = False  # the SYN asked for ECN and we agree (inet_rsk(req)->ecn_ok)
     acked: bool = False  # a bare final ACK was held back by TCP_DEFER_ACCEPT
 
+    def __init__(self, local_ip: bytes, local_port: int, remote_ip: bytes, remote_port: int,
+                 iss: int, irs: int, snd_mss: int, advmss: int, snd_wscale: int | None,
+                 rcv_wscale: int, sack_ok: bool, ts_ok: bool, ts_recent: int, ts_offset: int,
+                 rcv_wnd: int, sockopts: SockOpts, created: float,
+                 synack_sent: float | None = None, num_timeout: int = 0, expires: float = 0.0,
+                 from_cookie: bool = False, fastopen_cookie: bytes | None = None,
+                 fastopen_exp: bool = False, ecn_ok: bool = False, acked: bool = False) -> None:
+        # written out for mypyc, as wire.tcp.TcpOptions.__init__ is
+        self.local_ip = local_ip
+        self.local_port = local_port
+        self.remote_ip = remote_ip
+        self.remote_port = remote_port
+        self.iss = iss
+        self.irs = irs
+        self.snd_mss = snd_mss
+        self.advmss = advmss
+        self.snd_wscale = snd_wscale
+        self.rcv_wscale = rcv_wscale
+        self.sack_ok = sack_ok
+        self.ts_ok = ts_ok
+        self.ts_recent = ts_recent
+        self.ts_offset = ts_offset
+        self.rcv_wnd = rcv_wnd
+        self.sockopts = sockopts
+        self.created = created
+        self.synack_sent = synack_sent
+        self.num_timeout = num_timeout
+        self.expires = expires
+        self.from_cookie = from_cookie
+        self.fastopen_cookie = fastopen_cookie
+        self.fastopen_exp = fastopen_exp
+        self.ecn_ok = ecn_ok
+        self.acked = acked
+
     @property
     def key(self) -> tuple[bytes, int, bytes, int]:
         return (self.local_ip, self.local_port, self.remote_ip, self.remote_port)

@@ -30,14 +30,16 @@ Units exposed, matching tcp_info: ``srtt_us`` is tcpi_rtt, ``rttvar_us`` is tcpi
 
 from __future__ import annotations
 
+from typing import Final
+
 from .seq import after
 
-TCP_RTO_MIN_US = 200_000
-TCP_RTO_MAX_US = 120_000_000
-TCP_TIMEOUT_INIT_US = 1_000_000  # RFC 6298 2.1: the RTO before any sample
-TCP_RTO_MIN = TCP_RTO_MIN_US / 1_000_000  # the same in seconds
-TCP_RTO_MAX = TCP_RTO_MAX_US / 1_000_000
-TCP_TIMEOUT_INIT = TCP_TIMEOUT_INIT_US / 1_000_000
+TCP_RTO_MIN_US: Final = 200_000
+TCP_RTO_MAX_US: Final = 120_000_000
+TCP_TIMEOUT_INIT_US: Final = 1_000_000  # RFC 6298 2.1: the RTO before any sample
+TCP_RTO_MIN: Final = TCP_RTO_MIN_US / 1_000_000  # the same in seconds
+TCP_RTO_MAX: Final = TCP_RTO_MAX_US / 1_000_000
+TCP_TIMEOUT_INIT: Final = TCP_TIMEOUT_INIT_US / 1_000_000
 
 
 class RtoEstimator:

@@ -33,14 +33,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
 from ..config import StackConfig
 from ..mib import Mib
-from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, TcpOptions, TcpSegment, gso_segments
-from . import ecn, mtu_probe, tso
+from ..wire.addr import conn_name
+from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, TcpOptions, TcpSegment
+from . import ecn, mtu_probe, pacing, tso
 from .buffers import SendBuffer
 from .chrono import CHRONO_BUSY, CHRONO_RWND_LIMITED, CHRONO_SNDBUF_LIMITED, Chrono
 from .congestion import make_congestion_control
@@ -69,7 +70,7 @@ log = structlog.get_logger("ustcp.tcp")
 # States with data or a FIN that may still be waiting to go out: after close() or
 # shutdown(SHUT_WR) the FIN follows queued data, and the peer's FIN may arrive before it
 # leaves (CLOSING, LAST_ACK).
-SEND_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
+SEND_STATES: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT1,
                          State.CLOSING, State.LAST_ACK})
 
 
@@ -123,9 +124,9 @@ class Sender:
         "mtup",
         "nagle_cork",
         "nagle_push",
-        "name",
         "nospace",
         "owner",
+        "pacing_timer",
         "pmtu_cookie",
         "probes_out",
         "probes_tstamp",
@@ -167,22 +168,23 @@ class Sender:
         "tlp_high_seq",
         "tlp_retrans",
         "total_retrans",
+        "tsq_throttled",
         "undo",
         "uto_stamp",
+        "wmem_alloc",
         "write_seq",
+        "wstamp",
         "xmit_timer",
     )
 
     def __init__(self, host: Host, owner: Owner, rcv: Receiver, rtt: RtoEstimator,
-                 key: tuple[bytes, int, bytes, int], name: str, sockopts: SockOpts,
-                 now: float) -> None:
+                 key: tuple[bytes, int, bytes, int], sockopts: SockOpts, now: float) -> None:
         cfg: StackConfig = host.config
         self.host = host
         self.config = cfg
         self.owner = owner
         self.rcv = rcv
         self.local_ip, self.local_port, self.remote_ip, self.remote_port = key
-        self.name = name
         self.sockopts = sockopts
         # Send sequence space (RFC 9293 3.3.1).
         self.iss = 0
@@ -243,6 +245,17 @@ class Sender:
         # Congestion control (Linux tcp_sock fields, in packets).
         self.cc = make_congestion_control(sockopts.congestion or cfg.tcp_congestion_control)
         self.ccs = CcState(mss=536)
+        # Pacing (tcp/pacing.py). SO_MAX_PACING_RATE set before the connection existed (on
+        # its listener, or before connect) caps the rate and asks for internal pacing.
+        self.ccs.pacing_rate = sockopts.max_pacing_rate
+        if sockopts.max_pacing_rate != pacing.PACING_UNLIMITED:
+            self.ccs.pacing_status = pacing.SK_PACING_NEEDED
+        self.wstamp = now  # tcp_wstamp_ns: the next packet's earliest departure, seconds
+        self.pacing_timer: float | None = None  # tp->pacing_timer (internal pacing)
+        # TCP Small Queues: the truesize of our packets a qdisc still holds (sk_wmem_alloc;
+        # the host's qdisc charges and releases it), and TSQ_THROTTLED
+        self.wmem_alloc = 0
+        self.tsq_throttled = False
         self.high_seq = 0
         self.undo = Undo()  # undo of spurious reductions, F-RTO (undo.py)
         # RACK (RFC 8985, Linux tcp_recovery.c) and TLP.
@@ -363,7 +376,73 @@ class Sender:
         self.segs_out += seg.pcount  # tcpi_segs_out counts wire segments, as Linux's
         if seg.flags & ACK:
             self.rcv.ack_sent()
-        self.host.emit(self.local_ip, self.remote_ip, seg)
+        self.transmit(now, seg)
+
+    def stamp(self, now: float) -> float:
+        """__tcp_transmit_skb: the packet leaves at tcp_wstamp_ns, caught up with the clock
+        (its send time for RTT samples and RACK, its TSval). Returns the stamp as it was
+        before, for :meth:`after_send`."""
+        prior = self.wstamp
+        if now > prior:
+            self.wstamp = now
+        return prior
+
+    def after_send(self, size: int, prior: float) -> None:
+        """tcp_update_skb_after_send: a paced socket's next packet leaves ``size`` bytes
+        later at the pacing rate (tcp/pacing.py)."""
+        if self.ccs.pacing_status != pacing.SK_PACING_NONE:
+            self.wstamp = pacing.advance(self.wstamp, prior, size, self.ccs.pacing_rate,
+                                         self.data_segs_out)
+
+    def transmit(self, now: float, seg: TcpSegment) -> None:
+        """Hand a segment to the host stamped with its departure time (skb->tstamp), which a
+        qdisc like fq honours. A segment stamped ahead of the clock carries that time in
+        its TSval, as Linux's (tcp_skb_timestamp_ts)."""
+        self.stamp(now)
+        if self.wstamp > now and seg.options.ts_val is not None:
+            seg.options.ts_val = self.rcv.ts_now(self.wstamp)
+        seg.tstamp = self.wstamp
+        self.host.xmit(now, self.local_ip, self.remote_ip, seg)
+
+    def update_pacing_rate(self) -> None:
+        """tcp_update_pacing_rate (after each ACK's tcp_cong_control and when a passive open
+        completes): sk_pacing_rate from cwnd, MSS and SRTT, at most SO_MAX_PACING_RATE."""
+        ccs = self.ccs
+        rate = tso.pacing_rate(self.config, self.mss, ccs.snd_cwnd, ccs.snd_ssthresh,
+                               self.rtx.packets_out, self.rtt.srtt8_us)
+        ccs.pacing_rate = min(rate, self.sockopts.max_pacing_rate)
+
+    def set_max_pacing_rate(self) -> None:
+        """SO_MAX_PACING_RATE was set (sk_setsockopt): a limited rate asks for pacing
+        (SK_PACING_NONE becomes SK_PACING_NEEDED: TCP paces itself unless fq does), and
+        the current rate falls to it at once."""
+        ccs, rate = self.ccs, self.sockopts.max_pacing_rate
+        if rate != pacing.PACING_UNLIMITED and ccs.pacing_status == pacing.SK_PACING_NONE:
+            ccs.pacing_status = pacing.SK_PACING_NEEDED
+        ccs.pacing_rate = min(ccs.pacing_rate, rate)
+
+    def pacing_check(self, now: float) -> bool:
+        """tcp_pacing_check: under internal pacing nothing leaves before tcp_wstamp_ns; the
+        pacing timer (tcp_pace_kick) sends again then. True: hold."""
+        if self.ccs.pacing_status != pacing.SK_PACING_NEEDED or self.wstamp <= now:
+            return False
+        if self.pacing_timer is None:
+            self.pacing_timer = self.wstamp
+        return True
+
+    def small_queue_check(self, size: int) -> bool:
+        """tcp_small_queue_check: with more than about two packets (or 1 ms at the pacing
+        rate) of ours in the qdisc, stop (TSQ_THROTTLED) until it releases one, unless the
+        retransmission queue holds one skb at most. True: hold."""
+        if not self.wmem_alloc:
+            return False
+        limit = pacing.small_queue_limit(size, self.ccs.pacing_rate,
+                                         self.config.tcp_limit_output_bytes,
+                                         tso.SK_PACING_SHIFT)
+        if self.wmem_alloc + 1 <= limit or len(self.rtx.records) <= 1:
+            return False  # (sk_wmem_alloc counts one for the socket itself)
+        self.tsq_throttled = True
+        return True
 
     def send_ack(self, now: float) -> None:
         self.emit(now, self.segment(now, ACK, self.snd_nxt))
@@ -372,7 +451,7 @@ class Sender:
         """RST for a connection we abort (tcp_send_active_reset): carries ACK and TS."""
         self.host.counters.inc(Mib.TcpOutRsts)
         seg = self.segment(now, RST | ACK, self.snd_nxt, with_sack=False)
-        self.host.emit(self.local_ip, self.remote_ip, seg)
+        self.transmit(now, seg)
 
     def send_syn(self, now: float) -> None:
         cfg = self.config
@@ -397,7 +476,7 @@ class Sender:
             # (tcp_send_syn_data sets fo->cookie.len = -1 once it has sent).
             self._fastopen_syn(now, seg)
         self.segs_out += 1
-        self.host.emit(self.local_ip, self.remote_ip, seg)
+        self.transmit(now, seg)
         self.arm_rto(now)
 
     def _fastopen_syn(self, now: float, seg: TcpSegment) -> None:
@@ -520,6 +599,8 @@ class Sender:
             want_fin = self.fin_queued and not self.fin_sent
             if unsent <= 0 and not want_fin:
                 break
+            if self.pacing_check(now):
+                break
             quota = tso.cwnd_quota(ccs.snd_cwnd, self.rtx.in_flight())
             if quota <= 0 and not (want_fin and unsent <= 0):
                 break  # a lone FIN is not held by cwnd (tcp_cwnd_test)
@@ -542,6 +623,8 @@ class Sender:
             if not size and not fin:
                 break
             if fin and not size and avail <= 0 and self.snd_wnd == 0 and self.rtx.packets_out:
+                break
+            if self.small_queue_check(size):
                 break
             self._send_new(now, size, fin)
             sent_any = True
@@ -615,24 +698,21 @@ class Sender:
             idle -= rto
         self.ccs.snd_cwnd = max(cwnd, restart)
 
+    @property
+    def name(self) -> str:
+        return conn_name((self.local_ip, self.local_port, self.remote_ip, self.remote_port))
+
     def tso_segs(self, mss: int) -> int:
         """Segments one packet may hold now (tcp_tso_segs with the current pacing rate)."""
-        ccs = self.ccs
-        rate = tso.pacing_rate(self.config, self.mss, ccs.snd_cwnd, ccs.snd_ssthresh,
-                               self.rtx.packets_out, self.rtt.srtt8_us)
-        return tso.tso_segs(self.config, mss, rate, self.rtt.min_rtt_us,
+        return tso.tso_segs(self.config, mss, self.ccs.pacing_rate, self.rtt.min_rtt_us,
                             self.host.gso_max_size)
 
     def _emit_packet(self, now: float, seg: TcpSegment) -> None:
-        """Send one packet of ``len(seg.payload) / mss`` segments: as a GSO packet when the
-        link takes them, else cut here as software GSO would; PSH on its last segment when
-        it holds more than one (Linux 6.18, see tso.py)."""
+        """Send one packet of ``len(seg.payload) / mss`` segments, a GSO packet (the host
+        cuts it when its link takes none, as software GSO would after the qdisc); PSH on
+        its last segment when it holds more than one (Linux 6.18, see tso.py)."""
         if len(seg.payload) > self.mss:
             seg.flags |= PSH
-            if not self.host.gso_max_size:
-                for piece in gso_segments(seg, self.mss):
-                    self.emit(now, piece)
-                return
             seg.gso_size = self.mss
         self.emit(now, seg)
 
@@ -652,7 +732,9 @@ class Sender:
             flags |= FIN
         if size and self._pushed(seq, seq_add(seq, size)):
             flags |= PSH
-        seg = self.segment(now, flags, seq, payload)
+        prior = self.stamp(now)
+        sent = self.wstamp  # the departure time: the record's send time (skb_mstamp_ns)
+        seg = self.segment(sent, flags, seq, payload)
         if size and self.ecn_flags & ecn.TCP_ECN_OK:
             seg.ecn = ecn.ECT0  # new data only (tcp_ecn_send: INET_ECN_xmit)
             if self.ecn_flags & ecn.TCP_ECN_QUEUE_CWR:
@@ -662,7 +744,7 @@ class Sender:
         end = seq_add(seq, size + (1 if fin else 0))
         if not self.rtx.packets_out:
             self.cc.cwnd_event(self.ccs, now, CwndEvent.TX_START)
-        rec = TxRecord(seq, end, pcount, now, fin=fin)
+        rec = TxRecord(seq, end, pcount, sent, fin=fin)
         self.rtx.add(rec)
         self.snd_nxt = end
         self.ccs.snd_nxt = end
@@ -676,6 +758,7 @@ class Sender:
         if self.ccs.ca_state == CA_RECOVERY:
             self.prr_out += pcount
         self._emit_packet(now, seg)
+        self.after_send(size, prior)
         if self.t_rto is None or self.xmit_timer == XmitTimer.LOSS_PROBE:
             self.arm_rto(now)  # tcp_event_new_data_sent
         self.rcv.note_data_sent(now)
@@ -694,6 +777,7 @@ class Sender:
                 self.send_synack(now, self.syn_wscale_ok)  # a Fast Open child's, no cookie
             else:
                 self.send_syn(now)
+            sent = self.wstamp
         else:
             mss = self.current_mss()
             if size > mss * segs:
@@ -706,8 +790,11 @@ class Sender:
             flags = ACK | (FIN if rec.fin else 0)
             if size and self._pushed(rec.start, seq_add(rec.start, size)):
                 flags |= PSH
-            self._emit_packet(now, self.segment(now, flags, rec.start, payload))
-        self.rtx.mark_retransmitted(rec, now)
+            prior = self.stamp(now)
+            sent = self.wstamp
+            self._emit_packet(now, self.segment(sent, flags, rec.start, payload))
+            self.after_send(size, prior)
+        self.rtx.mark_retransmitted(rec, sent)
         if self.ccs.ca_state == CA_RECOVERY:
             self.prr_out += rec.pcount
         self.total_retrans += rec.pcount
@@ -932,7 +1019,7 @@ class Sender:
         if self.ecn_flags & ecn.TCP_ECN_OK:
             seg.flags |= ECE  # tcp_ecn_make_synack
         self.segs_out += 1
-        self.host.emit(self.local_ip, self.remote_ip, seg)
+        self.transmit(now, seg)
         self.arm_rto(now)
 
     def set_congestion_control(self, now: float, name: str) -> None:
@@ -1099,8 +1186,8 @@ class Sender:
         self.t_rto = None
 
     def stop_timers(self) -> None:
-        """The connection is finished (tcp_done): no transmit or persist timer."""
-        self.t_rto = self.t_probe0 = None
+        """The connection is finished (tcp_done): no transmit, persist or pacing timer."""
+        self.t_rto = self.t_probe0 = self.pacing_timer = None
 
     def schedule_loss_probe(self, now: float, *, advancing_rto: bool) -> bool:
         """Arm the tail loss probe (RFC 8985 7.2, tcp_schedule_loss_probe): PTO = 2*SRTT,

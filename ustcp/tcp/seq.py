@@ -7,8 +7,10 @@ engine goes through these functions so the wrap is handled in one place.
 
 from __future__ import annotations
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
+from typing import Final
+
+MASK: Final = 0xFFFFFFFF
+HALF: Final = 0x80000000
 
 
 def seq_add(a: int, n: int) -> int:

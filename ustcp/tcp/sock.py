@@ -17,6 +17,7 @@ import os
 import select
 import socket
 import struct
+from typing import Final
 
 from ..config import StackConfig
 from .congestion import AVAILABLE
@@ -32,47 +33,49 @@ from .options import (
     secs_to_retrans,
     sndbuf_size,
 )
+from .pacing import PACING_UNLIMITED
 from .states import State
 from .tcpinfo import pack_tcp_info
 
-SOL_SOCKET = socket.SOL_SOCKET
-IPPROTO_TCP = socket.IPPROTO_TCP
-IPPROTO_IPV6 = socket.IPPROTO_IPV6
+SOL_SOCKET: Final = socket.SOL_SOCKET
+IPPROTO_TCP: Final = socket.IPPROTO_TCP
+IPPROTO_IPV6: Final = socket.IPPROTO_IPV6
 
 # Linux's defaults for net.core.wmem_max / rmem_max: SO_SNDBUF / SO_RCVBUF clamp to them.
-WMEM_MAX = 212992
-RMEM_MAX = 212992
-MAX_TCP_WINDOW = 32767  # the largest TCP_MAXSEG (include/net/tcp.h MAX_TCP_WINDOW)
-MAX_TCP_KEEPIDLE = 32767
-MAX_TCP_KEEPINTVL = 32767
-MAX_TCP_KEEPCNT = 127
-MAX_TCP_SYNCNT = 127
-TCP_FIN_TIMEOUT_MAX = 120  # seconds: the largest TCP_LINGER2
-TCP_CA_NAME_MAX = 16
-TCP_FASTOPEN_CONNECT = 30  # include/uapi/linux/tcp.h (Python's socket module lacks it)
+WMEM_MAX: Final = 212992
+RMEM_MAX: Final = 212992
+MAX_TCP_WINDOW: Final = 32767  # the largest TCP_MAXSEG (include/net/tcp.h MAX_TCP_WINDOW)
+MAX_TCP_KEEPIDLE: Final = 32767
+MAX_TCP_KEEPINTVL: Final = 32767
+MAX_TCP_KEEPCNT: Final = 127
+MAX_TCP_SYNCNT: Final = 127
+TCP_FIN_TIMEOUT_MAX: Final = 120  # seconds: the largest TCP_LINGER2
+TCP_CA_NAME_MAX: Final = 16
+TCP_FASTOPEN_CONNECT: Final = 30  # include/uapi/linux/tcp.h (Python's socket module lacks it)
 
-SIOCINQ = 0x541B  # = FIONREAD
-SIOCOUTQ = 0x5411  # = TIOCOUTQ
-SIOCOUTQNSD = 0x894B
+SIOCINQ: Final = 0x541B  # = FIONREAD
+SIOCOUTQ: Final = 0x5411  # = TIOCOUTQ
+SIOCOUTQNSD: Final = 0x894B
 
-TCP_NOTSENT_LOWAT = 25  # linux/tcp.h (Python's socket module lacks it)
-TCP_INQ = 36  # linux/tcp.h, also the control message's type (TCP_CM_INQ)
-TCP_CM_INQ = TCP_INQ
+TCP_NOTSENT_LOWAT: Final = 25  # linux/tcp.h (Python's socket module lacks it)
+SO_MAX_PACING_RATE: Final = 47  # asm-generic/socket.h (Python's socket module lacks it)
+TCP_INQ: Final = 36  # linux/tcp.h, also the control message's type (TCP_CM_INQ)
+TCP_CM_INQ: Final = TCP_INQ
 
-POLLIN = select.POLLIN
-POLLOUT = select.POLLOUT
-POLLERR = select.POLLERR
-POLLHUP = select.POLLHUP
-POLLRDNORM = select.POLLRDNORM
-POLLWRNORM = select.POLLWRNORM
-POLLRDHUP = 0x2000
+POLLIN: Final = select.POLLIN
+POLLOUT: Final = select.POLLOUT
+POLLERR: Final = select.POLLERR
+POLLHUP: Final = select.POLLHUP
+POLLRDNORM: Final = select.POLLRDNORM
+POLLWRNORM: Final = select.POLLWRNORM
+POLLRDHUP: Final = 0x2000
 
 # The option table: every (level, option) this layer has. Others are ENOPROTOOPT.
 OPTIONS: dict[int, frozenset[int]] = {
     SOL_SOCKET: frozenset({
         socket.SO_REUSEADDR, socket.SO_KEEPALIVE, socket.SO_LINGER, socket.SO_SNDBUF,
         socket.SO_RCVBUF, socket.SO_ERROR, socket.SO_TYPE, socket.SO_DOMAIN,
-        socket.SO_PROTOCOL, socket.SO_ACCEPTCONN}),
+        socket.SO_PROTOCOL, socket.SO_ACCEPTCONN, SO_MAX_PACING_RATE}),
     IPPROTO_TCP: frozenset({
         socket.TCP_NODELAY, socket.TCP_CORK, socket.TCP_MAXSEG, socket.TCP_KEEPIDLE,
         socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_LINGER2, socket.TCP_DEFER_ACCEPT,
@@ -82,9 +85,9 @@ OPTIONS: dict[int, frozenset[int]] = {
     IPPROTO_IPV6: frozenset({socket.IPV6_V6ONLY}),
 }
 
-_PRE_ESTABLISHED = (State.SYN_SENT, State.SYN_RECV)
-_NOT_CONNECTED = (State.CLOSE, State.LISTEN)
-_FIN_UNACKED = (State.FIN_WAIT1, State.CLOSING, State.LAST_ACK)
+_PRE_ESTABLISHED: Final = (State.SYN_SENT, State.SYN_RECV)
+_NOT_CONNECTED: Final = (State.CLOSE, State.LISTEN)
+_FIN_UNACKED: Final = (State.FIN_WAIT1, State.CLOSING, State.LAST_ACK)
 
 def os_error(code: int) -> OSError:
     return OSError(code, os.strerror(code))
@@ -151,6 +154,19 @@ class Sock:
                 opts.linger = (True, seconds)
             else:  # the linger time is kept, the flag cleared
                 opts.linger = (False, opts.linger[1] if opts.linger else 0)
+            return
+        if optname == SO_MAX_PACING_RATE:
+            # An unsigned long: 8 bytes when given as many, else an int whose ~0U means
+            # no limit (sk_setsockopt)
+            if isinstance(value, bytes) and len(value) >= 8:
+                rate = int.from_bytes(value[:8], "little")
+            else:
+                rate = _int_value(value) & 0xFFFFFFFF
+                if rate == 0xFFFFFFFF:
+                    rate = PACING_UNLIMITED
+            opts.max_pacing_rate = rate
+            if conn is not None:
+                conn.snd.set_max_pacing_rate()
             return
         val = _int_value(value)
         if optname == socket.SO_REUSEADDR:
@@ -251,7 +267,13 @@ class Sock:
         else at most ``buflen`` bytes of what the kernel copies out."""
         if buflen < 0:
             raise os_error(errno.EINVAL)
-        if level == SOL_SOCKET:
+        value: int | bytes
+        if level == SOL_SOCKET and optname == SO_MAX_PACING_RATE:
+            # 8 bytes for a buffer that holds them, else capped to a u32 (sk_getsockopt)
+            rate = self.opts.max_pacing_rate
+            value = struct.pack("=Q", rate) if buflen >= 8 else \
+                struct.pack("=I", min(rate, 0xFFFFFFFF))
+        elif level == SOL_SOCKET:
             value = self._get_socket(optname)
         elif level == IPPROTO_TCP:
             value = self._get_tcp(now, optname)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 
 class State(IntEnum):
@@ -24,7 +25,7 @@ class State(IntEnum):
         return _SS_NAMES[self]
 
 
-_SS_NAMES = {
+_SS_NAMES: Final = {
     State.ESTABLISHED: "ESTAB", State.SYN_SENT: "SYN-SENT", State.SYN_RECV: "SYN-RECV",
     State.FIN_WAIT1: "FIN-WAIT-1", State.FIN_WAIT2: "FIN-WAIT-2", State.TIME_WAIT: "TIME-WAIT",
     State.CLOSE: "UNCONN", State.CLOSE_WAIT: "CLOSE-WAIT", State.LAST_ACK: "LAST-ACK",
@@ -32,7 +33,7 @@ _SS_NAMES = {
 }
 
 # States in which the connection is synchronized (RFC 9293 3.10.7.4).
-SYNCHRONIZED = frozenset({
+SYNCHRONIZED: Final = frozenset({
     State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2, State.CLOSE_WAIT,
     State.CLOSING, State.LAST_ACK, State.TIME_WAIT,
 })

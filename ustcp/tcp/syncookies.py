@@ -49,27 +49,28 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from secrets import token_bytes
+from typing import Final
 
 # msstab (syncookies.c): the four MSS values a 2-bit index can name, IPv4; msstab for IPv6
 # (net/ipv6/syncookies.c): the common MTUs 1280, 1480, 1500 and 9000 less 60 bytes of headers.
 MSSTAB: tuple[int, ...] = (536, 1300, 1440, 1460)
 MSSTAB6: tuple[int, ...] = (1280 - 60, 1480 - 60, 1500 - 60, 9000 - 60)
 
-COOKIEBITS = 24  # the low 24 bits carry H1 + mss index; the top 8 the minute counter
-COOKIEMASK = (1 << COOKIEBITS) - 1
-SYNCOOKIE_PERIOD = 60.0  # seconds per counter tick (TCP_SYNCOOKIE_PERIOD = 60 * HZ)
+COOKIEBITS: Final = 24  # the low 24 bits carry H1 + mss index; the top 8 the minute counter
+COOKIEMASK: Final = (1 << COOKIEBITS) - 1
+SYNCOOKIE_PERIOD: Final = 60.0  # seconds per counter tick (TCP_SYNCOOKIE_PERIOD = 60 * HZ)
 # include/net/tcp.h: a cookie is valid while (count_now - count_cookie) < MAX_SYNCOOKIE_AGE,
 # i.e. for at most 2 * 60 s (less when the counter ticks just after it was made).
-MAX_SYNCOOKIE_AGE = 2
+MAX_SYNCOOKIE_AGE: Final = 2
 
-TSBITS = 6  # low TSval bits holding the options (syncookies.c TSBITS)
-TSMASK = (1 << TSBITS) - 1
-TS_OPT_WSCALE_MASK = 0xF
-TS_OPT_SACK = 1 << 4
-TS_OPT_ECN = 1 << 5
-TCP_MAX_WSCALE = 14  # RFC 7323; tcp_parse_options clamps a larger shift to this
+TSBITS: Final = 6  # low TSval bits holding the options (syncookies.c TSBITS)
+TSMASK: Final = (1 << TSBITS) - 1
+TS_OPT_WSCALE_MASK: Final = 0xF
+TS_OPT_SACK: Final = 1 << 4
+TS_OPT_ECN: Final = 1 << 5
+TCP_MAX_WSCALE: Final = 14  # RFC 7323; tcp_parse_options clamps a larger shift to this
 
-_U32 = 0xFFFFFFFF
+_U32: Final = 0xFFFFFFFF
 
 
 def tcp_cookie_time(now: float) -> int:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
 from ..config import StackConfig
+from ..debuglog import DEBUG
 from ..mib import Counters, Mib
+from ..wire.addr import conn_name
 from ..wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment
 from .seq import after, seq_add, seq_diff
 from .tables import Shrinker
@@ -23,11 +25,11 @@ from .timers import TimerHeap
 
 log = structlog.get_logger("ustcp.tcp")
 
-TCP_TIMEWAIT_LEN = 60.0  # 2MSL with Linux's fixed MSL of 30 s
-TCP_PAWS_MSL = 60.0  # RFC 7323 5.5: TS.Recent of a TIME_WAIT entry is trusted this long
-TCP_PAWS_24DAYS = 24 * 86400.0
-TCP_PAWS_WINDOW = 1  # ticks of TSval lag per-host PAWS tolerates
-PEER_STAMPS_MAX = 4096  # hosts remembered for tcp_tw_recycle (Linux's tcp_metrics table)
+TCP_TIMEWAIT_LEN: Final = 60.0  # 2MSL with Linux's fixed MSL of 30 s
+TCP_PAWS_MSL: Final = 60.0  # RFC 7323 5.5: TS.Recent of a TIME_WAIT entry is trusted this long
+TCP_PAWS_24DAYS: Final = 24 * 86400.0
+TCP_PAWS_WINDOW: Final = 1  # ticks of TSval lag per-host PAWS tolerates
+PEER_STAMPS_MAX: Final = 4096  # hosts remembered for tcp_tw_recycle (Linux's tcp_metrics table)
 
 
 @dataclass(slots=True)
@@ -43,6 +45,23 @@ class TimeWaitEntry:
     ts_offset: int
     last_seen: float
     expires: float
+
+    def __init__(self, key: tuple[bytes, int, bytes, int], snd_nxt: int, rcv_nxt: int,
+                 rcv_wnd: int, rcv_wscale: int, ts_ok: bool, ts_recent: int,
+                 ts_recent_stamp: float, ts_offset: int, last_seen: float,
+                 expires: float) -> None:
+        # written out for mypyc, as wire.tcp.TcpOptions.__init__ is
+        self.key = key
+        self.snd_nxt = snd_nxt
+        self.rcv_nxt = rcv_nxt
+        self.rcv_wnd = rcv_wnd
+        self.rcv_wscale = rcv_wscale
+        self.ts_ok = ts_ok
+        self.ts_recent = ts_recent
+        self.ts_recent_stamp = ts_recent_stamp
+        self.ts_offset = ts_offset
+        self.last_seen = last_seen
+        self.expires = expires
 
 
 class TimeWaitHost(Protocol):
@@ -69,13 +88,13 @@ class TimeWaitTable:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def add(self, now: float, entry: TimeWaitEntry, name: str, rto: float) -> None:
+    def add(self, now: float, entry: TimeWaitEntry, rto: float) -> None:
         """tcp_time_wait: keep what TIME_WAIT needs (the connection made ``entry``; ``rto``
         its retransmission timeout, for tcp_tw_recycle), or count an overflow."""
         e = self.host
         if len(self.entries) >= e.config.tcp_max_tw_buckets:
             e.counters.inc(Mib.TcpExtTCPTimeWaitOverflow)
-            log.info("time_wait_overflow", conn=name)
+            log.info("time_wait_overflow", conn=conn_name(entry.key))
             return
         if e.config.tcp_tw_recycle and entry.ts_ok and entry.ts_recent_stamp:
             # tcp_time_wait with recycling: remember the peer's clock, and wait 3.5 RTO
@@ -85,7 +104,8 @@ class TimeWaitTable:
         self.entries[entry.key] = entry
         self._schedule(entry)
         e.counters.inc(Mib.UstcpTimeWaitEntered)
-        log.debug("time_wait", conn=name, expires=round(entry.expires, 6))
+        if DEBUG.on:
+            log.debug("time_wait", conn=conn_name(entry.key), expires=round(entry.expires, 6))
 
     def _remember_stamp(self, now: float, host: bytes, ts_recent: int) -> None:
         """tcp_remember_stamp: keep the host's newest TSval (or a stale one's replacement)."""

@@ -17,13 +17,15 @@ it ends a write (``tcp_push``).
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..config import StackConfig
 
-GSO_LEGACY_MAX_SIZE = 65536  # sk_gso_max_size of a device without a GSO limit of its own
-GSO_MAX_SEGS = 65535
-TCP_MSS_DEFAULT = 536
-SK_PACING_SHIFT = 10  # sk_pacing_shift: a TSO packet holds about 1/1024 s of the rate
-_NO_PACING_LIMIT = (1 << 64) - 1  # sk_pacing_rate before the first RTT sample (~0UL)
+GSO_LEGACY_MAX_SIZE: Final = 65536  # sk_gso_max_size of a device without a GSO limit of its own
+GSO_MAX_SEGS: Final = 65535
+TCP_MSS_DEFAULT: Final = 536
+SK_PACING_SHIFT: Final = 10  # sk_pacing_shift: a TSO packet holds about 1/1024 s of the rate
+_NO_PACING_LIMIT: Final = (1 << 64) - 1  # sk_pacing_rate before the first RTT sample (~0UL)
 
 
 def pacing_rate(config: StackConfig, mss: int, cwnd: int, ssthresh: int, packets_out: int,

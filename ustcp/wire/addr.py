@@ -4,10 +4,11 @@ and tell the version by the length; these helpers convert to and from text."""
 from __future__ import annotations
 
 import socket
+from typing import Final
 
-ANY4 = bytes(4)  # INADDR_ANY
-ANY6 = bytes(16)  # in6addr_any
-_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96 (RFC 4291 2.5.5.2)
+ANY4: Final = bytes(4)  # INADDR_ANY
+ANY6: Final = bytes(16)  # in6addr_any
+_V4_MAPPED_PREFIX: Final = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96 (RFC 4291 2.5.5.2)
 
 
 def ntop(ip: bytes) -> str:
@@ -18,6 +19,14 @@ def ntop(ip: bytes) -> str:
 def endpoint(ip: bytes, port: int) -> str:
     """``10.77.0.2:80`` or ``[fd77::2]:80``, as ss prints them."""
     return f"[{ntop(ip)}]:{port}" if len(ip) == 16 else f"{ntop(ip)}:{port}"
+
+
+def conn_name(key: tuple[bytes, int, bytes, int]) -> str:
+    """``10.77.0.2:80>10.77.0.1:40000``: a connection's (local, remote) ends, as its log
+    events name it. Made when a log event wants it: formatting costs more than the rest of
+    a connection's set-up in the engine."""
+    local_ip, local_port, remote_ip, remote_port = key
+    return f"{endpoint(local_ip, local_port)}>{endpoint(remote_ip, remote_port)}"
 
 
 def pton(text: str) -> bytes:

@@ -13,12 +13,12 @@ whole number. An odd trailing byte is padded with a zero octet on the right
 from __future__ import annotations
 
 import functools
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 
-_MOD = 0xFFFF
-_HALVING_MIN_BITS = 4096 * 8  # below this size one modulo beats halving (tools/bench_codecs)
+_MOD: Final = 0xFFFF
+_HALVING_MIN_BITS: Final = 4096 * 8  # below this size one modulo beats halving (tools/bench_codecs)
 
 
 @functools.cache

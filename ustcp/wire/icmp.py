@@ -6,25 +6,26 @@ from __future__ import annotations
 import errno
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from .checksum import BytesLike, checksum, ones_sum
 from .errors import ParseError
 
-ECHO_REPLY = 0
-DEST_UNREACH = 3
-SOURCE_QUENCH = 4
-ECHO_REQUEST = 8
-TIME_EXCEEDED = 11
-PARAMETERPROB = 12
-ICMP_HEADER_LEN = 8
+ECHO_REPLY: Final = 0
+DEST_UNREACH: Final = 3
+SOURCE_QUENCH: Final = 4
+ECHO_REQUEST: Final = 8
+TIME_EXCEEDED: Final = 11
+PARAMETERPROB: Final = 12
+ICMP_HEADER_LEN: Final = 8
 
 # Destination unreachable codes (RFC 792, RFC 1812 5.2.7.1)
-PROT_UNREACH = 2
-PORT_UNREACH = 3
-FRAG_NEEDED = 4
-EXC_FRAGTIME = 1  # time exceeded: fragment reassembly time exceeded
+PROT_UNREACH: Final = 2
+PORT_UNREACH: Final = 3
+FRAG_NEEDED: Final = 4
+EXC_FRAGTIME: Final = 1  # time exceeded: fragment reassembly time exceeded
 # RFC 1812 4.3.2.3: an error quotes as much of the invoking packet as fits in 576 bytes
-MAX_QUOTE = 576 - 20 - ICMP_HEADER_LEN
+MAX_QUOTE: Final = 576 - 20 - ICMP_HEADER_LEN
 
 # icmp_err_convert (net/ipv4/icmp.c): the errno each unreachable code gives a socket, and
 # whether Linux treats it as fatal (RFC 1122 4.2.3.9's hard errors and more).
@@ -47,7 +48,7 @@ UNREACH_ERRORS: tuple[tuple[int, bool], ...] = (
     (errno.EHOSTUNREACH, True),   # 15 precedence cutoff in effect
 )
 
-_HDR = struct.Struct("!BBHHH")
+_HDR: Final = struct.Struct("!BBHHH")
 
 
 @dataclass(slots=True)

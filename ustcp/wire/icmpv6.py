@@ -10,44 +10,45 @@ from __future__ import annotations
 import errno
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from .checksum import BytesLike, checksum, ones_sum, pseudo_header_sum
 from .errors import ParseError
 from .ipv6 import IPV6_HEADER_LEN, NEXTHDR_ICMP
 
-ICMPV6_HEADER_LEN = 8
-MIN_MTU = 1280  # RFC 8200 5: every link carries this much
+ICMPV6_HEADER_LEN: Final = 8
+MIN_MTU: Final = 1280  # RFC 8200 5: every link carries this much
 # RFC 4443 2.4 (c): an error carries as much of the invoking packet as fits in the minimum MTU
-MAX_QUOTE = MIN_MTU - IPV6_HEADER_LEN - ICMPV6_HEADER_LEN
+MAX_QUOTE: Final = MIN_MTU - IPV6_HEADER_LEN - ICMPV6_HEADER_LEN
 
 # Types (RFC 4443, RFC 4861, RFC 3810)
-DEST_UNREACH = 1
-PKT_TOOBIG = 2
-TIME_EXCEED = 3
-PARAMPROB = 4
-ECHO_REQUEST = 128
-ECHO_REPLY = 129
-MLD_QUERY = 130
-MLD_REPORT = 131
-MLD_REDUCTION = 132
-ROUTER_SOLICIT = 133
-ROUTER_ADVERT = 134
-NEIGHBOUR_SOLICIT = 135
-NEIGHBOUR_ADVERT = 136
-REDIRECT = 137
-MLD2_REPORT = 143
-INFO_MSG_MIN = 128  # types below are errors (RFC 4443 2.1)
+DEST_UNREACH: Final = 1
+PKT_TOOBIG: Final = 2
+TIME_EXCEED: Final = 3
+PARAMPROB: Final = 4
+ECHO_REQUEST: Final = 128
+ECHO_REPLY: Final = 129
+MLD_QUERY: Final = 130
+MLD_REPORT: Final = 131
+MLD_REDUCTION: Final = 132
+ROUTER_SOLICIT: Final = 133
+ROUTER_ADVERT: Final = 134
+NEIGHBOUR_SOLICIT: Final = 135
+NEIGHBOUR_ADVERT: Final = 136
+REDIRECT: Final = 137
+MLD2_REPORT: Final = 143
+INFO_MSG_MIN: Final = 128  # types below are errors (RFC 4443 2.1)
 
-EXC_FRAGTIME = 1  # time exceeded: fragment reassembly time exceeded (RFC 4443 3.3)
+EXC_FRAGTIME: Final = 1  # time exceeded: fragment reassembly time exceeded (RFC 4443 3.3)
 
 # Destination unreachable codes (RFC 4443 3.1)
-UNREACH_NOROUTE = 0
-UNREACH_ADM_PROHIBITED = 1
-UNREACH_NOT_NEIGHBOUR = 2
-UNREACH_ADDR = 3
-UNREACH_PORT = 4
-UNREACH_POLICY_FAIL = 5
-UNREACH_REJECT_ROUTE = 6
+UNREACH_NOROUTE: Final = 0
+UNREACH_ADM_PROHIBITED: Final = 1
+UNREACH_NOT_NEIGHBOUR: Final = 2
+UNREACH_ADDR: Final = 3
+UNREACH_PORT: Final = 4
+UNREACH_POLICY_FAIL: Final = 5
+UNREACH_REJECT_ROUTE: Final = 6
 
 # icmpv6_err_convert (net/ipv6/icmp.c): the errno each destination unreachable code gives a
 # socket and whether it is fatal; the other error types below.
@@ -75,7 +76,7 @@ def error_to_errno(icmp_type: int, code: int) -> tuple[int, bool]:
     return errno.EPROTO, False
 
 
-_HDR = struct.Struct("!BBHI")
+_HDR: Final = struct.Struct("!BBHI")
 
 
 @dataclass(slots=True)

@@ -7,21 +7,22 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from .checksum import BytesLike, fold
 from .errors import ParseError
 
-IPV4_HEADER_LEN = 20
-MAX_TOTAL_LENGTH = 0xFFFF
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
-FLAG_DF = 0x4000
-FLAG_MF = 0x2000
-FRAG_OFFSET_MASK = 0x1FFF
+IPV4_HEADER_LEN: Final = 20
+MAX_TOTAL_LENGTH: Final = 0xFFFF
+PROTO_ICMP: Final = 1
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
+FLAG_DF: Final = 0x4000
+FLAG_MF: Final = 0x2000
+FRAG_OFFSET_MASK: Final = 0x1FFF
 
-_HDR = struct.Struct("!BBHHHBBH4s4s")
-_VERSION_IHL = 0x45  # version 4, five 32-bit words, no options
+_HDR: Final = struct.Struct("!BBHHHBBH4s4s")
+_VERSION_IHL: Final = 0x45  # version 4, five 32-bit words, no options
 
 
 @dataclass(slots=True)
@@ -37,6 +38,19 @@ class IPv4Header:
     total_length: int
     header_length: int
     flags_frag: int  # flags (3 bits) and fragment offset (13 bits), as on the wire
+
+    def __init__(self, src: bytes, dst: bytes, proto: int, ttl: int, ident: int, tos: int,
+                 total_length: int, header_length: int, flags_frag: int) -> None:
+        # written out for mypyc, as wire.tcp.TcpOptions.__init__ is
+        self.src = src
+        self.dst = dst
+        self.proto = proto
+        self.ttl = ttl
+        self.ident = ident
+        self.tos = tos
+        self.total_length = total_length
+        self.header_length = header_length
+        self.flags_frag = flags_frag
 
 
 def parse_ipv4(frame: BytesLike) -> tuple[IPv4Header, memoryview]:

@@ -23,36 +23,37 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from .checksum import BytesLike
 from .errors import ParseError
 
-IPV6_HEADER_LEN = 40
-MAX_PAYLOAD_LENGTH = 0xFFFF
-DEFAULT_HOP_LIMIT = 64  # Linux's IPV6_DEFAULT_HOPLIMIT (net.ipv6.conf.*.hop_limit)
+IPV6_HEADER_LEN: Final = 40
+MAX_PAYLOAD_LENGTH: Final = 0xFFFF
+DEFAULT_HOP_LIMIT: Final = 64  # Linux's IPV6_DEFAULT_HOPLIMIT (net.ipv6.conf.*.hop_limit)
 
-NEXTHDR_HOP = 0
-NEXTHDR_TCP = 6
-NEXTHDR_UDP = 17
-NEXTHDR_ROUTING = 43
-NEXTHDR_FRAGMENT = 44
-NEXTHDR_ICMP = 58
-NEXTHDR_NONE = 59
-NEXTHDR_DEST = 60
+NEXTHDR_HOP: Final = 0
+NEXTHDR_TCP: Final = 6
+NEXTHDR_UDP: Final = 17
+NEXTHDR_ROUTING: Final = 43
+NEXTHDR_FRAGMENT: Final = 44
+NEXTHDR_ICMP: Final = 58
+NEXTHDR_NONE: Final = 59
+NEXTHDR_DEST: Final = 60
 
 # Parameter problem codes (RFC 4443 3.4)
-PARAM_HDR_FIELD = 0  # erroneous header field
-PARAM_UNK_NEXTHDR = 1  # unrecognized Next Header type
-PARAM_UNK_OPTION = 2  # unrecognized IPv6 option
+PARAM_HDR_FIELD: Final = 0  # erroneous header field
+PARAM_UNK_NEXTHDR: Final = 1  # unrecognized Next Header type
+PARAM_UNK_OPTION: Final = 2  # unrecognized IPv6 option
 
-OPT_PAD1 = 0
-OPT_PADN = 1
-OPT_ROUTER_ALERT = 5
-MAX_OPTS_NUMBER = 8  # net.ipv6.max_hbh_opts_number, max_dst_opts_number
-MAX_PAD_LEN = 7  # ip6_parse_tlv: padding beyond 7 bytes is not alignment
+OPT_PAD1: Final = 0
+OPT_PADN: Final = 1
+OPT_ROUTER_ALERT: Final = 5
+MAX_OPTS_NUMBER: Final = 8  # net.ipv6.max_hbh_opts_number, max_dst_opts_number
+MAX_PAD_LEN: Final = 7  # ip6_parse_tlv: padding beyond 7 bytes is not alignment
 
-_HDR = struct.Struct("!IHBB16s16s")
-_FRAG = struct.Struct("!BxHI")
+_HDR: Final = struct.Struct("!IHBB16s16s")
+_FRAG: Final = struct.Struct("!BxHI")
 
 
 class ParamProblem(ParseError):
@@ -93,6 +94,20 @@ class IPv6Header:
     header_length: int
     next_header_offset: int
     fragment: Fragment | None = None
+
+    def __init__(self, src: bytes, dst: bytes, next_header: int, hop_limit: int,
+                 traffic_class: int, payload_length: int, header_length: int,
+                 next_header_offset: int, fragment: Fragment | None = None) -> None:
+        # written out for mypyc, as wire.tcp.TcpOptions.__init__ is
+        self.src = src
+        self.dst = dst
+        self.next_header = next_header
+        self.hop_limit = hop_limit
+        self.traffic_class = traffic_class
+        self.payload_length = payload_length
+        self.header_length = header_length
+        self.next_header_offset = next_header_offset
+        self.fragment = fragment
 
 
 def is_multicast(addr: bytes) -> bool:

@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from .checksum import BytesLike
 from .errors import ParseError
 
-VNET_HDR_LEN = 10
+VNET_HDR_LEN: Final = 10
 
 # flags
-NEEDS_CSUM = 1  # checksum partial: finish it from csum_start, store at csum_start+csum_offset
-DATA_VALID = 2  # the checksum was verified
+NEEDS_CSUM: Final = 1  # checksum partial: finish from csum_start, store at +csum_offset
+DATA_VALID: Final = 2  # the checksum was verified
 
 # gso_type
-GSO_NONE = 0
-GSO_TCPV4 = 1
-GSO_TCPV6 = 4
-GSO_ECN = 0x80
+GSO_NONE: Final = 0
+GSO_TCPV4: Final = 1
+GSO_TCPV6: Final = 4
+GSO_ECN: Final = 0x80
 
-_HDR = struct.Struct("<BBHHHH")
+_HDR: Final = struct.Struct("<BBHHHH")
 
 
 @dataclass(slots=True)

@@ -22,12 +22,12 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Final
 
 # Linux enum tcp_ca_state (include/uapi/linux/tcp.h), as reported in tcpi_ca_state.
 CA_OPEN, CA_DISORDER, CA_CWR, CA_RECOVERY, CA_LOSS = 0, 1, 2, 3, 4
 
-TCP_INFINITE_SSTHRESH = 0x7FFFFFFF  # "no threshold yet": slow start until the first loss
+TCP_INFINITE_SSTHRESH: Final = 0x7FFFFFFF  # "no threshold yet": slow start until the first loss
 
 
 class CwndEvent(enum.IntEnum):
@@ -62,6 +62,37 @@ class CcState:
     srtt_us: int = 0  # smoothed RTT in microseconds (Linux's srtt_us >> 3)
     delivered: int = 0  # packets delivered so far (tcpi_delivered)
     lsndtime: float = 0.0  # when data was last sent; the engine updates it *after* TX_START
+    # Socket fields HyStart reads (tcp/pacing.py): sk_pacing_rate in bytes per second
+    # (2**64 - 1: unlimited), sk_pacing_status (SK_PACING_NONE, _NEEDED, _FQ)
+    pacing_rate: int = (1 << 64) - 1
+    pacing_status: int = 0
+
+    def __init__(self, mss: int, snd_cwnd: int = 10, snd_ssthresh: int = TCP_INFINITE_SSTHRESH,
+                 snd_cwnd_cnt: int = 0, snd_cwnd_clamp: int = 0xFFFFFFFF, prior_cwnd: int = 0,
+                 prior_ssthresh: int = 0, ca_state: int = CA_OPEN, snd_una: int = 0,
+                 snd_nxt: int = 0, packets_out: int = 0, is_cwnd_limited: bool = False,
+                 min_rtt_us: int = 0, srtt_us: int = 0, delivered: int = 0,
+                 lsndtime: float = 0.0, pacing_rate: int = (1 << 64) - 1,
+                 pacing_status: int = 0) -> None:
+        # written out for mypyc, as wire.tcp.TcpOptions.__init__ is
+        self.mss = mss
+        self.snd_cwnd = snd_cwnd
+        self.snd_ssthresh = snd_ssthresh
+        self.snd_cwnd_cnt = snd_cwnd_cnt
+        self.snd_cwnd_clamp = snd_cwnd_clamp
+        self.prior_cwnd = prior_cwnd
+        self.prior_ssthresh = prior_ssthresh
+        self.ca_state = ca_state
+        self.snd_una = snd_una
+        self.snd_nxt = snd_nxt
+        self.packets_out = packets_out
+        self.is_cwnd_limited = is_cwnd_limited
+        self.min_rtt_us = min_rtt_us
+        self.srtt_us = srtt_us
+        self.delivered = delivered
+        self.lsndtime = lsndtime
+        self.pacing_rate = pacing_rate
+        self.pacing_status = pacing_status
 
 
 def tcp_in_slow_start(s: CcState) -> bool:

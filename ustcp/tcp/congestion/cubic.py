@@ -21,15 +21,19 @@ Choices (where Linux's integer arithmetic was replaced):
 - CUBIC's epoch clock is in jiffies with HZ = 1000, so Linux's rate limits (cwnd target at
   most once per jiffy, recomputed at least every HZ/32, RTT samples ignored for 1 s after a
   cut) keep their meaning. HyStart's clock is in microseconds like Linux's tcp_mstamp.
-- There is no pacing, so HyStart's ack-train threshold is delay_min / 2 (hystart_ack_delay
-  is 0 and sk_pacing_status is SK_PACING_NONE in Linux's terms).
+- HyStart's ack-train threshold is delay_min plus the GSO allowance (hystart_ack_delay, at
+  most 1 ms), halved unless the flow is paced (sk_pacing_status, tcp/pacing.py): pacing may
+  have spread a round's packets over half an RTT.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Final
 
+from ..pacing import SK_PACING_NONE, hystart_ack_delay_us
 from ..seq import after
+from ..tso import GSO_LEGACY_MAX_SIZE
 from .base import (
     CA_LOSS,
     CcState,
@@ -41,22 +45,22 @@ from .base import (
 )
 from .reno import tcp_reno_undo_cwnd
 
-BICTCP_BETA_SCALE = 1024
-BETA = 717  # beta = 717/1024 = 0.7 (RFC 9438 4.6)
-BIC_SCALE = 41
-CUBIC_C = BIC_SCALE * 10 / 1024  # 0.4004 packets/s**3 (RFC 9438 4.2: C = 0.4)
+BICTCP_BETA_SCALE: Final = 1024
+BETA: Final = 717  # beta = 717/1024 = 0.7 (RFC 9438 4.6)
+BIC_SCALE: Final = 41
+CUBIC_C: Final = BIC_SCALE * 10 / 1024  # 0.4004 packets/s**3 (RFC 9438 4.2: C = 0.4)
 # Reno-friendly slope: Linux beta_scale = 8*(1+beta)/(3*(1-beta)), = 15, i.e. the Reno
 # estimate grows one packet per cwnd*15/8 ACKs, alpha = 3(1-beta)/(1+beta) ~ 0.53 (RFC 9438 4.3).
-BETA_SCALE = 8 * (BICTCP_BETA_SCALE + BETA) // 3 // (BICTCP_BETA_SCALE - BETA)
-HZ = 1000  # jiffies per second for the epoch clock
+BETA_SCALE: Final = 8 * (BICTCP_BETA_SCALE + BETA) // 3 // (BICTCP_BETA_SCALE - BETA)
+HZ: Final = 1000  # jiffies per second for the epoch clock
 
-HYSTART_ACK_TRAIN = 0x1
-HYSTART_DELAY = 0x2
-HYSTART_MIN_SAMPLES = 8  # RTT samples per round before the delay test
-HYSTART_DELAY_MIN_US = 4000
-HYSTART_DELAY_MAX_US = 16000
-_NO_RTT = 0xFFFFFFFF  # curr_rtt before the first sample of a round (Linux ~0U)
-_LONG_AGO_US = -(1 << 62)  # a HyStart timestamp that can never look recent
+HYSTART_ACK_TRAIN: Final = 0x1
+HYSTART_DELAY: Final = 0x2
+HYSTART_MIN_SAMPLES: Final = 8  # RTT samples per round before the delay test
+HYSTART_DELAY_MIN_US: Final = 4000
+HYSTART_DELAY_MAX_US: Final = 16000
+_NO_RTT: Final = 0xFFFFFFFF  # curr_rtt before the first sample of a round (Linux ~0U)
+_LONG_AGO_US: Final = -(1 << 62)  # a HyStart timestamp that can never look recent
 
 
 def _jiffies(now: float) -> int:
@@ -243,7 +247,11 @@ class Cubic(CongestionControl):
             # Closely spaced ACKs form a train; once the train of one round lasts longer
             # than delay_min / 2, the flight fills the path (cwnd is near the BDP).
             self.last_ack = now_us
-            if now_us - self.round_start > self.delay_min >> 1:
+            threshold = self.delay_min + hystart_ack_delay_us(s.pacing_rate,
+                                                              GSO_LEGACY_MAX_SIZE)
+            if s.pacing_status == SK_PACING_NONE:
+                threshold >>= 1
+            if now_us - self.round_start > threshold:
                 self.found = True
                 s.snd_ssthresh = s.snd_cwnd
         if self.hystart_detect & HYSTART_DELAY:
