@@ -84,6 +84,21 @@ def test_system_call_results_and_errno() -> None:
     assert wrong.message == "read: expected -1 ECONNRESET actual -1 EAGAIN"
 
 
+def test_a_script_fd_is_a_name_the_newest_descriptor_takes() -> None:
+    """As packetdrill's CHECK_FD: a second accept the script calls 4 while the first 4 is
+    still open is 4 (not the kernel's 5); the older one stays open, unnamed (Google's
+    fastopen/server/pure-syn-data.pkt does this, and passes on both targets now)."""
+    again = ("+0 close(3) = 0\n"
+             "+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
+             "+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0\n"
+             "+0 bind(3, ..., ...) = 0\n+0 listen(3, 1) = 0\n"
+             "+0 < S 500:500(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>\n"
+             "+0 > S. 0:0(0) ack 501 <...>\n+.1 < . 501:501(0) ack 1 win 257\n"
+             "+0 accept(3, ..., ...) = 4\n")
+    result = run(SERVER + again)
+    assert result.status == "pass", result.message
+
+
 def test_blocking_read_returns_when_data_arrives() -> None:
     result = run(SERVER + "+0...0.050 read(4, ..., 1000) = 1000\n"
                           "+.05 < P. 1:1001(1000) ack 1 win 257\n")

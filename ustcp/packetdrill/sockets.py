@@ -203,10 +203,17 @@ class Sockets:
         return sock
 
     def free_fd(self, spec: SyscallSpec) -> int:
-        """The fd the script expects (its result), else the lowest above every fd in use."""
+        """The fd the script expects (its result), else the lowest above every fd in use.
+        A script's fd is a name, as packetdrill's CHECK_FD makes it (the live fd may
+        differ): a new descriptor takes the name the script gives it even when an older
+        one still has it, and the older one lives on unnamed (packetdrill finds the newest
+        first; Google's pure-syn-data.pkt accepts a second "4" with the first still open)."""
         wanted = spec.result.value if isinstance(spec.result, IntExpr) else -1
-        taken = self.fds.keys() | self.epolls.keys()
-        return wanted if wanted >= 0 and wanted not in taken else max(taken, default=2) + 1
+        if wanted >= 0:
+            self.fds.pop(wanted, None)  # its Sock stays in _opened, released and closed
+            self.epolls.pop(wanted, None)
+            return wanted
+        return max(self.fds.keys() | self.epolls.keys(), default=2) + 1
 
     def sock(self, expr: Expr) -> ScriptSocket:
         fd = evaluate(expr)

@@ -97,6 +97,7 @@ class KernelSockets:
         self.hooks = hooks
         self.fds: dict[int, pysocket.socket] = {}
         self.epolls: dict[int, select.epoll] = {}  # script fd -> epoll instance
+        self._unnamed: list[pysocket.socket | select.epoll] = []  # renamed by a newer one
         self.listen_port: int | None = None
         self.info_fd: int | None = None  # the socket %{ }% blocks look at
         # A child namespace may only pick a congestion control the host lists in its
@@ -117,8 +118,11 @@ class KernelSockets:
             sock.close()
         for ep in self.epolls.values():
             ep.close()
+        for older in self._unnamed:
+            older.close()
         self.fds.clear()
         self.epolls.clear()
+        self._unnamed.clear()
 
     # ------------------------------------------------------------------ helpers
 
@@ -129,10 +133,17 @@ class KernelSockets:
         return self.fds[fd]
 
     def free_fd(self, spec: SyscallSpec) -> int:
-        """The script fd a new descriptor gets: the one the script expects if free."""
-        taken = self.fds.keys() | self.epolls.keys()
+        """The script fd a new descriptor gets: the one the script expects, taken from an
+        older descriptor that still has it (which stays open, unnamed, as in packetdrill;
+        see ``packetdrill.sockets.Sockets.free_fd``)."""
         wanted = spec.result.value if isinstance(spec.result, IntExpr) else -1
-        return wanted if wanted >= 0 and wanted not in taken else max(taken, default=2) + 1
+        if wanted >= 0:
+            for table in (self.fds, self.epolls):
+                older = table.pop(wanted, None)
+                if older is not None:
+                    self._unnamed.append(older)
+            return wanted
+        return max(self.fds.keys() | self.epolls.keys(), default=2) + 1
 
     def new_fd(self, spec: SyscallSpec, sock: pysocket.socket) -> int:
         fd = self.free_fd(spec)
