@@ -14,9 +14,10 @@ A spec is a comma-separated list of ``key=value`` settings::
   later frames overtake it (``%``);
 - ``ce``: probability an ECN-capable packet (ECT(0) or ECT(1)) is marked Congestion
   Experienced instead (``%``), as a router running AQM with ECN would (netem's ``ecn``);
-  per wire segment: a GSO super-packet, marked whole, is marked with the chance that one
-  of the segments it is cut into would be, so that ``ce=3%`` means the same with offloads
-  on or off (a 64 KB super-packet of 45 segments: 75 %);
+  per wire segment: a GSO super-packet the stack sends, marked whole, is marked with the
+  chance that one of the segments it is cut into would be, so that ``ce=3%`` means the
+  same with offloads on or off (a 64 KB super-packet of 45 segments: 75 %); a received
+  frame counts as one (the link keeps no GSO size for what it reads);
 - ``rate``: link rate (``bit``, ``kbit``, ``mbit``, ``gbit``): each frame occupies the link
   for its serialization time and later frames queue behind it;
 - ``limit``: frames that may wait in the delay queue; more are dropped (default 1000);
