@@ -8,6 +8,7 @@ from typing import Final
 
 from ..config import StackConfig
 from ..wire.tcp import ACK, MAX_WSCALE, SYN, TcpOptions, TcpSegment
+from .pacing import PACING_UNLIMITED
 
 TCP_MSS_DEFAULT: Final = 536  # RFC 9293 3.7.1: assumed when the SYN carries no MSS option
 TCP_MIN_MSS: Final = 88  # Linux TCP_MIN_MSS: smaller MSS options are raised to this
@@ -43,7 +44,7 @@ class SockOpts:
     notsent_lowat: int = 0  # TCP_NOTSENT_LOWAT, bytes; 0 = net.ipv4.tcp_notsent_lowat
     recvmsg_inq: bool = False  # TCP_INQ: recvmsg reports the bytes left to read
     v6only: bool = False  # IPV6_V6ONLY: a listener on :: takes IPv6 only, not IPv4 too
-    max_pacing_rate: int = (1 << 64) - 1  # SO_MAX_PACING_RATE, bytes/s; ~0UL = none
+    max_pacing_rate: int = PACING_UNLIMITED  # SO_MAX_PACING_RATE, bytes/s; ~0UL = none
 
     def __init__(self, nodelay: bool = False, cork: bool = False, keepalive: bool = False,
                  rcvbuf: int = 0, sndbuf: int = 0, maxseg: int = 0,
@@ -52,7 +53,7 @@ class SockOpts:
                  keepintvl: int = 0, keepcnt: int = 0, congestion: str | None = None,
                  fastopen: int = 0, fastopen_connect: bool = False, user_timeout: int = 0,
                  syncnt: int = 0, notsent_lowat: int = 0, recvmsg_inq: bool = False,
-                 v6only: bool = False, max_pacing_rate: int = (1 << 64) - 1) -> None:
+                 v6only: bool = False, max_pacing_rate: int = PACING_UNLIMITED) -> None:
         # written out for mypyc, as wire.tcp.TcpOptions.__init__ is
         self.nodelay = nodelay
         self.cork = cork

@@ -20,12 +20,12 @@ from __future__ import annotations
 from typing import Final
 
 from ..config import StackConfig
+from .pacing import PACING_UNLIMITED
 
 GSO_LEGACY_MAX_SIZE: Final = 65536  # sk_gso_max_size of a device without a GSO limit of its own
 GSO_MAX_SEGS: Final = 65535
 TCP_MSS_DEFAULT: Final = 536
 SK_PACING_SHIFT: Final = 10  # sk_pacing_shift: a TSO packet holds about 1/1024 s of the rate
-_NO_PACING_LIMIT: Final = (1 << 64) - 1  # sk_pacing_rate before the first RTT sample (~0UL)
 
 
 def pacing_rate(config: StackConfig, mss: int, cwnd: int, ssthresh: int, packets_out: int,
@@ -37,7 +37,7 @@ def pacing_rate(config: StackConfig, mss: int, cwnd: int, ssthresh: int, packets
     rate *= max(cwnd, packets_out)
     if srtt8_us:
         rate //= srtt8_us
-    return min(rate, _NO_PACING_LIMIT)
+    return min(rate, PACING_UNLIMITED)  # ~0UL before the first RTT sample
 
 
 def tso_segs(config: StackConfig, mss: int, rate: int, min_rtt_us: int,

@@ -24,6 +24,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+from ..pacing import PACING_UNLIMITED
+
 # Linux enum tcp_ca_state (include/uapi/linux/tcp.h), as reported in tcpi_ca_state.
 CA_OPEN, CA_DISORDER, CA_CWR, CA_RECOVERY, CA_LOSS = 0, 1, 2, 3, 4
 
@@ -64,7 +66,7 @@ class CcState:
     lsndtime: float = 0.0  # when data was last sent; the engine updates it *after* TX_START
     # Socket fields HyStart reads (tcp/pacing.py): sk_pacing_rate in bytes per second
     # (2**64 - 1: unlimited), sk_pacing_status (SK_PACING_NONE, _NEEDED, _FQ)
-    pacing_rate: int = (1 << 64) - 1
+    pacing_rate: int = PACING_UNLIMITED
     pacing_status: int = 0
 
     def __init__(self, mss: int, snd_cwnd: int = 10, snd_ssthresh: int = TCP_INFINITE_SSTHRESH,
@@ -72,7 +74,7 @@ class CcState:
                  prior_ssthresh: int = 0, ca_state: int = CA_OPEN, snd_una: int = 0,
                  snd_nxt: int = 0, packets_out: int = 0, is_cwnd_limited: bool = False,
                  min_rtt_us: int = 0, srtt_us: int = 0, delivered: int = 0,
-                 lsndtime: float = 0.0, pacing_rate: int = (1 << 64) - 1,
+                 lsndtime: float = 0.0, pacing_rate: int = PACING_UNLIMITED,
                  pacing_status: int = 0) -> None:
         # written out for mypyc, as wire.tcp.TcpOptions.__init__ is
         self.mss = mss
