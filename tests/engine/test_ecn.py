@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ustcp.link.impair import Impairer, ImpairmentSpec, gso_segments, mark_ce
+from ustcp.link.impair import Impairer, ImpairmentSpec, frame_pcount, mark_ce
 from ustcp.packetdrill.parser import parse_script
 from ustcp.packetdrill.runner import Result, Runner
 from ustcp.wire.ipv4 import build_ipv4_header, parse_ipv4
@@ -129,8 +129,8 @@ def test_ce_is_a_chance_per_wire_segment_of_a_super_packet() -> None:
     tcp = bytes(12) + bytes([5 << 4]) + bytes(7)
     super_packet = header + tcp + bytes(45 * 1448)
     single = header + tcp + bytes(1448)
-    assert gso_segments(super_packet, 1448) == 45
-    assert gso_segments(single, 1448) == gso_segments(super_packet, 0) == 1
+    assert frame_pcount(super_packet, 1448) == 45
+    assert frame_pcount(single, 1448) == frame_pcount(super_packet, 0) == 1
     n = 2000
     for segments, chance in ((45, 1 - 0.97 ** 45), (1, 0.03)):
         impairer = Impairer(ImpairmentSpec(ce=0.03, seed=9))

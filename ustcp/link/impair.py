@@ -162,7 +162,7 @@ def _headers_len(frame: bytes | memoryview) -> int:
     return ihl + (frame[ihl + 12] >> 4) * 4
 
 
-def gso_segments(frame: bytes | memoryview, gso_size: int) -> int:
+def frame_pcount(frame: bytes | memoryview, gso_size: int) -> int:
     """How many wire segments the device cuts an outgoing frame into (tcp_skb_pcount):
     its TCP payload over ``gso_size``, 1 when it is not a super-packet."""
     if not gso_size:

@@ -20,7 +20,7 @@ import trio
 
 from ..mib import Counters, Mib
 from .base import Link, OutFrame, ReceivedFrame
-from .impair import Impairer, ImpairmentSpec, gso_segments, too_big, too_big_reply
+from .impair import Impairer, ImpairmentSpec, frame_pcount, too_big, too_big_reply
 
 T = TypeVar("T")
 ICMP_QUEUE = 256  # the path MTU's ICMP errors waiting for the stack when nothing else delays
@@ -92,7 +92,7 @@ class ImpairedLink:
             return
         now = self._clock()
         for frame, gso_size in frames:
-            for d in self._out.process(now, frame, gso_segments(frame, gso_size)):
+            for d in self._out.process(now, frame, frame_pcount(frame, gso_size)):
                 self._out_queue.push(d.at, (bytes(d.data), gso_size))
         self._release_out(now)
         if self._wait_scope is not None:
