@@ -55,7 +55,7 @@ demo: venv sysdeps
 test: venv sysdeps compiled
 	$(VENV)/bin/ruff check ustcp tools tests setup.py
 	$(VENV)/bin/mypy
-	USTCP_ENGINE=compiled $(VENV)/bin/pytest -q
+	USTCP_ENGINE=compiled $(VENV)/bin/pytest -q --durations=15
 	USTCP_ENGINE=pure $(VENV)/bin/pytest -q $(PURE_TESTS)
 
 # docs/performance.md's table: ustcp (compiled, busy polling, pure Python) against the kernel's
