@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ustcp.wire.checksum import checksum, fold, ones_sum, pseudo_header_sum
+from ustcp.compiled import engine_kind
+from ustcp.wire import checksum as checksum_module
+from ustcp.wire.checksum import checksum, fold, ones_sum, pseudo_header_sum, word_sum
 
 addresses = st.binary(min_size=4, max_size=4)
 
@@ -22,6 +24,17 @@ def test_checksum_matches_dpkt(data: bytes) -> None:
 @given(st.binary(max_size=3000))
 def test_memoryview_and_bytearray_give_the_same_sum(data: bytes) -> None:
     assert ones_sum(memoryview(data)) == ones_sum(bytearray(data)) == ones_sum(data)
+
+
+@given(st.binary(max_size=3000))
+def test_word_loop_and_big_integer_give_the_same_sum(data: bytes) -> None:
+    # ones_sum takes one of the two ways; both are held to the same folded sum
+    padded = int.from_bytes(data, "big") << (8 * (len(data) & 1))
+    assert fold(word_sum(data)) == fold(padded)
+
+
+def test_the_word_loop_is_taken_exactly_when_compiled() -> None:
+    assert checksum_module.WORD_LOOP == (engine_kind() == "compiled")
 
 
 @given(st.binary(max_size=200).filter(lambda b: len(b) % 2 == 0), st.binary(max_size=200))
