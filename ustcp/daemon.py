@@ -346,6 +346,7 @@ def _stack(link: Link, setup: Setup, counters: Counters, seed: int | None,
 
 
 async def _serve(args: argparse.Namespace, setup: Setup, worker: Worker | None = None) -> None:
+    memory.keep_heap_for_buffers()
     counters = Counters()
     link, tun = _open_link(args, counters, worker)
     ring = None

@@ -115,3 +115,17 @@ def test_send_buffer_charges_each_skb_as_linux_does() -> None:
     assert buf.wmem_queued == 20_000 + SKB_TRUESIZE
     buf.sent(0, 20_000)  # the rest leaves as it is: no split
     assert buf.wmem_queued == 20_000 + SKB_TRUESIZE
+
+
+def test_a_write_the_app_can_change_is_copied_and_a_view_of_bytes_is_not() -> None:
+    block = bytes(range(256)) * 1024
+    mutable = bytearray(b"m" * 65536)
+    buf = SendBuffer()
+    buf.write(memoryview(block)[1024:66560], new_skb=True)  # the apps' chunks: kept as is
+    buf.write(mutable, new_skb=True)
+    buf.write(memoryview(mutable)[:4096], new_skb=True)  # a view of a bytearray: copied
+    mutable[:] = b"x" * len(mutable)  # the app reuses its buffer after send() returned
+    first = buf.peek(0, 65536)
+    assert isinstance(first, memoryview) and first.obj is block  # no copy was made
+    assert bytes(first) == block[1024:66560]
+    assert bytes(buf.peek(65536, 65536 + 4096)) == b"m" * (65536 + 4096)
