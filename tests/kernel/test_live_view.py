@@ -22,6 +22,7 @@ pytestmark = pytest.mark.kernel
 WEB = 8080
 SCREENSHOT = Path("/tmp/ustcp-live.png")
 BYTES = 8_000_000
+INITIAL_CWND = 10  # tcp_init_cwnd
 CURL_CARD = f'document.querySelector(\'.card[data-conn^="{ADDR}:80>"]\')'
 
 
@@ -60,6 +61,10 @@ def test_live_view_in_a_real_browser(tmp_path: Path) -> None:
                 out, _ = curl.communicate(timeout=30)
         d.stop()
     assert out == b"200"
-    assert max(cwnd[1:]) > 2 * cwnd[0], f"cwnd samples {cwnd}"
+    # The plot moved, and slow start took cwnd past twice the initial window (IW10). Not
+    # "past twice the first sample": the first snapshot may land two round trips into slow
+    # start, and curl's --limit-rate then holds cwnd (app-limited): [40, 60, 66, 76] failed
+    # that once in a CI loop.
+    assert len(set(cwnd)) > 1 and max(cwnd) > 2 * INITIAL_CWND, f"cwnd samples {cwnd}"
     assert "TcpInSegs" in moved and "TcpOutSegs" in moved
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
