@@ -37,7 +37,10 @@ from ustcp.api import TCPStream
 from ustcp.apps.common import ends_quietly
 
 RECEIVE_CHUNK = 256 * 1024
-SEND_CHUNK = 256 * 1024
+# A response goes out in views of BLOCK this large, one send_all each (the send deadline's
+# unit, as nginx's send_timeout runs per write of up to sendfile_max_chunk, 2 MB): 256 KB
+# cost the daemon 1,146-1,537 µs of CPU per MB of GET /bytes/N, 1 MiB 829-931.
+SEND_CHUNK = 1024 * 1024
 MAX_BYTES = 1 << 30
 SERVER = f"ustcp/{__version__}"
 
