@@ -121,7 +121,8 @@ def test_a_write_the_app_can_change_is_copied_and_a_view_of_bytes_is_not() -> No
     block = bytes(range(256)) * 1024
     mutable = bytearray(b"m" * 65536)
     buf = SendBuffer()
-    buf.write(memoryview(block)[1024:66560], new_skb=True)  # the apps' chunks: kept as is
+    with memoryview(block)[1024:66560] as view:  # the apps' chunks: not copied, and the
+        buf.write(view, new_skb=True)  # caller may release its view once send returned
     buf.write(mutable, new_skb=True)
     buf.write(memoryview(mutable)[:4096], new_skb=True)  # a view of a bytearray: copied
     mutable[:] = b"x" * len(mutable)  # the app reuses its buffer after send() returned

@@ -35,15 +35,17 @@ SKB_TRUESIZE: Final = 832
 
 
 def _unchangeable(data: bytes | bytearray | memoryview) -> bytes | memoryview:
-    """What a write leaves in the send buffer until it is acknowledged: ``data`` itself when
-    nobody can change it (bytes, or a flat byte view of bytes: the apps' chunks of a constant
-    block), else a copy. Not copying a bulk sender's 256 KB chunks saved one of its three
-    copies of every byte (perf, chargen: 19 % of the daemon's samples were that copy)."""
+    """What a write leaves in the send buffer until it is acknowledged: no copy when nobody
+    can change the bytes (bytes, or a flat byte view of bytes: the apps' chunks of a
+    constant block), else a copy. Not copying a bulk sender's 256 KB chunks saved one of
+    its three copies of every byte (perf, chargen: 19 % of the daemon's samples were that
+    copy). A view is kept as a view of our own, which the caller's ``release()`` of its
+    view leaves intact."""
     if isinstance(data, bytes):
         return data
     if isinstance(data, memoryview) and isinstance(data.obj, bytes) and data.ndim == 1 \
             and data.format == "B" and data.contiguous:
-        return data
+        return memoryview(data)
     return bytes(data)
 
 
