@@ -68,8 +68,9 @@ def compiled_extensions() -> list[Any]:
     for ext in extensions:
         ext.include_dirs.append(package_dir)
         # Link-time optimisation gives back the inlining across modules that one C file
-        # per module loses (callgrind: echo +3.4 % instructions without it, +0.8 % with)
-        ext.extra_compile_args.append("-flto=auto")
+        # per module loses (callgrind: echo +3.4 % instructions without it, +0.8 % with).
+        # A new list: mypycify gives all its extensions one, which appending would grow.
+        ext.extra_compile_args = [*ext.extra_compile_args, "-flto=auto"]
         ext.extra_link_args = [*ext.extra_link_args, "-flto=auto", "-O3"]
     return extensions
 
