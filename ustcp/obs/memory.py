@@ -63,14 +63,19 @@ def rss_kb(pid: int | str = "self") -> int:
     return 0
 
 
+def _glibc(name: str) -> Callable[..., int] | None:
+    """A function of glibc's; None on another C library."""
+    try:
+        function: Callable[..., int] = getattr(ctypes.CDLL("libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
 def malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, which returns the free pages of the heap to the kernel
     (anywhere in it, not only at its top); None on another C library."""
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-    return trim
+    return _glibc("malloc_trim")
 
 
 # glibc's mallopt parameters (malloc.h)
@@ -91,9 +96,8 @@ TRIM_THRESHOLD: Final = 16 << 20
 def keep_heap_for_buffers() -> bool:
     """Set :data:`MMAP_THRESHOLD` and :data:`TRIM_THRESHOLD` with glibc's ``mallopt``
     (which also stops glibc moving them by itself); False on another C library."""
-    try:
-        mallopt: Callable[[int, int], int] = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
