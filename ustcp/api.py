@@ -35,6 +35,7 @@ import trio
 
 from .sockfacade import StreamSocket
 from .stack import Stack
+from .tcp.buffers import unchangeable
 from .tcp.connection import Connection
 from .tcp.listener import Listener
 from .tcp.options import SockOpts
@@ -175,16 +176,9 @@ class TCPStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("can't send data after sending EOF")
         with self._send_conflict:
             self._check_open()
-            # The engine keeps views of what it takes until it is acknowledged: give it an
-            # immutable copy of anything the caller could change afterwards. A read-only
-            # view of bytes cannot change: it goes as it is (the http app's chunks).
-            if isinstance(data, bytes):
-                view = memoryview(data)
-            elif isinstance(data, memoryview) and isinstance(data.obj, bytes) \
-                    and data.contiguous:
-                view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
-            else:
-                view = memoryview(bytes(data))
+            # What the caller could change while this waits is copied once, here; a view
+            # of bytes goes as it is (the http app's chunks): the send buffer's own rule.
+            view = memoryview(unchangeable(data))
             if not view:
                 await trio.lowlevel.checkpoint()
                 return

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ustcp.tcp.buffers import SKB_TRUESIZE, OfoDup, ReceiveBuffer, SendBuffer
+from ustcp.tcp.buffers import SKB_TRUESIZE, OfoDup, ReceiveBuffer, SendBuffer, unchangeable
 from ustcp.tcp.seq import seq_add, seq_diff
 
 DATA = bytes(range(256)) * 40  # 10,240 distinct-enough bytes
@@ -130,3 +130,11 @@ def test_a_write_the_app_can_change_is_copied_and_a_view_of_bytes_is_not() -> No
     assert isinstance(first, memoryview) and first.obj is block  # no copy was made
     assert bytes(first) == block[1024:66560]
     assert bytes(buf.peek(65536, 65536 + 4096)) == b"m" * (65536 + 4096)
+
+
+def test_a_view_of_bytes_in_another_format_is_kept_as_bytes_not_copied() -> None:
+    block = bytes(range(256)) * 16
+    words = memoryview(block).cast("H")  # what an app may hand to send_all
+    kept = unchangeable(words)
+    assert isinstance(kept, memoryview) and kept.obj is block
+    assert kept.format == "B" and kept.ndim == 1 and bytes(kept) == block

@@ -34,18 +34,17 @@ OFO_PIECE_OVERHEAD: Final = 256
 SKB_TRUESIZE: Final = 832
 
 
-def _unchangeable(data: bytes | bytearray | memoryview) -> bytes | memoryview:
-    """What a write leaves in the send buffer until it is acknowledged: no copy when nobody
-    can change the bytes (bytes, or a flat byte view of bytes: the apps' chunks of a
+def unchangeable(data: bytes | bytearray | memoryview) -> bytes | memoryview:
+    """``data`` as the send path keeps it until it is acknowledged: no copy when nobody
+    can change the bytes (bytes, or a contiguous view of bytes, as a flat byte view of our
+    own, which the caller's ``release()`` of its view leaves intact: the apps' chunks of a
     constant block), else a copy. Not copying a bulk sender's 256 KB chunks saved one of
     its three copies of every byte (perf, chargen: 19 % of the daemon's samples were that
-    copy). A view is kept as a view of our own, which the caller's ``release()`` of its
-    view leaves intact."""
+    copy)."""
     if isinstance(data, bytes):
         return data
-    if isinstance(data, memoryview) and isinstance(data.obj, bytes) and data.ndim == 1 \
-            and data.format == "B" and data.contiguous:
-        return memoryview(data)
+    if isinstance(data, memoryview) and isinstance(data.obj, bytes) and data.contiguous:
+        return data.cast("B")
     return bytes(data)
 
 
@@ -119,7 +118,7 @@ class SendBuffer:
                 self._freeze()
         else:
             self._freeze()
-            self._chunks.append(_unchangeable(data))
+            self._chunks.append(unchangeable(data))
         self._len += n
 
     def _freeze(self) -> None:
