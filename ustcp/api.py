@@ -78,12 +78,14 @@ class Waiters:
         await trio.lowlevel.wait_task_rescheduled(abort)
 
     @trio.lowlevel.enable_ki_protection
-    def notify(self) -> None:
-        """Wake every parked task."""
-        if self._tasks:
-            tasks, self._tasks = self._tasks, {}
-            for task in tasks:
-                trio.lowlevel.reschedule(task)
+    def notify(self) -> bool:
+        """Wake every parked task; returns whether there was one."""
+        if not self._tasks:
+            return False
+        tasks, self._tasks = self._tasks, {}
+        for task in tasks:
+            trio.lowlevel.reschedule(task)
+        return True
 
 
 class _ConflictDetector:

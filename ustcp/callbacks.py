@@ -88,10 +88,11 @@ class CallbackSocket:
         if idle is not None:
             idle.watch(conn, self.close)
 
-    def notify(self) -> None:
-        """sk_data_ready, sk_write_space and sk_state_change in one: run the app."""
+    def notify(self) -> bool:
+        """sk_data_ready, sk_write_space and sk_state_change in one: run the app, here and
+        now (no task becomes runnable)."""
         if self.closed:
-            return
+            return False
         try:
             self.app.ready(self)
         except OSError as exc:
@@ -101,6 +102,7 @@ class CallbackSocket:
             log.exception("app_failed", app=type(self.app).__qualname__,
                           peer=endpoint(self.conn.remote_ip, self.conn.remote_port))
             self.abort()
+        return False
 
     def recv(self, max_bytes: int) -> bytes | None:
         """Up to ``max_bytes``; ``b""`` after the peer's FIN; None when nothing is there
@@ -157,15 +159,17 @@ class CallbackListener:
         self._idle = idle
         listener.waiter = self
 
-    def notify(self) -> None:
-        """The accept queue may hold children: accept them all (bounded by the backlog)."""
+    def notify(self) -> bool:
+        """The accept queue may hold children: accept them all (bounded by the backlog);
+        no task becomes runnable."""
         stack, sock = self.stack, self._sock
         while not self.closed:
             conn = stack.call(sock, Sock.accept)
             if conn is None:
-                return
+                break
             # Data may be there already (TCP_DEFER_ACCEPT, Fast Open): the app looks now.
             CallbackSocket(stack, conn, self.make_app(), self._idle).notify()
+        return False
 
     def close(self) -> None:
         """Stop listening; accepted connections go on."""

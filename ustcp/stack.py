@@ -15,6 +15,15 @@ nothing polls the link itself (:meth:`Stack.busy_read`, Linux's sk_busy_loop) an
 what comes through the stack in its own task, so its data is read with no task switch.
 Both go through :meth:`Stack._spin`.
 
+Between schedule points the receive loop may run several batches (:meth:`Stack.
+_unscheduled`, net_rx_action's budget): after a flush that made no task runnable, such as
+one whose only waiters are apps on socket callbacks, it takes the next batch without a
+pass through trio's scheduler, and a TUN link sleeps for it in poll(2) rather than in the
+scheduler's epoll_wait, for at most :data:`SCHEDULER_SLICE` since the last pass and never
+past the timer loop's deadline. A pass costs more than the engine's whole work for an
+echo round trip; the price is that a task made runnable by something else (a timer of its
+own, another file descriptor) may wait up to one slice.
+
 A flush (:meth:`Stack.kick`) notifies what waits on the objects the engine names (user tasks
 parked there, or an app on socket callbacks, :mod:`ustcp.callbacks`, which runs at once and
 may produce more output), sends what the engine produced in one ``send_batch``, and pulls
@@ -65,10 +74,14 @@ class Notified(Protocol):
     """What a Connection's or Listener's ``waiter`` holds: told by each flush that the
     engine named the object (data, space, a state change or an error may be new)."""
 
-    def notify(self) -> None: ...
+    def notify(self) -> bool:
+        """Returns whether a task became runnable (the receive loop then lets it run
+        before its next batch)."""
+        ...
 
 
 BUSY_POLL_SLICE: Final = 10e-6  # the longest a spin keeps the other tasks waiting (s)
+SCHEDULER_SLICE: Final = 2e-3  # longest run of receives without a schedule point (s)
 NOTIFY_ROUNDS: Final = 16  # a flush's rounds of notifications (callback apps wake more objects)
 
 
@@ -92,6 +105,8 @@ class Stack:
         self._busy_readers = 0  # tasks in busy_read: the receive loop leaves them the link
         self._flushing = False  # in kick: a callback app's calls leave the flush to it
         self._renotify = False  # the last flush left objects named: the timer loop runs now
+        self._woke_task = False  # a flush since the last schedule point made a task runnable
+        self._slice_end = -math.inf  # when the receive loop owes the scheduler a pass
 
     async def run(self) -> None:
         """Drive the link and the timers until cancelled."""
@@ -144,8 +159,8 @@ class Stack:
                     break
                 for obj in woken:
                     waiter = obj.waiter
-                    if waiter is not None:
-                        waiter.notify()
+                    if waiter is not None and waiter.notify():
+                        self._woke_task = True
             frames = self.ip.take_frames()
             if frames:
                 try:
@@ -191,16 +206,35 @@ class Stack:
 
     async def _receive_loop(self) -> None:
         link, config = self.link, self.config
+        unscheduled = 0.0
         while True:
             if config.busy_poll and not self._busy_readers \
                     and await self._spin(config.busy_poll, None):
                 continue
-            self._on_batch(await link.receive_batch())
+            batch = await link.receive_batch(unscheduled)
+            now = trio.current_time()
+            self._on_batch(batch, now)
+            unscheduled = self._unscheduled(now)
 
-    def _on_batch(self, batch: list[ReceivedFrame]) -> None:
+    def _unscheduled(self, now: float) -> float:
+        """How long the next receive may go without a schedule point (net_rx_action's time
+        budget, netdev_budget_usecs): none once :data:`SCHEDULER_SLICE` has passed since
+        the last one, nor after a flush that woke a task, nor while a task busy-reads;
+        else what is left of the slice, cut where the timer loop is due (at once when
+        the last flush left objects to notify). Meanwhile the receive loop, having woken
+        no one, takes the next batch without trio's scheduler: a frame already there
+        costs no pass through it, and the link may sleep for the next one itself."""
+        scope = self._timer_scope
+        if self._woke_task or self._busy_readers or scope is None \
+                or now >= self._slice_end:
+            self._woke_task = False
+            self._slice_end = now + SCHEDULER_SLICE
+            return 0.0
+        return max(0.0, min(self._slice_end, scope.deadline) - now)
+
+    def _on_batch(self, batch: list[ReceivedFrame], now: float) -> None:
         """Every frame of a batch through the IP layer, then one flush."""
         ip, counters = self.ip, self.counters
-        now = trio.current_time()
         for frame in batch:
             try:
                 ip.on_frame(now, frame.data, frame.csum_verified)
@@ -246,7 +280,7 @@ class Stack:
                 if frames:
                     # LINUX_MIB_BUSYPOLLRXPACKETS (napi_busy_loop): what spinning brought
                     self.counters.inc(Mib.TcpExtBusyPollRxPackets, len(frames))
-                    self._on_batch(frames)
+                    self._on_batch(frames, trio.current_time())
                     if reader is None or reader.readable:
                         return True
                 now = clock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +16,7 @@ from trio.testing import MockClock
 
 from ustcp.api import TCPStream, Waiters, open_tcp_listeners, open_tcp_stream, serve_listeners
 from ustcp.config import StackConfig
-from ustcp.link.base import ReceivedFrame
+from ustcp.link.base import Link, ReceivedFrame
 from ustcp.link.impair import ImpairmentSpec
 from ustcp.link.memory import MemoryLink, memory_link_pair
 from ustcp.mib import Counters
@@ -31,12 +31,15 @@ VIRTUAL_TIME_LIMIT = 600.0
 
 @asynccontextmanager
 async def stacks(a_to_b: ImpairmentSpec | None = None, b_to_a: ImpairmentSpec | None = None,
-                 config: StackConfig | None = None) -> AsyncIterator[tuple[Stack, Stack]]:
+                 config: StackConfig | None = None, wrap_b: Callable[[Link], Link] | None = None,
+                 ) -> AsyncIterator[tuple[Stack, Stack]]:
+    """Stacks A and B on an in-memory pair, running; ``wrap_b`` puts a tap around B's link."""
     ca, cb = Counters(), Counters()
     la, lb = memory_link_pair(impair_a_to_b=a_to_b, impair_b_to_a=b_to_a, counters=(ca, cb))
     a = Stack(la, config or StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1,
               local_addr6=socket.inet_pton(socket.AF_INET6, A_ADDR6))
-    b = Stack(lb, config or StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2,
+    b = Stack(lb if wrap_b is None else wrap_b(lb), config or StackConfig(), cb,
+              socket.inet_aton(B_ADDR), seed=2,
               local_addr6=socket.inet_pton(socket.AF_INET6, B_ADDR6))
     # A stalled transfer has no timer left: the virtual clock jumps here and fails the test.
     with trio.fail_after(VIRTUAL_TIME_LIMIT):

@@ -82,8 +82,8 @@ class Pluggable:
         self.tx_csum_offload = inner.tx_csum_offload
         self.unplugged = False
 
-    async def receive_batch(self) -> list[ReceivedFrame]:
-        return await self.inner.receive_batch()
+    async def receive_batch(self, unscheduled: float = 0.0) -> list[ReceivedFrame]:
+        return await self.inner.receive_batch(unscheduled)
 
     def poll_batch(self) -> list[ReceivedFrame]:
         return self.inner.poll_batch()

@@ -4,7 +4,6 @@ snapshot holds, the ladder of a connection, the bound on event streams and on th
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,29 +11,22 @@ import trio
 from trio.testing import MockClock
 
 from ustcp.api import TCPStream, open_tcp_listeners, open_tcp_stream, serve_listeners
-from ustcp.config import StackConfig
-from ustcp.link.memory import memory_link_pair
 from ustcp.link.ring import RingTap
-from ustcp.mib import Counters
 from ustcp.obs import web
 from ustcp.stack import Stack
 
-A_ADDR, B_ADDR = "10.77.0.1", "10.77.0.2"
+from .test_api_pair import A_ADDR, B_ADDR, stacks
+
 WEB = 8080
 
 
 @asynccontextmanager
 async def live_view(ring_size: int = 4096) -> AsyncIterator[tuple[Stack, Stack, RingTap]]:
     """Stack A (the browser's side) and stack B serving the live view on WEB."""
-    ca, cb = Counters(), Counters()
-    la, lb = memory_link_pair(counters=(ca, cb))
-    ring = RingTap(lb, size=ring_size)
-    a = Stack(la, StackConfig(), ca, socket.inet_aton(A_ADDR), seed=1)
-    b = Stack(ring, StackConfig(), cb, socket.inet_aton(B_ADDR), seed=2)
-    with trio.fail_after(600):
+    async with stacks(wrap_b=lambda lb: RingTap(lb, size=ring_size)) as (a, b):
+        ring = b.link
+        assert isinstance(ring, RingTap)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(a.run)
-            nursery.start_soon(b.run)
             listeners = await open_tcp_listeners(b, WEB, host=B_ADDR)
             nursery.start_soon(serve_listeners, web.handler(b, ring), listeners)
             yield a, b, ring

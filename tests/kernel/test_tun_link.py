@@ -163,6 +163,49 @@ async def test_poll_batch_never_waits() -> None:
             await link.aclose()
 
 
+def carries(batch: list[ReceivedFrame], data: bytes) -> bool:
+    return any(data in bytes(f.data) for f in batch)
+
+
+async def test_an_unscheduled_receive_leaves_the_scheduler_out() -> None:
+    """receive_batch(unscheduled > 0), what the stack asks after a flush that woke no task:
+    a frame already queued is returned with no schedule point (a runnable task stays
+    unrun). With nothing queued it sleeps in poll(2) that long, outside the scheduler (a
+    task that would send the frame cannot run meanwhile), then waits through the
+    scheduler, and the frame comes."""
+    with netns() as ns:
+        for scope in ("all", "default"):  # no router solicitations: the queue stays empty
+            in_ns = ["ip", "netns", "exec", ns, "sysctl", "-qw"]
+            subprocess.run([*in_ns, f"net.ipv6.conf.{scope}.disable_ipv6=1"], check=True)
+        link = open_tun(ns, False)
+        ping = icmp_socket(ns)
+        steps = 0
+
+        async def step() -> None:
+            nonlocal steps
+            steps += 1
+
+        async def ping_later() -> None:
+            await send_ping(ping, b"three")
+
+        try:
+            with trio.fail_after(5):
+                async with trio.open_nursery() as nursery:
+                    while link.poll_batch():
+                        pass
+                    await send_ping(ping, b"one")
+                    nursery.start_soon(step)
+                    assert carries(await link.receive_batch(1.0), b"one")
+                    assert steps == 0
+                    nursery.start_soon(ping_later)
+                    start = trio.current_time()
+                    assert carries(await link.receive_batch(0.05), b"three")
+                    assert trio.current_time() - start >= 0.05
+        finally:
+            ping.close()
+            await link.aclose()
+
+
 @pytest.mark.parametrize("busy_poll", [0, 3_000_000], ids=["sleeps", "spins"])
 async def test_busy_poll_answers_without_sleeping_in_epoll(
         busy_poll: int, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,7 +27,11 @@ class Link(Protocol):
     """A source and sink of raw IPv4 frames.
 
     ``receive_batch`` waits for at least one frame and returns every frame already there, up
-    to :data:`RECEIVE_BATCH_MAX`; only one task may call it at a time. ``poll_batch``
+    to :data:`RECEIVE_BATCH_MAX`; only one task may call it at a time. It is a schedule
+    point, as trio's own receives are, unless ``unscheduled`` > 0: then the caller has
+    nothing for the scheduler to run for that many seconds, and a link that can may
+    return the frames already there without a schedule point and sleep up to that long
+    for the next one outside the scheduler (a TUN device does, in poll(2)). ``poll_batch``
     returns the frames already there without waiting, ``[]`` if none (busy polling calls
     it; it may run while a ``receive_batch`` waits). ``send_batch`` never blocks the event
     loop: a frame the device cannot take is dropped and counted.
@@ -37,7 +41,7 @@ class Link(Protocol):
     gso_max_size: int  # largest super-packet send_batch accepts; 0 = no GSO on send
     tx_csum_offload: bool  # send_batch accepts TCP frames with a partial checksum
 
-    async def receive_batch(self) -> list[ReceivedFrame]: ...
+    async def receive_batch(self, unscheduled: float = 0.0) -> list[ReceivedFrame]: ...
 
     def poll_batch(self) -> list[ReceivedFrame]: ...
 

@@ -114,7 +114,9 @@ class ImpairedLink:
                     self._wait_scope.deadline = self._next_due()
         return passed
 
-    async def receive_batch(self) -> list[ReceivedFrame]:
+    async def receive_batch(self, unscheduled: float = 0.0) -> list[ReceivedFrame]:
+        # ``unscheduled`` is not passed on: frames held back come due on this link's own
+        # clock, which the wait below watches through the scheduler.
         while True:
             now = self._clock()
             self._release_out(now)

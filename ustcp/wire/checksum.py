@@ -87,6 +87,12 @@ def checksum(data: BytesLike, initial: int = 0) -> int:
     return _MOD - ones_sum(data, initial)
 
 
+def addr_sum(addr: bytes) -> int:
+    """An address as a number congruent to it modulo 0xFFFF, for a checksum to add: the sum
+    of its words compiled, the address as one integer interpreted (the faster each way)."""
+    return word_sum(addr) if WORD_LOOP else int.from_bytes(addr, "big")
+
+
 def pseudo_header_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
     """Folded sum of the TCP/UDP pseudo-header (RFC 9293 3.1; RFC 8200 8.1 for IPv6)."""
-    return fold(int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + length)
+    return fold(addr_sum(src) + addr_sum(dst) + proto + length)

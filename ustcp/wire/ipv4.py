@@ -9,8 +9,9 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from .checksum import BytesLike, fold
+from .checksum import BytesLike, addr_sum, fold, ones_sum
 from .errors import ParseError
+from .fields import u16
 
 IPV4_HEADER_LEN: Final = 20
 MAX_TOTAL_LENGTH: Final = 0xFFFF
@@ -58,23 +59,27 @@ def parse_ipv4(frame: BytesLike) -> tuple[IPv4Header, memoryview]:
 
     Anything after the total length (link padding) is ignored. Raises :class:`ParseError`.
     """
-    if len(frame) < IPV4_HEADER_LEN:
-        raise ParseError("ip_short", f"{len(frame)} bytes")
-    ver_ihl, tos, total, ident, flags_frag, ttl, proto, _csum, src, dst = _HDR.unpack_from(frame)
-    if ver_ihl >> 4 != 4:
-        raise ParseError("ip_version", f"version {ver_ihl >> 4}")
-    hlen = (ver_ihl & 0x0F) * 4
-    if hlen < IPV4_HEADER_LEN or hlen > len(frame):  # RFC 791 3.1: IHL is at least 5
-        raise ParseError("ip_bad_ihl", f"header {hlen} bytes of {len(frame)}")
+    size = len(frame)
+    if size < IPV4_HEADER_LEN:
+        raise ParseError("ip_short", f"{size} bytes")
+    version_ihl: int = frame[0]
+    if version_ihl >> 4 != 4:
+        raise ParseError("ip_version", f"version {version_ihl >> 4}")
+    hlen = (version_ihl & 0x0F) * 4
+    if hlen < IPV4_HEADER_LEN or hlen > size:  # RFC 791 3.1: IHL is at least 5
+        raise ParseError("ip_bad_ihl", f"header {hlen} bytes of {size}")
     view = memoryview(frame)
-    # RFC 791 3.1: the header's one's-complement sum must be all ones, i.e. the header as an
-    # integer is a non-zero multiple of 0xFFFF (it is non-zero: the version is 4).
-    if int.from_bytes(view[:hlen], "big") % 0xFFFF:
+    head = bytes(view[:hlen])
+    # RFC 791 3.1: the one's-complement sum of the header's words, its checksum included,
+    # is all ones.
+    if ones_sum(head) != 0xFFFF:
         raise ParseError("ip_bad_checksum")
-    if total < hlen or total > len(frame):
+    total = u16(head, 2)
+    if total < hlen or total > size:
         raise ParseError("ip_bad_length", f"total length {total}, header {hlen}, "
-                                          f"frame {len(frame)}")
-    header = IPv4Header(src, dst, proto, ttl, ident, tos, total, hlen, flags_frag)
+                                          f"frame {size}")
+    header = IPv4Header(head[12:16], head[16:20], head[9], head[8], u16(head, 4), head[1],
+                        total, hlen, u16(head, 6))
     return header, view[hlen:total]
 
 
@@ -94,7 +99,7 @@ def build_ipv4_header(src: bytes, dst: bytes, proto: int, payload_len: int, *, t
     # The header's words summed as integers (a 32-bit address is congruent to the sum of
     # its two words modulo 0xFFFF), so the header is packed once, checksum included.
     total_sum = ((_VERSION_IHL << 8 | tos) + total + ident + flags + (ttl << 8 | proto)
-                 + int.from_bytes(src, "big") + int.from_bytes(dst, "big"))
+                 + addr_sum(src) + addr_sum(dst))
     csum = 0xFFFF - fold(total_sum)
     return _HDR.pack(_VERSION_IHL, tos, total, ident, flags, ttl, proto, csum, src, dst)
 

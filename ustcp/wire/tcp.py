@@ -15,6 +15,7 @@ from typing import Final, Literal
 from .checksum import BytesLike, ones_sum, pseudo_header_sum
 from .checksum import checksum as _checksum
 from .errors import ParseError
+from .fields import u16, u32
 
 # Flag bits (RFC 9293 3.1, RFC 3168 for ECE/CWR).
 FIN: Final = 0x01
@@ -170,7 +171,6 @@ PROTO_TCP: Final = 6
 
 _HDR: Final = struct.Struct("!HHIIBBHHH")
 _U16: Final = struct.Struct("!H")
-_TS: Final = struct.Struct("!II")
 _MSS_OPT: Final = struct.Struct("!BBH")
 _TS_OPT: Final = struct.Struct("!4sII")
 _SACK_BLOCK: Final = struct.Struct("!II")
@@ -189,13 +189,14 @@ def parse_tcp(buf: BytesLike, src: bytes, dst: bytes, *,
     ``payload`` is a memoryview of ``buf`` (no copy). Raises :class:`ParseError`.
     """
     hlen = _header_length(buf)
-    sport, dport, seq, ack, _doff, flags, window, _csum, urg = _HDR.unpack_from(buf)
     if verify_checksum:
         _verify_checksum(buf, src, dst)
     view = memoryview(buf)
-    options = _parse_options(bytes(view[TCP_HEADER_LEN:hlen])) if hlen > TCP_HEADER_LEN \
+    head = bytes(view[:hlen])
+    options = _parse_options(head[TCP_HEADER_LEN:]) if hlen > TCP_HEADER_LEN \
         else TcpOptions()
-    return TcpSegment(sport, dport, seq, ack, flags, window, options, view[hlen:], urg)
+    return TcpSegment(u16(head, 0), u16(head, 2), u32(head, 4), u32(head, 8), head[13],
+                      u16(head, 14), options, view[hlen:], u16(head, 18))
 
 
 def _header_length(buf: BytesLike) -> int:
@@ -221,7 +222,7 @@ def _parse_options(raw: bytes) -> TcpOptions:
     if len(raw) == 12 and raw[:4] == _NOP_NOP_TS:
         # The layout of nearly every established-state segment (Linux: the
         # tcp_parse_aligned_timestamp fast path).
-        opts.ts_val, opts.ts_ecr = _TS.unpack_from(raw, 4)
+        opts.ts_val, opts.ts_ecr = u32(raw, 4), u32(raw, 8)
         return opts
     for kind, i, size in _walk_options(raw):
         if size:
@@ -256,7 +257,7 @@ def _walk_options(raw: bytes) -> Iterator[tuple[int, int, int]]:
 def _apply_option(opts: TcpOptions, kind: int, raw: bytes, i: int, size: int) -> None:
     """Record one option; a known kind with the wrong length is ignored, as Linux does."""
     if kind == OPT_MSS and size == 4:
-        opts.mss = _U16.unpack_from(raw, i + 2)[0]
+        opts.mss = u16(raw, i + 2)
     elif kind == OPT_WSCALE and size == 3:
         opts.wscale = min(raw[i + 2], MAX_WSCALE)  # RFC 7323 2.3: clamp to 14
     elif kind == OPT_SACK_PERMITTED and size == 2:
@@ -264,10 +265,10 @@ def _apply_option(opts: TcpOptions, kind: int, raw: bytes, i: int, size: int) ->
     elif kind == OPT_SACK and size >= 10 and (size - 2) % 8 == 0:  # RFC 2018 3
         opts.sack_blocks = tuple(_SACK_BLOCK.iter_unpack(raw[i + 2:i + size]))
     elif kind == OPT_TIMESTAMP and size == 10:  # RFC 7323 3.2
-        opts.ts_val, opts.ts_ecr = _TS.unpack_from(raw, i + 2)
+        opts.ts_val, opts.ts_ecr = u32(raw, i + 2), u32(raw, i + 6)
     elif kind == OPT_FASTOPEN:
         _apply_fastopen(opts, raw[i + 2:i + size], exp=False)
-    elif kind == OPT_EXP and size >= 4 and _U16.unpack_from(raw, i + 2)[0] == FASTOPEN_EXP_MAGIC:
+    elif kind == OPT_EXP and size >= 4 and u16(raw, i + 2) == FASTOPEN_EXP_MAGIC:
         _apply_fastopen(opts, raw[i + 4:i + size], exp=True)
 
 
