@@ -107,21 +107,29 @@ class CallbackSocket:
     def recv(self, max_bytes: int) -> bytes | None:
         """Up to ``max_bytes``; ``b""`` after the peer's FIN; None when nothing is there
         yet (the app is called again when something comes)."""
-        if not self._sock.recv_ready:
+        stack, sock = self.stack, self._sock
+        if not sock.recv_ready:
             return None
+        now = stack.call_begin()  # Stack.call's work, with a native call of Sock.recv
         try:
-            return self.stack.call(self._sock, Sock.recv, max_bytes)
+            return sock.recv(now, max_bytes)
         except BlockingIOError:
             return None
+        finally:
+            stack.call_end(sock, now)
 
     def send(self, data: bytes | memoryview) -> int:
         """Queue ``data`` (immutable: the engine keeps a view of it); returns how many
         bytes the send buffer took, 0 when it is full (the app is called again when space
         is freed)."""
+        stack, sock = self.stack, self._sock
+        now = stack.call_begin()  # as in recv
         try:
-            return self.stack.call(self._sock, Sock.send, data)
+            return sock.send(now, data)
         except BlockingIOError:
             return 0
+        finally:
+            stack.call_end(sock, now)
 
     def close(self) -> None:
         """close(2): FIN after what is queued (RST over unread data, as Linux); the

@@ -32,7 +32,10 @@ reaches the engine through one door, :meth:`Stack.call` (and :meth:`Stack.connec
 :meth:`Stack.listen` for the calls that make a socket): it runs the socket layer's
 operation, lets the engine re-read the timers of what the call reached
 (``TcpEngine.release``, Linux's release_sock), and flushes, whether the operation returned
-or raised (inside a flush, that flush sends its output).
+or raised (inside a flush, that flush sends its output, and the call runs at the flush's
+time). A callback app's ``recv`` and ``send`` make the same door's two halves,
+:meth:`Stack.call_begin` and :meth:`Stack.call_end`, around a direct call of the operation:
+compiled, ``call``'s generic call of it was a third of the app's cost per round trip.
 Waking works through the ``waiter`` attribute of each Connection and Listener, which the
 engine never touches: the API stores its ``Waiters`` there (the tasks parked on the object),
 a callback app its socket; either is :class:`Notified`.
@@ -105,6 +108,7 @@ class Stack:
         self._busy_readers = 0  # tasks in busy_read: the receive loop leaves them the link
         self._flushing = False  # in kick: a callback app's calls leave the flush to it
         self._renotify = False  # the last flush left objects named: the timer loop runs now
+        self._flush_now = 0.0  # the time of the flush under way, for the calls made in it
         self._woke_task = False  # a flush since the last schedule point made a task runnable
         self._slice_end = -math.inf  # when the receive loop owes the scheduler a pass
 
@@ -116,40 +120,56 @@ class Stack:
 
     def call(self, sock: Sock, op: Callable[Concatenate[Sock, float, P], R],
              *args: P.args, **kwargs: P.kwargs) -> R:
-        """A user call on a socket (lock_sock ... release_sock): ``op(sock, now, *args)``,
-        then the engine re-reads the timers of the connection or listener it reached and
-        the output goes out, whether ``op`` returned or raised."""
+        """A user call on a socket (lock_sock ... release_sock): ``op(sock, now, *args)``
+        between :meth:`call_begin` and :meth:`call_end`."""
+        now = self.call_begin()
         try:
-            return op(sock, trio.current_time(), *args, **kwargs)
+            return op(sock, now, *args, **kwargs)
         finally:
-            engine = self.engine
-            engine.release(sock.conn)
-            engine.release(sock.listener)
-            self.kick()
+            self.call_end(sock, now)
+
+    def call_begin(self) -> float:
+        """The time a user call runs at: the flush's when a callback app calls from inside
+        one (as Linux reads tcp_mstamp once per event), else trio's clock. A caller that
+        cannot afford :meth:`call`'s generic call of its operation (a callback app's
+        ``recv`` and ``send``, once per round trip each) calls the operation itself between
+        this and :meth:`call_end`."""
+        return self._flush_now if self._flushing else trio.current_time()
+
+    def call_end(self, sock: Sock, now: float) -> None:
+        """After a user call's operation, whether it returned or raised: the engine
+        re-reads the timers of the connection or listener it reached, and the output goes
+        out."""
+        engine = self.engine
+        engine.release(sock.conn)
+        engine.release(sock.listener)
+        self.kick(now)
 
     def connect(self, remote_ip: bytes, remote_port: int, local_port: int | None = None,
                 sockopts: SockOpts | None = None) -> Connection:
         """Active open from this host's address of ``remote_ip``'s version; the SYN goes
         out at once."""
+        now = self.call_begin()
         try:
-            return self.engine.connect(trio.current_time(), self.source_for(remote_ip),
-                                       remote_ip, remote_port, local_port, sockopts)
+            return self.engine.connect(now, self.source_for(remote_ip), remote_ip,
+                                       remote_port, local_port, sockopts)
         finally:
-            self.kick()
+            self.kick(now)
 
     def listen(self, local_ip: bytes, port: int, backlog: int,
                sockopts: SockOpts | None = None) -> Listener:
         """A listening socket on ``local_ip:port`` (port 0: an ephemeral one)."""
         return self.engine.listen(trio.current_time(), local_ip, port, backlog, sockopts)
 
-    def kick(self) -> None:
-        """Flush: notify what waits on the objects the engine named, transmit the engine's
-        output, re-arm the timer. A callback app notified here calls the engine through
-        :meth:`call`, whose flush is this one: everything its calls produce goes out in
-        the same batch, and what they wake is notified in the next round."""
+    def kick(self, now: float) -> None:
+        """Flush, at ``now``: notify what waits on the objects the engine named, transmit
+        the engine's output, re-arm the timer. A callback app notified here calls the
+        engine through :meth:`call`, whose flush is this one: everything its calls produce
+        goes out in the same batch, and what they wake is notified in the next round."""
         if self._flushing:
             return
         self._flushing = True
+        self._flush_now = now
         try:
             engine, settled = self.engine, False
             for _ in range(NOTIFY_ROUNDS):
@@ -188,7 +208,7 @@ class Stack:
         for conn in live:  # Stack.call's work, with one flush for them all
             conn.abort(now)
             engine.release(conn)
-        self.kick()
+        self.kick(now)
         return len(live)
 
     def source_for(self, remote_ip: bytes) -> bytes:
@@ -241,7 +261,7 @@ class Stack:
             except Exception:
                 counters.inc(Mib.UstcpInternalErrors)
                 log.exception("internal_error", where="on_frame", length=len(frame.data))
-        self.kick()
+        self.kick(now)
 
     async def busy_read(self, conn: Connection) -> bool:
         """net.core.busy_read (Linux sk_busy_loop): poll the link for up to busy_read µs
@@ -314,4 +334,4 @@ class Stack:
             now = trio.current_time()
             engine.on_timers(now)
             self.ip.on_timers(now)
-            self.kick()
+            self.kick(now)
