@@ -19,10 +19,10 @@ Between schedule points the receive loop may run several batches (:meth:`Stack.
 _unscheduled`, net_rx_action's budget): after a flush that made no task runnable, such as
 one whose only waiters are apps on socket callbacks, it takes the next batch without a
 pass through trio's scheduler, and a TUN link sleeps for it in poll(2) rather than in the
-scheduler's epoll_wait, for at most :data:`SCHEDULER_SLICE` since the last pass and never
-past the timer loop's deadline. A pass costs more than the engine's whole work for an
-echo round trip; the price is that a task made runnable by something else (a timer of its
-own, another file descriptor) may wait up to one slice.
+scheduler's epoll_wait, for at most :data:`SCHEDULER_SLICE` since the last pass, while
+the scheduler has no task to run, and never past its next deadline. A pass costs more than
+the engine's whole work for an echo round trip; the price is that another file
+descriptor's readiness may wait up to one slice.
 
 A flush (:meth:`Stack.kick`) notifies what waits on the objects the engine names (user tasks
 parked there, or an app on socket callbacks, :mod:`ustcp.callbacks`, which runs at once and
@@ -85,6 +85,11 @@ class Notified(Protocol):
 
 BUSY_POLL_SLICE: Final = 10e-6  # the longest a spin keeps the other tasks waiting (s)
 SCHEDULER_SLICE: Final = 2e-3  # longest run of receives without a schedule point (s)
+# Schedule points the receive loop makes after a flush that woke a task: trio runs a batch
+# of runnable tasks in random order, so at the first the woken task may come after the
+# receive loop in the same batch; by the second it has run (a bulk sender's task starved
+# behind the loop's next batches halved GET /bytes/N's rate before this was 2).
+WAKE_PASSES: Final = 2
 NOTIFY_ROUNDS: Final = 16  # a flush's rounds of notifications (callback apps wake more objects)
 
 
@@ -109,7 +114,7 @@ class Stack:
         self._flushing = False  # in kick: a callback app's calls leave the flush to it
         self._renotify = False  # the last flush left objects named: the timer loop runs now
         self._flush_now = 0.0  # the time of the flush under way, for the calls made in it
-        self._woke_task = False  # a flush since the last schedule point made a task runnable
+        self._passes_owed = 0  # schedule points owed to tasks a flush made runnable
         self._slice_end = -math.inf  # when the receive loop owes the scheduler a pass
 
     async def run(self) -> None:
@@ -180,7 +185,7 @@ class Stack:
                 for obj in woken:
                     waiter = obj.waiter
                     if waiter is not None and waiter.notify():
-                        self._woke_task = True
+                        self._passes_owed = WAKE_PASSES
             frames = self.ip.take_frames()
             if frames:
                 try:
@@ -226,7 +231,7 @@ class Stack:
 
     async def _receive_loop(self) -> None:
         link, config = self.link, self.config
-        unscheduled = 0.0
+        unscheduled = False
         while True:
             if config.busy_poll and not self._busy_readers \
                     and await self._spin(config.busy_poll, None):
@@ -236,21 +241,19 @@ class Stack:
             self._on_batch(batch, now)
             unscheduled = self._unscheduled(now)
 
-    def _unscheduled(self, now: float) -> float:
-        """How long the next receive may go without a schedule point (net_rx_action's time
-        budget, netdev_budget_usecs): none once :data:`SCHEDULER_SLICE` has passed since
-        the last one, nor after a flush that woke a task, nor while a task busy-reads;
-        else what is left of the slice, cut where the timer loop is due (at once when
-        the last flush left objects to notify). Meanwhile the receive loop, having woken
-        no one, takes the next batch without trio's scheduler: a frame already there
-        costs no pass through it, and the link may sleep for the next one itself."""
-        scope = self._timer_scope
-        if self._woke_task or self._busy_readers or scope is None \
+    def _unscheduled(self, now: float) -> bool:
+        """Whether the next receive may go without a schedule point (net_rx_action's time
+        budget, netdev_budget_usecs): not once :data:`SCHEDULER_SLICE` has passed since
+        the last one, nor for :data:`WAKE_PASSES` receives after a flush that woke a task,
+        nor while a task busy-reads or the timer loop is running its timers. The link
+        then also checks that the scheduler has nothing to run and how long until its
+        next deadline (``TunLink.receive_batch``)."""
+        if self._passes_owed or self._busy_readers or self._timer_scope is None \
                 or now >= self._slice_end:
-            self._woke_task = False
+            self._passes_owed = max(0, self._passes_owed - 1)
             self._slice_end = now + SCHEDULER_SLICE
-            return 0.0
-        return max(0.0, min(self._slice_end, scope.deadline) - now)
+            return False
+        return True
 
     def _on_batch(self, batch: list[ReceivedFrame], now: float) -> None:
         """Every frame of a batch through the IP layer, then one flush."""

@@ -82,7 +82,7 @@ class Pluggable:
         self.tx_csum_offload = inner.tx_csum_offload
         self.unplugged = False
 
-    async def receive_batch(self, unscheduled: float = 0.0) -> list[ReceivedFrame]:
+    async def receive_batch(self, unscheduled: bool = False) -> list[ReceivedFrame]:
         return await self.inner.receive_batch(unscheduled)
 
     def poll_batch(self) -> list[ReceivedFrame]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import dpkt
 import pytest
 import trio
+import trio.testing
 
 from ustcp.api import open_tcp_stream
 from ustcp.config import StackConfig
@@ -167,40 +168,53 @@ def carries(batch: list[ReceivedFrame], data: bytes) -> bool:
     return any(data in bytes(f.data) for f in batch)
 
 
-async def test_an_unscheduled_receive_leaves_the_scheduler_out() -> None:
-    """receive_batch(unscheduled > 0), what the stack asks after a flush that woke no task:
-    a frame already queued is returned with no schedule point (a runnable task stays
-    unrun). With nothing queued it sleeps in poll(2) that long, outside the scheduler (a
-    task that would send the frame cannot run meanwhile), then waits through the
-    scheduler, and the frame comes."""
+async def test_an_unscheduled_receive_leaves_the_scheduler_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """receive_batch(unscheduled=True), what the stack asks after a flush that woke no
+    task: with a task runnable it makes a schedule point as trio's receives do (the task
+    sends the frame it returns); with none, a frame already queued comes with no schedule
+    point (no wait for readability), and with nothing queued it sleeps in poll(2) no longer
+    than 1 ms before it waits through the scheduler (one wait) for a frame 0.2 s away."""
+    waits = 0
+    real_wait = trio.lowlevel.wait_readable
+
+    async def counting_wait(fd: int) -> None:
+        nonlocal waits
+        waits += 1
+        await real_wait(fd)
+
+    monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
     with netns() as ns:
         for scope in ("all", "default"):  # no router solicitations: the queue stays empty
             in_ns = ["ip", "netns", "exec", ns, "sysctl", "-qw"]
             subprocess.run([*in_ns, f"net.ipv6.conf.{scope}.disable_ipv6=1"], check=True)
         link = open_tun(ns, False)
         ping = icmp_socket(ns)
-        steps = 0
 
-        async def step() -> None:
-            nonlocal steps
-            steps += 1
-
-        async def ping_later() -> None:
-            await send_ping(ping, b"three")
+        async def ping_soon() -> None:
+            await send_ping(ping, b"one")
 
         try:
             with trio.fail_after(5):
                 async with trio.open_nursery() as nursery:
                     while link.poll_batch():
                         pass
-                    await send_ping(ping, b"one")
-                    nursery.start_soon(step)
-                    assert carries(await link.receive_batch(1.0), b"one")
-                    assert steps == 0
-                    nursery.start_soon(ping_later)
-                    start = trio.current_time()
-                    assert carries(await link.receive_batch(0.05), b"three")
-                    assert trio.current_time() - start >= 0.05
+                    nursery.start_soon(ping_soon)
+                    assert carries(await link.receive_batch(True), b"one")
+                    await trio.testing.wait_all_tasks_blocked()
+                    await send_ping(ping, b"two")
+                    waits = 0
+                    assert carries(await link.receive_batch(True), b"two")
+                    later = subprocess.Popen(
+                        ["ip", "netns", "exec", ns, "sh", "-c",
+                         f"sleep 0.2; ping -c 1 -W 1 -p 7468726565 {STACK_IP}"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    try:
+                        assert waits == 0
+                        assert carries(await link.receive_batch(True), b"three")
+                        assert waits == 1
+                    finally:
+                        later.wait(5)
         finally:
             ping.close()
             await link.aclose()

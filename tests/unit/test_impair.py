@@ -215,7 +215,7 @@ async def test_impaired_link_corruption_clears_csum_verified() -> None:
         gso_max_size = 0
         tx_csum_offload = False
 
-        async def receive_batch(self, unscheduled: float = 0.0) -> list[ReceivedFrame]:
+        async def receive_batch(self, unscheduled: bool = False) -> list[ReceivedFrame]:
             await trio.lowlevel.checkpoint()
             return [ReceivedFrame(frame(0), True)]
 

@@ -28,10 +28,11 @@ class Link(Protocol):
 
     ``receive_batch`` waits for at least one frame and returns every frame already there, up
     to :data:`RECEIVE_BATCH_MAX`; only one task may call it at a time. It is a schedule
-    point, as trio's own receives are, unless ``unscheduled`` > 0: then the caller has
-    nothing for the scheduler to run for that many seconds, and a link that can may
-    return the frames already there without a schedule point and sleep up to that long
-    for the next one outside the scheduler (a TUN device does, in poll(2)). ``poll_batch``
+    point, as trio's own receives are, unless ``unscheduled``: then the caller woke no task
+    since its last one, and a link that can may, while the scheduler has nothing to run,
+    return the frames already there without a schedule point and sleep for the next one
+    outside the scheduler (a TUN device does, in poll(2), until the scheduler's next
+    deadline). ``poll_batch``
     returns the frames already there without waiting, ``[]`` if none (busy polling calls
     it; it may run while a ``receive_batch`` waits). ``send_batch`` never blocks the event
     loop: a frame the device cannot take is dropped and counted.
@@ -41,7 +42,7 @@ class Link(Protocol):
     gso_max_size: int  # largest super-packet send_batch accepts; 0 = no GSO on send
     tx_csum_offload: bool  # send_batch accepts TCP frames with a partial checksum
 
-    async def receive_batch(self, unscheduled: float = 0.0) -> list[ReceivedFrame]: ...
+    async def receive_batch(self, unscheduled: bool = False) -> list[ReceivedFrame]: ...
 
     def poll_batch(self) -> list[ReceivedFrame]: ...
 

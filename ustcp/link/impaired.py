@@ -114,7 +114,7 @@ class ImpairedLink:
                     self._wait_scope.deadline = self._next_due()
         return passed
 
-    async def receive_batch(self, unscheduled: float = 0.0) -> list[ReceivedFrame]:
+    async def receive_batch(self, unscheduled: bool = False) -> list[ReceivedFrame]:
         # ``unscheduled`` is not passed on: frames held back come due on this link's own
         # clock, which the wait below watches through the scheduler.
         while True:

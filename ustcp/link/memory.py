@@ -38,7 +38,7 @@ class MemoryLink:
         self._tx = tx
         self._rx = rx
 
-    async def receive_batch(self, unscheduled: float = 0.0) -> list[ReceivedFrame]:
+    async def receive_batch(self, unscheduled: bool = False) -> list[ReceivedFrame]:
         # ``unscheduled`` changes nothing here: the frames come from another task, which
         # only the scheduler runs.
         try:

@@ -81,7 +81,7 @@ class PcapTap:
             log.warning("pcap_stopped", error=exc.strerror or repr(exc))
             self._close_file()
 
-    async def receive_batch(self, unscheduled: float = 0.0) -> list[ReceivedFrame]:
+    async def receive_batch(self, unscheduled: bool = False) -> list[ReceivedFrame]:
         frames = await self.inner.receive_batch(unscheduled)
         self._write([f.data for f in frames])
         return frames

@@ -38,7 +38,7 @@ class RingTap:
         for frame in frames:
             append((now, bytes(frame[:HEADER_BYTES])))
 
-    async def receive_batch(self, unscheduled: float = 0.0) -> list[ReceivedFrame]:
+    async def receive_batch(self, unscheduled: bool = False) -> list[ReceivedFrame]:
         frames = await self.inner.receive_batch(unscheduled)
         self._keep([f.data for f in frames])
         return frames
