@@ -18,11 +18,12 @@ Both go through :meth:`Stack._spin`.
 Between schedule points the receive loop may run several batches (:meth:`Stack.
 _unscheduled`, net_rx_action's budget): after a flush that made no task runnable, such as
 one whose only waiters are apps on socket callbacks, it takes the next batch without a
-pass through trio's scheduler, and a TUN link sleeps for it in poll(2) rather than in the
-scheduler's epoll_wait, for at most :data:`SCHEDULER_SLICE` since the last pass, while
-the scheduler has no task to run, and never past its next deadline. A pass costs more than
-the engine's whole work for an echo round trip; the price is that another file
-descriptor's readiness may wait up to one slice.
+pass through trio's scheduler, for at most :data:`SCHEDULER_SLICE` since the last pass;
+with nothing queued, a TUN link sleeps in poll(2) rather than in the scheduler's
+epoll_wait, for 1 ms at most, while the scheduler has no task to run and a whole
+millisecond before its next deadline. A pass costs more than the engine's whole work for
+an echo round trip; the price is that another file descriptor's readiness, or a task that
+yielded at a checkpoint while frames keep coming, may wait up to one slice.
 
 A flush (:meth:`Stack.kick`) notifies what waits on the objects the engine names (user tasks
 parked there, or an app on socket callbacks, :mod:`ustcp.callbacks`, which runs at once and
@@ -35,7 +36,8 @@ operation, lets the engine re-read the timers of what the call reached
 or raised (inside a flush, that flush sends its output, and the call runs at the flush's
 time). A callback app's ``recv`` and ``send`` make the same door's two halves,
 :meth:`Stack.call_begin` and :meth:`Stack.call_end`, around a direct call of the operation:
-compiled, ``call``'s generic call of it was a third of the app's cost per round trip.
+compiled, ``call``'s generic call of it was a quarter of the echo app's cost per round
+trip.
 Waking works through the ``waiter`` attribute of each Connection and Listener, which the
 engine never touches: the API stores its ``Waiters`` there (the tasks parked on the object),
 a callback app its socket; either is :class:`Notified`.
@@ -87,8 +89,9 @@ BUSY_POLL_SLICE: Final = 10e-6  # the longest a spin keeps the other tasks waiti
 SCHEDULER_SLICE: Final = 2e-3  # longest run of receives without a schedule point (s)
 # Schedule points the receive loop makes after a flush that woke a task: trio runs a batch
 # of runnable tasks in random order, so at the first the woken task may come after the
-# receive loop in the same batch; by the second it has run (a bulk sender's task starved
-# behind the loop's next batches halved GET /bytes/N's rate before this was 2).
+# receive loop in the same batch and then wait out the slice; by the second it has run.
+# The second pass costs a bulk sender (GET /bytes/N 7.6-8.1 Gbit/s against 8.7-9.3 with
+# one): a cheaper proof that the task ran is still to find (docs/performance.md).
 WAKE_PASSES: Final = 2
 NOTIFY_ROUNDS: Final = 16  # a flush's rounds of notifications (callback apps wake more objects)
 

@@ -30,9 +30,9 @@ class Link(Protocol):
     to :data:`RECEIVE_BATCH_MAX`; only one task may call it at a time. It is a schedule
     point, as trio's own receives are, unless ``unscheduled``: then the caller woke no task
     since its last one, and a link that can may, while the scheduler has nothing to run,
-    return the frames already there without a schedule point and sleep for the next one
-    outside the scheduler (a TUN device does, in poll(2), until the scheduler's next
-    deadline). ``poll_batch``
+    return the frames already there without a schedule point and sleep briefly for the
+    next one outside the scheduler (a TUN device does, in poll(2), 1 ms at most and only
+    with a whole millisecond before the scheduler's next deadline). ``poll_batch``
     returns the frames already there without waiting, ``[]`` if none (busy polling calls
     it; it may run while a ``receive_batch`` waits). ``send_batch`` never blocks the event
     loop: a frame the device cannot take is dropped and counted.
